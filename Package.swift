@@ -1,0 +1,46 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "ModelLens",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "modellens", targets: ["modellens"]),
+        .library(name: "ModelIR", targets: ["ModelIR"]),
+        .library(name: "ModelImport", targets: ["ModelImport"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // protobuf-c code generated from Schemas/onnx.proto, and the file reader.
+        .target(
+            name: "CONNX",
+            path: "Sources/CONNX",
+            linkerSettings: [.linkedLibrary("protobuf-c")]
+        ),
+        // flatc C++ generated from Schemas/tflite.fbs behind a plain-C header.
+        .target(
+            name: "CTFLite",
+            path: "Sources/CTFLite",
+            exclude: ["tflite_generated.h"]
+        ),
+        // The format-neutral graph: types, ops and their shape rules, shape inference.
+        .target(name: "ModelIR"),
+        // ONNX and TFLite files -> ModelIR.
+        .target(name: "ModelImport", dependencies: ["ModelIR", "CONNX", "CTFLite"]),
+        .executableTarget(
+            name: "modellens",
+            dependencies: [
+                "ModelIR", "ModelImport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "ModelLensTests",
+            dependencies: ["ModelIR", "ModelImport"]
+        ),
+    ],
+    swiftLanguageModes: [.v5],
+    cxxLanguageStandard: .cxx17
+)

@@ -1,0 +1,39 @@
+// Reading .onnx files with protobuf-c: file -> ModelProto, plus read-only
+// mappings of external-data files.
+#ifndef MODELLENS_ONNX_READER_H
+#define MODELLENS_ONNX_READER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "onnx.pb-c.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Decodes the ONNX model in `path`. The file is mapped read-only, decoded,
+/// and unmapped again, so the only copy left afterwards is protobuf-c's.
+/// Returns NULL on failure with a message in `err` (never longer than errlen).
+Onnx__ModelProto *ml_onnx_load(const char *path, char *err, size_t errlen);
+
+/// Decodes an ONNX model from memory (used by tests and for embedded models).
+Onnx__ModelProto *ml_onnx_decode(const uint8_t *data, size_t size, char *err, size_t errlen);
+
+/// Frees a model returned by ml_onnx_load / ml_onnx_decode.
+void ml_onnx_free(Onnx__ModelProto *model);
+
+/// A read-only mapping of a whole file.
+typedef struct ml_mapping {
+  const uint8_t *data;
+  size_t size;
+} ml_mapping;
+
+/// Maps `path` read-only. Returns 0 on success, otherwise -1 with `err` set.
+/// An empty file yields data == NULL, size == 0.
+int ml_map_file(const char *path, ml_mapping *out, char *err, size_t errlen);
+void ml_unmap_file(ml_mapping *mapping);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

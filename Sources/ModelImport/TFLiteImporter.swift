@@ -1,0 +1,200 @@
+import CTFLite
+import Foundation
+import ModelIR
+
+/// Owns the mapped, verified TFLite file; constant tensors borrow from it.
+final class TFLiteFile {
+    let handle: OpaquePointer
+    init(_ handle: OpaquePointer) { self.handle = handle }
+    deinit { mltfl_close(handle) }
+}
+
+/// TFLite's TensorType codes.
+func dtypeFromTFLite(_ code: Int32) -> DType {
+    switch code {
+    case 0: return .float32
+    case 1: return .float16
+    case 2: return .int32
+    case 3: return .uint8
+    case 4: return .int64
+    case 5: return .string
+    case 6: return .bool
+    case 7: return .int16
+    case 8: return .complex64
+    case 9: return .int8
+    case 10: return .float64
+    case 11: return .complex128
+    case 12: return .uint64
+    case 13: return .resource
+    case 14: return .variant
+    case 15: return .uint32
+    case 16: return .uint16
+    case 17: return .int4
+    case 18: return .bfloat16
+    case 19: return .int2
+    case 20: return .uint4
+    case 21: return .float8e4m3fn
+    case 22: return .float8e5m2
+    default: return .undefined
+    }
+}
+
+/// Lowers a .tflite file into the IR. The file stays mapped for the model's
+/// lifetime; weights are read where they lie.
+enum TFLiteImporter {
+    static func load(_ path: String) throws -> Model {
+        var err = [CChar](repeating: 0, count: 512)
+        guard let handle = mltfl_open(path, &err, err.count) else {
+            throw ImportError(path, String(cString: err))
+        }
+        let file = TFLiteFile(handle)
+        let subgraphCount = Int(mltfl_subgraph_count(handle))
+        guard subgraphCount > 0 else { throw ImportError(path, "the model has no subgraphs") }
+        var graphs: [Graph] = []
+        var warnings: [String] = []
+        for s in 0..<subgraphCount {
+            graphs.append(try lowerSubgraph(file, Int32(s), path: path, warnings: &warnings))
+        }
+        let model = Model(format: .tflite, path: path, fileSize: Int(mltfl_file_size(handle)), graph: graphs[0])
+        model.extraGraphs = Array(graphs.dropFirst())
+        model.formatVersion = Int(mltfl_version(handle))
+        model.producer = cString(mltfl_description(handle))
+        for i in 0..<mltfl_metadata_count(handle) {
+            var name: UnsafePointer<CChar>?
+            var buffer: UInt32 = 0
+            if mltfl_metadata(handle, i, &name, &buffer) == 0 {
+                model.metadata.append((cString(name), "buffer \(buffer)"))
+            }
+        }
+        for i in 0..<mltfl_signature_count(handle) {
+            model.metadata.append(("signature", cString(mltfl_signature_key(handle, i))))
+        }
+        model.warnings = warnings
+        return model
+    }
+
+    static func lowerSubgraph(_ file: TFLiteFile, _ s: Int32, path: String, warnings: inout [String]) throws -> Graph {
+        let h = file.handle
+        let graph = Graph(name: cString(mltfl_subgraph_name(h, s)))
+        var err = [CChar](repeating: 0, count: 512)
+        let tensorCount = Int(mltfl_tensor_count(h, s))
+        // Tensors -> values, one per index.
+        for t in 0..<tensorCount {
+            var info = mltfl_tensor()
+            guard mltfl_get_tensor(h, s, Int32(t), &info) == 0 else { throw ImportError(path, "cannot read tensor \(t)") }
+            let name = cString(info.name)
+            let dtype = dtypeFromTFLite(info.type)
+            var dims: [Dim]? = nil
+            if info.rank >= 0 {
+                let shape = (0..<Int(info.rank)).map { Int(info.shape[$0]) }
+                var sig: [Int]? = nil
+                if info.signature_rank == info.rank, let p = info.signature {
+                    sig = (0..<Int(info.signature_rank)).map { Int(p[$0]) }
+                }
+                dims = shape.enumerated().map { i, v in
+                    if let sig, sig[i] < 0 { return .unknown }
+                    return v >= 0 ? .known(v) : .unknown
+                }
+            }
+            let id = graph.addValue(name: name, type: TensorType(dtype: dtype, shape: Shape(dims)), distinct: true)
+            var quant: QuantizationParams? = nil
+            if info.scale_count > 0 {
+                let scales = (0..<Int(info.scale_count)).map { info.scale[$0] }
+                let zps = (0..<Int(info.zero_point_count)).map { info.zero_point[$0] }
+                quant = QuantizationParams(scales: scales, zeroPoints: zps, axis: scales.count > 1 ? Int(info.quantized_dimension) : nil)
+            }
+            graph.values[id].quantization = quant
+            if info.buffer > 0 {
+                var data: UnsafePointer<UInt8>?
+                var size: UInt64 = 0
+                guard mltfl_buffer(h, info.buffer, &data, &size, &err, err.count) == 0 else {
+                    throw ImportError(path, "tensor '\(name)': " + String(cString: err))
+                }
+                if size > 0 {
+                    let shape = dims?.compactMap(\.value) ?? []
+                    if info.has_sparsity == 0, dtype != .string, let count = Shape.product(shape),
+                       let need = dtype.byteCount(elements: count), need != Int(size) {
+                        throw ImportError(path, "tensor '\(name)' declares shape \(shape) of \(dtype.rawValue) (\(need) bytes) but its buffer \(info.buffer) holds \(size) bytes")
+                    }
+                    let bytes = UnsafeRawBufferPointer(start: UnsafeRawPointer(data), count: Int(size))
+                    graph.values[id].constant = TensorData(dtype: dtype, shape: shape, storage: .borrowed(bytes, owner: file), quantization: quant)
+                }
+            }
+        }
+        func tensorIndex(_ i: Int32, _ what: String) throws -> ValueID {
+            guard i >= 0, Int(i) < tensorCount else {
+                throw ImportError(path, "\(what) refers to tensor \(i), but subgraph \(s) has \(tensorCount) tensors")
+            }
+            return Int(i)
+        }
+        var io: UnsafePointer<Int32>?
+        let nIn = mltfl_subgraph_io(h, s, 0, &io)
+        for k in 0..<Int(nIn) { graph.inputs.append(try tensorIndex(io![k], "subgraph input \(k)")) }
+        let nOut = mltfl_subgraph_io(h, s, 1, &io)
+        for k in 0..<Int(nOut) { graph.outputs.append(try tensorIndex(io![k], "subgraph output \(k)")) }
+
+        // Operators.
+        let opcodeCount = mltfl_opcode_count(h)
+        var attrBuffer = [mltfl_attr](repeating: mltfl_attr(), count: 64)
+        for o in 0..<mltfl_operator_count(h, s) {
+            var op = mltfl_operator()
+            guard mltfl_get_operator(h, s, o, &op) == 0 else { throw ImportError(path, "cannot read operator \(o)") }
+            guard op.opcode_index < UInt32(max(opcodeCount, 0)) else {
+                throw ImportError(path, "operator \(o) uses opcode \(op.opcode_index), but the model has \(opcodeCount)")
+            }
+            var builtin: Int32 = 0
+            var custom: UnsafePointer<CChar>?
+            var version: Int32 = 1
+            mltfl_opcode(h, Int32(op.opcode_index), &builtin, &custom, &version)
+            let builtinName = mltfl_builtin_name(builtin).map { String(cString: $0) } ?? "BUILTIN_\(builtin)"
+            let isCustom = builtinName == "CUSTOM"
+            let sourceOp = isCustom ? cString(custom) : builtinName
+            var inputs: [ValueID?] = []
+            for k in 0..<Int(op.input_count) {
+                let i = op.inputs[k]
+                inputs.append(i < 0 ? nil : try tensorIndex(i, "operator \(o) input \(k)"))
+            }
+            var outputs: [ValueID] = []
+            for k in 0..<Int(op.output_count) {
+                let i = op.outputs[k]
+                guard i >= 0 else { continue }
+                outputs.append(try tensorIndex(i, "operator \(o) output \(k)"))
+            }
+            var attrs: [String: Attribute] = [:]
+            let n = mltfl_operator_options(h, s, o, &attrBuffer, Int32(attrBuffer.count))
+            for k in 0..<Int(n) {
+                let a = attrBuffer[k]
+                let key = cString(a.name)
+                switch a.kind {
+                case Int32(MLTFL_ATTR_INT.rawValue):
+                    attrs[key] = a.text != nil ? .string(cString(a.text)) : .int(Int(a.i))
+                case Int32(MLTFL_ATTR_BOOL.rawValue): attrs[key] = .int(Int(a.i))
+                case Int32(MLTFL_ATTR_FLOAT.rawValue): attrs[key] = .float(a.f)
+                case Int32(MLTFL_ATTR_INTS.rawValue):
+                    let p = a.data?.assumingMemoryBound(to: Int32.self)
+                    attrs[key] = .ints((0..<Int(a.count)).map { Int(p![$0]) })
+                case Int32(MLTFL_ATTR_FLOATS.rawValue):
+                    let p = a.data?.assumingMemoryBound(to: Float.self)
+                    attrs[key] = .floats((0..<Int(a.count)).map { Double(p![$0]) })
+                case Int32(MLTFL_ATTR_STRING.rawValue): attrs[key] = .string(cString(a.text))
+                default: attrs[key] = .opaque(key)
+                }
+            }
+            var node = Node(name: outputs.first.map { graph.values[$0].name } ?? "op\(o)", op: .opaque,
+                            sourceOp: sourceOp.isEmpty ? "CUSTOM" : sourceOp,
+                            domain: isCustom ? "tflite.custom" : "tflite", version: Int(version),
+                            inputs: inputs, outputs: outputs, attributes: attrs)
+            if isCustom, op.custom_options_size > 0 {
+                node.attributes["custom_options_bytes"] = .int(Int(op.custom_options_size))
+            }
+            if !isCustom { TFLiteLowering.lower(&node, builtin: builtinName, graph: graph) }
+            graph.nodes.append(node)
+        }
+        do {
+            try graph.sortTopologically()
+        } catch let e as GraphError {
+            throw ImportError(path, "subgraph \(s): \(e.description)")
+        }
+        return graph
+    }
+}

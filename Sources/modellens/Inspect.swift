@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import ModelImport
+import ModelIR
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show what a model file contains.",
+        discussion: """
+            Prints the format and version, producer, opsets, inputs and outputs \
+            (element type and shape; symbolic sizes such as `batch` stay named, \
+            `?` is unknown), node count, a histogram of ops as the file names them, \
+            parameters (elements of every constant tensor) by element type, \
+            subgraphs, custom ops and warnings.
+
+            --json prints one object instead; its fields are documented in \
+            Docs/inspect-json.md and are stable: format, formatVersion, producer, \
+            opsets, nodeCount, opHistogram, canonicalOpHistogram, inputs, outputs \
+            (each name, dtype, shape), parameterCount, parameterBytes, \
+            parametersByDtype, subgraphCount, subgraphs, customOps, warnings.
+
+            Examples:
+              modellens inspect model.onnx
+              modellens inspect model.onnx --input-shape images=1,3,640,640 --json
+            """
+    )
+
+    @Argument(help: "The .onnx or .tflite file.")
+    var model: String
+
+    @Flag(help: "Print one JSON object (for scripts) instead of text.")
+    var json = false
+
+    @Option(name: .customLong("input-shape"), parsing: .singleValue,
+            help: ArgumentHelp("Fix an input's shape before shape inference: NAME=D1,D2,... (a size or a symbol per dim). Repeatable.",
+                               valueName: "name=dims"))
+    var inputShapes: [String] = []
+
+    @Flag(help: "Also list every value's inferred type.")
+    var values = false
+
+    func parsedShapes() throws -> [String: Shape] {
+        var out: [String: Shape] = [:]
+        for spec in inputShapes {
+            guard let eq = spec.lastIndex(of: "="), eq != spec.startIndex else {
+                throw ValidationError("--input-shape expects NAME=D1,D2,..., got '\(spec)'")
+            }
+            let name = String(spec[..<eq])
+            let dimsText = spec[spec.index(after: eq)...]
+            let dims: [Dim] = try dimsText.split(separator: ",", omittingEmptySubsequences: false).map { part in
+                let p = part.trimmingCharacters(in: .whitespaces)
+                if let v = Int(p) {
+                    guard v >= 0 else { throw ValidationError("--input-shape: negative size \(v) in '\(spec)'") }
+                    return .known(v)
+                }
+                guard !p.isEmpty else { throw ValidationError("--input-shape: empty dimension in '\(spec)'") }
+                return p == "?" ? .unknown : .symbol(p)
+            }
+            out[name] = Shape(dimsText.isEmpty ? [] : dims)
+        }
+        return out
+    }
+
+    func run() throws {
+        let shapes = try parsedShapes()
+        let model = try ModelImporter.load(self.model, options: .init(inputShapes: shapes))
+        for name in shapes.keys where !model.graph.inputs.contains(where: { model.graph.values[$0].name == name }) {
+            throw CommandError(message: "\(self.model): --input-shape names '\(name)', but the model's inputs are \(model.graph.inputs.map { "'\(model.graph.values[$0].name)'" }.joined(separator: ", "))", code: 2)
+        }
+        let summary = ModelSummary(model)
+        if json {
+            print(InspectReport.json(model, summary, includeValues: values))
+        } else {
+            print(InspectReport.text(model, summary, includeValues: values))
+        }
+    }
+}
