@@ -25,7 +25,9 @@ let elementwiseRules: [(String, ShapeRule)] = {
     var rules: [(String, ShapeRule)] = []
     for name in sameAsInput {
         rules.append((name, { ctx in
-            guard let t = ctx.type(0) else { return [nil] }
+            guard var t = ctx.type(0) else { return [nil] }
+            // EyeLike, Bernoulli, Random*Like may choose another element type.
+            if let d = ctx.node.string("dtype_name").flatMap(DType.init(rawValue:)) { t.dtype = d }
             return [t]
         }))
     }

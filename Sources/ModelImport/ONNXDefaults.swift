@@ -75,6 +75,10 @@ enum ONNXDefaults {
             if let d = node.attributes["output_dtype"]?.int, d != 0 {
                 node.attributes["output_dtype_name"] = .string(dtypeFromONNX(Int32(truncatingIfNeeded: d)).rawValue)
             }
+        case "EyeLike", "Bernoulli", "RandomNormalLike", "RandomUniformLike", "RandomNormal", "RandomUniform", "Multinomial":
+            if let d = node.attributes["dtype"]?.int {
+                node.attributes["dtype_name"] = .string(dtypeFromONNX(Int32(truncatingIfNeeded: d)).rawValue)
+            }
         case "LayerNormalization":
             if let d = node.attributes["stash_type"]?.int {
                 node.attributes["stash_type_dtype"] = .string(dtypeFromONNX(Int32(truncatingIfNeeded: d)).rawValue)

@@ -1,0 +1,89 @@
+import Foundation
+import ModelImport
+import ModelIR
+import XCTest
+
+/// Paths and reference data shared by the tests.
+enum TestSupport {
+    static let root: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static var refdata: URL { root.appendingPathComponent(".refdata") }
+    static var samples: URL { root.appendingPathComponent("SampleModels") }
+    static var models: URL { root.appendingPathComponent(".models") }
+
+    /// Loads a reference file written by Tools/make-reference.py.
+    static func reference(_ name: String) throws -> [[String: Any]] {
+        let url = refdata.appendingPathComponent(name)
+        guard let data = try? Data(contentsOf: url) else {
+            throw XCTSkip("missing \(url.path): run `make test` (it runs Tools/setup.sh, Tools/fetch-models.sh and Tools/make-reference.py first)")
+        }
+        return (try JSONSerialization.jsonObject(with: data)) as? [[String: Any]] ?? []
+    }
+
+    /// Our shape as the reference writes it: ints, symbol strings, "?" for unknown.
+    static func encode(_ s: Shape) -> [String]? {
+        s.dims?.map { d in
+            switch d {
+            case .known(let v): return String(v)
+            case .symbol(let n): return n
+            case .unknown: return "?"
+            }
+        }
+    }
+
+    static func encode(_ any: Any?) -> [String]? {
+        guard let a = any as? [Any] else { return nil }
+        return a.map { "\($0)" }
+    }
+
+    /// The modellens executable next to the test bundle.
+    static var binary: URL {
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = dir.appendingPathComponent("modellens")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return root.appendingPathComponent(".build/debug/modellens")
+    }
+
+    struct RunResult {
+        var status: Int32
+        var signaled: Bool
+        var stdout: String
+        var stderr: String
+        var timedOut: Bool
+    }
+
+    /// Runs `modellens` with arguments, optionally under a virtual-memory limit (KiB).
+    static func run(_ args: [String], memoryLimitKB: Int? = nil, timeout: TimeInterval = 30) throws -> RunResult {
+        let p = Process()
+        if let limit = memoryLimitKB {
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            p.arguments = ["-c", "ulimit -v \(limit); exec \"$0\" \"$@\"", binary.path] + args
+        } else {
+            p.executableURL = binary
+            p.arguments = args
+        }
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        var outData = Data(), errData = Data()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        group.enter()
+        DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        var timedOut = false
+        while p.isRunning {
+            if Date() > deadline { p.terminate(); timedOut = true; break }
+            usleep(2000)
+        }
+        p.waitUntilExit()
+        group.wait()
+        return RunResult(status: p.terminationStatus, signaled: p.terminationReason == .uncaughtSignal,
+                         stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self),
+                         timedOut: timedOut)
+    }
+}

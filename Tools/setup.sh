@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine lacks to build and test ModelLens.
+# Idempotent: run it as often as you like.
+#   - Debian packages: protobuf-c and flatbuffers (libraries and compilers),
+#     OpenBLAS, pkg-config, and the ONNX node tests (libonnx-testdata).
+#   - A Python virtual environment in .venv (git-ignored) with the reference
+#     tools the tests compare against: onnx 1.22.0 (the last with backend node
+#     tests), onnxruntime, ai-edge-litert, tflite, numpy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(libprotobuf-c-dev protobuf-c-compiler libflatbuffers-dev flatbuffers-compiler
+          libopenblas-dev pkg-config libonnx-testdata python3-venv)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PY" -m venv .venv
+fi
+want="onnx==1.22.0 onnxruntime ai-edge-litert tflite numpy"
+if ! .venv/bin/python -c "import onnx, onnxruntime, ai_edge_litert, tflite, numpy; assert onnx.__version__ == '1.22.0'" 2>/dev/null; then
+  echo "setup: installing Python reference tools ($want)"
+  .venv/bin/pip install -q --disable-pip-version-check $want
+fi
+echo "setup: ok"
