@@ -30,9 +30,11 @@ enum TestSupport {
         }
     }
 
+    /// A reference shape; a negative dim_value (Paddle exports write -1 for
+    /// "dynamic") counts as unknown, which is how ModelLens reads it.
     static func encode(_ any: Any?) -> [String]? {
         guard let a = any as? [Any] else { return nil }
-        return a.map { "\($0)" }
+        return a.map { if let i = $0 as? Int, i < 0 { return "?" }; return "\($0)" }
     }
 
     /// The modellens executable next to the test bundle.
