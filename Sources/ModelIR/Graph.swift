@@ -145,8 +145,8 @@ public enum GraphError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .cycle(let names):
-            return "the graph has a cycle through nodes " + names.prefix(5).map { "'\($0)'" }.joined(separator: ", ")
-                + (names.count > 5 ? " and \(names.count - 5) more" : "")
+            return "the graph has a cycle: \(names.count) nodes cannot be ordered (" + names.prefix(5).map { "'\($0)'" }.joined(separator: ", ")
+                + (names.count > 5 ? " and \(names.count - 5) more" : "") + ")"
         case .undefinedValue(let node, let value):
             return "node '\(node)' reads value '\(value)', which no node, input or initializer defines"
         }

@@ -100,7 +100,7 @@ enum InspectReport {
         out.append("")
         out.append("parameters:  \(grouped(s.parameterCount)) (\(bytes(s.parameterBytes)))")
         if !s.parametersByDType.isEmpty { out.append(table(s.parametersByDType.sorted { $0.value.bytes > $1.value.bytes }.map {
-            [$0.key.rawValue, grouped($0.value.elements), bytes($0.value.bytes), "\($0.value.tensors) tensors"]
+            [$0.key.rawValue, grouped($0.value.elements), bytes($0.value.bytes), "\($0.value.tensors) tensor" + ($0.value.tensors == 1 ? "" : "s")]
         })) }
         if s.fp16DequantizedWeights > 0 {
             out.append("  \(s.fp16DequantizedWeights) float16 weight tensors are widened to float32 by DEQUANTIZE")

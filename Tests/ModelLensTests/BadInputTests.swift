@@ -1,0 +1,196 @@
+import Foundation
+import ModelImport
+import ModelIR
+import XCTest
+
+/// Bad input gives a clear error naming the file and the problem; never a
+/// crash, hang or runaway memory.
+final class BadInputTests: XCTestCase {
+    var tmp: URL!
+
+    override func setUpWithError() throws {
+        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("modellens-bad-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: tmp)
+    }
+
+    func expectImportError(_ path: String, contains fragment: String, file: StaticString = #filePath, line: UInt = #line) {
+        do {
+            _ = try ModelImporter.load(path)
+            XCTFail("\(path) imported, expected an error containing '\(fragment)'", file: file, line: line)
+        } catch let e as ImportError {
+            XCTAssertEqual(e.path, path, file: file, line: line)
+            XCTAssertTrue(e.description.contains(fragment), "'\(e)' lacks '\(fragment)'", file: file, line: line)
+        } catch {
+            XCTFail("unexpected error type \(error)", file: file, line: line)
+        }
+    }
+
+    func testEmptyFiles() throws {
+        for ext in ["onnx", "tflite"] {
+            let p = tmp.appendingPathComponent("empty.\(ext)").path
+            FileManager.default.createFile(atPath: p, contents: Data())
+            expectImportError(p, contains: "empty")
+        }
+    }
+
+    func testMissingFileAndDirectory() {
+        expectImportError(tmp.appendingPathComponent("nope.onnx").path, contains: "no such file")
+        expectImportError(tmp.path, contains: "directory")
+    }
+
+    func testHugeDeclaredTensorIsRefusedWithoutAllocating() {
+        // 2^40 float elements declared, 16 bytes present.
+        expectImportError(TestSupport.samples.appendingPathComponent("bad/huge_tensor.onnx").path, contains: "raw_data holds 16 bytes")
+    }
+
+    func testCycleIsReported() {
+        expectImportError(TestSupport.samples.appendingPathComponent("bad/cycle.onnx").path, contains: "cycle")
+    }
+
+    func testUndefinedInputIsReported() {
+        expectImportError(TestSupport.samples.appendingPathComponent("bad/undefined_input.onnx").path, contains: "'nowhere'")
+    }
+
+    func testTFLiteBufferOffsetPastTheEnd() {
+        expectImportError(TestSupport.samples.appendingPathComponent("bad/buffer_offset.tflite").path, contains: "outside the file")
+    }
+
+    func testRandomBytes() throws {
+        var rng = SplitMix(seed: 42)
+        for i in 0..<200 {
+            let n = Int(rng.next() % 4096)
+            let bytes = (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            for ext in ["onnx", "tflite"] {
+                let p = tmp.appendingPathComponent("random\(i).\(ext)").path
+                FileManager.default.createFile(atPath: p, contents: Data(bytes))
+                // Random bytes may, rarely, decode as a (meaningless) protobuf: either way no crash.
+                do { _ = try ModelImporter.load(p) } catch is ImportError {} catch { XCTFail("\(error)") }
+            }
+        }
+    }
+
+    /// Real files cut at every 1/64 of their length.
+    func testTruncatedRealFiles() throws {
+        let files = [TestSupport.samples.appendingPathComponent("tiny_cnn.onnx"),
+                     TestSupport.samples.appendingPathComponent("tiny_cnn.tflite")] + realModels(limit: 3)
+        for url in files {
+            let data = try Data(contentsOf: url)
+            for k in 0..<64 {
+                let cut = data.count * k / 64
+                let p = tmp.appendingPathComponent("cut\(k).\(url.pathExtension)").path
+                FileManager.default.createFile(atPath: p, contents: data.prefix(cut))
+                do {
+                    _ = try ModelImporter.load(p)
+                    // protobuf can end cleanly at a field boundary: then the result must still be a well-formed model.
+                } catch let e as ImportError {
+                    XCTAssertEqual(e.path, p)
+                } catch { XCTFail("\(url.lastPathComponent) cut at \(cut): \(error)") }
+            }
+        }
+    }
+
+    /// At least 2,000 mutations of real model files, each imported by the
+    /// `modellens` process: it must exit 0 or 1, never die from a signal, hang
+    /// or exceed a 2 GiB address-space limit.
+    func testMutatedRealFilesNeverKillTheProcess() throws {
+        guard FileManager.default.isExecutableFile(atPath: TestSupport.binary.path) else {
+            throw XCTSkip("build the modellens executable first (swift build)")
+        }
+        let sources = [TestSupport.samples.appendingPathComponent("tiny_cnn.onnx"),
+                       TestSupport.samples.appendingPathComponent("tiny_cnn.tflite")] + realModels(limit: 4, maxBytes: 1_500_000)
+        let originals = try sources.map { try Data(contentsOf: $0) }
+        let perFile = max(2000 / originals.count + 1, 1)
+        var jobs: [(URL, Data)] = []
+        var rng = SplitMix(seed: 2026)
+        for (src, data) in zip(sources, originals) {
+            for i in 0..<perFile {
+                let url = tmp.appendingPathComponent("m\(jobs.count)-\(i).\(src.pathExtension)")
+                jobs.append((url, mutate(data, &rng)))
+            }
+        }
+        XCTAssertGreaterThanOrEqual(jobs.count, 2000)
+        let lock = NSLock()
+        var problems: [String] = []
+        var exitCodes: [Int32: Int] = [:]
+        DispatchQueue.concurrentPerform(iterations: jobs.count) { i in
+            let (url, data) = jobs[i]
+            FileManager.default.createFile(atPath: url.path, contents: data)
+            let r = try? TestSupport.run(["inspect", url.path, "--json"], memoryLimitKB: 2 * 1024 * 1024, timeout: 20)
+            try? FileManager.default.removeItem(at: url)
+            lock.lock()
+            defer { lock.unlock() }
+            guard let r else { problems.append("\(url.lastPathComponent): could not run"); return }
+            exitCodes[r.status, default: 0] += 1
+            if r.signaled || r.timedOut || !(r.status == 0 || r.status == 1) {
+                problems.append("\(url.lastPathComponent): status \(r.status) signaled=\(r.signaled) timedOut=\(r.timedOut) \(r.stderr.prefix(200))")
+                // Keep the file for reproduction.
+                let keep = TestSupport.root.appendingPathComponent(".build/fuzz-failures")
+                try? FileManager.default.createDirectory(at: keep, withIntermediateDirectories: true)
+                FileManager.default.createFile(atPath: keep.appendingPathComponent(url.lastPathComponent).path, contents: data)
+            }
+            if r.status == 1 && !r.stderr.contains(url.path) { problems.append("\(url.lastPathComponent): error does not name the file: \(r.stderr.prefix(200))") }
+        }
+        print("mutations: \(jobs.count) runs, exit codes \(exitCodes.sorted { $0.key < $1.key })")
+        for p in problems.prefix(20) { print("  \(p)") }
+        XCTAssertEqual(problems.count, 0)
+    }
+
+    // MARK: helpers
+
+    func realModels(limit: Int, maxBytes: Int = 3_000_000) -> [URL] {
+        var out: [URL] = []
+        for dir in ["rapidocr", "mediapipe", "magika"] {
+            let d = TestSupport.models.appendingPathComponent(dir)
+            let files = (try? FileManager.default.contentsOfDirectory(atPath: d.path)) ?? []
+            for f in files.sorted() where f.hasSuffix(".onnx") || f.hasSuffix(".tflite") {
+                let url = d.appendingPathComponent(f)
+                let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? .max
+                if size <= maxBytes { out.append(url); break }
+            }
+        }
+        return Array(out.prefix(limit))
+    }
+
+    func mutate(_ data: Data, _ rng: inout SplitMix) -> Data {
+        var b = [UInt8](data)
+        guard !b.isEmpty else { return data }
+        let kind = rng.next() % 6
+        let count = 1 + Int(rng.next() % 8)
+        for _ in 0..<count {
+            let at = Int(rng.next() % UInt64(b.count))
+            switch kind {
+            case 0: b[at] ^= UInt8(1 << (rng.next() % 8))                          // bit flip
+            case 1: b[at] = [0x00, 0xff, 0x7f, 0x80, 0x01][Int(rng.next() % 5)]   // boundary byte
+            case 2: b[at] = UInt8(truncatingIfNeeded: rng.next())                   // random byte
+            case 3:                                                                 // overwrite 4 bytes with a large int
+                let v = [UInt32.max, 0x7fff_ffff, 0x8000_0000, 0x0010_0000][Int(rng.next() % 4)]
+                for k in 0..<4 where at + k < b.count { b[at + k] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(k))) }
+            case 4:                                                                 // delete a chunk
+                let n = min(Int(rng.next() % 64) + 1, b.count - at)
+                b.removeSubrange(at..<(at + n))
+                if b.isEmpty { return Data([0]) }
+            default:                                                                // duplicate a chunk
+                let n = min(Int(rng.next() % 64) + 1, b.count - at)
+                b.insert(contentsOf: b[at..<(at + n)], at: at)
+            }
+        }
+        return Data(b)
+    }
+}
+
+/// A small deterministic generator for reproducible mutations.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

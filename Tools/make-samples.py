@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Makes the small models in SampleModels/ (committed; re-run to regenerate).
+
+  tiny_cnn.onnx            Conv-BN-Relu-MaxPool-Conv(depthwise)-Add(residual)-GlobalAveragePool-Flatten-Gemm,
+                           input [batch, 3, 32, 32] with a symbolic batch (onnx.helper).
+  tiny_cnn.tflite          DEQUANTIZE(fp16 weights) -> CONV_2D(+RELU) -> DEPTHWISE_CONV_2D -> ADD -> MEAN,
+                           input [1, 16, 16, 3] (built with the flatbuffers builder of the `tflite` package).
+  bad/cycle.onnx           two nodes that feed each other.
+  bad/huge_tensor.onnx     an initializer declaring 2^40 float elements with 16 bytes of data.
+  bad/undefined_input.onnx a node reading a value nothing defines.
+  bad/buffer_offset.tflite tiny_cnn.tflite with one buffer moved to an offset past the end of the file.
+Weights are random (seeded)."""
+import os
+
+import flatbuffers
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+HERE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'SampleModels')
+rng = np.random.default_rng(7)
+
+
+def w(*shape):
+    return (rng.standard_normal(shape) * 0.1).astype(np.float32)
+
+
+def tiny_onnx():
+    inits = [
+        numpy_helper.from_array(w(8, 3, 3, 3), 'conv1.w'), numpy_helper.from_array(w(8), 'conv1.b'),
+        numpy_helper.from_array(np.abs(w(8)) + 1, 'bn.scale'), numpy_helper.from_array(w(8), 'bn.bias'),
+        numpy_helper.from_array(w(8), 'bn.mean'), numpy_helper.from_array(np.abs(w(8)) + 1, 'bn.var'),
+        numpy_helper.from_array(w(8, 1, 3, 3), 'dw.w'),
+        numpy_helper.from_array(w(10, 8), 'fc.w'), numpy_helper.from_array(w(10), 'fc.b'),
+    ]
+    nodes = [
+        helper.make_node('Conv', ['input', 'conv1.w', 'conv1.b'], ['c1'], name='conv1', pads=[1, 1, 1, 1]),
+        helper.make_node('BatchNormalization', ['c1', 'bn.scale', 'bn.bias', 'bn.mean', 'bn.var'], ['b1'], name='bn1'),
+        helper.make_node('Relu', ['b1'], ['r1'], name='relu1'),
+        helper.make_node('MaxPool', ['r1'], ['p1'], name='pool1', kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node('Conv', ['p1', 'dw.w'], ['d1'], name='dwconv', group=8, pads=[1, 1, 1, 1]),
+        helper.make_node('Add', ['d1', 'p1'], ['s1'], name='residual'),
+        helper.make_node('GlobalAveragePool', ['s1'], ['g1'], name='gap'),
+        helper.make_node('Flatten', ['g1'], ['f1'], name='flatten'),
+        helper.make_node('Gemm', ['f1', 'fc.w', 'fc.b'], ['logits'], name='fc', transB=1),
+    ]
+    graph = helper.make_graph(nodes, 'tiny_cnn',
+                              [helper.make_tensor_value_info('input', TensorProto.FLOAT, ['batch', 3, 32, 32])],
+                              [helper.make_tensor_value_info('logits', TensorProto.FLOAT, ['batch', 10])], inits)
+    model = helper.make_model(graph, producer_name='modellens-samples', opset_imports=[helper.make_opsetid('', 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, os.path.join(HERE, 'tiny_cnn.onnx'))
+
+
+def bad_onnx():
+    os.makedirs(os.path.join(HERE, 'bad'), exist_ok=True)
+    x = helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info('y', TensorProto.FLOAT, [1, 4])
+    cyc = helper.make_graph([helper.make_node('Add', ['x', 'b'], ['a'], name='first'),
+                             helper.make_node('Relu', ['a'], ['b'], name='second'),
+                             helper.make_node('Identity', ['b'], ['y'], name='out')], 'cycle', [x], [y])
+    onnx.save(helper.make_model(cyc, opset_imports=[helper.make_opsetid('', 13)]), os.path.join(HERE, 'bad', 'cycle.onnx'))
+    huge = TensorProto()
+    huge.name = 'huge'
+    huge.data_type = TensorProto.FLOAT
+    huge.dims.extend([1 << 20, 1 << 20])
+    huge.raw_data = b'\0' * 16
+    g = helper.make_graph([helper.make_node('Add', ['x', 'huge'], ['y'])], 'huge', [x], [y], [huge])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid('', 13)]), os.path.join(HERE, 'bad', 'huge_tensor.onnx'))
+    g = helper.make_graph([helper.make_node('Add', ['x', 'nowhere'], ['y'], name='add')], 'undef', [x], [y])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid('', 13)]), os.path.join(HERE, 'bad', 'undefined_input.onnx'))
+
+
+def tiny_tflite(buffer_offset=None):
+    import importlib
+    # The package's __init__ re-exports classes under the module names; take the modules.
+    B, M, S, T, O, OC, C2, DW, AO, RO = (importlib.import_module('tflite.' + n) for n in (
+        'Buffer', 'Model', 'SubGraph', 'Tensor', 'Operator', 'OperatorCode', 'Conv2DOptions',
+        'DepthwiseConv2DOptions', 'AddOptions', 'ReducerOptions'))
+    from tflite.BuiltinOperator import BuiltinOperator as BO
+    from tflite.BuiltinOptions import BuiltinOptions as BOpt
+    b = flatbuffers.Builder(4096)
+
+    def ivec(start, vals):
+        start(b, len(vals))
+        for v in reversed(vals):
+            b.PrependInt32(v)
+        return b.EndVector()
+
+    # Buffers: 0 empty sentinel, then data.
+    datas = [None,
+             w(8, 3, 3, 3).astype(np.float16).tobytes(),   # 1 conv weights, fp16 (OHWI)
+             w(8).tobytes(),                                # 2 conv bias
+             w(1, 3, 3, 8).tobytes(),                       # 3 depthwise weights (1HWO)
+             w(8).tobytes(),                                # 4 depthwise bias
+             np.array([1, 2], np.int32).tobytes()]          # 5 MEAN axes
+    buf_offsets = []
+    for i, d in enumerate(datas):
+        vec = None
+        if d is not None and not (buffer_offset is not None and i == 3):
+            b.StartVector(1, len(d), 16)
+            for byte in reversed(d):
+                b.PrependUint8(byte)
+            vec = b.EndVector()
+        B.BufferStart(b)
+        if vec is not None:
+            B.BufferAddData(b, vec)
+        if buffer_offset is not None and i == 3:
+            B.BufferAddOffset(b, buffer_offset)
+            B.BufferAddSize(b, len(d))
+        buf_offsets.append(B.BufferEnd(b))
+    # Tensors: (name, type, shape, buffer)
+    F32, F16, I32 = 0, 1, 2
+    tensors = [('input', F32, [1, 16, 16, 3], 0), ('conv.w16', F16, [8, 3, 3, 3], 1), ('conv.w', F32, [8, 3, 3, 3], 0),
+               ('conv.b', F32, [8], 2), ('conv.out', F32, [1, 16, 16, 8], 0), ('dw.w', F32, [1, 3, 3, 8], 3),
+               ('dw.b', F32, [8], 4), ('dw.out', F32, [1, 8, 8, 8], 0), ('pool', F32, [1, 8, 8, 8], 0),
+               ('axes', I32, [2], 5), ('output', F32, [1, 8], 0)]
+    t_offsets = []
+    for name, ty, shape, buf in tensors:
+        n = b.CreateString(name)
+        sv = ivec(T.TensorStartShapeVector, shape)
+        T.TensorStart(b); T.TensorAddShape(b, sv); T.TensorAddType(b, ty); T.TensorAddBuffer(b, buf); T.TensorAddName(b, n)
+        t_offsets.append(T.TensorEnd(b))
+    # conv.out [1,16,16,8] -> dw stride 2 -> dw.out [1,8,8,8]; MAX_POOL 1x1 gives 'pool'; ADD(dw.out, pool) would need
+    # a second path: keep it simple and add dw.out to itself through ADD.
+    codes = [BO.DEQUANTIZE, BO.CONV_2D, BO.DEPTHWISE_CONV_2D, BO.ADD, BO.MEAN]
+    c_offsets = []
+    for c in codes:
+        OC.OperatorCodeStart(b); OC.OperatorCodeAddDeprecatedBuiltinCode(b, c); OC.OperatorCodeAddBuiltinCode(b, c); OC.OperatorCodeAddVersion(b, 1)
+        c_offsets.append(OC.OperatorCodeEnd(b))
+    C2.Conv2DOptionsStart(b); C2.Conv2DOptionsAddPadding(b, 0); C2.Conv2DOptionsAddStrideW(b, 1); C2.Conv2DOptionsAddStrideH(b, 1)
+    C2.Conv2DOptionsAddFusedActivationFunction(b, 1); conv_opt = C2.Conv2DOptionsEnd(b)
+    DW.DepthwiseConv2DOptionsStart(b); DW.DepthwiseConv2DOptionsAddPadding(b, 0); DW.DepthwiseConv2DOptionsAddStrideW(b, 2)
+    DW.DepthwiseConv2DOptionsAddStrideH(b, 2); DW.DepthwiseConv2DOptionsAddDepthMultiplier(b, 1); dw_opt = DW.DepthwiseConv2DOptionsEnd(b)
+    AO.AddOptionsStart(b); add_opt = AO.AddOptionsEnd(b)
+    RO.ReducerOptionsStart(b); RO.ReducerOptionsAddKeepDims(b, False); red_opt = RO.ReducerOptionsEnd(b)
+    ops = [(0, [1], [2], 0, None), (1, [0, 2, 3], [4], BOpt.Conv2DOptions, conv_opt),
+           (2, [4, 5, 6], [7], BOpt.DepthwiseConv2DOptions, dw_opt), (3, [7, 7], [8], BOpt.AddOptions, add_opt),
+           (4, [8, 9], [10], BOpt.ReducerOptions, red_opt)]
+    o_offsets = []
+    for code, ins, outs, otype, opt in ops:
+        iv = ivec(O.OperatorStartInputsVector, ins)
+        ov = ivec(O.OperatorStartOutputsVector, outs)
+        O.OperatorStart(b); O.OperatorAddOpcodeIndex(b, code); O.OperatorAddInputs(b, iv); O.OperatorAddOutputs(b, ov)
+        if opt is not None:
+            O.OperatorAddBuiltinOptionsType(b, otype); O.OperatorAddBuiltinOptions(b, opt)
+        o_offsets.append(O.OperatorEnd(b))
+
+    def tvec(start, offs):
+        start(b, len(offs))
+        for o in reversed(offs):
+            b.PrependUOffsetTRelative(o)
+        return b.EndVector()
+    tv = tvec(S.SubGraphStartTensorsVector, t_offsets)
+    ov = tvec(S.SubGraphStartOperatorsVector, o_offsets)
+    iv = ivec(S.SubGraphStartInputsVector, [0])
+    outv = ivec(S.SubGraphStartOutputsVector, [10])
+    name = b.CreateString('main')
+    S.SubGraphStart(b); S.SubGraphAddTensors(b, tv); S.SubGraphAddInputs(b, iv); S.SubGraphAddOutputs(b, outv)
+    S.SubGraphAddOperators(b, ov); S.SubGraphAddName(b, name); sg = S.SubGraphEnd(b)
+    sgv = tvec(M.ModelStartSubgraphsVector, [sg])
+    cv = tvec(M.ModelStartOperatorCodesVector, c_offsets)
+    bv = tvec(M.ModelStartBuffersVector, buf_offsets)
+    desc = b.CreateString('modellens sample: fp16 conv, depthwise conv, add, mean')
+    M.ModelStart(b); M.ModelAddVersion(b, 3); M.ModelAddOperatorCodes(b, cv); M.ModelAddSubgraphs(b, sgv)
+    M.ModelAddDescription(b, desc); M.ModelAddBuffers(b, bv)
+    b.Finish(M.ModelEnd(b), file_identifier=b'TFL3')
+    return bytes(b.Output())
+
+
+def main():
+    tiny_onnx()
+    bad_onnx()
+    good = tiny_tflite()
+    with open(os.path.join(HERE, 'tiny_cnn.tflite'), 'wb') as f:
+        f.write(good)
+    with open(os.path.join(HERE, 'bad', 'buffer_offset.tflite'), 'wb') as f:
+        f.write(tiny_tflite(buffer_offset=1 << 40))
+    # The good sample must run in the reference runtime.
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_path=os.path.join(HERE, 'tiny_cnn.tflite'))
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]['index'], np.ones((1, 16, 16, 3), np.float32))
+    it.invoke()
+    print('make-samples: tiny_cnn.tflite runs in ai-edge-litert, output', it.get_tensor(it.get_output_details()[0]['index']).shape)
+    import onnxruntime as ort
+    s = ort.InferenceSession(os.path.join(HERE, 'tiny_cnn.onnx'))
+    print('make-samples: tiny_cnn.onnx runs in onnxruntime, output', s.run(None, {'input': np.ones((2, 3, 32, 32), np.float32)})[0].shape)
+
+
+if __name__ == '__main__':
+    main()
