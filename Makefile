@@ -1,0 +1,40 @@
+# ModelLens — the two commands a newcomer needs:
+#   make demo   set up, build, and inspect the sample models
+#   make test   set up, fetch the real models, write reference data, run every test
+SWIFT ?= swift
+MODELLENS = .build/debug/modellens
+
+.PHONY: setup build demo models reference check-generated test bench clean
+
+setup:
+	@Tools/setup.sh
+
+build: setup
+	$(SWIFT) build
+
+demo: build
+	$(MODELLENS) inspect SampleModels/tiny_cnn.onnx
+	@echo
+	$(MODELLENS) inspect SampleModels/tiny_cnn.tflite
+	@echo
+	$(MODELLENS) inspect SampleModels/tiny_cnn.onnx --input-shape input=8,3,32,32 --json
+
+models: setup
+	@Tools/fetch-models.sh
+
+reference: models
+	.venv/bin/python Tools/make-reference.py
+	.venv/bin/python Tools/check-onnx-schema.py
+
+check-generated: setup
+	Tools/regen-schemas.sh --check
+
+test: check-generated reference
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+bench: build models
+	.venv/bin/python Tools/bench-import.py
+
+clean:
+	rm -rf .build .refdata
