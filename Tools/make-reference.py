@@ -66,8 +66,18 @@ def onnx_facts(path, infer=True):
             for a in n.attribute:
                 if a.name == 'value':
                     params += int(np.prod(a.t.dims))
+    def count_graphs(graph):
+        n = 1
+        for node in graph.node:
+            for a in node.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    n += count_graphs(a.g)
+                elif a.type == onnx.AttributeProto.GRAPHS:
+                    n += sum(count_graphs(x) for x in a.graphs)
+        return n
     facts = {
         'path': path,
+        'subgraphCount': count_graphs(g),
         'nodeCount': len(g.node),
         'opTypes': [n.op_type for n in g.node],
         'opHistogram': hist,

@@ -8,6 +8,8 @@
   bad/cycle.onnx           two nodes that feed each other.
   bad/huge_tensor.onnx     an initializer declaring 2^40 float elements with 16 bytes of data.
   bad/undefined_input.onnx a node reading a value nothing defines.
+  external/tiny_cnn_external.onnx  tiny_cnn.onnx with every weight in tiny_cnn_external.weights.
+  bad/external_escape.onnx  external data whose location leaves the model's directory.
   bad/buffer_offset.tflite tiny_cnn.tflite with one buffer moved to an offset past the end of the file.
 Weights are random (seeded)."""
 import os
@@ -72,7 +74,25 @@ def bad_onnx():
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid('', 13)]), os.path.join(HERE, 'bad', 'undefined_input.onnx'))
 
 
-def tiny_tflite(buffer_offset=None):
+def external_data():
+    """tiny_cnn.onnx with its weights in a separate file, and a copy whose location escapes the directory."""
+    import copy
+    m = onnx.load(os.path.join(HERE, 'tiny_cnn.onnx'))
+    d = os.path.join(HERE, 'external')
+    os.makedirs(d, exist_ok=True)
+    for f in os.listdir(d):
+        os.remove(os.path.join(d, f))
+    onnx.save(m, os.path.join(d, 'tiny_cnn_external.onnx'), save_as_external_data=True, all_tensors_to_one_file=True,
+              location='tiny_cnn_external.weights', size_threshold=0)
+    bad = onnx.load(os.path.join(d, 'tiny_cnn_external.onnx'), load_external_data=False)
+    for t in bad.graph.initializer:
+        for e in t.external_data:
+            if e.key == 'location':
+                e.value = '../../etc/passwd'
+    onnx.save(bad, os.path.join(HERE, 'bad', 'external_escape.onnx'))
+
+
+def tiny_tflite(buffer_offset=None, extra_buffer_bytes=0):
     import importlib
     # The package's __init__ re-exports classes under the module names; take the modules.
     B, M, S, T, O, OC, C2, DW, AO, RO = (importlib.import_module('tflite.' + n) for n in (
@@ -95,13 +115,15 @@ def tiny_tflite(buffer_offset=None):
              w(1, 3, 3, 8).tobytes(),                       # 3 depthwise weights (1HWO)
              w(8).tobytes(),                                # 4 depthwise bias
              np.array([1, 2], np.int32).tobytes()]          # 5 MEAN axes
+    if extra_buffer_bytes:
+        datas.append(np.zeros(extra_buffer_bytes, np.uint8).tobytes())  # a large unused weight buffer (benchmarks)
     buf_offsets = []
     for i, d in enumerate(datas):
         vec = None
         if d is not None and not (buffer_offset is not None and i == 3):
             b.StartVector(1, len(d), 16)
-            for byte in reversed(d):
-                b.PrependUint8(byte)
+            b.head = b.head - len(d)
+            b.Bytes[b.head:b.head + len(d)] = d
             vec = b.EndVector()
         B.BufferStart(b)
         if vec is not None:
@@ -172,6 +194,7 @@ def tiny_tflite(buffer_offset=None):
 def main():
     tiny_onnx()
     bad_onnx()
+    external_data()
     good = tiny_tflite()
     with open(os.path.join(HERE, 'tiny_cnn.tflite'), 'wb') as f:
         f.write(good)

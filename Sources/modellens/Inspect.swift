@@ -39,6 +39,12 @@ struct Inspect: ParsableCommand {
     @Flag(help: "Also list every value's inferred type.")
     var values = false
 
+    @Flag(help: "Report import time and memory (peak RSS, RSS once loaded) as `importStats`.")
+    var timing = false
+
+    @Option(help: "With --timing: import this many times and report the median (the first import's memory is reported).")
+    var runs: Int = 1
+
     func parsedShapes() throws -> [String: Shape] {
         var out: [String: Shape] = [:]
         for spec in inputShapes {
@@ -63,15 +69,63 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         let shapes = try parsedShapes()
-        let model = try ModelImporter.load(self.model, options: .init(inputShapes: shapes))
+        guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
+        var stats: ImportStats? = nil
+        let start = DispatchTime.now().uptimeNanoseconds
+        var model = try ModelImporter.load(self.model, options: .init(inputShapes: shapes))
+        if timing {
+            var times = [Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6]
+            let rssLoaded = ImportStats.currentRSS()
+            let peak = ImportStats.peakRSS()
+            for _ in 1..<runs {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                model = try ModelImporter.load(self.model, options: .init(inputShapes: shapes))
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+            }
+            stats = ImportStats(runs: runs, medianMs: times.sorted()[times.count / 2], firstMs: times[0],
+                                peakRSSBytes: peak, loadedRSSBytes: rssLoaded, fileBytes: model.fileSize)
+        }
         for name in shapes.keys where !model.graph.inputs.contains(where: { model.graph.values[$0].name == name }) {
             throw CommandError(message: "\(self.model): --input-shape names '\(name)', but the model's inputs are \(model.graph.inputs.map { "'\(model.graph.values[$0].name)'" }.joined(separator: ", "))", code: 2)
         }
         let summary = ModelSummary(model)
         if json {
-            print(InspectReport.json(model, summary, includeValues: values))
+            print(InspectReport.json(model, summary, includeValues: values, stats: stats))
         } else {
             print(InspectReport.text(model, summary, includeValues: values))
+            if let stats {
+                print("\nimport: median \(String(format: "%.2f", stats.medianMs)) ms over \(stats.runs) run(s); peak RSS \(InspectReport.bytes(stats.peakRSSBytes)), RSS once loaded \(InspectReport.bytes(stats.loadedRSSBytes)) (file \(InspectReport.bytes(stats.fileBytes)))")
+            }
         }
+    }
+}
+
+/// Import time and memory of one `inspect --timing` process.
+struct ImportStats {
+    var runs: Int
+    var medianMs: Double
+    var firstMs: Double
+    var peakRSSBytes: Int
+    var loadedRSSBytes: Int
+    var fileBytes: Int
+
+    var json: [String: Any] {
+        ["runs": runs, "medianMs": medianMs, "firstMs": firstMs, "peakRSSBytes": peakRSSBytes,
+         "loadedRSSBytes": loadedRSSBytes, "fileBytes": fileBytes]
+    }
+
+    /// Peak resident set size of this process so far (getrusage).
+    static func peakRSS() -> Int {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return usage.ru_maxrss * 1024
+    }
+
+    /// Resident set size now (/proc/self/statm), 0 where unavailable.
+    static func currentRSS() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let fields = text.split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
     }
 }

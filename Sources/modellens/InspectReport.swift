@@ -20,7 +20,7 @@ enum InspectReport {
 
     static func formatName(_ m: Model) -> String { m.format == .onnx ? "ONNX" : "TFLite" }
 
-    static func json(_ m: Model, _ s: ModelSummary, includeValues: Bool) -> String {
+    static func json(_ m: Model, _ s: ModelSummary, includeValues: Bool, stats: ImportStats? = nil) -> String {
         let g = m.graph
         var byDtype: [String: Any] = [:]
         for (dt, t) in s.parametersByDType {
@@ -48,6 +48,7 @@ enum InspectReport {
             "perAxisQuantizedTensors": s.perAxisQuantizedTensors,
             "warnings": m.warnings,
         ]
+        if let stats { obj["importStats"] = stats.json }
         if includeValues {
             obj["values"] = g.values.filter { !$0.name.isEmpty }.map { valueJSON($0) }
         }

@@ -59,6 +59,10 @@ final class BadInputTests: XCTestCase {
         expectImportError(TestSupport.samples.appendingPathComponent("bad/buffer_offset.tflite").path, contains: "outside the file")
     }
 
+    func testExternalDataLeavingTheModelDirectoryIsRefused() {
+        expectImportError(TestSupport.samples.appendingPathComponent("bad/external_escape.onnx").path, contains: "leaves the model's directory")
+    }
+
     func testRandomBytes() throws {
         var rng = SplitMix(seed: 42)
         for i in 0..<200 {

@@ -26,6 +26,9 @@ final class ONNXNodeTestImportTests: XCTestCase {
             if g.nodes.count != ref["nodeCount"] as! Int {
                 failures.append("\(short): \(g.nodes.count) nodes, onnx says \(ref["nodeCount"]!)")
             }
+            if model.subgraphCount != ref["subgraphCount"] as! Int {
+                failures.append("\(short): \(model.subgraphCount) graphs, onnx has \(ref["subgraphCount"]!)")
+            }
             let ops = (ref["opTypes"] as! [String])
             if g.nodes.map(\.sourceOp).sorted() != ops.sorted() {
                 failures.append("\(short): op types differ")
