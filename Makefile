@@ -25,6 +25,7 @@ models: setup
 reference: models
 	.venv/bin/python Tools/make-reference.py
 	.venv/bin/python Tools/check-onnx-schema.py
+	.venv/bin/python Tools/check-tflite-schema.py
 
 check-generated: setup
 	Tools/regen-schemas.sh --check
