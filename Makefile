@@ -34,7 +34,8 @@ test: check-generated reference
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
-bench: build models
+bench: setup models
+	$(SWIFT) build -c release --product modellens
 	.venv/bin/python Tools/bench-import.py
 
 clean:

@@ -114,8 +114,16 @@ struct ImportStats {
          "loadedRSSBytes": loadedRSSBytes, "fileBytes": fileBytes]
     }
 
-    /// Peak resident set size of this process so far (getrusage).
+    /// Peak resident set size of this process image so far: VmHWM from
+    /// /proc/self/status. (getrusage's ru_maxrss is carried across exec from
+    /// the parent on Linux, so a child of a big process would report the
+    /// parent's peak.) Falls back to getrusage elsewhere.
     static func peakRSS() -> Int {
+        if let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+           let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+           let kb = Int(line.split(separator: " ").dropFirst().first ?? "") {
+            return kb * 1024
+        }
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         return usage.ru_maxrss * 1024
