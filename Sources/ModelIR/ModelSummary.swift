@@ -54,7 +54,7 @@ public struct ModelSummary: Sendable {
             }
             for n in graph.nodes {
                 let custom = n.domain == "tflite.custom" || (n.op == .opaque && n.domain != "tflite")
-                if custom { customOps[n.domain.isEmpty ? n.sourceOp : "\(n.domain):\(n.sourceOp)", default: 0] += 1 }
+                if custom { customOps[n.domain.isEmpty || n.domain == "tflite.custom" ? n.sourceOp : "\(n.domain):\(n.sourceOp)", default: 0] += 1 }
                 if n.int("fp16_weights") == 1 { fp16DequantizedWeights += 1 }
             }
         }

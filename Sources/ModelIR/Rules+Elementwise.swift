@@ -10,6 +10,8 @@ private let sameAsInput: [String] = [
     "InstanceNormalization", "LpNormalization", "GroupNormalization", "L2Normalization", "Trilu",
     "ScatterND", "ScatterElements", "Scatter", "EyeLike", "RandomNormalLike", "RandomUniformLike",
     "Bernoulli", "ReverseV2", "SignBit", "FakeQuant", "LocalResponseNormalization", "Erfc",
+    "Densify", // TFLite: a sparse constant expanded to its dense shape
+
 ]
 
 private let broadcasting: [String] = [

@@ -91,8 +91,12 @@ public enum ShapeInference {
         // Integer contents known so far, by value id.
         var known: [ValueID: [Dim]] = [:]
         for v in graph.values {
-            if let c = v.constant, c.shape.count <= 1, let ints = c.integers(limit: 64) {
+            guard let c = v.constant, c.shape.count <= 1 else { continue }
+            if let ints = c.integers(limit: 64) {
                 known[v.id] = ints.map { .known($0) }
+            } else if c.dtype.isFloatingPoint, let d = c.doubles(limit: 64), d.allSatisfy({ $0.rounded() == $0 && abs($0) < 1e15 }) {
+                // Exporters often compute shapes in float; whole numbers count.
+                known[v.id] = d.map { .known(Int($0)) }
             }
         }
         for (index, node) in graph.nodes.enumerated() {
@@ -111,6 +115,10 @@ public enum ShapeInference {
                 report.warnings.append("node '\(node.name)' (\(node.sourceOp)): \(error)")
                 report.declaredOnly += node.outputs.count
                 continue
+            }
+            if ctx.outputValues[0] == nil, node.outputs.count == 1,
+               let folded = IntegerFolding.fold(node, inputs: inValues, constants: inConstants) {
+                ctx.outputValues[0] = folded
             }
             for (k, out) in node.outputs.enumerated() {
                 if let v = ctx.outputValues[k] { known[out] = v }
@@ -207,4 +215,87 @@ func dimProduct(_ dims: ArraySlice<Dim>) -> Dim {
 
 extension TensorType {
     static func of(_ dtype: DType, _ dims: [Dim]?) -> TensorType { TensorType(dtype: dtype, shape: Shape(dims)) }
+}
+
+/// Evaluates small integer computations on shape values (at most 64
+/// elements): the arithmetic exporters emit between `Shape` and `Reshape`,
+/// `Range`, `Expand` or `ConstantOfShape`. Symbols pass through where the
+/// result is the same symbol (`x * 1`, `x + 0`, casts).
+enum IntegerFolding {
+    static let limit = 64
+
+    static func fold(_ node: Node, inputs: [[Dim]?], constants: [TensorData?]) -> [Dim]? {
+        func vals(_ i: Int) -> [Dim]? { i < inputs.count ? inputs[i] : nil }
+        switch node.op.rawValue {
+        case "Identity", "Cast", "Floor", "Ceil", "Round", "Squeeze", "Unsqueeze", "Flatten", "Reshape":
+            guard let a = vals(0), a.count <= limit else { return nil }
+            return a
+        case "Neg":
+            guard let a = vals(0) else { return nil }
+            return elementwise([a]) { .known(-$0[0]) }
+        case "Abs":
+            guard let a = vals(0) else { return nil }
+            return elementwise([a]) { .known(abs($0[0])) }
+        case "Add", "Sub", "Mul", "Div", "Max", "Min", "Mod", "Equal", "Less", "Greater":
+            guard let a = vals(0), let b = vals(1) else { return nil }
+            let op = node.op.rawValue
+            // Identities keep symbols: x + 0, x - 0, x * 1, x / 1.
+            if b.count == 1, case .known(let k) = b[0], a.count <= limit,
+               (k == 0 && (op == "Add" || op == "Sub")) || (k == 1 && (op == "Mul" || op == "Div")) { return a }
+            if a.count == 1, case .known(let k) = a[0], b.count <= limit,
+               (k == 0 && op == "Add") || (k == 1 && op == "Mul") { return b }
+            return elementwise([a, b]) { x in
+                let (p, q) = (x[0], x[1])
+                switch op {
+                case "Add": return .known(p &+ q)
+                case "Sub": return .known(p &- q)
+                case "Mul": return .known(p &* q)
+                case "Div":
+                    // Only exact quotients: a float division must come out whole, and
+                    // integer division with a remainder is rare enough in shape code.
+                    return q != 0 && p % q == 0 ? .known(p / q) : .unknown
+                case "Mod": return q == 0 ? .unknown : .known(p % q)
+                case "Max": return .known(max(p, q))
+                case "Min": return .known(min(p, q))
+                case "Equal": return .known(p == q ? 1 : 0)
+                case "Less": return .known(p < q ? 1 : 0)
+                default: return .known(p > q ? 1 : 0)
+                }
+            }
+        case "Where":
+            guard let c = vals(0), let x = vals(1), let y = vals(2) else { return nil }
+            let n = max(c.count, x.count, y.count)
+            guard n <= limit, [c.count, x.count, y.count].allSatisfy({ $0 == 1 || $0 == n }) else { return nil }
+            return (0..<n).map { i in
+                guard let cv = c[c.count == 1 ? 0 : i].value else { return .unknown }
+                return cv != 0 ? x[x.count == 1 ? 0 : i] : y[y.count == 1 ? 0 : i]
+            }
+        case "Range":
+            guard let s = vals(0)?.first?.value, let l = vals(1)?.first?.value, let d = vals(2)?.first?.value, d != 0 else { return nil }
+            let n = max(0, Int((Double(l - s) / Double(d)).rounded(.up)))
+            guard n <= limit else { return nil }
+            return (0..<n).map { .known(s + $0 * d) }
+        case "ConstantOfShape":
+            guard let shape = vals(0), let count = Shape(shape).elementCount, count <= limit else { return nil }
+            let fill = node.attributes["value"]?.tensor?.doubles(limit: 1)?.first ?? 0
+            guard fill.rounded() == fill else { return nil }
+            return Array(repeating: .known(Int(fill)), count: count)
+        default:
+            return nil
+        }
+    }
+
+    /// Broadcasts 1-element operands against the others; all sizes must agree otherwise.
+    static func elementwise(_ operands: [[Dim]], _ f: ([Int]) -> Dim) -> [Dim]? {
+        let n = operands.map(\.count).max() ?? 0
+        guard n <= limit, operands.allSatisfy({ $0.count == 1 || $0.count == n }) else { return nil }
+        return (0..<n).map { i in
+            var xs: [Int] = []
+            for o in operands {
+                guard let v = o[o.count == 1 ? 0 : i].value else { return .unknown }
+                xs.append(v)
+            }
+            return f(xs)
+        }
+    }
 }

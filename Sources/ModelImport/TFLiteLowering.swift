@@ -21,7 +21,7 @@ enum TFLiteLowering {
         "LOCAL_RESPONSE_NORMALIZATION": "LocalResponseNormalization", "BATCH_MATMUL": "BatchMatMul",
         "STRIDED_SLICE": "StridedSlice", "SLICE": "SliceBySize", "PACK": "Pack", "UNPACK": "Unpack",
         "ZEROS_LIKE": "ZerosLike", "FILL": "Fill", "RANGE": "Range", "REVERSE_V2": "ReverseV2",
-        "SCATTER_ND": "ScatterNDTF", "WHERE": "NonZeroTF", "ONE_HOT": "OneHotTF", "MIRROR_PAD": "Pad",
+        "SCATTER_ND": "ScatterNDTF", "DENSIFY": "Densify", "WHERE": "NonZeroTF", "ONE_HOT": "OneHotTF", "MIRROR_PAD": "Pad",
     ]
 
     static func lower(_ node: inout Node, builtin: String, graph: Graph) {

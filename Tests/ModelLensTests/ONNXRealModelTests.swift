@@ -52,4 +52,28 @@ final class ONNXRealModelTests: XCTestCase {
         XCTAssertEqual(unresolved.count, 0, "with a concrete input every value of rapidocr det gets a concrete shape: \(unresolved.prefix(5).map { fixed.graph.values[$0].name })")
         XCTAssertEqual(fixed.graph.values[fixed.graph.outputs[0]].type.shape, Shape(known: [1, 1, 640, 640]))
     }
+
+    /// With concrete input shapes, every value of every real ONNX model gets a
+    /// concrete shape (shape arithmetic such as Shape -> Cast -> Div -> Range is folded).
+    func testConcreteInputsGiveEveryValueAConcreteShape() throws {
+        let cases: [(dir: String, match: String, input: String, shape: [Int], output: [Int])] = [
+            ("rapidocr", "det", "x", [1, 3, 640, 640], [1, 1, 640, 640]),
+            ("rapidocr", "rec", "x", [1, 3, 48, 320], [1, 40, 6625]),
+            ("rapidocr", "cls", "x", [1, 3, 48, 192], [1, 2]),
+            ("nudenet", "320n", "images", [1, 3, 320, 320], [1, 22, 2100]),
+            ("magika", "model", "bytes", [1, 2048], [1, 214]),
+        ]
+        for c in cases {
+            let dir = TestSupport.models.appendingPathComponent(c.dir)
+            guard let f = try? FileManager.default.contentsOfDirectory(atPath: dir.path).first(where: { $0.contains(c.match) && $0.hasSuffix(".onnx") }) else {
+                throw XCTSkip("run Tools/fetch-models.sh")
+            }
+            let model = try ModelImporter.load(dir.appendingPathComponent(f).path, options: .init(inputShapes: [c.input: Shape(known: c.shape)]))
+            let g = model.graph
+            let open = g.values.filter { $0.isTensor && !$0.name.isEmpty && $0.type.shape.concrete == nil }
+            XCTAssertEqual(open.map(\.name), [], "\(f): values left without a concrete shape")
+            XCTAssertEqual(g.values[g.outputs[0]].type.shape, Shape(known: c.output), f)
+            XCTAssertEqual(model.warnings, [], f)
+        }
+    }
 }
