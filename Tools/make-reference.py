@@ -7,7 +7,7 @@ to .refdata/ (git-ignored). The Swift tests compare ModelLens' import with them.
                         initializers), outputs, and every value's shape after
                         onnx.shape_inference.infer_shapes.
   onnx-models.json      the .onnx files of rapidocr-onnxruntime, nudenet and magika.
-  tflite.json           every mediapipe .tflite: operators, op names and tensors per
+  tflite.json           every mediapipe .tflite and SampleModels/*.tflite: operators, op names and tensors per
                         subgraph from the `tflite` package; tensor details from
                         ai-edge-litert's Interpreter where it can build one (models
                         with custom ops it does not know are marked so).
@@ -146,7 +146,10 @@ def tflite_facts(path):
         it = Interpreter(model_path=path)
         facts['litert'] = {
             'tensors': [{'index': d['index'], 'name': d['name'], 'dtype': np.dtype(d['dtype']).name,
-                         'shape': d['shape'].tolist(), 'signature': d['shape_signature'].tolist()}
+                         'shape': d['shape'].tolist(), 'signature': d['shape_signature'].tolist(),
+                         'scales': d['quantization_parameters']['scales'].tolist(),
+                         'zeroPoints': d['quantization_parameters']['zero_points'].tolist(),
+                         'quantizedDimension': int(d['quantization_parameters']['quantized_dimension'])}
                         for d in it.get_tensor_details()],
             'inputs': [d['index'] for d in it.get_input_details()],
             'outputs': [d['index'] for d in it.get_output_details()],
@@ -160,10 +163,11 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, 'onnx-node-tests.json'), 'w') as f:
         json.dump(node_tests(), f)
-    models = sorted(glob.glob(os.path.join(ROOT, '.models', '*', '*.onnx')))
+    models = sorted(p for d in ('rapidocr', 'nudenet', 'magika') for p in glob.glob(os.path.join(ROOT, '.models', d, '*.onnx')))
     with open(os.path.join(OUT, 'onnx-models.json'), 'w') as f:
         json.dump([onnx_facts(p, infer=False) for p in models], f)
     tfl = sorted(glob.glob(os.path.join(ROOT, '.models', 'mediapipe', '*.tflite')))
+    tfl += sorted(glob.glob(os.path.join(ROOT, 'SampleModels', '*.tflite')))
     with open(os.path.join(OUT, 'tflite.json'), 'w') as f:
         json.dump([tflite_facts(p) for p in tfl], f)
     print(f'make-reference: wrote {OUT} ({len(models)} onnx models, {len(tfl)} tflite models)', file=sys.stderr)

@@ -5,6 +5,7 @@
                            input [batch, 3, 32, 32] with a symbolic batch (onnx.helper).
   tiny_cnn.tflite          DEQUANTIZE(fp16 weights) -> CONV_2D(+RELU) -> DEPTHWISE_CONV_2D -> ADD -> MEAN,
                            input [1, 16, 16, 3] (built with the flatbuffers builder of the `tflite` package).
+  tiny_int8.tflite         a full-integer int8 CONV_2D with per-axis weight quantization.
   bad/cycle.onnx           two nodes that feed each other.
   bad/huge_tensor.onnx     an initializer declaring 2^40 float elements with 16 bytes of data.
   bad/undefined_input.onnx a node reading a value nothing defines.
@@ -191,6 +192,81 @@ def tiny_tflite(buffer_offset=None, extra_buffer_bytes=0):
     return bytes(b.Output())
 
 
+def int8_tflite():
+    """A full-integer int8 conv: int8 activations (per-tensor), int8 weights and int32 bias
+    quantized per output channel (quantized_dimension 0), as TFLiteConverter writes them."""
+    import importlib
+    B, M, S, T, O, OC, C2, Q = (importlib.import_module('tflite.' + n) for n in (
+        'Buffer', 'Model', 'SubGraph', 'Tensor', 'Operator', 'OperatorCode', 'Conv2DOptions', 'QuantizationParameters'))
+    from tflite.BuiltinOperator import BuiltinOperator as BO
+    from tflite.BuiltinOptions import BuiltinOptions as BOpt
+    b = flatbuffers.Builder(4096)
+
+    def vec(start, vals, put):
+        start(b, len(vals))
+        for v in reversed(vals):
+            put(v)
+        return b.EndVector()
+
+    def bytes_buffer(d):
+        if d is None:
+            B.BufferStart(b)
+            return B.BufferEnd(b)
+        b.StartVector(1, len(d), 16)
+        b.head = b.head - len(d)
+        b.Bytes[b.head:b.head + len(d)] = d
+        v = b.EndVector()
+        B.BufferStart(b); B.BufferAddData(b, v)
+        return B.BufferEnd(b)
+
+    w_scales = [0.011, 0.02, 0.015, 0.008]
+    in_scale, out_scale = 0.05, 0.1
+    weights = rng.integers(-127, 128, size=(4, 3, 3, 3), dtype=np.int8)
+    bias = rng.integers(-500, 500, size=4).astype(np.int32)
+    bufs = [bytes_buffer(x) for x in (None, weights.tobytes(), bias.tobytes())]
+
+    def quant(scales, zps, dim=0):
+        sv = vec(Q.QuantizationParametersStartScaleVector, scales, b.PrependFloat32)
+        zv = vec(Q.QuantizationParametersStartZeroPointVector, zps, b.PrependInt64)
+        Q.QuantizationParametersStart(b); Q.QuantizationParametersAddScale(b, sv); Q.QuantizationParametersAddZeroPoint(b, zv)
+        Q.QuantizationParametersAddQuantizedDimension(b, dim)
+        return Q.QuantizationParametersEnd(b)
+    INT8, INT32 = 9, 2
+    specs = [('input', INT8, [1, 8, 8, 3], 0, quant([in_scale], [-3])),
+             ('conv.w', INT8, [4, 3, 3, 3], 1, quant(w_scales, [0, 0, 0, 0], 0)),
+             ('conv.b', INT32, [4], 2, quant([in_scale * s for s in w_scales], [0, 0, 0, 0], 0)),
+             ('output', INT8, [1, 8, 8, 4], 0, quant([out_scale], [2]))]
+    tens = []
+    for name, ty, shape, buf, q in specs:
+        n = b.CreateString(name)
+        sv = vec(T.TensorStartShapeVector, shape, b.PrependInt32)
+        T.TensorStart(b); T.TensorAddShape(b, sv); T.TensorAddType(b, ty); T.TensorAddBuffer(b, buf)
+        T.TensorAddName(b, n); T.TensorAddQuantization(b, q)
+        tens.append(T.TensorEnd(b))
+    OC.OperatorCodeStart(b); OC.OperatorCodeAddDeprecatedBuiltinCode(b, BO.CONV_2D); OC.OperatorCodeAddBuiltinCode(b, BO.CONV_2D)
+    OC.OperatorCodeAddVersion(b, 3); code = OC.OperatorCodeEnd(b)
+    C2.Conv2DOptionsStart(b); C2.Conv2DOptionsAddPadding(b, 0); C2.Conv2DOptionsAddStrideW(b, 1); C2.Conv2DOptionsAddStrideH(b, 1)
+    C2.Conv2DOptionsAddFusedActivationFunction(b, 3); opt = C2.Conv2DOptionsEnd(b)
+    iv = vec(O.OperatorStartInputsVector, [0, 1, 2], b.PrependInt32)
+    ov = vec(O.OperatorStartOutputsVector, [3], b.PrependInt32)
+    O.OperatorStart(b); O.OperatorAddOpcodeIndex(b, 0); O.OperatorAddInputs(b, iv); O.OperatorAddOutputs(b, ov)
+    O.OperatorAddBuiltinOptionsType(b, BOpt.Conv2DOptions); O.OperatorAddBuiltinOptions(b, opt); op = O.OperatorEnd(b)
+    tv = vec(S.SubGraphStartTensorsVector, tens, b.PrependUOffsetTRelative)
+    opv = vec(S.SubGraphStartOperatorsVector, [op], b.PrependUOffsetTRelative)
+    inv = vec(S.SubGraphStartInputsVector, [0], b.PrependInt32)
+    outv = vec(S.SubGraphStartOutputsVector, [3], b.PrependInt32)
+    S.SubGraphStart(b); S.SubGraphAddTensors(b, tv); S.SubGraphAddInputs(b, inv); S.SubGraphAddOutputs(b, outv)
+    S.SubGraphAddOperators(b, opv); sg = S.SubGraphEnd(b)
+    sgv = vec(M.ModelStartSubgraphsVector, [sg], b.PrependUOffsetTRelative)
+    cv = vec(M.ModelStartOperatorCodesVector, [code], b.PrependUOffsetTRelative)
+    bv = vec(M.ModelStartBuffersVector, bufs, b.PrependUOffsetTRelative)
+    desc = b.CreateString('modellens sample: int8 conv, per-axis weights')
+    M.ModelStart(b); M.ModelAddVersion(b, 3); M.ModelAddOperatorCodes(b, cv); M.ModelAddSubgraphs(b, sgv)
+    M.ModelAddDescription(b, desc); M.ModelAddBuffers(b, bv)
+    b.Finish(M.ModelEnd(b), file_identifier=b'TFL3')
+    return bytes(b.Output())
+
+
 def main():
     tiny_onnx()
     bad_onnx()
@@ -198,6 +274,8 @@ def main():
     good = tiny_tflite()
     with open(os.path.join(HERE, 'tiny_cnn.tflite'), 'wb') as f:
         f.write(good)
+    with open(os.path.join(HERE, 'tiny_int8.tflite'), 'wb') as f:
+        f.write(int8_tflite())
     with open(os.path.join(HERE, 'bad', 'buffer_offset.tflite'), 'wb') as f:
         f.write(tiny_tflite(buffer_offset=1 << 40))
     # The good sample must run in the reference runtime.
@@ -207,6 +285,11 @@ def main():
     it.set_tensor(it.get_input_details()[0]['index'], np.ones((1, 16, 16, 3), np.float32))
     it.invoke()
     print('make-samples: tiny_cnn.tflite runs in ai-edge-litert, output', it.get_tensor(it.get_output_details()[0]['index']).shape)
+    it = Interpreter(model_path=os.path.join(HERE, 'tiny_int8.tflite'))
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]['index'], np.ones((1, 8, 8, 3), np.int8))
+    it.invoke()
+    print('make-samples: tiny_int8.tflite runs in ai-edge-litert, output', it.get_tensor(it.get_output_details()[0]['index']).dtype)
     import onnxruntime as ort
     s = ort.InferenceSession(os.path.join(HERE, 'tiny_cnn.onnx'))
     print('make-samples: tiny_cnn.onnx runs in onnxruntime, output', s.run(None, {'input': np.ones((2, 3, 32, 32), np.float32)})[0].shape)

@@ -9,7 +9,8 @@ import XCTest
 final class TFLiteImportTests: XCTestCase {
     func testMediapipeModelsMatchTFLiteAndLiteRT() throws {
         let refs = try TestSupport.reference("tflite.json")
-        XCTAssertEqual(refs.count, 14, "mediapipe 0.10.14 ships 14 .tflite files")
+        XCTAssertEqual(refs.filter { ($0["path"] as! String).contains("/mediapipe/") }.count, 14, "mediapipe 0.10.14 ships 14 .tflite files")
+        XCTAssertTrue(refs.contains { ($0["path"] as! String).hasSuffix("tiny_int8.tflite") }, "the int8 sample is part of the reference")
         var failures: [String] = []
         for ref in refs {
             let path = ref["path"] as! String
@@ -54,6 +55,19 @@ final class TFLiteImportTests: XCTestCase {
                     if v.name != t["name"] as! String { failures.append("\(short): litert name \(t["name"]!) != \(v.name)") }
                     if v.type.dtype.rawValue != t["dtype"] as! String {
                         failures.append("\(short): litert dtype of '\(v.name)' \(t["dtype"]!) != \(v.type.dtype.rawValue)")
+                    }
+                    // Quantization: scales, zero points and (per-axis) the quantized dimension.
+                    let scales = t["scales"] as? [Double] ?? []
+                    let q = v.quantization
+                    if scales.isEmpty != (q == nil) {
+                        failures.append("\(short): '\(v.name)' quantization presence differs from litert")
+                    } else if let q {
+                        if q.scales.count != scales.count || zip(q.scales, scales).contains(where: { abs(Double($0) - $1) > 1e-12 * max(1, abs($1)) }) {
+                            failures.append("\(short): '\(v.name)' scales \(q.scales) != \(scales)")
+                        }
+                        if q.zeroPoints.map(Int.init) != (t["zeroPoints"] as? [Int] ?? []) { failures.append("\(short): '\(v.name)' zero points differ") }
+                        if q.isPerAxis, q.axis != t["quantizedDimension"] as? Int { failures.append("\(short): '\(v.name)' quantized dimension differs") }
+                        if let c = v.constant, c.quantization?.scales != q.scales { failures.append("\(short): '\(v.name)' constant lacks its quantization") }
                     }
                     let want = (t["signature"] as! [Int]).map { $0 < 0 ? "?" : String($0) }
                     if TestSupport.encode(v.type.shape) != want { failures.append("\(short): litert signature of '\(v.name)' \(want) != \(v.type.shape)") }
@@ -101,5 +115,17 @@ final class TFLiteImportTests: XCTestCase {
             total += s.fp16DequantizedWeights
         }
         XCTAssertGreaterThan(total, 0, "some mediapipe model should carry fp16 weights")
+    }
+
+    func testInt8SampleKeepsPerAxisQuantization() throws {
+        let model = try ModelImporter.load(TestSupport.samples.appendingPathComponent("tiny_int8.tflite").path)
+        let g = model.graph
+        let w = try XCTUnwrap(g.value(named: "conv.w").map { g.values[$0] })
+        XCTAssertEqual(w.type.dtype, .int8)
+        XCTAssertEqual(w.quantization?.axis, 0)
+        XCTAssertEqual(w.quantization?.scales.count, 4)
+        XCTAssertEqual(ModelSummary(model).perAxisQuantizedTensors, 2, "weights and bias")
+        XCTAssertEqual(g.nodes.first?.fusedActivation, .relu6)
+        XCTAssertEqual(g.nodes.first?.op, .conv)
     }
 }
