@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "modellens", targets: ["modellens"]),
         .library(name: "ModelIR", targets: ["ModelIR"]),
         .library(name: "ModelImport", targets: ["ModelImport"]),
+        .library(name: "ModelAnalysis", targets: ["ModelAnalysis"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -29,16 +30,18 @@ let package = Package(
         .target(name: "ModelIR"),
         // ONNX and TFLite files -> ModelIR.
         .target(name: "ModelImport", dependencies: ["ModelIR", "CONNX", "CTFLite"]),
+        // Costs, structure, hardware profiles (bundled JSON), roofline and DRAM estimates, reports.
+        .target(name: "ModelAnalysis", dependencies: ["ModelIR"], resources: [.copy("Profiles")]),
         .executableTarget(
             name: "modellens",
             dependencies: [
-                "ModelIR", "ModelImport",
+                "ModelIR", "ModelImport", "ModelAnalysis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(
             name: "ModelLensTests",
-            dependencies: ["ModelIR", "ModelImport"]
+            dependencies: ["ModelIR", "ModelImport", "ModelAnalysis"]
         ),
     ],
     swiftLanguageModes: [.v5],

@@ -154,3 +154,49 @@ let convRules: [(String, ShapeRule)] = {
     }))
     return rules
 }()
+
+// MARK: - costs (see CostModel.convention)
+
+/// Kernel spatial volume and input channels per group, from the weight shape and its layout.
+private func kernelVolumeAndChannels(_ w: [Dim], _ layout: KernelLayout?) -> SymCount {
+    switch layout ?? .oihw {
+    case .oihw, .iohw: return SymCount(product: Array(w.dropFirst()))          // (C/g) x kH x kW
+    case .ohwi: return SymCount(product: Array(w.dropFirst()))                  // kH x kW x (C/g)
+    case .ihwo1: return SymCount(product: Array(w.dropFirst().dropLast()))      // kH x kW (one input channel per output)
+    }
+}
+
+let convCosts: [(String, CostRule)] = {
+    var rules: [(String, CostRule)] = []
+    let conv: CostRule = { ctx in
+        let wi = ctx.node.op.rawValue == "QLinearConv" ? 3 : 1
+        guard let w = ctx.dims(wi) else { return (.zero, .zero) }
+        let macs = ctx.outElements() * kernelVolumeAndChannels(w, ctx.node.kernelLayout)
+        let biasIndex = ctx.node.op.rawValue == "QLinearConv" ? 8 : 2
+        let bias = ctx.hasInput(biasIndex) ? ctx.outElements() : .zero
+        return (macs, macs * 2 + bias)
+    }
+    for name in ["Conv", "ConvInteger", "QLinearConv"] { rules.append((name, conv)) }
+    rules.append(("ConvTranspose", { ctx in
+        // Every input element meets the whole kernel for its group: in x (C_out/g) x kernel volume.
+        guard let w = ctx.dims(1) else { return (.zero, .zero) }
+        let perInput: SymCount
+        switch ctx.node.kernelLayout ?? .iohw {
+        case .iohw: perInput = SymCount(product: Array(w.dropFirst()))                                 // (C_out/g) x k
+        case .ohwi: perInput = SymCount(product: Array(w.dropLast())) / max(1, ctx.node.int("group") ?? 1) // C_out x k (/g)
+        default: perInput = SymCount(product: w)
+        }
+        let macs = ctx.inElements() * perInput
+        return (macs, macs * 2 + (ctx.hasInput(2) ? ctx.outElements() : .zero))
+    }))
+    let pool: CostRule = { ctx in
+        let k = Shape.product(ctx.node.ints("kernel_shape") ?? [1]) ?? 1
+        return (.zero, ctx.outElements() * k)
+    }
+    for name in ["MaxPool", "AveragePool", "LpPool"] { rules.append((name, pool)) }
+    for name in ["GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"] {
+        rules.append((name, { ctx in (.zero, ctx.inElements()) }))
+    }
+    for name in ["DepthToSpace", "SpaceToDepth"] { rules.append((name, { _ in (.zero, .zero) })) }
+    return rules
+}()

@@ -1,7 +1,7 @@
 // Shape rules of elementwise ops: unary maps, broadcasting binaries,
 // comparisons, normalisations that keep their input's shape, and casts.
 
-private let sameAsInput: [String] = [
+let sameAsInput: [String] = [
     "Abs", "Acos", "Acosh", "Asin", "Asinh", "Atan", "Atanh", "Ceil", "Cos", "Cosh", "Elu", "Erf", "Exp",
     "Floor", "HardSigmoid", "HardSwish", "Identity", "LeakyRelu", "Log", "Neg", "Reciprocal", "Relu", "Round",
     "Selu", "Sigmoid", "Sign", "Sin", "Sinh", "Softplus", "Softsign", "Sqrt", "Tan", "Tanh", "ThresholdedRelu",
@@ -14,12 +14,12 @@ private let sameAsInput: [String] = [
 
 ]
 
-private let broadcasting: [String] = [
+let broadcasting: [String] = [
     "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Mean", "Sum", "Mod", "BitShift", "BitwiseAnd",
     "BitwiseOr", "BitwiseXor", "PRelu", "SquaredDifference", "FloorDiv", "FloorMod", "Atan2",
 ]
 
-private let comparisons: [String] = [
+let comparisons: [String] = [
     "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "NotEqual", "And", "Or", "Xor",
 ]
 
@@ -98,5 +98,30 @@ let elementwiseRules: [(String, ShapeRule)] = {
         return [.of(.float32, t.shape.dims)]
     }))
     rules.append(("Quantize", { ctx in [ctx.type(0).map { .of(.undefined, $0.shape.dims) }] }))
+    return rules
+}()
+
+// MARK: - costs (see CostModel.convention)
+
+private let freeOps: Set<String> = ["Identity", "Dropout", "Cast", "CastLike", "EyeLike", "RandomNormalLike", "RandomUniformLike", "Densify"]
+
+let elementwiseCosts: [(String, CostRule)] = {
+    var rules: [(String, CostRule)] = []
+    for name in sameAsInput + broadcasting + comparisons + ["IsNaN", "IsInf", "Where", "QuantizeLinear", "DequantizeLinear", "Dequantize", "Quantize"] {
+        if freeOps.contains(name) {
+            rules.append((name, { _ in (.zero, .zero) }))
+            continue
+        }
+        let perElement: Int
+        switch name {
+        case "Softmax", "LogSoftmax", "Hardmax": perElement = 3
+        case "InstanceNormalization", "GroupNormalization", "MeanVarianceNormalization", "LpNormalization", "L2Normalization": perElement = 5
+        case "DequantizeLinear", "QuantizeLinear": perElement = 2
+        default: perElement = 1
+        }
+        rules.append((name, { ctx in (.zero, ctx.outElements() * perElement) }))
+    }
+    rules.append(("BatchNormalization", { ctx in (.zero, ctx.outElements() * 2) }))
+    rules.append(("LayerNormalization", { ctx in (.zero, ctx.outElements() * 5) }))
     return rules
 }()

@@ -52,3 +52,60 @@ let linalgRules: [(String, ShapeRule)] = [
         return [.of(a.dtype, [.known(total / inner), units])]
     }),
 ]
+
+// MARK: - costs (see CostModel.convention)
+
+let linalgCosts: [(String, CostRule)] = {
+    func withBias(_ macs: SymCount, _ ctx: CostContext, biasInput: Int) -> (SymCount, SymCount) {
+        (macs, macs * 2 + (ctx.hasInput(biasInput) ? ctx.outElements() : .zero))
+    }
+    let matmul: CostRule = { ctx in
+        // Output elements x the shared dimension K (the last of A; 1-D A is [K]).
+        guard let a = ctx.dims(0), let k = a.last else { return (.zero, .zero) }
+        let macs = ctx.outElements() * SymCount(product: [k])
+        return (macs, macs * 2)
+    }
+    let quantMatmul: CostRule = { ctx in
+        guard let a = ctx.dims(0), let k = a.last else { return (.zero, .zero) }
+        let macs = ctx.outElements() * SymCount(product: [k])
+        return (macs, macs * 2)
+    }
+    return [
+        ("MatMul", matmul),
+        ("MatMulInteger", quantMatmul),
+        ("QLinearMatMul", quantMatmul),
+        ("BatchMatMul", { ctx in
+            guard let a = ctx.dims(0), a.count >= 2 else { return (.zero, .zero) }
+            let k = (ctx.node.int("adj_x") ?? 0) != 0 ? a[a.count - 2] : a[a.count - 1]
+            let macs = ctx.outElements() * SymCount(product: [k])
+            return (macs, macs * 2)
+        }),
+        ("Gemm", { ctx in
+            guard let a = ctx.dims(0), a.count == 2 else { return (.zero, .zero) }
+            let k = (ctx.node.int("transA") ?? 0) != 0 ? a[0] : a[1]
+            return withBias(ctx.outElements() * SymCount(product: [k]), ctx, biasInput: 2)
+        }),
+        ("FullyConnected", { ctx in
+            guard let w = ctx.dims(1), w.count == 2 else { return (.zero, .zero) }
+            return withBias(ctx.outElements() * SymCount(product: [w[1]]), ctx, biasInput: 2)
+        }),
+        // Recurrent layers: gates x hidden x (input + hidden) per step, per direction, over the sequence.
+        ("LSTM", { ctx in recurrent(ctx, gates: 4) }),
+        ("GRU", { ctx in recurrent(ctx, gates: 3) }),
+        ("RNN", { ctx in recurrent(ctx, gates: 1) }),
+    ]
+}()
+
+/// X is [seq, batch, input] (layout 0); W is [dirs, gates*hidden, input], R is [dirs, gates*hidden, hidden].
+private func recurrent(_ ctx: CostContext, gates: Int) -> (SymCount, SymCount) {
+    guard let x = ctx.dims(0), x.count == 3, let w = ctx.dims(1), w.count == 3, let r = ctx.dims(2), r.count == 3 else {
+        return (.zero, .zero)
+    }
+    let batchFirst = (ctx.node.int("layout") ?? 0) != 0
+    let steps = SymCount(product: [batchFirst ? x[0] : x[0], x[1]])   // seq x batch (either order)
+    let perStep = SymCount(product: [w[0], w[1], w[2]]) + SymCount(product: [r[0], r[1], r[2]])
+    let macs = steps * perStep
+    // Gate nonlinearities and the cell update: a few FLOPs per gate element, counted as 1 each.
+    let elementwise = steps * SymCount(product: [w[0], w[1]])
+    return (macs, macs * 2 + elementwise)
+}

@@ -1,6 +1,6 @@
 // Shape rules of reductions and index-producing reductions.
 
-private let reductions = [
+let reductions = [
     "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
     "ReduceLogSumExp", "ReduceSumSquare", "ReduceAny", "ReduceAll",
 ]
@@ -47,3 +47,9 @@ let reduceRules: [(String, ShapeRule)] = {
     }
     return rules
 }()
+
+// MARK: - costs (see CostModel.convention)
+
+let reduceCosts: [(String, CostRule)] = (reductions + ["ArgMax", "ArgMin"]).map { name in
+    (name, { ctx in (SymCount.zero, ctx.inElements()) })
+}

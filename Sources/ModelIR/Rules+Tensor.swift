@@ -330,3 +330,16 @@ let tensorRules: [(String, ShapeRule)] = [
     }),
     ("NonMaxSuppression", { _ in [.of(.int64, [.unknown, .known(3)])] }),
 ]
+
+// MARK: - costs (see CostModel.convention)
+
+let tensorCosts: [(String, CostRule)] = {
+    var rules: [(String, CostRule)] = tensorRules.map { name, _ in (name, { _ in (SymCount.zero, SymCount.zero) }) }
+    rules.removeAll { $0.0 == "Resize" }
+    rules.append(("Resize", { ctx in
+        let mode = ctx.node.string("mode") ?? "nearest"
+        let per = mode == "linear" ? 4 : mode == "cubic" ? 16 : 0
+        return (.zero, ctx.outElements() * per)
+    }))
+    return rules
+}()

@@ -45,9 +45,12 @@ struct Inspect: ParsableCommand {
     @Option(help: "With --timing: import this many times and report the median (the first import's memory is reported).")
     var runs: Int = 1
 
-    func parsedShapes() throws -> [String: Shape] {
+    func parsedShapes() throws -> [String: Shape] { try Inspect.parseShapes(inputShapes) }
+
+    /// Parses `NAME=D1,D2,...` specs (sizes, symbols, or `?`).
+    static func parseShapes(_ specs: [String]) throws -> [String: Shape] {
         var out: [String: Shape] = [:]
-        for spec in inputShapes {
+        for spec in specs {
             guard let eq = spec.lastIndex(of: "="), eq != spec.startIndex else {
                 throw ValidationError("--input-shape expects NAME=D1,D2,..., got '\(spec)'")
             }

@@ -48,10 +48,12 @@ struct ModelLens: ParsableCommand {
               modellens inspect mobilenet.tflite
               modellens inspect model.onnx --json
               modellens inspect model.onnx --input-shape input=1,3,224,224
+              modellens analyze model.onnx --profile gtx-1060
+              modellens profiles
 
             Exit status: 0 on success, 1 when a model cannot be read (the message \
             names the file and the problem), 2 for usage errors.
             """,
-        subcommands: [Inspect.self]
+        subcommands: [Inspect.self, Analyze.self, Profiles.self]
     )
 }

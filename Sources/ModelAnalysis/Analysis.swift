@@ -1,0 +1,232 @@
+import Foundation
+import ModelIR
+
+/// One node's costs and prediction.
+public struct NodeAnalysis: Sendable {
+    public var index: Int
+    public var name: String
+    /// The op as the file names it, and the canonical op.
+    public var op: String
+    public var canonical: String
+    public var cost: OpCost
+    /// Counts with every symbol bound (see `AnalysisReport.bindings`).
+    public var macs = 0, flops = 0, params = 0, weightBytes = 0, activationBytesRead = 0, bytesWritten = 0
+    /// Bytes this node moves to or from DRAM under the cache model.
+    public var dramBytes = 0
+    public var predictedSeconds = 0.0
+    /// "compute", "memory" or "none" (no work: views, load-time decoding).
+    public var bound = "none"
+    public var tags: [String] = []
+    public var weightDType: String?
+    /// Share of zeros in the weights, and whether they follow 2:4 structure.
+    public var weightSparsity: Double?
+    public var twoFour = false
+
+    public var bytesRead: Int { weightBytes + activationBytesRead }
+    /// FLOPs per byte read or written.
+    public var intensity: Double { flops == 0 ? 0 : Double(flops) / Double(max(1, bytesRead + bytesWritten)) }
+}
+
+public struct Totals: Sendable {
+    public var macs = 0, flops = 0, params = 0, weightBytes = 0, activationBytesRead = 0, bytesWritten = 0, dramBytes = 0
+    public var predictedSeconds = 0.0
+    public var nodes = 0
+    public var bytesRead: Int { weightBytes + activationBytesRead }
+
+    mutating func add(_ n: NodeAnalysis) {
+        macs += n.macs; flops += n.flops; params += n.params; weightBytes += n.weightBytes
+        activationBytesRead += n.activationBytesRead; bytesWritten += n.bytesWritten; dramBytes += n.dramBytes
+        predictedSeconds += n.predictedSeconds; nodes += 1
+    }
+}
+
+/// Counts of structural patterns (numbers, as the JSON report gives them).
+public struct Patterns: Sendable {
+    public var residualConnections = 0, depthwiseConvs = 0, pointwiseConvs = 0, groupedConvs = 0, standardConvs = 0
+    public var branches = 0, denseConcats = 0, squeezeExcitations = 0, foldableBatchNorms = 0
+}
+
+public struct AnalysisReport: Sendable {
+    public var model: Model
+    public var profile: HardwareProfile
+    public var bindings: [String: Int]
+    public var nodes: [NodeAnalysis]
+    public var totals: Totals
+    /// Totals with symbols left in (e.g. MACs `4.1 G × batch`).
+    public var symbolicMACs: SymCount
+    public var symbolicFLOPs: SymCount
+    public var symbolicParams: SymCount
+    public var byOpType: [String: Totals]
+    public var patterns: Patterns
+    public var structure: StructureReport
+    /// MACs of weight-bearing ops whose weights are zero: what a sparse kernel could skip.
+    public var skippableMACs: Int
+    public var weightDTypes: [String: Int]
+    public var convention: String { CostModel.convention }
+}
+
+public enum ModelAnalyzer {
+    /// Ops that are views in every runtime: no data moves.
+    static let views: Set<String> = ["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "ExpandDims", "Constant"]
+
+    public static func analyze(_ model: Model, profile: HardwareProfile, bindings given: [String: Int] = [:]) -> AnalysisReport {
+        let g = model.graph
+        // Weights: constants, and constants decoded at load time (TFLite DEQUANTIZE, ONNX DequantizeLinear of a constant).
+        var weights = Set(g.values.filter { $0.constant != nil }.map(\.id))
+        var loadTime = Set<Int>()
+        var weightSource: [ValueID: ValueID] = [:]
+        for (i, n) in g.nodes.enumerated() where ["Dequantize", "DequantizeLinear", "Cast"].contains(n.op.rawValue) {
+            if let src = n.inputs.first ?? nil, weights.contains(src), let out = n.outputs.first {
+                weights.insert(out)
+                weightSource[out] = weightSource[src] ?? src
+                loadTime.insert(i)
+            }
+        }
+        let structure = Structure.analyze(g)
+        var bindings = given
+        for v in g.values { for case .symbol(let s)? in v.type.shape.dims ?? [] where bindings[s] == nil { bindings[s] = 1 } }
+
+        var nodes: [NodeAnalysis] = []
+        var symMACs = SymCount.zero, symFLOPs = SymCount.zero, symParams = SymCount.zero
+        var skippable = 0
+        var dtypes: [String: Int] = [:]
+        for (i, node) in g.nodes.enumerated() {
+            var cost = CostModel.cost(of: node, in: g, weights: weights)
+            if loadTime.contains(i) || node.op.rawValue == "Constant" { cost = OpCost() }
+            var a = NodeAnalysis(index: i, name: node.name.isEmpty ? "#\(i) \(node.sourceOp)" : node.name,
+                                 op: node.sourceOp, canonical: node.op.rawValue, cost: cost)
+            a.macs = cost.macs.evaluate(bindings)
+            a.flops = cost.flops.evaluate(bindings)
+            a.params = cost.params.evaluate(bindings)
+            a.weightBytes = cost.weightBytes.evaluate(bindings)
+            a.activationBytesRead = cost.activationBytesRead.evaluate(bindings)
+            a.bytesWritten = cost.bytesWritten.evaluate(bindings)
+            a.tags = structure.tags[i]
+            if loadTime.contains(i) { a.tags.append("load-time") }
+            if let fa = node.fusedActivation { a.tags.append("fused-\(fa.rawValue.lowercased())") }
+            symMACs += cost.macs; symFLOPs += cost.flops; symParams += cost.params
+            // Weight facts from the main weight input (input 1 of weight-bearing ops, else the largest constant).
+            let wIDs = node.inputs.enumerated().compactMap { k, v in v.flatMap { weights.contains($0) ? (k, $0) : nil } }
+            if let (_, w) = wIDs.max(by: { g.values[$0.1].type.shape.elementCount ?? 0 < g.values[$1.1].type.shape.elementCount ?? 0 }) {
+                let source = weightSource[w] ?? w
+                if let data = g.values[source].constant {
+                    var dt = data.dtype.rawValue
+                    if data.quantization?.isPerAxis == true { dt += " per-axis" }
+                    if source != w { dt += " (decoded to \(g.values[w].type.dtype.rawValue))" }
+                    a.weightDType = dt
+                    dtypes[dt, default: 0] += a.params
+                    if a.macs > 0, let (zeros, total, twoFour) = zeroStats(data), total > 0 {
+                        a.weightSparsity = Double(zeros) / Double(total)
+                        a.twoFour = twoFour
+                        if twoFour { a.tags.append("2:4-sparse") }
+                        skippable += Int(Double(a.macs) * a.weightSparsity!)
+                    }
+                }
+            }
+            nodes.append(a)
+        }
+        predict(&nodes, g, profile: profile, loadTime: loadTime, weights: weights, bindings: bindings)
+
+        var totals = Totals()
+        var byOp: [String: Totals] = [:]
+        for a in nodes {
+            totals.add(a)
+            byOp[a.op, default: Totals()].add(a)
+        }
+        var p = Patterns()
+        p.residualConnections = structure.skips.count
+        p.depthwiseConvs = structure.count("depthwise")
+        p.pointwiseConvs = structure.count("pointwise")
+        p.groupedConvs = structure.count("grouped")
+        p.standardConvs = structure.count("standard")
+        p.branches = structure.branchMerges.count
+        p.denseConcats = structure.denseConcats.count
+        p.squeezeExcitations = structure.squeezeExcitations.count
+        p.foldableBatchNorms = structure.foldableBatchNorms.count
+        return AnalysisReport(model: model, profile: profile, bindings: bindings, nodes: nodes, totals: totals,
+                              symbolicMACs: symMACs, symbolicFLOPs: symFLOPs, symbolicParams: symParams, byOpType: byOp,
+                              patterns: p, structure: structure, skippableMACs: skippable, weightDTypes: dtypes)
+    }
+
+    /// Zeros, elements, and 2:4 structure (every aligned group of 4 along the
+    /// innermost dimension has at least 2 zeros) of a float weight tensor.
+    static func zeroStats(_ t: TensorData) -> (Int, Int, Bool)? {
+        guard t.dtype == .float32 || t.dtype == .float16 else { return nil }
+        let n = t.elementCount
+        let width = t.dtype == .float32 ? 4 : 2
+        guard t.byteCount >= n * width else { return nil }
+        let inner = t.shape.last ?? 1
+        return t.withBytes { raw -> (Int, Int, Bool) in
+            var zeros = 0
+            var twoFour = inner % 4 == 0 && n >= 4
+            var groupZeros = 0
+            for i in 0..<n {
+                let isZero: Bool
+                if width == 4 { isZero = raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self) & 0x7fff_ffff == 0 }
+                else { isZero = raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self) & 0x7fff == 0 }
+                if isZero { zeros += 1; groupZeros += 1 }
+                if i % 4 == 3 {
+                    if groupZeros < 2 { twoFour = false }
+                    groupZeros = 0
+                }
+            }
+            return (zeros, n, twoFour)
+        }
+    }
+
+    /// Roofline per node with a cache-aware DRAM model:
+    /// * weights come from DRAM unless all weights plus the largest working set fit in the last-level cache;
+    /// * an activation is read from cache when it was written recently enough that it and everything
+    ///   touched since fit in the last-level cache, from DRAM otherwise (a long skip connection misses);
+    /// * an output is written to DRAM when it is larger than the cache, is a graph output, or some
+    ///   consumer will have to read it from DRAM.
+    /// Time = max(FLOPs / peak, DRAM bytes / bandwidth) + launch overhead, for nodes that do work.
+    static func predict(_ nodes: inout [NodeAnalysis], _ g: Graph, profile: HardwareProfile, loadTime: Set<Int>,
+                        weights: Set<ValueID>, bindings: [String: Int]) {
+        let llc = profile.lastLevelCacheBytes
+        func bytes(_ v: ValueID) -> Int {
+            let t = g.values[v].type
+            guard let dims = t.shape.dims else { return 0 }
+            return SymCount(product: dims).evaluate(bindings) * (t.dtype.bitWidth ?? 32) / 8
+        }
+        let totalWeights = nodes.reduce(0) { $0 + $1.weightBytes }
+        let largestWorkingSet = nodes.map { $0.bytesRead + $0.bytesWritten - $0.weightBytes }.max() ?? 0
+        let weightsResident = totalWeights + largestWorkingSet <= llc
+        // Bytes touched by the schedule so far, to judge reuse distance.
+        var touched = [Int](repeating: 0, count: nodes.count + 1)
+        for (i, a) in nodes.enumerated() { touched[i + 1] = touched[i] + a.bytesRead + a.bytesWritten }
+        var missReaders = Set<ValueID>()
+        var readFromDRAM = [Int](repeating: 0, count: nodes.count)
+        for (i, node) in g.nodes.enumerated() {
+            guard !loadTime.contains(i), !views.contains(node.op.rawValue) else { continue }
+            for case let v? in node.inputs where !weights.contains(v) {
+                let size = bytes(v)
+                // Follow views back to the producer that did the work.
+                var src = v
+                while let p = g.values[src].producer, views.contains(g.nodes[p].op.rawValue), let up = g.nodes[p].inputs.first ?? nil { src = up }
+                let written = g.values[src].producer.map { touched[$0 + 1] } ?? -1
+                let hit = written >= 0 && size + (touched[i] - written) <= llc
+                if !hit { readFromDRAM[i] += size; missReaders.insert(src) }
+            }
+        }
+        let outputs = Set(g.outputs)
+        for (i, node) in g.nodes.enumerated() {
+            var a = nodes[i]
+            defer { nodes[i] = a }
+            if loadTime.contains(i) || views.contains(node.op.rawValue) { a.bound = "none"; continue }
+            var dram = readFromDRAM[i] + (weightsResident ? 0 : a.weightBytes)
+            for o in node.outputs {
+                let size = bytes(o)
+                if size > llc || outputs.contains(o) || missReaders.contains(o) { dram += size }
+            }
+            a.dramBytes = dram
+            guard a.flops > 0 || a.bytesRead + a.bytesWritten > 0 else { a.bound = "none"; continue }
+            let dtype = g.values[node.outputs.first ?? 0].type.dtype
+            let peak = profile.peak(for: dtype == .int8 || dtype == .uint8 ? "int8" : dtype.rawValue)
+            let compute = Double(a.flops) / peak
+            let memory = Double(dram) / profile.dramBytesPerSecond
+            a.bound = compute >= memory ? "compute" : "memory"
+            a.predictedSeconds = max(compute, memory) + profile.launchOverheadSeconds
+        }
+    }
+}

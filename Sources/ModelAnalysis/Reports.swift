@@ -1,0 +1,159 @@
+import Foundation
+import ModelIR
+
+/// Renders an analysis as an aligned table, JSON, CSV or Markdown.
+public enum AnalysisFormat: String, CaseIterable, Sendable {
+    case table, json, csv, markdown
+}
+
+public enum AnalysisRenderer {
+    public static func render(_ r: AnalysisReport, format: AnalysisFormat, perLayer: Bool, top: Int) -> String {
+        switch format {
+        case .json: return json(r)
+        case .csv: return csv(r)
+        case .markdown: return markdown(r, perLayer: perLayer, top: top)
+        case .table: return table(r, perLayer: perLayer, top: top)
+        }
+    }
+
+    static func ms(_ s: Double) -> Double { s * 1000 }
+    static func fmt(_ v: Double, _ digits: Int = 3) -> String { String(format: "%.\(digits)f", v) }
+    static func h(_ v: Int) -> String { SymCount.human(v) }
+
+    static func selected(_ r: AnalysisReport, perLayer: Bool, top: Int) -> [NodeAnalysis] {
+        if perLayer { return r.nodes }
+        return Array(r.nodes.sorted { $0.predictedSeconds > $1.predictedSeconds }.prefix(top))
+    }
+
+    static func header(_ r: AnalysisReport) -> [String] {
+        let bound = r.bindings.isEmpty ? "" : " (symbols bound: " + r.bindings.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ") + ")"
+        return ["model:    \(r.model.path) (\(r.model.format.rawValue))",
+                "profile:  \(r.profile.id) — \(r.profile.name)\(bound)",
+                "counting: \(CostModel.convention)"]
+    }
+
+    static func symbolicLine(_ r: AnalysisReport) -> String? {
+        guard r.symbolicMACs.constant == nil else { return nil }
+        return "symbolic: MACs \(r.symbolicMACs), FLOPs \(r.symbolicFLOPs), params \(r.symbolicParams)"
+    }
+
+    static func align(_ rows: [[String]], rightFrom: Int = 1) -> String {
+        guard let n = rows.map(\.count).max() else { return "" }
+        var w = [Int](repeating: 0, count: n)
+        for r in rows { for (i, c) in r.enumerated() { w[i] = max(w[i], c.count) } }
+        return rows.map { r in
+            r.enumerated().map { i, c in
+                let pad = String(repeating: " ", count: w[i] - c.count)
+                return i >= rightFrom ? pad + c : c + pad
+            }.joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+        }.joined(separator: "\n")
+    }
+
+    static func table(_ r: AnalysisReport, perLayer: Bool, top: Int) -> String {
+        var out = header(r)
+        out.append("")
+        let t = r.totals
+        out.append("totals:   \(h(t.macs)) MACs, \(h(t.flops)) FLOPs, \(h(t.params)) params; read \(h(t.bytesRead))B (weights \(h(t.weightBytes))B), written \(h(t.bytesWritten))B; DRAM \(h(t.dramBytes))B; predicted \(fmt(ms(t.predictedSeconds))) ms")
+        if let s = symbolicLine(r) { out.append(s) }
+        let p = r.patterns
+        out.append("patterns: \(p.residualConnections) residual connections, \(p.depthwiseConvs) depthwise / \(p.pointwiseConvs) pointwise / \(p.groupedConvs) grouped / \(p.standardConvs) standard convs, \(p.branches) branch merges, \(p.denseConcats) dense concats, \(p.squeezeExcitations) squeeze-excitations, \(p.foldableBatchNorms) foldable BatchNorms")
+        if !r.weightDTypes.isEmpty {
+            out.append("weights:  " + r.weightDTypes.sorted { $0.value > $1.value }.map { "\($0.key): \(h($0.value))" }.joined(separator: ", ")
+                       + (r.skippableMACs > 0 ? "; a sparse kernel could skip \(h(r.skippableMACs)) MACs (zero weights)" : "; no zero weights to skip"))
+        }
+        out.append("")
+        out.append("by op type:")
+        var rows = [["op", "nodes", "MACs", "FLOPs", "params", "DRAM B", "pred ms", "share"]]
+        for (op, o) in r.byOpType.sorted(by: { $0.value.predictedSeconds > $1.value.predictedSeconds }) {
+            rows.append([op, String(o.nodes), h(o.macs), h(o.flops), h(o.params), h(o.dramBytes), fmt(ms(o.predictedSeconds)),
+                         fmt(100 * o.predictedSeconds / max(t.predictedSeconds, 1e-12), 1) + "%"])
+        }
+        out.append(align(rows))
+        out.append("")
+        out.append(perLayer ? "per layer:" : "top \(top) layers by predicted time (--per-layer for all):")
+        rows = [["node", "op", "MACs", "FLOPs", "params", "read B", "written B", "FLOP/B", "DRAM B", "pred ms", "bound", "tags"]]
+        for a in selected(r, perLayer: perLayer, top: top) {
+            rows.append([a.name, a.op, h(a.macs), h(a.flops), h(a.params), h(a.bytesRead), h(a.bytesWritten), fmt(a.intensity, 1),
+                         h(a.dramBytes), fmt(ms(a.predictedSeconds)), a.bound, a.tags.joined(separator: ",")])
+        }
+        out.append(align(rows, rightFrom: 2))
+        return out.joined(separator: "\n")
+    }
+
+    static func markdown(_ r: AnalysisReport, perLayer: Bool, top: Int) -> String {
+        var out = ["# Analysis of `\((r.model.path as NSString).lastPathComponent)`", ""]
+        out += header(r).map { "- " + $0 }
+        out.append("")
+        let t = r.totals
+        out.append("| MACs | FLOPs | params | bytes read | bytes written | DRAM bytes | predicted ms |")
+        out.append("|---|---|---|---|---|---|---|")
+        out.append("| \(t.macs) | \(t.flops) | \(t.params) | \(t.bytesRead) | \(t.bytesWritten) | \(t.dramBytes) | \(fmt(ms(t.predictedSeconds))) |")
+        out.append("")
+        out.append("| node | op | MACs | FLOPs | params | read B | written B | FLOP/B | pred ms | bound | tags |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        for a in selected(r, perLayer: perLayer, top: top) {
+            out.append("| \(a.name) | \(a.op) | \(a.macs) | \(a.flops) | \(a.params) | \(a.bytesRead) | \(a.bytesWritten) | \(fmt(a.intensity, 1)) | \(fmt(ms(a.predictedSeconds))) | \(a.bound) | \(a.tags.joined(separator: ", ")) |")
+        }
+        return out.joined(separator: "\n")
+    }
+
+    static func csvField(_ s: String) -> String {
+        s.contains(",") || s.contains("\"") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+    }
+
+    static func csv(_ r: AnalysisReport) -> String {
+        var out = ["index,name,op,canonical,macs,flops,params,weight_bytes,activation_bytes_read,bytes_written,intensity,dram_bytes,predicted_ms,bound,tags"]
+        for a in r.nodes {
+            out.append([String(a.index), csvField(a.name), csvField(a.op), a.canonical, String(a.macs), String(a.flops), String(a.params),
+                        String(a.weightBytes), String(a.activationBytesRead), String(a.bytesWritten), fmt(a.intensity, 4),
+                        String(a.dramBytes), fmt(ms(a.predictedSeconds), 6), a.bound, csvField(a.tags.joined(separator: " "))].joined(separator: ","))
+        }
+        return out.joined(separator: "\n")
+    }
+
+    static func totalsJSON(_ t: Totals) -> [String: Any] {
+        ["macs": t.macs, "flops": t.flops, "params": t.params, "bytesRead": t.bytesRead, "bytesWritten": t.bytesWritten,
+         "weightBytes": t.weightBytes, "activationBytesRead": t.activationBytesRead, "dramBytes": t.dramBytes,
+         "predictedMs": ms(t.predictedSeconds), "nodes": t.nodes]
+    }
+
+    public static func jsonObject(_ r: AnalysisReport) -> [String: Any] {
+        var totals = totalsJSON(r.totals)
+        totals["symbolic"] = ["macs": r.symbolicMACs.description, "flops": r.symbolicFLOPs.description, "params": r.symbolicParams.description]
+        let p = r.patterns
+        let g = r.model.graph
+        return [
+            "convention": CostModel.convention,
+            "model": ["file": r.model.path, "format": r.model.format.rawValue],
+            "profile": ["id": r.profile.id, "name": r.profile.name],
+            "bindings": r.bindings,
+            "totals": totals,
+            "byOpType": r.byOpType.mapValues(totalsJSON),
+            "patterns": ["residualConnections": p.residualConnections, "depthwiseConvs": p.depthwiseConvs,
+                         "pointwiseConvs": p.pointwiseConvs, "groupedConvs": p.groupedConvs, "standardConvs": p.standardConvs,
+                         "branches": p.branches, "denseConcats": p.denseConcats, "squeezeExcitations": p.squeezeExcitations,
+                         "foldableBatchNorms": p.foldableBatchNorms],
+            "skips": r.structure.skips.map { s -> [String: Any] in
+                let t = g.values[s.bypassed].type
+                let bytes = t.shape.dims.map { SymCount(product: $0).evaluate(r.bindings) * (t.dtype.bitWidth ?? 32) / 8 } ?? 0
+                return ["merge": r.nodes[s.merge].name, "bypassed": g.values[s.bypassed].name, "span": s.span, "kind": s.kind, "bypassedBytes": bytes]
+            },
+            "weights": ["dtypes": r.weightDTypes, "skippableMACs": r.skippableMACs],
+            "nodes": r.nodes.map { a -> [String: Any] in
+                var o: [String: Any] = ["name": a.name, "op": a.op, "canonical": a.canonical, "macs": a.macs, "flops": a.flops,
+                                        "params": a.params, "bytesRead": a.bytesRead, "weightBytes": a.weightBytes,
+                                        "activationBytesRead": a.activationBytesRead, "bytesWritten": a.bytesWritten,
+                                        "intensity": a.intensity, "dramBytes": a.dramBytes, "predictedMs": ms(a.predictedSeconds),
+                                        "bound": a.bound, "tags": a.tags]
+                if let d = a.weightDType { o["weightDtype"] = d }
+                if let s = a.weightSparsity { o["weightSparsity"] = s }
+                return o
+            },
+        ]
+    }
+
+    static func json(_ r: AnalysisReport) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: jsonObject(r), options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])) ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
+}

@@ -1,0 +1,106 @@
+import ArgumentParser
+import Foundation
+import ModelAnalysis
+import ModelImport
+import ModelIR
+
+struct Analyze: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Cost per layer and in total, structure, and a roofline estimate for a hardware profile.",
+        discussion: """
+            For every node: MACs, FLOPs, parameters, bytes read (weights and activations) and \
+            written, arithmetic intensity (FLOPs per byte), the DRAM bytes a cache-aware model \
+            expects, the time the profile predicts and whether the node is compute- or memory-bound. \
+            Structure: depthwise / pointwise / grouped / standard convolutions, residual \
+            connections (with the bytes the bypassed tensor keeps alive), branch merges \
+            (Inception), dense concatenation (DenseNet), squeeze-excitation, BatchNorm that \
+            folds into its conv, weight element types and zero weights.
+
+            Counting convention: \(CostModel.convention)
+
+            Symbolic sizes (e.g. `batch`) are bound to 1 unless --bind or --input-shape says \
+            otherwise; the symbolic totals are printed too.
+
+            Examples:
+              modellens analyze resnet50.onnx
+              modellens analyze model.tflite --profile qcs605-adreno615 --per-layer
+              modellens analyze model.onnx --format json --bind batch=8
+              modellens analyze model.onnx --profile my-board.json --format csv > layers.csv
+            """
+    )
+
+    @Argument(help: "The .onnx or .tflite file.")
+    var model: String
+
+    @Option(help: "A built-in profile id (see `modellens profiles`) or a JSON file.")
+    var profile: String = HardwareProfile.defaultID
+
+    @Option(help: "Output format: table, json, csv or markdown.")
+    var format: String = "table"
+
+    @Flag(help: "List every node (the table and markdown show the top ones otherwise).")
+    var perLayer = false
+
+    @Option(help: "How many of the slowest nodes to list.")
+    var top: Int = 10
+
+    @Option(name: .customLong("input-shape"), parsing: .singleValue, help: ArgumentHelp("Fix an input's shape: NAME=D1,D2,... Repeatable.", valueName: "name=dims"))
+    var inputShapes: [String] = []
+
+    @Option(parsing: .singleValue, help: ArgumentHelp("Bind a symbolic size: SYMBOL=N (e.g. batch=8). Repeatable.", valueName: "symbol=n"))
+    var bind: [String] = []
+
+    func run() throws {
+        guard let fmt = AnalysisFormat(rawValue: format) else {
+            throw ValidationError("--format must be one of \(AnalysisFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard top >= 1 else { throw ValidationError("--top must be at least 1") }
+        var bindings: [String: Int] = [:]
+        for b in bind {
+            let parts = b.split(separator: "=")
+            guard parts.count == 2, let v = Int(parts[1]), v >= 0 else { throw ValidationError("--bind expects SYMBOL=N, got '\(b)'") }
+            bindings[String(parts[0])] = v
+        }
+        let shapes = try Inspect.parseShapes(inputShapes)
+        let hw: HardwareProfile
+        do { hw = try HardwareProfile.resolve(profile) } catch { throw CommandError(message: "\(error)", code: 2) }
+        let model = try ModelImporter.load(self.model, options: .init(inputShapes: shapes))
+        let report = ModelAnalyzer.analyze(model, profile: hw, bindings: bindings)
+        print(AnalysisRenderer.render(report, format: fmt, perLayer: perLayer, top: top))
+    }
+}
+
+struct Profiles: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List the built-in hardware profiles.",
+        discussion: """
+            Each profile is a JSON file with peak FLOP/s per element type, DRAM bandwidth, cache \
+            sizes, per-kernel launch overhead, and the source of each figure. Pass one to \
+            `analyze --profile ID`, or write your own file with the same fields and pass its path.
+
+            Examples:
+              modellens profiles
+              modellens profiles --show gtx-1060
+            """
+    )
+
+    @Option(help: "Print one profile's JSON, sources included.")
+    var show: String?
+
+    func run() throws {
+        if let id = show {
+            let p: HardwareProfile
+            do { p = try HardwareProfile.resolve(id) } catch { throw CommandError(message: "\(error)", code: 2) }
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try enc.encode(p), as: UTF8.self))
+            return
+        }
+        var rows = [["id", "kind", "fp32 GFLOP/s", "DRAM GB/s", "LLC", "launch us", "name"]]
+        for p in HardwareProfile.builtIn() {
+            rows.append([p.id, p.kind, String(format: "%.0f", p.peak(for: "float32") / 1e9), String(format: "%.1f", p.dramBytesPerSecond / 1e9),
+                         InspectReport.bytes(p.lastLevelCacheBytes), String(format: "%.0f", p.launchOverheadSeconds * 1e6), p.name])
+        }
+        print(InspectReport.table(rows, indent: ""))
+    }
+}
