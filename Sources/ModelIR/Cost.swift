@@ -48,8 +48,8 @@ public enum CostModel {
         element; global pooling and Reduce*: 1 per input element. Resize: 4 per output element when \
         linear, 0 when nearest. Data movement (Reshape, Transpose, Concat, Slice, Gather, Pad, ...): \
         0 FLOPs. Parameters: elements of constant weight inputs (weights, biases, BatchNorm scale and \
-        bias, PRelu slopes, constant operands); BatchNorm running mean/variance and int64 \
-        shape/index constants are not parameters. Bytes: each input and output once at its stored \
+        bias, PRelu slopes, constant operands); BatchNorm running mean/variance, Clip bounds \
+        and int64 shape/index constants are not parameters. Bytes: each input and output once at its stored \
         element size (weights separately from activations); no cache reuse assumed (see the DRAM \
         model for that).
         """
@@ -92,7 +92,8 @@ public enum CostModel {
             let bytes = elementBytes(t)
             if isWeight[i] {
                 c.weightBytes += bytes
-                let isStat = op == "BatchNormalization" && (i == 3 || i == 4)
+                // BatchNorm statistics and Clip's bounds are not learned weights.
+                let isStat = (op == "BatchNormalization" && (i == 3 || i == 4)) || (op == "Clip" && i > 0)
                 let isIndex = t.dtype == .int64 || (movement.contains(op) && i > 0)
                 if !isStat && !isIndex { c.params += t.shape.dims.map { SymCount(product: $0) } ?? .zero }
             } else {

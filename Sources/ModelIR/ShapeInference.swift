@@ -117,7 +117,7 @@ public enum ShapeInference {
                 continue
             }
             if ctx.outputValues[0] == nil, node.outputs.count == 1,
-               let folded = IntegerFolding.fold(node, inputs: inValues, constants: inConstants) {
+               let folded = IntegerFolding.fold(node, inputs: inValues, integerTyped: inTypes.first??.dtype.isFloatingPoint == false) {
                 ctx.outputValues[0] = folded
             }
             for (k, out) in node.outputs.enumerated() {
@@ -224,7 +224,8 @@ extension TensorType {
 enum IntegerFolding {
     static let limit = 64
 
-    static func fold(_ node: Node, inputs: [[Dim]?], constants: [TensorData?]) -> [Dim]? {
+    /// `integerTyped`: the operands are integers (Div truncates) rather than floats holding whole numbers.
+    static func fold(_ node: Node, inputs: [[Dim]?], integerTyped: Bool) -> [Dim]? {
         func vals(_ i: Int) -> [Dim]? { i < inputs.count ? inputs[i] : nil }
         switch node.op.rawValue {
         case "Identity", "Cast", "Floor", "Ceil", "Round", "Squeeze", "Unsqueeze", "Flatten", "Reshape":
@@ -251,9 +252,9 @@ enum IntegerFolding {
                 case "Sub": return .known(p &- q)
                 case "Mul": return .known(p &* q)
                 case "Div":
-                    // Only exact quotients: a float division must come out whole, and
-                    // integer division with a remainder is rare enough in shape code.
-                    return q != 0 && p % q == 0 ? .known(p / q) : .unknown
+                    // Integer division truncates toward zero; a float division must come out whole.
+                    guard q != 0 else { return .unknown }
+                    return integerTyped || p % q == 0 ? .known(p / q) : .unknown
                 case "Mod": return q == 0 ? .unknown : .known(p % q)
                 case "Max": return .known(max(p, q))
                 case "Min": return .known(min(p, q))
