@@ -21,6 +21,8 @@ demo: build
 
 models: setup
 	@Tools/fetch-models.sh
+	.venv/bin/python Tools/export-torchvision.py
+	.venv/bin/python Tools/make-paper-models.py
 
 reference: models
 	.venv/bin/python Tools/make-reference.py

@@ -7,6 +7,8 @@ to .refdata/ (git-ignored). The Swift tests compare ModelLens' import with them.
                         initializers), outputs, and every value's shape after
                         onnx.shape_inference.infer_shapes.
   onnx-models.json      the .onnx files of rapidocr-onnxruntime, nudenet and magika.
+  onnx-tool.json        per-node MACs and params of the torchvision exports (Tools/export-torchvision.py)
+                        as onnx-tool counts them.
   tflite.json           every mediapipe .tflite and SampleModels/*.tflite: operators, op names and tensors per
                         subgraph from the `tflite` package; tensor details from
                         ai-edge-litert's Interpreter where it can build one (models
@@ -159,6 +161,23 @@ def tflite_facts(path):
     return facts
 
 
+def onnx_tool_facts():
+    """Per-node MACs and params of the torchvision exports, as onnx-tool (pip) counts them."""
+    try:
+        import onnx_tool
+    except ImportError:
+        return []
+    out = []
+    for p in sorted(glob.glob(os.path.join(ROOT, '.models', 'torchvision', '*.onnx'))):
+        m = onnx_tool.Model(p)
+        m.graph.shape_infer({'input': np.zeros((1, 3, 224, 224), np.float32)})
+        m.graph.profile()
+        nodes = [{'name': n, 'op': node.op_type, 'macs': int(node.macs[0]), 'params': int(node.params)}
+                 for n, node in m.graph.nodemap.items()]
+        out.append({'path': p, 'nodes': nodes})
+    return out
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, 'onnx-node-tests.json'), 'w') as f:
@@ -170,6 +189,8 @@ def main():
     tfl += sorted(glob.glob(os.path.join(ROOT, 'SampleModels', '*.tflite')))
     with open(os.path.join(OUT, 'tflite.json'), 'w') as f:
         json.dump([tflite_facts(p) for p in tfl], f)
+    with open(os.path.join(OUT, 'onnx-tool.json'), 'w') as f:
+        json.dump(onnx_tool_facts(), f)
     print(f'make-reference: wrote {OUT} ({len(models)} onnx models, {len(tfl)} tflite models)', file=sys.stderr)
 
 

@@ -5,7 +5,8 @@
 #     OpenBLAS, pkg-config, and the ONNX node tests (libonnx-testdata).
 #   - A Python virtual environment in .venv (git-ignored) with the reference
 #     tools the tests compare against: onnx 1.22.0 (the last with backend node
-#     tests), onnxruntime, ai-edge-litert, tflite, numpy.
+#     tests), onnxruntime, ai-edge-litert, tflite, numpy; torch, torchvision and
+#     onnx-tool for the analysis references.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,5 +32,11 @@ want="onnx==1.22.0 onnxruntime ai-edge-litert tflite numpy"
 if ! .venv/bin/python -c "import onnx, onnxruntime, ai_edge_litert, tflite, numpy; assert onnx.__version__ == '1.22.0'" 2>/dev/null; then
   echo "setup: installing Python reference tools ($want)"
   .venv/bin/pip install -q --disable-pip-version-check $want
+fi
+# Analysis references: torchvision models are exported with torch (pip resolves a CPU wheel
+# on these machines) and compared with onnx-tool.
+if ! .venv/bin/python -c "import torch, torchvision, onnx_tool" 2>/dev/null; then
+  echo "setup: installing torch, torchvision, onnx-tool (for the analysis references)"
+  .venv/bin/pip install -q --disable-pip-version-check torch torchvision onnx-tool onnxscript
 fi
 echo "setup: ok"

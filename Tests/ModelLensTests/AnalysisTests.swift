@@ -56,6 +56,19 @@ final class AnalysisTests: XCTestCase {
         XCTAssertTrue(skipBytes.contains(256 * 56 * 56 * 4))
     }
 
+    /// Paper 002's networks for k = 100 classes, rebuilt by Tools/make-paper-models.py from its
+    /// architecture table: parameters match Table 3; FLOPs differ (Docs/analysis.md explains).
+    func testPaper002NetworksMatchTable3Parameters() throws {
+        for (name, params, residual, depthwise) in [("mobilenet_v2_k100", 2.35e6, 10, 17), ("sm_v2_k100", 1.54e6, 3, 9)] {
+            let path = TestSupport.models.appendingPathComponent("paper/\(name).onnx").path
+            guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("run Tools/make-paper-models.py (make test does)") }
+            let r = ModelAnalyzer.analyze(try ModelImporter.load(path), profile: profile)
+            XCTAssertLessThan(abs(Double(r.totals.params) - params) / params, 0.005, "\(name): \(r.totals.params) params")
+            XCTAssertEqual(r.patterns.residualConnections, residual, name)
+            XCTAssertEqual(r.patterns.depthwiseConvs, depthwise, name)
+        }
+    }
+
     // MARK: paper 000, Table 1 (D_F feature-map side, M channels in = out, D_K kernel side)
 
     func convGraph(df: Int, m: Int, dk: Int, group: Int) -> Model {
