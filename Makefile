@@ -39,6 +39,7 @@ test: check-generated reference
 bench: setup models
 	$(SWIFT) build -c release --product modellens
 	.venv/bin/python Tools/bench-import.py
+	.venv/bin/python Tools/bench-analysis.py
 
 clean:
 	rm -rf .build .refdata

@@ -93,6 +93,8 @@ public enum ModelAnalyzer {
         for (i, node) in g.nodes.enumerated() {
             var cost = CostModel.cost(of: node, in: g, weights: weights)
             if loadTime.contains(i) || node.op.rawValue == "Constant" { cost = OpCost() }
+            var controlTag: String?
+            if !node.subgraphs.isEmpty { (cost, controlTag) = controlFlowCost(node, in: g, base: cost) }
             var a = NodeAnalysis(index: i, name: node.name.isEmpty ? "#\(i) \(node.sourceOp)" : node.name,
                                  op: node.sourceOp, canonical: node.op.rawValue, cost: cost)
             a.macs = cost.macs.evaluate(bindings)
@@ -102,6 +104,7 @@ public enum ModelAnalyzer {
             a.activationBytesRead = cost.activationBytesRead.evaluate(bindings)
             a.bytesWritten = cost.bytesWritten.evaluate(bindings)
             a.tags = structure.tags[i]
+            if let controlTag { a.tags.append(controlTag) }
             if loadTime.contains(i) { a.tags.append("load-time") }
             if let fa = node.fusedActivation { a.tags.append("fused-\(fa.rawValue.lowercased())") }
             symMACs += cost.macs; symFLOPs += cost.flops; symParams += cost.params
@@ -157,21 +160,89 @@ public enum ModelAnalyzer {
         guard t.byteCount >= n * width else { return nil }
         let inner = t.shape.last ?? 1
         return t.withBytes { raw -> (Int, Int, Bool) in
-            var zeros = 0
-            var twoFour = inner % 4 == 0 && n >= 4
-            var groupZeros = 0
-            for i in 0..<n {
-                let isZero: Bool
-                if width == 4 { isZero = raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self) & 0x7fff_ffff == 0 }
-                else { isZero = raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self) & 0x7fff == 0 }
-                if isZero { zeros += 1; groupZeros += 1 }
-                if i % 4 == 3 {
-                    if groupZeros < 2 { twoFour = false }
-                    groupZeros = 0
-                }
+            guard let base = raw.baseAddress else { return (0, n, false) }
+            let checkGroups = inner % 4 == 0 && n >= 4
+            if width == 4, Int(bitPattern: base) % 4 == 0 {
+                return countZeros(base.assumingMemoryBound(to: UInt32.self), n, mask: 0x7fff_ffff, checkGroups)
             }
-            return (zeros, n, twoFour)
+            if width == 2, Int(bitPattern: base) % 2 == 0 {
+                return countZeros(base.assumingMemoryBound(to: UInt16.self), n, mask: 0x7fff, checkGroups)
+            }
+            // Unaligned storage (ONNX raw_data inside a message can be): copy out first.
+            let copy = [UInt8](raw.prefix(n * width))
+            return copy.withUnsafeBytes { c -> (Int, Int, Bool) in
+                width == 4 ? countZeros(c.baseAddress!.assumingMemoryBound(to: UInt32.self), n, mask: 0x7fff_ffff, checkGroups)
+                           : countZeros(c.baseAddress!.assumingMemoryBound(to: UInt16.self), n, mask: 0x7fff, checkGroups)
+            }
         }
+    }
+
+    /// The cost of a graph's nodes, summed (nested control flow included).
+    static func graphCost(_ g: Graph) -> OpCost {
+        let weights = Set(g.values.filter { $0.constant != nil }.map(\.id))
+        var total = OpCost()
+        for node in g.nodes {
+            var c = CostModel.cost(of: node, in: g, weights: weights)
+            if !node.subgraphs.isEmpty { c = controlFlowCost(node, in: g, base: c).0 }
+            total.macs += c.macs; total.flops += c.flops; total.params += c.params
+            total.weightBytes += c.weightBytes; total.activationBytesRead += c.activationBytesRead; total.bytesWritten += c.bytesWritten
+        }
+        return total
+    }
+
+    /// Loop: the body times the trip count (input 0, when constant; else the symbol `trips`).
+    /// Scan: the body times the sequence length (axis 0 of the first scan input). If: the
+    /// costlier branch. Parameters of a body count once.
+    static func controlFlowCost(_ node: Node, in g: Graph, base: OpCost) -> (OpCost, String) {
+        let bodies = node.subgraphs.sorted { $0.key < $1.key }.map { graphCost($0.value) }
+        var c = base
+        func scaled(_ b: OpCost, _ k: SymCount) -> OpCost {
+            var o = OpCost()
+            o.macs = b.macs * k; o.flops = b.flops * k; o.params = b.params
+            o.weightBytes = b.weightBytes * k; o.activationBytesRead = b.activationBytesRead * k; o.bytesWritten = b.bytesWritten * k
+            return o
+        }
+        func add(_ b: OpCost) {
+            c.macs += b.macs; c.flops += b.flops; c.params += b.params
+            c.weightBytes += b.weightBytes; c.activationBytesRead += b.activationBytesRead; c.bytesWritten += b.bytesWritten
+        }
+        switch node.op.rawValue {
+        case "Loop":
+            var trips = SymCount(terms: [["trips"]: 1])
+            if let m = node.inputs.first ?? nil, let n = g.values[m].constant?.integers(limit: 1)?.first { trips = SymCount(n) }
+            for b in bodies { add(scaled(b, trips)) }
+            return (c, "loop x \(trips)")
+        case "Scan":
+            let numState = node.inputs.count - (node.int("num_scan_inputs") ?? 1)
+            var steps = SymCount(terms: [["steps"]: 1])
+            if numState >= 0, numState < node.inputs.count, let x = node.inputs[numState], let d = g.values[x].type.shape.dims?.first {
+                steps = SymCount(product: [d])
+            }
+            for b in bodies { add(scaled(b, steps)) }
+            return (c, "scan x \(steps)")
+        default:
+            if let worst = bodies.max(by: { $0.flops.evaluate() < $1.flops.evaluate() }) { add(worst) }
+            return (c, "branches: costlier one counted")
+        }
+    }
+
+    /// Zeros (+0 or -0) among `n` elements, four at a time; with `groups`, also
+    /// whether every aligned group of four holds at least two zeros (2:4).
+    static func countZeros<T: FixedWidthInteger>(_ p: UnsafePointer<T>, _ n: Int, mask: T, _ groups: Bool) -> (Int, Int, Bool) {
+        var zeros = 0
+        var twoFour = groups
+        var i = 0
+        while i + 4 <= n {
+            let z = (p[i] & mask == 0 ? 1 : 0) + (p[i + 1] & mask == 0 ? 1 : 0) + (p[i + 2] & mask == 0 ? 1 : 0) + (p[i + 3] & mask == 0 ? 1 : 0)
+            zeros &+= z
+            if z < 2 { twoFour = false }
+            i += 4
+        }
+        while i < n {
+            if p[i] & mask == 0 { zeros += 1 }
+            i += 1
+        }
+        return (zeros, n, twoFour)
     }
 
     /// Roofline per node with a cache-aware DRAM model:

@@ -89,7 +89,8 @@ public struct SymCount: Hashable, Sendable, CustomStringConvertible {
         if terms.isEmpty { return "0" }
         return terms.sorted { ($0.key.count, $0.value) > ($1.key.count, $1.value) }.map { m, c in
             let n = SymCount.human(c)
-            return m.isEmpty ? n : ([n] + m).joined(separator: " × ")
+            if m.isEmpty { return n }
+            return (c == 1 ? m : [n] + m).joined(separator: " × ")
         }.joined(separator: " + ")
     }
 

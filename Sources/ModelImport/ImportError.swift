@@ -31,6 +31,8 @@ public enum ModelImporter {
         }
         let report = ShapeInference.run(model.graph, inputShapes: options.inputShapes)
         model.warnings += report.warnings
+        // Control-flow bodies and TFLite's other subgraphs get their shapes too.
+        for g in model.allGraphs.dropFirst() { ShapeInference.run(g) }
         return model
     }
 

@@ -50,6 +50,9 @@ struct Analyze: ParsableCommand {
     @Option(parsing: .singleValue, help: ArgumentHelp("Bind a symbolic size: SYMBOL=N (e.g. batch=8). Repeatable.", valueName: "symbol=n"))
     var bind: [String] = []
 
+    @Flag(help: "Print import and analysis time to standard error.")
+    var timing = false
+
     func run() throws {
         guard let fmt = AnalysisFormat(rawValue: format) else {
             throw ValidationError("--format must be one of \(AnalysisFormat.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -64,9 +67,15 @@ struct Analyze: ParsableCommand {
         let shapes = try Inspect.parseShapes(inputShapes)
         let hw: HardwareProfile
         do { hw = try HardwareProfile.resolve(profile) } catch { throw CommandError(message: "\(error)", code: 2) }
+        let t0 = DispatchTime.now().uptimeNanoseconds
         let model = try ModelImporter.load(self.model, options: .init(inputShapes: shapes))
+        let t1 = DispatchTime.now().uptimeNanoseconds
         let report = ModelAnalyzer.analyze(model, profile: hw, bindings: bindings)
+        let t2 = DispatchTime.now().uptimeNanoseconds
         print(AnalysisRenderer.render(report, format: fmt, perLayer: perLayer, top: top))
+        if timing {
+            FileHandle.standardError.write(Data(String(format: "timing: import %.2f ms, analysis %.2f ms\n", Double(t1 - t0) / 1e6, Double(t2 - t1) / 1e6).utf8))
+        }
     }
 }
 

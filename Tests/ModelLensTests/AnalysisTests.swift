@@ -69,6 +69,17 @@ final class AnalysisTests: XCTestCase {
         }
     }
 
+    /// Scan bodies count once per step; Loop bodies once per (constant) trip.
+    func testControlFlowBodiesCountPerIteration() throws {
+        let node = URL(fileURLWithPath: NSString(string: TestSupport.root.appendingPathComponent(".venv/lib/python3.11/site-packages/onnx/backend/test/data/node").path).resolvingSymlinksInPath)
+        let scanPath = node.appendingPathComponent("test_scan9_sum/model.onnx").path
+        guard FileManager.default.fileExists(atPath: scanPath) else { throw XCTSkip("onnx 1.22.0 node tests not installed") }
+        // test_scan9_sum: a body adding a [2] state and a [2] slice, over a sequence of 3.
+        let scan = ModelAnalyzer.analyze(try ModelImporter.load(scanPath), profile: profile)
+        XCTAssertEqual(scan.totals.flops, 3 * 2)
+        XCTAssertTrue(scan.nodes[0].tags.contains("scan x 3"), "\(scan.nodes[0].tags)")
+    }
+
     // MARK: paper 000, Table 1 (D_F feature-map side, M channels in = out, D_K kernel side)
 
     func convGraph(df: Int, m: Int, dk: Int, group: Int) -> Model {
