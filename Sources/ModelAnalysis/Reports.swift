@@ -45,7 +45,7 @@ public enum AnalysisRenderer {
             r.enumerated().map { i, c in
                 let pad = String(repeating: " ", count: w[i] - c.count)
                 return i >= rightFrom ? pad + c : c + pad
-            }.joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+            }.joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
         }.joined(separator: "\n")
     }
 
@@ -102,7 +102,8 @@ public enum AnalysisRenderer {
     }
 
     static func csv(_ r: AnalysisReport) -> String {
-        var out = ["index,name,op,canonical,macs,flops,params,weight_bytes,activation_bytes_read,bytes_written,intensity,dram_bytes,predicted_ms,bound,tags"]
+        // The convention heads every report; in CSV as a comment line (skip it with `comment='#'`).
+        var out = ["# counting: " + CostModel.convention.replacingOccurrences(of: "\n", with: " "), "index,name,op,canonical,macs,flops,params,weight_bytes,activation_bytes_read,bytes_written,intensity,dram_bytes,predicted_ms,bound,tags"]
         for a in r.nodes {
             out.append([String(a.index), csvField(a.name), csvField(a.op), a.canonical, String(a.macs), String(a.flops), String(a.params),
                         String(a.weightBytes), String(a.activationBytesRead), String(a.bytesWritten), fmt(a.intensity, 4),

@@ -113,3 +113,37 @@ struct Profiles: ParsableCommand {
         print(InspectReport.table(rows, indent: ""))
     }
 }
+
+struct Compare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Put two models side by side.",
+        discussion: """
+            Totals (nodes, MACs, FLOPs, parameters, bytes, DRAM traffic, predicted time), \
+            per-canonical-op deltas, and the layers (by name) found in only one model. Works \
+            for two versions of a model and for the .onnx and .tflite of one model (compared \
+            by canonical op, since names differ across formats).
+
+            Examples:
+              modellens compare resnet50_v1.onnx resnet50_v2.onnx
+              modellens compare model.onnx model.tflite --format json
+            """
+    )
+
+    @Argument(help: "The first model (A).")
+    var a: String
+    @Argument(help: "The second model (B).")
+    var b: String
+    @Option(help: "A built-in profile id or a JSON file.")
+    var profile: String = HardwareProfile.defaultID
+    @Option(help: "table or json.")
+    var format: String = "table"
+
+    func run() throws {
+        guard format == "table" || format == "json" else { throw ValidationError("--format must be table or json") }
+        let hw: HardwareProfile
+        do { hw = try HardwareProfile.resolve(profile) } catch { throw CommandError(message: "\(error)", code: 2) }
+        let ra = ModelAnalyzer.analyze(try ModelImporter.load(a), profile: hw)
+        let rb = ModelAnalyzer.analyze(try ModelImporter.load(b), profile: hw)
+        print(Comparison(ra, rb).render(json: format == "json"))
+    }
+}

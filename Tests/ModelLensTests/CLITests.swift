@@ -72,4 +72,53 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(r.status, 0)
         XCTAssertTrue(r.stdout.contains("--input-shape") && r.stdout.contains("Examples"), r.stdout)
     }
+
+    func testAnalyzeJSONHasTheDocumentedFields() throws {
+        let r = try TestSupport.run(["analyze", TestSupport.samples.appendingPathComponent("tiny_cnn.onnx").path, "--format", "json", "--bind", "batch=2"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let j = try json(r)
+        XCTAssertNotNil(j["convention"] as? String)
+        let totals = try XCTUnwrap(j["totals"] as? [String: Any])
+        for k in ["macs", "flops", "params", "bytesRead", "bytesWritten", "predictedMs"] { XCTAssertNotNil(totals[k], k) }
+        XCTAssertEqual(totals["macs"] as? Int, 2 * (8 * 27 * 32 * 32 + 8 * 9 * 16 * 16 + 80))
+        let nodes = try XCTUnwrap(j["nodes"] as? [[String: Any]])
+        XCTAssertEqual(nodes.count, 9)
+        for k in ["name", "op", "macs", "flops", "params", "bytesRead", "bytesWritten", "intensity", "predictedMs", "bound", "tags"] {
+            XCTAssertNotNil(nodes[0][k], k)
+        }
+        let patterns = try XCTUnwrap(j["patterns"] as? [String: Int])
+        XCTAssertEqual(patterns["residualConnections"], 1)
+        XCTAssertEqual(patterns["depthwiseConvs"], 1)
+        XCTAssertEqual(patterns["pointwiseConvs"], 0)
+        XCTAssertEqual(patterns["groupedConvs"], 0)
+        XCTAssertEqual(patterns["branches"], 0)
+    }
+
+    func testAnalyzeFormatsAndProfiles() throws {
+        let sample = TestSupport.samples.appendingPathComponent("tiny_cnn.tflite").path
+        let csv = try TestSupport.run(["analyze", sample, "--format", "csv"])
+        XCTAssertEqual(csv.status, 0, csv.stderr)
+        XCTAssertEqual(csv.stdout.split(separator: "\n").count, 2 + 5, "convention comment, header, 5 nodes")
+        XCTAssertTrue(csv.stdout.hasPrefix("# counting: "))
+        let md = try TestSupport.run(["analyze", sample, "--format", "markdown", "--profile", "gtx-1060"])
+        XCTAssertTrue(md.stdout.contains("| node | op |") && md.stdout.contains("gtx-1060"), md.stdout)
+        let table = try TestSupport.run(["analyze", sample])
+        XCTAssertTrue(table.stdout.contains("counting:") && table.stdout.contains("FLOPs = 2 x MACs"), "the convention heads every report")
+        XCTAssertEqual(try TestSupport.run(["analyze", sample, "--profile", "no-such-board"]).status, 2)
+        XCTAssertEqual(try TestSupport.run(["analyze", sample, "--format", "yaml"]).status, 2)
+        let list = try TestSupport.run(["profiles"])
+        for id in ["odroid-xu4-mali-t628", "jetson-tk1", "gtx-1060", "qcs605-adreno615", "nvidia-h100-sxm"] { XCTAssertTrue(list.stdout.contains(id), id) }
+        let help = try TestSupport.run(["analyze", "--help"])
+        XCTAssertTrue(help.stdout.contains("FLOPs = 2 x MACs"), "the convention is in --help")
+    }
+
+    func testCompareTwoVersions() throws {
+        let r = try TestSupport.run(["compare", TestSupport.samples.appendingPathComponent("tiny_cnn.onnx").path,
+                                     TestSupport.samples.appendingPathComponent("external/tiny_cnn_external.onnx").path, "--format", "json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let j = try json(r)
+        let macs = try XCTUnwrap((j["totals"] as? [String: Any])?["MACs"] as? [String: Int])
+        XCTAssertEqual(macs["delta"], 0, "the same network with external weights")
+        XCTAssertEqual(j["onlyInA"] as? [String], [])
+    }
 }
