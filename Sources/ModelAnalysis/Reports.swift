@@ -3,7 +3,7 @@ import ModelIR
 
 /// Renders an analysis as an aligned table, JSON, CSV or Markdown.
 public enum AnalysisFormat: String, CaseIterable, Sendable {
-    case table, json, csv, markdown
+    case table, json, csv, markdown, html
 }
 
 public enum AnalysisRenderer {
@@ -13,6 +13,7 @@ public enum AnalysisRenderer {
         case .csv: return csv(r)
         case .markdown: return markdown(r, perLayer: perLayer, top: top)
         case .table: return table(r, perLayer: perLayer, top: top)
+        case .html: return HTMLReport.render(r)
         }
     }
 

@@ -26,6 +26,7 @@ struct Analyze: ParsableCommand {
               modellens analyze model.tflite --profile qcs605-adreno615 --per-layer
               modellens analyze model.onnx --format json --bind batch=8
               modellens analyze model.onnx --profile my-board.json --format csv > layers.csv
+              modellens analyze model.onnx --format html > report.html
             """
     )
 
@@ -35,7 +36,7 @@ struct Analyze: ParsableCommand {
     @Option(help: "A built-in profile id (see `modellens profiles`) or a JSON file.")
     var profile: String = HardwareProfile.defaultID
 
-    @Option(help: "Output format: table, json, csv or markdown.")
+    @Option(help: "Output format: table, json, csv, markdown or html (one self-contained page with a roofline plot).")
     var format: String = "table"
 
     @Flag(help: "List every node (the table and markdown show the top ones otherwise).")
