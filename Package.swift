@@ -26,12 +26,18 @@ let package = Package(
             path: "Sources/CTFLite",
             exclude: ["tflite_generated.h"]
         ),
+        // Compute kernels in C: host measurements, LAPACK singular values (OpenBLAS).
+        .target(
+            name: "CKernels",
+            path: "Sources/CKernels",
+            linkerSettings: [.linkedLibrary("openblas"), .linkedLibrary("m")]
+        ),
         // The format-neutral graph: types, ops and their shape rules, shape inference.
         .target(name: "ModelIR"),
         // ONNX and TFLite files -> ModelIR.
         .target(name: "ModelImport", dependencies: ["ModelIR", "CONNX", "CTFLite"]),
         // Costs, structure, hardware profiles (bundled JSON), roofline and DRAM estimates, reports.
-        .target(name: "ModelAnalysis", dependencies: ["ModelIR"], resources: [.copy("Profiles")]),
+        .target(name: "ModelAnalysis", dependencies: ["ModelIR", "CKernels"], resources: [.copy("Profiles")]),
         .executableTarget(
             name: "modellens",
             dependencies: [

@@ -7,7 +7,28 @@ public enum AnalysisFormat: String, CaseIterable, Sendable {
 }
 
 public enum AnalysisRenderer {
-    public static func render(_ r: AnalysisReport, format: AnalysisFormat, perLayer: Bool, top: Int) -> String {
+    public static func render(_ r: AnalysisReport, format: AnalysisFormat, perLayer: Bool, top: Int,
+                              lowRank: [LowRankFinding]? = nil, lowRankSkipped: [String] = []) -> String {
+        if let lowRank, format == .json {
+            var obj = jsonObject(r)
+            obj["lowRank"] = [
+                "energy": LowRank.energy,
+                "layers": lowRank.map { ["node": r.nodes[$0.node].name, "rows": $0.rows, "cols": $0.cols, "effectiveRank": $0.effectiveRank,
+                                         "paramsSaved": $0.paramsSaved, "macsSaved": $0.macsSaved] },
+                "skipped": lowRankSkipped,
+            ]
+            let data = (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])) ?? Data()
+            return String(decoding: data, as: UTF8.self)
+        }
+        if let lowRank, format == .table || format == .markdown {
+            var rows = [["node", "weight", "effective rank", "params saved", "MACs saved"]]
+            for f in lowRank.sorted(by: { $0.paramsSaved > $1.paramsSaved }) {
+                rows.append([r.nodes[f.node].name, "\(f.rows)x\(f.cols)", String(f.effectiveRank), h(f.paramsSaved), h(f.macsSaved)])
+            }
+            let saved = lowRank.reduce(0) { $0 + $1.paramsSaved }, macs = lowRank.reduce(0) { $0 + $1.macsSaved }
+            return render(r, format: format, perLayer: perLayer, top: top) + "\n\nlow-rank (\(Int(LowRank.energy * 100))% of spectral energy): \(lowRank.count) layers; a split would save \(h(saved)) params and \(h(macs)) MACs"
+                + (lowRankSkipped.isEmpty ? "" : "; skipped as too large: " + lowRankSkipped.joined(separator: ", ")) + "\n" + align(rows)
+        }
         switch format {
         case .json: return json(r)
         case .csv: return csv(r)

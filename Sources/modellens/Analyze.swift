@@ -54,6 +54,12 @@ struct Analyze: ParsableCommand {
     @Flag(help: "Print import and analysis time to standard error.")
     var timing = false
 
+    @Flag(help: "Also find the effective rank (99% spectral energy) of FC and 1x1-conv weights, and what a low-rank split would save (LAPACK; slow for large layers).")
+    var rank = false
+
+    @Option(help: "With --rank: skip weight matrices with more elements than this.")
+    var rankLimit: Int = 4 << 20
+
     func run() throws {
         guard let fmt = AnalysisFormat(rawValue: format) else {
             throw ValidationError("--format must be one of \(AnalysisFormat.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -73,7 +79,12 @@ struct Analyze: ParsableCommand {
         let t1 = DispatchTime.now().uptimeNanoseconds
         let report = ModelAnalyzer.analyze(model, profile: hw, bindings: bindings)
         let t2 = DispatchTime.now().uptimeNanoseconds
-        print(AnalysisRenderer.render(report, format: fmt, perLayer: perLayer, top: top))
+        if rank {
+            let (findings, skipped) = LowRank.analyze(report, limit: rankLimit)
+            print(AnalysisRenderer.render(report, format: fmt, perLayer: perLayer, top: top, lowRank: findings, lowRankSkipped: skipped))
+        } else {
+            print(AnalysisRenderer.render(report, format: fmt, perLayer: perLayer, top: top))
+        }
         if timing {
             FileHandle.standardError.write(Data(String(format: "timing: import %.2f ms, analysis %.2f ms\n", Double(t1 - t0) / 1e6, Double(t2 - t1) / 1e6).utf8))
         }
@@ -91,13 +102,38 @@ struct Profiles: ParsableCommand {
             Examples:
               modellens profiles
               modellens profiles --show gtx-1060
+              modellens profiles --measure -o host.json
             """
     )
 
     @Option(help: "Print one profile's JSON, sources included.")
     var show: String?
 
+    @Flag(help: "Measure this host (FMA peak, OpenBLAS sgemm, streaming bandwidth, caches) and print its profile.")
+    var measure = false
+
+    @Option(name: [.customShort("o"), .long], help: "With --measure: also save the profile to this JSON file (use it with --profile).")
+    var output: String?
+
+    @Option(help: "With --measure: threads for the sgemm measurement.")
+    var threads: Int = 1
+
     func run() throws {
+        if measure {
+            guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+            let p = HostMeasurement.measure(threads: threads) { FileHandle.standardError.write(Data("profiles: \($0)...\n".utf8)) }
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            let data = try enc.encode(p)
+            print(String(decoding: data, as: UTF8.self))
+            if let output {
+                do { try data.write(to: URL(fileURLWithPath: output), options: .atomic) } catch {
+                    throw CommandError(message: "\(output): cannot write the profile: \(error.localizedDescription)", code: 1)
+                }
+                FileHandle.standardError.write(Data("profiles: saved \(output); use it with `modellens analyze MODEL --profile \(output)`\n".utf8))
+            }
+            return
+        }
         if let id = show {
             let p: HardwareProfile
             do { p = try HardwareProfile.resolve(id) } catch { throw CommandError(message: "\(error)", code: 2) }

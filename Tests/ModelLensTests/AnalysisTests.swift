@@ -80,6 +80,46 @@ final class AnalysisTests: XCTestCase {
         XCTAssertTrue(scan.nodes[0].tags.contains("scan x 3"), "\(scan.nodes[0].tags)")
     }
 
+    func gemmGraph(weights: [Float], m: Int, n: Int) -> Model {
+        let g = Graph(name: "fc")
+        let x = g.addValue(name: "x", type: TensorType(dtype: .float32, shape: Shape(known: [1, n])))
+        let w = g.addValue(name: "w", type: TensorType(dtype: .float32, shape: Shape(known: [m, n])))
+        g.values[w].constant = TensorData(dtype: .float32, shape: [m, n], storage: .owned(weights.withUnsafeBytes { Array($0) }))
+        let y = g.addValue(name: "y", type: TensorType(dtype: .float32, shape: .unknownRank))
+        g.nodes = [Node(name: "fc", op: .gemm, sourceOp: "Gemm", inputs: [x, w], outputs: [y], attributes: ["transB": .int(1)])]
+        g.inputs = [x]; g.outputs = [y]
+        try! g.sortTopologically()
+        ShapeInference.run(g)
+        return Model(format: .onnx, path: "fc", fileSize: 0, graph: g)
+    }
+
+    /// A weight built as the sum of two outer products has effective rank 2.
+    func testLowRankFindsTheRankOfAFactoredWeight() {
+        let m = 64, n = 48
+        var w = [Float](repeating: 0, count: m * n)
+        for i in 0..<m { for j in 0..<n { w[i * n + j] = Float(i + 1) * Float(j % 7) + Float((i * 3) % 5) * Float(j + 2) } }
+        let r = ModelAnalyzer.analyze(gemmGraph(weights: w, m: m, n: n), profile: profile)
+        let (findings, skipped) = LowRank.analyze(r)
+        XCTAssertEqual(skipped, [])
+        XCTAssertEqual(findings.first?.effectiveRank, 2)
+        XCTAssertEqual(findings.first?.paramsSaved, m * n - 2 * (m + n))
+    }
+
+    /// Paper 003: zeroing weights in a dense format saves no time. The report says how many MACs a
+    /// sparse kernel could skip, and the dense prediction does not change.
+    func testZeroWeightsAreReportedButDoNotChangeDensePrediction() {
+        let m = 256, n = 512
+        let dense = (0..<(m * n)).map { Float(($0 % 13) + 1) * 0.01 }
+        let pruned = dense.enumerated().map { $0.offset % 4 < 2 ? 0 : $0.element }   // 2:4 structure
+        let a = ModelAnalyzer.analyze(gemmGraph(weights: dense, m: m, n: n), profile: profile)
+        let b = ModelAnalyzer.analyze(gemmGraph(weights: pruned, m: m, n: n), profile: profile)
+        XCTAssertEqual(a.skippableMACs, 0)
+        XCTAssertEqual(b.skippableMACs, m * n / 2)
+        XCTAssertEqual(b.nodes[0].weightSparsity, 0.5)
+        XCTAssertTrue(b.nodes[0].tags.contains("2:4-sparse"))
+        XCTAssertEqual(a.totals.predictedSeconds, b.totals.predictedSeconds)
+    }
+
     // MARK: paper 000, Table 1 (D_F feature-map side, M channels in = out, D_K kernel side)
 
     func convGraph(df: Int, m: Int, dk: Int, group: Int) -> Model {

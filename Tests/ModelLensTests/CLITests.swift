@@ -121,4 +121,19 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(macs["delta"], 0, "the same network with external weights")
         XCTAssertEqual(j["onlyInA"] as? [String], [])
     }
+
+    func testMeasuredHostProfileCanBeUsed() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("host-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let m = try TestSupport.run(["profiles", "--measure", "-o", path], timeout: 120)
+        XCTAssertEqual(m.status, 0, m.stderr)
+        let p = try json(m)
+        let peaks = try XCTUnwrap(p["peakFlopsPerSecond"] as? [String: Double])
+        XCTAssertGreaterThan(peaks["float32"] ?? 0, 1e9, "sgemm should reach more than 1 GFLOP/s on any machine")
+        XCTAssertGreaterThan(peaks["float32-fma"] ?? 0, peaks["float32"] ?? 0, "the FMA peak bounds sgemm")
+        XCTAssertGreaterThan(p["dramBytesPerSecond"] as? Double ?? 0, 1e8)
+        let a = try TestSupport.run(["analyze", TestSupport.samples.appendingPathComponent("tiny_cnn.onnx").path, "--profile", path, "--format", "json"])
+        XCTAssertEqual(a.status, 0, a.stderr)
+        XCTAssertEqual((try json(a)["profile"] as? [String: String])?["id"], "host-measured")
+    }
 }

@@ -1,0 +1,147 @@
+#include "ckernels.h"
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+// OpenBLAS (Debian's libopenblas: CBLAS and LAPACK in one library). Declared here so the
+// build needs no include path for Debian's per-variant cblas.h.
+enum { MLK_ROW_MAJOR = 101, MLK_NO_TRANS = 111 };
+extern void cblas_sgemm(int order, int transa, int transb, int m, int n, int k, float alpha, const float *a, int lda,
+                        const float *b, int ldb, float beta, float *c, int ldc);
+extern void openblas_set_num_threads(int n);
+extern int openblas_get_num_threads(void);
+extern void sgesdd_(const char *jobz, const int *m, const int *n, float *a, const int *lda, float *s, float *u,
+                    const int *ldu, float *vt, const int *ldvt, float *work, const int *lwork, int *iwork, int *info);
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+// 12 independent FMA chains hide the FMA latency on two ports. Written in inline assembly so
+// the rate does not depend on the build's optimisation level (SwiftPM compiles C at -O0 in
+// debug builds). Registers start at zero, so no denormals or infinities appear.
+#define FMA12(op, r) \
+  op " %%" r "12, %%" r "13, %%" r "0\n" op " %%" r "12, %%" r "13, %%" r "1\n" \
+  op " %%" r "12, %%" r "13, %%" r "2\n" op " %%" r "12, %%" r "13, %%" r "3\n" \
+  op " %%" r "12, %%" r "13, %%" r "4\n" op " %%" r "12, %%" r "13, %%" r "5\n" \
+  op " %%" r "12, %%" r "13, %%" r "6\n" op " %%" r "12, %%" r "13, %%" r "7\n" \
+  op " %%" r "12, %%" r "13, %%" r "8\n" op " %%" r "12, %%" r "13, %%" r "9\n" \
+  op " %%" r "12, %%" r "13, %%" r "10\n" op " %%" r "12, %%" r "13, %%" r "11\n"
+
+__attribute__((target("avx512f"))) static double fma_avx512(long iters) {
+  __asm__ volatile(
+      "vpxord %%zmm0, %%zmm0, %%zmm0\n vmovaps %%zmm0, %%zmm1\n vmovaps %%zmm0, %%zmm2\n vmovaps %%zmm0, %%zmm3\n"
+      "vmovaps %%zmm0, %%zmm4\n vmovaps %%zmm0, %%zmm5\n vmovaps %%zmm0, %%zmm6\n vmovaps %%zmm0, %%zmm7\n"
+      "vmovaps %%zmm0, %%zmm8\n vmovaps %%zmm0, %%zmm9\n vmovaps %%zmm0, %%zmm10\n vmovaps %%zmm0, %%zmm11\n"
+      "vmovaps %%zmm0, %%zmm12\n vmovaps %%zmm0, %%zmm13\n"
+      "1:\n" FMA12("vfmadd231ps", "zmm") "dec %0\n jnz 1b\n vzeroupper\n"
+      : "+r"(iters)
+      :
+      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",
+        "xmm13", "cc");
+  return 0;
+}
+
+__attribute__((target("avx2,fma"))) static double fma_avx2(long iters) {
+  __asm__ volatile(
+      "vxorps %%ymm0, %%ymm0, %%ymm0\n vmovaps %%ymm0, %%ymm1\n vmovaps %%ymm0, %%ymm2\n vmovaps %%ymm0, %%ymm3\n"
+      "vmovaps %%ymm0, %%ymm4\n vmovaps %%ymm0, %%ymm5\n vmovaps %%ymm0, %%ymm6\n vmovaps %%ymm0, %%ymm7\n"
+      "vmovaps %%ymm0, %%ymm8\n vmovaps %%ymm0, %%ymm9\n vmovaps %%ymm0, %%ymm10\n vmovaps %%ymm0, %%ymm11\n"
+      "vmovaps %%ymm0, %%ymm12\n vmovaps %%ymm0, %%ymm13\n"
+      "1:\n" FMA12("vfmadd231ps", "ymm") "dec %0\n jnz 1b\n vzeroupper\n"
+      : "+r"(iters)
+      :
+      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",
+        "xmm13", "cc");
+  return 0;
+}
+
+static double fma_scalar(long iters) {
+  volatile float a = 0;
+  for (long k = 0; k < iters * 12; k++) a = a * 0.999999f + 1e-7f;
+  return a;
+}
+
+volatile double mlk_sink;
+
+double mlk_fma_peak_gflops(double seconds, const char **isa) {
+  int lanes;
+  double (*kernel)(long);
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) { kernel = fma_avx512; lanes = 16; *isa = "avx512"; }
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) { kernel = fma_avx2; lanes = 8; *isa = "avx2"; }
+  else { kernel = fma_scalar; lanes = 1; *isa = "scalar"; }
+  long iters = 1 << 16;
+  double best = 0;
+  double start = now();
+  while (now() - start < seconds) {
+    double t0 = now();
+    mlk_sink = kernel(iters);
+    double dt = now() - t0;
+    if (dt < 1e-3) { iters *= 2; continue; }
+    double gflops = (double)iters * 12.0 * lanes * 2.0 / dt / 1e9;
+    if (gflops > best) best = gflops;
+  }
+  return best;
+}
+
+double mlk_sgemm_gflops(int n, int reps, int threads) {
+  size_t sz = (size_t)n * (size_t)n;
+  float *a = malloc(sz * sizeof(float)), *b = malloc(sz * sizeof(float)), *c = malloc(sz * sizeof(float));
+  if (!a || !b || !c) { free(a); free(b); free(c); return 0; }
+  for (size_t i = 0; i < sz; i++) { a[i] = (float)(i % 7) * 0.1f; b[i] = (float)(i % 5) * 0.2f; c[i] = 0; }
+  int before = openblas_get_num_threads();
+  openblas_set_num_threads(threads);
+  double best = 0;
+  for (int r = 0; r < reps + 1; r++) {
+    double t0 = now();
+    cblas_sgemm(MLK_ROW_MAJOR, MLK_NO_TRANS, MLK_NO_TRANS, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    double dt = now() - t0;
+    double gflops = 2.0 * n * (double)n * n / dt / 1e9;
+    if (r > 0 && gflops > best) best = gflops;  // the first run warms up
+  }
+  openblas_set_num_threads(before);
+  free(a); free(b); free(c);
+  return best;
+}
+
+double mlk_triad_gbps(size_t bytes, int reps) {
+  size_t n = bytes / sizeof(float);
+  float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float)), *c = malloc(n * sizeof(float));
+  if (!a || !b || !c) { free(a); free(b); free(c); return 0; }
+  for (size_t i = 0; i < n; i++) { a[i] = 0; b[i] = 1; c[i] = 2; }
+  double best = 0;
+  for (int r = 0; r < reps; r++) {
+    double t0 = now();
+    for (size_t i = 0; i < n; i++) a[i] = b[i] + 0.5f * c[i];
+    double dt = now() - t0;
+    double gbps = 3.0 * (double)n * sizeof(float) / dt / 1e9;
+    if (gbps > best) best = gbps;
+  }
+  mlk_sink = a[n / 2];
+  free(a); free(b); free(c);
+  return best;
+}
+
+int mlk_singular_values(const float *a, int m, int n, float *s) {
+  // LAPACK is column-major: the row-major m x n matrix is its n x m transpose, same singular values.
+  int rows = n, cols = m, lda = n, info = 0, one = 1, lwork = -1;
+  int k = rows < cols ? rows : cols;
+  float *copy = malloc((size_t)m * (size_t)n * sizeof(float));
+  int *iwork = malloc(8 * (size_t)k * sizeof(int));
+  if (!copy || !iwork) { free(copy); free(iwork); return -1; }
+  memcpy(copy, a, (size_t)m * (size_t)n * sizeof(float));
+  float query, dummy;
+  sgesdd_("N", &rows, &cols, copy, &lda, s, &dummy, &one, &dummy, &one, &query, &lwork, iwork, &info);
+  lwork = (int)query + 1;
+  float *work = malloc((size_t)lwork * sizeof(float));
+  if (!work) { free(copy); free(iwork); return -1; }
+  sgesdd_("N", &rows, &cols, copy, &lda, s, &dummy, &one, &dummy, &one, work, &lwork, iwork, &info);
+  free(work); free(copy); free(iwork);
+  return info;
+}

@@ -1,0 +1,58 @@
+import CKernels
+import Foundation
+
+/// Measures this machine and describes it as a hardware profile: FMA peak and
+/// OpenBLAS sgemm rate of one core, streaming (triad) bandwidth, cache sizes
+/// from sysfs. The profile's float32 peak is the sgemm rate (what convolutions
+/// through GEMM can attain); the FMA peak is kept beside it.
+public enum HostMeasurement {
+    public static func measure(threads: Int = 1, progress: (String) -> Void = { _ in }) -> HardwareProfile {
+        progress("measuring FMA peak")
+        var isa: UnsafePointer<CChar>?
+        let fma = mlk_fma_peak_gflops(1.0, &isa)
+        progress("measuring OpenBLAS sgemm (1024^3, \(threads) thread(s))")
+        let gemm = mlk_sgemm_gflops(1024, 5, Int32(threads))
+        progress("measuring streaming bandwidth (3 x 256 MB triad)")
+        let triad = mlk_triad_gbps(256 << 20, 5)
+        let caches = cacheSizes()
+        let isaName = isa.map { String(cString: $0) } ?? "?"
+        let cpu = cpuName()
+        let date = ISO8601DateFormatter().string(from: Date())
+        return HardwareProfile(
+            id: "host-measured", name: "\(cpu) (measured, \(threads) thread(s))", kind: "cpu",
+            peakFlopsPerSecond: ["float32": gemm * 1e9, "float32-fma": fma * 1e9],
+            dramBytesPerSecond: triad * 1e9,
+            caches: caches,
+            launchOverheadSeconds: 1e-6,
+            sources: [
+                "peakFlopsPerSecond": String(format: "measured %@: OpenBLAS sgemm 1024^3 %.1f GFLOP/s on %d thread(s) (used as float32 peak); %@ FMA chains %.1f GFLOP/s per core", date, gemm, threads, isaName, fma),
+                "dramBytesPerSecond": String(format: "measured %@: triad a = b + s*c over 256 MB arrays, one thread, %.1f GB/s", date, triad),
+                "caches": "/sys/devices/system/cpu/cpu0/cache",
+                "launchOverheadSeconds": "estimate: per-layer dispatch on a CPU",
+            ])
+    }
+
+    static func cacheSizes() -> [HardwareProfile.Cache] {
+        let base = "/sys/devices/system/cpu/cpu0/cache"
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: base))?.filter { $0.hasPrefix("index") }.sorted() ?? []
+        var out: [HardwareProfile.Cache] = []
+        for e in entries {
+            func read(_ f: String) -> String { ((try? String(contentsOfFile: "\(base)/\(e)/\(f)", encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines) }
+            let type = read("type")
+            guard type != "Instruction", let level = Int(read("level")) else { continue }
+            let sizeText = read("size")
+            var bytes = Int(sizeText.filter(\.isNumber)) ?? 0
+            if sizeText.hasSuffix("K") { bytes *= 1024 } else if sizeText.hasSuffix("M") { bytes *= 1024 * 1024 }
+            let shared = read("shared_cpu_list")
+            let perCore = !(shared.contains(",") || shared.contains("-"))
+            out.append(.init(level: "L\(level)", bytes: bytes, perCore: level < 3 ? perCore : false, cores: nil))
+        }
+        return out
+    }
+
+    static func cpuName() -> String {
+        let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let line = info.split(separator: "\n").first { $0.hasPrefix("model name") }
+        return line.map { String($0.split(separator: ":", maxSplits: 1).last ?? "").trimmingCharacters(in: .whitespaces) } ?? "this host"
+    }
+}
