@@ -38,16 +38,18 @@ let package = Package(
         .target(name: "ModelImport", dependencies: ["ModelIR", "CONNX", "CTFLite"]),
         // Costs, structure, hardware profiles (bundled JSON), roofline and DRAM estimates, reports.
         .target(name: "ModelAnalysis", dependencies: ["ModelIR", "CKernels"], resources: [.copy("Profiles")]),
+        // Model rewrites: width scaling (writes ONNX through protobuf-c).
+        .target(name: "ModelTransform", dependencies: ["ModelIR", "ModelImport", "CONNX"]),
         .executableTarget(
             name: "modellens",
             dependencies: [
-                "ModelIR", "ModelImport", "ModelAnalysis",
+                "ModelIR", "ModelImport", "ModelAnalysis", "ModelTransform",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(
             name: "ModelLensTests",
-            dependencies: ["ModelIR", "ModelImport", "ModelAnalysis"]
+            dependencies: ["ModelIR", "ModelImport", "ModelAnalysis", "ModelTransform"]
         ),
     ],
     swiftLanguageModes: [.v5],

@@ -74,3 +74,49 @@ Onnx__ModelProto *ml_onnx_load(const char *path, char *err, size_t errlen) {
 void ml_onnx_free(Onnx__ModelProto *model) {
   if (model != NULL) onnx__model_proto__free_unpacked(model, NULL);
 }
+
+#include <stdlib.h>
+
+int ml_onnx_save(const Onnx__ModelProto *model, const char *path, char *err, size_t errlen) {
+  size_t size = onnx__model_proto__get_packed_size(model);
+  uint8_t *buf = malloc(size > 0 ? size : 1);
+  if (buf == NULL) {
+    snprintf(err, errlen, "out of memory packing %zu bytes", size);
+    return -1;
+  }
+  onnx__model_proto__pack(model, buf);
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid());
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+    free(buf);
+    return -1;
+  }
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = write(fd, buf + done, size - done);
+    if (n <= 0) {
+      snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+      close(fd);
+      unlink(tmp);
+      free(buf);
+      return -1;
+    }
+    done += (size_t)n;
+  }
+  free(buf);
+  if (close(fd) != 0 || rename(tmp, path) != 0) {
+    snprintf(err, errlen, "cannot move %s into place: %s", tmp, strerror(errno));
+    unlink(tmp);
+    return -1;
+  }
+  return 0;
+}
+
+void ml_onnx_clear_value_info(Onnx__GraphProto *graph) {
+  for (size_t i = 0; i < graph->n_value_info; i++) onnx__value_info_proto__free_unpacked(graph->value_info[i], NULL);
+  free(graph->value_info);
+  graph->value_info = NULL;
+  graph->n_value_info = 0;
+}

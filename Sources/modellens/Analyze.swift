@@ -3,6 +3,7 @@ import Foundation
 import ModelAnalysis
 import ModelImport
 import ModelIR
+import ModelTransform
 
 struct Analyze: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -182,5 +183,103 @@ struct Compare: ParsableCommand {
         let ra = ModelAnalyzer.analyze(try ModelImporter.load(a), profile: hw)
         let rb = ModelAnalyzer.analyze(try ModelImporter.load(b), profile: hw)
         print(Comparison(ra, rb).render(json: format == "json"))
+    }
+}
+
+struct Scale: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a channel-scaled copy of a CNN (width multiplier).",
+        discussion: """
+            Every convolution and hidden fully-connected layer keeps round(width x channels) \
+            channels (at least one); depthwise convolutions follow their input; the input and \
+            the final classifier keep their sizes. Weights are cut to the leading channels, so \
+            the copy is the original network slimmed, for analysis (and later execution). \
+            The file is written under a temporary name and renamed when complete.
+
+            Examples:
+              modellens scale resnet50.onnx --width 0.5 -o resnet50_w050.onnx
+              modellens analyze resnet50_w050.onnx
+            """
+    )
+
+    @Argument(help: "The .onnx model (a CNN).")
+    var model: String
+    @Option(help: "The width multiplier, e.g. 0.5 or 1.25.")
+    var width: Double
+    @Option(name: [.customShort("o"), .long], help: "Where to write the scaled .onnx.")
+    var output: String
+
+    func run() throws {
+        do {
+            let r = try WidthScaler.scale(model, width: width, output: output)
+            print("wrote \(r.output) (width \(width), \(r.scaledTensors) weight tensors cut)")
+        } catch let e as WidthScaler.ScaleError {
+            throw CommandError(message: e.description, code: 1)
+        }
+    }
+}
+
+struct Study: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Sweep the width multiplier and tabulate cost and predicted latency (as paper 000 did).",
+        discussion: """
+            For each width: FLOPs, MACs, parameters, bytes moved, DRAM traffic under the \
+            profile's cache model, and the predicted latency. Each width is written to a \
+            temporary file by `scale`, imported and analysed. A progress line goes to standard error.
+
+            Examples:
+              modellens study mobilenet_v2.onnx --widths 0.25,0.5,0.75,1.0 --profile odroid-xu4-mali-t628
+              modellens study vgg16.onnx --widths 0.125,0.25,0.5 --format json
+            """
+    )
+
+    @Argument(help: "The .onnx model (a CNN).")
+    var model: String
+    @Option(help: "Comma-separated width multipliers.")
+    var widths: String = "0.25,0.5,0.75,1.0"
+    @Option(help: "A built-in profile id or a JSON file.")
+    var profile: String = HardwareProfile.defaultID
+    @Option(help: "table or json.")
+    var format: String = "table"
+
+    func run() throws {
+        let list = widths.split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+        guard !list.isEmpty, list.count == widths.split(separator: ",").count, list.allSatisfy({ $0 > 0 }) else {
+            throw ValidationError("--widths expects positive numbers separated by commas, got '\(widths)'")
+        }
+        guard format == "table" || format == "json" else { throw ValidationError("--format must be table or json") }
+        let hw: HardwareProfile
+        do { hw = try HardwareProfile.resolve(profile) } catch { throw CommandError(message: "\(error)", code: 2) }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("modellens-study-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var rows: [[String: Any]] = []
+        for (k, w) in list.enumerated() {
+            FileHandle.standardError.write(Data("study: width \(w) (\(k + 1)/\(list.count))\r".utf8))
+            let path = dir.appendingPathComponent("w\(k).onnx").path
+            do { _ = try WidthScaler.scale(model, width: w, output: path) } catch let e as WidthScaler.ScaleError {
+                throw CommandError(message: e.description, code: 1)
+            }
+            let r = ModelAnalyzer.analyze(try ModelImporter.load(path), profile: hw)
+            try? FileManager.default.removeItem(atPath: path)
+            let t = r.totals
+            rows.append(["width": w, "macs": t.macs, "flops": t.flops, "params": t.params, "bytesRead": t.bytesRead,
+                         "bytesWritten": t.bytesWritten, "dramBytes": t.dramBytes, "predictedMs": t.predictedSeconds * 1000])
+        }
+        FileHandle.standardError.write(Data("\n".utf8))
+        if format == "json" {
+            let obj: [String: Any] = ["model": model, "profile": hw.id, "convention": CostModel.convention, "widths": rows]
+            let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        print("model: \(model); profile: \(hw.id)\ncounting: see `modellens analyze --help`\n")
+        var table = [["width", "MACs", "FLOPs", "params", "bytes moved", "DRAM bytes", "predicted ms"]]
+        for r in rows {
+            table.append([String(r["width"] as! Double), SymCount.human(r["macs"] as! Int), SymCount.human(r["flops"] as! Int),
+                          SymCount.human(r["params"] as! Int), SymCount.human((r["bytesRead"] as! Int) + (r["bytesWritten"] as! Int)),
+                          SymCount.human(r["dramBytes"] as! Int), String(format: "%.3f", r["predictedMs"] as! Double)])
+        }
+        print(InspectReport.table(table, indent: ""))
     }
 }

@@ -37,3 +37,16 @@ void ml_unmap_file(ml_mapping *mapping);
 }
 #endif
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/// Serialises `model` to `path` through a temporary file renamed into place when
+/// complete. Returns 0, or -1 with `err` set (nothing is left at `path` then).
+int ml_onnx_save(const Onnx__ModelProto *model, const char *path, char *err, size_t errlen);
+
+/// Drops a graph's value_info entries (intermediate shapes that a rewrite made stale).
+void ml_onnx_clear_value_info(Onnx__GraphProto *graph);
+#ifdef __cplusplus
+}
+#endif
