@@ -192,21 +192,29 @@ public enum WidthScaler {
         return Result(scaledTensors: done, output: output)
     }
 
-    /// The leading `keep[i]` entries along every axis of a row-major tensor.
+    /// Resizes a row-major tensor to `keep[i]` entries along each axis: narrowing keeps the
+    /// leading entries; widening repeats the existing ones cyclically (entry j comes from
+    /// j mod size), which keeps a widened network well-formed for analysis.
     static func slicePrefix(_ src: UnsafeRawBufferPointer, elementSize: Int, shape: [Int], keep: [Int]) -> [UInt8] {
         let rank = shape.count
-        guard rank > 0 else { return Array(src) }
+        guard rank > 0, keep.count == rank, shape.allSatisfy({ $0 > 0 }),
+              src.count >= shape.reduce(1, *) * elementSize else { return Array(src) }
         var strides = [Int](repeating: 1, count: rank)
         for i in stride(from: rank - 2, through: 0, by: -1) { strides[i] = strides[i + 1] * shape[i + 1] }
-        let rowBytes = keep[rank - 1] * elementSize
+        let inner = shape[rank - 1], innerKeep = keep[rank - 1]
         var out = [UInt8]()
         out.reserveCapacity(keep.reduce(1, *) * elementSize)
-        var index = [Int](repeating: 0, count: max(rank - 1, 1))
+        var index = [Int](repeating: 0, count: rank)
         let outer = keep.dropLast().reduce(1, *)
         for _ in 0..<outer {
             var offset = 0
-            for i in 0..<(rank - 1) { offset += index[i] * strides[i] }
-            out.append(contentsOf: src[(offset * elementSize)..<(offset * elementSize + rowBytes)])
+            for i in 0..<(rank - 1) { offset += (index[i] % shape[i]) * strides[i] }
+            var remaining = innerKeep
+            while remaining > 0 {
+                let n = min(remaining, inner)
+                out.append(contentsOf: src[(offset * elementSize)..<((offset + n) * elementSize)])
+                remaining -= n
+            }
             var d = rank - 2
             while d >= 0 {
                 index[d] += 1

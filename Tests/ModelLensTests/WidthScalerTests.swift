@@ -51,4 +51,15 @@ final class WidthScalerTests: XCTestCase {
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
+
+    /// Widths above 1 repeat channels: MACs grow with the square of the width.
+    func testWideningRepeatsChannels() throws {
+        _ = try WidthScaler.scale(TestSupport.samples.appendingPathComponent("tiny_cnn.onnx").path, width: 2, output: out)
+        let m = try ModelImporter.load(out)
+        let g = m.graph
+        XCTAssertEqual(g.values[g.value(named: "conv1.w")!].constant?.shape, [16, 3, 3, 3])
+        XCTAssertEqual(g.values[g.value(named: "fc.w")!].constant?.shape, [10, 16])
+        let r = ModelAnalyzer.analyze(m, profile: profile)
+        XCTAssertEqual(r.totals.macs, 16 * 27 * 32 * 32 + 16 * 9 * 16 * 16 + 160)
+    }
 }
