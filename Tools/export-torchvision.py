@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Exports torchvision classification models to ONNX in .models/torchvision/ (git-ignored;
-VGG16 alone is 553 MB): VGG16, ResNet50, MobileNetV2, GoogLeNet, DenseNet121, ShuffleNetV2 x1.0.
+VGG16 alone is 553 MB): VGG16, ResNet50, MobileNetV2, GoogLeNet, DenseNet121, ShuffleNetV2 x1.0,
+and MobileNetV3-Small (squeeze-excitation blocks).
 Made once per machine; an existing file is kept.
 
 Weights are random (no download) and jittered so that no two initializers are equal
@@ -25,6 +26,7 @@ MODELS = {
     'googlenet': lambda tv: tv.models.googlenet(weights=None, aux_logits=False, init_weights=True),
     'densenet121': lambda tv: tv.models.densenet121(weights=None),
     'shufflenet_v2_x1_0': lambda tv: tv.models.shufflenet_v2_x1_0(weights=None),
+    'mobilenet_v3_small': lambda tv: tv.models.mobilenet_v3_small(weights=None),
 }
 
 

@@ -47,6 +47,9 @@ final class AnalysisTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(densenet.patterns.denseConcats, 58, "every dense layer concatenates what came before")
         // 16 units, one depthwise conv each in branch 2, plus one in branch 1 of each of the 3 stride-2 units.
         XCTAssertEqual(try torchvision("shufflenet_v2_x1_0").patterns.depthwiseConvs, 16 + 3)
+        // MobileNetV3-Small: squeeze-excitation in 9 of its 11 inverted-residual blocks (torchvision's table).
+        XCTAssertEqual(try torchvision("mobilenet_v3_small").patterns.squeezeExcitations, 9)
+        XCTAssertEqual(try torchvision("resnet50").patterns.squeezeExcitations, 0)
         // The skip tensor a residual keeps alive: ResNet50's first identity skip is 256 x 56 x 56 float32.
         let resnet = try torchvision("resnet50")
         let skipBytes = resnet.structure.skips.map { s -> Int in
