@@ -38,18 +38,22 @@ let package = Package(
         .target(name: "ModelImport", dependencies: ["ModelIR", "CONNX", "CTFLite"]),
         // Costs, structure, hardware profiles (bundled JSON), roofline and DRAM estimates, reports.
         .target(name: "ModelAnalysis", dependencies: ["ModelIR", "CKernels"], resources: [.copy("Profiles")]),
+        // The CPU executor: plan, buffer reuse, kernels per op family.
+        .target(name: "ModelRuntime", dependencies: ["ModelIR", "CKernels"]),
+        // Conformance: the ONNX backend node tests on the executor.
+        .target(name: "ModelConformance", dependencies: ["ModelIR", "ModelImport", "ModelRuntime"]),
         // Model rewrites: width scaling (writes ONNX through protobuf-c).
         .target(name: "ModelTransform", dependencies: ["ModelIR", "ModelImport", "CONNX"]),
         .executableTarget(
             name: "modellens",
             dependencies: [
-                "ModelIR", "ModelImport", "ModelAnalysis", "ModelTransform",
+                "ModelIR", "ModelImport", "ModelAnalysis", "ModelTransform", "ModelRuntime", "ModelConformance",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(
             name: "ModelLensTests",
-            dependencies: ["ModelIR", "ModelImport", "ModelAnalysis", "ModelTransform"]
+            dependencies: ["ModelIR", "ModelImport", "ModelAnalysis", "ModelTransform", "ModelRuntime", "ModelConformance", "CONNX"]
         ),
     ],
     swiftLanguageModes: [.v5],

@@ -120,3 +120,16 @@ void ml_onnx_clear_value_info(Onnx__GraphProto *graph) {
   graph->value_info = NULL;
   graph->n_value_info = 0;
 }
+
+Onnx__TensorProto *ml_onnx_load_tensor(const char *path, char *err, size_t errlen) {
+  ml_mapping m;
+  if (ml_map_file(path, &m, err, errlen) != 0) return NULL;
+  Onnx__TensorProto *t = onnx__tensor_proto__unpack(NULL, m.size, m.data ? m.data : (const uint8_t *)"");
+  ml_unmap_file(&m);
+  if (t == NULL) snprintf(err, errlen, "not a serialised TensorProto");
+  return t;
+}
+
+void ml_onnx_free_tensor(Onnx__TensorProto *tensor) {
+  if (tensor != NULL) onnx__tensor_proto__free_unpacked(tensor, NULL);
+}

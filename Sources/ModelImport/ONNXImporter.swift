@@ -111,13 +111,14 @@ enum ONNXImporter {
 
     final class Lowering {
         let path: String
-        let message: ONNXMessage
+        /// What borrowed tensor bytes keep alive (the decoded message).
+        let message: AnyObject
         let opsets: [String: Int]
         let directory: String
         var warnings: [String] = []
         var externalFiles: [String: MappedFile] = [:]
 
-        init(path: String, message: ONNXMessage, opsets: [String: Int]) {
+        init(path: String, message: AnyObject, opsets: [String: Int]) {
             self.path = path
             self.message = message
             self.opsets = opsets
@@ -499,5 +500,23 @@ enum ONNXImporter {
             if let outer, let id = outer.value(named: name) { return outer.values[id].type }
             return TensorType(dtype: .undefined, shape: .unknownRank)
         }
+    }
+}
+
+/// Owns a decoded TensorProto file.
+final class ONNXTensorMessage {
+    let tensor: UnsafeMutablePointer<Onnx__TensorProto>
+    init(_ t: UnsafeMutablePointer<Onnx__TensorProto>) { tensor = t }
+    deinit { ml_onnx_free_tensor(tensor) }
+}
+
+/// Reads a serialised ONNX TensorProto file (as the ONNX backend tests store inputs and outputs).
+public enum ONNXTensorFile {
+    public static func load(_ path: String) throws -> TensorData {
+        var err = [CChar](repeating: 0, count: 256)
+        guard let t = ml_onnx_load_tensor(path, &err, err.count) else { throw ImportError(path, String(cString: err)) }
+        let owner = ONNXTensorMessage(t)
+        let lowering = ONNXImporter.Lowering(path: path, message: owner, opsets: [:])
+        return try lowering.tensor(t)
     }
 }

@@ -25,7 +25,81 @@ double mlk_triad_gbps(size_t bytes, int reps);
 /// first, into `s` (min(m, n) values). Returns 0 on success.
 int mlk_singular_values(const float *a, int m, int n, float *s);
 
+/// Elementwise binary ops with numpy broadcasting (rank <= 8). Strides are in elements,
+/// 0 along broadcast axes.
+enum {
+  MLK_ADD = 0, MLK_SUB, MLK_MUL, MLK_DIV, MLK_POW, MLK_MAX, MLK_MIN, MLK_PRELU, MLK_SQDIFF, MLK_MOD, MLK_FMOD
+};
+void mlk_binary(int op, int rank, const long *shape, const float *a, const long *a_strides, const float *b,
+                const long *b_strides, float *y);
+
+/// Elementwise unary float ops; alpha and beta parametrise some of them.
+enum {
+  MLK_RELU = 0, MLK_SIGMOID, MLK_TANH, MLK_EXP, MLK_LOG, MLK_SQRT, MLK_ABS, MLK_NEG, MLK_ERF, MLK_HARDSWISH,
+  MLK_HARDSIGMOID, MLK_LEAKYRELU, MLK_ELU, MLK_SOFTPLUS, MLK_GELU, MLK_GELU_TANH, MLK_CLIP, MLK_RECIPROCAL,
+  MLK_FLOOR, MLK_CEIL, MLK_ROUND, MLK_SIN, MLK_COS, MLK_SELU, MLK_SOFTSIGN, MLK_RELU6, MLK_RELU_N1_TO_1,
+  MLK_SQUARE, MLK_RSQRT, MLK_SIGN, MLK_IDENTITY, MLK_TAN, MLK_ASIN, MLK_ACOS, MLK_ATAN, MLK_SINH, MLK_COSH,
+  MLK_ASINH, MLK_ACOSH, MLK_ATANH, MLK_THRESHOLDED_RELU, MLK_CELU, MLK_MISH, MLK_SHRINK
+};
+void mlk_unary(int op, const float *x, float *y, size_t n, float alpha, float beta);
+
+/// Softmax (log = 0), LogSoftmax (log = 1) or Hardmax (log = 2) over the middle axis of [outer, axis, inner].
+void mlk_softmax(const float *x, float *y, long outer, long axis, long inner, int log);
+
+/// Transposes a tensor of `elem` bytes per element (rank <= 8): y[i] = x[perm-permuted index].
+void mlk_transpose(const void *x, void *y, int rank, const long *shape, const int *perm, int elem);
+
+/// Resizes the two innermost spatial axes. len_h / len_w: the resized lengths before rounding
+/// (input x scale), which align_corners and pytorch_half_pixel use. nhwc: data is [N, H, W, C], else [N, C, H, W].
+/// mode: 0 nearest, 1 linear. coord: 0 half_pixel, 1 asymmetric, 2 align_corners, 3 pytorch_half_pixel,
+/// 4 tf_half_pixel_for_nn. nearest: 0 round_prefer_floor, 1 round_prefer_ceil, 2 floor, 3 ceil.
+void mlk_resize(const float *x, float *y, int nhwc, long n, long c, long ih, long iw, long oh, long ow,
+                float scale_h, float scale_w, float len_h, float len_w, int mode, int coord, int nearest);
+
 #ifdef __cplusplus
 }
 #endif
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// C = alpha * op(A) * op(B) + beta * C, row-major, through OpenBLAS.
+void mlk_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+               int ldb, float beta, float *c, int ldc);
+
+/// Threads OpenBLAS may use.
+void mlk_set_threads(int threads);
+
+/// Convolution geometry, shared by the NCHW and NHWC kernels (2-D; 1-D convs use h = 1).
+typedef struct mlk_conv {
+  int batch, in_c, in_h, in_w;
+  int out_c, out_h, out_w;
+  int k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left, pad_bottom, pad_right;
+  int groups;
+} mlk_conv;
+
+/// NCHW input, OIHW weights (O x I/g x kH x kW), optional bias [O]. `scratch` holds
+/// (I/g * kH * kW) * (out_h * out_w) floats (unused for 1x1 stride-1 unpadded convs).
+void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch);
+
+/// Depthwise NCHW (groups == in_c, out_c == in_c * multiplier), weights [O, 1, kH, kW].
+void mlk_depthwise_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y);
+
+/// NHWC input, OHWI weights (O x kH x kW x I/g); `scratch` holds (out_h*out_w) * (kH*kW*I/g) floats.
+void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch);
+
+/// Depthwise NHWC, weights 1HWO ([1, kH, kW, O]).
+void mlk_depthwise_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y);
+
+/// Pooling over NCHW (nhwc = 0) or NHWC (nhwc = 1) data. kind 0 = max, 1 = average
+/// (count_include_pad chooses the divisor), 2 = L2.
+void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, const float *x, float *y);
+
+/// Fused activations applied in place: 0 none, 1 relu, 2 relu6, 3 relu_n1_to_1, 4 tanh, 5 clip(lo, hi).
+void mlk_activate(float *y, size_t n, int kind, float lo, float hi);
+
+#ifdef __cplusplus
+}
 #endif

@@ -50,3 +50,13 @@ void ml_onnx_clear_value_info(Onnx__GraphProto *graph);
 #ifdef __cplusplus
 }
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/// Decodes a serialised TensorProto file (the ONNX backend tests' input_N.pb / output_N.pb).
+Onnx__TensorProto *ml_onnx_load_tensor(const char *path, char *err, size_t errlen);
+void ml_onnx_free_tensor(Onnx__TensorProto *tensor);
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,375 @@
+// Kernels for the executor: convolution (im2col + OpenBLAS sgemm, direct depthwise),
+// pooling, fused activations. Layout-specific loops are kept simple and cache-friendly;
+// the heavy lifting of standard convolutions is sgemm.
+#include "ckernels.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+enum { MLK_ROW_MAJOR_ = 101, MLK_NO_TRANS_ = 111, MLK_TRANS_ = 112 };
+extern void cblas_sgemm(int order, int transa, int transb, int m, int n, int k, float alpha, const float *a, int lda,
+                        const float *b, int ldb, float beta, float *c, int ldc);
+extern void openblas_set_num_threads(int n);
+
+void mlk_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+               int ldb, float beta, float *c, int ldc) {
+  cblas_sgemm(MLK_ROW_MAJOR_, trans_a ? MLK_TRANS_ : MLK_NO_TRANS_, trans_b ? MLK_TRANS_ : MLK_NO_TRANS_, m, n, k,
+              alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void mlk_set_threads(int threads) { openblas_set_num_threads(threads); }
+
+static void add_bias_nchw(float *y, const float *bias, int c, int hw) {
+  if (!bias) return;
+  for (int o = 0; o < c; o++) {
+    float b = bias[o];
+    float *row = y + (size_t)o * hw;
+    for (int i = 0; i < hw; i++) row[i] += b;
+  }
+}
+
+void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch) {
+  const int g = p->groups, cin_g = p->in_c / g, cout_g = p->out_c / g;
+  const int out_hw = p->out_h * p->out_w, in_hw = p->in_h * p->in_w;
+  const int kk = cin_g * p->k_h * p->k_w;
+  const int pointwise = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
+                        p->pad_left == 0 && p->out_h == p->in_h && p->out_w == p->in_w;
+  for (int n = 0; n < p->batch; n++) {
+    for (int gi = 0; gi < g; gi++) {
+      const float *xg = x + ((size_t)n * p->in_c + (size_t)gi * cin_g) * in_hw;
+      float *yg = y + ((size_t)n * p->out_c + (size_t)gi * cout_g) * out_hw;
+      const float *wg = w + (size_t)gi * cout_g * kk;
+      const float *cols = xg;
+      if (!pointwise) {
+        // im2col: rows (c, kh, kw), columns (oh, ow).
+        for (int c = 0; c < cin_g; c++)
+          for (int kh = 0; kh < p->k_h; kh++)
+            for (int kw = 0; kw < p->k_w; kw++) {
+              float *row = scratch + ((size_t)(c * p->k_h + kh) * p->k_w + kw) * out_hw;
+              const float *plane = xg + (size_t)c * in_hw;
+              for (int oh = 0; oh < p->out_h; oh++) {
+                int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
+                float *dst = row + (size_t)oh * p->out_w;
+                if (ih < 0 || ih >= p->in_h) { memset(dst, 0, sizeof(float) * (size_t)p->out_w); continue; }
+                const float *src = plane + (size_t)ih * p->in_w;
+                for (int ow = 0; ow < p->out_w; ow++) {
+                  int iw = ow * p->stride_w - p->pad_left + kw * p->dil_w;
+                  dst[ow] = (iw >= 0 && iw < p->in_w) ? src[iw] : 0.0f;
+                }
+              }
+            }
+        cols = scratch;
+      }
+      mlk_sgemm(0, 0, cout_g, out_hw, kk, 1.0f, wg, kk, cols, out_hw, 0.0f, yg, out_hw);
+    }
+    add_bias_nchw(y + (size_t)n * p->out_c * out_hw, bias, p->out_c, out_hw);
+  }
+}
+
+void mlk_depthwise_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y) {
+  const int mult = p->out_c / p->in_c;
+  const int in_hw = p->in_h * p->in_w, out_hw = p->out_h * p->out_w;
+  for (int n = 0; n < p->batch; n++)
+    for (int o = 0; o < p->out_c; o++) {
+      const float *plane = x + ((size_t)n * p->in_c + o / mult) * in_hw;
+      const float *k = w + (size_t)o * p->k_h * p->k_w;
+      float *dst = y + ((size_t)n * p->out_c + o) * out_hw;
+      float b = bias ? bias[o] : 0.0f;
+      for (int oh = 0; oh < p->out_h; oh++)
+        for (int ow = 0; ow < p->out_w; ow++) {
+          float acc = b;
+          for (int kh = 0; kh < p->k_h; kh++) {
+            int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
+            if (ih < 0 || ih >= p->in_h) continue;
+            for (int kw = 0; kw < p->k_w; kw++) {
+              int iw = ow * p->stride_w - p->pad_left + kw * p->dil_w;
+              if (iw < 0 || iw >= p->in_w) continue;
+              acc += plane[ih * p->in_w + iw] * k[kh * p->k_w + kw];
+            }
+          }
+          dst[oh * p->out_w + ow] = acc;
+        }
+    }
+}
+
+void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch) {
+  const int g = p->groups, cin_g = p->in_c / g, cout_g = p->out_c / g;
+  const int out_hw = p->out_h * p->out_w;
+  const int kk = p->k_h * p->k_w * cin_g;
+  for (int n = 0; n < p->batch; n++) {
+    const float *xn = x + (size_t)n * p->in_h * p->in_w * p->in_c;
+    float *yn = y + (size_t)n * out_hw * p->out_c;
+    for (int gi = 0; gi < g; gi++) {
+      // im2col: rows (oh, ow), columns (kh, kw, c) — matching OHWI weights.
+      for (int oh = 0; oh < p->out_h; oh++)
+        for (int ow = 0; ow < p->out_w; ow++) {
+          float *row = scratch + ((size_t)oh * p->out_w + ow) * kk;
+          for (int kh = 0; kh < p->k_h; kh++) {
+            int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
+            for (int kw = 0; kw < p->k_w; kw++) {
+              int iw = ow * p->stride_w - p->pad_left + kw * p->dil_w;
+              float *dst = row + ((size_t)kh * p->k_w + kw) * cin_g;
+              if (ih < 0 || ih >= p->in_h || iw < 0 || iw >= p->in_w) { memset(dst, 0, sizeof(float) * (size_t)cin_g); continue; }
+              memcpy(dst, xn + ((size_t)ih * p->in_w + iw) * p->in_c + (size_t)gi * cin_g, sizeof(float) * (size_t)cin_g);
+            }
+          }
+        }
+      // y[hw, o] = cols[hw, kk] * W[o, kk]^T, written into the group's channel slice.
+      mlk_sgemm(0, 1, out_hw, cout_g, kk, 1.0f, scratch, kk, w + (size_t)gi * cout_g * kk, kk, 0.0f,
+                yn + (size_t)gi * cout_g, p->out_c);
+    }
+    if (bias)
+      for (int i = 0; i < out_hw; i++)
+        for (int o = 0; o < p->out_c; o++) yn[(size_t)i * p->out_c + o] += bias[o];
+  }
+}
+
+void mlk_depthwise_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y) {
+  const int mult = p->out_c / p->in_c;
+  for (int n = 0; n < p->batch; n++) {
+    const float *xn = x + (size_t)n * p->in_h * p->in_w * p->in_c;
+    float *yn = y + (size_t)n * p->out_h * p->out_w * p->out_c;
+    for (int oh = 0; oh < p->out_h; oh++)
+      for (int ow = 0; ow < p->out_w; ow++) {
+        float *dst = yn + ((size_t)oh * p->out_w + ow) * p->out_c;
+        for (int o = 0; o < p->out_c; o++) dst[o] = bias ? bias[o] : 0.0f;
+        for (int kh = 0; kh < p->k_h; kh++) {
+          int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
+          if (ih < 0 || ih >= p->in_h) continue;
+          for (int kw = 0; kw < p->k_w; kw++) {
+            int iw = ow * p->stride_w - p->pad_left + kw * p->dil_w;
+            if (iw < 0 || iw >= p->in_w) continue;
+            const float *src = xn + ((size_t)ih * p->in_w + iw) * p->in_c;
+            const float *k = w + ((size_t)kh * p->k_w + kw) * p->out_c;
+            for (int o = 0; o < p->out_c; o++) dst[o] += src[o / mult] * k[o];
+          }
+        }
+      }
+  }
+}
+
+void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, const float *x, float *y) {
+  const int C = p->in_c;
+  for (int n = 0; n < p->batch; n++)
+    for (int c = 0; c < C; c++)
+      for (int oh = 0; oh < p->out_h; oh++)
+        for (int ow = 0; ow < p->out_w; ow++) {
+          float acc = kind == 0 ? -FLT_MAX : 0.0f;
+          int count = 0, taps = 0;
+          for (int kh = 0; kh < p->k_h; kh++) {
+            int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
+            for (int kw = 0; kw < p->k_w; kw++) {
+              int iw = ow * p->stride_w - p->pad_left + kw * p->dil_w;
+              // Taps inside the padded extent count toward the divisor with count_include_pad.
+              if (ih < p->in_h + p->pad_bottom && iw < p->in_w + p->pad_right && ih >= -p->pad_top && iw >= -p->pad_left) taps++;
+              if (ih < 0 || ih >= p->in_h || iw < 0 || iw >= p->in_w) continue;
+              size_t idx = nhwc ? (((size_t)n * p->in_h + ih) * p->in_w + iw) * C + c
+                                : (((size_t)n * C + c) * p->in_h + ih) * p->in_w + iw;
+              float v = x[idx];
+              if (kind == 0) { if (v > acc || isnan(v)) acc = v; }
+              else if (kind == 1) acc += v;
+              else acc += v * v;
+              count++;
+            }
+          }
+          float out;
+          if (kind == 0) out = count ? acc : 0.0f;
+          else if (kind == 1) out = acc / (float)(count_include_pad ? (taps ? taps : 1) : (count ? count : 1));
+          else out = sqrtf(acc);
+          size_t o = nhwc ? (((size_t)n * p->out_h + oh) * p->out_w + ow) * C + c
+                          : (((size_t)n * C + c) * p->out_h + oh) * p->out_w + ow;
+          y[o] = out;
+        }
+}
+
+void mlk_activate(float *y, size_t n, int kind, float lo, float hi) {
+  switch (kind) {
+    case 1: for (size_t i = 0; i < n; i++) y[i] = y[i] > 0 ? y[i] : 0; break;
+    case 2: for (size_t i = 0; i < n; i++) y[i] = fminf(fmaxf(y[i], 0.0f), 6.0f); break;
+    case 3: for (size_t i = 0; i < n; i++) y[i] = fminf(fmaxf(y[i], -1.0f), 1.0f); break;
+    case 4: for (size_t i = 0; i < n; i++) y[i] = tanhf(y[i]); break;
+    case 5: for (size_t i = 0; i < n; i++) y[i] = fminf(fmaxf(y[i], lo), hi); break;
+    default: break;
+  }
+}
+
+static inline float binop(int op, float a, float b) {
+  switch (op) {
+    case MLK_ADD: return a + b;
+    case MLK_SUB: return a - b;
+    case MLK_MUL: return a * b;
+    case MLK_DIV: return a / b;
+    case MLK_POW: return powf(a, b);
+    case MLK_MAX: return (a > b || isnan(a)) ? a : b;
+    case MLK_MIN: return (a < b || isnan(a)) ? a : b;
+    case MLK_PRELU: return a < 0 ? a * b : a;
+    case MLK_SQDIFF: return (a - b) * (a - b);
+    case MLK_FMOD: return fmodf(a, b);
+    case MLK_MOD: { float r = fmodf(a, b); return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
+    default: return 0;
+  }
+}
+
+void mlk_binary(int op, int rank, const long *shape, const float *a, const long *as, const float *b, const long *bs, float *y) {
+  long total = 1;
+  for (int i = 0; i < rank; i++) total *= shape[i];
+  if (total == 0) return;
+  long idx[8] = {0};
+  long inner = rank > 0 ? shape[rank - 1] : 1;
+  long ai = rank > 0 ? as[rank - 1] : 0, bi = rank > 0 ? bs[rank - 1] : 0;
+  long outer = total / (inner ? inner : 1);
+  float *out = y;
+  for (long o = 0; o < outer; o++) {
+    long aoff = 0, boff = 0;
+    for (int d = 0; d < rank - 1; d++) { aoff += idx[d] * as[d]; boff += idx[d] * bs[d]; }
+    const float *pa = a + aoff, *pb = b + boff;
+    if (ai == 1 && bi == 1 && op == MLK_ADD) for (long k = 0; k < inner; k++) out[k] = pa[k] + pb[k];
+    else if (ai == 1 && bi == 1 && op == MLK_MUL) for (long k = 0; k < inner; k++) out[k] = pa[k] * pb[k];
+    else if (ai == 1 && bi == 0 && op == MLK_ADD) { float v = pb[0]; for (long k = 0; k < inner; k++) out[k] = pa[k] + v; }
+    else if (ai == 1 && bi == 0 && op == MLK_MUL) { float v = pb[0]; for (long k = 0; k < inner; k++) out[k] = pa[k] * v; }
+    else for (long k = 0; k < inner; k++) out[k] = binop(op, pa[k * ai], pb[k * bi]);
+    out += inner;
+    for (int d = rank - 2; d >= 0; d--) { if (++idx[d] < shape[d]) break; idx[d] = 0; }
+  }
+}
+
+void mlk_unary(int op, const float *x, float *y, size_t n, float alpha, float beta) {
+  for (size_t i = 0; i < n; i++) {
+    float v = x[i], r;
+    switch (op) {
+      case MLK_RELU: r = v > 0 ? v : 0; break;
+      case MLK_SIGMOID: r = 1.0f / (1.0f + expf(-v)); break;
+      case MLK_TANH: r = tanhf(v); break;
+      case MLK_EXP: r = expf(v); break;
+      case MLK_LOG: r = logf(v); break;
+      case MLK_SQRT: r = sqrtf(v); break;
+      case MLK_ABS: r = fabsf(v); break;
+      case MLK_NEG: r = -v; break;
+      case MLK_ERF: r = erff(v); break;
+      case MLK_HARDSWISH: r = v * fminf(fmaxf(v / 6.0f + 0.5f, 0.0f), 1.0f); break;
+      case MLK_HARDSIGMOID: r = fminf(fmaxf(alpha * v + beta, 0.0f), 1.0f); break;
+      case MLK_LEAKYRELU: r = v < 0 ? alpha * v : v; break;
+      case MLK_ELU: r = v < 0 ? alpha * (expf(v) - 1.0f) : v; break;
+      case MLK_SOFTPLUS: r = v > 20 ? v : log1pf(expf(v)); break;
+      case MLK_GELU: r = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); break;
+      case MLK_GELU_TANH: r = 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v))); break;
+      case MLK_CLIP: r = fminf(fmaxf(v, alpha), beta); if (isnan(v)) r = v; break;
+      case MLK_RECIPROCAL: r = 1.0f / v; break;
+      case MLK_FLOOR: r = floorf(v); break;
+      case MLK_CEIL: r = ceilf(v); break;
+      case MLK_ROUND: r = nearbyintf(v); break;
+      case MLK_SIN: r = sinf(v); break;
+      case MLK_COS: r = cosf(v); break;
+      case MLK_SELU: r = beta * (v <= 0 ? alpha * (expf(v) - 1.0f) : v); break;
+      case MLK_SOFTSIGN: r = v / (1.0f + fabsf(v)); break;
+      case MLK_RELU6: r = fminf(fmaxf(v, 0.0f), 6.0f); break;
+      case MLK_RELU_N1_TO_1: r = fminf(fmaxf(v, -1.0f), 1.0f); break;
+      case MLK_SQUARE: r = v * v; break;
+      case MLK_RSQRT: r = 1.0f / sqrtf(v); break;
+      case MLK_SIGN: r = (float)((v > 0) - (v < 0)); break;
+      case MLK_IDENTITY: r = v; break;
+      case MLK_TAN: r = tanf(v); break;
+      case MLK_ASIN: r = asinf(v); break;
+      case MLK_ACOS: r = acosf(v); break;
+      case MLK_ATAN: r = atanf(v); break;
+      case MLK_SINH: r = sinhf(v); break;
+      case MLK_COSH: r = coshf(v); break;
+      case MLK_ASINH: r = asinhf(v); break;
+      case MLK_ACOSH: r = acoshf(v); break;
+      case MLK_ATANH: r = atanhf(v); break;
+      case MLK_THRESHOLDED_RELU: r = v > alpha ? v : 0; break;
+      case MLK_CELU: r = fmaxf(0.0f, v) + fminf(0.0f, alpha * (expf(v / alpha) - 1.0f)); break;
+      case MLK_MISH: r = v * tanhf(v > 20 ? v : log1pf(expf(v))); break;
+      case MLK_SHRINK: r = v < -alpha ? v + beta : (v > alpha ? v - beta : 0); break;
+      default: r = v;
+    }
+    y[i] = r;
+  }
+}
+
+void mlk_softmax(const float *x, float *y, long outer, long axis, long inner, int log) {
+  for (long o = 0; o < outer; o++)
+    for (long i = 0; i < inner; i++) {
+      const float *px = x + o * axis * inner + i;
+      float *py = y + o * axis * inner + i;
+      float mx = -INFINITY;
+      long arg = 0;
+      for (long k = 0; k < axis; k++) if (px[k * inner] > mx) { mx = px[k * inner]; arg = k; }
+      if (log == 2) { for (long k = 0; k < axis; k++) py[k * inner] = k == arg ? 1.0f : 0.0f; continue; }
+      double sum = 0;
+      for (long k = 0; k < axis; k++) sum += exp((double)(px[k * inner] - mx));
+      for (long k = 0; k < axis; k++) {
+        float e = px[k * inner] - mx;
+        py[k * inner] = log ? (float)(e - log1p(sum - 1.0)) : (float)(exp((double)e) / sum);
+      }
+    }
+}
+
+void mlk_transpose(const void *x, void *y, int rank, const long *shape, const int *perm, int elem) {
+  long in_strides[8], out_shape[8], total = 1;
+  in_strides[rank - 1] = 1;
+  for (int i = rank - 2; i >= 0; i--) in_strides[i] = in_strides[i + 1] * shape[i + 1];
+  for (int i = 0; i < rank; i++) { out_shape[i] = shape[perm[i]]; total *= out_shape[i]; }
+  long idx[8] = {0};
+  const char *src = x;
+  char *dst = y;
+  for (long t = 0; t < total; t++) {
+    long off = 0;
+    for (int d = 0; d < rank; d++) off += idx[d] * in_strides[perm[d]];
+    memcpy(dst + t * elem, src + off * elem, (size_t)elem);
+    for (int d = rank - 1; d >= 0; d--) { if (++idx[d] < out_shape[d]) break; idx[d] = 0; }
+  }
+}
+
+static float source_coord(long o, float scale, long in_len, float out_len, int coord) {
+  switch (coord) {
+    case 1: return (float)o / scale;                                             // asymmetric
+    case 2: return out_len > 1 ? (float)o * (float)(in_len - 1) / (out_len - 1) : 0.0f;  // align_corners
+    case 3: return out_len > 1 ? ((float)o + 0.5f) / scale - 0.5f : 0.0f;       // pytorch_half_pixel
+    case 4: return ((float)o + 0.5f) / scale;                                   // tf_half_pixel_for_nn
+    default: return ((float)o + 0.5f) / scale - 0.5f;                           // half_pixel
+  }
+}
+
+static long nearest_index(float v, int mode, long len) {
+  long i;
+  switch (mode) {
+    case 1: i = (long)ceilf(v - 0.5f) == (long)(v - 0.5f) && v - floorf(v) == 0.5f ? (long)ceilf(v) : (long)roundf(v); break;
+    case 2: i = (long)floorf(v); break;
+    case 3: i = (long)ceilf(v); break;
+    default: i = (v - floorf(v) == 0.5f) ? (long)floorf(v) : (long)roundf(v); break;
+  }
+  return i < 0 ? 0 : (i >= len ? len - 1 : i);
+}
+
+void mlk_resize(const float *x, float *y, int nhwc, long n, long c, long ih, long iw, long oh, long ow,
+                float scale_h, float scale_w, float len_h, float len_w, int mode, int coord, int nearest) {
+  for (long b = 0; b < n; b++)
+    for (long yy = 0; yy < oh; yy++) {
+      float sy = source_coord(yy, scale_h, ih, len_h, coord);
+      for (long xx = 0; xx < ow; xx++) {
+        float sx = source_coord(xx, scale_w, iw, len_w, coord);
+        for (long ch = 0; ch < c; ch++) {
+          #define AT(h, w) (nhwc ? x[((b * ih + (h)) * iw + (w)) * c + ch] : x[((b * c + ch) * ih + (h)) * iw + (w)])
+          float v;
+          if (mode == 0) {
+            v = AT(nearest_index(sy, nearest, ih), nearest_index(sx, nearest, iw));
+          } else {
+            float fy = sy < 0 ? 0 : sy, fx = sx < 0 ? 0 : sx;
+            long y0 = (long)fy, x0 = (long)fx;
+            if (y0 > ih - 1) y0 = ih - 1;
+            if (x0 > iw - 1) x0 = iw - 1;
+            long y1 = y0 + 1 < ih ? y0 + 1 : ih - 1, x1 = x0 + 1 < iw ? x0 + 1 : iw - 1;
+            float dy = fy - (float)y0, dx = fx - (float)x0;
+            if (dy > 1) dy = 1;
+            if (dx > 1) dx = 1;
+            v = AT(y0, x0) * (1 - dy) * (1 - dx) + AT(y0, x1) * (1 - dy) * dx + AT(y1, x0) * dy * (1 - dx) + AT(y1, x1) * dy * dx;
+          }
+          #undef AT
+          size_t o = nhwc ? (size_t)((b * oh + yy) * ow + xx) * c + ch : (size_t)((b * c + ch) * oh + yy) * ow + xx;
+          y[o] = v;
+        }
+      }
+    }
+}

@@ -1,0 +1,151 @@
+import CKernels
+import Foundation
+import ModelIR
+
+/// Output size and (begin, end) padding of one spatial axis, from the node's attributes.
+func windowGeometry(_ input: Int, kernel: Int, stride: Int, dilation: Int, padBegin: Int, padEnd: Int, autoPad: String,
+                    ceilMode: Bool) -> (out: Int, begin: Int, end: Int) {
+    let effective = dilation * (kernel - 1) + 1
+    switch autoPad {
+    case "SAME_UPPER", "SAME_LOWER", "SAME":
+        let out = (input + stride - 1) / stride
+        let total = max(0, (out - 1) * stride + effective - input)
+        let small = total / 2
+        return autoPad == "SAME_LOWER" ? (out, total - small, small) : (out, small, total - small)
+    case "VALID":
+        return (max(0, (input - effective) / stride + 1), 0, 0)
+    default:
+        let span = input + padBegin + padEnd - effective
+        if span < 0 { return (0, padBegin, padEnd) }
+        var out = ceilMode ? (span + stride - 1) / stride + 1 : span / stride + 1
+        if ceilMode && (out - 1) * stride >= input + padBegin { out -= 1 }
+        return (out, padBegin, padEnd)
+    }
+}
+
+/// Geometry of a 1-D or 2-D window op over NCHW / NHWC data.
+func convGeometry(_ node: Node, x: [Int], kernel: [Int], outChannels: Int, nhwc: Bool) throws -> mlk_conv {
+    let spatialRank = x.count - 2
+    guard spatialRank == 1 || spatialRank == 2, kernel.count == spatialRank else {
+        throw RuntimeError.unsupported(op: node.sourceOp, node: node.label, reason: "\(spatialRank)-D windows (1-D and 2-D only)")
+    }
+    let spatial = nhwc ? Array(x[1..<(x.count - 1)]) : Array(x[2...])
+    let strides = node.ints("strides") ?? Array(repeating: 1, count: spatialRank)
+    let dil = node.ints("dilations") ?? Array(repeating: 1, count: spatialRank)
+    let pads = node.ints("pads") ?? Array(repeating: 0, count: 2 * spatialRank)
+    let autoPad = node.string("auto_pad") ?? "NOTSET"
+    let ceil = (node.int("ceil_mode") ?? 0) != 0
+    var g = [(out: Int, begin: Int, end: Int)]()
+    for i in 0..<spatialRank {
+        g.append(windowGeometry(spatial[i], kernel: kernel[i], stride: strides[i], dilation: dil[i], padBegin: pads[i],
+                                padEnd: pads[i + spatialRank], autoPad: autoPad, ceilMode: ceil))
+    }
+    // 1-D: a 2-D problem with height 1.
+    let h = spatialRank == 2 ? 0 : -1
+    var p = mlk_conv()
+    p.batch = Int32(x[0]); p.in_c = Int32(nhwc ? x[x.count - 1] : x[1])
+    p.in_h = Int32(h == 0 ? spatial[0] : 1); p.in_w = Int32(spatial[spatialRank - 1])
+    p.out_c = Int32(outChannels)
+    p.out_h = Int32(h == 0 ? g[0].out : 1); p.out_w = Int32(g[spatialRank - 1].out)
+    p.k_h = Int32(h == 0 ? kernel[0] : 1); p.k_w = Int32(kernel[spatialRank - 1])
+    p.stride_h = Int32(h == 0 ? strides[0] : 1); p.stride_w = Int32(strides[spatialRank - 1])
+    p.dil_h = Int32(h == 0 ? dil[0] : 1); p.dil_w = Int32(dil[spatialRank - 1])
+    p.pad_top = Int32(h == 0 ? g[0].begin : 0); p.pad_bottom = Int32(h == 0 ? g[0].end : 0)
+    p.pad_left = Int32(g[spatialRank - 1].begin); p.pad_right = Int32(g[spatialRank - 1].end)
+    p.groups = Int32(node.int("group") ?? 1)
+    return p
+}
+
+func outShape(_ p: mlk_conv, rank: Int, nhwc: Bool) -> [Int] {
+    let spatial = rank == 4 ? [Int(p.out_h), Int(p.out_w)] : [Int(p.out_w)]
+    return nhwc ? [Int(p.batch)] + spatial + [Int(p.out_c)] : [Int(p.batch), Int(p.out_c)] + spatial
+}
+
+let convKernels: [(String, KernelFactory)] = {
+    var k: [(String, KernelFactory)] = []
+    k.append(("Conv", { pc in
+        let n = pc.node
+        let nhwc = n.dataLayout == .nhwc
+        let layout = n.kernelLayout ?? .oihw
+        guard [.oihw, .ohwi, .ihwo1].contains(layout) else { throw pc.fail("kernel layout \(layout.rawValue)") }
+        return { ins, ctx in
+            let x = try requireFloat(ins.first ?? nil, node: n)
+            let w = try requireFloat(ins.count > 1 ? ins[1] : nil, node: n)
+            let bias = ins.count > 2 ? ins[2] : nil
+            guard x.shape.count == w.shape.count else { throw RuntimeError.invalid(node: n.label, reason: "input rank \(x.shape.count), weight rank \(w.shape.count)") }
+            let kernel: [Int], outC: Int
+            switch layout {
+            case .oihw, .iohw: kernel = Array(w.shape.dropFirst(2)); outC = w.shape[0]
+            case .ohwi: kernel = Array(w.shape.dropFirst().dropLast()); outC = w.shape[0]
+            case .ihwo1: kernel = Array(w.shape.dropFirst().dropLast()); outC = w.shape[w.shape.count - 1]
+            }
+            var p = try convGeometry(n, x: x.shape, kernel: kernel, outChannels: outC, nhwc: nhwc)
+            if layout == .ihwo1 { p.groups = p.in_c }
+            guard p.groups > 0, p.in_c % p.groups == 0, p.out_c % p.groups == 0 else {
+                throw RuntimeError.invalid(node: n.label, reason: "channels \(p.in_c)->\(p.out_c) do not split into \(p.groups) groups")
+            }
+            let y = ctx.alloc(outShape(p, rank: x.shape.count, nhwc: nhwc), .float32)
+            let b = bias.map { $0.floats }
+            let depthwise = p.groups > 1 && p.groups == p.in_c
+            if depthwise && nhwc {
+                mlk_depthwise_nhwc(&p, x.floats, w.floats, b, y.floats)
+            } else if depthwise && layout == .oihw {
+                mlk_depthwise_nchw(&p, x.floats, w.floats, b, y.floats)
+            } else if nhwc {
+                let scratch = ctx.scratchFloats(Int(p.out_h * p.out_w * p.k_h * p.k_w * (p.in_c / p.groups)))
+                mlk_conv_nhwc(&p, x.floats, w.floats, b, y.floats, scratch)
+            } else {
+                let scratch = ctx.scratchFloats(Int((p.in_c / p.groups) * p.k_h * p.k_w * p.out_h * p.out_w))
+                mlk_conv_nchw(&p, x.floats, w.floats, b, y.floats, scratch)
+            }
+            applyFused(n, y)
+            return [y]
+        }
+    }))
+    for (name, kind) in [("MaxPool", Int32(0)), ("AveragePool", Int32(1)), ("LpPool", Int32(2))] {
+        k.append((name, { pc in
+            let n = pc.node
+            let nhwc = n.dataLayout == .nhwc
+            guard let kernel = n.ints("kernel_shape") else { throw pc.fail("no kernel_shape") }
+            if name == "MaxPool", n.outputs.count > 1 { throw pc.fail("the Indices output") }
+            if name == "MaxPool", (n.int("storage_order") ?? 0) != 0 { throw pc.fail("storage_order 1") }
+            if name == "LpPool", (n.int("p") ?? 2) != 2 { throw pc.fail("p other than 2") }
+            if name != "MaxPool", let d = n.ints("dilations"), d.contains(where: { $0 != 1 }) { throw pc.fail("dilations") }
+            let includePad = Int32(n.int("count_include_pad") ?? 0)
+            return { ins, ctx in
+                let x = try requireFloat(ins.first ?? nil, node: n)
+                var p = try convGeometry(n, x: x.shape, kernel: kernel, outChannels: nhwc ? x.shape.last! : x.shape[1], nhwc: nhwc)
+                p.groups = 1
+                let y = ctx.alloc(outShape(p, rank: x.shape.count, nhwc: nhwc), .float32)
+                mlk_pool(kind, nhwc ? 1 : 0, includePad, &p, x.floats, y.floats)
+                applyFused(n, y)
+                return [y]
+            }
+        }))
+    }
+    for name in ["GlobalAveragePool", "GlobalMaxPool"] {
+        k.append((name, { pc in
+            let n = pc.node
+            return { ins, ctx in
+                let x = try requireFloat(ins.first ?? nil, node: n)
+                guard x.shape.count >= 3 else { throw RuntimeError.invalid(node: n.label, reason: "rank \(x.shape.count)") }
+                let c = x.shape[1], inner = x.shape.dropFirst(2).reduce(1, *)
+                let y = ctx.alloc([x.shape[0], c] + Array(repeating: 1, count: x.shape.count - 2), .float32)
+                for i in 0..<(x.shape[0] * c) {
+                    let base = x.floats + i * inner
+                    if name == "GlobalAveragePool" {
+                        var s: Double = 0
+                        for j in 0..<inner { s += Double(base[j]) }
+                        y.floats[i] = Float(s / Double(max(inner, 1)))
+                    } else {
+                        var m = -Float.infinity
+                        for j in 0..<inner { m = max(m, base[j]) }
+                        y.floats[i] = m
+                    }
+                }
+                return [y]
+            }
+        }))
+    }
+    return k
+}()

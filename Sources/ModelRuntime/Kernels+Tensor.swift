@@ -1,0 +1,466 @@
+import CKernels
+import Foundation
+import ModelIR
+
+/// Copies along one axis: the tensor seen as [outer, axisLen * inner] rows.
+private func rows(_ shape: [Int], axis: Int) -> (outer: Int, inner: Int) {
+    (shape[..<axis].reduce(1, *), shape[(axis + 1)...].reduce(1, *))
+}
+
+private func ints(_ t: RTensor?) -> [Int]? { t?.integers() }
+
+let tensorKernels: [(String, KernelFactory)] = [
+    ("Constant", { pc in
+        let n = pc.node
+        guard let data = n.attributes["value"]?.tensor else { throw pc.fail("a Constant without a tensor value") }
+        let b = RBuffer(capacity: data.byteCount)
+        data.withBytes { if let base = $0.baseAddress { b.pointer.copyMemory(from: base, byteCount: $0.count) } }
+        let t = RTensor(shape: data.shape, dtype: data.dtype, buffer: b)
+        return { _, _ in [t] }
+    }),
+    ("Reshape", { pc in
+        let n = pc.node
+        let allowZero = (n.int("allowzero") ?? 0) != 0
+        let attrShape = n.ints("shape") ?? n.ints("new_shape")
+        return { ins, _ in
+            guard let x = ins.first ?? nil else { throw RuntimeError.invalid(node: n.label, reason: "missing input") }
+            guard var target = (ins.count > 1 ? ints(ins[1]) : nil) ?? attrShape else { throw RuntimeError.invalid(node: n.label, reason: "no target shape") }
+            for i in target.indices where target[i] == 0 && !allowZero { target[i] = i < x.shape.count ? x.shape[i] : 1 }
+            if let k = target.firstIndex(of: -1) {
+                let rest = target.enumerated().filter { $0.offset != k }.map(\.element).reduce(1, *)
+                target[k] = rest == 0 ? 0 : x.count / rest
+            }
+            guard target.reduce(1, *) == x.count, target.allSatisfy({ $0 >= 0 }) else {
+                throw RuntimeError.invalid(node: n.label, reason: "cannot reshape \(x.shape) to \(target)")
+            }
+            return [view(x, target)]
+        }
+    }),
+    ("Flatten", { pc in
+        let n = pc.node
+        return { ins, _ in
+            guard let x = ins.first ?? nil else { throw RuntimeError.invalid(node: n.label, reason: "missing input") }
+            var axis = n.int("axis") ?? 1
+            if axis < 0 { axis += x.shape.count }
+            return [view(x, [x.shape[..<axis].reduce(1, *), x.shape[axis...].reduce(1, *)])]
+        }
+    }),
+    ("Squeeze", { pc in
+        let n = pc.node
+        return { ins, _ in
+            guard let x = ins.first ?? nil else { throw RuntimeError.invalid(node: n.label, reason: "missing input") }
+            let axes = try (n.ints("axes") ?? (ins.count > 1 ? ints(ins[1]) : nil)).map { try $0.map { try normalize($0, x.shape.count, n) } }
+            let shape = x.shape.enumerated().filter { i, d in axes.map { !$0.contains(i) } ?? (d != 1) }.map(\.element)
+            return [view(x, shape)]
+        }
+    }),
+    ("Unsqueeze", { pc in
+        let n = pc.node
+        return { ins, _ in
+            guard let x = ins.first ?? nil, let axes0 = n.ints("axes") ?? (ins.count > 1 ? ints(ins[1]) : nil) else {
+                throw RuntimeError.invalid(node: n.label, reason: "missing axes")
+            }
+            let rank = x.shape.count + axes0.count
+            let axes = Set(try axes0.map { try normalize($0, rank, n) })
+            var it = x.shape.makeIterator()
+            return [view(x, (0..<rank).map { axes.contains($0) ? 1 : it.next() ?? 1 })]
+        }
+    }),
+    ("ExpandDims", { pc in
+        let n = pc.node
+        return { ins, _ in
+            guard let x = ins.first ?? nil, let a = ints(ins.count > 1 ? ins[1] : nil)?.first else { throw RuntimeError.invalid(node: n.label, reason: "missing axis") }
+            var s = x.shape
+            s.insert(1, at: try normalize(a, s.count + 1, n))
+            return [view(x, s)]
+        }
+    }),
+    ("Transpose", { pc in
+        let n = pc.node
+        return { ins, ctx in
+            guard let x = ins.first ?? nil else { throw RuntimeError.invalid(node: n.label, reason: "missing input") }
+            let perm = n.ints("perm") ?? ints(ins.count > 1 ? ins[1] : nil) ?? Array((0..<x.shape.count).reversed())
+            guard perm.count == x.shape.count, Set(perm) == Set(0..<x.shape.count), perm.count <= 8 else {
+                throw RuntimeError.invalid(node: n.label, reason: "perm \(perm) for rank \(x.shape.count)")
+            }
+            let y = ctx.alloc(perm.map { x.shape[$0] }, x.dtype)
+            if x.count > 0 {
+                x.shape.map { CLong($0) }.withUnsafeBufferPointer { sh in
+                    perm.map { Int32($0) }.withUnsafeBufferPointer { p in
+                        mlk_transpose(x.raw, y.raw, Int32(perm.count), sh.baseAddress, p.baseAddress, Int32(x.elementSize))
+                    }
+                }
+            }
+            return [y]
+        }
+    }),
+    ("Concat", { pc in
+        let n = pc.node
+        return { ins, ctx in
+            let xs = ins.compactMap { $0 }
+            guard let first = xs.first else { throw RuntimeError.invalid(node: n.label, reason: "no inputs") }
+            let axis = try normalize(n.int("axis") ?? 0, first.shape.count, n)
+            var shape = first.shape
+            shape[axis] = xs.reduce(0) { $0 + $1.shape[axis] }
+            let y = ctx.alloc(shape, first.dtype)
+            let (outer, inner) = rows(shape, axis: axis)
+            let e = first.elementSize
+            var offset = 0
+            for x in xs {
+                guard x.shape.count == shape.count, x.dtype == first.dtype else { throw RuntimeError.invalid(node: n.label, reason: "inputs differ in rank or type") }
+                let chunk = x.shape[axis] * inner * e
+                for o in 0..<outer { (y.raw + (o * shape[axis] * inner) * e + offset).copyMemory(from: x.raw + o * chunk, byteCount: chunk) }
+                offset += chunk
+            }
+            applyFused(n, y)
+            return [y]
+        }
+    }),
+    ("Split", { pc in
+        let n = pc.node
+        let outputs = n.outputs.count
+        return { ins, ctx in
+            guard let x = ins.first ?? nil else { throw RuntimeError.invalid(node: n.label, reason: "missing input") }
+            let axis = try normalize(n.int("axis") ?? 0, x.shape.count, n)
+            let len = x.shape[axis]
+            var sizes = n.ints("split") ?? (ins.count > 1 ? ints(ins[1]) : nil)
+            if sizes == nil {
+                let parts = n.int("num_outputs") ?? n.int("num_splits") ?? outputs
+                let chunk = (len + parts - 1) / max(parts, 1)
+                sizes = (0..<outputs).map { max(0, min(chunk, len - $0 * chunk)) }
+            }
+            guard let s = sizes, s.reduce(0, +) == len, s.count == outputs else { throw RuntimeError.invalid(node: n.label, reason: "split sizes \(sizes ?? []) for \(len)") }
+            let (outer, inner) = rows(x.shape, axis: axis)
+            let e = x.elementSize
+            var start = 0
+            return s.map { size in
+                var shape = x.shape
+                shape[axis] = size
+                let y = ctx.alloc(shape, x.dtype)
+                for o in 0..<outer { (y.raw + o * size * inner * e).copyMemory(from: x.raw + (o * len + start) * inner * e, byteCount: size * inner * e) }
+                start += size
+                return y
+            }
+        }
+    }),
+    ("Slice", { pc in
+        let n = pc.node
+        return { ins, ctx in
+            guard let x = ins.first ?? nil else { throw RuntimeError.invalid(node: n.label, reason: "missing input") }
+            let r = x.shape.count
+            let starts = n.ints("starts") ?? ints(ins.count > 1 ? ins[1] : nil) ?? []
+            let ends = n.ints("ends") ?? ints(ins.count > 2 ? ins[2] : nil) ?? []
+            let axes = n.ints("axes") ?? ints(ins.count > 3 ? ins[3] : nil) ?? Array(0..<starts.count)
+            let steps = ints(ins.count > 4 ? ins[4] : nil) ?? Array(repeating: 1, count: starts.count)
+            var begin = [Int](repeating: 0, count: r), step = [Int](repeating: 1, count: r), size = x.shape
+            for (k, a0) in axes.enumerated() where k < starts.count && k < ends.count {
+                let a = try normalize(a0, r, n)
+                let d = x.shape[a], st = k < steps.count ? steps[k] : 1
+                guard st != 0 else { throw RuntimeError.invalid(node: n.label, reason: "step 0") }
+                var s = starts[k] < 0 ? starts[k] + d : starts[k]
+                var e = ends[k] < 0 ? ends[k] + d : ends[k]
+                if st > 0 { s = min(max(s, 0), d); e = min(max(e, 0), d); size[a] = e > s ? (e - s + st - 1) / st : 0 }
+                else { s = min(max(s, -1), d - 1); e = min(max(e, -1), d - 1); size[a] = s > e ? (s - e - st - 1) / (-st) : 0 }
+                begin[a] = s; step[a] = st
+            }
+            return [gatherStrided(x, begin: begin, step: step, size: size, ctx)]
+        }
+    }),
+    // TFLite SLICE: begin and size (-1 = to the end).
+    ("SliceBySize", { pc in
+        let n = pc.node
+        return { ins, ctx in
+            guard let x = ins.first ?? nil, let b = ints(ins.count > 1 ? ins[1] : nil), let s = ints(ins.count > 2 ? ins[2] : nil), b.count == x.shape.count, s.count == b.count else {
+                throw RuntimeError.invalid(node: n.label, reason: "SLICE needs begin and size for every axis")
+            }
+            let size = zip(zip(b, s), x.shape).map { bs, d in bs.1 < 0 ? d - bs.0 : bs.1 }
+            return [gatherStrided(x, begin: b, step: Array(repeating: 1, count: b.count), size: size, ctx)]
+        }
+    }),
+    ("Gather", { pc in
+        let n = pc.node
+        return { ins, ctx in
+            guard let x = ins.first ?? nil, let idxT = ins.count > 1 ? ins[1] : nil else { throw RuntimeError.invalid(node: n.label, reason: "missing input") }
+            let axis = try normalize(n.int("axis") ?? 0, x.shape.count, n)
+            let idx = idxT.integers()
+            let (outer, inner) = rows(x.shape, axis: axis)
+            let len = x.shape[axis], e = x.elementSize
+            let y = ctx.alloc(Array(x.shape[..<axis]) + idxT.shape + Array(x.shape[(axis + 1)...]), x.dtype)
+            for o in 0..<outer {
+                for (j, i0) in idx.enumerated() {
+                    let i = i0 < 0 ? i0 + len : i0
+                    guard i >= 0 && i < len else { throw RuntimeError.invalid(node: n.label, reason: "index \(i0) out of range \(len)") }
+                    (y.raw + ((o * idx.count + j) * inner) * e).copyMemory(from: x.raw + ((o * len + i) * inner) * e, byteCount: inner * e)
+                }
+            }
+            return [y]
+        }
+    }),
+    ("Expand", { pc in
+        let n = pc.node
+        return { ins, ctx in
+            guard let x = ins.first ?? nil, let s = ints(ins.count > 1 ? ins[1] : nil), let shape = broadcastShapes(x.shape, s) else {
+                throw RuntimeError.invalid(node: n.label, reason: "shape does not broadcast")
+            }
+            return [broadcastCopy(x, to: shape, ctx)]
+        }
+    }),
+    ("Tile", { pc in
+        let n = pc.node
+        return { ins, ctx in
+            guard let x = ins.first ?? nil, let reps = ints(ins.count > 1 ? ins[1] : nil), reps.count == x.shape.count else {
+                throw RuntimeError.invalid(node: n.label, reason: "repeats must match the rank")
+            }
+            let shape = zip(x.shape, reps).map { $0 * $1 }
+            let y = ctx.alloc(shape, x.dtype)
+            let e = x.elementSize
+            var idx = [Int](repeating: 0, count: shape.count)
+            var xs = [Int](repeating: 1, count: shape.count)
+            for i in stride(from: shape.count - 2, through: 0, by: -1) { xs[i] = xs[i + 1] * x.shape[i + 1] }
+            for t in 0..<shape.reduce(1, *) {
+                var off = 0
+                for d in 0..<shape.count { off += (idx[d] % x.shape[d]) * xs[d] }
+                (y.raw + t * e).copyMemory(from: x.raw + off * e, byteCount: e)
+                var d = shape.count - 1
+                while d >= 0 { idx[d] += 1; if idx[d] < shape[d] { break }; idx[d] = 0; d -= 1 }
+            }
+            return [y]
+        }
+    }),
+    ("Pad", { pc in
+        let n = pc.node
+        let mode = n.string("mode") ?? "constant"
+        guard ["constant", "reflect", "edge"].contains(mode) else { throw pc.fail("mode \(mode)") }
+        return { ins, ctx in
+            guard let x = ins.first ?? nil else { throw RuntimeError.invalid(node: n.label, reason: "missing input") }
+            let r = x.shape.count
+            guard var pads = n.ints("pads") ?? ints(ins.count > 1 ? ins[1] : nil) else { throw RuntimeError.invalid(node: n.label, reason: "no pads") }
+            if (n.int("pairs_layout") ?? 0) != 0, pads.count == 2 * r { pads = (0..<r).map { pads[2 * $0] } + (0..<r).map { pads[2 * $0 + 1] } }
+            if ins.count > 3, let axesT = ins[3] {
+                let axes = try axesT.integers().map { try normalize($0, r, n) }
+                var full = [Int](repeating: 0, count: 2 * r)
+                for (k, a) in axes.enumerated() { full[a] = pads[k]; full[a + r] = pads[k + axes.count] }
+                pads = full
+            }
+            guard pads.count == 2 * r else { throw RuntimeError.invalid(node: n.label, reason: "\(pads.count) pads for rank \(r)") }
+            let value: Float = ins.count > 2 ? (ins[2]?.element(0) ?? 0) : Float(n.float("value") ?? 0)
+            guard x.dtype == .float32 || (mode == "constant" && value == 0) else { throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "non-float padding") }
+            let shape = (0..<r).map { x.shape[$0] + pads[$0] + pads[$0 + r] }
+            guard shape.allSatisfy({ $0 >= 0 }) else { throw RuntimeError.invalid(node: n.label, reason: "negative size") }
+            let y = ctx.alloc(shape, x.dtype)
+            let e = x.elementSize
+            var xs = [Int](repeating: 1, count: r)
+            for i in stride(from: r - 2, through: 0, by: -1) { xs[i] = xs[i + 1] * x.shape[i + 1] }
+            var idx = [Int](repeating: 0, count: r)
+            for t in 0..<shape.reduce(1, *) {
+                var off = 0, inside = true
+                for d in 0..<r {
+                    var s = idx[d] - pads[d]
+                    let len = x.shape[d]
+                    if s < 0 || s >= len {
+                        switch mode {
+                        case "edge": s = min(max(s, 0), len - 1)
+                        case "reflect":
+                            if len == 1 { s = 0 } else {
+                                let period = 2 * (len - 1)
+                                var m = s % period
+                                if m < 0 { m += period }
+                                s = m < len ? m : period - m
+                            }
+                        default: inside = false
+                        }
+                    }
+                    off += s * xs[d]
+                }
+                if inside && x.count > 0 { (y.raw + t * e).copyMemory(from: x.raw + off * e, byteCount: e) }
+                else if x.dtype == .float32 { y.floats[t] = value } else { memset(y.raw + t * e, 0, e) }
+                var d = r - 1
+                while d >= 0 { idx[d] += 1; if idx[d] < shape[d] { break }; idx[d] = 0; d -= 1 }
+            }
+            return [y]
+        }
+    }),
+    ("Resize", { pc in try resizeKernel(pc) }),
+    ("Upsample", { pc in try resizeKernel(pc) }),
+    ("Shape", { pc in
+        let n = pc.node
+        return { ins, _ in
+            guard let x = ins.first ?? nil else { throw RuntimeError.invalid(node: n.label, reason: "missing input") }
+            let r = x.shape.count
+            var s = n.int("start") ?? 0, e = n.int("end") ?? r
+            if s < 0 { s += r }; if e < 0 { e += r }
+            s = min(max(s, 0), r); e = min(max(e, 0), r)
+            let part = s < e ? Array(x.shape[s..<e]) : []
+            return [RTensor.make(int64: part.map { Int64($0) }, shape: [part.count])]
+        }
+    }),
+    ("Size", { pc in
+        let n = pc.node
+        return { ins, _ in
+            guard let x = ins.first ?? nil else { throw RuntimeError.invalid(node: n.label, reason: "missing input") }
+            return [RTensor.make(int64: [Int64(x.count)], shape: [])]
+        }
+    }),
+    ("ConstantOfShape", { pc in
+        let n = pc.node
+        let value = n.attributes["value"]?.tensor
+        return { ins, ctx in
+            guard let shape = ints(ins.first ?? nil) else { throw RuntimeError.invalid(node: n.label, reason: "missing shape") }
+            let dtype = value?.dtype ?? .float32
+            let y = ctx.alloc(shape, dtype)
+            let e = y.elementSize
+            var bytes = [UInt8](repeating: 0, count: e)
+            value?.withBytes { raw in for i in 0..<min(e, raw.count) { bytes[i] = raw[i] } }
+            for i in 0..<y.count { (y.raw + i * e).copyMemory(from: bytes, byteCount: e) }
+            return [y]
+        }
+    }),
+    ("Range", { pc in
+        let n = pc.node
+        return { ins, ctx in
+            guard ins.count == 3, let s = ins[0], let l = ins[1], let d = ins[2] else { throw RuntimeError.invalid(node: n.label, reason: "Range needs 3 inputs") }
+            guard [.float32, .int64, .int32, .float64].contains(s.dtype) else { throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "type \(s.dtype.rawValue)") }
+            let start = Double(s.element(0)), limit = Double(l.element(0)), delta = Double(d.element(0))
+            let steps = ((limit - start) / delta).rounded(.up)
+            guard delta != 0, steps.isFinite, steps < 1e9 else { throw RuntimeError.invalid(node: n.label, reason: "Range(\(start), \(limit), \(delta)) has no finite length") }
+            let count = max(0, Int(steps))
+            let y = ctx.alloc([count], s.dtype)
+            for i in 0..<count {
+                let v = start + Double(i) * delta
+                switch s.dtype {
+                case .float32: y.floats[i] = Float(v)
+                case .int64: y.raw.storeBytes(of: Int64(s.raw.load(as: Int64.self)) + Int64(i) * d.raw.load(as: Int64.self), toByteOffset: i * 8, as: Int64.self)
+                case .int32: y.raw.storeBytes(of: Int32(v), toByteOffset: i * 4, as: Int32.self)
+                case .float64: y.raw.storeBytes(of: v, toByteOffset: i * 8, as: Double.self)
+                default: throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "type \(s.dtype.rawValue)")
+                }
+            }
+            return [y]
+        }
+    }),
+    ("DepthToSpace", { pc in try depthSpace(pc, toSpace: true) }),
+    ("SpaceToDepth", { pc in try depthSpace(pc, toSpace: false) }),
+]
+
+/// y[i] = x[begin + i * step] along every axis.
+func gatherStrided(_ x: RTensor, begin: [Int], step: [Int], size: [Int], _ ctx: RunContext) -> RTensor {
+    let r = x.shape.count
+    let y = ctx.alloc(size, x.dtype)
+    let e = x.elementSize
+    guard size.reduce(1, *) > 0 else { return y }
+    var xs = [Int](repeating: 1, count: r)
+    for i in stride(from: r - 2, through: 0, by: -1) { xs[i] = xs[i + 1] * x.shape[i + 1] }
+    var idx = [Int](repeating: 0, count: r)
+    for t in 0..<size.reduce(1, *) {
+        var off = 0
+        for d in 0..<r { off += (begin[d] + idx[d] * step[d]) * xs[d] }
+        (y.raw + t * e).copyMemory(from: x.raw + off * e, byteCount: e)
+        var d = r - 1
+        while d >= 0 { idx[d] += 1; if idx[d] < size[d] { break }; idx[d] = 0; d -= 1 }
+    }
+    return y
+}
+
+func broadcastCopy(_ x: RTensor, to shape: [Int], _ ctx: RunContext) -> RTensor {
+    let y = ctx.alloc(shape, x.dtype)
+    let st = broadcastStrides(x.shape, to: shape)
+    let e = x.elementSize
+    var idx = [Int](repeating: 0, count: shape.count)
+    for t in 0..<shape.reduce(1, *) {
+        var off = 0
+        for d in 0..<shape.count { off += idx[d] * st[d] }
+        (y.raw + t * e).copyMemory(from: x.raw + off * e, byteCount: e)
+        var d = shape.count - 1
+        while d >= 0 { idx[d] += 1; if idx[d] < shape[d] { break }; idx[d] = 0; d -= 1 }
+    }
+    return y
+}
+
+func resizeKernel(_ pc: PlanContext) throws -> Kernel {
+    let n = pc.node
+    let nhwc = n.dataLayout == .nhwc
+    let modeName = n.string("mode") ?? "nearest"
+    guard modeName == "nearest" || modeName == "linear" || modeName == "bilinear" else { throw pc.fail("mode \(modeName)") }
+    let coordNames = ["half_pixel": 0, "asymmetric": 1, "align_corners": 2, "pytorch_half_pixel": 3, "tf_half_pixel_for_nn": 4]
+    var coordName = n.string("coordinate_transformation_mode") ?? (n.sourceOp == "Upsample" ? "asymmetric" : "half_pixel")
+    if nhwc {
+        // TFLite RESIZE_*: align_corners / half_pixel_centers options.
+        coordName = (n.int("align_corners") ?? 0) != 0 ? "align_corners" : (n.int("half_pixel_centers") ?? 0) != 0 ? (modeName == "nearest" ? "tf_half_pixel_for_nn" : "half_pixel") : "asymmetric"
+    }
+    guard let coord = coordNames[coordName] else { throw pc.fail("coordinate mode \(coordName)") }
+    let nearestNames = ["round_prefer_floor": 0, "round_prefer_ceil": 1, "floor": 2, "ceil": 3]
+    // Upsample's nearest takes the floor of the source coordinate.
+    let nearestName = nhwc ? ((n.int("half_pixel_centers") ?? 0) != 0 || (n.int("align_corners") ?? 0) != 0 ? "round_prefer_ceil" : "floor")
+        : n.sourceOp == "Upsample" ? "floor" : (n.string("nearest_mode") ?? "round_prefer_floor")
+    guard let nearest = nearestNames[nearestName] else { throw pc.fail("nearest mode \(nearestName)") }
+    if n.ints("axes") != nil { throw pc.fail("the axes attribute") }
+    if let policy = n.string("keep_aspect_ratio_policy"), policy != "stretch" { throw pc.fail("keep_aspect_ratio_policy \(policy)") }
+    if (n.int("antialias") ?? 0) != 0 { throw pc.fail("antialias") }
+    if n.float("extrapolation_value") != nil && coordName == "tf_crop_and_resize" { throw pc.fail("tf_crop_and_resize") }
+    return { ins, ctx in
+        let x = try requireFloat(ins.first ?? nil, node: n)
+        guard x.shape.count == 4 else { throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "rank \(x.shape.count) (4-D only)") }
+        let (h, w) = nhwc ? (x.shape[1], x.shape[2]) : (x.shape[2], x.shape[3])
+        var oh = h, ow = w, sh: Float = 1, sw: Float = 1
+        if nhwc {
+            guard let size = ins.count > 1 ? ins[1]?.integers() : nil, size.count == 2 else { throw RuntimeError.invalid(node: n.label, reason: "missing size") }
+            (oh, ow) = (size[0], size[1])
+            sh = Float(oh) / Float(h); sw = Float(ow) / Float(w)
+        } else {
+            let opset = n.version
+            let scalesIndex = n.sourceOp == "Resize" && (opset >= 11 || opset == 0) ? 2 : 1
+            let sizes = n.sourceOp == "Resize" && scalesIndex == 2 && ins.count > 3 ? ins[3]?.integers() : nil
+            let scales = n.attributes["scales"]?.floats.map { $0.map(Float.init) } ?? (ins.count > scalesIndex ? ins[scalesIndex]?.toFloats() : nil)
+            if let sizes, sizes.count == 4 {
+                guard sizes[0] == x.shape[0], sizes[1] == x.shape[1] else { throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "resizing batch or channels") }
+                (oh, ow) = (sizes[2], sizes[3]); sh = Float(oh) / Float(h); sw = Float(ow) / Float(w)
+            } else if let scales, scales.count == 4 {
+                guard scales[0] == 1, scales[1] == 1 else { throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "scaling batch or channels") }
+                sh = scales[2]; sw = scales[3]
+                let fh = (Float(h) * sh).rounded(.down), fw = (Float(w) * sw).rounded(.down)
+                guard fh.isFinite, fw.isFinite, fh >= 0, fw >= 0, fh < 1e6, fw < 1e6, sh > 0, sw > 0 else {
+                    throw RuntimeError.invalid(node: n.label, reason: "scales \(scales) give no usable size")
+                }
+                oh = Int(fh); ow = Int(fw)
+            } else { throw RuntimeError.invalid(node: n.label, reason: "neither scales nor sizes") }
+        }
+        let c = nhwc ? x.shape[3] : x.shape[1]
+        let y = ctx.alloc(nhwc ? [x.shape[0], oh, ow, c] : [x.shape[0], c, oh, ow], .float32)
+        // Coordinate transforms use the unrounded resized length (in x scale) when scales are given.
+        mlk_resize(x.floats, y.floats, nhwc ? 1 : 0, x.shape[0], c, h, w, oh, ow, sh, sw, Float(h) * sh, Float(w) * sw,
+                   modeName == "nearest" ? 0 : 1, Int32(coord), Int32(nearest))
+        return [y]
+    }
+}
+
+func depthSpace(_ pc: PlanContext, toSpace: Bool) throws -> Kernel {
+    let n = pc.node
+    guard let b = n.int("blocksize") ?? n.int("block_size"), b > 0 else { throw pc.fail("no blocksize") }
+    let crd = n.string("mode") == "CRD"
+    let nhwc = n.dataLayout == .nhwc
+    return { ins, ctx in
+        guard let x = ins.first ?? nil, x.shape.count == 4 else { throw RuntimeError.invalid(node: n.label, reason: "4-D input") }
+        // Express both as reshape + transpose over NCHW (or NHWC) indices.
+        let (N, C, H, W) = nhwc ? (x.shape[0], x.shape[3], x.shape[1], x.shape[2]) : (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let outC = toSpace ? C / (b * b) : C * b * b, outH = toSpace ? H * b : H / b, outW = toSpace ? W * b : W / b
+        guard toSpace ? C % (b * b) == 0 : (H % b == 0 && W % b == 0) else { throw RuntimeError.invalid(node: n.label, reason: "sizes do not divide by the block") }
+        let y = ctx.alloc(nhwc ? [N, outH, outW, outC] : [N, outC, outH, outW], x.dtype)
+        let e = x.elementSize
+        func xIndex(_ n: Int, _ c: Int, _ h: Int, _ w: Int) -> Int { nhwc ? ((n * H + h) * W + w) * C + c : ((n * C + c) * H + h) * W + w }
+        func yIndex(_ n: Int, _ c: Int, _ h: Int, _ w: Int) -> Int { nhwc ? ((n * outH + h) * outW + w) * outC + c : ((n * outC + c) * outH + h) * outW + w }
+        for nn in 0..<N { for c in 0..<outC { for h in 0..<outH { for w in 0..<outW {
+            let src: Int
+            if toSpace {
+                let bh = h % b, bw = w % b
+                let ic = crd ? c * b * b + bh * b + bw : (bh * b + bw) * outC + c
+                src = xIndex(nn, ic, h / b, w / b)
+            } else {
+                // SpaceToDepth (DCR order): output channel = (bh * b + bw) * C + c.
+                let ic = c % C, blk = c / C
+                src = xIndex(nn, ic, h * b + blk / b, w * b + blk % b)
+            }
+            (y.raw + yIndex(nn, c, h, w) * e).copyMemory(from: x.raw + src * e, byteCount: e)
+        } } } }
+        return [y]
+    }
+}

@@ -1,0 +1,49 @@
+import Foundation
+import ModelConformance
+import ModelImport
+import ModelIR
+import ModelRuntime
+import XCTest
+
+/// The native executor against the ONNX backend node tests' own inputs,
+/// expected outputs and tolerance. Every test whose ops all have kernels must
+/// pass; ops without a kernel (or attribute combinations a kernel refuses) are
+/// reported as unsupported, never computed wrongly.
+final class ExecutionTests: XCTestCase {
+    func nodeTestRoots() -> [String] {
+        var roots: [String] = []
+        let wheel = TestSupport.root.appendingPathComponent(".venv/lib/python3.11/site-packages/onnx/backend/test/data/node").path
+        if FileManager.default.fileExists(atPath: wheel) { roots.append(wheel) }
+        if FileManager.default.fileExists(atPath: "/usr/share/libonnx-testdata/data") { roots.append("/usr/share/libonnx-testdata/data") }
+        return roots
+    }
+
+    func testNodeTestsPassForEverySupportedOp() throws {
+        let roots = nodeTestRoots()
+        if roots.isEmpty { throw XCTSkip("no node tests installed (Tools/setup.sh installs them)") }
+        let results = NodeTests.runAll(roots: roots)
+        let pass = results.filter { $0.outcome == .pass }.count
+        let fail = results.filter { $0.outcome == .fail }
+        let unsupported = results.filter { $0.outcome == .unsupported }.count
+        print("node tests on the executor: \(results.count) tests, \(pass) pass, \(fail.count) fail, \(unsupported) unsupported")
+        for f in fail.prefix(30) { print("  FAIL \(f.name): \(f.detail)") }
+        XCTAssertEqual(fail.count, 0)
+        XCTAssertGreaterThan(pass, 1300, "the executor should cover most common ops")
+    }
+
+    func testTinyCNNRunsAndBatchFollowsTheInput() throws {
+        let model = try ModelImporter.load(TestSupport.samples.appendingPathComponent("tiny_cnn.onnx").path)
+        let exec = try Executor(model: model)
+        let x = RTensor.make((0..<(2 * 3 * 32 * 32)).map { Float($0 % 17) / 17 }, shape: [2, 3, 32, 32])
+        let y = try exec.run(["input": x])["logits"]!
+        XCTAssertEqual(y.shape, [2, 10])
+        XCTAssertTrue(y.toFloats().allSatisfy(\.isFinite))
+    }
+
+    func testUnsupportedOpNamesItselfAndTheNode() throws {
+        let model = try ModelImporter.load(TestSupport.models.appendingPathComponent("mediapipe/mediapipe__modules__selfie_segmentation__selfie_segmentation.tflite").path)
+        XCTAssertThrowsError(try Executor(model: model)) { e in
+            XCTAssertTrue("\(e)".contains("Convolution2DTransposeBias"), "\(e)")
+        }
+    }
+}
