@@ -26,6 +26,7 @@ models: setup
 
 reference: models
 	.venv/bin/python Tools/make-reference.py
+	.venv/bin/python Tools/make-run-references.py
 	.venv/bin/python Tools/check-onnx-schema.py
 	.venv/bin/python Tools/check-tflite-schema.py
 

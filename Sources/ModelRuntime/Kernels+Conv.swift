@@ -149,3 +149,71 @@ let convKernels: [(String, KernelFactory)] = {
     }
     return k
 }()
+
+/// Transposes NHWC <-> NCHW (4-D), or OHWI weights -> IOHW.
+func permute4(_ x: RTensor, _ perm: [Int], _ ctx: RunContext?) -> RTensor {
+    let shape = perm.map { x.shape[$0] }
+    let y = ctx?.alloc(shape, x.dtype) ?? RTensor.allocate(shape, x.dtype)
+    x.shape.map { CLong($0) }.withUnsafeBufferPointer { sh in
+        perm.map { Int32($0) }.withUnsafeBufferPointer { p in mlk_transpose(x.raw, y.raw, 4, sh.baseAddress, p.baseAddress, Int32(x.elementSize)) }
+    }
+    return y
+}
+
+let convTransposeKernels: [(String, KernelFactory)] = [
+    ("ConvTranspose", { pc in
+        let n = pc.node
+        let nhwc = n.dataLayout == .nhwc
+        let layout = n.kernelLayout ?? .iohw
+        guard layout == .iohw || layout == .ohwi else { throw pc.fail("kernel layout \(layout.rawValue)") }
+        // TFLite keeps OHWI weights: turn them into IOHW once, at plan time.
+        var planWeights: RTensor? = nil
+        if layout == .ohwi, let w = pc.constants.count > 1 ? pc.constants[1] : nil, w.shape.count == 4 {
+            planWeights = permute4(w, [3, 0, 1, 2], nil)
+        }
+        let autoPad = n.string("auto_pad") ?? "NOTSET"
+        return { ins, ctx in
+            var x = try requireFloat(ins.first ?? nil, node: n)
+            guard let w = planWeights ?? (ins.count > 1 ? ins[1] : nil), x.shape.count == 4, w.shape.count == 4 else {
+                throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "2-D transposed convolution only")
+            }
+            if nhwc { x = permute4(x, [0, 3, 1, 2], ctx) }
+            let group = n.int("group") ?? 1
+            let (cin, h, wd) = (x.shape[1], x.shape[2], x.shape[3])
+            guard w.shape[0] == cin, cin % group == 0 else { throw RuntimeError.invalid(node: n.label, reason: "weights \(w.shape) for \(cin) input channels") }
+            let cout = w.shape[1] * group, kh = w.shape[2], kw = w.shape[3]
+            let strides = n.ints("strides") ?? [1, 1], dil = n.ints("dilations") ?? [1, 1]
+            let outPad = n.ints("output_padding") ?? [0, 0]
+            var pads = n.ints("pads") ?? [0, 0, 0, 0]
+            let full = [strides[0] * (h - 1) + outPad[0] + (kh - 1) * dil[0] + 1, strides[1] * (wd - 1) + outPad[1] + (kw - 1) * dil[1] + 1]
+            var out = [full[0] - pads[0] - pads[2], full[1] - pads[1] - pads[3]]
+            var target: [Int]? = n.ints("output_shape")
+            if nhwc, let t = target, t.count == 4 { target = [t[1], t[2]] }
+            if target == nil, autoPad.hasPrefix("SAME") { target = [h * strides[0], wd * strides[1]] }
+            if let t = target, t.count == 2 {
+                for i in 0..<2 {
+                    let total = full[i] - t[i]
+                    // Floor division, as the ONNX reference does (total can be negative).
+                    let small = Int((Double(total) / 2).rounded(.down))
+                    // SAME_UPPER (and TFLite SAME) put the larger half at the end.
+                    let begin = autoPad == "SAME_UPPER" || nhwc ? small : total - small
+                    pads[i] = begin; pads[i + 2] = total - begin
+                }
+                out = t
+            }
+            var p = mlk_conv()
+            p.batch = Int32(x.shape[0]); p.in_c = Int32(cin); p.in_h = Int32(h); p.in_w = Int32(wd)
+            p.out_c = Int32(cout); p.out_h = Int32(out[0]); p.out_w = Int32(out[1])
+            p.k_h = Int32(kh); p.k_w = Int32(kw); p.stride_h = Int32(strides[0]); p.stride_w = Int32(strides[1])
+            p.dil_h = Int32(dil[0]); p.dil_w = Int32(dil[1]); p.pad_top = Int32(pads[0]); p.pad_left = Int32(pads[1])
+            p.groups = Int32(group)
+            guard out[0] > 0, out[1] > 0 else { throw RuntimeError.invalid(node: n.label, reason: "output size \(out)") }
+            var y = ctx.alloc([x.shape[0], cout, out[0], out[1]], .float32)
+            let scratch = ctx.scratchFloats((cout / group) * kh * kw * h * wd)
+            mlk_conv_transpose_nchw(&p, x.floats, w.floats, ins.count > 2 ? ins[2]?.floats : nil, y.floats, scratch)
+            if nhwc { y = permute4(y, [0, 2, 3, 1], ctx) }
+            applyFused(n, y)
+            return [y]
+        }
+    }),
+]

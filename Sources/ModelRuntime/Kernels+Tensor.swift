@@ -338,6 +338,34 @@ let tensorKernels: [(String, KernelFactory)] = [
             return [y]
         }
     }),
+    // TFLite STRIDED_SLICE: begin, end, strides with begin/end/shrink-axis masks.
+    ("StridedSlice", { pc in
+        let n = pc.node
+        if (n.int("ellipsis_mask") ?? 0) != 0 || (n.int("new_axis_mask") ?? 0) != 0 { throw pc.fail("ellipsis or new-axis masks") }
+        if (n.int("offset") ?? 0) != 0 { throw pc.fail("offset mode") }
+        let beginMask = n.int("begin_mask") ?? 0, endMask = n.int("end_mask") ?? 0, shrink = n.int("shrink_axis_mask") ?? 0
+        return { ins, ctx in
+            guard let x = ins.first ?? nil, let b = ins.count > 1 ? ins[1]?.integers() : nil, let e = ins.count > 2 ? ins[2]?.integers() : nil else {
+                throw RuntimeError.invalid(node: n.label, reason: "STRIDED_SLICE needs begin and end")
+            }
+            let st = (ins.count > 3 ? ins[3]?.integers() : nil) ?? Array(repeating: 1, count: b.count)
+            let r = x.shape.count
+            var begin = [Int](repeating: 0, count: r), step = [Int](repeating: 1, count: r), size = x.shape, keep = [Int]()
+            for a in 0..<r {
+                guard a < b.count else { keep.append(x.shape[a]); continue }
+                let d = x.shape[a], s = a < st.count ? st[a] : 1
+                guard s != 0 else { throw RuntimeError.invalid(node: n.label, reason: "stride 0") }
+                var lo = beginMask & (1 << a) != 0 ? (s > 0 ? 0 : d - 1) : (b[a] < 0 ? b[a] + d : b[a])
+                var hi = endMask & (1 << a) != 0 ? (s > 0 ? d : -1) : (e[a] < 0 ? e[a] + d : e[a])
+                if shrink & (1 << a) != 0 { hi = lo + 1; step[a] = 1; begin[a] = min(max(lo, 0), d - 1); size[a] = 1; continue }
+                if s > 0 { lo = min(max(lo, 0), d); hi = min(max(hi, 0), d); size[a] = hi > lo ? (hi - lo + s - 1) / s : 0 }
+                else { lo = min(max(lo, -1), d - 1); hi = min(max(hi, -1), d - 1); size[a] = lo > hi ? (lo - hi - s - 1) / (-s) : 0 }
+                begin[a] = lo; step[a] = s; keep.append(size[a])
+            }
+            let y = gatherStrided(x, begin: begin, step: step, size: size, ctx)
+            return [view(y, (0..<r).filter { shrink & (1 << $0) == 0 }.map { size[$0] })]
+        }
+    }),
     ("DepthToSpace", { pc in try depthSpace(pc, toSpace: true) }),
     ("SpaceToDepth", { pc in try depthSpace(pc, toSpace: false) }),
 ]

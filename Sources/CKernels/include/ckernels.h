@@ -90,6 +90,11 @@ void mlk_depthwise_nchw(const mlk_conv *p, const float *x, const float *w, const
 /// NHWC input, OHWI weights (O x kH x kW x I/g); `scratch` holds (out_h*out_w) * (kH*kW*I/g) floats.
 void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch);
 
+/// Transposed convolution over NCHW data. Here in_* is the op's input and out_* its output;
+/// weights are IOHW ([in_c, out_c/g, kH, kW]). pad_top/pad_left are the begin paddings cut from
+/// the full output. `scratch` holds (out_c/g * kH * kW) * (in_h * in_w) floats.
+void mlk_conv_transpose_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch);
+
 /// Depthwise NHWC, weights 1HWO ([1, kH, kW, O]).
 void mlk_depthwise_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y);
 
