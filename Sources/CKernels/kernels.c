@@ -67,6 +67,20 @@ void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const floa
   }
 }
 
+// Output columns [lo, hi) whose input column ow*stride - pad + k*dil lies inside [0, in).
+static inline void valid_range(int out, int in, int stride, int pad, int off, int *lo, int *hi) {
+  // ow*stride - pad + off >= 0  <=>  ow >= ceil((pad - off) / stride)
+  int a = pad - off;
+  int l = a <= 0 ? 0 : (a + stride - 1) / stride;
+  // ow*stride - pad + off <= in - 1  <=>  ow <= floor((in - 1 + pad - off) / stride)
+  int b = in - 1 + pad - off;
+  int h = b < 0 ? 0 : b / stride + 1;
+  if (h > out) h = out;
+  if (l > h) l = h;
+  *lo = l;
+  *hi = h;
+}
+
 void mlk_depthwise_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y) {
   const int mult = p->out_c / p->in_c;
   const int in_hw = p->in_h * p->in_w, out_hw = p->out_h * p->out_w;
@@ -76,20 +90,27 @@ void mlk_depthwise_nchw(const mlk_conv *p, const float *x, const float *w, const
       const float *k = w + (size_t)o * p->k_h * p->k_w;
       float *dst = y + ((size_t)n * p->out_c + o) * out_hw;
       float b = bias ? bias[o] : 0.0f;
-      for (int oh = 0; oh < p->out_h; oh++)
-        for (int ow = 0; ow < p->out_w; ow++) {
-          float acc = b;
-          for (int kh = 0; kh < p->k_h; kh++) {
-            int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
-            if (ih < 0 || ih >= p->in_h) continue;
-            for (int kw = 0; kw < p->k_w; kw++) {
-              int iw = ow * p->stride_w - p->pad_left + kw * p->dil_w;
-              if (iw < 0 || iw >= p->in_w) continue;
-              acc += plane[ih * p->in_w + iw] * k[kh * p->k_w + kw];
+      for (int i = 0; i < out_hw; i++) dst[i] = b;
+      // Tap by tap over the whole plane: contiguous inner loops the compiler vectorises.
+      for (int kh = 0; kh < p->k_h; kh++) {
+        int oh_lo, oh_hi;
+        valid_range(p->out_h, p->in_h, p->stride_h, p->pad_top, kh * p->dil_h, &oh_lo, &oh_hi);
+        for (int kw = 0; kw < p->k_w; kw++) {
+          int ow_lo, ow_hi;
+          valid_range(p->out_w, p->in_w, p->stride_w, p->pad_left, kw * p->dil_w, &ow_lo, &ow_hi);
+          const float kv = k[kh * p->k_w + kw];
+          for (int oh = oh_lo; oh < oh_hi; oh++) {
+            const float *src = plane + (size_t)(oh * p->stride_h - p->pad_top + kh * p->dil_h) * p->in_w - p->pad_left + kw * p->dil_w;
+            float *d = dst + (size_t)oh * p->out_w;
+            if (p->stride_w == 1) {
+              for (int ow = ow_lo; ow < ow_hi; ow++) d[ow] += kv * src[ow];
+            } else {
+              const int s = p->stride_w;
+              for (int ow = ow_lo; ow < ow_hi; ow++) d[ow] += kv * src[ow * s];
             }
           }
-          dst[oh * p->out_w + ow] = acc;
         }
+      }
     }
 }
 
@@ -151,10 +172,37 @@ void mlk_depthwise_nhwc(const mlk_conv *p, const float *x, const float *w, const
 
 void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, const float *x, float *y) {
   const int C = p->in_c;
+  const size_t in_hw = (size_t)p->in_h * p->in_w, out_hw = (size_t)p->out_h * p->out_w;
+  if (!nhwc && kind == 0) {
+    // Max over NCHW planes, tap by tap.
+    for (int n = 0; n < p->batch; n++)
+      for (int c = 0; c < C; c++) {
+        const float *plane = x + ((size_t)n * C + c) * in_hw;
+        float *dst = y + ((size_t)n * C + c) * out_hw;
+        for (size_t i = 0; i < out_hw; i++) dst[i] = -INFINITY;
+        for (int kh = 0; kh < p->k_h; kh++) {
+          int oh_lo, oh_hi;
+          valid_range(p->out_h, p->in_h, p->stride_h, p->pad_top, kh * p->dil_h, &oh_lo, &oh_hi);
+          for (int kw = 0; kw < p->k_w; kw++) {
+            int ow_lo, ow_hi;
+            valid_range(p->out_w, p->in_w, p->stride_w, p->pad_left, kw * p->dil_w, &ow_lo, &ow_hi);
+            for (int oh = oh_lo; oh < oh_hi; oh++) {
+              const float *src = plane + (size_t)(oh * p->stride_h - p->pad_top + kh * p->dil_h) * p->in_w - p->pad_left + kw * p->dil_w;
+              float *d = dst + (size_t)oh * p->out_w;
+              for (int ow = ow_lo; ow < ow_hi; ow++) {
+                float v = src[ow * p->stride_w];
+                d[ow] = (v > d[ow] || v != v) ? v : d[ow];
+              }
+            }
+          }
+        }
+      }
+    return;
+  }
   for (int n = 0; n < p->batch; n++)
-    for (int c = 0; c < C; c++)
-      for (int oh = 0; oh < p->out_h; oh++)
-        for (int ow = 0; ow < p->out_w; ow++) {
+    for (int oh = 0; oh < p->out_h; oh++)
+      for (int ow = 0; ow < p->out_w; ow++)
+        for (int c = 0; c < C; c++) {
           float acc = kind == 0 ? -FLT_MAX : 0.0f;
           int count = 0, taps = 0;
           for (int kh = 0; kh < p->k_h; kh++) {

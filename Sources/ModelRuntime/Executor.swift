@@ -45,6 +45,8 @@ public struct PlanContext {
     public let node: Node
     public let graph: Graph
     public let constants: [RTensor?]
+    /// An activation the planner fused into this node (kind as in mlk_activate, with clip bounds).
+    public var activation: (kind: Int32, lo: Float, hi: Float)? = nil
     public func fail(_ reason: String) -> RuntimeError {
         .unsupported(op: node.sourceOp, node: node.name, reason: reason)
     }
@@ -72,6 +74,10 @@ public final class Executor {
     let graph: Graph
     var steps: [Step] = []
     var constants: [ValueID: RTensor] = [:]
+    /// Constants the planner made (folded BatchNorm weights), with ids after the graph's values.
+    var synthetic: [RTensor] = []
+    /// Nodes whose work another node's kernel now does (folded BatchNorm, fused activations).
+    public private(set) var fusedNodes: [Int: String] = [:]
     public let threads: Int
     /// Measured seconds per node of the last run (nil for nodes folded at plan time).
     public private(set) var nodeSeconds: [Double?] = []
@@ -103,12 +109,82 @@ public final class Executor {
         return t
     }
 
+    func addSynthetic(_ t: RTensor) -> ValueID {
+        synthetic.append(t)
+        return graph.values.count + synthetic.count - 1
+    }
+
+    /// Conv -> BatchNormalization (inference, constant parameters) -> Relu / Clip: the BatchNorm is
+    /// folded into the conv's weights and bias, the activation runs inside the conv kernel, and the
+    /// absorbed nodes become views of the conv's output.
+    func fusions() -> (inputs: [Int: [ValueID?]], activation: [Int: (Int32, Float, Float)]) {
+        var consumers: [ValueID: [Int]] = [:]
+        for (i, n) in graph.nodes.enumerated() { for case let v? in n.inputs { consumers[v, default: []].append(i) } }
+        let outputs = Set(graph.outputs)
+        func single(_ v: ValueID) -> Int? {
+            guard !outputs.contains(v), let c = consumers[v], c.count == 1 else { return nil }
+            return c[0]
+        }
+        var newInputs: [Int: [ValueID?]] = [:]
+        var activation: [Int: (Int32, Float, Float)] = [:]
+        for (i, conv) in graph.nodes.enumerated() where conv.op == .conv && conv.fusedActivation == nil {
+            guard conv.inputs.count >= 2, let wID = conv.inputs[1], let w = constantTensor(wID), w.dtype == .float32, w.shape.count == 4,
+                  let out = conv.outputs.first else { continue }
+            var tail = out
+            if let j = single(out), graph.nodes[j].op == .batchNormalization, graph.nodes[j].outputs.count == 1,
+               (graph.nodes[j].int("training_mode") ?? 0) == 0, graph.nodes[j].inputs.count == 5,
+               let params = Optional(graph.nodes[j].inputs.dropFirst().compactMap { $0.flatMap { constantTensor($0) } }), params.count == 4,
+               params.allSatisfy({ $0.dtype == .float32 }) {
+                let layout = conv.kernelLayout ?? .oihw
+                let outC = layout == .ihwo1 ? w.shape[3] : w.shape[0]
+                guard params.allSatisfy({ $0.count == outC }) else { continue }
+                let eps = Float(graph.nodes[j].float("epsilon") ?? 1e-5)
+                let (s, b, m, v) = (params[0].toFloats(), params[1].toFloats(), params[2].toFloats(), params[3].toFloats())
+                let a = (0..<outC).map { s[$0] / (v[$0] + eps).squareRoot() }
+                let nw = RTensor.allocate(w.shape, .float32)
+                let per = w.count / outC
+                for k in 0..<w.count {
+                    let o = layout == .ihwo1 ? k % outC : k / per
+                    nw.floats[k] = w.floats[k] * a[o]
+                }
+                let oldBias = conv.inputs.count > 2 ? conv.inputs[2].flatMap { constantTensor($0) }?.toFloats() : nil
+                let nb = RTensor.make((0..<outC).map { ((oldBias?[$0] ?? 0) - m[$0]) * a[$0] + b[$0] }, shape: [outC])
+                newInputs[i] = [conv.inputs[0], addSynthetic(nw), addSynthetic(nb)]
+                fusedNodes[j] = "folded into \(conv.name)"
+                tail = graph.nodes[j].outputs[0]
+            }
+            if let k = single(tail) {
+                let act = graph.nodes[k]
+                var fused: (Int32, Float, Float)? = nil
+                if act.op.rawValue == "Relu" { fused = (1, 0, 0) }
+                else if act.op.rawValue == "Relu6" { fused = (2, 0, 0) }
+                else if act.op.rawValue == "Clip" {
+                    let lo = act.inputs.count > 1 ? act.inputs[1].flatMap { constantTensor($0) }.map { $0.element(0) } : act.float("min").map(Float.init)
+                    let hi = act.inputs.count > 2 ? act.inputs[2].flatMap { constantTensor($0) }.map { $0.element(0) } : act.float("max").map(Float.init)
+                    fused = (5, lo ?? -.greatestFiniteMagnitude, hi ?? .greatestFiniteMagnitude)
+                }
+                if let fused, act.inputs.first == tail {
+                    activation[i] = fused
+                    fusedNodes[k] = "fused into \(conv.name)"
+                }
+            }
+        }
+        return (newInputs, activation)
+    }
+
     func plan() throws {
+        let (fusedInputs, fusedActivations) = fusions()
         var lastUse: [ValueID: Int] = [:]
-        for (i, n) in graph.nodes.enumerated() { for case let v? in n.inputs { lastUse[v] = i } }
+        for (i, n) in graph.nodes.enumerated() { for case let v? in (fusedInputs[i] ?? n.inputs) { lastUse[v] = i } }
         for o in graph.outputs { lastUse[o] = Int.max }
         let foldContext = RunContext()
         for (i, node) in graph.nodes.enumerated() {
+            if fusedNodes[i] != nil {
+                // A view of its (already transformed) input.
+                let release = node.inputs.prefix(1).compactMap { $0 }.filter { lastUse[$0] == i && graph.values[$0].constant == nil }
+                steps.append(Step(node: i, kernel: { ins, _ in [ins[0]!] }, inputs: Array(node.inputs.prefix(1)), outputs: node.outputs, release: release))
+                continue
+            }
             guard let factory = KernelRegistry.table[node.op.rawValue] else {
                 throw RuntimeError.unsupported(op: node.sourceOp, node: node.name.isEmpty ? "#\(i)" : node.name,
                                                reason: node.op == .opaque ? "custom or unknown op" : "no kernel for this op yet")
@@ -116,17 +192,20 @@ public final class Executor {
             if node.fusedActivation == .signBit || node.fusedActivation == .tanh && node.op != .conv {
                 throw RuntimeError.unsupported(op: node.sourceOp, node: node.name, reason: "fused activation \(node.fusedActivation!.rawValue)")
             }
-            let consts = node.inputs.map { $0.flatMap { constantTensor($0) } }
-            let kernel = try factory(PlanContext(node: node, graph: graph, constants: consts))
-            let allConstant = zip(node.inputs, consts).allSatisfy { $0.0 == nil || $0.1 != nil }
+            let inputs = fusedInputs[i] ?? node.inputs
+            let consts = inputs.map { $0.flatMap { $0 >= graph.values.count ? synthetic[$0 - graph.values.count] : constantTensor($0) } }
+            var pc = PlanContext(node: node, graph: graph, constants: consts)
+            pc.activation = fusedActivations[i]
+            let kernel = try factory(pc)
+            let allConstant = zip(inputs, consts).allSatisfy { $0.0 == nil || $0.1 != nil }
             if allConstant && !node.inputs.isEmpty || node.op.rawValue == "Constant" {
                 // Fold once now.
                 let outs = try kernel(consts, foldContext)
                 for (k, o) in node.outputs.enumerated() where k < outs.count { constants[o] = outs[k] }
                 continue
             }
-            let release = node.inputs.compactMap { $0 }.filter { lastUse[$0] == i && graph.values[$0].constant == nil && constants[$0] == nil }
-            steps.append(Step(node: i, kernel: kernel, inputs: node.inputs, outputs: node.outputs, release: Array(Set(release))))
+            let release = inputs.compactMap { $0 }.filter { $0 < graph.values.count && lastUse[$0] == i && graph.values[$0].constant == nil && constants[$0] == nil }
+            steps.append(Step(node: i, kernel: kernel, inputs: inputs, outputs: node.outputs, release: Array(Set(release))))
         }
         nodeSeconds = Array(repeating: nil, count: graph.nodes.count)
     }
@@ -134,8 +213,9 @@ public final class Executor {
     /// Runs the graph. `inputs` by graph-input name; every non-constant input is required.
     public func run(_ inputs: [String: RTensor], profile: Bool = false) throws -> [String: RTensor] {
         mlk_set_threads(Int32(threads))
-        var values = [RTensor?](repeating: nil, count: graph.values.count)
+        var values = [RTensor?](repeating: nil, count: graph.values.count + synthetic.count)
         for (v, t) in constants { values[v] = t }
+        for (k, t) in synthetic.enumerated() { values[graph.values.count + k] = t }
         for id in graph.inputs where values[id] == nil {
             let name = graph.values[id].name
             guard let t = inputs[name] else { throw RuntimeError.input("missing input '\(name)'") }

@@ -68,6 +68,7 @@ let convKernels: [(String, KernelFactory)] = {
         let nhwc = n.dataLayout == .nhwc
         let layout = n.kernelLayout ?? .oihw
         guard [.oihw, .ohwi, .ihwo1].contains(layout) else { throw pc.fail("kernel layout \(layout.rawValue)") }
+        let fused = pc.activation
         return { ins, ctx in
             let x = try requireFloat(ins.first ?? nil, node: n)
             let w = try requireFloat(ins.count > 1 ? ins[1] : nil, node: n)
@@ -99,6 +100,7 @@ let convKernels: [(String, KernelFactory)] = {
                 mlk_conv_nchw(&p, x.floats, w.floats, b, y.floats, scratch)
             }
             applyFused(n, y)
+            if let fused { mlk_activate(y.floats, y.count, fused.kind, fused.lo, fused.hi) }
             return [y]
         }
     }))

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ModelImport
 import ModelIR
+import ModelAnalysis
 import ModelRuntime
 
 /// Inputs from --input name=file.npy, or random ones (--random) for every input not given.
@@ -81,5 +82,80 @@ struct Run: ParsableCommand {
             }
         }
         print(String(format: "ran in %.2f ms on %d thread(s); peak arena %@", ms, threads, InspectReport.bytes(exec.peakArenaBytes)))
+    }
+}
+
+struct Profile: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time a model layer by layer on the native executor, next to the analysis' prediction.",
+        discussion: """
+            Runs the model --warmup times, then --runs times with per-node timing, on random inputs \
+            (or --input files). Prints each layer's median measured time beside the time the \
+            hardware profile predicts (roofline with the DRAM model; default: this host's built-in \
+            profile, or pass `--profile host.json` from `modellens profiles --measure`), the totals \
+            and their ratio. A progress line goes to standard error.
+
+            Examples:
+              modellens profile resnet50.onnx --runs 20 --threads 1
+              modellens profile model.tflite --format json > profile.json
+            """
+    )
+
+    @Argument(help: "The .onnx or .tflite file.") var model: String
+    @Option(help: "Timed runs.") var runs: Int = 50
+    @Option(help: "Untimed runs first.") var warmup: Int = 5
+    @Option(help: "Threads (OpenBLAS); default: all cores.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "A built-in profile id or a JSON file for the prediction.") var profile: String = HardwareProfile.defaultID
+    @Option(help: "table or json.") var format: String = "table"
+    @Option(name: .customLong("input"), parsing: .singleValue, help: ArgumentHelp("An input: NAME=FILE.npy. Repeatable.", valueName: "name=file")) var inputs: [String] = []
+    @Option(name: .customLong("input-shape"), parsing: .singleValue, help: ArgumentHelp("Fix an input's shape: NAME=D1,D2,...", valueName: "name=dims")) var inputShapes: [String] = []
+    @Option(help: "How many of the slowest layers to list (table).") var top: Int = 15
+
+    func run() throws {
+        guard runs >= 1, warmup >= 0, threads >= 1, top >= 1 else { throw ValidationError("--runs, --threads and --top must be positive, --warmup not negative") }
+        guard format == "table" || format == "json" else { throw ValidationError("--format must be table or json") }
+        let hw: HardwareProfile
+        do { hw = try HardwareProfile.resolve(profile) } catch { throw CommandError(message: "\(error)", code: 2) }
+        let m = try ModelImporter.load(model, options: .init(inputShapes: try Inspect.parseShapes(inputShapes)))
+        let exec: Executor
+        do { exec = try Executor(model: m, threads: threads) } catch let e as RuntimeError { throw CommandError(message: "\(model): \(e)", code: 1) }
+        let feeds = try prepareInputs(m, specs: inputs, random: true)
+        var perNode = [[Double]](repeating: [], count: m.graph.nodes.count)
+        var totals: [Double] = []
+        for i in 0..<(warmup + runs) {
+            FileHandle.standardError.write(Data(String(format: "profile: %@ run %d/%d\r", i < warmup ? "warm-up" : "timed", i < warmup ? i + 1 : i - warmup + 1, i < warmup ? warmup : runs).utf8))
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            do { _ = try exec.run(feeds, profile: i >= warmup) } catch let e as RuntimeError { throw CommandError(message: "\(model): \(e)", code: 1) }
+            guard i >= warmup else { continue }
+            totals.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+            for (k, s) in exec.nodeSeconds.enumerated() { if let s { perNode[k].append(s * 1000) } }
+        }
+        FileHandle.standardError.write(Data("\n".utf8))
+        func median(_ v: [Double]) -> Double { v.isEmpty ? 0 : v.sorted()[v.count / 2] }
+        let analysis = ModelAnalyzer.analyze(m, profile: hw)
+        let measured = perNode.map(median)
+        let medianMs = median(totals)
+        let predictedMs = analysis.totals.predictedSeconds * 1000
+        if format == "json" {
+            let nodes: [[String: Any]] = analysis.nodes.map { a in
+                ["name": a.name, "op": a.op, "measuredMs": measured[a.index], "predictedMs": a.predictedSeconds * 1000,
+                 "macs": a.macs, "flops": a.flops, "dramBytes": a.dramBytes, "bound": a.bound]
+            }
+            let obj: [String: Any] = ["model": model, "threads": threads, "runs": runs, "warmup": warmup, "medianMs": medianMs,
+                                      "predictedMs": predictedMs, "profile": hw.id, "nodes": nodes]
+            let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        print("model: \(model); \(threads) thread(s), median of \(runs) runs after \(warmup) warm-up; prediction: \(hw.id)\n")
+        var rows = [["node", "op", "measured ms", "predicted ms", "measured/predicted", "GFLOP/s", "bound"]]
+        for a in analysis.nodes.sorted(by: { measured[$0.index] > measured[$1.index] }).prefix(top) {
+            let ms = measured[a.index], pred = a.predictedSeconds * 1000
+            rows.append([a.name, a.op, String(format: "%.3f", ms), String(format: "%.3f", pred), pred > 0 ? String(format: "%.2f", ms / pred) : "-",
+                         ms > 0 ? String(format: "%.1f", Double(a.flops) / ms / 1e6) : "-", a.bound])
+        }
+        print(InspectReport.table(rows, indent: ""))
+        let sumNodes = measured.reduce(0, +)
+        print(String(format: "\ntotal: measured %.3f ms (median; layers sum to %.3f ms), predicted %.3f ms, measured/predicted %.2f", medianMs, sumNodes, predictedMs, predictedMs > 0 ? medianMs / predictedMs : 0))
     }
 }
