@@ -41,6 +41,7 @@ bench: setup models
 	$(SWIFT) build -c release --product modellens
 	.venv/bin/python Tools/bench-import.py
 	.venv/bin/python Tools/bench-analysis.py
+	.venv/bin/python Tools/bench-runtime.py
 
 clean:
 	rm -rf .build .refdata

@@ -35,8 +35,8 @@ if ! .venv/bin/python -c "import onnx, onnxruntime, ai_edge_litert, tflite, nump
 fi
 # Analysis references: torchvision models are exported with torch (pip resolves a CPU wheel
 # on these machines) and compared with onnx-tool.
-if ! .venv/bin/python -c "import torch, torchvision, onnx_tool" 2>/dev/null; then
+if ! .venv/bin/python -c "import torch, torchvision, onnx_tool, tract" 2>/dev/null; then
   echo "setup: installing torch, torchvision, onnx-tool (for the analysis references)"
-  .venv/bin/pip install -q --disable-pip-version-check torch torchvision onnx-tool onnxscript
+  .venv/bin/pip install -q --disable-pip-version-check torch torchvision onnx-tool onnxscript tract
 fi
 echo "setup: ok"

@@ -20,6 +20,20 @@ void mlk_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const
 
 void mlk_set_threads(int threads) { openblas_set_num_threads(threads); }
 
+// Output columns [lo, hi) whose input column ow*stride - pad + k*dil lies inside [0, in).
+static inline void valid_range(int out, int in, int stride, int pad, int off, int *lo, int *hi) {
+  // ow*stride - pad + off >= 0  <=>  ow >= ceil((pad - off) / stride)
+  int a = pad - off;
+  int l = a <= 0 ? 0 : (a + stride - 1) / stride;
+  // ow*stride - pad + off <= in - 1  <=>  ow <= floor((in - 1 + pad - off) / stride)
+  int b = in - 1 + pad - off;
+  int h = b < 0 ? 0 : b / stride + 1;
+  if (h > out) h = out;
+  if (l > h) l = h;
+  *lo = l;
+  *hi = h;
+}
+
 static void add_bias_nchw(float *y, const float *bias, int c, int hw) {
   if (!bias) return;
   for (int o = 0; o < c; o++) {
@@ -42,43 +56,34 @@ void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const floa
       const float *wg = w + (size_t)gi * cout_g * kk;
       const float *cols = xg;
       if (!pointwise) {
-        // im2col: rows (c, kh, kw), columns (oh, ow).
-        for (int c = 0; c < cin_g; c++)
-          for (int kh = 0; kh < p->k_h; kh++)
-            for (int kw = 0; kw < p->k_w; kw++) {
+        // im2col: rows (c, kh, kw), columns (oh, ow); valid column ranges copied in one go.
+        for (int kh = 0; kh < p->k_h; kh++) {
+          int oh_lo, oh_hi;
+          valid_range(p->out_h, p->in_h, p->stride_h, p->pad_top, kh * p->dil_h, &oh_lo, &oh_hi);
+          for (int kw = 0; kw < p->k_w; kw++) {
+            int ow_lo, ow_hi;
+            valid_range(p->out_w, p->in_w, p->stride_w, p->pad_left, kw * p->dil_w, &ow_lo, &ow_hi);
+            for (int c = 0; c < cin_g; c++) {
               float *row = scratch + ((size_t)(c * p->k_h + kh) * p->k_w + kw) * out_hw;
               const float *plane = xg + (size_t)c * in_hw;
               for (int oh = 0; oh < p->out_h; oh++) {
-                int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
                 float *dst = row + (size_t)oh * p->out_w;
-                if (ih < 0 || ih >= p->in_h) { memset(dst, 0, sizeof(float) * (size_t)p->out_w); continue; }
-                const float *src = plane + (size_t)ih * p->in_w;
-                for (int ow = 0; ow < p->out_w; ow++) {
-                  int iw = ow * p->stride_w - p->pad_left + kw * p->dil_w;
-                  dst[ow] = (iw >= 0 && iw < p->in_w) ? src[iw] : 0.0f;
-                }
+                if (oh < oh_lo || oh >= oh_hi) { memset(dst, 0, sizeof(float) * (size_t)p->out_w); continue; }
+                const float *src = plane + (size_t)(oh * p->stride_h - p->pad_top + kh * p->dil_h) * p->in_w - p->pad_left + kw * p->dil_w;
+                if (ow_lo > 0) memset(dst, 0, sizeof(float) * (size_t)ow_lo);
+                if (p->stride_w == 1) memcpy(dst + ow_lo, src + ow_lo, sizeof(float) * (size_t)(ow_hi - ow_lo));
+                else for (int ow = ow_lo; ow < ow_hi; ow++) dst[ow] = src[ow * p->stride_w];
+                if (ow_hi < p->out_w) memset(dst + ow_hi, 0, sizeof(float) * (size_t)(p->out_w - ow_hi));
               }
             }
+          }
+        }
         cols = scratch;
       }
       mlk_sgemm(0, 0, cout_g, out_hw, kk, 1.0f, wg, kk, cols, out_hw, 0.0f, yg, out_hw);
     }
     add_bias_nchw(y + (size_t)n * p->out_c * out_hw, bias, p->out_c, out_hw);
   }
-}
-
-// Output columns [lo, hi) whose input column ow*stride - pad + k*dil lies inside [0, in).
-static inline void valid_range(int out, int in, int stride, int pad, int off, int *lo, int *hi) {
-  // ow*stride - pad + off >= 0  <=>  ow >= ceil((pad - off) / stride)
-  int a = pad - off;
-  int l = a <= 0 ? 0 : (a + stride - 1) / stride;
-  // ow*stride - pad + off <= in - 1  <=>  ow <= floor((in - 1 + pad - off) / stride)
-  int b = in - 1 + pad - off;
-  int h = b < 0 ? 0 : b / stride + 1;
-  if (h > out) h = out;
-  if (l > h) l = h;
-  *lo = l;
-  *hi = h;
 }
 
 void mlk_depthwise_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y) {
@@ -146,6 +151,14 @@ void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const floa
   }
 }
 
+static inline void dw_row(float *restrict dst, const float *restrict src, const float *restrict k, int n) {
+  for (int o = 0; o < n; o++) dst[o] += src[o] * k[o];
+}
+
+static inline void max_row(float *restrict dst, const float *restrict src, int n) {
+  for (int c = 0; c < n; c++) dst[c] = src[c] > dst[c] ? src[c] : dst[c];
+}
+
 void mlk_depthwise_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y) {
   const int mult = p->out_c / p->in_c;
   for (int n = 0; n < p->batch; n++) {
@@ -163,7 +176,11 @@ void mlk_depthwise_nhwc(const mlk_conv *p, const float *x, const float *w, const
             if (iw < 0 || iw >= p->in_w) continue;
             const float *src = xn + ((size_t)ih * p->in_w + iw) * p->in_c;
             const float *k = w + ((size_t)kh * p->k_w + kw) * p->out_c;
-            for (int o = 0; o < p->out_c; o++) dst[o] += src[o / mult] * k[o];
+            if (mult == 1) {
+              dw_row(dst, src, k, p->out_c);   // contiguous channels: vectorised
+            } else {
+              for (int o = 0; o < p->out_c; o++) dst[o] += src[o / mult] * k[o];
+            }
           }
         }
       }
@@ -172,6 +189,25 @@ void mlk_depthwise_nhwc(const mlk_conv *p, const float *x, const float *w, const
 
 void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, const float *x, float *y) {
   const int C = p->in_c;
+  if (nhwc && kind == 0) {
+    // Max over NHWC: per output pixel, channels contiguous.
+    for (int n = 0; n < p->batch; n++)
+      for (int oh = 0; oh < p->out_h; oh++)
+        for (int ow = 0; ow < p->out_w; ow++) {
+          float *dst = y + (((size_t)n * p->out_h + oh) * p->out_w + ow) * C;
+          for (int c = 0; c < C; c++) dst[c] = -INFINITY;
+          for (int kh = 0; kh < p->k_h; kh++) {
+            int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
+            if (ih < 0 || ih >= p->in_h) continue;
+            for (int kw = 0; kw < p->k_w; kw++) {
+              int iw = ow * p->stride_w - p->pad_left + kw * p->dil_w;
+              if (iw < 0 || iw >= p->in_w) continue;
+              max_row(dst, x + (((size_t)n * p->in_h + ih) * p->in_w + iw) * C, C);
+            }
+          }
+        }
+    return;
+  }
   const size_t in_hw = (size_t)p->in_h * p->in_w, out_hw = (size_t)p->out_h * p->out_w;
   if (!nhwc && kind == 0) {
     // Max over NCHW planes, tap by tap.
