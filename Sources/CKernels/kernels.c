@@ -12,13 +12,65 @@ extern void cblas_sgemm(int order, int transa, int transb, int m, int n, int k, 
                         const float *b, int ldb, float beta, float *c, int ldc);
 extern void openblas_set_num_threads(int n);
 
-void mlk_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
-               int ldb, float beta, float *c, int ldc) {
-  cblas_sgemm(MLK_ROW_MAJOR_, trans_a ? MLK_TRANS_ : MLK_NO_TRANS_, trans_b ? MLK_TRANS_ : MLK_NO_TRANS_, m, n, k,
-              alpha, a, lda, b, ldb, beta, c, ldc);
+// Threads: OpenBLAS always runs on one thread (its threaded paths change the order of the
+// sums, so results would depend on the thread count). Parallelism is ours instead: C is cut
+// into tiles of MLK_TILE columns — the same tiles whatever the thread count — and the tiles
+// are shared out among threads, so every element is computed by the same call.
+#include <pthread.h>
+#define MLK_TILE 256
+static int mlk_threads = 1;
+
+void mlk_set_threads(int threads) {
+  mlk_threads = threads < 1 ? 1 : threads;
+  openblas_set_num_threads(1);
 }
 
-void mlk_set_threads(int threads) { openblas_set_num_threads(threads); }
+typedef struct {
+  int trans_a, trans_b, m, n, k, lda, ldb, ldc, first, step, tiles;
+  float alpha, beta;
+  const float *a, *b;
+  float *c;
+} gemm_job;
+
+static void gemm_tile(const gemm_job *j, int t) {
+  int col = t * MLK_TILE, width = j->n - col < MLK_TILE ? j->n - col : MLK_TILE;
+  const float *b = j->trans_b ? j->b + (size_t)col * j->ldb : j->b + col;
+  cblas_sgemm(MLK_ROW_MAJOR_, j->trans_a ? MLK_TRANS_ : MLK_NO_TRANS_, j->trans_b ? MLK_TRANS_ : MLK_NO_TRANS_, j->m, width,
+              j->k, j->alpha, j->a, j->lda, b, j->ldb, j->beta, j->c + col, j->ldc);
+}
+
+static void *gemm_worker(void *arg) {
+  const gemm_job *j = arg;
+  for (int t = j->first; t < j->tiles; t += j->step) gemm_tile(j, t);
+  return NULL;
+}
+
+void mlk_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+               int ldb, float beta, float *c, int ldc) {
+  int tiles = (n + MLK_TILE - 1) / MLK_TILE;
+  if (tiles <= 1) {
+    cblas_sgemm(MLK_ROW_MAJOR_, trans_a ? MLK_TRANS_ : MLK_NO_TRANS_, trans_b ? MLK_TRANS_ : MLK_NO_TRANS_, m, n, k,
+                alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  int workers = mlk_threads < tiles ? mlk_threads : tiles;
+  if (workers > 16) workers = 16;
+  gemm_job jobs[16];
+  pthread_t th[16];
+  for (int w = 0; w < workers; w++) {
+    jobs[w] = (gemm_job){trans_a, trans_b, m, n, k, lda, ldb, ldc, w, workers, tiles, alpha, beta, a, b, c};
+  }
+  int started = 0;
+  for (int w = 1; w < workers; w++)
+    if (pthread_create(&th[w], NULL, gemm_worker, &jobs[w]) == 0) started = w; else break;
+  // Tiles of workers that could not start are done here.
+  gemm_job mine = jobs[0];
+  for (int t = 0; t < tiles; t++) {
+    int owner = t % workers;
+    if (owner == 0 || owner > started) gemm_tile(&mine, t);
+  }
+  for (int w = 1; w <= started; w++) pthread_join(th[w], NULL);
+}
 
 // Output columns [lo, hi) whose input column ow*stride - pad + k*dil lies inside [0, in).
 static inline void valid_range(int out, int in, int stride, int pad, int off, int *lo, int *hi) {

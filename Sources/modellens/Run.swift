@@ -81,7 +81,9 @@ struct Run: ParsableCommand {
                 try NPY.write(t, to: (output as NSString).appendingPathComponent(String(safe) + ".npy"))
             }
         }
-        print(String(format: "ran in %.2f ms on %d thread(s); peak arena %@", ms, threads, InspectReport.bytes(exec.peakArenaBytes)))
+        let weights = m.graph.values.compactMap(\.constant).reduce(0) { $0 + $1.byteCount }
+        print(String(format: "ran in %.2f ms on %d thread(s); weights %@, peak arena %@, process peak RSS %@", ms, threads,
+                     InspectReport.bytes(weights), InspectReport.bytes(exec.peakArenaBytes), InspectReport.bytes(ImportStats.peakRSS())))
     }
 }
 

@@ -46,4 +46,26 @@ final class ExecutionTests: XCTestCase {
             XCTAssertTrue("\(e)".contains("Convolution2DTransposeBias"), "\(e)")
         }
     }
+
+    /// Results are identical for any thread count (OpenBLAS splits rows and columns, never the sum).
+    func testResultsIdenticalForAnyThreadCount() throws {
+        var paths = [TestSupport.samples.appendingPathComponent("tiny_cnn.onnx").path]
+        for m in ["mobilenet_v2", "resnet50"] {
+            let p = TestSupport.models.appendingPathComponent("torchvision/\(m).onnx").path
+            if FileManager.default.fileExists(atPath: p) { paths.append(p) }
+        }
+        for path in paths {
+            let model = try ModelImporter.load(path, options: .init(inputShapes: ["input": Shape(known: [1, 3, 224, 224])]))
+            let input = model.graph.values[model.graph.inputs[0]]
+            let shape = input.type.shape.dims!.map { $0.value ?? 1 }
+            let x = RTensor.make((0..<shape.reduce(1, *)).map { Float(($0 * 7919) % 1000) / 500 - 1 }, shape: shape)
+            var results: [[Float]] = []
+            for threads in [1, 2, 3] {
+                let y = try Executor(model: model, threads: threads).run([input.name: x])
+                results.append(y[model.graph.values[model.graph.outputs[0]].name]!.toFloats())
+            }
+            XCTAssertEqual(results[0], results[1], "\(path): 1 vs 2 threads")
+            XCTAssertEqual(results[0], results[2], "\(path): 1 vs 3 threads")
+        }
+    }
 }
