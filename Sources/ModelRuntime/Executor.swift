@@ -12,9 +12,20 @@ public final class RunContext {
     /// Buffers this run allocated (only these go back to the pool: inputs and weights never do).
     var allocated = Set<ObjectIdentifier>()
 
+    /// Largest single tensor a run may allocate (hostile shapes stop with an error instead).
+    public static let maxTensorBytes = 8 << 30
+
     /// A tensor of `shape`, reusing a released buffer when one is large enough.
-    public func alloc(_ shape: [Int], _ dtype: DType) -> RTensor {
-        let bytes = max(1, shape.reduce(1, *) * max(1, (dtype.bitWidth ?? 8) / 8))
+    public func alloc(_ shape: [Int], _ dtype: DType) throws -> RTensor {
+        var elements = 1
+        for d in shape {
+            let (r, o) = elements.multipliedReportingOverflow(by: max(d, 0))
+            guard d >= 0, !o else { throw RuntimeError.input("tensor shape \(shape) is negative or too large") }
+            elements = r
+        }
+        let (total, o) = elements.multipliedReportingOverflow(by: max(1, (dtype.bitWidth ?? 8) / 8))
+        guard !o, total <= RunContext.maxTensorBytes else { throw RuntimeError.input("tensor shape \(shape) needs more than \(RunContext.maxTensorBytes >> 30) GiB") }
+        let bytes = max(1, total)
         if let i = pool.indices.filter({ pool[$0].capacity >= bytes && pool[$0].capacity <= bytes * 2 + 4096 })
             .min(by: { pool[$0].capacity < pool[$1].capacity }) {
             let b = pool.remove(at: i)

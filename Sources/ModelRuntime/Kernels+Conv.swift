@@ -35,6 +35,14 @@ func convGeometry(_ node: Node, x: [Int], kernel: [Int], outChannels: Int, nhwc:
     let pads = node.ints("pads") ?? Array(repeating: 0, count: 2 * spatialRank)
     let autoPad = node.string("auto_pad") ?? "NOTSET"
     let ceil = (node.int("ceil_mode") ?? 0) != 0
+    // Hostile or broken attributes: refuse rather than divide by zero or overflow 32-bit sizes.
+    let limit = 1 << 24
+    guard strides.count >= spatialRank, dil.count >= spatialRank, pads.count >= 2 * spatialRank,
+          strides.allSatisfy({ $0 >= 1 && $0 < limit }), dil.allSatisfy({ $0 >= 1 && $0 < limit }),
+          kernel.allSatisfy({ $0 >= 1 && $0 < limit }), pads.allSatisfy({ $0 >= 0 && $0 < limit }),
+          x.allSatisfy({ $0 >= 0 && $0 < limit }), outChannels >= 0, outChannels < limit else {
+        throw RuntimeError.invalid(node: node.label, reason: "window attributes out of range (strides \(strides), dilations \(dil), pads \(pads), kernel \(kernel), input \(x))")
+    }
     var g = [(out: Int, begin: Int, end: Int)]()
     for i in 0..<spatialRank {
         g.append(windowGeometry(spatial[i], kernel: kernel[i], stride: strides[i], dilation: dil[i], padBegin: pads[i],
@@ -85,7 +93,7 @@ let convKernels: [(String, KernelFactory)] = {
             guard p.groups > 0, p.in_c % p.groups == 0, p.out_c % p.groups == 0 else {
                 throw RuntimeError.invalid(node: n.label, reason: "channels \(p.in_c)->\(p.out_c) do not split into \(p.groups) groups")
             }
-            let y = ctx.alloc(outShape(p, rank: x.shape.count, nhwc: nhwc), .float32)
+            let y = try ctx.alloc(outShape(p, rank: x.shape.count, nhwc: nhwc), .float32)
             let b = bias.map { $0.floats }
             let depthwise = p.groups > 1 && p.groups == p.in_c
             if depthwise && nhwc {
@@ -118,7 +126,7 @@ let convKernels: [(String, KernelFactory)] = {
                 let x = try requireFloat(ins.first ?? nil, node: n)
                 var p = try convGeometry(n, x: x.shape, kernel: kernel, outChannels: nhwc ? x.shape.last! : x.shape[1], nhwc: nhwc)
                 p.groups = 1
-                let y = ctx.alloc(outShape(p, rank: x.shape.count, nhwc: nhwc), .float32)
+                let y = try ctx.alloc(outShape(p, rank: x.shape.count, nhwc: nhwc), .float32)
                 mlk_pool(kind, nhwc ? 1 : 0, includePad, &p, x.floats, y.floats)
                 applyFused(n, y)
                 return [y]
@@ -132,7 +140,7 @@ let convKernels: [(String, KernelFactory)] = {
                 let x = try requireFloat(ins.first ?? nil, node: n)
                 guard x.shape.count >= 3 else { throw RuntimeError.invalid(node: n.label, reason: "rank \(x.shape.count)") }
                 let c = x.shape[1], inner = x.shape.dropFirst(2).reduce(1, *)
-                let y = ctx.alloc([x.shape[0], c] + Array(repeating: 1, count: x.shape.count - 2), .float32)
+                let y = try ctx.alloc([x.shape[0], c] + Array(repeating: 1, count: x.shape.count - 2), .float32)
                 for i in 0..<(x.shape[0] * c) {
                     let base = x.floats + i * inner
                     if name == "GlobalAveragePool" {
@@ -153,9 +161,9 @@ let convKernels: [(String, KernelFactory)] = {
 }()
 
 /// Transposes NHWC <-> NCHW (4-D), or OHWI weights -> IOHW.
-func permute4(_ x: RTensor, _ perm: [Int], _ ctx: RunContext?) -> RTensor {
+func permute4(_ x: RTensor, _ perm: [Int], _ ctx: RunContext?) throws -> RTensor {
     let shape = perm.map { x.shape[$0] }
-    let y = ctx?.alloc(shape, x.dtype) ?? RTensor.allocate(shape, x.dtype)
+    let y = try ctx?.alloc(shape, x.dtype) ?? RTensor.allocate(shape, x.dtype)
     x.shape.map { CLong($0) }.withUnsafeBufferPointer { sh in
         perm.map { Int32($0) }.withUnsafeBufferPointer { p in mlk_transpose(x.raw, y.raw, 4, sh.baseAddress, p.baseAddress, Int32(x.elementSize)) }
     }
@@ -171,7 +179,7 @@ let convTransposeKernels: [(String, KernelFactory)] = [
         // TFLite keeps OHWI weights: turn them into IOHW once, at plan time.
         var planWeights: RTensor? = nil
         if layout == .ohwi, let w = pc.constants.count > 1 ? pc.constants[1] : nil, w.shape.count == 4 {
-            planWeights = permute4(w, [3, 0, 1, 2], nil)
+            planWeights = try permute4(w, [3, 0, 1, 2], nil)
         }
         let autoPad = n.string("auto_pad") ?? "NOTSET"
         return { ins, ctx in
@@ -179,7 +187,7 @@ let convTransposeKernels: [(String, KernelFactory)] = [
             guard let w = planWeights ?? (ins.count > 1 ? ins[1] : nil), x.shape.count == 4, w.shape.count == 4 else {
                 throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "2-D transposed convolution only")
             }
-            if nhwc { x = permute4(x, [0, 3, 1, 2], ctx) }
+            if nhwc { x = try permute4(x, [0, 3, 1, 2], ctx) }
             let group = n.int("group") ?? 1
             let (cin, h, wd) = (x.shape[1], x.shape[2], x.shape[3])
             guard w.shape[0] == cin, cin % group == 0 else { throw RuntimeError.invalid(node: n.label, reason: "weights \(w.shape) for \(cin) input channels") }
@@ -187,6 +195,12 @@ let convTransposeKernels: [(String, KernelFactory)] = [
             let strides = n.ints("strides") ?? [1, 1], dil = n.ints("dilations") ?? [1, 1]
             let outPad = n.ints("output_padding") ?? [0, 0]
             var pads = n.ints("pads") ?? [0, 0, 0, 0]
+            let limit = 1 << 24
+            guard strides.count == 2, dil.count == 2, outPad.count == 2, pads.count == 4,
+                  (strides + dil).allSatisfy({ $0 >= 1 && $0 < limit }), (pads + outPad).allSatisfy({ $0 >= 0 && $0 < limit }),
+                  [cout, kh, kw, h, wd].allSatisfy({ $0 >= 1 && $0 < limit }) else {
+                throw RuntimeError.invalid(node: n.label, reason: "transposed-convolution attributes out of range")
+            }
             let full = [strides[0] * (h - 1) + outPad[0] + (kh - 1) * dil[0] + 1, strides[1] * (wd - 1) + outPad[1] + (kw - 1) * dil[1] + 1]
             var out = [full[0] - pads[0] - pads[2], full[1] - pads[1] - pads[3]]
             var target: [Int]? = n.ints("output_shape")
@@ -210,10 +224,10 @@ let convTransposeKernels: [(String, KernelFactory)] = [
             p.dil_h = Int32(dil[0]); p.dil_w = Int32(dil[1]); p.pad_top = Int32(pads[0]); p.pad_left = Int32(pads[1])
             p.groups = Int32(group)
             guard out[0] > 0, out[1] > 0 else { throw RuntimeError.invalid(node: n.label, reason: "output size \(out)") }
-            var y = ctx.alloc([x.shape[0], cout, out[0], out[1]], .float32)
+            var y = try ctx.alloc([x.shape[0], cout, out[0], out[1]], .float32)
             let scratch = ctx.scratchFloats((cout / group) * kh * kw * h * wd)
             mlk_conv_transpose_nchw(&p, x.floats, w.floats, ins.count > 2 ? ins[2]?.floats : nil, y.floats, scratch)
-            if nhwc { y = permute4(y, [0, 2, 3, 1], ctx) }
+            if nhwc { y = try permute4(y, [0, 2, 3, 1], ctx) }
             applyFused(n, y)
             return [y]
         }

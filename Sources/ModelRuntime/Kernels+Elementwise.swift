@@ -39,7 +39,7 @@ func binaryFloat(_ op: Int32, _ a: RTensor, _ b: RTensor, _ node: Node, _ ctx: R
     guard let shape = broadcastShapes(a.shape, b.shape) else {
         throw RuntimeError.invalid(node: node.label, reason: "shapes \(a.shape) and \(b.shape) do not broadcast")
     }
-    let y = ctx.alloc(shape, .float32)
+    let y = try ctx.alloc(shape, .float32)
     let sa = broadcastStrides(a.shape, to: shape), sb = broadcastStrides(b.shape, to: shape)
     guard shape.count <= 8 else { throw RuntimeError.unsupported(op: node.sourceOp, node: node.label, reason: "rank above 8") }
     shape.map { CLong($0) }.withUnsafeBufferPointer { sh in
@@ -57,7 +57,7 @@ func binaryInteger(_ name: String, _ a: RTensor, _ b: RTensor, _ node: Node, _ c
     guard let shape = broadcastShapes(a.shape, b.shape) else {
         throw RuntimeError.invalid(node: node.label, reason: "shapes \(a.shape) and \(b.shape) do not broadcast")
     }
-    let y = ctx.alloc(shape, outType)
+    let y = try ctx.alloc(shape, outType)
     let sa = broadcastStrides(a.shape, to: shape), sb = broadcastStrides(b.shape, to: shape)
     let n = shape.reduce(1, *)
     let av = a.integers(), bv = b.integers()
@@ -105,7 +105,7 @@ func compareFloat(_ name: String, _ a: RTensor, _ b: RTensor, _ node: Node, _ ct
     guard let shape = broadcastShapes(a.shape, b.shape) else {
         throw RuntimeError.invalid(node: node.label, reason: "shapes \(a.shape) and \(b.shape) do not broadcast")
     }
-    let y = ctx.alloc(shape, .bool)
+    let y = try ctx.alloc(shape, .bool)
     let sa = broadcastStrides(a.shape, to: shape), sb = broadcastStrides(b.shape, to: shape)
     var idx = [Int](repeating: 0, count: shape.count)
     for i in 0..<shape.reduce(1, *) {
@@ -147,7 +147,7 @@ let elementwiseKernels: [(String, KernelFactory)] = {
             if name == "Gelu" && n.string("approximate") == "tanh" { cop = Int32(MLK_GELU_TANH) }
             return { ins, ctx in
                 let x = try requireFloat(ins.first ?? nil, node: n)
-                let y = ctx.alloc(x.shape, .float32)
+                let y = try ctx.alloc(x.shape, .float32)
                 mlk_unary(cop, x.floats, y.floats, x.count, alpha, beta)
                 return [y]
             }
@@ -160,7 +160,7 @@ let elementwiseKernels: [(String, KernelFactory)] = {
             let x = try requireFloat(ins.first ?? nil, node: n)
             let lo = ins.count > 1 ? ins[1].map { $0.element(0) } : nil
             let hi = ins.count > 2 ? ins[2].map { $0.element(0) } : nil
-            let y = ctx.alloc(x.shape, .float32)
+            let y = try ctx.alloc(x.shape, .float32)
             mlk_unary(Int32(MLK_CLIP), x.floats, y.floats, x.count, lo ?? Float(attrLo ?? -Double.greatestFiniteMagnitude), hi ?? Float(attrHi ?? Double.greatestFiniteMagnitude))
             return [y]
         }
@@ -225,7 +225,7 @@ let elementwiseKernels: [(String, KernelFactory)] = {
         let n = pc.node
         return { ins, ctx in
             guard let x = ins.first ?? nil, x.dtype == .bool else { throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "bool only") }
-            let y = ctx.alloc(x.shape, .bool)
+            let y = try ctx.alloc(x.shape, .bool)
             for i in 0..<x.count { y.raw.storeBytes(of: x.raw.load(fromByteOffset: i, as: UInt8.self) == 0 ? 1 : 0, toByteOffset: i, as: UInt8.self) }
             return [y]
         }
@@ -239,7 +239,7 @@ let elementwiseKernels: [(String, KernelFactory)] = {
             guard let s1 = broadcastShapes(c.shape, x.shape), let shape = broadcastShapes(s1, z.shape) else {
                 throw RuntimeError.invalid(node: n.label, reason: "shapes do not broadcast")
             }
-            let y = ctx.alloc(shape, x.dtype)
+            let y = try ctx.alloc(shape, x.dtype)
             let e = x.elementSize
             let sc = broadcastStrides(c.shape, to: shape), sx = broadcastStrides(x.shape, to: shape), sz = broadcastStrides(z.shape, to: shape)
             var idx = [Int](repeating: 0, count: shape.count)
@@ -264,7 +264,7 @@ let elementwiseKernels: [(String, KernelFactory)] = {
                 throw RuntimeError.invalid(node: n.label, reason: "BatchNormalization needs 5 inputs")
             }
             let c = x.shape[1], inner = x.shape.dropFirst(2).reduce(1, *), outer = x.shape[0]
-            let y = ctx.alloc(x.shape, .float32)
+            let y = try ctx.alloc(x.shape, .float32)
             let sv = s.toFloats(), bv = b.toFloats(), mv = m.toFloats(), vv = v.toFloats()
             for ch in 0..<c {
                 let a = sv[ch] / (vv[ch] + eps).squareRoot(), off = bv[ch] - mv[ch] * a
@@ -288,7 +288,7 @@ let elementwiseKernels: [(String, KernelFactory)] = {
                 // Before opset 13 the input is coerced to 2-D at `axis`.
                 let len = legacy ? x.shape[axis...].reduce(1, *) : x.shape[axis]
                 let inner = legacy ? 1 : x.shape[(axis + 1)...].reduce(1, *)
-                let y = ctx.alloc(x.shape, .float32)
+                let y = try ctx.alloc(x.shape, .float32)
                 mlk_softmax(x.floats, y.floats, outer, len, inner, kind)
                 return [y]
             }
@@ -301,7 +301,7 @@ let elementwiseKernels: [(String, KernelFactory)] = {
             let x = try requireFloat(ins.first ?? nil, node: n)
             guard ins.count == 3, let s = ins[1], let b = ins[2], x.shape.count >= 3 else { throw RuntimeError.invalid(node: n.label, reason: "needs scale and bias") }
             let c = x.shape[1], inner = x.shape.dropFirst(2).reduce(1, *)
-            let y = ctx.alloc(x.shape, .float32)
+            let y = try ctx.alloc(x.shape, .float32)
             let sv = s.toFloats(), bv = b.toFloats()
             for o in 0..<x.shape[0] {
                 for ch in 0..<c {
@@ -325,7 +325,7 @@ let elementwiseKernels: [(String, KernelFactory)] = {
             let x = try requireFloat(ins.first ?? nil, node: n)
             let axis = try normalize(n.int("axis") ?? -1, x.shape.count, n)
             let outer = x.shape[..<axis].reduce(1, *), inner = x.shape[axis...].reduce(1, *)
-            let y = ctx.alloc(x.shape, .float32)
+            let y = try ctx.alloc(x.shape, .float32)
             let scale = ins.count > 1 ? ins[1] : nil, bias = ins.count > 2 ? ins[2] : nil
             let sv = scale?.toFloats() ?? [], bv = bias?.toFloats() ?? []
             for o in 0..<outer {
@@ -355,7 +355,7 @@ let elementwiseKernels: [(String, KernelFactory)] = {
                 throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "cast from this type")
             }
             if x.dtype == to { return [x] }
-            return [cast(x, to: to, ctx)]
+            return [try cast(x, to: to, ctx)]
         }
     }))
     // TFLite DEQUANTIZE: float16 weights widened to float32, or int8/uint8 with the tensor's scale and zero point.
@@ -364,7 +364,7 @@ let elementwiseKernels: [(String, KernelFactory)] = {
         let q = n.inputs.first.flatMap { $0 }.flatMap { pc.graph.values[$0].quantization ?? pc.graph.values[$0].constant?.quantization }
         return { ins, ctx in
             guard let x = ins.first ?? nil else { throw RuntimeError.invalid(node: n.label, reason: "missing input") }
-            let y = ctx.alloc(x.shape, .float32)
+            let y = try ctx.alloc(x.shape, .float32)
             switch x.dtype {
             case .float16:
                 for i in 0..<x.count { y.floats[i] = halfToFloat(x.raw.load(fromByteOffset: i * 2, as: UInt16.self)) }
@@ -386,7 +386,7 @@ let elementwiseKernels: [(String, KernelFactory)] = {
                     throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "training mode (random)")
                 }
                 if n.outputs.count > 1 {
-                    let mask = ctx.alloc(x.shape, .bool)
+                    let mask = try ctx.alloc(x.shape, .bool)
                     for i in 0..<x.count { mask.raw.storeBytes(of: UInt8(1), toByteOffset: i, as: UInt8.self) }
                     return [x, mask]
                 }

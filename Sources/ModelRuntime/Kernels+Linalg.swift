@@ -13,7 +13,7 @@ let linalgKernels: [(String, KernelFactory)] = [
             let m = ta ? a.shape[1] : a.shape[0], k = ta ? a.shape[0] : a.shape[1]
             let nn = tb ? b.shape[0] : b.shape[1], k2 = tb ? b.shape[1] : b.shape[0]
             guard k == k2 else { throw RuntimeError.invalid(node: n.label, reason: "inner sizes \(k) and \(k2) differ") }
-            let y = ctx.alloc([m, nn], .float32)
+            let y = try ctx.alloc([m, nn], .float32)
             var betaUsed: Float = 0
             if ins.count > 2, let c = ins[2], beta != 0 {
                 let cc = try requireFloat(c, node: n)
@@ -49,7 +49,7 @@ let linalgKernels: [(String, KernelFactory)] = [
             let x = try requireFloat(ins.first ?? nil, node: n), w = try requireFloat(ins.count > 1 ? ins[1] : nil, node: n)
             guard w.shape.count == 2, w.shape[1] > 0, x.count % w.shape[1] == 0 else { throw RuntimeError.invalid(node: n.label, reason: "input does not fit weights \(w.shape)") }
             let units = w.shape[0], inner = w.shape[1], rows = x.count / inner
-            let y = ctx.alloc(keep ? Array(x.shape.dropLast()) + [units] : [rows, units], .float32)
+            let y = try ctx.alloc(keep ? Array(x.shape.dropLast()) + [units] : [rows, units], .float32)
             var beta: Float = 0
             if ins.count > 2, let b = ins[2] {
                 for r in 0..<rows { (y.floats + r * units).update(from: b.floats, count: units) }
@@ -76,7 +76,7 @@ func batchedMatMul(_ a0: RTensor, _ b0: RTensor, adjA: Bool, adjB: Bool, _ n: No
     var outShape = batch
     if !aVec { outShape.append(m) }
     if !bVec { outShape.append(nn) }
-    let y = ctx.alloc(outShape, .float32)
+    let y = try ctx.alloc(outShape, .float32)
     let sa = broadcastStrides(ba, to: batch), sb = broadcastStrides(bb, to: batch)
     let count = batch.reduce(1, *)
     var idx = [Int](repeating: 0, count: batch.count)

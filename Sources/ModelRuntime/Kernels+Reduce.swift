@@ -19,7 +19,7 @@ let reduceKernels: [(String, KernelFactory)] = {
                 let set = Set(try axes.map { try normalize($0, r, n) })
                 let outShapeKeep = x.shape.enumerated().map { set.contains($0.offset) ? 1 : $0.element }
                 let outShape = keep ? outShapeKeep : x.shape.enumerated().filter { !set.contains($0.offset) }.map(\.element)
-                let y = ctx.alloc(outShape, .float32)
+                let y = try ctx.alloc(outShape, .float32)
                 let total = outShapeKeep.reduce(1, *)
                 var acc = [Double](repeating: name == "ReduceMax" ? -.infinity : name == "ReduceMin" ? .infinity : name == "ReduceProd" ? 1 : 0, count: total)
                 var ostride = [Int](repeating: 1, count: r)
@@ -81,7 +81,7 @@ let reduceKernels: [(String, KernelFactory)] = {
                 let outer = x.shape[..<axis].reduce(1, *), len = x.shape[axis], inner = x.shape[(axis + 1)...].reduce(1, *)
                 var shape = x.shape
                 if keep { shape[axis] = 1 } else { shape.remove(at: axis) }
-                let y = ctx.alloc(shape, outType)
+                let y = try ctx.alloc(shape, outType)
                 for o in 0..<outer {
                     for i in 0..<inner {
                         var best = 0

@@ -83,7 +83,7 @@ let tensorKernels: [(String, KernelFactory)] = [
             guard perm.count == x.shape.count, Set(perm) == Set(0..<x.shape.count), perm.count <= 8 else {
                 throw RuntimeError.invalid(node: n.label, reason: "perm \(perm) for rank \(x.shape.count)")
             }
-            let y = ctx.alloc(perm.map { x.shape[$0] }, x.dtype)
+            let y = try ctx.alloc(perm.map { x.shape[$0] }, x.dtype)
             if x.count > 0 {
                 x.shape.map { CLong($0) }.withUnsafeBufferPointer { sh in
                     perm.map { Int32($0) }.withUnsafeBufferPointer { p in
@@ -102,7 +102,7 @@ let tensorKernels: [(String, KernelFactory)] = [
             let axis = try normalize(n.int("axis") ?? 0, first.shape.count, n)
             var shape = first.shape
             shape[axis] = xs.reduce(0) { $0 + $1.shape[axis] }
-            let y = ctx.alloc(shape, first.dtype)
+            let y = try ctx.alloc(shape, first.dtype)
             let (outer, inner) = rows(shape, axis: axis)
             let e = first.elementSize
             var offset = 0
@@ -133,10 +133,10 @@ let tensorKernels: [(String, KernelFactory)] = [
             let (outer, inner) = rows(x.shape, axis: axis)
             let e = x.elementSize
             var start = 0
-            return s.map { size in
+            return try s.map { size in
                 var shape = x.shape
                 shape[axis] = size
-                let y = ctx.alloc(shape, x.dtype)
+                let y = try ctx.alloc(shape, x.dtype)
                 for o in 0..<outer { (y.raw + o * size * inner * e).copyMemory(from: x.raw + (o * len + start) * inner * e, byteCount: size * inner * e) }
                 start += size
                 return y
@@ -163,7 +163,7 @@ let tensorKernels: [(String, KernelFactory)] = [
                 else { s = min(max(s, -1), d - 1); e = min(max(e, -1), d - 1); size[a] = s > e ? (s - e - st - 1) / (-st) : 0 }
                 begin[a] = s; step[a] = st
             }
-            return [gatherStrided(x, begin: begin, step: step, size: size, ctx)]
+            return [try gatherStrided(x, begin: begin, step: step, size: size, ctx)]
         }
     }),
     // TFLite SLICE: begin and size (-1 = to the end).
@@ -174,7 +174,7 @@ let tensorKernels: [(String, KernelFactory)] = [
                 throw RuntimeError.invalid(node: n.label, reason: "SLICE needs begin and size for every axis")
             }
             let size = zip(zip(b, s), x.shape).map { bs, d in bs.1 < 0 ? d - bs.0 : bs.1 }
-            return [gatherStrided(x, begin: b, step: Array(repeating: 1, count: b.count), size: size, ctx)]
+            return [try gatherStrided(x, begin: b, step: Array(repeating: 1, count: b.count), size: size, ctx)]
         }
     }),
     ("Gather", { pc in
@@ -185,7 +185,7 @@ let tensorKernels: [(String, KernelFactory)] = [
             let idx = idxT.integers()
             let (outer, inner) = rows(x.shape, axis: axis)
             let len = x.shape[axis], e = x.elementSize
-            let y = ctx.alloc(Array(x.shape[..<axis]) + idxT.shape + Array(x.shape[(axis + 1)...]), x.dtype)
+            let y = try ctx.alloc(Array(x.shape[..<axis]) + idxT.shape + Array(x.shape[(axis + 1)...]), x.dtype)
             for o in 0..<outer {
                 for (j, i0) in idx.enumerated() {
                     let i = i0 < 0 ? i0 + len : i0
@@ -202,7 +202,7 @@ let tensorKernels: [(String, KernelFactory)] = [
             guard let x = ins.first ?? nil, let s = ints(ins.count > 1 ? ins[1] : nil), let shape = broadcastShapes(x.shape, s) else {
                 throw RuntimeError.invalid(node: n.label, reason: "shape does not broadcast")
             }
-            return [broadcastCopy(x, to: shape, ctx)]
+            return [try broadcastCopy(x, to: shape, ctx)]
         }
     }),
     ("Tile", { pc in
@@ -212,7 +212,7 @@ let tensorKernels: [(String, KernelFactory)] = [
                 throw RuntimeError.invalid(node: n.label, reason: "repeats must match the rank")
             }
             let shape = zip(x.shape, reps).map { $0 * $1 }
-            let y = ctx.alloc(shape, x.dtype)
+            let y = try ctx.alloc(shape, x.dtype)
             let e = x.elementSize
             var idx = [Int](repeating: 0, count: shape.count)
             var xs = [Int](repeating: 1, count: shape.count)
@@ -247,7 +247,7 @@ let tensorKernels: [(String, KernelFactory)] = [
             guard x.dtype == .float32 || (mode == "constant" && value == 0) else { throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "non-float padding") }
             let shape = (0..<r).map { x.shape[$0] + pads[$0] + pads[$0 + r] }
             guard shape.allSatisfy({ $0 >= 0 }) else { throw RuntimeError.invalid(node: n.label, reason: "negative size") }
-            let y = ctx.alloc(shape, x.dtype)
+            let y = try ctx.alloc(shape, x.dtype)
             let e = x.elementSize
             var xs = [Int](repeating: 1, count: r)
             for i in stride(from: r - 2, through: 0, by: -1) { xs[i] = xs[i + 1] * x.shape[i + 1] }
@@ -307,7 +307,7 @@ let tensorKernels: [(String, KernelFactory)] = [
         return { ins, ctx in
             guard let shape = ints(ins.first ?? nil) else { throw RuntimeError.invalid(node: n.label, reason: "missing shape") }
             let dtype = value?.dtype ?? .float32
-            let y = ctx.alloc(shape, dtype)
+            let y = try ctx.alloc(shape, dtype)
             let e = y.elementSize
             var bytes = [UInt8](repeating: 0, count: e)
             value?.withBytes { raw in for i in 0..<min(e, raw.count) { bytes[i] = raw[i] } }
@@ -324,7 +324,7 @@ let tensorKernels: [(String, KernelFactory)] = [
             let steps = ((limit - start) / delta).rounded(.up)
             guard delta != 0, steps.isFinite, steps < 1e9 else { throw RuntimeError.invalid(node: n.label, reason: "Range(\(start), \(limit), \(delta)) has no finite length") }
             let count = max(0, Int(steps))
-            let y = ctx.alloc([count], s.dtype)
+            let y = try ctx.alloc([count], s.dtype)
             for i in 0..<count {
                 let v = start + Double(i) * delta
                 switch s.dtype {
@@ -362,7 +362,7 @@ let tensorKernels: [(String, KernelFactory)] = [
                 else { lo = min(max(lo, -1), d - 1); hi = min(max(hi, -1), d - 1); size[a] = lo > hi ? (lo - hi - s - 1) / (-s) : 0 }
                 begin[a] = lo; step[a] = s; keep.append(size[a])
             }
-            let y = gatherStrided(x, begin: begin, step: step, size: size, ctx)
+            let y = try gatherStrided(x, begin: begin, step: step, size: size, ctx)
             return [view(y, (0..<r).filter { shrink & (1 << $0) == 0 }.map { size[$0] })]
         }
     }),
@@ -371,9 +371,9 @@ let tensorKernels: [(String, KernelFactory)] = [
 ]
 
 /// y[i] = x[begin + i * step] along every axis.
-func gatherStrided(_ x: RTensor, begin: [Int], step: [Int], size: [Int], _ ctx: RunContext) -> RTensor {
+func gatherStrided(_ x: RTensor, begin: [Int], step: [Int], size: [Int], _ ctx: RunContext) throws -> RTensor {
     let r = x.shape.count
-    let y = ctx.alloc(size, x.dtype)
+    let y = try ctx.alloc(size, x.dtype)
     let e = x.elementSize
     guard size.reduce(1, *) > 0 else { return y }
     var xs = [Int](repeating: 1, count: r)
@@ -389,8 +389,8 @@ func gatherStrided(_ x: RTensor, begin: [Int], step: [Int], size: [Int], _ ctx: 
     return y
 }
 
-func broadcastCopy(_ x: RTensor, to shape: [Int], _ ctx: RunContext) -> RTensor {
-    let y = ctx.alloc(shape, x.dtype)
+func broadcastCopy(_ x: RTensor, to shape: [Int], _ ctx: RunContext) throws -> RTensor {
+    let y = try ctx.alloc(shape, x.dtype)
     let st = broadcastStrides(x.shape, to: shape)
     let e = x.elementSize
     var idx = [Int](repeating: 0, count: shape.count)
@@ -453,7 +453,7 @@ func resizeKernel(_ pc: PlanContext) throws -> Kernel {
             } else { throw RuntimeError.invalid(node: n.label, reason: "neither scales nor sizes") }
         }
         let c = nhwc ? x.shape[3] : x.shape[1]
-        let y = ctx.alloc(nhwc ? [x.shape[0], oh, ow, c] : [x.shape[0], c, oh, ow], .float32)
+        let y = try ctx.alloc(nhwc ? [x.shape[0], oh, ow, c] : [x.shape[0], c, oh, ow], .float32)
         // Coordinate transforms use the unrounded resized length (in x scale) when scales are given.
         mlk_resize(x.floats, y.floats, nhwc ? 1 : 0, x.shape[0], c, h, w, oh, ow, sh, sw, Float(h) * sh, Float(w) * sw,
                    modeName == "nearest" ? 0 : 1, Int32(coord), Int32(nearest))
@@ -472,7 +472,7 @@ func depthSpace(_ pc: PlanContext, toSpace: Bool) throws -> Kernel {
         let (N, C, H, W) = nhwc ? (x.shape[0], x.shape[3], x.shape[1], x.shape[2]) : (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let outC = toSpace ? C / (b * b) : C * b * b, outH = toSpace ? H * b : H / b, outW = toSpace ? W * b : W / b
         guard toSpace ? C % (b * b) == 0 : (H % b == 0 && W % b == 0) else { throw RuntimeError.invalid(node: n.label, reason: "sizes do not divide by the block") }
-        let y = ctx.alloc(nhwc ? [N, outH, outW, outC] : [N, outC, outH, outW], x.dtype)
+        let y = try ctx.alloc(nhwc ? [N, outH, outW, outC] : [N, outC, outH, outW], x.dtype)
         let e = x.elementSize
         func xIndex(_ n: Int, _ c: Int, _ h: Int, _ w: Int) -> Int { nhwc ? ((n * H + h) * W + w) * C + c : ((n * C + c) * H + h) * W + w }
         func yIndex(_ n: Int, _ c: Int, _ h: Int, _ w: Int) -> Int { nhwc ? ((n * outH + h) * outW + w) * outC + c : ((n * outC + c) * outH + h) * outW + w }

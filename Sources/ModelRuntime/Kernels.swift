@@ -60,8 +60,8 @@ func normalize(_ axis: Int, _ rank: Int, _ node: Node) throws -> Int {
 func view(_ t: RTensor, _ shape: [Int]) -> RTensor { RTensor(shape: shape, dtype: t.dtype, buffer: t.buffer) }
 
 /// A copy with another element type.
-func cast(_ t: RTensor, to dtype: DType, _ ctx: RunContext) -> RTensor {
-    let y = ctx.alloc(t.shape, dtype)
+func cast(_ t: RTensor, to dtype: DType, _ ctx: RunContext) throws -> RTensor {
+    let y = try ctx.alloc(t.shape, dtype)
     let n = t.count
     for i in 0..<n {
         let v = Double(t.element(i))
