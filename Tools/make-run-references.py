@@ -65,7 +65,11 @@ def tflite_ref(path):
     rng = np.random.default_rng(7)
     ins, meta = [], {'inputs': [], 'outputs': []}
     for d in it.get_input_details():
-        x = rng.uniform(-1, 1, size=d['shape']).astype(d['dtype'])
+        if np.issubdtype(d['dtype'], np.integer):
+            info = np.iinfo(d['dtype'])
+            x = rng.integers(info.min, info.max, size=d['shape'], endpoint=True).astype(d['dtype'])
+        else:
+            x = rng.uniform(-1, 1, size=d['shape']).astype(d['dtype'])
         it.set_tensor(d['index'], x)
         ref.set_tensor(d['index'], x)
         ins.append(x)
@@ -76,14 +80,16 @@ def tflite_ref(path):
     for d in it.get_output_details():
         v = it.get_tensor(d['index'])
         outs.append(v)
-        meta['outputs'].append({'name': d['name'], 'shape': list(map(int, v.shape)), 'spread': spread(v, ref.get_tensor(d['index']))})
+        meta['outputs'].append({'name': d['name'], 'shape': list(map(int, v.shape)), 'spread': spread(v, ref.get_tensor(d['index'])),
+                                'steps': float(np.abs(v.astype(np.float64) - ref.get_tensor(d['index']).astype(np.float64)).max()) if np.issubdtype(v.dtype, np.integer) else None})
     return ins, outs, meta
 
 
 def main():
     models = sorted(glob.glob(os.path.join(ROOT, '.models', d, '*.onnx')) for d in ('torchvision', 'paper', 'rapidocr', 'nudenet', 'magika'))
     models = [p for group in models for p in group] + sorted(glob.glob(os.path.join(ROOT, '.models', 'mediapipe', '*.tflite')))
-    models += [os.path.join(ROOT, 'SampleModels', f) for f in ('tiny_cnn.onnx', 'tiny_cnn.tflite')]
+    models += [os.path.join(ROOT, 'SampleModels', f) for f in ('tiny_cnn.onnx', 'tiny_cnn.tflite', 'tiny_cnn_qdq.onnx',
+                                                                'mobilenet_int8.tflite', 'mobilenet_dynamic.tflite')]
     for p in models:
         stem = os.path.splitext(os.path.basename(p))[0]
         d = os.path.join(OUT, stem + ('' if p.endswith('.onnx') else '.tflite'))

@@ -183,6 +183,18 @@ public final class Executor {
         return (newInputs, activation)
     }
 
+    /// TFLite nodes computing on quantized tensors (int8/uint8 with scale and zero point), other
+    /// than the ones that convert or only move bytes.
+    func needsQuantizedWrapper(_ node: Node) -> Bool {
+        guard node.domain == "tflite" else { return false }
+        let bytesOnly: Set<String> = ["Reshape", "Squeeze", "ExpandDims", "Transpose", "Dequantize", "Quantize", "Identity", "Shape"]
+        if bytesOnly.contains(node.op.rawValue) { return false }
+        return (node.inputs.compactMap { $0 } + node.outputs).contains { v in
+            let val = graph.values[v]
+            return Quant.isQuantizedType(val.type.dtype) && (val.quantization ?? val.constant?.quantization) != nil
+        }
+    }
+
     func plan() throws {
         let (fusedInputs, fusedActivations) = fusions()
         var lastUse: [ValueID: Int] = [:]
@@ -207,7 +219,7 @@ public final class Executor {
             let consts = inputs.map { $0.flatMap { $0 >= graph.values.count ? synthetic[$0 - graph.values.count] : constantTensor($0) } }
             var pc = PlanContext(node: node, graph: graph, constants: consts)
             pc.activation = fusedActivations[i]
-            let kernel = try factory(pc)
+            let kernel = try needsQuantizedWrapper(node) ? quantizedWrapper(pc, factory: factory) : factory(pc)
             let allConstant = zip(inputs, consts).allSatisfy { $0.0 == nil || $0.1 != nil }
             if allConstant && !node.inputs.isEmpty || node.op.rawValue == "Constant" {
                 // Fold once now.

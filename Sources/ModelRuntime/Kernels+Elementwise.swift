@@ -358,6 +358,21 @@ let elementwiseKernels: [(String, KernelFactory)] = {
             return [try cast(x, to: to, ctx)]
         }
     }))
+    // TFLite QUANTIZE: float -> int8/uint8 (or requantize) with the output's scale and zero point.
+    k.append(("Quantize", { pc in
+        let n = pc.node
+        guard let out = n.outputs.first, let q = pc.graph.values[out].quantization, q.scales.count == 1 else { throw pc.fail("output without per-tensor quantization") }
+        let outType = pc.graph.values[out].type.dtype
+        let inQ = n.inputs.first.flatMap { $0 }.flatMap { pc.graph.values[$0].quantization }
+        return { ins, ctx in
+            guard var x = ins.first ?? nil else { throw RuntimeError.invalid(node: n.label, reason: "missing input") }
+            if x.dtype != .float32 {
+                guard let inQ else { throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "requantizing without input parameters") }
+                x = try Quant.dequantize(x, inQ, ctx)
+            }
+            return [try Quant.quantize(x, to: outType, scale: q.scales[0], zeroPoint: Int(q.zeroPoints.first ?? 0), halfToEven: false, ctx)]
+        }
+    }))
     // TFLite DEQUANTIZE: float16 weights widened to float32, or int8/uint8 with the tensor's scale and zero point.
     k.append(("Dequantize", { pc in
         let n = pc.node
@@ -368,10 +383,9 @@ let elementwiseKernels: [(String, KernelFactory)] = {
             switch x.dtype {
             case .float16:
                 for i in 0..<x.count { y.floats[i] = halfToFloat(x.raw.load(fromByteOffset: i * 2, as: UInt16.self)) }
-            case .int8, .uint8:
-                guard let q, q.scales.count == 1 else { throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "per-axis dequantization") }
-                let s = q.scales[0], z = Float(q.zeroPoints.first ?? 0)
-                for i in 0..<x.count { y.floats[i] = (x.element(i) - z) * s }
+            case .int8, .uint8, .int16:
+                guard let q else { throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "no quantization parameters") }
+                return [try Quant.dequantize(x, q, ctx)]
             default: throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "dequantize from \(x.dtype.rawValue)")
             }
             return [y]

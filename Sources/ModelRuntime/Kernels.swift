@@ -7,7 +7,7 @@ import ModelIR
 enum KernelRegistry {
     static let table: [String: KernelFactory] = {
         var t: [String: KernelFactory] = [:]
-        for family in [elementwiseKernels, convKernels, convTransposeKernels, linalgKernels, tensorKernels, reduceKernels] {
+        for family in [elementwiseKernels, convKernels, convTransposeKernels, linalgKernels, tensorKernels, reduceKernels, quantizationKernels] {
             for (name, factory) in family { t[name] = factory }
         }
         return t

@@ -1,0 +1,132 @@
+import Foundation
+import ModelIR
+
+/// Quantized tensors: real = scale * (q - zero_point), per tensor or per axis.
+enum Quant {
+    static func isQuantizedType(_ d: DType) -> Bool { d == .int8 || d == .uint8 || d == .int16 || d == .int32 }
+
+    /// Float copy of a quantized tensor (per-axis along `axis` when several scales).
+    static func dequantize(_ t: RTensor, _ q: QuantizationParams, _ ctx: RunContext?) throws -> RTensor {
+        let y = try ctx?.alloc(t.shape, .float32) ?? RTensor.allocate(t.shape, .float32)
+        let n = t.count
+        if q.scales.count <= 1 {
+            let s = q.scales.first ?? 1, z = Float(q.zeroPoints.first ?? 0)
+            for i in 0..<n { y.floats[i] = (t.element(i) - z) * s }
+            return y
+        }
+        let axis = q.axis ?? 0
+        guard axis < t.shape.count, t.shape[axis] == q.scales.count else {
+            throw RuntimeError.input("per-axis quantization with \(q.scales.count) scales does not fit shape \(t.shape) on axis \(axis)")
+        }
+        let inner = t.shape[(axis + 1)...].reduce(1, *), len = t.shape[axis]
+        for i in 0..<n {
+            let c = (i / inner) % len
+            let z = Float(c < q.zeroPoints.count ? q.zeroPoints[c] : (q.zeroPoints.first ?? 0))
+            y.floats[i] = (t.element(i) - z) * q.scales[c]
+        }
+        return y
+    }
+
+    /// Quantized copy of a float tensor, per tensor. TFLite rounds half away from zero;
+    /// ONNX QuantizeLinear rounds half to even.
+    static func quantize(_ x: RTensor, to dtype: DType, scale: Float, zeroPoint: Int, halfToEven: Bool, _ ctx: RunContext) throws -> RTensor {
+        let y = try ctx.alloc(x.shape, dtype)
+        let (lo, hi): (Float, Float)
+        switch dtype {
+        case .int8: (lo, hi) = (-128, 127)
+        case .uint8: (lo, hi) = (0, 255)
+        case .int16: (lo, hi) = (-32768, 32767)
+        default: (lo, hi) = (-2147483648, 2147483520)
+        }
+        for i in 0..<x.count {
+            let v = x.floats[i] / scale
+            let r = halfToEven ? v.rounded(.toNearestOrEven) : v.rounded(.toNearestOrAwayFromZero)
+            let q = r.isNaN ? Float(zeroPoint) : min(max(r + Float(zeroPoint), lo), hi)
+            switch dtype {
+            case .int8: y.raw.storeBytes(of: Int8(q), toByteOffset: i, as: Int8.self)
+            case .uint8: y.raw.storeBytes(of: UInt8(q), toByteOffset: i, as: UInt8.self)
+            case .int16: y.raw.storeBytes(of: Int16(q), toByteOffset: i * 2, as: Int16.self)
+            default: y.raw.storeBytes(of: Int32(q), toByteOffset: i * 4, as: Int32.self)
+            }
+        }
+        return y
+    }
+}
+
+/// ONNX QuantizeLinear / DequantizeLinear (per tensor or per axis), and TFLite QUANTIZE.
+let quantizationKernels: [(String, KernelFactory)] = [
+    ("DequantizeLinear", { pc in
+        let n = pc.node
+        if (n.int("block_size") ?? 0) != 0 { throw pc.fail("blocked quantization") }
+        return { ins, ctx in
+            guard let x = ins.first ?? nil, let s = ins.count > 1 ? ins[1] : nil else { throw RuntimeError.invalid(node: n.label, reason: "missing input") }
+            guard Quant.isQuantizedType(x.dtype), s.dtype == .float32 else { throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "types \(x.dtype.rawValue) / \(s.dtype.rawValue)") }
+            let zp = (ins.count > 2 ? ins[2] : nil)?.integers() ?? []
+            // The axis matters only for per-axis scales.
+            let axis = s.count > 1 ? try normalize(n.int("axis") ?? 1, max(x.shape.count, 1), n) : nil
+            let q = QuantizationParams(scales: s.toFloats(), zeroPoints: zp.map { Int64($0) }, axis: axis)
+            return [try Quant.dequantize(x, q, ctx)]
+        }
+    }),
+    ("QuantizeLinear", { pc in
+        let n = pc.node
+        if (n.int("block_size") ?? 0) != 0 { throw pc.fail("blocked quantization") }
+        return { ins, ctx in
+            let x = try requireFloat(ins.first ?? nil, node: n)
+            guard let s = ins.count > 1 ? ins[1] : nil else { throw RuntimeError.invalid(node: n.label, reason: "missing scale") }
+            let zpT = ins.count > 2 ? ins[2] : nil
+            let dtype = zpT?.dtype ?? (n.string("output_dtype_name").flatMap(DType.init(rawValue:)) ?? .uint8)
+            guard [.int8, .uint8, .int16].contains(dtype) else { throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "output type \(dtype.rawValue)") }
+            let scales = s.toFloats(), zps = zpT?.integers() ?? [0]
+            if scales.count == 1 {
+                return [try Quant.quantize(x, to: dtype, scale: scales[0], zeroPoint: zps.first ?? 0, halfToEven: true, ctx)]
+            }
+            // Per axis: quantize slice by slice.
+            let axis = try normalize(n.int("axis") ?? 1, x.shape.count, n)
+            guard x.shape[axis] == scales.count else { throw RuntimeError.invalid(node: n.label, reason: "\(scales.count) scales for axis of \(x.shape[axis])") }
+            let y = try ctx.alloc(x.shape, dtype)
+            let inner = x.shape[(axis + 1)...].reduce(1, *), len = x.shape[axis]
+            for i in 0..<x.count {
+                let c = (i / inner) % len
+                let one = RTensor.make([x.floats[i]], shape: [1])
+                let q = try Quant.quantize(one, to: dtype, scale: scales[c], zeroPoint: c < zps.count ? zps[c] : 0, halfToEven: true, ctx)
+                y.raw.advanced(by: i * y.elementSize).copyMemory(from: q.raw, byteCount: y.elementSize)
+            }
+            return [y]
+        }
+    }),
+]
+
+/// Runs a float kernel on a TFLite node with quantized tensors: quantized inputs are dequantized
+/// (constants once, at plan time), the float kernel computes, and quantized outputs are
+/// requantized with their own scale and zero point. Results match an integer kernel within
+/// one quantization step; the arithmetic is float.
+func quantizedWrapper(_ pc: PlanContext, factory: KernelFactory) throws -> Kernel {
+    let g = pc.graph, n = pc.node
+    func params(_ v: ValueID?) -> QuantizationParams? {
+        guard let v else { return nil }
+        return g.values[v].quantization ?? g.values[v].constant?.quantization
+    }
+    let inParams = n.inputs.map(params)
+    var floatConstants = pc.constants
+    for (i, c) in pc.constants.enumerated() {
+        if let c, Quant.isQuantizedType(c.dtype), let q = inParams[i] { floatConstants[i] = try Quant.dequantize(c, q, nil) }
+    }
+    var inner = pc
+    inner = PlanContext(node: n, graph: g, constants: floatConstants)
+    inner.activation = pc.activation
+    let kernel = try factory(inner)
+    let outInfo = n.outputs.map { (g.values[$0].type.dtype, g.values[$0].quantization) }
+    return { ins, ctx in
+        var xs = ins
+        for (i, x) in ins.enumerated() {
+            if let c = floatConstants[i] { xs[i] = c; continue }
+            if let x, Quant.isQuantizedType(x.dtype), let q = inParams[i] { xs[i] = try Quant.dequantize(x, q, ctx) }
+        }
+        let outs = try kernel(xs, ctx)
+        return try outs.enumerated().map { k, y in
+            guard k < outInfo.count, Quant.isQuantizedType(outInfo[k].0), let q = outInfo[k].1, y.dtype == .float32 else { return y }
+            return try Quant.quantize(y, to: outInfo[k].0, scale: q.scales.first ?? 1, zeroPoint: Int(q.zeroPoints.first ?? 0), halfToEven: false, ctx)
+        }
+    }
+}
