@@ -160,6 +160,56 @@ int mltfl_get_tensor(const mltfl_model *m, int32_t s, int32_t t, mltfl_tensor *o
   return 0;
 }
 
+static void sparse_vector(tflite::SparseIndexVector type, const void *v, int32_t *out_type, const void **data, int32_t *count) {
+  *out_type = static_cast<int32_t>(type);
+  *data = nullptr;
+  *count = 0;
+  if (v == nullptr) return;
+  switch (type) {
+    case tflite::SparseIndexVector_Int32Vector: {
+      auto *x = static_cast<const tflite::Int32Vector *>(v)->values();
+      if (x) { *data = x->data(); *count = static_cast<int32_t>(x->size()); }
+      break;
+    }
+    case tflite::SparseIndexVector_Uint16Vector: {
+      auto *x = static_cast<const tflite::Uint16Vector *>(v)->values();
+      if (x) { *data = x->data(); *count = static_cast<int32_t>(x->size()); }
+      break;
+    }
+    case tflite::SparseIndexVector_Uint8Vector: {
+      auto *x = static_cast<const tflite::Uint8Vector *>(v)->values();
+      if (x) { *data = x->data(); *count = static_cast<int32_t>(x->size()); }
+      break;
+    }
+    default: break;
+  }
+}
+
+int32_t mltfl_tensor_sparsity(const mltfl_model *m, int32_t s, int32_t t, const int32_t **traversal, int32_t *traversal_count,
+                              const int32_t **block_map, int32_t *block_map_count, mltfl_sparse_dim *dims, int32_t capacity) {
+  auto *g = subgraph_at(m, s);
+  *traversal = nullptr; *traversal_count = 0; *block_map = nullptr; *block_map_count = 0;
+  if (g == nullptr || g->tensors() == nullptr || t < 0 || static_cast<uint32_t>(t) >= g->tensors()->size()) return -1;
+  auto *sp = g->tensors()->Get(static_cast<uint32_t>(t))->sparsity();
+  if (sp == nullptr) return -1;
+  if (sp->traversal_order()) { *traversal = sp->traversal_order()->data(); *traversal_count = static_cast<int32_t>(sp->traversal_order()->size()); }
+  if (sp->block_map()) { *block_map = sp->block_map()->data(); *block_map_count = static_cast<int32_t>(sp->block_map()->size()); }
+  int32_t n = 0;
+  if (auto *dm = sp->dim_metadata()) {
+    for (uint32_t i = 0; i < dm->size() && n < capacity; i++) {
+      auto *d = dm->Get(i);
+      mltfl_sparse_dim out;
+      std::memset(&out, 0, sizeof(out));
+      out.format = d->format();
+      out.dense_size = d->dense_size();
+      sparse_vector(d->array_segments_type(), d->array_segments(), &out.segments_type, &out.segments, &out.segments_count);
+      sparse_vector(d->array_indices_type(), d->array_indices(), &out.indices_type, &out.indices, &out.indices_count);
+      dims[n++] = out;
+    }
+  }
+  return n;
+}
+
 int32_t mltfl_operator_count(const mltfl_model *m, int32_t s) {
   auto *g = subgraph_at(m, s);
   return g ? vec_count(g->operators()) : 0;

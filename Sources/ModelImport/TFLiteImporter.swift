@@ -39,6 +39,72 @@ func dtypeFromTFLite(_ code: Int32) -> DType {
     }
 }
 
+struct SparsityError: Error { let reason: String }
+
+/// Expands a sparse constant (TFLite's CSR-style format, no blocks) to its dense form, checking
+/// every index against the shape; the result is owned. Stored values come in traversal order.
+func densify(_ file: TFLiteFile, _ s: Int32, _ t: Int32, values: UnsafeRawBufferPointer, dtype: DType, shape: [Int],
+             quantization: QuantizationParams?) throws -> TensorData {
+    var traversal: UnsafePointer<Int32>?, blockMap: UnsafePointer<Int32>?
+    var tc: Int32 = 0, bc: Int32 = 0
+    var dims = [mltfl_sparse_dim](repeating: mltfl_sparse_dim(), count: 16)
+    let n = Int(mltfl_tensor_sparsity(file.handle, s, t, &traversal, &tc, &blockMap, &bc, &dims, 16))
+    guard n == shape.count, bc == 0 else { throw SparsityError(reason: "sparsity with blocks or \(n) dims for a rank-\(shape.count) tensor is not supported") }
+    let order = (0..<Int(tc)).map { Int(traversal![$0]) }
+    guard order.count == n, Set(order) == Set(0..<n) else { throw SparsityError(reason: "invalid traversal order \(order)") }
+    guard let width = dtype.bitWidth, width % 8 == 0, let total = Shape.product(shape), total < (1 << 30) else {
+        throw SparsityError(reason: "sparse tensor of \(dtype.rawValue) \(shape)")
+    }
+    let e = width / 8
+    var out = [UInt8](repeating: 0, count: total * e)
+    var strides = [Int](repeating: 1, count: n)
+    for i in stride(from: n - 2, through: 0, by: -1) { strides[i] = strides[i + 1] * shape[i + 1] }
+    func vector(_ type: Int32, _ p: UnsafeRawPointer?, _ count: Int32) -> [Int]? {
+        guard let p, count >= 0 else { return count == 0 ? [] : nil }
+        switch type {
+        case 1: return (0..<Int(count)).map { Int(p.load(fromByteOffset: $0 * 4, as: Int32.self)) }
+        case 2: return (0..<Int(count)).map { Int(p.load(fromByteOffset: $0 * 2, as: UInt16.self)) }
+        case 3: return (0..<Int(count)).map { Int(p.load(fromByteOffset: $0, as: UInt8.self)) }
+        default: return nil
+        }
+    }
+    var segs: [[Int]] = [], idxs: [[Int]] = []
+    for d in dims.prefix(n) {
+        if d.format == 1 {
+            guard let sg = vector(d.segments_type, d.segments, d.segments_count), let ix = vector(d.indices_type, d.indices, d.indices_count) else {
+                throw SparsityError(reason: "unreadable CSR vectors")
+            }
+            segs.append(sg); idxs.append(ix)
+        } else { segs.append([]); idxs.append([]) }
+    }
+    var next = 0
+    // Walk the storage: level k runs over traversal dimension order[k]; `pos` indexes the
+    // previous sparse level's entries (the row of the CSR segments), as in TFLite's converter.
+    func walk(_ level: Int, _ offset: Int, _ pos: Int) throws {
+        if level == n {
+            guard (next + 1) * e <= values.count else { throw SparsityError(reason: "fewer stored values than the indices need") }
+            for b in 0..<e { out[offset * e + b] = values[next * e + b] }
+            next += 1
+            return
+        }
+        let dim = order[level]
+        if dims[level].format == 0 {
+            let size = Int(dims[level].dense_size)
+            guard size == shape[dim] else { throw SparsityError(reason: "dense size \(size) for dimension of \(shape[dim])") }
+            for i in 0..<size { try walk(level + 1, offset + i * strides[dim], pos * size + i) }
+        } else {
+            let sg = segs[level], ix = idxs[level]
+            guard pos + 1 < sg.count, sg[pos] <= sg[pos + 1], sg[pos + 1] <= ix.count else { throw SparsityError(reason: "segment \(pos) out of range") }
+            for j in sg[pos]..<sg[pos + 1] {
+                guard ix[j] >= 0 && ix[j] < shape[dim] else { throw SparsityError(reason: "index \(ix[j]) outside a dimension of \(shape[dim])") }
+                try walk(level + 1, offset + ix[j] * strides[dim], j)
+            }
+        }
+    }
+    try walk(0, 0, 0)
+    return TensorData(dtype: dtype, shape: shape, storage: .owned(out), quantization: quantization)
+}
+
 /// Lowers a .tflite file into the IR. The file stays mapped for the model's
 /// lifetime; weights are read where they lie.
 enum TFLiteImporter {
@@ -110,7 +176,15 @@ enum TFLiteImporter {
                 guard mltfl_buffer(h, info.buffer, &data, &size, &err, err.count) == 0 else {
                     throw ImportError(path, "tensor '\(name)': " + String(cString: err))
                 }
-                if size > 0 {
+                if size > 0 && info.has_sparsity != 0 {
+                    let shape = dims?.compactMap(\.value) ?? []
+                    let bytes = UnsafeRawBufferPointer(start: UnsafeRawPointer(data), count: Int(size))
+                    do {
+                        graph.values[id].constant = try densify(file, s, Int32(t), values: bytes, dtype: dtype, shape: shape, quantization: quant)
+                    } catch let e as SparsityError {
+                        throw ImportError(path, "tensor '\(name)': \(e.reason)")
+                    }
+                } else if size > 0 {
                     let shape = dims?.compactMap(\.value) ?? []
                     if info.has_sparsity == 0, dtype != .string, let count = Shape.product(shape),
                        let need = dtype.byteCount(elements: count), need != Int(size) {

@@ -391,7 +391,8 @@ let elementwiseKernels: [(String, KernelFactory)] = {
             return [y]
         }
     }))
-    for name in ["Identity", "Dropout"] {
+    // TFLite DENSIFY: the importer already expanded the sparse constant; this is a copy.
+    for name in ["Identity", "Dropout", "Densify"] {
         k.append((name, { pc in
             let n = pc.node
             return { ins, ctx in

@@ -12,7 +12,7 @@ final class ReferenceRuntimeTests: XCTestCase {
     /// Ops that are custom to mediapipe (not TFLite builtins) or not implemented yet; a model
     /// using them must fail to plan with a message naming the op, and is listed, not compared.
     static let allowedUnsupported = ["Landmarks2TransformMatrix", "TransformLandmarks", "TransformTensorBilinear",
-                                     "Convolution2DTransposeBias", "DENSIFY"]
+                                     "Convolution2DTransposeBias"]
 
     func testOutputsMatchReferenceRuntimes() throws {
         let dir = TestSupport.refdata.appendingPathComponent("runs")

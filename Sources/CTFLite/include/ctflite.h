@@ -51,6 +51,24 @@ typedef struct mltfl_tensor {
   int32_t quantized_dimension;
 } mltfl_tensor;
 
+/// One dimension of a sparse tensor's storage (traversal order).
+typedef struct mltfl_sparse_dim {
+  int32_t format;          // 0 DENSE, 1 SPARSE_CSR
+  int32_t dense_size;
+  int32_t segments_type;   // 1 int32, 2 uint16, 3 uint8 (SparseIndexVector member), 0 none
+  const void *segments;
+  int32_t segments_count;
+  int32_t indices_type;
+  const void *indices;
+  int32_t indices_count;
+} mltfl_sparse_dim;
+
+/// Sparsity of a tensor: traversal order, block map and per-dimension storage. Returns the
+/// number of dimensions written (at most `capacity`), or -1 when the tensor is dense.
+int32_t mltfl_tensor_sparsity(const mltfl_model *model, int32_t subgraph, int32_t tensor, const int32_t **traversal,
+                              int32_t *traversal_count, const int32_t **block_map, int32_t *block_map_count,
+                              mltfl_sparse_dim *dims, int32_t capacity);
+
 int32_t mltfl_tensor_count(const mltfl_model *model, int32_t subgraph);
 int mltfl_get_tensor(const mltfl_model *model, int32_t subgraph, int32_t tensor,
                      mltfl_tensor *out);
