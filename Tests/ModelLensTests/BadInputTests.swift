@@ -143,6 +143,40 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(problems.count, 0)
     }
 
+    /// Mutated small models through `modellens run --random`: the executor must stop cleanly
+    /// (exit 0 or 1) on whatever shapes and attributes the mutations produce.
+    func testMutatedModelsNeverKillTheExecutor() throws {
+        guard FileManager.default.isExecutableFile(atPath: TestSupport.binary.path) else { throw XCTSkip("build modellens first") }
+        let sources = ["tiny_cnn.onnx", "tiny_cnn.tflite", "mobilenet_int8.tflite", "tiny_cnn_qdq.onnx"].map { TestSupport.samples.appendingPathComponent($0) }
+        var rng = SplitMix(seed: 99)
+        var jobs: [(URL, Data)] = []
+        for src in sources {
+            let data = try Data(contentsOf: src)
+            for i in 0..<150 { jobs.append((tmp.appendingPathComponent("r\(jobs.count)-\(i).\(src.pathExtension)"), mutate(data, &rng))) }
+        }
+        let lock = NSLock()
+        var problems: [String] = []
+        var codes: [Int32: Int] = [:]
+        DispatchQueue.concurrentPerform(iterations: jobs.count) { i in
+            let (url, data) = jobs[i]
+            FileManager.default.createFile(atPath: url.path, contents: data)
+            let r = try? TestSupport.run(["run", url.path, "--random", "--threads", "1"], memoryLimitKB: 4 * 1024 * 1024, timeout: 30)
+            try? FileManager.default.removeItem(at: url)
+            lock.lock(); defer { lock.unlock() }
+            guard let r else { problems.append("\(url.lastPathComponent): could not run"); return }
+            codes[r.status, default: 0] += 1
+            if r.signaled || r.timedOut || !(r.status == 0 || r.status == 1) {
+                problems.append("\(url.lastPathComponent): status \(r.status) signaled=\(r.signaled) timedOut=\(r.timedOut) \(r.stderr.suffix(300))")
+                let keep = TestSupport.root.appendingPathComponent(".build/fuzz-failures")
+                try? FileManager.default.createDirectory(at: keep, withIntermediateDirectories: true)
+                FileManager.default.createFile(atPath: keep.appendingPathComponent(url.lastPathComponent).path, contents: data)
+            }
+        }
+        print("executor mutations: \(jobs.count) runs, exit codes \(codes.sorted { $0.key < $1.key })")
+        for p in problems.prefix(10) { print("  \(p)") }
+        XCTAssertEqual(problems.count, 0)
+    }
+
     // MARK: helpers
 
     func realModels(limit: Int, maxBytes: Int = 3_000_000) -> [URL] {
