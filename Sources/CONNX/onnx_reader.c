@@ -1,6 +1,8 @@
 #include "onnx_reader.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -61,12 +63,139 @@ Onnx__ModelProto *ml_onnx_decode(const uint8_t *data, size_t size, char *err, si
   return model;
 }
 
+// --- streaming decode -------------------------------------------------------------------
+// protobuf-c copies every bytes field, so decoding a mapped file whole holds the mapping and
+// the copy at once (2x the file). Instead: walk the top level of the ModelProto and of its
+// GraphProto by hand, decode the graph without its initializers (small), then decode the
+// initializers one by one from the mapping and drop each mapped range once copied
+// (MADV_DONTNEED on a read-only private file mapping just releases clean pages).
+
+static int read_varint(const uint8_t *p, size_t n, size_t *pos, uint64_t *out) {
+  uint64_t v = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (*pos >= n) return -1;
+    uint8_t b = p[(*pos)++];
+    v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) { *out = v; return 0; }
+  }
+  return -1;
+}
+
+// Skips one field's value; returns 0, or -1 on malformed input or unsupported wire types.
+static int skip_value(const uint8_t *p, size_t n, size_t *pos, int wire, size_t *len_out) {
+  uint64_t v;
+  switch (wire) {
+    case 0: return read_varint(p, n, pos, &v);
+    case 1: if (n - *pos < 8) return -1; *pos += 8; return 0;
+    case 5: if (n - *pos < 4) return -1; *pos += 4; return 0;
+    case 2:
+      if (read_varint(p, n, pos, &v) != 0 || v > n - *pos) return -1;
+      if (len_out) *len_out = (size_t)v;
+      *pos += (size_t)v;
+      return 0;
+    default: return -1;
+  }
+}
+
+typedef struct { size_t start, len; } ml_range;
+
+static void drop_pages(const uint8_t *base, size_t start, size_t len) {
+  long page = sysconf(_SC_PAGESIZE);
+  uintptr_t a = ((uintptr_t)(base + start) + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+  uintptr_t b = ((uintptr_t)(base + start + len)) & ~((uintptr_t)page - 1);
+  if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+// Returns NULL when the file is not shaped as expected; the caller then decodes it whole.
+static Onnx__ModelProto *ml_onnx_decode_streaming(const uint8_t *data, size_t size) {
+  // Top level: find the single graph field (7).
+  size_t pos = 0, graph_start = 0, graph_len = 0;
+  int graphs = 0;
+  while (pos < size) {
+    uint64_t key;
+    if (read_varint(data, size, &pos, &key) != 0) return NULL;
+    int field = (int)(key >> 3), wire = (int)(key & 7);
+    size_t before = pos, len = 0;
+    if (skip_value(data, size, &pos, wire, &len) != 0) return NULL;
+    if (field == 7 && wire == 2) { graphs++; graph_len = len; graph_start = pos - len; (void)before; }
+  }
+  if (graphs != 1) return NULL;
+  // In the graph: initializers (field 5) apart, everything else copied into a small buffer.
+  const uint8_t *g = data + graph_start;
+  size_t gpos = 0, count = 0, cap = 64, rest_len = 0;
+  ml_range *inits = malloc(cap * sizeof(ml_range));
+  uint8_t *rest = malloc(graph_len ? graph_len : 1);
+  if (!inits || !rest) { free(inits); free(rest); return NULL; }
+  while (gpos < graph_len) {
+    size_t field_start = gpos, len = 0;
+    uint64_t key;
+    if (read_varint(g, graph_len, &gpos, &key) != 0) goto fail;
+    int field = (int)(key >> 3), wire = (int)(key & 7);
+    if (skip_value(g, graph_len, &gpos, wire, &len) != 0) goto fail;
+    if (field == 5 && wire == 2) {
+      if (count == cap) {
+        ml_range *bigger = realloc(inits, 2 * cap * sizeof(ml_range));
+        if (!bigger) goto fail;
+        inits = bigger; cap *= 2;
+      }
+      inits[count++] = (ml_range){graph_start + gpos - len, len};
+    } else {
+      memcpy(rest + rest_len, g + field_start, gpos - field_start);
+      rest_len += gpos - field_start;
+    }
+  }
+  {
+    // The model without its graph, and the graph without its initializers.
+    size_t mpos = 0, mlen = 0;
+    uint8_t *mrest = malloc(size - graph_len + 1);
+    if (!mrest) goto fail;
+    while (mpos < size) {
+      size_t field_start = mpos, len = 0;
+      uint64_t key;
+      read_varint(data, size, &mpos, &key);
+      int field = (int)(key >> 3), wire = (int)(key & 7);
+      skip_value(data, size, &mpos, wire, &len);
+      if (!(field == 7 && wire == 2)) { memcpy(mrest + mlen, data + field_start, mpos - field_start); mlen += mpos - field_start; }
+    }
+    Onnx__ModelProto *model = onnx__model_proto__unpack(NULL, mlen, mrest);
+    free(mrest);
+    Onnx__GraphProto *graph = onnx__graph_proto__unpack(NULL, rest_len, rest);
+    free(rest); rest = NULL;
+    if (!model || !graph) {
+      if (model) onnx__model_proto__free_unpacked(model, NULL);
+      if (graph) onnx__graph_proto__free_unpacked(graph, NULL);
+      free(inits);
+      return NULL;
+    }
+    model->graph = graph;
+    if (count > 0) {
+      graph->initializer = calloc(count, sizeof(Onnx__TensorProto *));
+      if (!graph->initializer) { onnx__model_proto__free_unpacked(model, NULL); free(inits); return NULL; }
+      for (size_t i = 0; i < count; i++) {
+        Onnx__TensorProto *t = onnx__tensor_proto__unpack(NULL, inits[i].len, data + inits[i].start);
+        if (!t) { graph->n_initializer = i; onnx__model_proto__free_unpacked(model, NULL); free(inits); return NULL; }
+        graph->initializer[i] = t;
+        graph->n_initializer = i + 1;
+        drop_pages(data, inits[i].start, inits[i].len);
+      }
+    }
+    free(inits);
+    return model;
+  }
+fail:
+  free(inits);
+  free(rest);
+  return NULL;
+}
+
 Onnx__ModelProto *ml_onnx_load(const char *path, char *err, size_t errlen) {
   ml_mapping m;
   if (ml_map_file(path, &m, err, errlen) != 0) return NULL;
-  // protobuf-c reads the buffer once, front to back.
   if (m.data != NULL) madvise((void *)m.data, m.size, MADV_SEQUENTIAL);
-  Onnx__ModelProto *model = ml_onnx_decode(m.data, m.size, err, errlen);
+  Onnx__ModelProto *model = m.size > 0 ? ml_onnx_decode_streaming(m.data, m.size) : NULL;
+  // Anything unusual (several graph fields, groups, malformed framing): decode whole, which
+  // also produces the error message for broken files.
+  if (model == NULL) model = ml_onnx_decode(m.data, m.size, err, errlen);
   ml_unmap_file(&m);
   return model;
 }
