@@ -95,47 +95,109 @@ static void add_bias_nchw(float *y, const float *bias, int c, int hw) {
   }
 }
 
+// One tile of output columns [col, col + width) for one image and group: im2col of just
+// those columns into `cols` (kk x width), then one sgemm into y (ldc = out_hw).
+static void conv_nchw_tile(const mlk_conv *p, const float *xg, const float *wg, float *yg, float *cols, int col, int width) {
+  const int cin_g = p->in_c / p->groups, cout_g = p->out_c / p->groups;
+  const int out_hw = p->out_h * p->out_w, in_hw = p->in_h * p->in_w;
+  const int kk = cin_g * p->k_h * p->k_w;
+  for (int c = 0; c < cin_g; c++)
+    for (int kh = 0; kh < p->k_h; kh++)
+      for (int kw = 0; kw < p->k_w; kw++) {
+        float *row = cols + ((size_t)(c * p->k_h + kh) * p->k_w + kw) * width;
+        const float *plane = xg + (size_t)c * in_hw;
+        int j = 0;
+        while (j < width) {
+          // Runs along one output row: valid input columns copied, padding zeroed.
+          int o = col + j, oh = o / p->out_w, ow0 = o % p->out_w;
+          int run = p->out_w - ow0 < width - j ? p->out_w - ow0 : width - j;
+          int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
+          float *dst = row + j;
+          if (ih < 0 || ih >= p->in_h) {
+            memset(dst, 0, sizeof(float) * (size_t)run);
+          } else {
+            const float *src = plane + (size_t)ih * p->in_w;
+            for (int r = 0; r < run; r++) {
+              int iw = (ow0 + r) * p->stride_w - p->pad_left + kw * p->dil_w;
+              dst[r] = (iw >= 0 && iw < p->in_w) ? src[iw] : 0.0f;
+            }
+          }
+          j += run;
+        }
+      }
+  cblas_sgemm(MLK_ROW_MAJOR_, MLK_NO_TRANS_, MLK_NO_TRANS_, cout_g, width, kk, 1.0f, wg, kk, cols, width, 0.0f, yg + col, out_hw);
+}
+
+typedef struct {
+  const mlk_conv *p;
+  const float *x, *w;
+  float *y, *scratch;
+  int first, step, tiles_per_image, total;
+} conv_job;
+
+static void *conv_worker(void *arg) {
+  const conv_job *j = arg;
+  const mlk_conv *p = j->p;
+  const int g = p->groups, cin_g = p->in_c / g, cout_g = p->out_c / g;
+  const int out_hw = p->out_h * p->out_w, in_hw = p->in_h * p->in_w;
+  const int kk = cin_g * p->k_h * p->k_w;
+  for (int t = j->first; t < j->total; t += j->step) {
+    int image = t / j->tiles_per_image, tile = t % j->tiles_per_image;
+    int n = image / g, gi = image % g;
+    int col = tile * MLK_TILE, width = out_hw - col < MLK_TILE ? out_hw - col : MLK_TILE;
+    conv_nchw_tile(p, j->x + ((size_t)n * p->in_c + (size_t)gi * cin_g) * in_hw, j->w + (size_t)gi * cout_g * kk,
+                   j->y + ((size_t)n * p->out_c + (size_t)gi * cout_g) * out_hw, j->scratch, col, width);
+  }
+  return NULL;
+}
+
+size_t mlk_conv_nchw_scratch(const mlk_conv *p) {
+  // One tile of im2col columns per thread.
+  return (size_t)(p->in_c / p->groups) * p->k_h * p->k_w * MLK_TILE * (size_t)(mlk_threads < 16 ? mlk_threads : 16);
+}
+
 void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch) {
   const int g = p->groups, cin_g = p->in_c / g, cout_g = p->out_c / g;
   const int out_hw = p->out_h * p->out_w, in_hw = p->in_h * p->in_w;
   const int kk = cin_g * p->k_h * p->k_w;
   const int pointwise = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
                         p->pad_left == 0 && p->out_h == p->in_h && p->out_w == p->in_w;
-  for (int n = 0; n < p->batch; n++) {
-    for (int gi = 0; gi < g; gi++) {
-      const float *xg = x + ((size_t)n * p->in_c + (size_t)gi * cin_g) * in_hw;
-      float *yg = y + ((size_t)n * p->out_c + (size_t)gi * cout_g) * out_hw;
-      const float *wg = w + (size_t)gi * cout_g * kk;
-      const float *cols = xg;
-      if (!pointwise) {
-        // im2col: rows (c, kh, kw), columns (oh, ow); valid column ranges copied in one go.
-        for (int kh = 0; kh < p->k_h; kh++) {
-          int oh_lo, oh_hi;
-          valid_range(p->out_h, p->in_h, p->stride_h, p->pad_top, kh * p->dil_h, &oh_lo, &oh_hi);
-          for (int kw = 0; kw < p->k_w; kw++) {
-            int ow_lo, ow_hi;
-            valid_range(p->out_w, p->in_w, p->stride_w, p->pad_left, kw * p->dil_w, &ow_lo, &ow_hi);
-            for (int c = 0; c < cin_g; c++) {
-              float *row = scratch + ((size_t)(c * p->k_h + kh) * p->k_w + kw) * out_hw;
-              const float *plane = xg + (size_t)c * in_hw;
-              for (int oh = 0; oh < p->out_h; oh++) {
-                float *dst = row + (size_t)oh * p->out_w;
-                if (oh < oh_lo || oh >= oh_hi) { memset(dst, 0, sizeof(float) * (size_t)p->out_w); continue; }
-                const float *src = plane + (size_t)(oh * p->stride_h - p->pad_top + kh * p->dil_h) * p->in_w - p->pad_left + kw * p->dil_w;
-                if (ow_lo > 0) memset(dst, 0, sizeof(float) * (size_t)ow_lo);
-                if (p->stride_w == 1) memcpy(dst + ow_lo, src + ow_lo, sizeof(float) * (size_t)(ow_hi - ow_lo));
-                else for (int ow = ow_lo; ow < ow_hi; ow++) dst[ow] = src[ow * p->stride_w];
-                if (ow_hi < p->out_w) memset(dst + ow_hi, 0, sizeof(float) * (size_t)(p->out_w - ow_hi));
-              }
-            }
-          }
-        }
-        cols = scratch;
-      }
-      mlk_sgemm(0, 0, cout_g, out_hw, kk, 1.0f, wg, kk, cols, out_hw, 0.0f, yg, out_hw);
+  if (pointwise) {
+    for (int n = 0; n < p->batch; n++)
+      for (int gi = 0; gi < g; gi++)
+        mlk_sgemm(0, 0, cout_g, out_hw, kk, 1.0f, w + (size_t)gi * cout_g * kk, kk,
+                  x + ((size_t)n * p->in_c + (size_t)gi * cin_g) * in_hw, out_hw, 0.0f,
+                  y + ((size_t)n * p->out_c + (size_t)gi * cout_g) * out_hw, out_hw);
+  } else {
+    // Fixed tiles of 256 output columns shared out among threads: results do not depend on
+    // the thread count, and scratch is one tile per thread.
+    int tiles_per_image = (out_hw + MLK_TILE - 1) / MLK_TILE, total = tiles_per_image * p->batch * g;
+    int workers = mlk_threads < total ? mlk_threads : total;
+    if (workers > 16) workers = 16;
+    if (workers < 1) workers = 1;
+    conv_job jobs[16];
+    pthread_t th[16];
+    size_t per = (size_t)kk * MLK_TILE;
+    for (int k = 0; k < workers; k++) jobs[k] = (conv_job){p, x, w, y, scratch + per * (size_t)k, k, workers, tiles_per_image, total};
+    int started = 0;
+    for (int k = 1; k < workers; k++) {
+      if (pthread_create(&th[k], NULL, conv_worker, &jobs[k]) != 0) break;
+      started = k;
     }
-    add_bias_nchw(y + (size_t)n * p->out_c * out_hw, bias, p->out_c, out_hw);
+    if (started == workers - 1) {
+      conv_worker(&jobs[0]);
+      for (int k = 1; k <= started; k++) pthread_join(th[k], NULL);
+    } else {
+      // Not every thread started: wait for those that did, then redo every tile here, in
+      // the same tiles (same results).
+      for (int k = 1; k <= started; k++) pthread_join(th[k], NULL);
+      conv_job all = jobs[0];
+      all.first = 0;
+      all.step = 1;
+      conv_worker(&all);
+    }
   }
+  for (int n = 0; n < p->batch; n++) add_bias_nchw(y + (size_t)n * p->out_c * out_hw, bias, p->out_c, out_hw);
 }
 
 void mlk_depthwise_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y) {

@@ -104,7 +104,7 @@ let convKernels: [(String, KernelFactory)] = {
                 let scratch = ctx.scratchFloats(Int(p.out_h * p.out_w * p.k_h * p.k_w * (p.in_c / p.groups)))
                 mlk_conv_nhwc(&p, x.floats, w.floats, b, y.floats, scratch)
             } else {
-                let scratch = ctx.scratchFloats(Int((p.in_c / p.groups) * p.k_h * p.k_w * p.out_h * p.out_w))
+                let scratch = ctx.scratchFloats(Int(mlk_conv_nchw_scratch(&p)))
                 mlk_conv_nchw(&p, x.floats, w.floats, b, y.floats, scratch)
             }
             applyFused(n, y)

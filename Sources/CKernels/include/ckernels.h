@@ -81,7 +81,8 @@ typedef struct mlk_conv {
 } mlk_conv;
 
 /// NCHW input, OIHW weights (O x I/g x kH x kW), optional bias [O]. `scratch` holds
-/// (I/g * kH * kW) * (out_h * out_w) floats (unused for 1x1 stride-1 unpadded convs).
+/// mlk_conv_nchw_scratch(p) floats: one 256-column im2col tile per thread.
+size_t mlk_conv_nchw_scratch(const mlk_conv *p);
 void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch);
 
 /// Depthwise NCHW (groups == in_c, out_c == in_c * multiplier), weights [O, 1, kH, kW].
