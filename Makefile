@@ -1,5 +1,5 @@
 # ModelLens — the two commands a newcomer needs:
-#   make demo   set up, build, and inspect the sample models
+#   make demo   set up, build, inspect, analyse and run the sample models
 #   make test   set up, fetch the real models, write reference data, run every test
 SWIFT ?= swift
 MODELLENS = .build/debug/modellens
@@ -18,6 +18,10 @@ demo: build
 	$(MODELLENS) inspect SampleModels/tiny_cnn.tflite
 	@echo
 	$(MODELLENS) inspect SampleModels/tiny_cnn.onnx --input-shape input=8,3,32,32 --json
+	@echo
+	$(MODELLENS) analyze SampleModels/tiny_cnn.onnx --profile odroid-xu4-mali-t628
+	@echo
+	$(MODELLENS) run SampleModels/mobilenet_int8.tflite --random
 
 models: setup
 	@Tools/fetch-models.sh
