@@ -64,8 +64,7 @@ public struct Comparison: Sendable {
                 "byOpType": Dictionary(uniqueKeysWithValues: byOp.map { ($0.op, ["nodes": row($0.nodes), "macs": row($0.macs), "params": row($0.params)]) }),
                 "onlyInA": onlyInA, "onlyInB": onlyInB, "matchedByName": matchedByName,
             ]
-            let data = (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])) ?? Data()
-            return String(decoding: data, as: UTF8.self)
+            return renderJSON(obj)
         }
         func pct(_ r: Row) -> String { r.a == 0 ? (r.b == 0 ? "" : "new") : String(format: "%+.1f%%", 100 * Double(r.delta) / Double(r.a)) }
         var out = ["A: \(a.model.path)", "B: \(b.model.path)", "profile: \(a.profile.id); counting convention as in `modellens analyze --help`", ""]

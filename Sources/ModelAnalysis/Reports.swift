@@ -1,6 +1,12 @@
 import Foundation
 import ModelIR
 
+/// Every JSON report: keys sorted (stable diffs), pretty-printed, slashes unescaped.
+public func renderJSON(_ object: Any) -> String {
+    let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+    return String(decoding: data, as: UTF8.self)
+}
+
 /// Renders an analysis as an aligned table, JSON, CSV or Markdown.
 public enum AnalysisFormat: String, CaseIterable, Sendable {
     case table, json, csv, markdown, html
@@ -17,8 +23,7 @@ public enum AnalysisRenderer {
                                          "paramsSaved": $0.paramsSaved, "macsSaved": $0.macsSaved] },
                 "skipped": lowRankSkipped,
             ]
-            let data = (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])) ?? Data()
-            return String(decoding: data, as: UTF8.self)
+            return renderJSON(obj)
         }
         if let lowRank, format == .table || format == .markdown {
             var rows = [["node", "weight", "effective rank", "params saved", "MACs saved"]]
@@ -176,7 +181,6 @@ public enum AnalysisRenderer {
     }
 
     static func json(_ r: AnalysisReport) -> String {
-        let data = (try? JSONSerialization.data(withJSONObject: jsonObject(r), options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])) ?? Data()
-        return String(decoding: data, as: UTF8.self)
+        renderJSON(jsonObject(r))
     }
 }

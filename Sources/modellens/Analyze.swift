@@ -73,8 +73,7 @@ struct Analyze: ParsableCommand {
             bindings[String(parts[0])] = v
         }
         let shapes = try Inspect.parseShapes(inputShapes)
-        let hw: HardwareProfile
-        do { hw = try HardwareProfile.resolve(profile) } catch { throw CommandError(message: "\(error)", code: 2) }
+        let hw = try resolveProfile(profile)
         let t0 = DispatchTime.now().uptimeNanoseconds
         let model = try ModelImporter.load(self.model, options: .init(inputShapes: shapes))
         let t1 = DispatchTime.now().uptimeNanoseconds
@@ -178,8 +177,7 @@ struct Compare: ParsableCommand {
 
     func run() throws {
         guard format == "table" || format == "json" else { throw ValidationError("--format must be table or json") }
-        let hw: HardwareProfile
-        do { hw = try HardwareProfile.resolve(profile) } catch { throw CommandError(message: "\(error)", code: 2) }
+        let hw = try resolveProfile(profile)
         let ra = ModelAnalyzer.analyze(try ModelImporter.load(a), profile: hw)
         let rb = ModelAnalyzer.analyze(try ModelImporter.load(b), profile: hw)
         print(Comparison(ra, rb).render(json: format == "json"))
@@ -248,8 +246,7 @@ struct Study: ParsableCommand {
             throw ValidationError("--widths expects positive numbers separated by commas, got '\(widths)'")
         }
         guard format == "table" || format == "json" else { throw ValidationError("--format must be table or json") }
-        let hw: HardwareProfile
-        do { hw = try HardwareProfile.resolve(profile) } catch { throw CommandError(message: "\(error)", code: 2) }
+        let hw = try resolveProfile(profile)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("modellens-study-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -269,8 +266,7 @@ struct Study: ParsableCommand {
         FileHandle.standardError.write(Data("\n".utf8))
         if format == "json" {
             let obj: [String: Any] = ["model": model, "profile": hw.id, "convention": CostModel.convention, "widths": rows]
-            let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
-            print(String(decoding: data, as: UTF8.self))
+            print(renderJSON(obj))
             return
         }
         print("model: \(model); profile: \(hw.id)\ncounting: see `modellens analyze --help`\n")

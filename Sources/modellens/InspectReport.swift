@@ -1,4 +1,5 @@
 import Foundation
+import ModelAnalysis
 import ModelIR
 
 /// Renders `inspect` output: aligned text for people, JSON for scripts.
@@ -52,8 +53,7 @@ enum InspectReport {
         if includeValues {
             obj["values"] = g.values.filter { !$0.name.isEmpty }.map { valueJSON($0) }
         }
-        let data = (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-        return String(decoding: data, as: UTF8.self)
+        return renderJSON(obj)
     }
 
     static func bytes(_ n: Int) -> String {

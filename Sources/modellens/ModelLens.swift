@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ModelAnalysis
 import ModelImport
 import ModelIR
 
@@ -33,6 +34,11 @@ struct ModelLensMain {
 struct CommandError: Error {
     var message: String
     var code: Int32
+}
+
+/// A built-in profile id or a JSON file; an unknown one is a usage error (exit 2).
+func resolveProfile(_ idOrPath: String) throws -> HardwareProfile {
+    do { return try HardwareProfile.resolve(idOrPath) } catch { throw CommandError(message: "\(error)", code: 2) }
 }
 
 struct ModelLens: ParsableCommand {

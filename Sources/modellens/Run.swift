@@ -116,8 +116,7 @@ struct Profile: ParsableCommand {
     func run() throws {
         guard runs >= 1, warmup >= 0, threads >= 1, top >= 1 else { throw ValidationError("--runs, --threads and --top must be positive, --warmup not negative") }
         guard format == "table" || format == "json" else { throw ValidationError("--format must be table or json") }
-        let hw: HardwareProfile
-        do { hw = try HardwareProfile.resolve(profile) } catch { throw CommandError(message: "\(error)", code: 2) }
+        let hw = try resolveProfile(profile)
         let m = try ModelImporter.load(model, options: .init(inputShapes: try Inspect.parseShapes(inputShapes)))
         let exec: Executor
         do { exec = try Executor(model: m, threads: threads) } catch let e as RuntimeError { throw CommandError(message: "\(model): \(e)", code: 1) }
@@ -145,8 +144,7 @@ struct Profile: ParsableCommand {
             }
             let obj: [String: Any] = ["model": model, "threads": threads, "runs": runs, "warmup": warmup, "medianMs": medianMs,
                                       "predictedMs": predictedMs, "profile": hw.id, "nodes": nodes]
-            let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
-            print(String(decoding: data, as: UTF8.self))
+            print(renderJSON(obj))
             return
         }
         print("model: \(model); \(threads) thread(s), median of \(runs) runs after \(warmup) warm-up; prediction: \(hw.id)\n")

@@ -117,27 +117,8 @@ final class BadInputTests: XCTestCase {
             }
         }
         XCTAssertGreaterThanOrEqual(jobs.count, 2000)
-        let lock = NSLock()
-        var problems: [String] = []
-        var exitCodes: [Int32: Int] = [:]
-        DispatchQueue.concurrentPerform(iterations: jobs.count) { i in
-            let (url, data) = jobs[i]
-            FileManager.default.createFile(atPath: url.path, contents: data)
-            let r = try? TestSupport.run(["inspect", url.path, "--json"], memoryLimitKB: 2 * 1024 * 1024, timeout: 20)
-            try? FileManager.default.removeItem(at: url)
-            lock.lock()
-            defer { lock.unlock() }
-            guard let r else { problems.append("\(url.lastPathComponent): could not run"); return }
-            exitCodes[r.status, default: 0] += 1
-            if r.signaled || r.timedOut || !(r.status == 0 || r.status == 1) {
-                problems.append("\(url.lastPathComponent): status \(r.status) signaled=\(r.signaled) timedOut=\(r.timedOut) \(r.stderr.prefix(200))")
-                // Keep the file for reproduction.
-                let keep = TestSupport.root.appendingPathComponent(".build/fuzz-failures")
-                try? FileManager.default.createDirectory(at: keep, withIntermediateDirectories: true)
-                FileManager.default.createFile(atPath: keep.appendingPathComponent(url.lastPathComponent).path, contents: data)
-            }
-            if r.status == 1 && !r.stderr.contains(url.path) { problems.append("\(url.lastPathComponent): error does not name the file: \(r.stderr.prefix(200))") }
-        }
+        let (exitCodes, problems) = runMutations(jobs, command: { ["inspect", $0, "--json"] }, memoryLimitKB: 2 * 1024 * 1024,
+                                                 timeout: 20, namesFile: true)
         print("mutations: \(jobs.count) runs, exit codes \(exitCodes.sorted { $0.key < $1.key })")
         for p in problems.prefix(20) { print("  \(p)") }
         XCTAssertEqual(problems.count, 0)
@@ -154,15 +135,31 @@ final class BadInputTests: XCTestCase {
             let data = try Data(contentsOf: src)
             for i in 0..<150 { jobs.append((tmp.appendingPathComponent("r\(jobs.count)-\(i).\(src.pathExtension)"), mutate(data, &rng))) }
         }
+        let (codes, problems) = runMutations(jobs, command: { ["run", $0, "--random", "--threads", "1"] }, memoryLimitKB: 4 * 1024 * 1024,
+                                             timeout: 30, namesFile: false)
+        print("executor mutations: \(jobs.count) runs, exit codes \(codes.sorted { $0.key < $1.key })")
+        for p in problems.prefix(10) { print("  \(p)") }
+        XCTAssertEqual(problems.count, 0)
+    }
+
+    // MARK: helpers
+
+    /// Writes each mutated file, runs `modellens ARGS... FILE` on it in parallel under a memory limit,
+    /// and returns the exit-code histogram and every run that died from a signal, hung, exited with
+    /// another code or (when `namesFile`) failed without naming the file. Failing inputs are kept in
+    /// .build/fuzz-failures for reproduction.
+    func runMutations(_ jobs: [(URL, Data)], command: (String) -> [String], memoryLimitKB: Int, timeout: TimeInterval,
+                      namesFile: Bool) -> (codes: [Int32: Int], problems: [String]) {
         let lock = NSLock()
         var problems: [String] = []
         var codes: [Int32: Int] = [:]
         DispatchQueue.concurrentPerform(iterations: jobs.count) { i in
             let (url, data) = jobs[i]
             FileManager.default.createFile(atPath: url.path, contents: data)
-            let r = try? TestSupport.run(["run", url.path, "--random", "--threads", "1"], memoryLimitKB: 4 * 1024 * 1024, timeout: 30)
+            let r = try? TestSupport.run(command(url.path), memoryLimitKB: memoryLimitKB, timeout: timeout)
             try? FileManager.default.removeItem(at: url)
-            lock.lock(); defer { lock.unlock() }
+            lock.lock()
+            defer { lock.unlock() }
             guard let r else { problems.append("\(url.lastPathComponent): could not run"); return }
             codes[r.status, default: 0] += 1
             if r.signaled || r.timedOut || !(r.status == 0 || r.status == 1) {
@@ -171,13 +168,12 @@ final class BadInputTests: XCTestCase {
                 try? FileManager.default.createDirectory(at: keep, withIntermediateDirectories: true)
                 FileManager.default.createFile(atPath: keep.appendingPathComponent(url.lastPathComponent).path, contents: data)
             }
+            if namesFile && r.status == 1 && !r.stderr.contains(url.path) {
+                problems.append("\(url.lastPathComponent): error does not name the file: \(r.stderr.prefix(200))")
+            }
         }
-        print("executor mutations: \(jobs.count) runs, exit codes \(codes.sorted { $0.key < $1.key })")
-        for p in problems.prefix(10) { print("  \(p)") }
-        XCTAssertEqual(problems.count, 0)
+        return (codes, problems)
     }
-
-    // MARK: helpers
 
     func realModels(limit: Int, maxBytes: Int = 3_000_000) -> [URL] {
         var out: [URL] = []
