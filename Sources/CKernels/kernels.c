@@ -21,28 +21,97 @@ extern void openblas_set_num_threads(int n);
 static int mlk_threads = 1;
 
 void mlk_set_threads(int threads) {
-  mlk_threads = threads < 1 ? 1 : threads;
+  mlk_threads = threads < 1 ? 1 : (threads > 16 ? 16 : threads);
   openblas_set_num_threads(1);
 }
 
+// A persistent pool: workers sleep on a condition variable between parallel sections.
+// mlk_parallel(tasks, fn, ctx) runs fn(ctx, t) for every t; which thread runs a task does not
+// matter, because tasks are independent and each computes a fixed piece of the output.
+typedef void (*mlk_task_fn)(void *ctx, int task);
+static __thread int mlk_slot = 0;        // scratch slot of this thread in a parallel section
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER, pool_done = PTHREAD_COND_INITIALIZER;
+static int pool_size = 0;               // worker threads started (excluding the caller)
+static long pool_generation = 0;
+static int pool_active = 0;             // workers taking part in the current section
+static int pool_pending = 0;            // workers not yet finished
+static int pool_tasks = 0, pool_next = 0;
+static mlk_task_fn pool_fn = NULL;
+static void *pool_ctx = NULL;
+static pthread_mutex_t section_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void pool_drain(void) {
+  for (;;) {
+    pthread_mutex_lock(&pool_lock);
+    int t = pool_next < pool_tasks ? pool_next++ : -1;
+    pthread_mutex_unlock(&pool_lock);
+    if (t < 0) return;
+    pool_fn(pool_ctx, t);
+  }
+}
+
+static void *pool_worker(void *arg) {
+  long index = (long)arg;
+  long seen = 0;
+  mlk_slot = (int)index + 1;
+  for (;;) {
+    pthread_mutex_lock(&pool_lock);
+    while (pool_generation == seen || index >= pool_active) {
+      if (pool_generation != seen) seen = pool_generation;   // a section this worker sits out
+      pthread_cond_wait(&pool_wake, &pool_lock);
+    }
+    seen = pool_generation;
+    pthread_mutex_unlock(&pool_lock);
+    pool_drain();
+    pthread_mutex_lock(&pool_lock);
+    if (--pool_pending == 0) pthread_cond_signal(&pool_done);
+    pthread_mutex_unlock(&pool_lock);
+  }
+  return NULL;
+}
+
+static void mlk_parallel(int tasks, mlk_task_fn fn, void *ctx) {
+  mlk_slot = 0;   // whoever calls is the section's caller
+  int helpers = (mlk_threads < tasks ? mlk_threads : tasks) - 1;
+  if (helpers <= 0) {
+    for (int t = 0; t < tasks; t++) fn(ctx, t);
+    return;
+  }
+  pthread_mutex_lock(&section_lock);   // one parallel section at a time
+  pthread_mutex_lock(&pool_lock);
+  while (pool_size < helpers) {
+    pthread_t th;
+    if (pthread_create(&th, NULL, pool_worker, (void *)(long)pool_size) != 0) break;
+    pthread_detach(th);
+    pool_size++;
+  }
+  if (helpers > pool_size) helpers = pool_size;
+  pool_fn = fn; pool_ctx = ctx; pool_tasks = tasks; pool_next = 0;
+  pool_active = helpers; pool_pending = helpers;
+  pool_generation++;
+  pthread_cond_broadcast(&pool_wake);
+  pthread_mutex_unlock(&pool_lock);
+  pool_drain();
+  pthread_mutex_lock(&pool_lock);
+  while (pool_pending > 0) pthread_cond_wait(&pool_done, &pool_lock);
+  pthread_mutex_unlock(&pool_lock);
+  pthread_mutex_unlock(&section_lock);
+}
+
 typedef struct {
-  int trans_a, trans_b, m, n, k, lda, ldb, ldc, first, step, tiles;
+  int trans_a, trans_b, m, n, k, lda, ldb, ldc;
   float alpha, beta;
   const float *a, *b;
   float *c;
 } gemm_job;
 
-static void gemm_tile(const gemm_job *j, int t) {
+static void gemm_tile(void *ctx, int t) {
+  const gemm_job *j = ctx;
   int col = t * MLK_TILE, width = j->n - col < MLK_TILE ? j->n - col : MLK_TILE;
   const float *b = j->trans_b ? j->b + (size_t)col * j->ldb : j->b + col;
   cblas_sgemm(MLK_ROW_MAJOR_, j->trans_a ? MLK_TRANS_ : MLK_NO_TRANS_, j->trans_b ? MLK_TRANS_ : MLK_NO_TRANS_, j->m, width,
               j->k, j->alpha, j->a, j->lda, b, j->ldb, j->beta, j->c + col, j->ldc);
-}
-
-static void *gemm_worker(void *arg) {
-  const gemm_job *j = arg;
-  for (int t = j->first; t < j->tiles; t += j->step) gemm_tile(j, t);
-  return NULL;
 }
 
 void mlk_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
@@ -53,23 +122,8 @@ void mlk_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const
                 alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
-  int workers = mlk_threads < tiles ? mlk_threads : tiles;
-  if (workers > 16) workers = 16;
-  gemm_job jobs[16];
-  pthread_t th[16];
-  for (int w = 0; w < workers; w++) {
-    jobs[w] = (gemm_job){trans_a, trans_b, m, n, k, lda, ldb, ldc, w, workers, tiles, alpha, beta, a, b, c};
-  }
-  int started = 0;
-  for (int w = 1; w < workers; w++)
-    if (pthread_create(&th[w], NULL, gemm_worker, &jobs[w]) == 0) started = w; else break;
-  // Tiles of workers that could not start are done here.
-  gemm_job mine = jobs[0];
-  for (int t = 0; t < tiles; t++) {
-    int owner = t % workers;
-    if (owner == 0 || owner > started) gemm_tile(&mine, t);
-  }
-  for (int w = 1; w <= started; w++) pthread_join(th[w], NULL);
+  gemm_job job = {trans_a, trans_b, m, n, k, lda, ldb, ldc, alpha, beta, a, b, c};
+  mlk_parallel(tiles, gemm_tile, &job);
 }
 
 // Output columns [lo, hi) whose input column ow*stride - pad + k*dil lies inside [0, in).
@@ -132,28 +186,31 @@ typedef struct {
   const mlk_conv *p;
   const float *x, *w;
   float *y, *scratch;
-  int first, step, tiles_per_image, total;
+  int tiles_per_image;
 } conv_job;
 
-static void *conv_worker(void *arg) {
-  const conv_job *j = arg;
+static int thread_slot(void);
+
+// (mlk_slot: the caller of a parallel section uses scratch slot 0, pool worker i slot i + 1.)
+static void conv_tile(void *ctx, int t) {
+  const conv_job *j = ctx;
   const mlk_conv *p = j->p;
   const int g = p->groups, cin_g = p->in_c / g, cout_g = p->out_c / g;
   const int out_hw = p->out_h * p->out_w, in_hw = p->in_h * p->in_w;
   const int kk = cin_g * p->k_h * p->k_w;
-  for (int t = j->first; t < j->total; t += j->step) {
-    int image = t / j->tiles_per_image, tile = t % j->tiles_per_image;
-    int n = image / g, gi = image % g;
-    int col = tile * MLK_TILE, width = out_hw - col < MLK_TILE ? out_hw - col : MLK_TILE;
-    conv_nchw_tile(p, j->x + ((size_t)n * p->in_c + (size_t)gi * cin_g) * in_hw, j->w + (size_t)gi * cout_g * kk,
-                   j->y + ((size_t)n * p->out_c + (size_t)gi * cout_g) * out_hw, j->scratch, col, width);
-  }
-  return NULL;
+  int image = t / j->tiles_per_image, tile = t % j->tiles_per_image;
+  int n = image / g, gi = image % g;
+  int col = tile * MLK_TILE, width = out_hw - col < MLK_TILE ? out_hw - col : MLK_TILE;
+  float *scratch = j->scratch + (size_t)kk * MLK_TILE * (size_t)thread_slot();
+  conv_nchw_tile(p, j->x + ((size_t)n * p->in_c + (size_t)gi * cin_g) * in_hw, j->w + (size_t)gi * cout_g * kk,
+                 j->y + ((size_t)n * p->out_c + (size_t)gi * cout_g) * out_hw, scratch, col, width);
 }
 
+static int thread_slot(void) { return mlk_slot; }
+
 size_t mlk_conv_nchw_scratch(const mlk_conv *p) {
-  // One tile of im2col columns per thread.
-  return (size_t)(p->in_c / p->groups) * p->k_h * p->k_w * MLK_TILE * (size_t)(mlk_threads < 16 ? mlk_threads : 16);
+  // One tile of im2col columns for every thread that may take part (caller and up to 16 workers).
+  return (size_t)(p->in_c / p->groups) * p->k_h * p->k_w * MLK_TILE * 17;
 }
 
 void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch) {
@@ -169,68 +226,108 @@ void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const floa
                   x + ((size_t)n * p->in_c + (size_t)gi * cin_g) * in_hw, out_hw, 0.0f,
                   y + ((size_t)n * p->out_c + (size_t)gi * cout_g) * out_hw, out_hw);
   } else {
-    // Fixed tiles of 256 output columns shared out among threads: results do not depend on
-    // the thread count, and scratch is one tile per thread.
-    int tiles_per_image = (out_hw + MLK_TILE - 1) / MLK_TILE, total = tiles_per_image * p->batch * g;
-    int workers = mlk_threads < total ? mlk_threads : total;
-    if (workers > 16) workers = 16;
-    if (workers < 1) workers = 1;
-    conv_job jobs[16];
-    pthread_t th[16];
-    size_t per = (size_t)kk * MLK_TILE;
-    for (int k = 0; k < workers; k++) jobs[k] = (conv_job){p, x, w, y, scratch + per * (size_t)k, k, workers, tiles_per_image, total};
-    int started = 0;
-    for (int k = 1; k < workers; k++) {
-      if (pthread_create(&th[k], NULL, conv_worker, &jobs[k]) != 0) break;
-      started = k;
-    }
-    if (started == workers - 1) {
-      conv_worker(&jobs[0]);
-      for (int k = 1; k <= started; k++) pthread_join(th[k], NULL);
-    } else {
-      // Not every thread started: wait for those that did, then redo every tile here, in
-      // the same tiles (same results).
-      for (int k = 1; k <= started; k++) pthread_join(th[k], NULL);
-      conv_job all = jobs[0];
-      all.first = 0;
-      all.step = 1;
-      conv_worker(&all);
-    }
+    // Fixed tiles of 256 output columns: results do not depend on the thread count.
+    int tiles_per_image = (out_hw + MLK_TILE - 1) / MLK_TILE;
+    conv_job job = {p, x, w, y, scratch, tiles_per_image};
+    mlk_parallel(tiles_per_image * p->batch * g, conv_tile, &job);
   }
   for (int n = 0; n < p->batch; n++) add_bias_nchw(y + (size_t)n * p->out_c * out_hw, bias, p->out_c, out_hw);
 }
 
-void mlk_depthwise_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y) {
-  const int mult = p->out_c / p->in_c;
-  const int in_hw = p->in_h * p->in_w, out_hw = p->out_h * p->out_w;
-  for (int n = 0; n < p->batch; n++)
-    for (int o = 0; o < p->out_c; o++) {
-      const float *plane = x + ((size_t)n * p->in_c + o / mult) * in_hw;
-      const float *k = w + (size_t)o * p->k_h * p->k_w;
-      float *dst = y + ((size_t)n * p->out_c + o) * out_hw;
-      float b = bias ? bias[o] : 0.0f;
-      for (int i = 0; i < out_hw; i++) dst[i] = b;
-      // Tap by tap over the whole plane: contiguous inner loops the compiler vectorises.
-      for (int kh = 0; kh < p->k_h; kh++) {
-        int oh_lo, oh_hi;
-        valid_range(p->out_h, p->in_h, p->stride_h, p->pad_top, kh * p->dil_h, &oh_lo, &oh_hi);
-        for (int kw = 0; kw < p->k_w; kw++) {
-          int ow_lo, ow_hi;
-          valid_range(p->out_w, p->in_w, p->stride_w, p->pad_left, kw * p->dil_w, &ow_lo, &ow_hi);
-          const float kv = k[kh * p->k_w + kw];
-          for (int oh = oh_lo; oh < oh_hi; oh++) {
-            const float *src = plane + (size_t)(oh * p->stride_h - p->pad_top + kh * p->dil_h) * p->in_w - p->pad_left + kw * p->dil_w;
-            float *d = dst + (size_t)oh * p->out_w;
-            if (p->stride_w == 1) {
-              for (int ow = ow_lo; ow < ow_hi; ow++) d[ow] += kv * src[ow];
-            } else {
-              const int s = p->stride_w;
-              for (int ow = ow_lo; ow < ow_hi; ow++) d[ow] += kv * src[ow * s];
-            }
+// One output channel of a depthwise convolution. 3x3 kernels take a direct path: each output
+// row reads three input rows once (interior columns without bounds checks); other kernels
+// accumulate tap by tap over the plane.
+static void depthwise_channel(const mlk_conv *p, const float *restrict plane, const float *restrict k, float b,
+                              float *restrict dst) {
+  const int out_hw = p->out_h * p->out_w;
+  if (p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && (p->stride_w == 1 || p->stride_w == 2)) {
+    const int sw = p->stride_w;
+    int ow_lo = 0, ow_hi = p->out_w;
+    // Interior columns: all three taps inside the row.
+    while (ow_lo < p->out_w && ow_lo * sw - p->pad_left < 0) ow_lo++;
+    while (ow_hi > ow_lo && (ow_hi - 1) * sw - p->pad_left + 2 >= p->in_w) ow_hi--;
+    for (int oh = 0; oh < p->out_h; oh++) {
+      float *d = dst + (size_t)oh * p->out_w;
+      const float *rows[3];
+      float w[3][3];
+      int nrows = 0;
+      for (int kh = 0; kh < 3; kh++) {
+        int ih = oh * p->stride_h - p->pad_top + kh;
+        if (ih < 0 || ih >= p->in_h) continue;
+        rows[nrows] = plane + (size_t)ih * p->in_w - p->pad_left;
+        w[nrows][0] = k[kh * 3]; w[nrows][1] = k[kh * 3 + 1]; w[nrows][2] = k[kh * 3 + 2];
+        nrows++;
+      }
+      // Edge columns, with bounds checks.
+      for (int ow = 0; ow < p->out_w; ow++) {
+        if (ow == ow_lo && ow_hi > ow_lo) { ow = ow_hi - 1; continue; }
+        float acc = b;
+        for (int r = 0; r < nrows; r++)
+          for (int kw = 0; kw < 3; kw++) {
+            int iw = ow * sw + kw;                      // relative to rows[r] (already shifted by pad_left)
+            int real = iw - p->pad_left;
+            if (real >= 0 && real < p->in_w) acc += rows[r][iw] * w[r][kw];
           }
+        d[ow] = acc;
+      }
+      if (ow_hi <= ow_lo) continue;
+      for (int ow = ow_lo; ow < ow_hi; ow++) d[ow] = b;
+      for (int r = 0; r < nrows; r++) {
+        const float *restrict src = rows[r];
+        const float w0 = w[r][0], w1 = w[r][1], w2 = w[r][2];
+        if (sw == 1) {
+          for (int ow = ow_lo; ow < ow_hi; ow++) d[ow] += src[ow] * w0 + src[ow + 1] * w1 + src[ow + 2] * w2;
+        } else {
+          for (int ow = ow_lo; ow < ow_hi; ow++) d[ow] += src[2 * ow] * w0 + src[2 * ow + 1] * w1 + src[2 * ow + 2] * w2;
         }
       }
     }
+    return;
+  }
+  for (int i = 0; i < out_hw; i++) dst[i] = b;
+  for (int kh = 0; kh < p->k_h; kh++) {
+    int oh_lo, oh_hi;
+    valid_range(p->out_h, p->in_h, p->stride_h, p->pad_top, kh * p->dil_h, &oh_lo, &oh_hi);
+    for (int kw = 0; kw < p->k_w; kw++) {
+      int ow_lo, ow_hi;
+      valid_range(p->out_w, p->in_w, p->stride_w, p->pad_left, kw * p->dil_w, &ow_lo, &ow_hi);
+      const float kv = k[kh * p->k_w + kw];
+      for (int oh = oh_lo; oh < oh_hi; oh++) {
+        const float *src = plane + (size_t)(oh * p->stride_h - p->pad_top + kh * p->dil_h) * p->in_w - p->pad_left + kw * p->dil_w;
+        float *d = dst + (size_t)oh * p->out_w;
+        if (p->stride_w == 1) {
+          for (int ow = ow_lo; ow < ow_hi; ow++) d[ow] += kv * src[ow];
+        } else {
+          const int s = p->stride_w;
+          for (int ow = ow_lo; ow < ow_hi; ow++) d[ow] += kv * src[ow * s];
+        }
+      }
+    }
+  }
+}
+
+typedef struct {
+  const mlk_conv *p;
+  const float *x, *w, *bias;
+  float *y;
+} dw_job;
+
+static void depthwise_task(void *ctx, int t) {
+  const dw_job *j = ctx;
+  const mlk_conv *p = j->p;
+  const int mult = p->out_c / p->in_c, in_hw = p->in_h * p->in_w, out_hw = p->out_h * p->out_w;
+  int n = t / p->out_c, o = t % p->out_c;
+  depthwise_channel(p, j->x + ((size_t)n * p->in_c + o / mult) * in_hw, j->w + (size_t)o * p->k_h * p->k_w,
+                    j->bias ? j->bias[o] : 0.0f, j->y + ((size_t)n * p->out_c + o) * out_hw);
+}
+
+void mlk_depthwise_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y) {
+  // Channels are independent: sharing them among threads cannot change any result.
+  dw_job job = {p, x, w, bias, y};
+  int saved = mlk_threads;
+  if ((size_t)p->out_h * p->out_w * p->out_c < 65536) mlk_threads = 1;   // small layers: not worth waking threads
+  mlk_parallel(p->batch * p->out_c, depthwise_task, &job);
+  mlk_threads = saved;
 }
 
 void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch) {
