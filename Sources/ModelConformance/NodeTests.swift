@@ -61,7 +61,7 @@ public enum NodeTests {
                     guard FileManager.default.fileExists(atPath: p) else {
                         return Result(name: name, ops: ops, outcome: .unsupported, detail: "input \(k) is not a tensor file (sequence or optional)")
                     }
-                    inputs[model.graph.values[id].name] = try tensor(p)
+                    inputs[model.graph.values[id].name] = reinterpretBFloat16(try tensor(p), declared: model.graph.values[id].type.dtype)
                 }
                 let outs = try executor.run(inputs)
                 for (k, id) in model.graph.outputs.enumerated() {
@@ -69,7 +69,7 @@ public enum NodeTests {
                     guard FileManager.default.fileExists(atPath: p) else {
                         return Result(name: name, ops: ops, outcome: .unsupported, detail: "output \(k) is not a tensor file")
                     }
-                    let want = try tensor(p)
+                    let want = reinterpretBFloat16(try tensor(p), declared: model.graph.values[id].type.dtype)
                     guard let got = outs[model.graph.values[id].name] else { return Result(name: name, ops: ops, outcome: .fail, detail: "no output \(k)") }
                     if let problem = compare(got, want) {
                         return Result(name: name, ops: ops, outcome: .fail, detail: "\(set) output \(k): \(problem)")
@@ -92,6 +92,12 @@ public enum NodeTests {
         let copy = RTensor.allocate(data.shape, data.dtype)
         data.withBytes { if let base = $0.baseAddress { copy.raw.copyMemory(from: base, byteCount: min($0.count, copy.buffer.capacity)) } }
         return copy
+    }
+
+    /// Some node tests store bfloat16 tensors as uint16 bit patterns; read them as what the model declares.
+    static func reinterpretBFloat16(_ t: RTensor, declared: DType) -> RTensor {
+        guard t.dtype == .uint16, declared == .bfloat16 else { return t }
+        return RTensor(shape: t.shape, dtype: .bfloat16, buffer: t.buffer)
     }
 
     /// nil when equal within tolerance.

@@ -320,12 +320,15 @@ let elementwiseKernels: [(String, KernelFactory)] = {
     k.append(("LayerNormalization", { pc in
         let n = pc.node
         let eps = Double(n.float("epsilon") ?? 1e-5)
-        guard n.outputs.count == 1 || n.outputs.dropFirst().allSatisfy({ pc.graph.values[$0].name.isEmpty }) else { throw pc.fail("mean / inv-std outputs") }
+        let statistics = n.outputs.count > 1
         return { ins, ctx in
             let x = try requireFloat(ins.first ?? nil, node: n)
             let axis = try normalize(n.int("axis") ?? -1, x.shape.count, n)
             let outer = x.shape[..<axis].reduce(1, *), inner = x.shape[axis...].reduce(1, *)
             let y = try ctx.alloc(x.shape, .float32)
+            let statShape = Array(x.shape[..<axis]) + Array(repeating: 1, count: x.shape.count - axis)
+            let meanOut = statistics ? try ctx.alloc(statShape, .float32) : nil
+            let invOut = statistics ? try ctx.alloc(statShape, .float32) : nil
             let scale = ins.count > 1 ? ins[1] : nil, bias = ins.count > 2 ? ins[2] : nil
             let sv = scale?.toFloats() ?? [], bv = bias?.toFloats() ?? []
             for o in 0..<outer {
@@ -335,6 +338,8 @@ let elementwiseKernels: [(String, KernelFactory)] = {
                 mean /= Double(inner)
                 for i in 0..<inner { let d = Double(x.floats[base + i]) - mean; sq += d * d }
                 let inv = 1 / (sq / Double(inner) + eps).squareRoot()
+                meanOut?.floats[o] = Float(mean)
+                invOut?.floats[o] = Float(inv)
                 for i in 0..<inner {
                     var v = Float((Double(x.floats[base + i]) - mean) * inv)
                     if !sv.isEmpty { v *= sv[sv.count == 1 ? 0 : i % sv.count] }
@@ -342,20 +347,22 @@ let elementwiseKernels: [(String, KernelFactory)] = {
                     y.floats[base + i] = v
                 }
             }
+            if let meanOut, let invOut { return [y, meanOut, invOut] }
             return [y]
         }
     }))
     k.append(("Cast", { pc in
         let n = pc.node
-        guard let to = n.string("to").flatMap(DType.init(rawValue:)), [.float32, .float64, .int64, .int32, .bool, .uint8, .int8].contains(to) else {
+        let supported: Set<DType> = [.float32, .float64, .float16, .bfloat16, .int64, .int32, .int16, .int8, .uint8, .uint16, .uint32, .uint64, .bool]
+        guard let to = n.string("to").flatMap(DType.init(rawValue:)), supported.contains(to) else {
             throw pc.fail("cast to \(n.string("to") ?? "?")")
         }
         return { ins, ctx in
-            guard let x = ins.first ?? nil, [.float32, .float64, .int64, .int32, .bool, .uint8, .int8, .float16].contains(x.dtype) else {
-                throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "cast from this type")
+            guard let x = ins.first ?? nil, supported.contains(x.dtype) else {
+                throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "cast from \(ins.first??.dtype.rawValue ?? "?")")
             }
-            if x.dtype == to { return [x] }
-            return [try cast(x, to: to, ctx)]
+            // Cast to bfloat16 truncated before opset 19 and rounds to nearest even since.
+            return [try castAny(x, to: to, ctx, roundBFloat16: n.version == 0 || n.version >= 19)]
         }
     }))
     // TFLite QUANTIZE: float -> int8/uint8 (or requantize) with the output's scale and zero point.

@@ -7,8 +7,14 @@ import ModelIR
 enum KernelRegistry {
     static let table: [String: KernelFactory] = {
         var t: [String: KernelFactory] = [:]
-        for family in [elementwiseKernels, convKernels, convTransposeKernels, linalgKernels, tensorKernels, reduceKernels, quantizationKernels] {
+        for family in [elementwiseKernels, convKernels, convTransposeKernels, linalgKernels, tensorKernels, reduceKernels,
+                       quantizationKernels, moreKernels] {
             for (name, factory) in family { t[name] = factory }
+        }
+        // float64 / float16 inputs of common elementwise ops run through a Double path.
+        for name in ["Neg", "Abs", "Sqrt", "Exp", "Log", "Reciprocal", "Floor", "Ceil", "Relu", "Sigmoid", "Tanh", "Sin", "Cos",
+                     "Sign", "Round", "Erf", "Softsign", "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum"] {
+            if let base = t[name] { t[name] = widened(name, base) }
         }
         return t
     }()

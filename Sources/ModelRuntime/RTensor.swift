@@ -32,6 +32,12 @@ public struct RTensor: @unchecked Sendable {
     public var dtype: DType
     public var buffer: RBuffer
 
+    public init(shape: [Int], dtype: DType, buffer: RBuffer) {
+        self.shape = shape
+        self.dtype = dtype
+        self.buffer = buffer
+    }
+
     public var count: Int { shape.reduce(1, *) }
     public var elementSize: Int { (dtype.bitWidth ?? 8) / 8 }
     public var byteCount: Int { count * elementSize }
@@ -75,6 +81,7 @@ public struct RTensor: @unchecked Sendable {
         case .uint16: return Float(raw.load(fromByteOffset: i * 2, as: UInt16.self))
         case .uint32: return Float(raw.load(fromByteOffset: i * 4, as: UInt32.self))
         case .uint64: return Float(raw.load(fromByteOffset: i * 8, as: UInt64.self))
+        case .bfloat16: return Float(bitPattern: UInt32(raw.load(fromByteOffset: i * 2, as: UInt16.self)) << 16)
         default: return .nan
         }
     }
