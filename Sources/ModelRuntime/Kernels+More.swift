@@ -184,3 +184,259 @@ let moreKernels: [(String, KernelFactory)] = [
         }
     }),
 ]
+
+private func strides(_ shape: [Int]) -> [Int] {
+    var s = [Int](repeating: 1, count: shape.count)
+    for i in stride(from: shape.count - 2, through: 0, by: -1) { s[i] = s[i + 1] * shape[i + 1] }
+    return s
+}
+
+let moreKernels2: [(String, KernelFactory)] = [
+    ("TopK", { pc in
+        let n = pc.node
+        let largest = (n.int("largest") ?? 1) != 0, sorted = (n.int("sorted") ?? 1) != 0
+        guard sorted else { throw pc.fail("sorted = 0") }
+        return { ins, ctx in
+            guard let x = ins.first ?? nil, x.dtype == .float32 || x.dtype == .float64 || x.dtype == .int64 || x.dtype == .int32 else {
+                throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "element type")
+            }
+            let k = (ins.count > 1 ? ins[1]?.integers().first : nil) ?? n.int("k") ?? 1
+            let axis = try normalize(n.int("axis") ?? -1, x.shape.count, n)
+            let outer = x.shape[..<axis].reduce(1, *), len = x.shape[axis], inner = x.shape[(axis + 1)...].reduce(1, *)
+            guard k >= 0 && k <= len else { throw RuntimeError.invalid(node: n.label, reason: "k = \(k) for an axis of \(len)") }
+            var shape = x.shape
+            shape[axis] = k
+            let values = try ctx.alloc(shape, x.dtype), indices = try ctx.alloc(shape, .int64)
+            for o in 0..<outer {
+                for i in 0..<inner {
+                    let order = (0..<len).sorted { a, b in
+                        let va = x.double((o * len + a) * inner + i), vb = x.double((o * len + b) * inner + i)
+                        return largest ? (va > vb || (va == vb && a < b)) : (va < vb || (va == vb && a < b))
+                    }
+                    for j in 0..<k {
+                        let src = (o * len + order[j]) * inner + i, dst = (o * k + j) * inner + i
+                        (values.raw + dst * x.elementSize).copyMemory(from: x.raw + src * x.elementSize, byteCount: x.elementSize)
+                        indices.raw.storeBytes(of: Int64(order[j]), toByteOffset: dst * 8, as: Int64.self)
+                    }
+                }
+            }
+            return [values, indices]
+        }
+    }),
+    ("CumSum", { pc in
+        let n = pc.node
+        let exclusive = (n.int("exclusive") ?? 0) != 0, reverse = (n.int("reverse") ?? 0) != 0
+        return { ins, ctx in
+            guard let x = ins.first ?? nil, let a = ins.count > 1 ? ins[1]?.integers().first : nil else { throw RuntimeError.invalid(node: n.label, reason: "missing axis") }
+            let axis = try normalize(a, x.shape.count, n)
+            let outer = x.shape[..<axis].reduce(1, *), len = x.shape[axis], inner = x.shape[(axis + 1)...].reduce(1, *)
+            let y = try ctx.alloc(x.shape, x.dtype)
+            for o in 0..<outer {
+                for i in 0..<inner {
+                    var acc = 0.0, accInt: Int64 = 0
+                    for step in 0..<len {
+                        let j = reverse ? len - 1 - step : step
+                        let idx = (o * len + j) * inner + i
+                        if x.dtype == .int64 {
+                            let v = x.raw.load(fromByteOffset: idx * 8, as: Int64.self)
+                            if exclusive { y.raw.storeBytes(of: accInt, toByteOffset: idx * 8, as: Int64.self); accInt &+= v }
+                            else { accInt &+= v; y.raw.storeBytes(of: accInt, toByteOffset: idx * 8, as: Int64.self) }
+                        } else {
+                            let v = x.double(idx)
+                            if exclusive { y.store(acc, at: idx); acc += v } else { acc += v; y.store(acc, at: idx) }
+                        }
+                    }
+                }
+            }
+            return [y]
+        }
+    }),
+    ("OneHot", { pc in
+        let n = pc.node
+        return { ins, ctx in
+            guard ins.count == 3, let idxT = ins[0], let depthT = ins[1], let vals = ins[2], vals.count == 2 else {
+                throw RuntimeError.invalid(node: n.label, reason: "OneHot needs indices, depth and [off, on]")
+            }
+            let depth = Int(depthT.double(0))
+            guard depth > 0, depth < 1 << 24 else { throw RuntimeError.invalid(node: n.label, reason: "depth \(depth)") }
+            let r = idxT.shape.count + 1
+            let axis = try normalize(n.int("axis") ?? -1, r, n)
+            var shape = idxT.shape
+            shape.insert(depth, at: axis)
+            let y = try ctx.alloc(shape, vals.dtype)
+            let e = vals.elementSize
+            let outer = idxT.shape[..<axis].reduce(1, *), inner = idxT.shape[axis...].reduce(1, *)
+            let idx = (0..<idxT.count).map { Int(idxT.double($0)) }
+            for o in 0..<outer {
+                for d in 0..<depth {
+                    for i in 0..<inner {
+                        var v = idx[o * inner + i]
+                        if v < 0 { v += depth }
+                        let dst = (o * depth + d) * inner + i
+                        (y.raw + dst * e).copyMemory(from: vals.raw + (v == d ? e : 0), byteCount: e)
+                    }
+                }
+            }
+            return [y]
+        }
+    }),
+    ("NonZero", { pc in
+        let n = pc.node
+        return { ins, ctx in
+            guard let x = ins.first ?? nil else { throw RuntimeError.invalid(node: n.label, reason: "missing input") }
+            let st = strides(x.shape)
+            let hits = (0..<x.count).filter { x.double($0) != 0 }
+            let r = max(x.shape.count, 1)
+            let y = try ctx.alloc([x.shape.count, hits.count], .int64)
+            for (j, flat) in hits.enumerated() {
+                for d in 0..<x.shape.count {
+                    y.raw.storeBytes(of: Int64((flat / st[d]) % x.shape[d]), toByteOffset: (d * hits.count + j) * 8, as: Int64.self)
+                }
+            }
+            _ = r
+            return [y]
+        }
+    }),
+    ("ScatterElements", { pc in try scatterElements(pc) }),
+    ("Scatter", { pc in try scatterElements(pc) }),
+    ("ScatterND", { pc in
+        let n = pc.node
+        let reduction = n.string("reduction") ?? "none"
+        guard reduction == "none" else { throw pc.fail("reduction \(reduction)") }
+        return { ins, ctx in
+            guard ins.count == 3, let data = ins[0], let idxT = ins[1], let upd = ins[2], let q = idxT.shape.last, q <= data.shape.count else {
+                throw RuntimeError.invalid(node: n.label, reason: "ScatterND needs data, indices, updates")
+            }
+            let y = try ctx.alloc(data.shape, data.dtype)
+            let e = data.elementSize
+            y.raw.copyMemory(from: data.raw, byteCount: data.count * e)
+            let st = strides(data.shape)
+            let slice = data.shape[q...].reduce(1, *)
+            let idx = idxT.integers()
+            for t in 0..<(idxT.count / max(q, 1)) {
+                var off = 0
+                for d in 0..<q {
+                    var c = idx[t * q + d]
+                    if c < 0 { c += data.shape[d] }
+                    guard c >= 0 && c < data.shape[d] else { throw RuntimeError.invalid(node: n.label, reason: "index out of range") }
+                    off += c * st[d]
+                }
+                guard (t + 1) * slice <= upd.count else { throw RuntimeError.invalid(node: n.label, reason: "updates too short") }
+                (y.raw + off * e).copyMemory(from: upd.raw + t * slice * e, byteCount: slice * e)
+            }
+            return [y]
+        }
+    }),
+    ("GatherND", { pc in
+        let n = pc.node
+        let batchDims = n.int("batch_dims") ?? 0
+        guard batchDims == 0 else { throw pc.fail("batch_dims") }
+        return { ins, ctx in
+            guard let data = ins.first ?? nil, let idxT = ins.count > 1 ? ins[1] : nil, let q = idxT.shape.last, q <= data.shape.count else {
+                throw RuntimeError.invalid(node: n.label, reason: "GatherND needs data and indices")
+            }
+            let st = strides(data.shape)
+            let slice = data.shape[q...].reduce(1, *)
+            let y = try ctx.alloc(Array(idxT.shape.dropLast()) + Array(data.shape[q...]), data.dtype)
+            let e = data.elementSize
+            let idx = idxT.integers()
+            for t in 0..<(idxT.count / max(q, 1)) {
+                var off = 0
+                for d in 0..<q {
+                    var c = idx[t * q + d]
+                    if c < 0 { c += data.shape[d] }
+                    guard c >= 0 && c < data.shape[d] else { throw RuntimeError.invalid(node: n.label, reason: "index out of range") }
+                    off += c * st[d]
+                }
+                (y.raw + t * slice * e).copyMemory(from: data.raw + off * e, byteCount: slice * e)
+            }
+            return [y]
+        }
+    }),
+    ("Einsum", { pc in
+        let n = pc.node
+        guard let eq = n.string("equation")?.replacingOccurrences(of: " ", with: ""), !eq.contains(".") else { throw pc.fail("ellipsis equations") }
+        let parts = eq.components(separatedBy: "->")
+        let inputs = parts[0].components(separatedBy: ",").map { Array($0) }
+        return { ins, ctx in
+            let xs = ins.compactMap { $0 }
+            guard xs.count == inputs.count, xs.allSatisfy({ $0.dtype == .float32 || $0.dtype == .float64 }) else {
+                throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "operands")
+            }
+            var size: [Character: Int] = [:]
+            for (x, labels) in zip(xs, inputs) {
+                guard labels.count == x.shape.count else { throw RuntimeError.invalid(node: n.label, reason: "equation does not fit shapes") }
+                for (l, d) in zip(labels, x.shape) {
+                    if let s = size[l], s != d { throw RuntimeError.invalid(node: n.label, reason: "size of \(l) differs") }
+                    size[l] = d
+                }
+            }
+            // Implicit output: labels appearing once, sorted.
+            let outLabels: [Character] = parts.count > 1 ? Array(parts[1])
+                : size.keys.filter { l in inputs.joined().filter { $0 == l }.count == 1 }.sorted()
+            let all = outLabels + size.keys.filter { !outLabels.contains($0) }.sorted()
+            let dims = all.map { size[$0] ?? 1 }
+            let total = dims.reduce(1, *)
+            guard total < 1 << 26 else { throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "too large for the direct loop") }
+            let y = try ctx.alloc(outLabels.map { size[$0] ?? 1 }, xs[0].dtype)
+            let outCount = y.count
+            var acc = [Double](repeating: 0, count: outCount)
+            let inStrides = zip(xs, inputs).map { x, labels -> [Int] in
+                let st = strides(x.shape)
+                return all.map { l in labels.indices.filter { labels[$0] == l }.reduce(0) { $0 + st[$1] } }
+            }
+            let outStrides: [Int] = { let st = strides(outLabels.map { size[$0] ?? 1 }); return all.map { l in outLabels.firstIndex(of: l).map { st[$0] } ?? 0 } }()
+            var idx = [Int](repeating: 0, count: all.count)
+            for _ in 0..<total {
+                var prod = 1.0
+                for (x, st) in zip(xs, inStrides) {
+                    var off = 0
+                    for d in 0..<all.count { off += idx[d] * st[d] }
+                    prod *= x.double(off)
+                }
+                var o = 0
+                for d in 0..<all.count { o += idx[d] * outStrides[d] }
+                acc[o] += prod
+                var d = all.count - 1
+                while d >= 0 { idx[d] += 1; if idx[d] < dims[d] { break }; idx[d] = 0; d -= 1 }
+            }
+            for i in 0..<outCount { y.store(acc[i], at: i) }
+            return [y]
+        }
+    }),
+]
+
+func scatterElements(_ pc: PlanContext) throws -> Kernel {
+    let n = pc.node
+    let reduction = n.string("reduction") ?? "none"
+    guard ["none", "add", "mul", "max", "min"].contains(reduction) else { throw pc.fail("reduction \(reduction)") }
+    return { ins, ctx in
+        guard ins.count == 3, let data = ins[0], let idxT = ins[1], let upd = ins[2], idxT.shape == upd.shape, idxT.shape.count == data.shape.count else {
+            throw RuntimeError.invalid(node: n.label, reason: "Scatter needs data, indices and updates of one shape")
+        }
+        let r = data.shape.count
+        let axis = try normalize(n.int("axis") ?? 0, r, n)
+        let y = try ctx.alloc(data.shape, data.dtype)
+        let e = data.elementSize
+        y.raw.copyMemory(from: data.raw, byteCount: data.count * e)
+        let st = strides(data.shape), ist = strides(idxT.shape)
+        let idx = idxT.integers()
+        for t in 0..<idxT.count {
+            var off = 0
+            for d in 0..<r {
+                var c = (t / ist[d]) % idxT.shape[d]
+                if d == axis { c = idx[t] < 0 ? idx[t] + data.shape[d] : idx[t] }
+                guard c >= 0 && c < data.shape[d] else { throw RuntimeError.invalid(node: n.label, reason: "index out of range") }
+                off += c * st[d]
+            }
+            if reduction == "none" {
+                (y.raw + off * e).copyMemory(from: upd.raw + t * e, byteCount: e)
+            } else {
+                let a = y.double(off), b = upd.double(t)
+                let v = reduction == "add" ? a + b : reduction == "mul" ? a * b : reduction == "max" ? max(a, b) : min(a, b)
+                y.store(v, at: off)
+            }
+        }
+        return [y]
+    }
+}
