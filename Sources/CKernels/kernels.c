@@ -126,6 +126,22 @@ void mlk_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const
   mlk_parallel(tiles, gemm_tile, &job);
 }
 
+// y[M, N] = x[M, K] * w[N, K]^T in fixed tiles of MLK_TILE rows shared among threads (NHWC
+// pointwise convolutions: many pixels, few channels).
+typedef struct { int m, n, k; const float *x, *w; float *y; } rows_job;
+
+static void rows_tile(void *ctx, int t) {
+  const rows_job *j = ctx;
+  int row = t * MLK_TILE, h = j->m - row < MLK_TILE ? j->m - row : MLK_TILE;
+  cblas_sgemm(MLK_ROW_MAJOR_, MLK_NO_TRANS_, MLK_TRANS_, h, j->n, j->k, 1.0f, j->x + (size_t)row * j->k, j->k, j->w, j->k, 0.0f,
+              j->y + (size_t)row * j->n, j->n);
+}
+
+static void mlk_sgemm_rows(int m, int n, int k, const float *x, const float *w, float *y) {
+  rows_job job = {m, n, k, x, w, y};
+  mlk_parallel((m + MLK_TILE - 1) / MLK_TILE, rows_tile, &job);
+}
+
 // Output columns [lo, hi) whose input column ow*stride - pad + k*dil lies inside [0, in).
 static inline void valid_range(int out, int in, int stride, int pad, int off, int *lo, int *hi) {
   // ow*stride - pad + off >= 0  <=>  ow >= ceil((pad - off) / stride)
@@ -334,6 +350,18 @@ void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const floa
   const int g = p->groups, cin_g = p->in_c / g, cout_g = p->out_c / g;
   const int out_hw = p->out_h * p->out_w;
   const int kk = p->k_h * p->k_w * cin_g;
+  if (g == 1 && p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 && p->pad_left == 0 &&
+      p->out_h == p->in_h && p->out_w == p->in_w) {
+    // 1x1: the NHWC input already is the [HW, C] matrix; y[HW, O] = x[HW, C] * W[O, C]^T.
+    for (int n = 0; n < p->batch; n++) {
+      float *yn = y + (size_t)n * out_hw * p->out_c;
+      mlk_sgemm_rows(out_hw, p->out_c, p->in_c, x + (size_t)n * out_hw * p->in_c, w, yn);
+      if (bias)
+        for (int i = 0; i < out_hw; i++)
+          for (int o = 0; o < p->out_c; o++) yn[(size_t)i * p->out_c + o] += bias[o];
+    }
+    return;
+  }
   for (int n = 0; n < p->batch; n++) {
     const float *xn = x + (size_t)n * p->in_h * p->in_w * p->in_c;
     float *yn = y + (size_t)n * out_hw * p->out_c;
