@@ -627,3 +627,125 @@ let lossKernels: [(String, KernelFactory)] = [
     ("NegativeLogLikelihoodLoss", lossKernel(softmax: false)),
     ("SoftmaxCrossEntropyLoss", lossKernel(softmax: true)),
 ]
+
+let moreKernels3: [(String, KernelFactory)] = [
+    ("RMSNormalization", { pc in
+        let n = pc.node
+        let eps = n.float("epsilon") ?? 1e-5
+        return { ins, ctx in
+            guard let x = ins.first ?? nil, x.dtype == .float32 || x.dtype == .float64 || x.dtype == .float16 else {
+                throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "element type")
+            }
+            let axis = try normalize(n.int("axis") ?? -1, x.shape.count, n)
+            let outer = x.shape[..<axis].reduce(1, *), inner = x.shape[axis...].reduce(1, *)
+            let scale = ins.count > 1 ? ins[1] : nil
+            let y = try ctx.alloc(x.shape, x.dtype)
+            for o in 0..<outer {
+                var sq = 0.0
+                for i in 0..<inner { let v = x.double(o * inner + i); sq += v * v }
+                let inv = 1 / (sq / Double(inner) + eps).squareRoot()
+                for i in 0..<inner {
+                    let s = scale.map { $0.double($0.count == 1 ? 0 : i % $0.count) } ?? 1
+                    y.store(x.double(o * inner + i) * inv * s, at: o * inner + i)
+                }
+            }
+            return [y]
+        }
+    }),
+    ("BitShift", { pc in
+        let n = pc.node
+        let left = (n.string("direction") ?? "LEFT") == "LEFT"
+        return { ins, ctx in
+            guard let a = ins.first ?? nil, let b = ins.count > 1 ? ins[1] : nil, [.uint8, .uint16, .uint32, .uint64].contains(a.dtype),
+                  let shape = broadcastShapes(a.shape, b.shape) else {
+                throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "unsigned integer inputs")
+            }
+            let y = try ctx.alloc(shape, a.dtype)
+            let bits = (a.dtype.bitWidth ?? 8)
+            let sa = broadcastStrides(a.shape, to: shape), sb = broadcastStrides(b.shape, to: shape)
+            let av = a.integers(), bv = b.integers()
+            var idx = [Int](repeating: 0, count: shape.count)
+            for t in 0..<shape.reduce(1, *) {
+                var oa = 0, ob = 0
+                for d in 0..<shape.count { oa += idx[d] * sa[d]; ob += idx[d] * sb[d] }
+                let v = UInt64(truncatingIfNeeded: av[oa]), k = UInt64(max(0, bv[ob]))
+                var r = k >= UInt64(bits) ? 0 : (left ? v << k : v >> k)
+                if bits < 64 { r &= (UInt64(1) << UInt64(bits)) - 1 }
+                switch a.dtype {
+                case .uint8: y.raw.storeBytes(of: UInt8(truncatingIfNeeded: r), toByteOffset: t, as: UInt8.self)
+                case .uint16: y.raw.storeBytes(of: UInt16(truncatingIfNeeded: r), toByteOffset: t * 2, as: UInt16.self)
+                case .uint32: y.raw.storeBytes(of: UInt32(truncatingIfNeeded: r), toByteOffset: t * 4, as: UInt32.self)
+                default: y.raw.storeBytes(of: r, toByteOffset: t * 8, as: UInt64.self)
+                }
+                var d = shape.count - 1
+                while d >= 0 { idx[d] += 1; if idx[d] < shape[d] { break }; idx[d] = 0; d -= 1 }
+            }
+            return [y]
+        }
+    }),
+    ("IsInf", { pc in
+        let n = pc.node
+        let neg = (n.int("detect_negative") ?? 1) != 0, pos = (n.int("detect_positive") ?? 1) != 0
+        return { ins, ctx in
+            guard let x = ins.first ?? nil else { throw RuntimeError.invalid(node: n.label, reason: "missing input") }
+            let y = try ctx.alloc(x.shape, .bool)
+            for i in 0..<x.count {
+                let v = x.double(i)
+                y.raw.storeBytes(of: UInt8(v.isInfinite && ((v > 0 && pos) || (v < 0 && neg)) ? 1 : 0), toByteOffset: i, as: UInt8.self)
+            }
+            return [y]
+        }
+    }),
+    ("IsNaN", { pc in
+        let n = pc.node
+        return { ins, ctx in
+            guard let x = ins.first ?? nil else { throw RuntimeError.invalid(node: n.label, reason: "missing input") }
+            let y = try ctx.alloc(x.shape, .bool)
+            for i in 0..<x.count { y.raw.storeBytes(of: UInt8(x.double(i).isNaN ? 1 : 0), toByteOffset: i, as: UInt8.self) }
+            return [y]
+        }
+    }),
+    ("CumProd", { pc in
+        let n = pc.node
+        let exclusive = (n.int("exclusive") ?? 0) != 0, reverse = (n.int("reverse") ?? 0) != 0
+        return { ins, ctx in
+            guard let x = ins.first ?? nil, let a = ins.count > 1 ? ins[1]?.integers().first : nil else { throw RuntimeError.invalid(node: n.label, reason: "missing axis") }
+            let axis = try normalize(a, x.shape.count, n)
+            let outer = x.shape[..<axis].reduce(1, *), len = x.shape[axis], inner = x.shape[(axis + 1)...].reduce(1, *)
+            let y = try ctx.alloc(x.shape, x.dtype)
+            for o in 0..<outer {
+                for i in 0..<inner {
+                    var acc = 1.0
+                    for step in 0..<len {
+                        let j = reverse ? len - 1 - step : step
+                        let idx = (o * len + j) * inner + i
+                        let v = x.double(idx)
+                        if exclusive { y.store(acc, at: idx); acc *= v } else { acc *= v; y.store(acc, at: idx) }
+                    }
+                }
+            }
+            return [y]
+        }
+    }),
+    ("Compress", { pc in
+        let n = pc.node
+        return { ins, ctx in
+            guard let x0 = ins.first ?? nil, let cond = ins.count > 1 ? ins[1] : nil else { throw RuntimeError.invalid(node: n.label, reason: "missing input") }
+            let flags = cond.integers().map { $0 != 0 }
+            let x = n.int("axis") == nil ? view(x0, [x0.count]) : x0
+            let axis = try normalize(n.int("axis") ?? 0, x.shape.count, n)
+            let len = x.shape[axis], inner = x.shape[(axis + 1)...].reduce(1, *), outer = x.shape[..<axis].reduce(1, *)
+            let keep = (0..<min(len, flags.count)).filter { flags[$0] }
+            var shape = x.shape
+            shape[axis] = keep.count
+            let y = try ctx.alloc(shape, x.dtype)
+            let e = x.elementSize
+            for o in 0..<outer {
+                for (j, k) in keep.enumerated() {
+                    (y.raw + ((o * keep.count + j) * inner) * e).copyMemory(from: x.raw + ((o * len + k) * inner) * e, byteCount: inner * e)
+                }
+            }
+            return [y]
+        }
+    }),
+]
