@@ -398,32 +398,44 @@ static inline void max_row(float *restrict dst, const float *restrict src, int n
   for (int c = 0; c < n; c++) dst[c] = src[c] > dst[c] ? src[c] : dst[c];
 }
 
-void mlk_depthwise_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y) {
+typedef struct { const mlk_conv *p; const float *x, *w, *bias; float *y; } dwh_job;
+
+// One output row of an NHWC depthwise convolution.
+static void depthwise_nhwc_row(void *ctx, int t) {
+  const dwh_job *j = ctx;
+  const mlk_conv *p = j->p;
   const int mult = p->out_c / p->in_c;
-  for (int n = 0; n < p->batch; n++) {
-    const float *xn = x + (size_t)n * p->in_h * p->in_w * p->in_c;
-    float *yn = y + (size_t)n * p->out_h * p->out_w * p->out_c;
-    for (int oh = 0; oh < p->out_h; oh++)
-      for (int ow = 0; ow < p->out_w; ow++) {
-        float *dst = yn + ((size_t)oh * p->out_w + ow) * p->out_c;
-        for (int o = 0; o < p->out_c; o++) dst[o] = bias ? bias[o] : 0.0f;
-        for (int kh = 0; kh < p->k_h; kh++) {
-          int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
-          if (ih < 0 || ih >= p->in_h) continue;
-          for (int kw = 0; kw < p->k_w; kw++) {
-            int iw = ow * p->stride_w - p->pad_left + kw * p->dil_w;
-            if (iw < 0 || iw >= p->in_w) continue;
-            const float *src = xn + ((size_t)ih * p->in_w + iw) * p->in_c;
-            const float *k = w + ((size_t)kh * p->k_w + kw) * p->out_c;
-            if (mult == 1) {
-              dw_row(dst, src, k, p->out_c);   // contiguous channels: vectorised
-            } else {
-              for (int o = 0; o < p->out_c; o++) dst[o] += src[o / mult] * k[o];
-            }
-          }
+  int n = t / p->out_h, oh = t % p->out_h;
+  const float *xn = j->x + (size_t)n * p->in_h * p->in_w * p->in_c;
+  float *yn = j->y + (size_t)n * p->out_h * p->out_w * p->out_c;
+  for (int ow = 0; ow < p->out_w; ow++) {
+    float *dst = yn + ((size_t)oh * p->out_w + ow) * p->out_c;
+    for (int o = 0; o < p->out_c; o++) dst[o] = j->bias ? j->bias[o] : 0.0f;
+    for (int kh = 0; kh < p->k_h; kh++) {
+      int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
+      if (ih < 0 || ih >= p->in_h) continue;
+      for (int kw = 0; kw < p->k_w; kw++) {
+        int iw = ow * p->stride_w - p->pad_left + kw * p->dil_w;
+        if (iw < 0 || iw >= p->in_w) continue;
+        const float *src = xn + ((size_t)ih * p->in_w + iw) * p->in_c;
+        const float *k = j->w + ((size_t)kh * p->k_w + kw) * p->out_c;
+        if (mult == 1) {
+          dw_row(dst, src, k, p->out_c);   // contiguous channels: vectorised
+        } else {
+          for (int o = 0; o < p->out_c; o++) dst[o] += src[o / mult] * k[o];
         }
       }
+    }
   }
+}
+
+void mlk_depthwise_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y) {
+  // Output rows are independent: sharing them among threads cannot change any result.
+  dwh_job job = {p, x, w, bias, y};
+  int saved = mlk_threads;
+  if ((size_t)p->out_h * p->out_w * p->out_c < 65536) mlk_threads = 1;
+  mlk_parallel(p->batch * p->out_h, depthwise_nhwc_row, &job);
+  mlk_threads = saved;
 }
 
 void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, const float *x, float *y) {
