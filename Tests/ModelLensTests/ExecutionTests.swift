@@ -50,12 +50,12 @@ final class ExecutionTests: XCTestCase {
     /// Results are identical for any thread count (OpenBLAS splits rows and columns, never the sum).
     func testResultsIdenticalForAnyThreadCount() throws {
         var paths = [TestSupport.samples.appendingPathComponent("tiny_cnn.onnx").path]
-        for m in ["mobilenet_v2", "resnet50"] {
-            let p = TestSupport.models.appendingPathComponent("torchvision/\(m).onnx").path
+        for m in ["torchvision/mobilenet_v2.onnx", "torchvision/resnet50.onnx", "mediapipe/mediapipe__modules__palm_detection__palm_detection_full.tflite"] {
+            let p = TestSupport.models.appendingPathComponent(m).path
             if FileManager.default.fileExists(atPath: p) { paths.append(p) }
         }
         for path in paths {
-            let model = try ModelImporter.load(path, options: .init(inputShapes: ["input": Shape(known: [1, 3, 224, 224])]))
+            let model = try ModelImporter.load(path, options: .init(inputShapes: path.hasSuffix(".onnx") ? ["input": Shape(known: [1, 3, 224, 224])] : [:]))
             let input = model.graph.values[model.graph.inputs[0]]
             let shape = input.type.shape.dims!.map { $0.value ?? 1 }
             let x = RTensor.make((0..<shape.reduce(1, *)).map { Float(($0 * 7919) % 1000) / 500 - 1 }, shape: shape)
