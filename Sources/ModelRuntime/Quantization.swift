@@ -130,3 +130,66 @@ func quantizedWrapper(_ pc: PlanContext, factory: KernelFactory) throws -> Kerne
         }
     }
 }
+
+/// ONNX's integer ops through the float kernels: inputs dequantized (x - zero point) * scale,
+/// the float Conv / MatMul computes, and the output is requantized (QLinear*, saturating, half
+/// to even) or written as exact int32 (ConvInteger / MatMulInteger, whose values are integers).
+func integerOp(_ floatOp: String, qlinear: Bool) -> KernelFactory {
+    { pc in
+        let n = pc.node
+        var inner = n
+        inner.op = OpKind(floatOp)
+        inner.fusedActivation = nil
+        if floatOp == "Conv" { inner.dataLayout = .nchw; inner.kernelLayout = .oihw }
+        guard let factory = KernelRegistry.table[floatOp] else { throw pc.fail("no float \(floatOp)") }
+        let kernel = try factory(PlanContext(node: inner, graph: pc.graph, constants: []))
+        return { ins, ctx in
+            func input(_ i: Int) -> RTensor? { i < ins.count ? ins[i] : nil }
+            func deq(_ t: RTensor?, scale: RTensor?, zp: RTensor?, axis: Int) throws -> RTensor {
+                guard let t else { throw RuntimeError.invalid(node: n.label, reason: "missing input") }
+                let scales = scale?.toFloats() ?? [1]
+                let zps = zp?.integers().map { Int64($0) } ?? [0]
+                let q = QuantizationParams(scales: scales, zeroPoints: zps, axis: scales.count > 1 || zps.count > 1 ? axis : nil)
+                if q.axis != nil && scales.count == 1 {
+                    // Per-axis zero points with one scale.
+                    return try Quant.dequantize(t, QuantizationParams(scales: Array(repeating: scales[0], count: zps.count), zeroPoints: zps, axis: axis), ctx)
+                }
+                return try Quant.dequantize(t, q, ctx)
+            }
+            let a: RTensor, b: RTensor
+            var bias: RTensor? = nil
+            if qlinear {
+                a = try deq(input(0), scale: input(1), zp: input(2), axis: 1)
+                b = try deq(input(3), scale: input(4), zp: input(5), axis: floatOp == "Conv" ? 0 : 1)
+                if floatOp == "Conv", let bq = input(8) {
+                    // int32 bias with scale x_scale * w_scale (per output channel).
+                    let xs = input(1)?.toFloats().first ?? 1, ws = input(4)?.toFloats() ?? [1]
+                    let bf = try ctx.alloc(bq.shape, .float32)
+                    for i in 0..<bq.count { bf.floats[i] = bq.element(i) * xs * ws[ws.count == 1 ? 0 : i] }
+                    bias = bf
+                }
+            } else {
+                a = try deq(input(0), scale: nil, zp: input(2), axis: 1)
+                b = try deq(input(1), scale: nil, zp: input(3), axis: floatOp == "Conv" ? 0 : 1)
+            }
+            var y = try kernel(bias.map { [a, b, $0] } ?? [a, b], ctx)[0]
+            if qlinear {
+                let ys = input(6)?.toFloats().first ?? 1
+                let yz = input(7)
+                y = try Quant.quantize(y, to: yz?.dtype ?? .uint8, scale: ys, zeroPoint: yz?.integers().first ?? 0, halfToEven: true, ctx)
+            } else {
+                let yi = try ctx.alloc(y.shape, .int32)
+                for i in 0..<y.count { yi.raw.storeBytes(of: Int32(clamping: Int(y.floats[i].rounded())), toByteOffset: i * 4, as: Int32.self) }
+                y = yi
+            }
+            return [y]
+        }
+    }
+}
+
+let integerKernels: [(String, KernelFactory)] = [
+    ("QLinearConv", integerOp("Conv", qlinear: true)),
+    ("QLinearMatMul", integerOp("MatMul", qlinear: true)),
+    ("ConvInteger", integerOp("Conv", qlinear: false)),
+    ("MatMulInteger", integerOp("MatMul", qlinear: false)),
+]
