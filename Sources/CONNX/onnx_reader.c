@@ -50,9 +50,60 @@ void ml_unmap_file(ml_mapping *mapping) {
   mapping->size = 0;
 }
 
+// --- nesting check ----------------------------------------------------------------------
+// protobuf-c unpacks nested messages recursively with no depth limit, so a crafted file of a few
+// MB nesting graphs (Graph > Node > Attribute > Graph > ...) 100,000 deep overflows the stack.
+// Before unpacking, walk the message fields that can nest (and only those), with a bounded
+// recursion of our own.
+enum { K_MODEL, K_GRAPH, K_NODE, K_ATTR, K_VALUEINFO, K_TYPE, K_TYPE_INNER1, K_TYPE_INNER2, K_FUNCTION, K_TRAINING };
+#define ML_MAX_NESTING 256
+
+static int read_varint(const uint8_t *p, size_t n, size_t *pos, uint64_t *out);
+static int skip_value(const uint8_t *p, size_t n, size_t *pos, int wire, size_t *len_out);
+
+// The kind of message field `field` holds inside a message of kind `kind`, or -1.
+static int child_kind(int kind, int field) {
+  switch (kind) {
+    case K_MODEL: return field == 7 ? K_GRAPH : field == 20 ? K_TRAINING : field == 25 ? K_FUNCTION : -1;
+    case K_TRAINING: return field == 1 || field == 2 ? K_GRAPH : -1;
+    case K_FUNCTION: return field == 7 ? K_NODE : field == 11 ? K_ATTR : field == 12 ? K_VALUEINFO : -1;
+    case K_GRAPH: return field == 1 ? K_NODE : (field == 11 || field == 12 || field == 13) ? K_VALUEINFO : -1;
+    case K_NODE: return field == 5 ? K_ATTR : -1;
+    case K_ATTR: return field == 6 || field == 11 ? K_GRAPH : field == 14 || field == 15 ? K_TYPE : -1;
+    case K_VALUEINFO: return field == 2 ? K_TYPE : -1;
+    case K_TYPE: return field == 4 || field == 9 ? K_TYPE_INNER1 : field == 5 ? K_TYPE_INNER2 : -1;
+    case K_TYPE_INNER1: return field == 1 ? K_TYPE : -1;   // Sequence / Optional elem_type
+    case K_TYPE_INNER2: return field == 2 ? K_TYPE : -1;   // Map value_type
+    default: return -1;
+  }
+}
+
+// 0 when the nesting stays within ML_MAX_NESTING, 1 when deeper; malformed framing returns 0
+// (protobuf-c reports it).
+static int too_deep(const uint8_t *p, size_t n, int kind, int depth) {
+  if (depth > ML_MAX_NESTING) return 1;
+  size_t pos = 0;
+  while (pos < n) {
+    uint64_t key;
+    if (read_varint(p, n, &pos, &key) != 0) return 0;
+    int field = (int)(key >> 3), wire = (int)(key & 7);
+    size_t len = 0;
+    if (skip_value(p, n, &pos, wire, &len) != 0) return 0;
+    if (wire == 2) {
+      int child = child_kind(kind, field);
+      if (child >= 0 && too_deep(p + pos - len, len, child, depth + 1)) return 1;
+    }
+  }
+  return 0;
+}
+
 Onnx__ModelProto *ml_onnx_decode(const uint8_t *data, size_t size, char *err, size_t errlen) {
   if (size == 0) {
     snprintf(err, errlen, "file is empty");
+    return NULL;
+  }
+  if (too_deep(data, size, K_MODEL, 0)) {
+    snprintf(err, errlen, "messages nest more than %d levels deep (graphs inside graphs); refusing to decode", ML_MAX_NESTING);
     return NULL;
   }
   Onnx__ModelProto *model = onnx__model_proto__unpack(NULL, size, data);
@@ -192,7 +243,8 @@ Onnx__ModelProto *ml_onnx_load(const char *path, char *err, size_t errlen) {
   ml_mapping m;
   if (ml_map_file(path, &m, err, errlen) != 0) return NULL;
   if (m.data != NULL) madvise((void *)m.data, m.size, MADV_SEQUENTIAL);
-  Onnx__ModelProto *model = m.size > 0 ? ml_onnx_decode_streaming(m.data, m.size) : NULL;
+  Onnx__ModelProto *model = NULL;
+  if (m.size > 0 && !too_deep(m.data, m.size, K_MODEL, 0)) model = ml_onnx_decode_streaming(m.data, m.size);
   // Anything unusual (several graph fields, groups, malformed framing): decode whole, which
   // also produces the error message for broken files.
   if (model == NULL) model = ml_onnx_decode(m.data, m.size, err, errlen);

@@ -63,6 +63,42 @@ final class BadInputTests: XCTestCase {
         expectImportError(TestSupport.samples.appendingPathComponent("bad/external_escape.onnx").path, contains: "leaves the model's directory")
     }
 
+    /// A few MB nesting If graphs 100,000 deep (Graph > Node > Attribute > Graph ...): protobuf-c
+    /// would recurse until the stack overflows; the importer refuses it with an error instead.
+    func testDeeplyNestedGraphsAreRefused() throws {
+        func varint(_ v: Int) -> [UInt8] {
+            var n = UInt64(v), out: [UInt8] = []
+            repeat { let b = UInt8(n & 0x7f); n >>= 7; out.append(n == 0 ? b : b | 0x80) } while n != 0
+            return out
+        }
+        let name: [UInt8] = [0x0a, 11] + Array("then_branch".utf8)   // AttributeProto.name
+        let type: [UInt8] = varint(20 << 3) + varint(5)              // AttributeProto.type = GRAPH
+        let op: [UInt8] = [0x22, 2] + Array("If".utf8)               // NodeProto.op_type
+        let depth = 100_000
+        var lengths: [(graph: Int, attr: Int, node: Int)] = []
+        var graph = 0
+        for _ in 0..<depth {
+            let attr = name.count + type.count + 1 + varint(graph).count + graph
+            let node = op.count + 1 + varint(attr).count + attr
+            lengths.append((graph, attr, node))
+            graph = 1 + varint(node).count + node
+        }
+        var body: [UInt8] = []
+        body.reserveCapacity(graph)
+        for l in lengths.reversed() {
+            body += [0x0a] + varint(l.node) + op + [0x2a] + varint(l.attr) + name + type + [0x32] + varint(l.graph)
+        }
+        let model: [UInt8] = [0x08, 0x08, 0x3a] + varint(body.count) + body + [0x42, 0x02, 0x10, 0x0d]
+        let path = tmp.appendingPathComponent("deep.onnx").path
+        FileManager.default.createFile(atPath: path, contents: Data(model))
+        expectImportError(path, contains: "nest")
+        if FileManager.default.isExecutableFile(atPath: TestSupport.binary.path) {
+            let r = try TestSupport.run(["inspect", path])
+            XCTAssertFalse(r.signaled)
+            XCTAssertEqual(r.status, 1, r.stderr)
+        }
+    }
+
     func testRandomBytes() throws {
         var rng = SplitMix(seed: 42)
         for i in 0..<200 {
