@@ -46,7 +46,7 @@ public typealias ShapeRule = (inout RuleContext) throws -> [TensorType?]
 public enum ShapeRules {
     public static let table: [OpKind: ShapeRule] = {
         var t: [OpKind: ShapeRule] = [:]
-        for family in [elementwiseRules, convRules, linalgRules, tensorRules, reduceRules] {
+        for family in [elementwiseRules, convRules, linalgRules, tensorRules, reduceRules, controlFlowRules] {
             for (name, rule) in family { t[OpKind(name)] = rule }
         }
         // Upsample is Resize's older spelling: same inputs up to opset 10.
@@ -103,6 +103,18 @@ public enum ShapeInference {
             guard let rule = ShapeRules.table[node.op] else {
                 report.declaredOnly += node.outputs.count
                 continue
+            }
+            // Control flow: bodies read outer values by name; give them the outer types known
+            // now, and infer the bodies again before the node's rule reads their outputs.
+            for (_, body) in node.subgraphs {
+                var refreshed = false
+                for v in body.values where v.producer == nil && v.constant == nil && !body.inputs.contains(v.id) {
+                    if let outer = graph.value(named: v.name), graph.values[outer].type != v.type, graph.values[outer].type.shape.dims != nil {
+                        body.values[v.id].type = graph.values[outer].type
+                        refreshed = true
+                    }
+                }
+                if refreshed { var sub = Report(); infer(body, report: &sub) }
             }
             let inTypes = node.inputs.map { $0.map { graph.values[$0].type } }
             let inValues = node.inputs.map { $0.flatMap { known[$0] } }

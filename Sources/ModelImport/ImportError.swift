@@ -29,10 +29,10 @@ public enum ModelImporter {
         case .onnx: model = try ONNXImporter.load(path)
         case .tflite: model = try TFLiteImporter.load(path)
         }
+        // Bodies first, innermost first, so that If/Loop/Scan rules can read their outputs' types.
+        for g in model.allGraphs.dropFirst().reversed() { ShapeInference.run(g) }
         let report = ShapeInference.run(model.graph, inputShapes: options.inputShapes)
         model.warnings += report.warnings
-        // Control-flow bodies and TFLite's other subgraphs get their shapes too.
-        for g in model.allGraphs.dropFirst() { ShapeInference.run(g) }
         return model
     }
 

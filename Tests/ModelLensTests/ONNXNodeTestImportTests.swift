@@ -99,5 +99,6 @@ final class ONNXNodeTestImportTests: XCTestCase {
         XCTAssertEqual(failures.count, 0, "node test imports differing from onnx (first ones printed above)")
         XCTAssertEqual(shapeMismatch.count, 0, "inferred shapes differing from onnx.shape_inference (printed above)")
         XCTAssertEqual(ruleMismatch.count, 0, "shape rules contradicting onnx.shape_inference (printed above)")
+        XCTAssertEqual(shapeUncovered, 0, "values onnx.shape_inference makes concrete that ModelLens leaves unknown")
     }
 }
