@@ -284,17 +284,8 @@ let moreKernels2: [(String, KernelFactory)] = [
             let y = try ctx.alloc(data.shape, data.dtype)
             let e = data.elementSize
             y.raw.copyMemory(from: data.raw, byteCount: data.count * e)
-            let st = strides(data.shape)
             let slice = data.shape[q...].reduce(1, *)
-            let idx = idxT.integers()
-            for t in 0..<(idxT.count / max(q, 1)) {
-                var off = 0
-                for d in 0..<q {
-                    var c = idx[t * q + d]
-                    if c < 0 { c += data.shape[d] }
-                    guard c >= 0 && c < data.shape[d] else { throw RuntimeError.invalid(node: n.label, reason: "index out of range") }
-                    off += c * st[d]
-                }
+            for (t, off) in try ndOffsets(idxT, data.shape, n).enumerated() {
                 guard (t + 1) * slice <= upd.count else { throw RuntimeError.invalid(node: n.label, reason: "updates too short") }
                 (y.raw + off * e).copyMemory(from: upd.raw + t * slice * e, byteCount: slice * e)
             }
@@ -309,19 +300,10 @@ let moreKernels2: [(String, KernelFactory)] = [
             guard let data = ins.first ?? nil, let idxT = ins.count > 1 ? ins[1] : nil, let q = idxT.shape.last, q <= data.shape.count else {
                 throw RuntimeError.invalid(node: n.label, reason: "GatherND needs data and indices")
             }
-            let st = strides(data.shape)
             let slice = data.shape[q...].reduce(1, *)
             let y = try ctx.alloc(Array(idxT.shape.dropLast()) + Array(data.shape[q...]), data.dtype)
             let e = data.elementSize
-            let idx = idxT.integers()
-            for t in 0..<(idxT.count / max(q, 1)) {
-                var off = 0
-                for d in 0..<q {
-                    var c = idx[t * q + d]
-                    if c < 0 { c += data.shape[d] }
-                    guard c >= 0 && c < data.shape[d] else { throw RuntimeError.invalid(node: n.label, reason: "index out of range") }
-                    off += c * st[d]
-                }
+            for (t, off) in try ndOffsets(idxT, data.shape, n).enumerated() {
                 (y.raw + t * slice * e).copyMemory(from: data.raw + off * e, byteCount: slice * e)
             }
             return [y]
@@ -379,6 +361,24 @@ let moreKernels2: [(String, KernelFactory)] = [
         }
     }),
 ]
+
+/// Element offsets into a tensor of `shape` addressed by the index tuples in the last axis of
+/// `indices` (GatherND / ScatterND); negative indices count from the end.
+func ndOffsets(_ indices: RTensor, _ shape: [Int], _ n: Node) throws -> [Int] {
+    let q = indices.shape.last ?? 0
+    let st = strides(shape)
+    let idx = indices.integers()
+    return try (0..<(indices.count / max(q, 1))).map { t in
+        var off = 0
+        for d in 0..<q {
+            var c = idx[t * q + d]
+            if c < 0 { c += shape[d] }
+            guard c >= 0 && c < shape[d] else { throw RuntimeError.invalid(node: n.label, reason: "index out of range") }
+            off += c * st[d]
+        }
+        return off
+    }
+}
 
 func scatterElements(_ pc: PlanContext) throws -> Kernel {
     let n = pc.node
