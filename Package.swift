@@ -42,18 +42,20 @@ let package = Package(
         .target(name: "ModelRuntime", dependencies: ["ModelIR", "CKernels"]),
         // Conformance: the ONNX backend node tests on the executor.
         .target(name: "ModelConformance", dependencies: ["ModelIR", "ModelImport", "ModelRuntime"]),
+        // IR -> ONNX (protobuf-c) and IR -> TFLite (flatbuffers) writers, and the converters between the two.
+        .target(name: "ModelExport", dependencies: ["ModelIR", "ModelImport", "CONNX", "CTFLite"]),
         // Model rewrites: width scaling (writes ONNX through protobuf-c).
         .target(name: "ModelTransform", dependencies: ["ModelIR", "ModelImport", "CONNX"]),
         .executableTarget(
             name: "modellens",
             dependencies: [
-                "ModelIR", "ModelImport", "ModelAnalysis", "ModelTransform", "ModelRuntime", "ModelConformance",
+                "ModelIR", "ModelImport", "ModelAnalysis", "ModelTransform", "ModelRuntime", "ModelConformance", "ModelExport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(
             name: "ModelLensTests",
-            dependencies: ["ModelIR", "ModelImport", "ModelAnalysis", "ModelTransform", "ModelRuntime", "ModelConformance", "CONNX"]
+            dependencies: ["ModelIR", "ModelImport", "ModelAnalysis", "ModelTransform", "ModelRuntime", "ModelConformance", "ModelExport", "CONNX"]
         ),
     ],
     swiftLanguageModes: [.v5],

@@ -3,8 +3,8 @@ import ModelIR
 /// ONNX attribute defaults, by op and opset, made explicit on each node so
 /// that nothing downstream needs to know which opset changed what.
 /// (Facts from the ONNX operator specification.)
-enum ONNXDefaults {
-    static func apply(to node: inout Node, opset: Int) {
+public enum ONNXDefaults {
+    public static func apply(to node: inout Node, opset: Int) {
         func set(_ key: String, _ value: Attribute) {
             if node.attributes[key] == nil { node.attributes[key] = value }
         }

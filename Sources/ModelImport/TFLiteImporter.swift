@@ -260,6 +260,9 @@ enum TFLiteImporter {
                             inputs: inputs, outputs: outputs, attributes: attrs)
             if isCustom, op.custom_options_size > 0 {
                 node.attributes["custom_options_bytes"] = .int(Int(op.custom_options_size))
+                // The bytes themselves (a flexbuffer, usually), borrowed from the file, for writers.
+                let bytes = UnsafeRawBufferPointer(start: op.custom_options, count: Int(op.custom_options_size))
+                node.attributes["custom_options"] = .tensor(TensorData(dtype: .uint8, shape: [bytes.count], storage: .borrowed(bytes, owner: file)))
             }
             if !isCustom { TFLiteLowering.lower(&node, builtin: builtinName, graph: graph) }
             graph.nodes.append(node)

@@ -4,7 +4,7 @@ import ModelIR
 /// (`strides`, `dilations`, `auto_pad`, `kernel_shape`, `group`, `axis`, ...)
 /// next to the option fields the file had, and the NHWC / OHWI / 1HWO
 /// layouts stated on the node.
-enum TFLiteLowering {
+public enum TFLiteLowering {
     /// Builtins that map one-to-one onto a canonical op with no attribute work.
     static let direct: [String: String] = [
         "ADD": "Add", "SUB": "Sub", "MUL": "Mul", "DIV": "Div", "POW": "Pow", "MAXIMUM": "Max", "MINIMUM": "Min",
@@ -24,7 +24,7 @@ enum TFLiteLowering {
         "SCATTER_ND": "ScatterNDTF", "DENSIFY": "Densify", "WHERE": "NonZeroTF", "ONE_HOT": "OneHotTF", "MIRROR_PAD": "Pad",
     ]
 
-    static func lower(_ node: inout Node, builtin: String, graph: Graph) {
+    public static func lower(_ node: inout Node, builtin: String, graph: Graph) {
         let a = node.attributes
         func ints(_ k: String) -> Int? { a[k]?.int }
         func padding() -> Attribute { .string(a["padding"]?.string == "VALID" ? "VALID" : "SAME_UPPER") }
