@@ -42,8 +42,9 @@ let package = Package(
         .target(name: "ModelRuntime", dependencies: ["ModelIR", "CKernels"]),
         // Conformance: the ONNX backend node tests on the executor.
         .target(name: "ModelConformance", dependencies: ["ModelIR", "ModelImport", "ModelRuntime"]),
-        // IR -> ONNX (protobuf-c) and IR -> TFLite (flatbuffers) writers, and the converters between the two.
-        .target(name: "ModelExport", dependencies: ["ModelIR", "ModelImport", "CONNX", "CTFLite"]),
+        // IR -> ONNX (protobuf-c) and IR -> TFLite (flatbuffers) writers, and the converters between the two
+        // (which fold constant subgraphs with the runtime's kernels).
+        .target(name: "ModelExport", dependencies: ["ModelIR", "ModelImport", "ModelRuntime", "CONNX", "CTFLite"]),
         // Model rewrites: width scaling (writes ONNX through protobuf-c).
         .target(name: "ModelTransform", dependencies: ["ModelIR", "ModelImport", "CONNX"]),
         .executableTarget(

@@ -55,7 +55,7 @@ public enum Converter {
             try w.write([model.graph] + model.extraGraphs, to: path)
             report.nodesAfter = model.graph.nodes.count
         case (.onnx, _):
-            let (graph, r) = try ONNXToTFLite.convert(model.graph, path: path, options: options)
+            let (graph, r) = try ONNXToTFLite.convert(model, path: path, options: options)
             report.merge(r)
             var w = TFLiteWriter()
             w.description = "modellens (from ONNX)"

@@ -1,7 +1,633 @@
 import ModelIR
+import ModelRuntime
 
-enum ONNXToTFLite {
-    static func convert(_ graph: Graph, path: String, options: Converter.Options) throws -> (Graph, ConversionReport) {
-        throw ExportError(path, "ONNX -> TFLite is not written yet")
+/// ONNX form -> TFLite form.
+///
+/// Layouts: every value carries a permutation `p` (TFLite axis i holds ONNX axis p[i];
+/// nil = same order). Convolutions, pools and the ops around them work on NHWC
+/// (p = [0, 2, 3, 1]); elementwise ops, Concat, Slice, reductions and Transpose follow
+/// their inputs' layout with their axes and constants remapped, and Reshape keeps it
+/// when it only regroups the channel axes. A Transpose is inserted only where a value
+/// must change layout: at 4-D inputs and outputs (when the IO layout is kept), and
+/// before a Reshape or Flatten that mixes spatial and channel axes.
+final class ONNXToTFLite {
+    static let channelsLast = [0, 2, 3, 1]
+
+    let src: Graph
+    let path: String
+    let options: Converter.Options
+    let out = Graph(name: "main")
+    var report = ConversionReport(source: "", target: "", sourceFormat: "onnx", targetFormat: "tflite")
+    /// ONNX value -> (TFLite value, layout).
+    var map: [ValueID: (id: ValueID, perm: [Int]?)] = [:]
+    /// Cached transposed copies: (ONNX value, layout) -> TFLite value.
+    var transposed: [String: ValueID] = [:]
+    var consumers: [ValueID: Int] = [:]
+    var folded: [ValueID: TensorData] = [:]
+    /// Conv node index -> (weights, bias, the BatchNorm's output) after folding.
+    var bnFold: [Int: (w: TensorData, b: TensorData, output: ValueID, bn: Int)] = [:]
+    var skip = Set<Int>()
+
+    init(_ graph: Graph, path: String, options: Converter.Options) {
+        src = graph
+        self.path = path
+        self.options = options
+    }
+
+    static func convert(_ model: Model, path: String, options: Converter.Options) throws -> (Graph, ConversionReport) {
+        let c = ONNXToTFLite(model.graph, path: path, options: options)
+        // Shape arithmetic and other constant subgraphs: computed once with the runtime's kernels.
+        if let exec = try? Executor(model: model, threads: 1) { c.folded = exec.foldedValues }
+        try c.run()
+        return (c.out, c.report)
+    }
+
+    func fail(_ node: Node, _ reason: String) -> ExportError {
+        ExportError(path, "node '\(node.name)' (\(node.sourceOp)): \(reason)")
+    }
+
+    func constant(_ v: ValueID?) -> TensorData? {
+        guard let v else { return nil }
+        return src.values[v].constant ?? folded[v]
+    }
+
+    func shape(_ v: ValueID) throws -> [Int] {
+        if let c = constant(v) { return c.shape }
+        guard let s = src.values[v].type.shape.concrete else {
+            throw ExportError(path, "value '\(src.values[v].name)' has shape \(src.values[v].type.shape); fix the inputs' sizes with --input-shape")
+        }
+        return s
+    }
+
+    // MARK: values
+
+    func newValue(_ name: String, _ dtype: DType, _ shape: [Int]) -> ValueID {
+        out.addValue(name: name, type: TensorType(dtype: dtype, shape: Shape(known: shape)), distinct: true)
+    }
+
+    func newConstant(_ name: String, _ data: TensorData) -> ValueID {
+        let id = newValue(name, data.dtype, data.shape)
+        out.values[id].constant = data
+        return id
+    }
+
+    static func apply(_ perm: [Int]?, _ shape: [Int]) -> [Int] { perm.map { $0.map { shape[$0] } } ?? shape }
+
+    static func isIdentity(_ p: [Int]) -> Bool { p.enumerated().allSatisfy { $0.offset == $0.element } }
+
+    /// Whether a tensor of ONNX shape `shape` has the same element order in layout `perm`.
+    static func orderEquivalent(_ shape: [Int], _ perm: [Int]?) -> Bool {
+        guard let perm else { return true }
+        let big = perm.filter { shape[$0] > 1 }
+        return zip(big, big.dropFirst()).allSatisfy { $0 < $1 }
+    }
+
+    /// The TFLite value holding ONNX value `v` in layout `want`.
+    func get(_ v: ValueID, _ want: [Int]?) throws -> ValueID {
+        let onnxShape = try shape(v)
+        if let c = constant(v), map[v] == nil {
+            let key = "\(v)/\(want ?? [])"
+            if let id = transposed[key] { return id }
+            let data = want.map { TensorOps.permute(c, $0) } ?? c
+            if want != nil { report.constantsFolded += 1 }
+            let id = newConstant(src.values[v].name + (want == nil ? "" : "/nhwc"), data)
+            transposed[key] = id
+            return id
+        }
+        guard let (id, have) = map[v] else { throw ExportError(path, "value '\(src.values[v].name)' is used before it is defined") }
+        if have == want || ONNXToTFLite.orderEquivalent(onnxShape, have) && ONNXToTFLite.orderEquivalent(onnxShape, want) {
+            if have == want { return id }
+            // Same bytes, other shape: a reshape, not a transpose.
+            let key = "\(v)/\(want ?? [])"
+            if let r = transposed[key] { return r }
+            let target = ONNXToTFLite.apply(want, onnxShape)
+            let r = emitReshape(id, target, name: src.values[v].name + "/reshaped", dtype: src.values[v].type.dtype, onnxOp: "(layout)")
+            transposed[key] = r
+            return r
+        }
+        let key = "\(v)/\(want ?? [])"
+        if let r = transposed[key] { return r }
+        let inv = TensorOps.inverse(have ?? Array(0..<onnxShape.count))
+        let w = want ?? Array(0..<onnxShape.count)
+        let t = w.map { inv[$0] }
+        let perm = newConstant(src.values[v].name + "/perm", TensorOps.make(int32: t))
+        let r = newValue(src.values[v].name + (want == nil ? "/nchw" : "/nhwc"), src.values[v].type.dtype, ONNXToTFLite.apply(want, onnxShape))
+        out.nodes.append(Node(name: out.values[r].name, op: OpKind("Transpose"), sourceOp: "TRANSPOSE", domain: "tflite", version: 1, inputs: [id, perm], outputs: [r]))
+        report.transposesInserted += 1
+        transposed[key] = r
+        return r
+    }
+
+    @discardableResult
+    func emit(_ builtin: String, _ inputs: [ValueID?], _ node: Node, output: ValueID? = nil, shape: [Int], dtype: DType = .float32,
+              perm: [Int]?, attrs: [String: Attribute] = [:], name: String? = nil, version: Int = 1) -> ValueID {
+        let o = output ?? node.outputs[0]
+        let id = newValue(name ?? src.values[o].name, dtype, ONNXToTFLite.apply(perm, shape))
+        var n = Node(name: name ?? (node.name.isEmpty ? src.values[o].name : node.name), op: OpKind(builtin), sourceOp: builtin,
+                     domain: "tflite", version: version, inputs: inputs, outputs: [id], attributes: attrs)
+        if ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SUB", "MUL", "DIV", "AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION"].contains(builtin),
+           n.attributes["fused_activation_function"] == nil {
+            n.attributes["fused_activation_function"] = .string("NONE")
+        }
+        out.nodes.append(n)
+        if name == nil { map[o] = (id, perm) }
+        report.opsMapped["\(node.sourceOp) -> \(builtin)", default: 0] += 1
+        return id
+    }
+
+    func emitReshape(_ input: ValueID, _ target: [Int], name: String, dtype: DType, onnxOp: String) -> ValueID {
+        let s = newConstant(name + "/shape", TensorOps.make(int32: target))
+        let r = newValue(name, dtype, target)
+        out.nodes.append(Node(name: name, op: .reshape, sourceOp: "RESHAPE", domain: "tflite", version: 1, inputs: [input, s], outputs: [r],
+                              attributes: ["new_shape": .ints(target)]))
+        report.opsMapped["\(onnxOp) -> RESHAPE", default: 0] += 1
+        return r
+    }
+
+    // MARK: the pass
+
+    func run() throws {
+        for n in src.nodes { for case let v? in n.inputs { consumers[v, default: 0] += 1 } }
+        for v in src.outputs { consumers[v, default: 0] += 1 }
+        planBatchNormFolding()
+        for v in src.inputs {
+            let val = src.values[v]
+            guard val.constant == nil else { continue }
+            let s = try shape(v)
+            if s.count == 4 && !options.keepIOLayout && val.type.dtype.isFloatingPoint {
+                let id = newValue(val.name, val.type.dtype, ONNXToTFLite.apply(ONNXToTFLite.channelsLast, s))
+                map[v] = (id, ONNXToTFLite.channelsLast)
+            } else {
+                map[v] = (newValue(val.name, val.type.dtype, s), nil)
+            }
+            out.inputs.append(map[v]!.id)
+        }
+        for (i, node) in src.nodes.enumerated() where !skip.contains(i) {
+            if node.outputs.allSatisfy({ constant($0) != nil }) { continue }  // folded
+            try lower(node, index: i)
+        }
+        for v in src.outputs {
+            let name = src.values[v].name
+            let want: [Int]? = options.keepIOLayout ? nil : map[v]?.perm
+            let id = try get(v, want)
+            // The output keeps the ONNX name; an internal value that had it is renamed.
+            for k in out.values.indices where out.values[k].name == name && k != id { out.values[k].name = name + "/internal" }
+            out.values[id].name = name
+            out.outputs.append(id)
+        }
+        fuseActivations()
+        removeDeadNodes()
+        report.transposesKept = out.nodes.filter { $0.sourceOp == "TRANSPOSE" }.count - report.transposesInserted
+    }
+
+    /// Conv -> BatchNormalization with constant parameters, the conv's output read only by the BN.
+    func planBatchNormFolding() {
+        var producer: [ValueID: Int] = [:]
+        for (i, n) in src.nodes.enumerated() { for o in n.outputs { producer[o] = i } }
+        for (j, bn) in src.nodes.enumerated() where bn.sourceOp == "BatchNormalization" && bn.outputs.count == 1 {
+            guard let x = bn.inputs.first ?? nil, let ci = producer[x], src.nodes[ci].sourceOp == "Conv", consumers[x] == 1,
+                  !src.outputs.contains(x), bn.inputs.count == 5,
+                  let gamma = constant(bn.inputs[1]).flatMap(TensorOps.floats), let beta = constant(bn.inputs[2]).flatMap(TensorOps.floats),
+                  let mean = constant(bn.inputs[3]).flatMap(TensorOps.floats), let variance = constant(bn.inputs[4]).flatMap(TensorOps.floats) else { continue }
+            let conv = src.nodes[ci]
+            guard conv.inputs.count >= 2, let wData = constant(conv.inputs[1]), wData.shape.count == 4, var w = TensorOps.floats(wData) else { continue }
+            let o = wData.shape[0]
+            guard gamma.count == o, beta.count == o, mean.count == o, variance.count == o else { continue }
+            var b = conv.inputs.count > 2 ? (constant(conv.inputs[2]).flatMap(TensorOps.floats) ?? []) : []
+            if b.isEmpty { b = [Float](repeating: 0, count: o) }
+            let eps = Float(bn.float("epsilon") ?? 1e-5)
+            let per = w.count / o
+            for c in 0..<o {
+                let s = gamma[c] / (variance[c] + eps).squareRoot()
+                for k in 0..<per { w[c * per + k] *= s }
+                b[c] = (b[c] - mean[c]) * s + beta[c]
+            }
+            bnFold[ci] = (TensorOps.make(w, wData.shape), TensorOps.make(b, [o]), bn.outputs[0], j)
+            skip.insert(j)
+            report.constantsFolded += 1
+            report.opsMapped["BatchNormalization -> (folded into CONV_2D)", default: 0] += 1
+        }
+    }
+
+    // MARK: ops
+
+    func lower(_ node: Node, index: Int) throws {
+        let op = node.sourceOp
+        guard node.domain.isEmpty || node.domain == "ai.onnx" else { throw fail(node, "ops of domain '\(node.domain)' have no TFLite counterpart") }
+        let x = node.inputs.first ?? nil
+        switch op {
+        case "Identity", "Dropout":
+            guard let x else { throw fail(node, "no input") }
+            if let m = map[x] { map[node.outputs[0]] = m } else { map[node.outputs[0]] = (try get(x, nil), nil) }
+        case "Conv":
+            try lowerConv(node, index: index)
+        case "BatchNormalization":
+            try lowerBatchNorm(node)
+        case "Relu", "Sigmoid", "Tanh", "HardSwish", "Exp", "Log", "Sqrt", "Neg", "Abs", "Elu", "Floor", "Ceil", "Sin", "Cos", "Reciprocal", "Erf":
+            let names = ["Relu": "RELU", "Sigmoid": "LOGISTIC", "Tanh": "TANH", "HardSwish": "HARD_SWISH", "Exp": "EXP", "Log": "LOG",
+                         "Sqrt": "SQRT", "Neg": "NEG", "Abs": "ABS", "Elu": "ELU", "Floor": "FLOOR", "Ceil": "CEIL", "Sin": "SIN", "Cos": "COS"]
+            guard let x, let b = names[op] else { throw fail(node, "no TFLite counterpart") }
+            let p = map[x]?.perm
+            emit(b, [try get(x, p)], node, shape: try shape(node.outputs[0]), perm: p)
+        case "LeakyRelu":
+            guard let x else { throw fail(node, "no input") }
+            let p = map[x]?.perm
+            emit("LEAKY_RELU", [try get(x, p)], node, shape: try shape(node.outputs[0]), perm: p, attrs: ["alpha": .float(node.float("alpha") ?? 0.01)])
+        case "Clip":
+            try lowerClip(node)
+        case "HardSigmoid":
+            // max(0, min(1, alpha * x + beta)): MUL, ADD, MINIMUM, MAXIMUM.
+            guard let x else { throw fail(node, "no input") }
+            let p = map[x]?.perm
+            let s = try shape(node.outputs[0])
+            let a = newConstant(node.name + "/alpha", TensorOps.make([Float(node.float("alpha") ?? 0.2)], []))
+            let b = newConstant(node.name + "/beta", TensorOps.make([Float(node.float("beta") ?? 0.5)], []))
+            let one = newConstant(node.name + "/one", TensorOps.make([1], []))
+            let zero = newConstant(node.name + "/zero", TensorOps.make([0], []))
+            let t1 = emit("MUL", [try get(x, p), a], node, shape: s, perm: p, name: node.name + "/scaled")
+            let t2 = emit("ADD", [t1, b], node, shape: s, perm: p, name: node.name + "/shifted")
+            let t3 = emit("MINIMUM", [t2, one], node, shape: s, perm: p, name: node.name + "/upper")
+            emit("MAXIMUM", [t3, zero], node, shape: s, perm: p)
+        case "Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "PRelu":
+            try lowerBinary(node)
+        case "MaxPool", "AveragePool":
+            try lowerPool(node)
+        case "GlobalAveragePool", "GlobalMaxPool":
+            guard let x else { throw fail(node, "no input") }
+            let axes = newConstant(node.name + "/axes", TensorOps.make(int32: [1, 2]))
+            emit(op == "GlobalAveragePool" ? "MEAN" : "REDUCE_MAX", [try get(x, ONNXToTFLite.channelsLast), axes], node,
+                 shape: try shape(node.outputs[0]), perm: ONNXToTFLite.channelsLast, attrs: ["keep_dims": .int(1)])
+        case "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd":
+            try lowerReduce(node)
+        case "Flatten", "Reshape", "Squeeze", "Unsqueeze":
+            try lowerReshape(node)
+        case "Transpose":
+            try lowerTranspose(node)
+        case "Concat":
+            try lowerConcat(node)
+        case "Slice":
+            try lowerSlice(node)
+        case "Gemm", "MatMul":
+            try lowerDense(node)
+        case "Softmax", "LogSoftmax":
+            guard let x else { throw fail(node, "no input") }
+            let p = map[x]?.perm
+            let s = try shape(node.outputs[0])
+            var axis = node.int("axis") ?? -1
+            if axis < 0 { axis += s.count }
+            let tflAxis = p.map { TensorOps.inverse($0)[axis] } ?? axis
+            // Before opset 13 Softmax flattens from `axis`: the same as the last axis when axis is the last one.
+            guard tflAxis == s.count - 1 else { throw fail(node, "softmax over axis \(axis) that is not the last one (TFLite's SOFTMAX works on the last axis)") }
+            emit(op == "Softmax" ? "SOFTMAX" : "LOG_SOFTMAX", [try get(x, p)], node, shape: s, perm: p, attrs: op == "Softmax" ? ["beta": .float(1)] : [:])
+        default:
+            throw fail(node, "no TFLite counterpart in ModelLens yet")
+        }
+    }
+
+    /// Explicit (top, left, bottom, right) pads of a conv or pool, and whether TFLite's SAME gives them.
+    func padding(_ node: Node, input: [Int], output: [Int], kernel: [Int], strides: [Int], dilations: [Int]) -> (pads: [Int], same: Bool) {
+        var pads = node.ints("pads") ?? [0, 0, 0, 0]
+        if pads.count != 4 { pads = [0, 0, 0, 0] }
+        let auto = node.string("auto_pad") ?? "NOTSET"
+        var sameWants = [Int](repeating: 0, count: 4)
+        for d in 0..<2 {
+            let inSize = input[2 + d], outSame = (inSize + strides[d] - 1) / strides[d]
+            let total = max((outSame - 1) * strides[d] + (kernel[d] - 1) * dilations[d] + 1 - inSize, 0)
+            sameWants[d] = total / 2
+            sameWants[d + 2] = total - total / 2
+        }
+        if auto == "SAME_UPPER" { return (sameWants, true) }
+        if auto == "SAME_LOWER" { pads = [sameWants[2], sameWants[3], sameWants[0], sameWants[1]] }
+        if auto == "VALID" { pads = [0, 0, 0, 0] }
+        // ceil_mode: extra rows and columns at the end so a VALID window count gives the ONNX output.
+        for d in 0..<2 {
+            let effective = (kernel[d] - 1) * dilations[d] + 1
+            let have = input[2 + d] + pads[d] + pads[d + 2]
+            let needed = (output[2 + d] - 1) * strides[d] + effective
+            if needed > have { pads[d + 2] += needed - have }
+        }
+        let sameOut = output[2] == (input[2] + strides[0] - 1) / strides[0] && output[3] == (input[3] + strides[1] - 1) / strides[1]
+        return (pads, pads == sameWants && sameOut && pads != [0, 0, 0, 0])
+    }
+
+    /// A PAD (or PADV2 with `value`) on an NHWC value; returns the padded value.
+    func pad(_ x: ValueID, _ pads: [Int], onnxShape: [Int], node: Node, value: Float? = nil) -> ValueID {
+        let paddings = newConstant(node.name + "/paddings", TensorOps.make(int32: [0, 0, pads[0], pads[2], pads[1], pads[3], 0, 0], [4, 2]))
+        var s = onnxShape
+        s[2] += pads[0] + pads[2]
+        s[3] += pads[1] + pads[3]
+        var ins = [x, paddings]
+        if let value { ins.append(newConstant(node.name + "/pad_value", TensorOps.make([value], []))) }
+        return emit(value == nil ? "PAD" : "PADV2", ins, node, shape: s, perm: ONNXToTFLite.channelsLast, name: node.name + "/pad")
+    }
+
+    func lowerConv(_ node: Node, index: Int) throws {
+        guard let x = node.inputs.first ?? nil, node.inputs.count >= 2, let wID = node.inputs[1], var w = constant(wID), w.shape.count == 4 else {
+            throw fail(node, "only 2-D convolutions with constant weights convert")
+        }
+        var b = node.inputs.count > 2 ? constant(node.inputs[2]) : nil
+        var output = node.outputs[0]
+        if let f = bnFold[index] { w = f.w; b = f.b; output = f.output }
+        let inShape = try shape(x), outShape = try shape(output)
+        let o = w.shape[0], group = node.int("group") ?? 1, cin = inShape[1]
+        let kernel = [w.shape[2], w.shape[3]]
+        let strides = node.ints("strides") ?? [1, 1], dilations = node.ints("dilations") ?? [1, 1]
+        var input = try get(x, ONNXToTFLite.channelsLast)
+        let (pads, same) = padding(node, input: inShape, output: outShape, kernel: kernel, strides: strides, dilations: dilations)
+        var paddingName = "VALID"
+        if same { paddingName = "SAME" } else if pads != [0, 0, 0, 0] { input = pad(input, pads, onnxShape: inShape, node: node) }
+        var attrs: [String: Attribute] = ["padding": .string(paddingName), "stride_h": .int(strides[0]), "stride_w": .int(strides[1]),
+                                          "dilation_h_factor": .int(dilations[0]), "dilation_w_factor": .int(dilations[1])]
+        let builtin: String
+        let weights: TensorData
+        if group == 1 {
+            builtin = "CONV_2D"
+            weights = TensorOps.permute(w, [0, 2, 3, 1])
+        } else if group == cin && w.shape[1] == 1 {
+            builtin = "DEPTHWISE_CONV_2D"
+            weights = TensorOps.permute(w, [1, 2, 3, 0])
+            attrs["depth_multiplier"] = .int(o / cin)
+        } else {
+            throw fail(node, "grouped convolution (group \(group) of \(cin) channels) has no TFLite builtin")
+        }
+        report.constantsFolded += 1
+        let wID2 = newConstant(src.values[wID].name + "/tflite", weights)
+        let bias = b ?? TensorOps.make([Float](repeating: 0, count: o), [o])
+        let bID = newConstant((node.name.isEmpty ? src.values[output].name : node.name) + "/bias", bias.dtype == .float32 ? bias : TensorOps.make(TensorOps.floats(bias) ?? [], [o]))
+        emit(builtin, [input, wID2, bID], node, output: output, shape: outShape, perm: ONNXToTFLite.channelsLast, attrs: attrs,
+             version: builtin == "CONV_2D" ? 1 : 2)
+    }
+
+    func lowerBatchNorm(_ node: Node) throws {
+        guard let x = node.inputs.first ?? nil, node.inputs.count == 5,
+              let gamma = constant(node.inputs[1]).flatMap(TensorOps.floats), let beta = constant(node.inputs[2]).flatMap(TensorOps.floats),
+              let mean = constant(node.inputs[3]).flatMap(TensorOps.floats), let variance = constant(node.inputs[4]).flatMap(TensorOps.floats) else {
+            throw fail(node, "only inference BatchNormalization with constant parameters converts")
+        }
+        let s = try shape(x)
+        let p: [Int]? = s.count == 4 ? ONNXToTFLite.channelsLast : nil
+        guard s.count == 4 || s.count == 2 else { throw fail(node, "BatchNormalization on rank \(s.count)") }
+        let eps = Float(node.float("epsilon") ?? 1e-5)
+        let scale = zip(gamma, variance).map { $0 / ($1 + eps).squareRoot() }
+        let shift = (0..<scale.count).map { beta[$0] - mean[$0] * scale[$0] }
+        let c = scale.count
+        let sc = newConstant(node.name + "/scale", TensorOps.make(scale, [c]))
+        let sh = newConstant(node.name + "/shift", TensorOps.make(shift, [c]))
+        report.constantsFolded += 2
+        let t = emit("MUL", [try get(x, p), sc], node, shape: s, perm: p, name: node.name + "/scaled")
+        emit("ADD", [t, sh], node, shape: s, perm: p)
+    }
+
+    func lowerClip(_ node: Node) throws {
+        guard let x = node.inputs.first ?? nil else { throw fail(node, "no input") }
+        var lo = node.float("min"), hi = node.float("max")
+        if node.inputs.count > 1, let v = node.inputs[1] { lo = constant(v)?.doubles()?.first }
+        if node.inputs.count > 2, let v = node.inputs[2] { hi = constant(v)?.doubles()?.first }
+        let p = map[x]?.perm
+        let s = try shape(node.outputs[0])
+        let input = try get(x, p)
+        if lo == 0 && hi == 6 {
+            emit("RELU6", [input], node, shape: s, perm: p)
+        } else if lo == 0 && hi == nil {
+            emit("RELU", [input], node, shape: s, perm: p)
+        } else if lo == -1 && hi == 1 {
+            emit("RELU_N1_TO_1", [input], node, shape: s, perm: p)
+        } else {
+            var v = input
+            if let hi {
+                let c = newConstant(node.name + "/max", TensorOps.make([Float(hi)], []))
+                v = emit("MINIMUM", [v, c], node, shape: s, perm: p, name: lo == nil ? nil : node.name + "/upper")
+            }
+            if let lo {
+                let c = newConstant(node.name + "/min", TensorOps.make([Float(lo)], []))
+                emit("MAXIMUM", [v, c], node, shape: s, perm: p)
+            }
+        }
+    }
+
+    func lowerBinary(_ node: Node) throws {
+        let names = ["Add": "ADD", "Sub": "SUB", "Mul": "MUL", "Div": "DIV", "Max": "MAXIMUM", "Min": "MINIMUM", "Pow": "POW", "PRelu": "PRELU"]
+        guard node.inputs.count == 2, let a = node.inputs[0], let b = node.inputs[1], let builtin = names[node.sourceOp] else {
+            throw fail(node, "takes two inputs here")
+        }
+        let s = try shape(node.outputs[0])
+        // The layout of the first non-constant rank-4 operand, when it is NHWC.
+        var p: [Int]? = nil
+        for v in [a, b] where constant(v) == nil && (try? shape(v).count) == 4 { if let vp = map[v]?.perm { p = vp; break } }
+        if p != nil && s.count != 4 { p = nil }
+        var ins: [ValueID] = []
+        for v in [a, b] {
+            let vs = try shape(v)
+            if let p, vs.count < 4 {
+                if let c = constant(v) {
+                    // Broadcast against NCHW: pad the shape to rank 4, then permute.
+                    if c.elementCount == 1 { ins.append(try get(v, nil)); continue }
+                    let full = [Int](repeating: 1, count: 4 - vs.count) + vs
+                    let data = TensorOps.permute(TensorOps.reshaped(c, full), p)
+                    report.constantsFolded += 1
+                    ins.append(newConstant(src.values[v].name + "/nhwc", data))
+                    continue
+                }
+                throw fail(node, "broadcasting a rank-\(vs.count) value against an NHWC tensor")
+            }
+            ins.append(try get(v, vs.count == s.count ? p : nil))
+        }
+        emit(builtin, ins, node, shape: s, perm: p)
+    }
+
+    func lowerPool(_ node: Node) throws {
+        guard let x = node.inputs.first ?? nil, let kernel = node.ints("kernel_shape"), kernel.count == 2 else {
+            throw fail(node, "only 2-D pooling converts")
+        }
+        let inShape = try shape(x), outShape = try shape(node.outputs[0])
+        let strides = node.ints("strides") ?? [1, 1], dilations = node.ints("dilations") ?? [1, 1]
+        guard dilations == [1, 1] else { throw fail(node, "dilated pooling has no TFLite builtin") }
+        var input = try get(x, ONNXToTFLite.channelsLast)
+        let (pads, same) = padding(node, input: inShape, output: outShape, kernel: kernel, strides: strides, dilations: dilations)
+        let isMax = node.sourceOp == "MaxPool"
+        var paddingName = "VALID"
+        if same && (isMax || node.int("count_include_pad") ?? 0 == 0) {
+            paddingName = "SAME"
+        } else if pads != [0, 0, 0, 0] {
+            guard isMax || node.int("count_include_pad") == 1 else {
+                throw fail(node, "average pooling with padding \(pads) that excludes the pad from the count has no TFLite form")
+            }
+            input = pad(input, pads, onnxShape: inShape, node: node, value: isMax ? -Float.greatestFiniteMagnitude : nil)
+        }
+        emit(isMax ? "MAX_POOL_2D" : "AVERAGE_POOL_2D", [input], node, shape: outShape, perm: ONNXToTFLite.channelsLast,
+             attrs: ["padding": .string(paddingName), "stride_h": .int(strides[0]), "stride_w": .int(strides[1]),
+                     "filter_height": .int(kernel[0]), "filter_width": .int(kernel[1])])
+    }
+
+    func lowerReduce(_ node: Node) throws {
+        guard let x = node.inputs.first ?? nil else { throw fail(node, "no input") }
+        let names = ["ReduceMean": "MEAN", "ReduceMax": "REDUCE_MAX", "ReduceMin": "REDUCE_MIN", "ReduceSum": "SUM", "ReduceProd": "REDUCE_PROD"]
+        let s = try shape(x)
+        var axes = node.ints("axes") ?? (node.inputs.count > 1 ? constant(node.inputs[1])?.integers() : nil) ?? Array(0..<s.count)
+        axes = axes.map { $0 < 0 ? $0 + s.count : $0 }
+        let keep = (node.int("keepdims") ?? 1) != 0
+        let p = map[x]?.perm
+        let inv = p.map(TensorOps.inverse)
+        let tflAxes = axes.map { inv?[$0] ?? $0 }.sorted()
+        var outPerm: [Int]? = p
+        if !keep, let p {
+            // Remaining TFLite axes hold the remaining ONNX axes, renumbered.
+            let remainingOnnx = (0..<s.count).filter { !axes.contains($0) }
+            let rem = p.filter { !axes.contains($0) }.map { remainingOnnx.firstIndex(of: $0)! }
+            outPerm = ONNXToTFLite.isIdentity(rem) ? nil : rem
+        }
+        let a = newConstant(node.name + "/axes", TensorOps.make(int32: tflAxes))
+        emit(names[node.sourceOp]!, [try get(x, p), a], node, shape: try shape(node.outputs[0]), perm: outPerm, attrs: ["keep_dims": .int(keep ? 1 : 0)])
+    }
+
+    /// Channels-last layout of a rank-`r` value whose axes 1...k are channel axes.
+    static func channelsLast(rank r: Int, channelAxes k: Int) -> [Int] { [0] + Array((k + 1)..<r) + Array(1...k) }
+
+    func lowerReshape(_ node: Node) throws {
+        guard let x = node.inputs.first ?? nil else { throw fail(node, "no input") }
+        let inShape = try shape(x), outShape = try shape(node.outputs[0])
+        let dtype = src.values[x].type.dtype
+        let p = map[x]?.perm
+        if let p, !ONNXToTFLite.orderEquivalent(inShape, p) {
+            // Regrouping the channel axes only: stay channels-last.
+            let r = inShape.count
+            if let k = (1..<r).first(where: { p == ONNXToTFLite.channelsLast(rank: r, channelAxes: $0) }) {
+                let spatial = Array(inShape[(k + 1)...])
+                let s = spatial.count
+                if outShape.count > s + 1, outShape.first == inShape.first, Array(outShape.suffix(s)) == spatial {
+                    let q = ONNXToTFLite.channelsLast(rank: outShape.count, channelAxes: outShape.count - 1 - s)
+                    let target = ONNXToTFLite.apply(q, outShape)
+                    let shapeID = newConstant(node.name + "/shape", TensorOps.make(int32: target))
+                    emit("RESHAPE", [try get(x, p), shapeID], node, shape: outShape, dtype: dtype, perm: q, attrs: ["new_shape": .ints(target)])
+                    return
+                }
+            }
+        }
+        let input = try get(x, ONNXToTFLite.orderEquivalent(inShape, p) ? p : nil)
+        let shapeID = newConstant(node.name + "/shape", TensorOps.make(int32: outShape))
+        emit("RESHAPE", [input, shapeID], node, shape: outShape, dtype: dtype, perm: nil, attrs: ["new_shape": .ints(outShape)])
+    }
+
+    func lowerTranspose(_ node: Node) throws {
+        guard let x = node.inputs.first ?? nil else { throw fail(node, "no input") }
+        let s = try shape(x)
+        let q = node.ints("perm") ?? Array((0..<s.count).reversed())
+        let pin = map[x]?.perm ?? Array(0..<s.count)
+        let inv = TensorOps.inverse(pin)
+        // Output layout: the input's, unless the plain order makes the transpose vanish.
+        var candidates: [[Int]?] = [map[x]?.perm, nil]
+        if q.count == 4 { candidates.append(ONNXToTFLite.channelsLast) }
+        for pout in candidates {
+            let po = pout ?? Array(0..<q.count)
+            let t = po.map { inv[q[$0]] }
+            if ONNXToTFLite.isIdentity(t) {
+                map[node.outputs[0]] = (try get(x, map[x]?.perm), pout)
+                report.opsMapped["Transpose -> (absorbed by the layout)", default: 0] += 1
+                return
+            }
+        }
+        let pout = map[x]?.perm
+        let po = pout ?? Array(0..<q.count)
+        let t = po.map { inv[q[$0]] }
+        let permID = newConstant(node.name + "/perm", TensorOps.make(int32: t))
+        emit("TRANSPOSE", [try get(x, map[x]?.perm), permID], node, shape: try shape(node.outputs[0]), dtype: src.values[x].type.dtype, perm: pout)
+    }
+
+    func lowerConcat(_ node: Node) throws {
+        let ins = node.inputs.compactMap { $0 }
+        guard let first = ins.first(where: { constant($0) == nil }) ?? ins.first else { throw fail(node, "no inputs") }
+        let s = try shape(node.outputs[0])
+        let p = map[first]?.perm
+        var axis = node.int("axis") ?? 0
+        if axis < 0 { axis += s.count }
+        let tflAxis = p.map { TensorOps.inverse($0)[axis] } ?? axis
+        emit("CONCATENATION", try ins.map { try get($0, p) }, node, shape: s, dtype: src.values[first].type.dtype, perm: p, attrs: ["axis": .int(tflAxis)])
+    }
+
+    func lowerSlice(_ node: Node) throws {
+        guard let x = node.inputs.first ?? nil else { throw fail(node, "no input") }
+        let s = try shape(x)
+        var starts: [Int], ends: [Int], axes: [Int], steps: [Int]
+        if node.inputs.count >= 3 {
+            guard let st = constant(node.inputs[1])?.integers(), let en = constant(node.inputs[2])?.integers() else { throw fail(node, "starts and ends must be constant") }
+            starts = st; ends = en
+            axes = node.inputs.count > 3 ? (constant(node.inputs[3])?.integers() ?? Array(0..<st.count)) : Array(0..<st.count)
+            steps = node.inputs.count > 4 ? (constant(node.inputs[4])?.integers() ?? Array(repeating: 1, count: st.count)) : Array(repeating: 1, count: st.count)
+        } else {
+            starts = node.ints("starts") ?? []; ends = node.ints("ends") ?? []
+            axes = node.ints("axes") ?? Array(0..<starts.count); steps = Array(repeating: 1, count: starts.count)
+        }
+        var begin = [Int](repeating: 0, count: s.count), end = s, stride = [Int](repeating: 1, count: s.count)
+        for (k, a0) in axes.enumerated() {
+            let a = a0 < 0 ? a0 + s.count : a0
+            guard steps[k] > 0 else { throw fail(node, "negative slice steps are not converted yet") }
+            func clamp(_ v: Int) -> Int { min(max(v < 0 ? v + s[a] : v, 0), s[a]) }
+            begin[a] = clamp(starts[k]); end[a] = clamp(ends[k]); stride[a] = steps[k]
+        }
+        let p = map[x]?.perm
+        let order = p ?? Array(0..<s.count)
+        let b = newConstant(node.name + "/begin", TensorOps.make(int32: order.map { begin[$0] }))
+        let e = newConstant(node.name + "/end", TensorOps.make(int32: order.map { end[$0] }))
+        let st = newConstant(node.name + "/strides", TensorOps.make(int32: order.map { stride[$0] }))
+        emit("STRIDED_SLICE", [try get(x, p), b, e, st], node, shape: try shape(node.outputs[0]), dtype: src.values[x].type.dtype, perm: p,
+             attrs: ["begin_mask": .int(0), "end_mask": .int(0), "ellipsis_mask": .int(0), "new_axis_mask": .int(0), "shrink_axis_mask": .int(0)])
+    }
+
+    func lowerDense(_ node: Node) throws {
+        guard node.inputs.count >= 2, let a = node.inputs[0], let bID = node.inputs[1], let bData = constant(bID), bData.shape.count == 2 else {
+            throw fail(node, "only a product with a constant 2-D right-hand side converts (FULLY_CONNECTED)")
+        }
+        let aShape = try shape(a)
+        guard aShape.count == 2 else { throw fail(node, "a rank-\(aShape.count) left-hand side") }
+        guard (node.int("transA") ?? 0) == 0 else { throw fail(node, "transA = 1") }
+        let transB = node.sourceOp == "Gemm" && (node.int("transB") ?? 0) != 0
+        var w = transB ? bData : TensorOps.permute(bData, [1, 0])
+        let units = w.shape[0]
+        let alpha = Float(node.float("alpha") ?? 1), beta = Float(node.float("beta") ?? 1)
+        if alpha != 1, let f = TensorOps.floats(w) { w = TensorOps.make(f.map { $0 * alpha }, w.shape) }
+        var bias = [Float](repeating: 0, count: units)
+        if node.sourceOp == "Gemm", node.inputs.count > 2, let c = node.inputs[2] {
+            guard let cd = constant(c), cd.elementCount == units || cd.elementCount == 1, let f = TensorOps.floats(cd) else {
+                throw fail(node, "the bias must be a constant of \(units) values")
+            }
+            bias = f.count == 1 ? Array(repeating: f[0] * beta, count: units) : f.map { $0 * beta }
+        }
+        report.constantsFolded += 1
+        let wID = newConstant(src.values[bID].name + "/tflite", w.dtype == .float32 ? w : TensorOps.make(TensorOps.floats(w) ?? [], w.shape))
+        let biasID = newConstant(node.name + "/bias", TensorOps.make(bias, [units]))
+        emit("FULLY_CONNECTED", [try get(a, map[a]?.perm.flatMap { ONNXToTFLite.orderEquivalent(aShape, $0) ? $0 : nil }), wID, biasID], node,
+             shape: try shape(node.outputs[0]), perm: nil, attrs: ["keep_num_dims": .int(0), "weights_format": .string("DEFAULT")])
+    }
+
+    // MARK: clean-up
+
+    /// RELU / RELU6 / RELU_N1_TO_1 after an op that can fuse them, its input read by nothing else.
+    func fuseActivations() {
+        var readers: [ValueID: Int] = [:]
+        for n in out.nodes { for case let v? in n.inputs { readers[v, default: 0] += 1 } }
+        for v in out.outputs { readers[v, default: 0] += 1 }
+        var producer: [ValueID: Int] = [:]
+        for (i, n) in out.nodes.enumerated() { for o in n.outputs { producer[o] = i } }
+        var removed = Set<Int>()
+        let fusable: Set<String> = ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SUB", "MUL", "DIV", "AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION"]
+        for (i, n) in out.nodes.enumerated() where ["RELU", "RELU6", "RELU_N1_TO_1"].contains(n.sourceOp) {
+            guard let x = n.inputs.first ?? nil, readers[x] == 1, let pi = producer[x], fusable.contains(out.nodes[pi].sourceOp),
+                  out.nodes[pi].string("fused_activation_function") == "NONE" else { continue }
+            out.nodes[pi].attributes["fused_activation_function"] = .string(n.sourceOp)
+            out.nodes[pi].outputs = n.outputs
+            removed.insert(i)
+            report.opsMapped["(activation fused into \(out.nodes[pi].sourceOp))", default: 0] += 1
+        }
+        out.nodes = out.nodes.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+    }
+
+    func removeDeadNodes() {
+        var live = Set(out.outputs)
+        var keep = [Bool](repeating: false, count: out.nodes.count)
+        for i in stride(from: out.nodes.count - 1, through: 0, by: -1) where out.nodes[i].outputs.contains(where: live.contains) {
+            keep[i] = true
+            for case let v? in out.nodes[i].inputs { live.insert(v) }
+        }
+        out.nodes = out.nodes.enumerated().filter { keep[$0.offset] }.map(\.element)
     }
 }

@@ -104,6 +104,17 @@ public final class Executor {
 
     public static var supportedOps: [String] { KernelRegistry.table.keys.sorted() }
 
+    /// Values the planner computed from constants alone (shape arithmetic, widened fp16
+    /// weights), as owned tensors: what a converter can store as constants instead of ops.
+    public var foldedValues: [ValueID: TensorData] {
+        var out: [ValueID: TensorData] = [:]
+        for (v, t) in constants where v < graph.values.count && graph.values[v].constant == nil {
+            let bytes = Array(UnsafeRawBufferPointer(start: t.raw, count: t.byteCount))
+            out[v] = TensorData(dtype: t.dtype, shape: t.shape, storage: .owned(bytes))
+        }
+        return out
+    }
+
     func constantTensor(_ v: ValueID) -> RTensor? {
         if let t = constants[v] { return t }
         guard let data = graph.values[v].constant else { return nil }

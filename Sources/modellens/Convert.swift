@@ -42,12 +42,26 @@ struct Convert: ParsableCommand {
 
     func run() throws {
         guard tolerance > 0 else { throw ValidationError("--tolerance must be positive") }
-        let m = try ModelImporter.load(input, options: .init(inputShapes: try Inspect.parseShapes(inputShapes)))
+        var shapes = try Inspect.parseShapes(inputShapes)
+        var m = try ModelImporter.load(input, options: .init(inputShapes: shapes))
+        var fixed: [String] = []
+        let crossFormat = m.format.rawValue != (output as NSString).pathExtension.lowercased()
+        if crossFormat {
+            // The layout change needs concrete sizes: symbolic ones (a batch size) become 1.
+            for id in m.graph.inputs where m.graph.values[id].constant == nil {
+                let v = m.graph.values[id]
+                guard let dims = v.type.shape.dims, !v.type.shape.isConcrete, shapes[v.name] == nil else { continue }
+                shapes[v.name] = Shape(known: dims.map { $0.value ?? 1 })
+                fixed.append("\(v.name) \(v.type.shape) -> \(shapes[v.name]!)")
+            }
+            if !fixed.isEmpty { m = try ModelImporter.load(input, options: .init(inputShapes: shapes)) }
+        }
         var options = Converter.Options()
         options.keepIOLayout = keepIOLayout
-        let report: ConversionReport
+        var report: ConversionReport
         do {
             report = try Converter.convert(m, to: output, options: options)
+            if !fixed.isEmpty { report.notes.append("symbolic input sizes fixed to 1 (use --input-shape for others): " + fixed.joined(separator: "; ")) }
         } catch let e as ExportError {
             throw CommandError(message: "\(input) -> \(e)", code: 1)
         }
