@@ -35,9 +35,31 @@ final class ONNXToTFLite {
     }
 
     static func convert(_ model: Model, path: String, options: Converter.Options) throws -> (Graph, ConversionReport) {
-        let c = ONNXToTFLite(model.graph, path: path, options: options)
-        // Shape arithmetic and other constant subgraphs: computed once with the runtime's kernels.
-        if let exec = try? Executor(model: model, threads: 1) { c.folded = exec.foldedValues }
+        // A copy of the graph where Shape and Size of values with known sizes are constants;
+        // then the shape arithmetic after them (and any other constant subgraph) is computed
+        // once with the runtime's kernels.
+        let g = Graph(name: model.graph.name)
+        g.values = model.graph.values
+        g.nodes = model.graph.nodes
+        g.inputs = model.graph.inputs
+        g.outputs = model.graph.outputs
+        for node in g.nodes where node.sourceOp == "Shape" || node.sourceOp == "Size" {
+            guard let x = node.inputs.first ?? nil, let s = g.values[x].type.shape.concrete, let o = node.outputs.first else { continue }
+            if node.sourceOp == "Size" {
+                g.values[o].constant = TensorOps.make(int64: [s.reduce(1, *)], [])
+                continue
+            }
+            let r = s.count
+            var start = node.int("start") ?? 0, end = node.int("end") ?? r
+            if start < 0 { start += r }
+            if end < 0 { end += r }
+            start = min(max(start, 0), r); end = min(max(end, start), r)
+            g.values[o].constant = TensorOps.make(int64: Array(s[start..<end]))
+        }
+        let copy = Model(format: .onnx, path: model.path, fileSize: model.fileSize, graph: g)
+        copy.opsets = model.opsets
+        let c = ONNXToTFLite(g, path: path, options: options)
+        if let exec = try? Executor(model: copy, threads: 1) { c.folded = exec.foldedValues }
         try c.run()
         return (c.out, c.report)
     }
