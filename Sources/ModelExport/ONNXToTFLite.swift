@@ -10,28 +10,22 @@ import ModelRuntime
 /// when it only regroups the channel axes. A Transpose is inserted only where a value
 /// must change layout: at 4-D inputs and outputs (when the IO layout is kept), and
 /// before a Reshape or Flatten that mixes spatial and channel axes.
-final class ONNXToTFLite {
+final class ONNXToTFLite: LayoutConverter {
     static let channelsLast = [0, 2, 3, 1]
 
-    let src: Graph
-    let path: String
-    let options: Converter.Options
-    let out = Graph(name: "main")
-    var report = ConversionReport(source: "", target: "", sourceFormat: "onnx", targetFormat: "tflite")
-    /// ONNX value -> (TFLite value, layout).
-    var map: [ValueID: (id: ValueID, perm: [Int]?)] = [:]
-    /// Cached transposed copies: (ONNX value, layout) -> TFLite value.
-    var transposed: [String: ValueID] = [:]
-    var consumers: [ValueID: Int] = [:]
-    var folded: [ValueID: TensorData] = [:]
     /// Conv node index -> (weights, bias, the BatchNorm's output) after folding.
     var bnFold: [Int: (w: TensorData, b: TensorData, output: ValueID, bn: Int)] = [:]
     var skip = Set<Int>()
 
-    init(_ graph: Graph, path: String, options: Converter.Options) {
-        src = graph
-        self.path = path
-        self.options = options
+    override func transposeNode(_ x: ValueID, _ perm: [Int], name: String, dtype: DType, shape: [Int]) -> ValueID {
+        let p = newConstant(name + "/perm", TensorOps.make(int32: perm))
+        let r = newValue(name, dtype, shape)
+        out.nodes.append(Node(name: name, op: OpKind("Transpose"), sourceOp: "TRANSPOSE", domain: "tflite", version: 1, inputs: [x, p], outputs: [r]))
+        return r
+    }
+
+    override func reshapeNode(_ x: ValueID, _ shape: [Int], name: String, dtype: DType) -> ValueID {
+        emitReshape(x, shape, name: name, dtype: dtype, onnxOp: "(layout)")
     }
 
     static func convert(_ model: Model, path: String, options: Converter.Options) throws -> (Graph, ConversionReport) {
@@ -59,92 +53,18 @@ final class ONNXToTFLite {
         let copy = Model(format: .onnx, path: model.path, fileSize: model.fileSize, graph: g)
         copy.opsets = model.opsets
         let c = ONNXToTFLite(g, path: path, options: options)
+        c.report.sourceFormat = "onnx"
+        c.report.targetFormat = "tflite"
         if let exec = try? Executor(model: copy, threads: 1) { c.folded = exec.foldedValues }
         try c.run()
         return (c.out, c.report)
-    }
-
-    func fail(_ node: Node, _ reason: String) -> ExportError {
-        ExportError(path, "node '\(node.name)' (\(node.sourceOp)): \(reason)")
-    }
-
-    func constant(_ v: ValueID?) -> TensorData? {
-        guard let v else { return nil }
-        return src.values[v].constant ?? folded[v]
-    }
-
-    func shape(_ v: ValueID) throws -> [Int] {
-        if let c = constant(v) { return c.shape }
-        guard let s = src.values[v].type.shape.concrete else {
-            throw ExportError(path, "value '\(src.values[v].name)' has shape \(src.values[v].type.shape); fix the inputs' sizes with --input-shape")
-        }
-        return s
-    }
-
-    // MARK: values
-
-    func newValue(_ name: String, _ dtype: DType, _ shape: [Int]) -> ValueID {
-        out.addValue(name: name, type: TensorType(dtype: dtype, shape: Shape(known: shape)), distinct: true)
-    }
-
-    func newConstant(_ name: String, _ data: TensorData) -> ValueID {
-        let id = newValue(name, data.dtype, data.shape)
-        out.values[id].constant = data
-        return id
-    }
-
-    static func apply(_ perm: [Int]?, _ shape: [Int]) -> [Int] { perm.map { $0.map { shape[$0] } } ?? shape }
-
-    static func isIdentity(_ p: [Int]) -> Bool { p.enumerated().allSatisfy { $0.offset == $0.element } }
-
-    /// Whether a tensor of ONNX shape `shape` has the same element order in layout `perm`.
-    static func orderEquivalent(_ shape: [Int], _ perm: [Int]?) -> Bool {
-        guard let perm else { return true }
-        let big = perm.filter { shape[$0] > 1 }
-        return zip(big, big.dropFirst()).allSatisfy { $0 < $1 }
-    }
-
-    /// The TFLite value holding ONNX value `v` in layout `want`.
-    func get(_ v: ValueID, _ want: [Int]?) throws -> ValueID {
-        let onnxShape = try shape(v)
-        if let c = constant(v), map[v] == nil {
-            let key = "\(v)/\(want ?? [])"
-            if let id = transposed[key] { return id }
-            let data = want.map { TensorOps.permute(c, $0) } ?? c
-            if want != nil { report.constantsFolded += 1 }
-            let id = newConstant(src.values[v].name + (want == nil ? "" : "/nhwc"), data)
-            transposed[key] = id
-            return id
-        }
-        guard let (id, have) = map[v] else { throw ExportError(path, "value '\(src.values[v].name)' is used before it is defined") }
-        if have == want || ONNXToTFLite.orderEquivalent(onnxShape, have) && ONNXToTFLite.orderEquivalent(onnxShape, want) {
-            if have == want { return id }
-            // Same bytes, other shape: a reshape, not a transpose.
-            let key = "\(v)/\(want ?? [])"
-            if let r = transposed[key] { return r }
-            let target = ONNXToTFLite.apply(want, onnxShape)
-            let r = emitReshape(id, target, name: src.values[v].name + "/reshaped", dtype: src.values[v].type.dtype, onnxOp: "(layout)")
-            transposed[key] = r
-            return r
-        }
-        let key = "\(v)/\(want ?? [])"
-        if let r = transposed[key] { return r }
-        let inv = TensorOps.inverse(have ?? Array(0..<onnxShape.count))
-        let w = want ?? Array(0..<onnxShape.count)
-        let t = w.map { inv[$0] }
-        let perm = newConstant(src.values[v].name + "/perm", TensorOps.make(int32: t))
-        let r = newValue(src.values[v].name + (want == nil ? "/nchw" : "/nhwc"), src.values[v].type.dtype, ONNXToTFLite.apply(want, onnxShape))
-        out.nodes.append(Node(name: out.values[r].name, op: OpKind("Transpose"), sourceOp: "TRANSPOSE", domain: "tflite", version: 1, inputs: [id, perm], outputs: [r]))
-        report.transposesInserted += 1
-        transposed[key] = r
-        return r
     }
 
     @discardableResult
     func emit(_ builtin: String, _ inputs: [ValueID?], _ node: Node, output: ValueID? = nil, shape: [Int], dtype: DType = .float32,
               perm: [Int]?, attrs: [String: Attribute] = [:], name: String? = nil, version: Int = 1) -> ValueID {
         let o = output ?? node.outputs[0]
-        let id = newValue(name ?? src.values[o].name, dtype, ONNXToTFLite.apply(perm, shape))
+        let id = newValue(name ?? src.values[o].name, dtype, LayoutConverter.apply(perm, shape))
         var n = Node(name: name ?? (node.name.isEmpty ? src.values[o].name : node.name), op: OpKind(builtin), sourceOp: builtin,
                      domain: "tflite", version: version, inputs: inputs, outputs: [id], attributes: attrs)
         if ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SUB", "MUL", "DIV", "AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION"].contains(builtin),
@@ -177,7 +97,7 @@ final class ONNXToTFLite {
             guard val.constant == nil else { continue }
             let s = try shape(v)
             if s.count == 4 && !options.keepIOLayout && val.type.dtype.isFloatingPoint {
-                let id = newValue(val.name, val.type.dtype, ONNXToTFLite.apply(ONNXToTFLite.channelsLast, s))
+                let id = newValue(val.name, val.type.dtype, LayoutConverter.apply(ONNXToTFLite.channelsLast, s))
                 map[v] = (id, ONNXToTFLite.channelsLast)
             } else {
                 map[v] = (newValue(val.name, val.type.dtype, s), nil)
@@ -496,7 +416,7 @@ final class ONNXToTFLite {
             // Remaining TFLite axes hold the remaining ONNX axes, renumbered.
             let remainingOnnx = (0..<s.count).filter { !axes.contains($0) }
             let rem = p.filter { !axes.contains($0) }.map { remainingOnnx.firstIndex(of: $0)! }
-            outPerm = ONNXToTFLite.isIdentity(rem) ? nil : rem
+            outPerm = LayoutConverter.isIdentity(rem) ? nil : rem
         }
         let a = newConstant(node.name + "/axes", TensorOps.make(int32: tflAxes))
         emit(names[node.sourceOp]!, [try get(x, p), a], node, shape: try shape(node.outputs[0]), perm: outPerm, attrs: ["keep_dims": .int(keep ? 1 : 0)])
@@ -510,7 +430,7 @@ final class ONNXToTFLite {
         let inShape = try shape(x), outShape = try shape(node.outputs[0])
         let dtype = src.values[x].type.dtype
         let p = map[x]?.perm
-        if let p, !ONNXToTFLite.orderEquivalent(inShape, p) {
+        if let p, !LayoutConverter.orderEquivalent(inShape, p) {
             // Regrouping the channel axes only: stay channels-last.
             let r = inShape.count
             if let k = (1..<r).first(where: { p == ONNXToTFLite.channelsLast(rank: r, channelAxes: $0) }) {
@@ -518,14 +438,14 @@ final class ONNXToTFLite {
                 let s = spatial.count
                 if outShape.count > s + 1, outShape.first == inShape.first, Array(outShape.suffix(s)) == spatial {
                     let q = ONNXToTFLite.channelsLast(rank: outShape.count, channelAxes: outShape.count - 1 - s)
-                    let target = ONNXToTFLite.apply(q, outShape)
+                    let target = LayoutConverter.apply(q, outShape)
                     let shapeID = newConstant(node.name + "/shape", TensorOps.make(int32: target))
                     emit("RESHAPE", [try get(x, p), shapeID], node, shape: outShape, dtype: dtype, perm: q, attrs: ["new_shape": .ints(target)])
                     return
                 }
             }
         }
-        let input = try get(x, ONNXToTFLite.orderEquivalent(inShape, p) ? p : nil)
+        let input = try get(x, LayoutConverter.orderEquivalent(inShape, p) ? p : nil)
         let shapeID = newConstant(node.name + "/shape", TensorOps.make(int32: outShape))
         emit("RESHAPE", [input, shapeID], node, shape: outShape, dtype: dtype, perm: nil, attrs: ["new_shape": .ints(outShape)])
     }
@@ -542,7 +462,7 @@ final class ONNXToTFLite {
         for pout in candidates {
             let po = pout ?? Array(0..<q.count)
             let t = po.map { inv[q[$0]] }
-            if ONNXToTFLite.isIdentity(t) {
+            if LayoutConverter.isIdentity(t) {
                 map[node.outputs[0]] = (try get(x, map[x]?.perm), pout)
                 report.opsMapped["Transpose -> (absorbed by the layout)", default: 0] += 1
                 return
@@ -617,7 +537,7 @@ final class ONNXToTFLite {
         report.constantsFolded += 1
         let wID = newConstant(src.values[bID].name + "/tflite", w.dtype == .float32 ? w : TensorOps.make(TensorOps.floats(w) ?? [], w.shape))
         let biasID = newConstant(node.name + "/bias", TensorOps.make(bias, [units]))
-        emit("FULLY_CONNECTED", [try get(a, map[a]?.perm.flatMap { ONNXToTFLite.orderEquivalent(aShape, $0) ? $0 : nil }), wID, biasID], node,
+        emit("FULLY_CONNECTED", [try get(a, map[a]?.perm.flatMap { LayoutConverter.orderEquivalent(aShape, $0) ? $0 : nil }), wID, biasID], node,
              shape: try shape(node.outputs[0]), perm: nil, attrs: ["keep_num_dims": .int(0), "weights_format": .string("DEFAULT")])
     }
 
