@@ -62,7 +62,7 @@ public enum Converter {
             try w.write([graph], to: path)
             report.nodesAfter = graph.nodes.count
         default:
-            let (graph, opset, r) = try TFLiteToONNX.convert(model.graph, path: path, options: options)
+            let (graph, opset, r) = try TFLiteToONNX.convert(model, path: path, options: options)
             report.merge(r)
             var w = ONNXWriter(opsets: ["": opset])
             w.producer = "modellens (from TFLite)"
