@@ -3,7 +3,10 @@
 .onnx, ai-edge-litert for .tflite (onnx.checker too for .onnx outputs). Both run on the same
 seeded random inputs (uniform in [-1, 1) for floats); outputs are paired by position. Prints
 one JSON object: per output the largest absolute difference and that difference relative to
-the source output's largest magnitude, and the Transpose count of a .tflite output.
+the source output's largest magnitude, the source runtime's own spread on the same inputs (its
+kernel variants: LiteRT's XNNPACK vs reference kernels, onnxruntime with all graph optimisations
+vs none; a few ill-conditioned outputs disagree with themselves beyond 1e-4), and the Transpose
+count of a .tflite output.
 
 usage: verify-conversion.py SOURCE CONVERTED [--shape d1,d2,...]  (the shape fixes symbolic inputs)
 With --layout-changed, 4-D inputs and outputs are NCHW on the ONNX side and NHWC on the TFLite side."""
@@ -12,14 +15,17 @@ import json, sys
 import numpy as np
 
 
-def runner(path):
+def runner(path, variant=False):
     if path.endswith('.onnx'):
         import onnxruntime as ort
-        s = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+        opts = ort.SessionOptions()
+        if variant:
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        s = ort.InferenceSession(path, opts, providers=['CPUExecutionProvider'])
         ins = [(i.name, i.shape, i.type) for i in s.get_inputs()]
         return ins, lambda feeds: s.run(None, feeds)
-    from ai_edge_litert.interpreter import Interpreter
-    it = Interpreter(model_path=path)
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    it = Interpreter(model_path=path, experimental_op_resolver_type=OpResolverType.BUILTIN_REF) if variant else Interpreter(model_path=path)
     it.allocate_tensors()
     det = it.get_input_details()
     ins = [(d['name'], list(d['shape']), str(d['dtype'])) for d in det]
@@ -76,7 +82,11 @@ def main():
             y = np.ascontiguousarray(x.transpose(0, 2, 3, 1) if src.endswith('.onnx') else x.transpose(0, 3, 1, 2))
         feeds_d[dname] = y
     a, b = srun(feeds_s), drun(feeds_d)
-    for x, y in zip(a, b):
+    c = runner(src, variant=True)[1](feeds_s)
+    for x, y, z in zip(a, b, c):
+        x = np.asarray(x, np.float64)
+        z = np.asarray(z, np.float64)
+        spread = float(np.abs(x - z).max() / max(float(np.abs(x).max()), 1e-6)) if x.size else 0.0
         x = np.asarray(x, np.float64); y = np.asarray(y, np.float64)
         if changed and y.ndim == 4:
             y = y.transpose(0, 3, 1, 2) if src.endswith('.onnx') else y.transpose(0, 2, 3, 1)
@@ -84,7 +94,8 @@ def main():
             result['outputs'].append({'shape': list(x.shape), 'convertedShape': list(y.shape), 'maxAbs': None, 'relative': None})
             continue
         d = float(np.abs(x - y).max()) if x.size else 0.0
-        result['outputs'].append({'shape': list(x.shape), 'maxAbs': d, 'relative': d / max(float(np.abs(x).max()) if x.size else 0.0, 1e-6)})
+        result['outputs'].append({'shape': list(x.shape), 'maxAbs': d, 'relative': d / max(float(np.abs(x).max()) if x.size else 0.0, 1e-6),
+                                  'spread': spread})
     print(json.dumps(result))
 
 

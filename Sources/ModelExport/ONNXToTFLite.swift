@@ -92,6 +92,7 @@ final class ONNXToTFLite: LayoutConverter {
         for n in src.nodes { for case let v? in n.inputs { consumers[v, default: 0] += 1 } }
         for v in src.outputs { consumers[v, default: 0] += 1 }
         planBatchNormFolding()
+        planChannelShuffles()
         for v in src.inputs {
             let val = src.values[v]
             guard val.constant == nil else { continue }
@@ -151,10 +152,43 @@ final class ONNXToTFLite: LayoutConverter {
         }
     }
 
+    /// Reshape [N, C, H, W] -> [N, g, C/g, H, W], Transpose (0, 2, 1, 3, 4), Reshape back to
+    /// [N, C, H, W] (ShuffleNet's channel shuffle) is one permutation of the channels: a single
+    /// GATHER on the NHWC channel axis instead of two reshapes and a transpose.
+    var shuffles: [Int: (input: ValueID, output: ValueID, indices: [Int])] = [:]
+
+    func planChannelShuffles() {
+        var readers: [ValueID: [Int]] = [:]
+        for (i, n) in src.nodes.enumerated() { for case let v? in n.inputs { readers[v, default: []].append(i) } }
+        for (i, r1) in src.nodes.enumerated() where r1.sourceOp == "Reshape" {
+            guard let x = r1.inputs.first ?? nil, let a = try? shape(x), a.count == 4, let b = try? shape(r1.outputs[0]), b.count == 5,
+                  b[0] == a[0], b[1] * b[2] == a[1], b[3] == a[2], b[4] == a[3],
+                  let t = readers[r1.outputs[0]], t.count == 1, src.nodes[t[0]].sourceOp == "Transpose", src.nodes[t[0]].ints("perm") == [0, 2, 1, 3, 4],
+                  let r = readers[src.nodes[t[0]].outputs[0]], r.count == 1, src.nodes[r[0]].sourceOp == "Reshape",
+                  (try? shape(src.nodes[r[0]].outputs[0])) == a, !src.outputs.contains(r1.outputs[0]), !src.outputs.contains(src.nodes[t[0]].outputs[0]) else { continue }
+            let g = b[1], per = b[2]
+            // Output channel j = (k, m) with k < per, m < g reads input channel m * per + k.
+            let indices = (0..<a[1]).map { j in (j % g) * per + j / g }
+            shuffles[i] = (x, src.nodes[r[0]].outputs[0], indices)
+            skip.insert(t[0])
+            skip.insert(r[0])
+        }
+    }
+
     // MARK: ops
 
     func lower(_ node: Node, index: Int) throws {
         let op = node.sourceOp
+        if let shuffle = shuffles[index] {
+            let p = map[shuffle.input]?.perm ?? ONNXToTFLite.channelsLast
+            let axis = TensorOps.inverse(p)[1]
+            let indices = newConstant(node.name + "/channel_order", TensorOps.make(int32: shuffle.indices))
+            emit("GATHER", [try get(shuffle.input, p), indices], node, output: shuffle.output, shape: try shape(shuffle.output),
+                 perm: p, attrs: ["axis": .int(axis), "batch_dims": .int(0)])
+            report.opsMapped["Reshape + Transpose + Reshape (channel shuffle) -> GATHER", default: 0] += 1
+            report.opsMapped["Reshape -> GATHER"] = nil
+            return
+        }
         guard node.domain.isEmpty || node.domain == "ai.onnx" else { throw fail(node, "ops of domain '\(node.domain)' have no TFLite counterpart") }
         let x = node.inputs.first ?? nil
         switch op {
