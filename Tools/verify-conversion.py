@@ -72,7 +72,10 @@ def main():
     feeds_s, feeds_d = {}, {}
     for (name, shp, typ), (dname, _, _) in zip(si, di):
         shp = shape if shape and any(not isinstance(d, int) or d < 0 for d in shp) else [int(d) if isinstance(d, (int, np.integer)) and d > 0 else 1 for d in shp]
-        if 'int' in typ:
+        if 'int8' in typ:
+            dt = np.uint8 if 'uint8' in typ else np.int8
+            x = rng.integers(np.iinfo(dt).min, np.iinfo(dt).max, size=shp, endpoint=True).astype(dt)
+        elif 'int' in typ:
             x = rng.integers(0, 10, size=shp).astype(np.int64 if '64' in typ else np.int32)
         else:
             x = rng.uniform(-1, 1, size=shp).astype(np.float32)

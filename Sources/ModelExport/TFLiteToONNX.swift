@@ -212,6 +212,17 @@ final class TFLiteToONNX: LayoutConverter {
             try emit("Softmax", [try get(x, nil)], node, shape: s, perm: nil, attrs: ["axis": .int(s.count - 1)])
         case "STRIDED_SLICE":
             try lowerStridedSlice(node)
+        case "GATHER":
+            guard let x, node.inputs.count > 1, let idx = node.inputs[1], let indices = constant(idx)?.integers() else { throw fail(node, "the indices must be constant") }
+            let s = try shape(x)
+            var axis = node.int("axis") ?? 0
+            if axis < 0 { axis += s.count }
+            let p = map[x]?.perm
+            let target = p.map { TensorOps.inverse($0)[axis] } ?? axis
+            let indexShape = constant(idx)!.shape
+            guard indexShape.count <= 1 || p == nil else { throw fail(node, "multi-dimensional indices on a permuted tensor") }
+            try emit("Gather", [try get(x, p), newConstant(node.name + "/indices", TensorOps.make(int64: indices, indexShape))], node,
+                     shape: try shape(node.outputs[0]), perm: indexShape.count == 1 ? p : nil, attrs: ["axis": .int(target)])
         case "TRANSPOSE":
             guard let x, node.inputs.count > 1, let q = constant(node.inputs[1])?.integers() else { throw fail(node, "the permutation must be constant") }
             let p = map[x]?.perm
