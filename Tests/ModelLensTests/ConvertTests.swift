@@ -46,10 +46,10 @@ final class ConvertTests: XCTestCase {
     }
 
     /// Runs Tools/verify-conversion.py; returns its JSON.
-    func verify(_ src: String, _ dst: String, shape: [Int]? = nil) throws -> [String: Any] {
+    func verify(_ src: String, _ dst: String, shape: [Int]? = nil, extra: [String] = []) throws -> [String: Any] {
         let p = Process()
         p.executableURL = ConvertTests.python
-        p.arguments = [TestSupport.root.appendingPathComponent("Tools/verify-conversion.py").path, src, dst] + (shape.map { ["--shape", $0.map(String.init).joined(separator: ",")] } ?? [])
+        p.arguments = [TestSupport.root.appendingPathComponent("Tools/verify-conversion.py").path, src, dst] + (shape.map { ["--shape", $0.map(String.init).joined(separator: ",")] } ?? []) + extra
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
@@ -107,6 +107,23 @@ final class ConvertTests: XCTestCase {
             XCTAssertEqual(r["checker"] as? String, "passed", rel)
             _ = assertMatches(r, rel, exact: true)
         }
+    }
+
+    func testExternalData() throws {
+        // Weights past the threshold go to OUT.data (ONNX external data); onnxruntime reads them.
+        let src = try model(".models/torchvision/mobilenet_v2.onnx")
+        let m = try ModelImporter.load(src)
+        let dst = outDir.appendingPathComponent("external.onnx").path
+        var w = ONNXWriter(opsets: m.opsets)
+        w.externalThreshold = 1_000_000
+        try w.write(m.graph, to: dst)
+        let model = (try FileManager.default.attributesOfItem(atPath: dst)[.size] as? Int) ?? 0
+        let data = (try FileManager.default.attributesOfItem(atPath: dst + ".data")[.size] as? Int) ?? 0
+        XCTAssertLessThan(model, 200_000, "the .onnx holds the graph, not the weights")
+        XCTAssertGreaterThan(data, 13_000_000)
+        let r = try verify(src, dst)
+        XCTAssertEqual(r["checker"] as? String, "passed")
+        _ = assertMatches(r, "external data", exact: true)
     }
 
     func testTFLiteRoundTripIsExact() throws {
@@ -231,6 +248,15 @@ final class ConvertTests: XCTestCase {
         XCTAssertEqual(v?["passed"] as? Bool, true, r.stdout)
         XCTAssertEqual(obj?["transposesInserted"] as? Int, 1)
         XCTAssertNotNil((obj?["opsMapped"] as? [String: Int])?["Conv -> CONV_2D"])
+        // NHWC at the edges: no Transpose at all, and still equal (the check transposes the inputs).
+        let nhwc = try TestSupport.run(["convert", src, dst, "--verify", "--json", "--keep-io-layout", "false"], timeout: 120)
+        XCTAssertEqual(nhwc.status, 0, nhwc.stderr)
+        let o2 = try JSONSerialization.jsonObject(with: Data(nhwc.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(o2?["transposesInserted"] as? Int, 0)
+        XCTAssertEqual((o2?["verification"] as? [String: Any])?["passed"] as? Bool, true)
+        let lr = try verify(src, dst, shape: nil, extra: ["--layout-changed"])
+        XCTAssertEqual(lr["transposes"] as? Int, 0)
+        _ = assertMatches(lr, "tiny_cnn NHWC")
         // A tolerance nothing can meet fails the command and removes the output.
         let strict = try TestSupport.run(["convert", src, dst, "--verify", "--tolerance", "1e-30"], timeout: 120)
         XCTAssertEqual(strict.status, 1, strict.stdout)
