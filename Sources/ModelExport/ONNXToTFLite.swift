@@ -245,6 +245,12 @@ final class ONNXToTFLite: LayoutConverter {
             try lowerSlice(node)
         case "Gemm", "MatMul":
             try lowerDense(node)
+        case "ConvTranspose":
+            try lowerConvTranspose(node)
+        case "Resize", "Upsample":
+            try lowerResize(node)
+        case "Split":
+            try lowerSplit(node)
         case "Softmax", "LogSoftmax":
             guard let x else { throw fail(node, "no input") }
             let p = map[x]?.perm
@@ -547,6 +553,77 @@ final class ONNXToTFLite: LayoutConverter {
         let st = newConstant(node.name + "/strides", TensorOps.make(int32: order.map { stride[$0] }))
         emit("STRIDED_SLICE", [try get(x, p), b, e, st], node, shape: try shape(node.outputs[0]), dtype: src.values[x].type.dtype, perm: p,
              attrs: ["begin_mask": .int(0), "end_mask": .int(0), "ellipsis_mask": .int(0), "new_axis_mask": .int(0), "shrink_axis_mask": .int(0)])
+    }
+
+    /// ConvTranspose without cropping (VALID) or cropping to input x stride (SAME) -> TRANSPOSE_CONV,
+    /// kept in the importer's form (X, W, B and an `output_shape` attribute; the writer restores the rest).
+    func lowerConvTranspose(_ node: Node) throws {
+        guard let x = node.inputs.first ?? nil, node.inputs.count >= 2, let wID = node.inputs[1], let w = constant(wID), w.shape.count == 4,
+              (node.int("group") ?? 1) == 1 else { throw fail(node, "only 2-D, ungrouped transposed convolutions with constant weights convert") }
+        let inShape = try shape(x), outShape = try shape(node.outputs[0])
+        let strides = node.ints("strides") ?? [1, 1]
+        guard (node.ints("dilations") ?? [1, 1]) == [1, 1] else { throw fail(node, "dilated transposed convolution") }
+        let k = [w.shape[2], w.shape[3]]
+        let full = (0..<2).map { (inShape[2 + $0] - 1) * strides[$0] + k[$0] }
+        let padding: String
+        if Array(outShape[2...]) == full { padding = "VALID" } else if Array(outShape[2...]) == [inShape[2] * strides[0], inShape[3] * strides[1]] {
+            padding = "SAME"
+        } else { throw fail(node, "output size \(Array(outShape[2...])) is neither VALID \(full) nor SAME") }
+        let weights = TensorOps.permute(w, [1, 2, 3, 0])  // IOHW -> OHWI
+        report.constantsFolded += 1
+        let o = weights.shape[0]
+        let b = node.inputs.count > 2 ? constant(node.inputs[2]) : nil
+        let bias = b.flatMap(TensorOps.floats) ?? [Float](repeating: 0, count: o)
+        let tflOut = LayoutConverter.apply(ONNXToTFLite.channelsLast, outShape)
+        emit("TRANSPOSE_CONV", [try get(x, ONNXToTFLite.channelsLast), newConstant(src.values[wID].name + "/ohwi", weights),
+                                newConstant(node.name + "/bias", TensorOps.make(bias, [o]))], node, shape: outShape, perm: ONNXToTFLite.channelsLast,
+             attrs: ["padding": .string(padding), "stride_h": .int(strides[0]), "stride_w": .int(strides[1]), "output_shape": .ints(tflOut)], version: 3)
+    }
+
+    func lowerResize(_ node: Node) throws {
+        guard let x = node.inputs.first ?? nil, try shape(x).count == 4 else { throw fail(node, "only 4-D resizes convert") }
+        let outShape = try shape(node.outputs[0]), inShape = try shape(x)
+        guard outShape[0] == inShape[0], outShape[1] == inShape[1] else { throw fail(node, "resizing the batch or channel axis") }
+        let mode = node.string("mode") ?? "nearest"
+        let ct = node.string("coordinate_transformation_mode") ?? (node.sourceOp == "Upsample" ? "asymmetric" : "half_pixel")
+        let nearestMode = node.string("nearest_mode") ?? "round_prefer_floor"
+        var attrs: [String: Attribute] = ["align_corners": .int(0), "half_pixel_centers": .int(0)]
+        let builtin: String
+        switch (mode, ct) {
+        case ("linear", "align_corners"), ("bilinear", "align_corners"): builtin = "RESIZE_BILINEAR"; attrs["align_corners"] = .int(1)
+        case ("linear", "asymmetric"), ("bilinear", "asymmetric"): builtin = "RESIZE_BILINEAR"
+        case ("linear", "half_pixel"), ("linear", "pytorch_half_pixel"): builtin = "RESIZE_BILINEAR"; attrs["half_pixel_centers"] = .int(1)
+        case ("nearest", "asymmetric") where nearestMode == "floor": builtin = "RESIZE_NEAREST_NEIGHBOR"
+        case ("nearest", "tf_half_pixel_for_nn"): builtin = "RESIZE_NEAREST_NEIGHBOR"; attrs["half_pixel_centers"] = .int(1)
+        case ("nearest", "asymmetric") where nearestMode == "round_prefer_floor" && outShape[2] == 2 * inShape[2] && outShape[3] == 2 * inShape[3]:
+            // Doubling: source coordinates are whole or halves, and rounding halves down is floor.
+            builtin = "RESIZE_NEAREST_NEIGHBOR"
+        default:
+            throw fail(node, "mode \(mode) with coordinate_transformation_mode \(ct) (nearest_mode \(nearestMode)) has no TFLite form here")
+        }
+        let size = newConstant(node.name + "/size", TensorOps.make(int32: [outShape[2], outShape[3]]))
+        emit(builtin, [try get(x, ONNXToTFLite.channelsLast), size], node, shape: outShape, perm: ONNXToTFLite.channelsLast, attrs: attrs)
+    }
+
+    func lowerSplit(_ node: Node) throws {
+        guard let x = node.inputs.first ?? nil else { throw fail(node, "no input") }
+        let s = try shape(x)
+        var axis = node.int("axis") ?? 0
+        if axis < 0 { axis += s.count }
+        let sizes = try node.outputs.map { try shape($0)[axis] }
+        let p = map[x]?.perm
+        let tflAxis = p.map { TensorOps.inverse($0)[axis] } ?? axis
+        let sizeID = newConstant(node.name + "/size_splits", TensorOps.make(int32: sizes))
+        var outs: [ValueID] = []
+        for o in node.outputs {
+            let id = newValue(src.values[o].name, src.values[x].type.dtype, LayoutConverter.apply(p, try shape(o)))
+            map[o] = (id, p)
+            outs.append(id)
+        }
+        // In the importer's form: value and sizes as inputs, the axis as an attribute (the writer restores its tensor).
+        out.nodes.append(Node(name: node.name, op: OpKind("Split"), sourceOp: "SPLIT_V", domain: "tflite", version: 1,
+                              inputs: [try get(x, p), sizeID], outputs: outs, attributes: ["axis": .int(tflAxis), "num_splits": .int(outs.count)]))
+        report.opsMapped["Split -> SPLIT_V", default: 0] += 1
     }
 
     func lowerDense(_ node: Node) throws {

@@ -212,6 +212,29 @@ final class TFLiteToONNX: LayoutConverter {
             try emit("Softmax", [try get(x, nil)], node, shape: s, perm: nil, attrs: ["axis": .int(s.count - 1)])
         case "STRIDED_SLICE":
             try lowerStridedSlice(node)
+        case "TRANSPOSE_CONV":
+            // Imported as X, W (OHWI), B? with the output shape as an attribute.
+            guard let x, node.inputs.count >= 2, let wID = node.inputs[1], let w = constant(wID), w.shape.count == 4 else {
+                throw fail(node, "only transposed convolutions with constant weights convert")
+            }
+            let inShape = try shape(x), outShape = try shape(node.outputs[0])
+            let strides = [node.int("stride_h") ?? 1, node.int("stride_w") ?? 1]
+            var weights = TensorOps.permute(w, [3, 0, 1, 2])  // OHWI -> IOHW
+            if weights.dtype != .float32, let f = TensorOps.floats(weights) { weights = TensorOps.make(f, weights.shape) }
+            report.constantsFolded += 1
+            let k = [w.shape[1], w.shape[2]]
+            var pads = [0, 0, 0, 0]
+            for d in 0..<2 {
+                let total = max((inShape[1 + d] - 1) * strides[d] + k[d] - outShape[1 + d], 0)
+                pads[d] = total / 2
+                pads[d + 2] = total - total / 2
+            }
+            var ins: [ValueID?] = [try get(x, TFLiteToONNX.channelsFirst), newConstant(src.values[wID].name + "/iohw", weights)]
+            if node.inputs.count > 2, let b = node.inputs[2], let bd = constant(b) {
+                ins.append(newConstant(src.values[b].name, bd.dtype == .float32 ? bd : TensorOps.make(TensorOps.floats(bd) ?? [], bd.shape)))
+            }
+            try emit("ConvTranspose", ins, node, shape: outShape, perm: TFLiteToONNX.channelsFirst,
+                     attrs: ["kernel_shape": .ints(k), "strides": .ints(strides), "pads": .ints(pads)])
         case "GATHER":
             guard let x, node.inputs.count > 1, let idx = node.inputs[1], let indices = constant(idx)?.integers() else { throw fail(node, "the indices must be constant") }
             let s = try shape(x)

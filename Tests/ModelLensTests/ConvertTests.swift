@@ -152,7 +152,9 @@ final class ConvertTests: XCTestCase {
         var lines: [String] = []
         for (rel, shape) in [(".models/torchvision/mobilenet_v2.onnx", nil), (".models/torchvision/resnet50.onnx", nil),
                              (".models/torchvision/googlenet.onnx", nil), (".models/torchvision/shufflenet_v2_x1_0.onnx", nil),
-                             (".models/rapidocr/rapidocr_onnxruntime__models__ch_ppocr_mobile_v2.0_cls_infer.onnx", [1, 3, 48, 192]) as (String, [Int]?)] {
+                             (".models/rapidocr/rapidocr_onnxruntime__models__ch_ppocr_mobile_v2.0_cls_infer.onnx", [1, 3, 48, 192]),
+                             // Resize (nearest, doubling) and ConvTranspose -> TRANSPOSE_CONV.
+                             (".models/rapidocr/rapidocr_onnxruntime__models__ch_PP-OCRv4_det_infer.onnx", [1, 3, 320, 320]) as (String, [Int]?)] {
             let src = try model(rel)
             let stem = ((rel as NSString).lastPathComponent as NSString).deletingPathExtension
             let dst = outDir.appendingPathComponent(stem + ".tflite").path
