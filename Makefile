@@ -1,5 +1,5 @@
 # ModelLens — the two commands a newcomer needs:
-#   make demo   set up, build, inspect, analyse and run the sample models
+#   make demo   set up, build, inspect, analyse, run and convert the sample models
 #   make test   set up, fetch the real models, write reference data, run every test
 SWIFT ?= swift
 MODELLENS = .build/debug/modellens
@@ -22,6 +22,8 @@ demo: build
 	$(MODELLENS) analyze SampleModels/tiny_cnn.onnx --profile odroid-xu4-mali-t628
 	@echo
 	$(MODELLENS) run SampleModels/mobilenet_int8.tflite --random
+	@echo
+	$(MODELLENS) convert SampleModels/tiny_cnn.onnx .build/tiny_cnn_converted.tflite --verify
 
 models: setup
 	@Tools/fetch-models.sh

@@ -13,8 +13,9 @@ struct Convert: ParsableCommand {
             The output format follows OUT's extension (.onnx or .tflite). ONNX -> TFLite turns \
             NCHW activations into NHWC once, at the model's edges (one Transpose per 4-D input \
             and output, none inside), permutes kernels to OHWI / 1HWO, folds BatchNormalization \
-            into the preceding convolution and maps Conv, Gemm, pools, Pad, Concat, Resize, \
-            Softmax and the activations onto TFLite builtins. TFLite -> ONNX does the reverse. \
+            into the preceding convolution and maps Conv, ConvTranspose, Gemm/MatMul, pools, Pad, \
+            Concat, Split, Slice, Resize, Softmax, reductions and the activations onto TFLite \
+            builtins (the list is in Docs/convert.md). TFLite -> ONNX does the reverse. \
             Converting to the same format rewrites the file through ModelLens' writer.
 
             An op with no counterpart stops the conversion with a message naming the node and \
