@@ -103,4 +103,53 @@ class LayoutConverter {
         return r
     }
 
+
+    // MARK: layouts of ops that follow their inputs
+
+    /// Where source axis `axis` lies in layout `p`.
+    static func targetAxis(_ axis: Int, _ p: [Int]?) -> Int { p.map { TensorOps.inverse($0)[axis] } ?? axis }
+
+    /// A reduction over source `axes` (non-negative) of a rank-`rank` value in layout `p`: the
+    /// target axes, sorted, and the output's layout (without keepdims the remaining target axes
+    /// hold the remaining source axes, renumbered).
+    static func reduction(axes: [Int], rank: Int, layout p: [Int]?, keep: Bool) -> (axes: [Int], layout: [Int]?) {
+        let target = axes.map { targetAxis($0, p) }.sorted()
+        guard !keep, let p else { return (target, p) }
+        let remaining = (0..<rank).filter { !axes.contains($0) }
+        let rem = p.filter { !axes.contains($0) }.map { remaining.firstIndex(of: $0)! }
+        return (target, isIdentity(rem) ? nil : rem)
+    }
+
+    /// The operands of a broadcasting elementwise op in one layout: that of the first computed
+    /// operand of the output's rank. Lower-rank constants are padded to that rank and permuted
+    /// (single values stay as they are); a lower-rank computed operand cannot follow.
+    func broadcastOperands(_ node: Node, _ operands: [ValueID], outShape s: [Int]) throws -> (values: [ValueID], layout: [Int]?) {
+        var p: [Int]? = nil
+        for v in operands where constant(v) == nil && (try? shape(v).count) == s.count { if let vp = map[v]?.perm { p = vp; break } }
+        var ins: [ValueID] = []
+        for v in operands {
+            let vs = try shape(v)
+            if let p, vs.count < s.count {
+                guard let c = constant(v) else { throw fail(node, "broadcasting a rank-\(vs.count) value against a tensor in another layout") }
+                if c.elementCount == 1 { ins.append(try get(v, nil)); continue }
+                let full = [Int](repeating: 1, count: s.count - vs.count) + vs
+                report.constantsFolded += 1
+                ins.append(newConstant(src.values[v].name + "/permuted", TensorOps.permute(TensorOps.reshaped(c, full), p)))
+                continue
+            }
+            ins.append(try get(v, vs.count == s.count ? p : nil))
+        }
+        return (ins, p)
+    }
+
+    /// Concat's inputs in the layout of its first computed input, and the axis in that layout.
+    func concatOperands(_ node: Node) throws -> (values: [ValueID], layout: [Int]?, axis: Int, shape: [Int], dtype: DType) {
+        let ins = node.inputs.compactMap { $0 }
+        guard let first = ins.first(where: { constant($0) == nil }) ?? ins.first else { throw fail(node, "no inputs") }
+        let s = try shape(node.outputs[0])
+        let p = map[first]?.perm
+        var axis = node.int("axis") ?? 0
+        if axis < 0 { axis += s.count }
+        return (try ins.map { try get($0, p) }, p, LayoutConverter.targetAxis(axis, p), s, src.values[first].type.dtype)
+    }
 }

@@ -257,7 +257,7 @@ final class ONNXToTFLite: LayoutConverter {
             let s = try shape(node.outputs[0])
             var axis = node.int("axis") ?? -1
             if axis < 0 { axis += s.count }
-            let tflAxis = p.map { TensorOps.inverse($0)[axis] } ?? axis
+            let tflAxis = LayoutConverter.targetAxis(axis, p)
             // Before opset 13 Softmax flattens from `axis`: the same as the last axis when axis is the last one.
             guard tflAxis == s.count - 1 else { throw fail(node, "softmax over axis \(axis) that is not the last one (TFLite's SOFTMAX works on the last axis)") }
             emit(op == "Softmax" ? "SOFTMAX" : "LOG_SOFTMAX", [try get(x, p)], node, shape: s, perm: p, attrs: op == "Softmax" ? ["beta": .float(1)] : [:])
@@ -393,27 +393,7 @@ final class ONNXToTFLite: LayoutConverter {
             throw fail(node, "takes two inputs here")
         }
         let s = try shape(node.outputs[0])
-        // The layout of the first non-constant rank-4 operand, when it is NHWC.
-        var p: [Int]? = nil
-        for v in [a, b] where constant(v) == nil && (try? shape(v).count) == 4 { if let vp = map[v]?.perm { p = vp; break } }
-        if p != nil && s.count != 4 { p = nil }
-        var ins: [ValueID] = []
-        for v in [a, b] {
-            let vs = try shape(v)
-            if let p, vs.count < 4 {
-                if let c = constant(v) {
-                    // Broadcast against NCHW: pad the shape to rank 4, then permute.
-                    if c.elementCount == 1 { ins.append(try get(v, nil)); continue }
-                    let full = [Int](repeating: 1, count: 4 - vs.count) + vs
-                    let data = TensorOps.permute(TensorOps.reshaped(c, full), p)
-                    report.constantsFolded += 1
-                    ins.append(newConstant(src.values[v].name + "/nhwc", data))
-                    continue
-                }
-                throw fail(node, "broadcasting a rank-\(vs.count) value against an NHWC tensor")
-            }
-            ins.append(try get(v, vs.count == s.count ? p : nil))
-        }
+        let (ins, p) = try broadcastOperands(node, [a, b], outShape: s)
         emit(builtin, ins, node, shape: s, perm: p)
     }
 
@@ -449,15 +429,7 @@ final class ONNXToTFLite: LayoutConverter {
         axes = axes.map { $0 < 0 ? $0 + s.count : $0 }
         let keep = (node.int("keepdims") ?? 1) != 0
         let p = map[x]?.perm
-        let inv = p.map(TensorOps.inverse)
-        let tflAxes = axes.map { inv?[$0] ?? $0 }.sorted()
-        var outPerm: [Int]? = p
-        if !keep, let p {
-            // Remaining TFLite axes hold the remaining ONNX axes, renumbered.
-            let remainingOnnx = (0..<s.count).filter { !axes.contains($0) }
-            let rem = p.filter { !axes.contains($0) }.map { remainingOnnx.firstIndex(of: $0)! }
-            outPerm = LayoutConverter.isIdentity(rem) ? nil : rem
-        }
+        let (tflAxes, outPerm) = LayoutConverter.reduction(axes: axes, rank: s.count, layout: p, keep: keep)
         let a = newConstant(node.name + "/axes", TensorOps.make(int32: tflAxes))
         emit(names[node.sourceOp]!, [try get(x, p), a], node, shape: try shape(node.outputs[0]), perm: outPerm, attrs: ["keep_dims": .int(keep ? 1 : 0)])
     }
@@ -516,14 +488,8 @@ final class ONNXToTFLite: LayoutConverter {
     }
 
     func lowerConcat(_ node: Node) throws {
-        let ins = node.inputs.compactMap { $0 }
-        guard let first = ins.first(where: { constant($0) == nil }) ?? ins.first else { throw fail(node, "no inputs") }
-        let s = try shape(node.outputs[0])
-        let p = map[first]?.perm
-        var axis = node.int("axis") ?? 0
-        if axis < 0 { axis += s.count }
-        let tflAxis = p.map { TensorOps.inverse($0)[axis] } ?? axis
-        emit("CONCATENATION", try ins.map { try get($0, p) }, node, shape: s, dtype: src.values[first].type.dtype, perm: p, attrs: ["axis": .int(tflAxis)])
+        let c = try concatOperands(node)
+        emit("CONCATENATION", c.values, node, shape: c.shape, dtype: c.dtype, perm: c.layout, attrs: ["axis": .int(c.axis)])
     }
 
     func lowerSlice(_ node: Node) throws {
@@ -612,7 +578,7 @@ final class ONNXToTFLite: LayoutConverter {
         if axis < 0 { axis += s.count }
         let sizes = try node.outputs.map { try shape($0)[axis] }
         let p = map[x]?.perm
-        let tflAxis = p.map { TensorOps.inverse($0)[axis] } ?? axis
+        let tflAxis = LayoutConverter.targetAxis(axis, p)
         let sizeID = newConstant(node.name + "/size_splits", TensorOps.make(int32: sizes))
         var outs: [ValueID] = []
         for o in node.outputs {

@@ -139,14 +139,8 @@ final class TFLiteToONNX: LayoutConverter {
                 throw fail(node, "no ONNX counterpart at opset \(TFLiteToONNX.opset)")
             }
         case "CONCATENATION":
-            let ins = node.inputs.compactMap { $0 }
-            guard let first = ins.first(where: { constant($0) == nil }) ?? ins.first else { throw fail(node, "no inputs") }
-            let s = try shape(node.outputs[0])
-            let p = map[first]?.perm
-            var axis = node.int("axis") ?? 0
-            if axis < 0 { axis += s.count }
-            let target = p.map { TensorOps.inverse($0)[axis] } ?? axis
-            try emit("Concat", try ins.map { try get($0, p) }, node, shape: s, perm: p, attrs: ["axis": .int(target)])
+            let c = try concatOperands(node)
+            try emit("Concat", c.values, node, shape: c.shape, perm: c.layout, attrs: ["axis": .int(c.axis)])
         case "RESHAPE", "SQUEEZE", "EXPAND_DIMS":
             guard let x else { throw fail(node, "no input") }
             let inShape = try shape(x), outShape = try shape(node.outputs[0])
@@ -161,14 +155,7 @@ final class TFLiteToONNX: LayoutConverter {
             let axes = axesData.map { $0 < 0 ? $0 + s.count : $0 }
             let keep = (node.int("keep_dims") ?? 0) != 0
             let p = map[x]?.perm
-            let inv = p.map(TensorOps.inverse)
-            var outPerm = p
-            if !keep, let p {
-                let remaining = (0..<s.count).filter { !axes.contains($0) }
-                let rem = p.filter { !axes.contains($0) }.map { remaining.firstIndex(of: $0)! }
-                outPerm = LayoutConverter.isIdentity(rem) ? nil : rem
-            }
-            let target = axes.map { inv?[$0] ?? $0 }.sorted()
+            let (target, outPerm) = LayoutConverter.reduction(axes: axes, rank: s.count, layout: p, keep: keep)
             var attrs: [String: Attribute] = ["keepdims": .int(keep ? 1 : 0)]
             let input = try get(x, p)
             if op == "SUM" {
@@ -241,7 +228,7 @@ final class TFLiteToONNX: LayoutConverter {
             var axis = node.int("axis") ?? 0
             if axis < 0 { axis += s.count }
             let p = map[x]?.perm
-            let target = p.map { TensorOps.inverse($0)[axis] } ?? axis
+            let target = LayoutConverter.targetAxis(axis, p)
             let indexShape = constant(idx)!.shape
             guard indexShape.count <= 1 || p == nil else { throw fail(node, "multi-dimensional indices on a permuted tensor") }
             try emit("Gather", [try get(x, p), newConstant(node.name + "/indices", TensorOps.make(int64: indices, indexShape))], node,
@@ -298,21 +285,7 @@ final class TFLiteToONNX: LayoutConverter {
         let names = ["ADD": "Add", "SUB": "Sub", "MUL": "Mul", "DIV": "Div", "MAXIMUM": "Max", "MINIMUM": "Min", "POW": "Pow", "PRELU": "PRelu"]
         guard node.inputs.count == 2, let a = node.inputs[0], let b = node.inputs[1] else { throw fail(node, "takes two inputs") }
         let s = try shape(node.outputs[0])
-        var p: [Int]? = nil
-        for v in [a, b] where constant(v) == nil && (try? shape(v).count) == s.count { if let vp = map[v]?.perm { p = vp; break } }
-        var ins: [ValueID] = []
-        for v in [a, b] {
-            let vs = try shape(v)
-            if let p, vs.count < s.count {
-                guard let c = constant(v) else { throw fail(node, "broadcasting a rank-\(vs.count) value against a permuted tensor") }
-                if c.elementCount == 1 { ins.append(try get(v, nil)); continue }
-                let full = [Int](repeating: 1, count: s.count - vs.count) + vs
-                report.constantsFolded += 1
-                ins.append(newConstant(src.values[v].name + "/permuted", TensorOps.permute(TensorOps.reshaped(c, full), p)))
-                continue
-            }
-            ins.append(try get(v, vs.count == s.count ? p : nil))
-        }
+        let (ins, p) = try broadcastOperands(node, [a, b], outShape: s)
         if node.sourceOp == "SQUARED_DIFFERENCE" {
             let d = newValue(node.name + "/difference", src.values[node.outputs[0]].type.dtype, LayoutConverter.apply(p, s))
             append("Sub", ins, [d], name: node.name + "/difference")

@@ -11,23 +11,9 @@ enum TensorOps {
         let e = max(1, (t.dtype.bitWidth ?? 8) / 8)
         let n = t.elementCount
         var out = [UInt8](repeating: 0, count: n * e)
-        var inStrides = [Int](repeating: 1, count: rank)
-        if rank > 1 { for i in stride(from: rank - 2, through: 0, by: -1) { inStrides[i] = inStrides[i + 1] * t.shape[i + 1] } }
         t.withBytes { src in
             out.withUnsafeMutableBytes { dst in
-                var index = [Int](repeating: 0, count: rank)
-                for o in 0..<n {
-                    var s = 0
-                    for i in 0..<rank { s += index[i] * inStrides[perm[i]] }
-                    for b in 0..<e { dst[o * e + b] = src[s * e + b] }
-                    var k = rank - 1
-                    while k >= 0 {
-                        index[k] += 1
-                        if index[k] < outShape[k] { break }
-                        index[k] = 0
-                        k -= 1
-                    }
-                }
+                if let from = src.baseAddress, let to = dst.baseAddress { permuteElements(from, into: to, shape: t.shape, perm: perm, elementSize: e) }
             }
         }
         return TensorData(dtype: t.dtype, shape: outShape, storage: .owned(out), quantization: t.quantization)
@@ -63,5 +49,28 @@ enum TensorOps {
         var inv = [Int](repeating: 0, count: p.count)
         for (i, a) in p.enumerated() { inv[a] = i }
         return inv
+    }
+}
+
+/// Copies the elements of a dense tensor of `shape` into `dst` with its axes permuted
+/// (dst's axis i is the source's axis perm[i]); `elementSize` bytes each.
+public func permuteElements(_ src: UnsafeRawPointer, into dst: UnsafeMutableRawPointer, shape: [Int], perm: [Int], elementSize e: Int) {
+    let rank = shape.count
+    let outShape = perm.map { shape[$0] }
+    let n = shape.reduce(1, *)
+    var inStrides = [Int](repeating: 1, count: rank)
+    if rank > 1 { for i in stride(from: rank - 2, through: 0, by: -1) { inStrides[i] = inStrides[i + 1] * shape[i + 1] } }
+    var index = [Int](repeating: 0, count: rank)
+    for o in 0..<n {
+        var s = 0
+        for i in 0..<rank { s += index[i] * inStrides[perm[i]] }
+        dst.advanced(by: o * e).copyMemory(from: src.advanced(by: s * e), byteCount: e)
+        var k = rank - 1
+        while k >= 0 {
+            index[k] += 1
+            if index[k] < outShape[k] { break }
+            index[k] = 0
+            k -= 1
+        }
     }
 }

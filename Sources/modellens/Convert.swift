@@ -150,24 +150,7 @@ func verifyConversion(_ source: Model, output: String, changesLayout: Bool) thro
 
 /// A copy of `t` with its axes permuted (out.shape[i] = t.shape[perm[i]]).
 func permute(_ t: RTensor, _ perm: [Int]) -> RTensor {
-    let rank = t.shape.count
-    let outShape = perm.map { t.shape[$0] }
-    var inStrides = [Int](repeating: 1, count: rank)
-    for i in stride(from: rank - 2, through: 0, by: -1) { inStrides[i] = inStrides[i + 1] * t.shape[i + 1] }
-    let out = RTensor.allocate(outShape, t.dtype)
-    let e = t.elementSize
-    var index = [Int](repeating: 0, count: rank)
-    for o in 0..<t.count {
-        var src = 0
-        for i in 0..<rank { src += index[i] * inStrides[perm[i]] }
-        out.raw.advanced(by: o * e).copyMemory(from: t.raw.advanced(by: src * e), byteCount: e)
-        var k = rank - 1
-        while k >= 0 {
-            index[k] += 1
-            if index[k] < outShape[k] { break }
-            index[k] = 0
-            k -= 1
-        }
-    }
+    let out = RTensor.allocate(perm.map { t.shape[$0] }, t.dtype)
+    permuteElements(t.raw, into: out.raw, shape: t.shape, perm: perm, elementSize: t.elementSize)
     return out
 }
