@@ -1,7 +1,7 @@
 // Kernels for the executor: convolution (im2col + OpenBLAS sgemm, direct depthwise),
 // pooling, fused activations. Layout-specific loops are kept simple and cache-friendly;
 // the heavy lifting of standard convolutions is sgemm.
-#include "ckernels.h"
+#include "internal.h"
 
 #include <float.h>
 #include <math.h>
@@ -28,7 +28,6 @@ void mlk_set_threads(int threads) {
 // A persistent pool: workers sleep on a condition variable between parallel sections.
 // mlk_parallel(tasks, fn, ctx) runs fn(ctx, t) for every t; which thread runs a task does not
 // matter, because tasks are independent and each computes a fixed piece of the output.
-typedef void (*mlk_task_fn)(void *ctx, int task);
 static __thread int mlk_slot = 0;        // scratch slot of this thread in a parallel section
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER, pool_done = PTHREAD_COND_INITIALIZER;
@@ -70,6 +69,11 @@ static void *pool_worker(void *arg) {
   }
   return NULL;
 }
+
+static void mlk_parallel(int tasks, mlk_task_fn fn, void *ctx);
+int mlk_thread_count_(void) { return mlk_threads; }
+int mlk_thread_slot_(void) { return mlk_slot; }
+void mlk_parallel_(int tasks, mlk_task_fn fn, void *ctx) { mlk_parallel(tasks, fn, ctx); }
 
 static void mlk_parallel(int tasks, mlk_task_fn fn, void *ctx) {
   mlk_slot = 0;   // whoever calls is the section's caller
@@ -229,10 +233,111 @@ size_t mlk_conv_nchw_scratch(const mlk_conv *p) {
   return (size_t)(p->in_c / p->groups) * p->k_h * p->k_w * MLK_TILE * 17;
 }
 
-void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch) {
+// im2col of output columns [col, col + width) of one image and group, written straight into the
+// packed form the AVX-512 GEMM reads: panel j holds rows 0..kk-1 of columns 32j..32j+31 (zero
+// past width), 32 floats per row.
+static void im2col_panels(const mlk_conv *p, const float *xg, float *panels, int col, int width) {
+  const int cin_g = p->in_c / p->groups, in_hw = p->in_h * p->in_w;
+  const int kk = cin_g * p->k_h * p->k_w, npanels = (width + 31) / 32;
+  const int plain = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
+                    p->pad_left == 0 && p->out_h == p->in_h && p->out_w == p->in_w;
+  float row[MLK_TILE + 32];
+  for (int c = 0; c < cin_g; c++)
+    for (int kh = 0; kh < p->k_h; kh++)
+      for (int kw = 0; kw < p->k_w; kw++) {
+        const int krow = (c * p->k_h + kh) * p->k_w + kw;
+        const float *plane = xg + (size_t)c * in_hw;
+        const float *src_row = row;
+        if (plain) {
+          src_row = plane + col;   // a 1x1 convolution reads the input rows as they are
+          if (width % 32) {
+            memcpy(row, src_row, sizeof(float) * (size_t)width);
+            src_row = row;
+          }
+        } else {
+          int j = 0;
+          while (j < width) {
+            int o = col + j, oh = o / p->out_w, ow0 = o % p->out_w;
+            int run = p->out_w - ow0 < width - j ? p->out_w - ow0 : width - j;
+            int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
+            float *dst = row + j;
+            if (ih < 0 || ih >= p->in_h) {
+              memset(dst, 0, sizeof(float) * (size_t)run);
+            } else {
+              const float *src = plane + (size_t)ih * p->in_w;
+              int lo, hi;   // the run's columns whose input column lies inside the row
+              valid_range(ow0 + run, p->in_w, p->stride_w, p->pad_left, kw * p->dil_w, &lo, &hi);
+              if (lo < ow0) lo = ow0;
+              if (hi < lo) hi = lo;
+              for (int r = ow0; r < lo; r++) dst[r - ow0] = 0.0f;
+              const int base = -p->pad_left + kw * p->dil_w;
+              if (p->stride_w == 1) {
+                memcpy(dst + (lo - ow0), src + lo + base, sizeof(float) * (size_t)(hi - lo));
+              } else {
+                const int s = p->stride_w;
+                for (int r = lo; r < hi; r++) dst[r - ow0] = src[r * s + base];
+              }
+              for (int r = hi; r < ow0 + run; r++) dst[r - ow0] = 0.0f;
+            }
+            j += run;
+          }
+        }
+        if (width % 32) memset(row + width, 0, sizeof(float) * (size_t)(npanels * 32 - width));
+        for (int jp = 0; jp < npanels; jp++) memcpy(panels + ((size_t)jp * kk + krow) * 32, src_row + jp * 32, 32 * sizeof(float));
+      }
+}
+
+typedef struct {
+  const mlk_conv *p;
+  const float *x, *w, *bias;
+  float *y, *scratch;
+  int tiles_per_image, m_chunks, m_chunk;
+  mlk_epilogue act;
+} pconv_job;
+
+// One task: a tile of output columns of one image and group, and a chunk of its output channels.
+static void pconv_task(void *ctx, int t) {
+  const pconv_job *j = ctx;
+  const mlk_conv *p = j->p;
   const int g = p->groups, cin_g = p->in_c / g, cout_g = p->out_c / g;
   const int out_hw = p->out_h * p->out_w, in_hw = p->in_h * p->in_w;
   const int kk = cin_g * p->k_h * p->k_w;
+  int chunk = t % j->m_chunks;
+  t /= j->m_chunks;
+  int tile = t % j->tiles_per_image, image = t / j->tiles_per_image;
+  int n = image / g, gi = image % g;
+  int col = tile * MLK_TILE, width = out_hw - col < MLK_TILE ? out_hw - col : MLK_TILE;
+  int r0 = chunk * j->m_chunk, rows = cout_g - r0 < j->m_chunk ? cout_g - r0 : j->m_chunk;
+  if (rows <= 0) return;
+  float *panels = j->scratch + (size_t)kk * MLK_TILE * (size_t)mlk_slot;
+  im2col_panels(p, j->x + ((size_t)n * p->in_c + (size_t)gi * cin_g) * in_hw, panels, col, width);
+  mlk_gemm_packed_avx512_(rows, width, kk, j->w + ((size_t)gi * cout_g + r0) * kk, kk, panels,
+                          j->y + ((size_t)n * p->out_c + (size_t)gi * cout_g + r0) * out_hw + col, out_hw,
+                          j->bias ? j->bias + (size_t)gi * cout_g + r0 : NULL, j->act);
+}
+
+void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch, int act,
+                   float lo, float hi) {
+  const int g = p->groups, cin_g = p->in_c / g, cout_g = p->out_c / g;
+  const int out_hw = p->out_h * p->out_w, in_hw = p->in_h * p->in_w;
+  const int kk = cin_g * p->k_h * p->k_w;
+  if (mlk_use_avx512_()) {
+    // Bias and activation are applied as the GEMM stores its results. Each element's sum runs in
+    // k order whatever the split below, so results do not depend on the thread count.
+    int tiles_per_image = (out_hw + MLK_TILE - 1) / MLK_TILE;
+    int tiles = tiles_per_image * p->batch * g, m_chunks = 1;
+    if (mlk_threads > 1 && tiles < 2 * mlk_threads) {
+      // Few column tiles (late, small layers): share the output channels out as well.
+      m_chunks = (2 * mlk_threads + tiles - 1) / tiles;
+      if (m_chunks > cout_g / 48) m_chunks = cout_g / 48 > 0 ? cout_g / 48 : 1;
+    }
+    int m_chunk = (cout_g + m_chunks - 1) / m_chunks;
+    m_chunk = (m_chunk + 11) / 12 * 12;
+    pconv_job job = {p, x, w, bias, y, scratch, tiles_per_image, m_chunks, m_chunk, {act, lo, hi}};
+    mlk_parallel(tiles * m_chunks, pconv_task, &job);
+    if (act == 4) mlk_activate(y, (size_t)p->batch * p->out_c * out_hw, act, lo, hi);
+    return;
+  }
   const int pointwise = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
                         p->pad_left == 0 && p->out_h == p->in_h && p->out_w == p->in_w;
   if (pointwise) {
@@ -248,6 +353,7 @@ void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const floa
     mlk_parallel(tiles_per_image * p->batch * g, conv_tile, &job);
   }
   for (int n = 0; n < p->batch; n++) add_bias_nchw(y + (size_t)n * p->out_c * out_hw, bias, p->out_c, out_hw);
+  mlk_activate(y, (size_t)p->batch * p->out_c * out_hw, act, lo, hi);
 }
 
 // One output channel of a depthwise convolution. 3x3 kernels take a direct path: each output

@@ -77,6 +77,18 @@ let convKernels: [(String, KernelFactory)] = {
         let layout = n.kernelLayout ?? .oihw
         guard [.oihw, .ohwi, .ihwo1].contains(layout) else { throw pc.fail("kernel layout \(layout.rawValue)") }
         let fused = pc.activation
+        // The one activation the NCHW kernel can apply itself (the planner's fusion or the node's own).
+        let nchwActivation: (kind: Int32, lo: Float, hi: Float)? = {
+            switch (fused, n.fusedActivation) {
+            case (nil, nil): return (0, 0, 0)
+            case (let f?, nil): return f
+            case (nil, .relu?): return (1, 0, 0)
+            case (nil, .relu6?): return (2, 0, 0)
+            case (nil, .reluN1To1?): return (3, 0, 0)
+            case (nil, .tanh?): return (4, 0, 0)
+            default: return nil
+            }
+        }()
         return { ins, ctx in
             let x = try requireFloat(ins.first ?? nil, node: n)
             let w = try requireFloat(ins.count > 1 ? ins[1] : nil, node: n)
@@ -103,9 +115,14 @@ let convKernels: [(String, KernelFactory)] = {
             } else if nhwc {
                 let scratch = ctx.scratchFloats(Int(p.out_h * p.out_w * p.k_h * p.k_w * (p.in_c / p.groups)))
                 mlk_conv_nhwc(&p, x.floats, w.floats, b, y.floats, scratch)
+            } else if let act = nchwActivation {
+                // The kernel applies the bias and the activation as it stores its results.
+                let scratch = ctx.scratchFloats(Int(mlk_conv_nchw_scratch(&p)))
+                mlk_conv_nchw(&p, x.floats, w.floats, b, y.floats, scratch, act.kind, act.lo, act.hi)
+                return [y]
             } else {
                 let scratch = ctx.scratchFloats(Int(mlk_conv_nchw_scratch(&p)))
-                mlk_conv_nchw(&p, x.floats, w.floats, b, y.floats, scratch)
+                mlk_conv_nchw(&p, x.floats, w.floats, b, y.floats, scratch, 0, 0, 0)
             }
             applyFused(n, y)
             if let fused { mlk_activate(y.floats, y.count, fused.kind, fused.lo, fused.hi) }

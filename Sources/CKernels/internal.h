@@ -1,0 +1,29 @@
+// Shared between the kernel files of CKernels; not part of the module's public header.
+#ifndef MODELLENS_CKERNELS_INTERNAL_H
+#define MODELLENS_CKERNELS_INTERNAL_H
+
+#include "ckernels.h"
+
+/// Runs fn(ctx, t) for t in [0, tasks) on the thread pool (the caller takes part).
+typedef void (*mlk_task_fn)(void *ctx, int task);
+void mlk_parallel_(int tasks, mlk_task_fn fn, void *ctx);
+
+/// Threads a parallel section may use, and the scratch slot of the calling thread
+/// (0 for a section's caller, i + 1 for pool worker i).
+int mlk_thread_count_(void);
+int mlk_thread_slot_(void);
+
+/// True when this CPU runs the AVX-512 kernels (and MODELLENS_KERNELS is not "blas").
+int mlk_use_avx512_(void);
+
+/// Activation applied as results are stored (kinds as in mlk_activate; 4, tanh, is not
+/// handled here and is left to mlk_activate).
+typedef struct { int kind; float lo, hi; } mlk_epilogue;
+
+/// C[m x width] = A[m x k] (row-major, row stride lda) * B + bias[row], then the activation.
+/// B is packed in panels of 32 columns: panel j holds rows 0..k-1 of columns 32j..32j+31,
+/// row after row (k x 32 floats; columns past `width` are zero). C has row stride ldc.
+void mlk_gemm_packed_avx512_(int m, int width, int k, const float *a, long lda, const float *bpanels, float *c,
+                             long ldc, const float *bias, mlk_epilogue act);
+
+#endif
