@@ -26,4 +26,10 @@ typedef struct { int kind; float lo, hi; } mlk_epilogue;
 void mlk_gemm_packed_avx512_(int m, int width, int k, const float *a, long lda, const float *bpanels, float *c,
                              long ldc, const float *bias, mlk_epilogue act);
 
+/// One channel of a depthwise convolution over NCHW data: dst = bias + taps, then the activation.
+/// For geometries where mlk_depthwise_avx512_ok_ (stride_w 1 or 2, kernel width <= 16).
+int mlk_depthwise_avx512_ok_(const mlk_conv *p);
+void mlk_depthwise_plane_avx512_(const mlk_conv *p, const float *plane, const float *k, float b, float *dst,
+                                 mlk_epilogue act);
+
 #endif

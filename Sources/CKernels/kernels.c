@@ -432,6 +432,8 @@ typedef struct {
   const mlk_conv *p;
   const float *x, *w, *bias;
   float *y;
+  int vector;
+  mlk_epilogue act;
 } dw_job;
 
 static void depthwise_task(void *ctx, int t) {
@@ -439,17 +441,26 @@ static void depthwise_task(void *ctx, int t) {
   const mlk_conv *p = j->p;
   const int mult = p->out_c / p->in_c, in_hw = p->in_h * p->in_w, out_hw = p->out_h * p->out_w;
   int n = t / p->out_c, o = t % p->out_c;
-  depthwise_channel(p, j->x + ((size_t)n * p->in_c + o / mult) * in_hw, j->w + (size_t)o * p->k_h * p->k_w,
-                    j->bias ? j->bias[o] : 0.0f, j->y + ((size_t)n * p->out_c + o) * out_hw);
+  const float *plane = j->x + ((size_t)n * p->in_c + o / mult) * in_hw, *k = j->w + (size_t)o * p->k_h * p->k_w;
+  float b = j->bias ? j->bias[o] : 0.0f, *dst = j->y + ((size_t)n * p->out_c + o) * out_hw;
+  if (j->vector) {
+    mlk_depthwise_plane_avx512_(p, plane, k, b, dst, j->act);
+  } else {
+    depthwise_channel(p, plane, k, b, dst);
+    mlk_activate(dst, (size_t)out_hw, j->act.kind, j->act.lo, j->act.hi);
+  }
 }
 
-void mlk_depthwise_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y) {
+void mlk_depthwise_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, int act, float lo,
+                        float hi) {
   // Channels are independent: sharing them among threads cannot change any result.
-  dw_job job = {p, x, w, bias, y};
+  const int vector = mlk_use_avx512_() && mlk_depthwise_avx512_ok_(p);
+  dw_job job = {p, x, w, bias, y, vector, {act, lo, hi}};
   int saved = mlk_threads;
   if ((size_t)p->out_h * p->out_w * p->out_c < 65536) mlk_threads = 1;   // small layers: not worth waking threads
   mlk_parallel(p->batch * p->out_c, depthwise_task, &job);
   mlk_threads = saved;
+  if (vector && act == 4) mlk_activate(y, (size_t)p->batch * p->out_c * p->out_h * p->out_w, act, lo, hi);
 }
 
 void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch) {

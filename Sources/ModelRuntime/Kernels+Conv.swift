@@ -110,8 +110,11 @@ let convKernels: [(String, KernelFactory)] = {
             let depthwise = p.groups > 1 && p.groups == p.in_c
             if depthwise && nhwc {
                 mlk_depthwise_nhwc(&p, x.floats, w.floats, b, y.floats)
+            } else if depthwise && layout == .oihw, let act = nchwActivation {
+                mlk_depthwise_nchw(&p, x.floats, w.floats, b, y.floats, act.kind, act.lo, act.hi)
+                return [y]
             } else if depthwise && layout == .oihw {
-                mlk_depthwise_nchw(&p, x.floats, w.floats, b, y.floats)
+                mlk_depthwise_nchw(&p, x.floats, w.floats, b, y.floats, 0, 0, 0)
             } else if nhwc {
                 let scratch = ctx.scratchFloats(Int(p.out_h * p.out_w * p.k_h * p.k_w * (p.in_c / p.groups)))
                 mlk_conv_nhwc(&p, x.floats, w.floats, b, y.floats, scratch)

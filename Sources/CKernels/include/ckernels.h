@@ -88,7 +88,9 @@ void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const floa
                    float lo, float hi);
 
 /// Depthwise NCHW (groups == in_c, out_c == in_c * multiplier), weights [O, 1, kH, kW].
-void mlk_depthwise_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y);
+/// The activation `act` is applied as results are stored (kinds as in mlk_activate).
+void mlk_depthwise_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, int act, float lo,
+                        float hi);
 
 /// NHWC input, OHWI weights (O x kH x kW x I/g); `scratch` holds (out_h*out_w) * (kH*kW*I/g) floats.
 void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch);
