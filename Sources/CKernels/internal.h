@@ -32,4 +32,8 @@ int mlk_depthwise_avx512_ok_(const mlk_conv *p);
 void mlk_depthwise_plane_avx512_(const mlk_conv *p, const float *plane, const float *k, float b, float *dst,
                                  mlk_epilogue act);
 
+/// Output row `oh` of a depthwise convolution over NHWC data (multiplier 1), weights 1HWO.
+void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias, float *yn, int oh,
+                                    mlk_epilogue act);
+
 #endif

@@ -515,7 +515,7 @@ static inline void max_row(float *restrict dst, const float *restrict src, int n
   for (int c = 0; c < n; c++) dst[c] = src[c] > dst[c] ? src[c] : dst[c];
 }
 
-typedef struct { const mlk_conv *p; const float *x, *w, *bias; float *y; } dwh_job;
+typedef struct { const mlk_conv *p; const float *x, *w, *bias; float *y; int vector; mlk_epilogue act; } dwh_job;
 
 // One output row of an NHWC depthwise convolution.
 static void depthwise_nhwc_row(void *ctx, int t) {
@@ -525,6 +525,10 @@ static void depthwise_nhwc_row(void *ctx, int t) {
   int n = t / p->out_h, oh = t % p->out_h;
   const float *xn = j->x + (size_t)n * p->in_h * p->in_w * p->in_c;
   float *yn = j->y + (size_t)n * p->out_h * p->out_w * p->out_c;
+  if (j->vector) {
+    mlk_depthwise_nhwc_row_avx512_(p, xn, j->w, j->bias, yn, oh, j->act);
+    return;
+  }
   for (int ow = 0; ow < p->out_w; ow++) {
     float *dst = yn + ((size_t)oh * p->out_w + ow) * p->out_c;
     for (int o = 0; o < p->out_c; o++) dst[o] = j->bias ? j->bias[o] : 0.0f;
@@ -544,15 +548,19 @@ static void depthwise_nhwc_row(void *ctx, int t) {
       }
     }
   }
+  mlk_activate(yn + (size_t)oh * p->out_w * p->out_c, (size_t)p->out_w * p->out_c, j->act.kind, j->act.lo, j->act.hi);
 }
 
-void mlk_depthwise_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y) {
+void mlk_depthwise_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, int act, float lo,
+                        float hi) {
   // Output rows are independent: sharing them among threads cannot change any result.
-  dwh_job job = {p, x, w, bias, y};
+  const int vector = mlk_use_avx512_() && p->out_c == p->in_c;
+  dwh_job job = {p, x, w, bias, y, vector, {act, lo, hi}};
   int saved = mlk_threads;
   if ((size_t)p->out_h * p->out_w * p->out_c < 65536) mlk_threads = 1;
   mlk_parallel(p->batch * p->out_h, depthwise_nhwc_row, &job);
   mlk_threads = saved;
+  if (vector && act == 4) mlk_activate(y, (size_t)p->batch * p->out_h * p->out_w * p->out_c, act, lo, hi);
 }
 
 void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, const float *x, float *y) {
@@ -667,6 +675,12 @@ void mlk_binary(int op, int rank, const long *shape, const float *a, const long 
   long total = 1;
   for (int i = 0; i < rank; i++) total *= shape[i];
   if (total == 0) return;
+  // Operands that are both whole, contiguous tensors of the output's shape: one flat loop.
+  int flat = 1;
+  for (int i = rank - 1, step = 1; i >= 0; step *= (int)shape[i], i--)
+    if (shape[i] != 1 && (as[i] != step || bs[i] != step)) flat = 0;
+  if (flat && op == MLK_ADD) { for (long k = 0; k < total; k++) y[k] = a[k] + b[k]; return; }
+  if (flat && op == MLK_MUL) { for (long k = 0; k < total; k++) y[k] = a[k] * b[k]; return; }
   long idx[8] = {0};
   long inner = rank > 0 ? shape[rank - 1] : 1;
   long ai = rank > 0 ? as[rank - 1] : 0, bi = rank > 0 ? bs[rank - 1] : 0;
@@ -678,6 +692,11 @@ void mlk_binary(int op, int rank, const long *shape, const float *a, const long 
     const float *pa = a + aoff, *pb = b + boff;
     if (ai == 1 && bi == 1 && op == MLK_ADD) for (long k = 0; k < inner; k++) out[k] = pa[k] + pb[k];
     else if (ai == 1 && bi == 1 && op == MLK_MUL) for (long k = 0; k < inner; k++) out[k] = pa[k] * pb[k];
+    else if (ai == 1 && bi == 1 && op == MLK_PRELU)
+      for (long k = 0; k < inner; k++) {   // both sides computed, then a select: no branch on the sign
+        float v = pa[k], m = v * pb[k];
+        out[k] = v < 0 ? m : v;
+      }
     else if (ai == 1 && bi == 0 && op == MLK_ADD) { float v = pb[0]; for (long k = 0; k < inner; k++) out[k] = pa[k] + v; }
     else if (ai == 1 && bi == 0 && op == MLK_MUL) { float v = pb[0]; for (long k = 0; k < inner; k++) out[k] = pa[k] * v; }
     else for (long k = 0; k < inner; k++) out[k] = binop(op, pa[k * ai], pb[k * bi]);

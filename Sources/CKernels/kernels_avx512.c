@@ -191,6 +191,48 @@ AVX512 void mlk_depthwise_plane_avx512_(const mlk_conv *p, const float *plane, c
   }
 }
 
+// Depthwise over NHWC data: per output pixel, channels in blocks of 64 (four vectors) with the
+// taps accumulated in registers; the channel tail is masked. Each output is the bias plus its
+// taps in (kh, kw) order, as in the scalar kernel.
+AVX512 void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias, float *yn,
+                                           int oh, mlk_epilogue act) {
+  const int C = p->out_c;
+  float lo = act.kind == 5 ? act.lo : (act.kind == 3 ? -1.0f : 0.0f);
+  float hi = act.kind == 5 ? act.hi : (act.kind == 2 ? 6.0f : (act.kind == 3 ? 1.0f : 0.0f));
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  const int clamp = act.kind != 0 && act.kind != 4, upper = clamp && act.kind != 1;
+  for (int ow = 0; ow < p->out_w; ow++) {
+    float *dst = yn + ((size_t)oh * p->out_w + ow) * C;
+    for (int c0 = 0; c0 < C; c0 += 64) {
+      __mmask16 m[4];
+      __m512 acc[4];
+      for (int i = 0; i < 4; i++) {
+        m[i] = lanes_inside(c0 + 16 * i, C);
+        acc[i] = bias ? _mm512_maskz_loadu_ps(m[i], bias + c0 + 16 * i) : _mm512_setzero_ps();
+      }
+      for (int kh = 0; kh < p->k_h; kh++) {
+        const int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
+        if (ih < 0 || ih >= p->in_h) continue;
+        for (int kw = 0; kw < p->k_w; kw++) {
+          const int iw = ow * p->stride_w - p->pad_left + kw * p->dil_w;
+          if (iw < 0 || iw >= p->in_w) continue;
+          const float *src = xn + ((size_t)ih * p->in_w + iw) * C + c0;
+          const float *k = w + ((size_t)kh * p->k_w + kw) * C + c0;
+          for (int i = 0; i < 4; i++)
+            acc[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m[i], src + 16 * i), _mm512_maskz_loadu_ps(m[i], k + 16 * i), acc[i]);
+        }
+      }
+      for (int i = 0; i < 4; i++) {
+        if (clamp) {
+          acc[i] = _mm512_max_ps(acc[i], vlo);
+          if (upper) acc[i] = _mm512_min_ps(acc[i], vhi);
+        }
+        _mm512_mask_storeu_ps(dst + c0 + 16 * i, m[i], acc[i]);
+      }
+    }
+  }
+}
+
 int mlk_use_avx512_(void) {
   static int cached = -1;
   if (cached < 0) {
@@ -206,6 +248,11 @@ int mlk_use_avx512_(void) {
 #else
 int mlk_use_avx512_(void) { return 0; }
 int mlk_depthwise_avx512_ok_(const mlk_conv *p) { (void)p; return 0; }
+void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias, float *yn, int oh,
+                                    mlk_epilogue act) {
+  (void)p; (void)xn; (void)w; (void)bias; (void)yn; (void)oh; (void)act;
+  abort();
+}
 void mlk_depthwise_plane_avx512_(const mlk_conv *p, const float *plane, const float *k, float b, float *dst,
                                  mlk_epilogue act) {
   (void)p; (void)plane; (void)k; (void)b; (void)dst; (void)act;

@@ -177,21 +177,37 @@ public final class Executor {
             }
             if let k = single(tail) {
                 let act = graph.nodes[k]
-                var fused: (Int32, Float, Float)? = nil
-                if act.op.rawValue == "Relu" { fused = (1, 0, 0) }
-                else if act.op.rawValue == "Relu6" { fused = (2, 0, 0) }
-                else if act.op.rawValue == "Clip" {
-                    let lo = act.inputs.count > 1 ? act.inputs[1].flatMap { constantTensor($0) }.map { $0.element(0) } : act.float("min").map(Float.init)
-                    let hi = act.inputs.count > 2 ? act.inputs[2].flatMap { constantTensor($0) }.map { $0.element(0) } : act.float("max").map(Float.init)
-                    fused = (5, lo ?? -.greatestFiniteMagnitude, hi ?? .greatestFiniteMagnitude)
-                }
-                if let fused, act.inputs.first == tail {
+                if let fused = activationKind(act), act.inputs.first == tail {
                     activation[i] = fused
                     fusedNodes[k] = "fused into \(conv.name)"
                 }
             }
         }
+        // Add -> Relu / Clip (residual blocks): the activation runs inside the Add kernel.
+        for (i, add) in graph.nodes.enumerated() where add.op.rawValue == "Add" && add.fusedActivation == nil && add.inputs.count == 2 {
+            guard let out = add.outputs.first, graph.values[out].type.dtype == .float32, graph.values[out].quantization == nil,
+                  let k = single(out), graph.nodes[k].inputs.first == out,
+                  let fused = activationKind(graph.nodes[k]) else { continue }
+            activation[i] = fused
+            fusedNodes[k] = "fused into \(add.name)"
+        }
         return (newInputs, activation)
+    }
+
+    /// Relu, Relu6 or Clip with constant bounds, as an mlk_activate kind.
+    func activationKind(_ act: Node) -> (Int32, Float, Float)? {
+        switch act.op.rawValue {
+        case "Relu": return (1, 0, 0)
+        case "Relu6": return (2, 0, 0)
+        case "Clip":
+            let lo = act.inputs.count > 1 ? act.inputs[1].flatMap { constantTensor($0) }.map { $0.element(0) } : act.float("min").map(Float.init)
+            let hi = act.inputs.count > 2 ? act.inputs[2].flatMap { constantTensor($0) }.map { $0.element(0) } : act.float("max").map(Float.init)
+            // A bound that is given but not constant cannot be fused.
+            if act.inputs.count > 1, act.inputs[1] != nil, lo == nil { return nil }
+            if act.inputs.count > 2, act.inputs[2] != nil, hi == nil { return nil }
+            return (5, lo ?? -.greatestFiniteMagnitude, hi ?? .greatestFiniteMagnitude)
+        default: return nil
+        }
     }
 
     /// TFLite nodes computing on quantized tensors (int8/uint8 with scale and zero point), other

@@ -77,7 +77,7 @@ let convKernels: [(String, KernelFactory)] = {
         let layout = n.kernelLayout ?? .oihw
         guard [.oihw, .ohwi, .ihwo1].contains(layout) else { throw pc.fail("kernel layout \(layout.rawValue)") }
         let fused = pc.activation
-        // The one activation the NCHW kernel can apply itself (the planner's fusion or the node's own).
+        // The one activation the kernels can apply themselves (the planner's fusion or the node's own).
         let nchwActivation: (kind: Int32, lo: Float, hi: Float)? = {
             switch (fused, n.fusedActivation) {
             case (nil, nil): return (0, 0, 0)
@@ -108,8 +108,11 @@ let convKernels: [(String, KernelFactory)] = {
             let y = try ctx.alloc(outShape(p, rank: x.shape.count, nhwc: nhwc), .float32)
             let b = bias.map { $0.floats }
             let depthwise = p.groups > 1 && p.groups == p.in_c
-            if depthwise && nhwc {
-                mlk_depthwise_nhwc(&p, x.floats, w.floats, b, y.floats)
+            if depthwise && nhwc, let act = nchwActivation {
+                mlk_depthwise_nhwc(&p, x.floats, w.floats, b, y.floats, act.kind, act.lo, act.hi)
+                return [y]
+            } else if depthwise && nhwc {
+                mlk_depthwise_nhwc(&p, x.floats, w.floats, b, y.floats, 0, 0, 0)
             } else if depthwise && layout == .oihw, let act = nchwActivation {
                 mlk_depthwise_nchw(&p, x.floats, w.floats, b, y.floats, act.kind, act.lo, act.hi)
                 return [y]

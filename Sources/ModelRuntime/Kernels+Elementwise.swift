@@ -195,6 +195,7 @@ let elementwiseKernels: [(String, KernelFactory)] = {
                     acc = try binaryFloat(Int32(MLK_MUL), acc, scale, n, ctx)
                 }
                 applyFused(n, acc)
+                if let a = pc.activation { mlk_activate(acc.floats, acc.count, a.kind, a.lo, a.hi) }
                 return [acc]
             }
         }))

@@ -249,6 +249,23 @@ let tensorKernels: [(String, KernelFactory)] = [
             guard shape.allSatisfy({ $0 >= 0 }) else { throw RuntimeError.invalid(node: n.label, reason: "negative size") }
             let y = try ctx.alloc(shape, x.dtype)
             let e = x.elementSize
+            if mode == "constant", pads.allSatisfy({ $0 >= 0 }), r > 0 {
+                // Fill, then copy the input's innermost rows into place.
+                if value == 0 || x.dtype != .float32 { memset(y.raw, 0, y.count * e) }
+                else { for i in 0..<y.count { y.floats[i] = value } }
+                let row = x.shape[r - 1], rows = row == 0 ? 0 : x.count / row
+                var ys = [Int](repeating: 1, count: r)
+                for i in stride(from: r - 2, through: 0, by: -1) { ys[i] = ys[i + 1] * shape[i + 1] }
+                var idx = [Int](repeating: 0, count: r)
+                for t in 0..<rows {
+                    var off = pads[r - 1]
+                    for d in 0..<(r - 1) { off += (idx[d] + pads[d]) * ys[d] }
+                    (y.raw + off * e).copyMemory(from: x.raw + t * row * e, byteCount: row * e)
+                    var d = r - 2
+                    while d >= 0 { idx[d] += 1; if idx[d] < x.shape[d] { break }; idx[d] = 0; d -= 1 }
+                }
+                return [y]
+            }
             var xs = [Int](repeating: 1, count: r)
             for i in stride(from: r - 2, through: 0, by: -1) { xs[i] = xs[i + 1] * x.shape[i + 1] }
             var idx = [Int](repeating: 0, count: r)

@@ -100,8 +100,9 @@ void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const floa
 /// the full output. `scratch` holds (out_c/g * kH * kW) * (in_h * in_w) floats.
 void mlk_conv_transpose_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch);
 
-/// Depthwise NHWC, weights 1HWO ([1, kH, kW, O]).
-void mlk_depthwise_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y);
+/// Depthwise NHWC, weights 1HWO ([1, kH, kW, O]), then the activation `act`.
+void mlk_depthwise_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, int act, float lo,
+                        float hi);
 
 /// Pooling over NCHW (nhwc = 0) or NHWC (nhwc = 1) data. kind 0 = max, 1 = average
 /// (count_include_pad chooses the divisor), 2 = L2.
