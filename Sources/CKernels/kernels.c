@@ -313,7 +313,7 @@ static void pconv_task(void *ctx, int t) {
   im2col_panels(p, j->x + ((size_t)n * p->in_c + (size_t)gi * cin_g) * in_hw, panels, col, width);
   mlk_gemm_packed_avx512_(rows, width, kk, j->w + ((size_t)gi * cout_g + r0) * kk, kk, panels,
                           j->y + ((size_t)n * p->out_c + (size_t)gi * cout_g + r0) * out_hw + col, out_hw,
-                          j->bias ? j->bias + (size_t)gi * cout_g + r0 : NULL, j->act);
+                          j->bias ? j->bias + (size_t)gi * cout_g + r0 : NULL, NULL, j->act);
 }
 
 void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch, int act,
@@ -463,12 +463,81 @@ void mlk_depthwise_nchw(const mlk_conv *p, const float *x, const float *w, const
   if (vector && act == 4) mlk_activate(y, (size_t)p->batch * p->out_c * p->out_h * p->out_w, act, lo, hi);
 }
 
-void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch) {
+// im2col over NHWC data for group gi: rows (oh, ow), columns (kh, kw, c), matching OHWI weights.
+static void im2col_nhwc(const mlk_conv *p, const float *xn, float *cols, int gi) {
+  const int cin_g = p->in_c / p->groups, kk = p->k_h * p->k_w * cin_g;
+  for (int oh = 0; oh < p->out_h; oh++)
+    for (int ow = 0; ow < p->out_w; ow++) {
+      float *row = cols + ((size_t)oh * p->out_w + ow) * kk;
+      for (int kh = 0; kh < p->k_h; kh++) {
+        int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
+        for (int kw = 0; kw < p->k_w; kw++) {
+          int iw = ow * p->stride_w - p->pad_left + kw * p->dil_w;
+          float *dst = row + ((size_t)kh * p->k_w + kw) * cin_g;
+          if (ih < 0 || ih >= p->in_h || iw < 0 || iw >= p->in_w) { memset(dst, 0, sizeof(float) * (size_t)cin_g); continue; }
+          memcpy(dst, xn + ((size_t)ih * p->in_w + iw) * p->in_c + (size_t)gi * cin_g, sizeof(float) * (size_t)cin_g);
+        }
+      }
+    }
+}
+
+size_t mlk_conv_nhwc_scratch(const mlk_conv *p) {
+  const size_t kk = (size_t)p->k_h * p->k_w * (p->in_c / p->groups);
+  return (size_t)p->out_h * p->out_w * kk + kk * (size_t)((p->out_c / p->groups + 31) / 32 * 32);
+}
+
+typedef struct {
+  const float *a;
+  long lda;
+  const float *panels, *bias;
+  float *y;
+  int rows, o, kk;
+  mlk_epilogue act;
+} nhwc_job;
+
+#define NHWC_ROWS 96   // output pixels per task (a multiple of the GEMM's 12-row tile)
+
+static void nhwc_task(void *ctx, int t) {
+  const nhwc_job *j = ctx;
+  int r0 = t * NHWC_ROWS, rows = j->rows - r0 < NHWC_ROWS ? j->rows - r0 : NHWC_ROWS;
+  mlk_gemm_packed_avx512_(rows, j->o, j->kk, j->a + (size_t)r0 * j->lda, j->lda, j->panels, j->y + (size_t)r0 * j->o, j->o,
+                          NULL, j->bias, j->act);
+}
+
+void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch, int act,
+                   float lo, float hi) {
   const int g = p->groups, cin_g = p->in_c / g, cout_g = p->out_c / g;
   const int out_hw = p->out_h * p->out_w;
   const int kk = p->k_h * p->k_w * cin_g;
-  if (g == 1 && p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 && p->pad_left == 0 &&
-      p->out_h == p->in_h && p->out_w == p->in_w) {
+  const int plain = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
+                    p->pad_left == 0 && p->out_h == p->in_h && p->out_w == p->in_w;
+  if (g == 1 && mlk_use_avx512_()) {
+    // y[HW, O] = cols[HW, KK] * W^T: the OHWI weights are packed into 32-channel panels (a
+    // transposing copy, weights-sized), the bias and activation are applied on store.
+    float *panels = scratch + (plain ? 0 : (size_t)out_hw * kk);
+    const int npanels = (p->out_c + 31) / 32;
+    for (int jp = 0; jp < npanels; jp++)
+      for (int k = 0; k < kk; k++) {
+        float *dst = panels + ((size_t)jp * kk + k) * 32;
+        for (int i = 0; i < 32; i++) {
+          int o = jp * 32 + i;
+          dst[i] = o < p->out_c ? w[(size_t)o * kk + k] : 0.0f;
+        }
+      }
+    for (int n = 0; n < p->batch; n++) {
+      const float *xn = x + (size_t)n * p->in_h * p->in_w * p->in_c;
+      const float *a = xn;
+      if (!plain) {
+        im2col_nhwc(p, xn, scratch, 0);
+        a = scratch;
+      }
+      nhwc_job job = {a, kk, panels, bias, y + (size_t)n * out_hw * p->out_c, out_hw, p->out_c, kk, {act, lo, hi}};
+      mlk_parallel((out_hw + NHWC_ROWS - 1) / NHWC_ROWS, nhwc_task, &job);
+    }
+    if (act == 4) mlk_activate(y, (size_t)p->batch * out_hw * p->out_c, act, lo, hi);
+    return;
+  }
+  if (g == 1 && plain) {
     // 1x1: the NHWC input already is the [HW, C] matrix; y[HW, O] = x[HW, C] * W[O, C]^T.
     for (int n = 0; n < p->batch; n++) {
       float *yn = y + (size_t)n * out_hw * p->out_c;
@@ -477,26 +546,14 @@ void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const floa
         for (int i = 0; i < out_hw; i++)
           for (int o = 0; o < p->out_c; o++) yn[(size_t)i * p->out_c + o] += bias[o];
     }
+    mlk_activate(y, (size_t)p->batch * out_hw * p->out_c, act, lo, hi);
     return;
   }
   for (int n = 0; n < p->batch; n++) {
     const float *xn = x + (size_t)n * p->in_h * p->in_w * p->in_c;
     float *yn = y + (size_t)n * out_hw * p->out_c;
     for (int gi = 0; gi < g; gi++) {
-      // im2col: rows (oh, ow), columns (kh, kw, c) — matching OHWI weights.
-      for (int oh = 0; oh < p->out_h; oh++)
-        for (int ow = 0; ow < p->out_w; ow++) {
-          float *row = scratch + ((size_t)oh * p->out_w + ow) * kk;
-          for (int kh = 0; kh < p->k_h; kh++) {
-            int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
-            for (int kw = 0; kw < p->k_w; kw++) {
-              int iw = ow * p->stride_w - p->pad_left + kw * p->dil_w;
-              float *dst = row + ((size_t)kh * p->k_w + kw) * cin_g;
-              if (ih < 0 || ih >= p->in_h || iw < 0 || iw >= p->in_w) { memset(dst, 0, sizeof(float) * (size_t)cin_g); continue; }
-              memcpy(dst, xn + ((size_t)ih * p->in_w + iw) * p->in_c + (size_t)gi * cin_g, sizeof(float) * (size_t)cin_g);
-            }
-          }
-        }
+      im2col_nhwc(p, xn, scratch, gi);
       // y[hw, o] = cols[hw, kk] * W[o, kk]^T, written into the group's channel slice.
       mlk_sgemm(0, 1, out_hw, cout_g, kk, 1.0f, scratch, kk, w + (size_t)gi * cout_g * kk, kk, 0.0f,
                 yn + (size_t)gi * cout_g, p->out_c);
@@ -505,6 +562,7 @@ void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const floa
       for (int i = 0; i < out_hw; i++)
         for (int o = 0; o < p->out_c; o++) yn[(size_t)i * p->out_c + o] += bias[o];
   }
+  mlk_activate(y, (size_t)p->batch * out_hw * p->out_c, act, lo, hi);
 }
 
 static inline void dw_row(float *restrict dst, const float *restrict src, const float *restrict k, int n) {

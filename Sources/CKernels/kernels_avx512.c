@@ -31,11 +31,14 @@
 AVX512 static inline __attribute__((always_inline)) void micro(const int mr, int kc, const float *restrict ap, long lda,
                                                                const float *restrict bp, float *restrict c, long ldc,
                                                                __mmask16 m0, __mmask16 m1, int first, int last,
-                                                               const float *bias, mlk_epilogue act) {
+                                                               const float *bias, const float *cbias, mlk_epilogue act) {
   __m512 c0[MR], c1[MR];
 #pragma clang loop unroll(full)
   for (int r = 0; r < mr; r++) {
-    if (first) {
+    if (first && cbias) {
+      c0[r] = _mm512_maskz_loadu_ps(m0, cbias);
+      c1[r] = _mm512_maskz_loadu_ps(m1, cbias + 16);
+    } else if (first) {
       c0[r] = c1[r] = bias ? _mm512_set1_ps(bias[r]) : _mm512_setzero_ps();
     } else {
       c0[r] = _mm512_maskz_loadu_ps(m0, c + r * ldc);
@@ -74,10 +77,10 @@ AVX512 static inline __attribute__((always_inline)) void micro(const int mr, int
 }
 
 #define MICRO_CASE(R) \
-  case R: micro(R, kc, ap, lda, bp, c, ldc, m0, m1, first, last, bias, act); break;
+  case R: micro(R, kc, ap, lda, bp, c, ldc, m0, m1, first, last, bias, cbias, act); break;
 
 AVX512 static void micro_dispatch(int mr, int kc, const float *ap, long lda, const float *bp, float *c, long ldc, __mmask16 m0,
-                                  __mmask16 m1, int first, int last, const float *bias, mlk_epilogue act) {
+                                  __mmask16 m1, int first, int last, const float *bias, const float *cbias, mlk_epilogue act) {
   switch (mr) {
     MICRO_CASE(12) MICRO_CASE(11) MICRO_CASE(10) MICRO_CASE(9) MICRO_CASE(8) MICRO_CASE(7)
     MICRO_CASE(6) MICRO_CASE(5) MICRO_CASE(4) MICRO_CASE(3) MICRO_CASE(2) MICRO_CASE(1)
@@ -86,7 +89,7 @@ AVX512 static void micro_dispatch(int mr, int kc, const float *ap, long lda, con
 }
 
 AVX512 void mlk_gemm_packed_avx512_(int m, int width, int k, const float *a, long lda, const float *bpanels, float *c,
-                                    long ldc, const float *bias, mlk_epilogue act) {
+                                    long ldc, const float *bias, const float *col_bias, mlk_epilogue act) {
   for (int pc = 0; pc < k; pc += KC) {
     const int kc = k - pc < KC ? k - pc : KC;
     const int first = pc == 0, last = pc + kc == k;
@@ -97,7 +100,7 @@ AVX512 void mlk_gemm_packed_avx512_(int m, int width, int k, const float *a, lon
         const __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
         const __mmask16 m1 = nr >= 32 ? 0xFFFF : (nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1));
         micro_dispatch(mr, kc, a + (long)ir * lda + pc, lda, bpanels + (long)(jr / NR) * k * NR + (long)pc * NR, c + (long)ir * ldc + jr, ldc, m0,
-                       m1, first, last, bias ? bias + ir : NULL, act);
+                       m1, first, last, bias ? bias + ir : NULL, col_bias ? col_bias + jr : NULL, act);
       }
     }
   }
@@ -259,8 +262,8 @@ void mlk_depthwise_plane_avx512_(const mlk_conv *p, const float *plane, const fl
   abort();
 }
 void mlk_gemm_packed_avx512_(int m, int width, int k, const float *a, long lda, const float *bpanels, float *c,
-                             long ldc, const float *bias, mlk_epilogue act) {
-  (void)m; (void)width; (void)k; (void)a; (void)lda; (void)bpanels; (void)c; (void)ldc; (void)bias; (void)act;
+                             long ldc, const float *bias, const float *col_bias, mlk_epilogue act) {
+  (void)col_bias; (void)m; (void)width; (void)k; (void)a; (void)lda; (void)bpanels; (void)c; (void)ldc; (void)bias; (void)act;
   abort();
 }
 #endif

@@ -78,7 +78,7 @@ let convKernels: [(String, KernelFactory)] = {
         guard [.oihw, .ohwi, .ihwo1].contains(layout) else { throw pc.fail("kernel layout \(layout.rawValue)") }
         let fused = pc.activation
         // The one activation the kernels can apply themselves (the planner's fusion or the node's own).
-        let nchwActivation: (kind: Int32, lo: Float, hi: Float)? = {
+        let kernelActivation: (kind: Int32, lo: Float, hi: Float)? = {
             switch (fused, n.fusedActivation) {
             case (nil, nil): return (0, 0, 0)
             case (let f?, nil): return f
@@ -108,20 +108,24 @@ let convKernels: [(String, KernelFactory)] = {
             let y = try ctx.alloc(outShape(p, rank: x.shape.count, nhwc: nhwc), .float32)
             let b = bias.map { $0.floats }
             let depthwise = p.groups > 1 && p.groups == p.in_c
-            if depthwise && nhwc, let act = nchwActivation {
+            if depthwise && nhwc, let act = kernelActivation {
                 mlk_depthwise_nhwc(&p, x.floats, w.floats, b, y.floats, act.kind, act.lo, act.hi)
                 return [y]
             } else if depthwise && nhwc {
                 mlk_depthwise_nhwc(&p, x.floats, w.floats, b, y.floats, 0, 0, 0)
-            } else if depthwise && layout == .oihw, let act = nchwActivation {
+            } else if depthwise && layout == .oihw, let act = kernelActivation {
                 mlk_depthwise_nchw(&p, x.floats, w.floats, b, y.floats, act.kind, act.lo, act.hi)
                 return [y]
             } else if depthwise && layout == .oihw {
                 mlk_depthwise_nchw(&p, x.floats, w.floats, b, y.floats, 0, 0, 0)
+            } else if nhwc, let act = kernelActivation {
+                let scratch = ctx.scratchFloats(Int(mlk_conv_nhwc_scratch(&p)))
+                mlk_conv_nhwc(&p, x.floats, w.floats, b, y.floats, scratch, act.kind, act.lo, act.hi)
+                return [y]
             } else if nhwc {
-                let scratch = ctx.scratchFloats(Int(p.out_h * p.out_w * p.k_h * p.k_w * (p.in_c / p.groups)))
-                mlk_conv_nhwc(&p, x.floats, w.floats, b, y.floats, scratch)
-            } else if let act = nchwActivation {
+                let scratch = ctx.scratchFloats(Int(mlk_conv_nhwc_scratch(&p)))
+                mlk_conv_nhwc(&p, x.floats, w.floats, b, y.floats, scratch, 0, 0, 0)
+            } else if let act = kernelActivation {
                 // The kernel applies the bias and the activation as it stores its results.
                 let scratch = ctx.scratchFloats(Int(mlk_conv_nchw_scratch(&p)))
                 mlk_conv_nchw(&p, x.floats, w.floats, b, y.floats, scratch, act.kind, act.lo, act.hi)

@@ -92,8 +92,11 @@ void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const floa
 void mlk_depthwise_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, int act, float lo,
                         float hi);
 
-/// NHWC input, OHWI weights (O x kH x kW x I/g); `scratch` holds (out_h*out_w) * (kH*kW*I/g) floats.
-void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch);
+/// NHWC input, OHWI weights (O x kH x kW x I/g), then the activation `act`; `scratch` holds
+/// mlk_conv_nhwc_scratch(p) floats.
+size_t mlk_conv_nhwc_scratch(const mlk_conv *p);
+void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch, int act,
+                   float lo, float hi);
 
 /// Transposed convolution over NCHW data. Here in_* is the op's input and out_* its output;
 /// weights are IOHW ([in_c, out_c/g, kH, kW]). pad_top/pad_left are the begin paddings cut from
