@@ -30,6 +30,8 @@ let package = Package(
         .target(
             name: "CKernels",
             path: "Sources/CKernels",
+            // Optimised in debug builds too: the tests run real models through these kernels.
+            cSettings: [.unsafeFlags(["-O2"])],
             linkerSettings: [.linkedLibrary("openblas"), .linkedLibrary("m")]
         ),
         // The format-neutral graph: types, ops and their shape rules, shape inference.
