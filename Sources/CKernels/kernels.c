@@ -18,6 +18,7 @@ extern void openblas_set_num_threads(int n);
 // are shared out among threads, so every element is computed by the same call.
 #include <pthread.h>
 #define MLK_TILE 256
+#define MLK_KBLOCK 256   // im2col rows built at a time by the AVX-512 convolution path
 static int mlk_threads = 1;
 
 void mlk_set_threads(int threads) {
@@ -228,24 +229,31 @@ static void conv_tile(void *ctx, int t) {
 
 static int thread_slot(void) { return mlk_slot; }
 
+// im2col rows one thread's scratch slot holds.
+static size_t conv_nchw_slot_rows(const mlk_conv *p) {
+  size_t kk = (size_t)(p->in_c / p->groups) * p->k_h * p->k_w;
+  return mlk_use_avx512_() && kk > MLK_KBLOCK ? MLK_KBLOCK : kk;
+}
+
 size_t mlk_conv_nchw_scratch(const mlk_conv *p) {
-  // One tile of im2col columns for every thread that may take part (caller and up to 16 workers).
-  return (size_t)(p->in_c / p->groups) * p->k_h * p->k_w * MLK_TILE * 17;
+  // One tile of im2col columns for every thread that may take part (the caller and the workers;
+  // worker i uses slot i + 1, and at most mlk_threads - 1 workers join a section).
+  return conv_nchw_slot_rows(p) * MLK_TILE * (size_t)(mlk_threads + 1);
 }
 
 // im2col of output columns [col, col + width) of one image and group, written straight into the
 // packed form the AVX-512 GEMM reads: panel j holds rows 0..kk-1 of columns 32j..32j+31 (zero
 // past width), 32 floats per row.
-static void im2col_panels(const mlk_conv *p, const float *xg, float *panels, int col, int width) {
-  const int cin_g = p->in_c / p->groups, in_hw = p->in_h * p->in_w;
-  const int kk = cin_g * p->k_h * p->k_w, npanels = (width + 31) / 32;
+// Only rows [k0, k1) of the im2col matrix are written (panel rows 0..k1-k0-1).
+static void im2col_panels(const mlk_conv *p, const float *xg, float *panels, int col, int width, int k0, int k1) {
+  const int in_hw = p->in_h * p->in_w, taps = p->k_h * p->k_w;
+  const int kk = k1 - k0, npanels = (width + 31) / 32;
   const int plain = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
                     p->pad_left == 0 && p->out_h == p->in_h && p->out_w == p->in_w;
   float row[MLK_TILE + 32];
-  for (int c = 0; c < cin_g; c++)
-    for (int kh = 0; kh < p->k_h; kh++)
-      for (int kw = 0; kw < p->k_w; kw++) {
-        const int krow = (c * p->k_h + kh) * p->k_w + kw;
+  for (int kr = k0; kr < k1; kr++) {
+        const int c = kr / taps, kh = (kr % taps) / p->k_w, kw = kr % p->k_w;
+        const int krow = kr - k0;
         const float *plane = xg + (size_t)c * in_hw;
         const float *src_row = row;
         if (plain) {
@@ -284,7 +292,7 @@ static void im2col_panels(const mlk_conv *p, const float *xg, float *panels, int
         }
         if (width % 32) memset(row + width, 0, sizeof(float) * (size_t)(npanels * 32 - width));
         for (int jp = 0; jp < npanels; jp++) memcpy(panels + ((size_t)jp * kk + krow) * 32, src_row + jp * 32, 32 * sizeof(float));
-      }
+  }
 }
 
 typedef struct {
@@ -309,11 +317,16 @@ static void pconv_task(void *ctx, int t) {
   int col = tile * MLK_TILE, width = out_hw - col < MLK_TILE ? out_hw - col : MLK_TILE;
   int r0 = chunk * j->m_chunk, rows = cout_g - r0 < j->m_chunk ? cout_g - r0 : j->m_chunk;
   if (rows <= 0) return;
-  float *panels = j->scratch + (size_t)kk * MLK_TILE * (size_t)mlk_slot;
-  im2col_panels(p, j->x + ((size_t)n * p->in_c + (size_t)gi * cin_g) * in_hw, panels, col, width);
-  mlk_gemm_packed_avx512_(rows, width, kk, j->w + ((size_t)gi * cout_g + r0) * kk, kk, panels,
-                          j->y + ((size_t)n * p->out_c + (size_t)gi * cout_g + r0) * out_hw + col, out_hw,
-                          j->bias ? j->bias + (size_t)gi * cout_g + r0 : NULL, NULL, j->act);
+  // The im2col matrix is built and consumed MLK_KBLOCK rows at a time, so the panels stay in L2;
+  // C accumulates across the blocks in k order.
+  float *panels = j->scratch + conv_nchw_slot_rows(p) * MLK_TILE * (size_t)mlk_slot;
+  for (int k0 = 0; k0 < kk; k0 += MLK_KBLOCK) {
+    const int k1 = kk - k0 < MLK_KBLOCK ? kk : k0 + MLK_KBLOCK;
+    im2col_panels(p, j->x + ((size_t)n * p->in_c + (size_t)gi * cin_g) * in_hw, panels, col, width, k0, k1);
+    mlk_gemm_packed_avx512_(rows, width, k1 - k0, j->w + ((size_t)gi * cout_g + r0) * kk + k0, kk, panels,
+                            j->y + ((size_t)n * p->out_c + (size_t)gi * cout_g + r0) * out_hw + col, out_hw,
+                            j->bias ? j->bias + (size_t)gi * cout_g + r0 : NULL, NULL, j->act, k0 > 0, k1 == kk);
+  }
 }
 
 void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch, int act,
@@ -501,7 +514,7 @@ static void nhwc_task(void *ctx, int t) {
   const nhwc_job *j = ctx;
   int r0 = t * NHWC_ROWS, rows = j->rows - r0 < NHWC_ROWS ? j->rows - r0 : NHWC_ROWS;
   mlk_gemm_packed_avx512_(rows, j->o, j->kk, j->a + (size_t)r0 * j->lda, j->lda, j->panels, j->y + (size_t)r0 * j->o, j->o,
-                          NULL, j->bias, j->act);
+                          NULL, j->bias, j->act, 0, 1);
 }
 
 void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch, int act,

@@ -89,10 +89,11 @@ AVX512 static void micro_dispatch(int mr, int kc, const float *ap, long lda, con
 }
 
 AVX512 void mlk_gemm_packed_avx512_(int m, int width, int k, const float *a, long lda, const float *bpanels, float *c,
-                                    long ldc, const float *bias, const float *col_bias, mlk_epilogue act) {
+                                    long ldc, const float *bias, const float *col_bias, mlk_epilogue act, int accumulate,
+                                    int finish) {
   for (int pc = 0; pc < k; pc += KC) {
     const int kc = k - pc < KC ? k - pc : KC;
-    const int first = pc == 0, last = pc + kc == k;
+    const int first = pc == 0 && !accumulate, last = pc + kc == k && finish;
     for (int ir = 0; ir < m; ir += MR) {
       const int mr = m - ir < MR ? m - ir : MR;
       for (int jr = 0; jr < width; jr += NR) {
@@ -262,8 +263,9 @@ void mlk_depthwise_plane_avx512_(const mlk_conv *p, const float *plane, const fl
   abort();
 }
 void mlk_gemm_packed_avx512_(int m, int width, int k, const float *a, long lda, const float *bpanels, float *c,
-                             long ldc, const float *bias, const float *col_bias, mlk_epilogue act) {
-  (void)col_bias; (void)m; (void)width; (void)k; (void)a; (void)lda; (void)bpanels; (void)c; (void)ldc; (void)bias; (void)act;
+                             long ldc, const float *bias, const float *col_bias, mlk_epilogue act, int accumulate,
+                             int finish) {
+  (void)accumulate; (void)finish; (void)col_bias; (void)m; (void)width; (void)k; (void)a; (void)lda; (void)bpanels; (void)c; (void)ldc; (void)bias; (void)act;
   abort();
 }
 #endif
