@@ -29,6 +29,11 @@ void mlk_gemm_packed_avx512_(int m, int width, int k, const float *a, long lda, 
                              long ldc, const float *bias, const float *col_bias, mlk_epilogue act, int accumulate,
                              int finish);
 
+/// C[m x width] = A[m x k] * B + bias[row], then the activation, where row kk of B is the
+/// `width` floats at b + boff[kk] (unpacked windows of a convolution's input; read masked to width).
+void mlk_gemm_direct_avx512_(int m, int width, int k, const float *a, long lda, const float *b, const long *boff,
+                             float *c, long ldc, const float *bias, mlk_epilogue act);
+
 /// One channel of a depthwise convolution over NCHW data: dst = bias + taps, then the activation.
 /// For geometries where mlk_depthwise_avx512_ok_ (stride_w 1 or 2, kernel width <= 16).
 int mlk_depthwise_avx512_ok_(const mlk_conv *p);

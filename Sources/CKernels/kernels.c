@@ -235,10 +235,14 @@ static size_t conv_nchw_slot_rows(const mlk_conv *p) {
   return mlk_use_avx512_() && kk > MLK_KBLOCK ? MLK_KBLOCK : kk;
 }
 
+static int conv_direct_ok(const mlk_conv *p);
+static size_t conv_direct_scratch(const mlk_conv *p);
+
 size_t mlk_conv_nchw_scratch(const mlk_conv *p) {
   // One tile of im2col columns for every thread that may take part (the caller and the workers;
   // worker i uses slot i + 1, and at most mlk_threads - 1 workers join a section).
-  return conv_nchw_slot_rows(p) * MLK_TILE * (size_t)(mlk_threads + 1);
+  size_t im2col = conv_nchw_slot_rows(p) * MLK_TILE * (size_t)(mlk_threads + 1);
+  return conv_direct_ok(p) ? conv_direct_scratch(p) : im2col;
 }
 
 // im2col of output columns [col, col + width) of one image and group, written straight into the
@@ -329,11 +333,118 @@ static void pconv_task(void *ctx, int t) {
   }
 }
 
+// Stride-1 convolutions without im2col. With the input zero-padded to [C, Hp, Wp], output pixel
+// (oh, ow) read at "wide" column q = oh * Wp + ow sees its tap (c, kh, kw) at padded index
+// q + c*Hp*Wp + kh*dil*Wp + kw*dil: every row of the GEMM's B matrix is a window of the padded
+// input at a fixed offset, so the GEMM reads the input directly. The wide output has Wp - out_w
+// extra columns per row, computed and dropped when the tile is copied into place (for a 1x1
+// convolution without padding there are none, and the GEMM writes into y directly).
+static int conv_direct_ok(const mlk_conv *p) {
+  return mlk_use_avx512_() && p->groups == 1 && p->stride_h == 1 && p->stride_w == 1;
+}
+
+typedef struct {
+  const mlk_conv *p;
+  const float *xpad, *w, *bias;
+  const long *off;
+  float *y, *tmp;
+  int wp, wide_n, m_chunks, m_chunk, kk, in_place;
+  mlk_epilogue act;
+} wide_job;
+
+static void wide_task(void *ctx, int t) {
+  const wide_job *j = ctx;
+  const mlk_conv *p = j->p;
+  const int out_hw = p->out_h * p->out_w;
+  int chunk = t % j->m_chunks, tile = t / j->m_chunks;
+  int q0 = tile * MLK_TILE, width = j->wide_n - q0 < MLK_TILE ? j->wide_n - q0 : MLK_TILE;
+  int r0 = chunk * j->m_chunk, rows = p->out_c - r0 < j->m_chunk ? p->out_c - r0 : j->m_chunk;
+  if (rows <= 0) return;
+  const float *wr = j->w + (size_t)r0 * j->kk, *br = j->bias ? j->bias + r0 : NULL;
+  if (j->in_place) {
+    mlk_gemm_direct_avx512_(rows, width, j->kk, wr, j->kk, j->xpad + q0, j->off, j->y + (size_t)r0 * out_hw + q0, out_hw, br,
+                            j->act);
+    return;
+  }
+  float *tmp = j->tmp + (size_t)mlk_slot * j->m_chunk * MLK_TILE;
+  mlk_gemm_direct_avx512_(rows, width, j->kk, wr, j->kk, j->xpad + q0, j->off, tmp, MLK_TILE, br, j->act);
+  for (int r = 0; r < rows; r++) {
+    float *yr = j->y + (size_t)(r0 + r) * out_hw;
+    const float *tr = tmp + (size_t)r * MLK_TILE - q0;
+    for (int q = q0; q < q0 + width;) {
+      int oh = q / j->wp, ow = q % j->wp;
+      int run = j->wp - ow < q0 + width - q ? j->wp - ow : q0 + width - q;
+      int keep = ow < p->out_w ? (p->out_w - ow < run ? p->out_w - ow : run) : 0;
+      if (keep > 0) memcpy(yr + (size_t)oh * p->out_w + ow, tr + q, sizeof(float) * (size_t)keep);
+      q += run;
+    }
+  }
+}
+
+typedef struct { const mlk_conv *p; const float *x; float *xpad; int hp, wp; } pad_job;
+
+static void pad_channel(void *ctx, int c) {
+  const pad_job *j = ctx;
+  const mlk_conv *p = j->p;
+  float *dst = j->xpad + (size_t)c * j->hp * j->wp;
+  const float *src = j->x + (size_t)c * p->in_h * p->in_w;
+  memset(dst, 0, sizeof(float) * (size_t)p->pad_top * j->wp);
+  for (int h = 0; h < p->in_h; h++) {
+    float *row = dst + (size_t)(p->pad_top + h) * j->wp;
+    memset(row, 0, sizeof(float) * (size_t)p->pad_left);
+    memcpy(row + p->pad_left, src + (size_t)h * p->in_w, sizeof(float) * (size_t)p->in_w);
+    memset(row + p->pad_left + p->in_w, 0, sizeof(float) * (size_t)(j->wp - p->pad_left - p->in_w));
+  }
+  memset(dst + (size_t)(p->pad_top + p->in_h) * j->wp, 0, sizeof(float) * (size_t)(j->hp - p->pad_top - p->in_h) * j->wp);
+}
+
+static size_t conv_direct_scratch(const mlk_conv *p) {
+  const size_t hp = (size_t)p->in_h + p->pad_top + p->pad_bottom, wp = (size_t)p->in_w + p->pad_left + p->pad_right;
+  const size_t kk = (size_t)p->in_c * p->k_h * p->k_w;
+  return (size_t)p->in_c * hp * wp + 2 * kk + (size_t)p->out_c * MLK_TILE * (size_t)(mlk_threads + 1);
+}
+
+static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch,
+                             mlk_epilogue act) {
+  const int hp = p->in_h + p->pad_top + p->pad_bottom, wp = p->in_w + p->pad_left + p->pad_right;
+  const int kk = p->in_c * p->k_h * p->k_w, out_hw = p->out_h * p->out_w;
+  const int padded = p->pad_top || p->pad_left || p->pad_bottom || p->pad_right;
+  float *xpad = scratch;
+  long *off = (long *)(scratch + (size_t)p->in_c * hp * wp);
+  float *tmp = (float *)(off + kk);
+  for (int kr = 0, taps = p->k_h * p->k_w; kr < kk; kr++) {
+    int c = kr / taps, kh = (kr % taps) / p->k_w, kw = kr % p->k_w;
+    off[kr] = (long)c * hp * wp + (long)kh * p->dil_h * wp + (long)kw * p->dil_w;
+  }
+  const int wide_n = (p->out_h - 1) * wp + p->out_w, tiles = (wide_n + MLK_TILE - 1) / MLK_TILE;
+  int m_chunks = 1;
+  if (mlk_threads > 1 && tiles < 2 * mlk_threads) {
+    m_chunks = (2 * mlk_threads + tiles - 1) / tiles;
+    if (m_chunks > p->out_c / 48) m_chunks = p->out_c / 48 > 0 ? p->out_c / 48 : 1;
+  }
+  int m_chunk = ((p->out_c + m_chunks - 1) / m_chunks + 11) / 12 * 12;
+  for (int n = 0; n < p->batch; n++) {
+    const float *xn = x + (size_t)n * p->in_c * p->in_h * p->in_w;
+    if (padded) {
+      pad_job pj = {p, xn, xpad, hp, wp};
+      mlk_parallel(p->in_c, pad_channel, &pj);
+    }
+    wide_job job = {p, padded ? xpad : xn, w, bias, off, y + (size_t)n * p->out_c * out_hw, tmp, wp, wide_n, m_chunks, m_chunk,
+                    kk, wp == p->out_w, act};
+    mlk_parallel(tiles * m_chunks, wide_task, &job);
+  }
+}
+
 void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch, int act,
                    float lo, float hi) {
   const int g = p->groups, cin_g = p->in_c / g, cout_g = p->out_c / g;
   const int out_hw = p->out_h * p->out_w, in_hw = p->in_h * p->in_w;
   const int kk = cin_g * p->k_h * p->k_w;
+  if (conv_direct_ok(p)) {
+    conv_nchw_direct(p, x, w, bias, y, scratch, (mlk_epilogue){act, lo, hi});
+    if (act == 4) mlk_activate(y, (size_t)p->batch * p->out_c * out_hw, act, lo, hi);
+    return;
+  }
   if (mlk_use_avx512_()) {
     // Bias and activation are applied as the GEMM stores its results. Each element's sum runs in
     // k order whatever the split below, so results do not depend on the thread count.

@@ -28,8 +28,12 @@
 #define AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,fma")))
 
 // C[0..mr) x [0..32) of one tile: acc = (first ? bias : C) + sum_k a[k][r] * b[k][*].
-AVX512 static inline __attribute__((always_inline)) void micro(const int mr, int kc, const float *restrict ap, long lda,
-                                                               const float *restrict bp, float *restrict c, long ldc,
+// Packed B (direct = 0): row k at bp + 32k. Direct B (direct = 1): row k at bp + boff[k], read
+// with the tile's column masks (the rows are windows of the convolution's input).
+AVX512 static inline __attribute__((always_inline)) void micro(const int direct, const int mr, int kc,
+                                                               const float *restrict ap, long lda,
+                                                               const float *restrict bp, const long *restrict boff,
+                                                               float *restrict c, long ldc,
                                                                __mmask16 m0, __mmask16 m1, int first, int last,
                                                                const float *bias, const float *cbias, mlk_epilogue act) {
   __m512 c0[MR], c1[MR];
@@ -46,7 +50,15 @@ AVX512 static inline __attribute__((always_inline)) void micro(const int mr, int
     }
   }
   for (int k = 0; k < kc; k++) {
-    const __m512 b0 = _mm512_loadu_ps(bp + (long)k * NR), b1 = _mm512_loadu_ps(bp + (long)k * NR + 16);
+    __m512 b0, b1;
+    if (direct) {
+      const float *row = bp + boff[k];
+      b0 = _mm512_maskz_loadu_ps(m0, row);
+      b1 = _mm512_maskz_loadu_ps(m1, row + 16);
+    } else {
+      b0 = _mm512_loadu_ps(bp + (long)k * NR);
+      b1 = _mm512_loadu_ps(bp + (long)k * NR + 16);
+    }
 #pragma clang loop unroll(full)
     for (int r = 0; r < mr; r++) {
       const __m512 av = _mm512_set1_ps(ap[r * lda + k]);
@@ -77,10 +89,14 @@ AVX512 static inline __attribute__((always_inline)) void micro(const int mr, int
 }
 
 #define MICRO_CASE(R) \
-  case R: micro(R, kc, ap, lda, bp, c, ldc, m0, m1, first, last, bias, cbias, act); break;
+  case R: \
+    if (boff) micro(1, R, kc, ap, lda, bp, boff, c, ldc, m0, m1, first, last, bias, cbias, act); \
+    else micro(0, R, kc, ap, lda, bp, NULL, c, ldc, m0, m1, first, last, bias, cbias, act); \
+    break;
 
-AVX512 static void micro_dispatch(int mr, int kc, const float *ap, long lda, const float *bp, float *c, long ldc, __mmask16 m0,
-                                  __mmask16 m1, int first, int last, const float *bias, const float *cbias, mlk_epilogue act) {
+AVX512 static void micro_dispatch(int mr, int kc, const float *ap, long lda, const float *bp, const long *boff, float *c,
+                                  long ldc, __mmask16 m0, __mmask16 m1, int first, int last, const float *bias,
+                                  const float *cbias, mlk_epilogue act) {
   switch (mr) {
     MICRO_CASE(12) MICRO_CASE(11) MICRO_CASE(10) MICRO_CASE(9) MICRO_CASE(8) MICRO_CASE(7)
     MICRO_CASE(6) MICRO_CASE(5) MICRO_CASE(4) MICRO_CASE(3) MICRO_CASE(2) MICRO_CASE(1)
@@ -88,9 +104,9 @@ AVX512 static void micro_dispatch(int mr, int kc, const float *ap, long lda, con
   }
 }
 
-AVX512 void mlk_gemm_packed_avx512_(int m, int width, int k, const float *a, long lda, const float *bpanels, float *c,
-                                    long ldc, const float *bias, const float *col_bias, mlk_epilogue act, int accumulate,
-                                    int finish) {
+AVX512 static void gemm_blocked(int m, int width, int k, const float *a, long lda, const float *bp, const long *boff,
+                                float *c, long ldc, const float *bias, const float *col_bias, mlk_epilogue act,
+                                int accumulate, int finish) {
   for (int pc = 0; pc < k; pc += KC) {
     const int kc = k - pc < KC ? k - pc : KC;
     const int first = pc == 0 && !accumulate, last = pc + kc == k && finish;
@@ -100,11 +116,23 @@ AVX512 void mlk_gemm_packed_avx512_(int m, int width, int k, const float *a, lon
         const int nr = width - jr < NR ? width - jr : NR;
         const __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
         const __mmask16 m1 = nr >= 32 ? 0xFFFF : (nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1));
-        micro_dispatch(mr, kc, a + (long)ir * lda + pc, lda, bpanels + (long)(jr / NR) * k * NR + (long)pc * NR, c + (long)ir * ldc + jr, ldc, m0,
+        const float *b = boff ? bp + jr : bp + (long)(jr / NR) * k * NR + (long)pc * NR;
+        micro_dispatch(mr, kc, a + (long)ir * lda + pc, lda, b, boff ? boff + pc : NULL, c + (long)ir * ldc + jr, ldc, m0,
                        m1, first, last, bias ? bias + ir : NULL, col_bias ? col_bias + jr : NULL, act);
       }
     }
   }
+}
+
+AVX512 void mlk_gemm_packed_avx512_(int m, int width, int k, const float *a, long lda, const float *bpanels, float *c,
+                                    long ldc, const float *bias, const float *col_bias, mlk_epilogue act, int accumulate,
+                                    int finish) {
+  gemm_blocked(m, width, k, a, lda, bpanels, NULL, c, ldc, bias, col_bias, act, accumulate, finish);
+}
+
+AVX512 void mlk_gemm_direct_avx512_(int m, int width, int k, const float *a, long lda, const float *b, const long *boff,
+                                    float *c, long ldc, const float *bias, mlk_epilogue act) {
+  gemm_blocked(m, width, k, a, lda, b, boff, c, ldc, bias, NULL, act, 0, 1);
 }
 
 // Depthwise convolution over one NCHW plane. An output row is cut into chunks of 16 columns,
@@ -252,6 +280,11 @@ int mlk_use_avx512_(void) {
 #else
 int mlk_use_avx512_(void) { return 0; }
 int mlk_depthwise_avx512_ok_(const mlk_conv *p) { (void)p; return 0; }
+void mlk_gemm_direct_avx512_(int m, int width, int k, const float *a, long lda, const float *b, const long *boff,
+                             float *c, long ldc, const float *bias, mlk_epilogue act) {
+  (void)m; (void)width; (void)k; (void)a; (void)lda; (void)b; (void)boff; (void)c; (void)ldc; (void)bias; (void)act;
+  abort();
+}
 void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias, float *yn, int oh,
                                     mlk_epilogue act) {
   (void)p; (void)xn; (void)w; (void)bias; (void)yn; (void)oh; (void)act;
