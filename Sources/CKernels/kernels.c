@@ -305,6 +305,7 @@ typedef struct {
   float *y, *scratch;
   int tiles_per_image, m_chunks, m_chunk;
   mlk_epilogue act;
+  const float *res;
 } pconv_job;
 
 // One task: a tile of output columns of one image and group, and a chunk of its output channels.
@@ -327,9 +328,10 @@ static void pconv_task(void *ctx, int t) {
   for (int k0 = 0; k0 < kk; k0 += MLK_KBLOCK) {
     const int k1 = kk - k0 < MLK_KBLOCK ? kk : k0 + MLK_KBLOCK;
     im2col_panels(p, j->x + ((size_t)n * p->in_c + (size_t)gi * cin_g) * in_hw, panels, col, width, k0, k1);
-    mlk_gemm_packed_avx512_(rows, width, k1 - k0, j->w + ((size_t)gi * cout_g + r0) * kk + k0, kk, panels,
-                            j->y + ((size_t)n * p->out_c + (size_t)gi * cout_g + r0) * out_hw + col, out_hw,
-                            j->bias ? j->bias + (size_t)gi * cout_g + r0 : NULL, NULL, j->act, k0 > 0, k1 == kk);
+    const size_t at = ((size_t)n * p->out_c + (size_t)gi * cout_g + r0) * out_hw + col;
+    mlk_gemm_packed_avx512_(rows, width, k1 - k0, j->w + ((size_t)gi * cout_g + r0) * kk + k0, kk, panels, j->y + at, out_hw,
+                            j->bias ? j->bias + (size_t)gi * cout_g + r0 : NULL, NULL, j->res ? j->res + at : NULL, j->act,
+                            k0 > 0, k1 == kk);
   }
 }
 
@@ -348,9 +350,19 @@ typedef struct {
   const float *xpad, *w, *bias;
   const long *off;
   float *y, *tmp;
+  const float *res;
   int wp, wide_n, m_chunks, m_chunk, kk, in_place;
   mlk_epilogue act;
 } wide_job;
+
+// dst = act(src + res) over n floats (res may be NULL); for copying tiles into place.
+static void store_act(float *dst, const float *src, const float *res, int n, mlk_epilogue act) {
+  if (res)
+    for (int i = 0; i < n; i++) dst[i] = src[i] + res[i];
+  else
+    memcpy(dst, src, sizeof(float) * (size_t)n);
+  if (act.kind != 4) mlk_activate(dst, (size_t)n, act.kind, act.lo, act.hi);
+}
 
 static void wide_task(void *ctx, int t) {
   const wide_job *j = ctx;
@@ -363,19 +375,25 @@ static void wide_task(void *ctx, int t) {
   const float *wr = j->w + (size_t)r0 * j->kk, *br = j->bias ? j->bias + r0 : NULL;
   if (j->in_place) {
     mlk_gemm_direct_avx512_(rows, width, j->kk, wr, j->kk, j->xpad + q0, j->off, j->y + (size_t)r0 * out_hw + q0, out_hw, br,
-                            j->act);
+                            j->res ? j->res + (size_t)r0 * out_hw + q0 : NULL, j->act);
     return;
   }
   float *tmp = j->tmp + (size_t)mlk_slot * j->m_chunk * MLK_TILE;
-  mlk_gemm_direct_avx512_(rows, width, j->kk, wr, j->kk, j->xpad + q0, j->off, tmp, MLK_TILE, br, j->act);
+  // The residual and activation are applied as the kept columns are copied into place.
+  const mlk_epilogue none = {0, 0, 0};
+  mlk_gemm_direct_avx512_(rows, width, j->kk, wr, j->kk, j->xpad + q0, j->off, tmp, MLK_TILE, br, NULL, none);
   for (int r = 0; r < rows; r++) {
     float *yr = j->y + (size_t)(r0 + r) * out_hw;
+    const float *rr = j->res ? j->res + (size_t)(r0 + r) * out_hw : NULL;
     const float *tr = tmp + (size_t)r * MLK_TILE - q0;
     for (int q = q0; q < q0 + width;) {
       int oh = q / j->wp, ow = q % j->wp;
       int run = j->wp - ow < q0 + width - q ? j->wp - ow : q0 + width - q;
       int keep = ow < p->out_w ? (p->out_w - ow < run ? p->out_w - ow : run) : 0;
-      if (keep > 0) memcpy(yr + (size_t)oh * p->out_w + ow, tr + q, sizeof(float) * (size_t)keep);
+      if (keep > 0) {
+        const size_t at = (size_t)oh * p->out_w + ow;
+        store_act(yr + at, tr + q, rr ? rr + at : NULL, keep, j->act);
+      }
       q += run;
     }
   }
@@ -404,8 +422,8 @@ static size_t conv_direct_scratch(const mlk_conv *p) {
   return (size_t)p->in_c * hp * wp + 2 * kk + (size_t)p->out_c * MLK_TILE * (size_t)(mlk_threads + 1);
 }
 
-static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch,
-                             mlk_epilogue act) {
+static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *res, float *y,
+                             float *scratch, mlk_epilogue act) {
   const int hp = p->in_h + p->pad_top + p->pad_bottom, wp = p->in_w + p->pad_left + p->pad_right;
   const int kk = p->in_c * p->k_h * p->k_w, out_hw = p->out_h * p->out_w;
   const int padded = p->pad_top || p->pad_left || p->pad_bottom || p->pad_right;
@@ -429,19 +447,19 @@ static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, 
       pad_job pj = {p, xn, xpad, hp, wp};
       mlk_parallel(p->in_c, pad_channel, &pj);
     }
-    wide_job job = {p, padded ? xpad : xn, w, bias, off, y + (size_t)n * p->out_c * out_hw, tmp, wp, wide_n, m_chunks, m_chunk,
-                    kk, wp == p->out_w, act};
+    wide_job job = {p, padded ? xpad : xn, w, bias, off, y + (size_t)n * p->out_c * out_hw, tmp,
+                    res ? res + (size_t)n * p->out_c * out_hw : NULL, wp, wide_n, m_chunks, m_chunk, kk, wp == p->out_w, act};
     mlk_parallel(tiles * m_chunks, wide_task, &job);
   }
 }
 
-void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch, int act,
-                   float lo, float hi) {
+void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *res, float *y,
+                   float *scratch, int act, float lo, float hi) {
   const int g = p->groups, cin_g = p->in_c / g, cout_g = p->out_c / g;
   const int out_hw = p->out_h * p->out_w, in_hw = p->in_h * p->in_w;
   const int kk = cin_g * p->k_h * p->k_w;
   if (conv_direct_ok(p)) {
-    conv_nchw_direct(p, x, w, bias, y, scratch, (mlk_epilogue){act, lo, hi});
+    conv_nchw_direct(p, x, w, bias, res, y, scratch, (mlk_epilogue){act, lo, hi});
     if (act == 4) mlk_activate(y, (size_t)p->batch * p->out_c * out_hw, act, lo, hi);
     return;
   }
@@ -457,7 +475,7 @@ void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const floa
     }
     int m_chunk = (cout_g + m_chunks - 1) / m_chunks;
     m_chunk = (m_chunk + 11) / 12 * 12;
-    pconv_job job = {p, x, w, bias, y, scratch, tiles_per_image, m_chunks, m_chunk, {act, lo, hi}};
+    pconv_job job = {p, x, w, bias, y, scratch, tiles_per_image, m_chunks, m_chunk, {act, lo, hi}, res};
     mlk_parallel(tiles * m_chunks, pconv_task, &job);
     if (act == 4) mlk_activate(y, (size_t)p->batch * p->out_c * out_hw, act, lo, hi);
     return;
@@ -477,6 +495,8 @@ void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const floa
     mlk_parallel(tiles_per_image * p->batch * g, conv_tile, &job);
   }
   for (int n = 0; n < p->batch; n++) add_bias_nchw(y + (size_t)n * p->out_c * out_hw, bias, p->out_c, out_hw);
+  if (res)
+    for (size_t i = 0, total = (size_t)p->batch * p->out_c * out_hw; i < total; i++) y[i] += res[i];
   mlk_activate(y, (size_t)p->batch * p->out_c * out_hw, act, lo, hi);
 }
 
@@ -625,7 +645,7 @@ static void nhwc_task(void *ctx, int t) {
   const nhwc_job *j = ctx;
   int r0 = t * NHWC_ROWS, rows = j->rows - r0 < NHWC_ROWS ? j->rows - r0 : NHWC_ROWS;
   mlk_gemm_packed_avx512_(rows, j->o, j->kk, j->a + (size_t)r0 * j->lda, j->lda, j->panels, j->y + (size_t)r0 * j->o, j->o,
-                          NULL, j->bias, j->act, 0, 1);
+                          NULL, j->bias, NULL, j->act, 0, 1);
 }
 
 void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch, int act,

@@ -191,6 +191,40 @@ public final class Executor {
             activation[i] = fused
             fusedNodes[k] = "fused into \(add.name)"
         }
+        // Conv (-> BatchNorm) -> Add: the other operand becomes the conv's residual input, added as
+        // the conv stores its results (then the Add's activation). The conv must be the later of the
+        // two producers, so that the residual is ready when it runs.
+        var convOfTail: [ValueID: Int] = [:]
+        for (i, conv) in graph.nodes.enumerated() where conv.op == .conv {
+            guard let out = conv.outputs.first else { continue }
+            if let j = single(out), fusedNodes[j] != nil, graph.nodes[j].op == .batchNormalization, let bnOut = graph.nodes[j].outputs.first {
+                convOfTail[bnOut] = i
+            } else {
+                convOfTail[out] = i
+            }
+        }
+        for (a, add) in graph.nodes.enumerated() where add.op.rawValue == "Add" && add.fusedActivation == nil && add.inputs.count == 2 && fusedNodes[a] == nil {
+            guard let out = add.outputs.first, graph.values[out].type.dtype == .float32, graph.values[out].quantization == nil,
+                  let u = add.inputs[0], let v = add.inputs[1], u != v else { continue }
+            let candidates = [(u, v), (v, u)].compactMap { pair -> (Int, ValueID, ValueID)? in
+                guard let c = convOfTail[pair.0], single(pair.0) == a else { return nil }
+                return (c, pair.0, pair.1)
+            }
+            // The other operand must exist before the conv runs: a graph input or constant, or produced earlier.
+            guard let (c, tail, other) = candidates.filter({ cand in
+                guard let producer = graph.values[cand.2].producer else { return true }
+                return producer < cand.0
+            }).max(by: { $0.0 < $1.0 }) else { continue }
+            let conv = graph.nodes[c]
+            guard activation[c] == nil, conv.fusedActivation == nil, conv.dataLayout != .nhwc, (conv.kernelLayout ?? .oihw) == .oihw,
+                  (conv.int("group") ?? 1) == 1, conv.inputs.count >= 2 else { continue }
+            var ins = newInputs[c] ?? conv.inputs
+            while ins.count < 3 { ins.append(nil) }
+            newInputs[c] = Array(ins.prefix(3)) + [other]
+            newInputs[a] = [tail]
+            if let act = activation[a] { activation[c] = act; activation[a] = nil }
+            fusedNodes[a] = "fused into \(conv.name)"
+        }
         return (newInputs, activation)
     }
 
@@ -231,8 +265,9 @@ public final class Executor {
         for (i, node) in graph.nodes.enumerated() {
             if fusedNodes[i] != nil {
                 // A view of its (already transformed) input.
-                let release = node.inputs.prefix(1).compactMap { $0 }.filter { lastUse[$0] == i && graph.values[$0].constant == nil }
-                steps.append(Step(node: i, kernel: { ins, _ in [ins[0]!] }, inputs: Array(node.inputs.prefix(1)), outputs: node.outputs, release: release))
+                let viewOf = Array((fusedInputs[i] ?? node.inputs).prefix(1))
+                let release = viewOf.compactMap { $0 }.filter { lastUse[$0] == i && graph.values[$0].constant == nil }
+                steps.append(Step(node: i, kernel: { ins, _ in [ins[0]!] }, inputs: viewOf, outputs: node.outputs, release: release))
                 continue
             }
             guard let factory = KernelRegistry.table[node.op.rawValue] else {

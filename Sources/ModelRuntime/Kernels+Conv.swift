@@ -125,14 +125,23 @@ let convKernels: [(String, KernelFactory)] = {
             } else if nhwc {
                 let scratch = ctx.scratchFloats(Int(mlk_conv_nhwc_scratch(&p)))
                 mlk_conv_nhwc(&p, x.floats, w.floats, b, y.floats, scratch, 0, 0, 0)
-            } else if let act = kernelActivation {
-                // The kernel applies the bias and the activation as it stores its results.
-                let scratch = ctx.scratchFloats(Int(mlk_conv_nchw_scratch(&p)))
-                mlk_conv_nchw(&p, x.floats, w.floats, b, y.floats, scratch, act.kind, act.lo, act.hi)
-                return [y]
             } else {
                 let scratch = ctx.scratchFloats(Int(mlk_conv_nchw_scratch(&p)))
-                mlk_conv_nchw(&p, x.floats, w.floats, b, y.floats, scratch, 0, 0, 0)
+                // A residual the planner fused in (Conv -> Add): added before the activation.
+                let residual = ins.count > 3 ? ins[3] : nil
+                if let r = residual, r.dtype != .float32 || r.shape != y.shape {
+                    // Not exactly the output's shape: the Add runs on its own, with broadcasting.
+                    mlk_conv_nchw(&p, x.floats, w.floats, b, nil, y.floats, scratch, 0, 0, 0)
+                    let sum = try binaryFloat(Int32(MLK_ADD), y, try requireFloat(r, node: n), n, ctx)
+                    if let act = kernelActivation { mlk_activate(sum.floats, sum.count, act.kind, act.lo, act.hi) }
+                    return [sum]
+                }
+                if let act = kernelActivation {
+                    // The kernel applies the bias, residual and activation as it stores its results.
+                    mlk_conv_nchw(&p, x.floats, w.floats, b, residual?.floats, y.floats, scratch, act.kind, act.lo, act.hi)
+                    return [y]
+                }
+                mlk_conv_nchw(&p, x.floats, w.floats, b, residual?.floats, y.floats, scratch, 0, 0, 0)
             }
             applyFused(n, y)
             if let fused { mlk_activate(y.floats, y.count, fused.kind, fused.lo, fused.hi) }
