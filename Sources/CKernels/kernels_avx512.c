@@ -274,19 +274,27 @@ AVX512 void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, c
   }
 }
 
+int mlk_avx512_available(void) {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("fma");
+}
+
+static int avx512_choice = -1;   // -1: not decided yet
+
+void mlk_prefer_avx512(int on) { avx512_choice = on && mlk_avx512_available(); }
+
 int mlk_use_avx512_(void) {
-  static int cached = -1;
-  if (cached < 0) {
+  if (avx512_choice < 0) {
     const char *env = getenv("MODELLENS_KERNELS");
-    __builtin_cpu_init();
-    cached = (env && strcmp(env, "blas") == 0) ? 0
-             : (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma"));
+    avx512_choice = (env && strcmp(env, "blas") == 0) ? 0 : mlk_avx512_available();
   }
-  return cached;
+  return avx512_choice;
 }
 
 #else
+int mlk_avx512_available(void) { return 0; }
+void mlk_prefer_avx512(int on) { (void)on; }
 int mlk_use_avx512_(void) { return 0; }
 int mlk_depthwise_avx512_ok_(const mlk_conv *p) { (void)p; return 0; }
 void mlk_gemm_direct_avx512_(int m, int width, int k, const float *a, long lda, const float *b, const long *boff,

@@ -104,6 +104,14 @@ public final class Executor {
 
     public static var supportedOps: [String] { KernelRegistry.table.keys.sorted() }
 
+    /// True when this CPU can run the AVX-512 kernels.
+    public static var avx512Available: Bool { mlk_avx512_available() != 0 }
+
+    /// Chooses between the AVX-512 kernels (where the CPU has them; the default, unless the
+    /// environment sets MODELLENS_KERNELS=blas) and the portable ones (OpenBLAS, scalar loops),
+    /// for every executor in the process.
+    public static func preferAVX512(_ on: Bool) { mlk_prefer_avx512(on ? 1 : 0) }
+
     /// Values the planner computed from constants alone (shape arithmetic, widened fp16
     /// weights), as owned tensors: what a converter can store as constants instead of ops.
     public var foldedValues: [ValueID: TensorData] {

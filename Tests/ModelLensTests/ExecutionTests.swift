@@ -21,14 +21,20 @@ final class ExecutionTests: XCTestCase {
     func testNodeTestsPassForEverySupportedOp() throws {
         let roots = nodeTestRoots()
         if roots.isEmpty { throw XCTSkip("no node tests installed (Tools/setup.sh installs them)") }
-        let results = NodeTests.runAll(roots: roots)
-        let pass = results.filter { $0.outcome == .pass }.count
-        let fail = results.filter { $0.outcome == .fail }
-        let unsupported = results.filter { $0.outcome == .unsupported }.count
-        print("node tests on the executor: \(results.count) tests, \(pass) pass, \(fail.count) fail, \(unsupported) unsupported")
-        for f in fail.prefix(30) { print("  FAIL \(f.name): \(f.detail)") }
-        XCTAssertEqual(fail.count, 0)
-        XCTAssertGreaterThan(pass, 1930, "the executor should cover most common ops")
+        // Both kernel sets: the AVX-512 ones (where the CPU has them) and the portable ones.
+        defer { Executor.preferAVX512(true) }
+        for avx512 in [true, false] {
+            Executor.preferAVX512(avx512)
+            let results = NodeTests.runAll(roots: roots)
+            let pass = results.filter { $0.outcome == .pass }.count
+            let fail = results.filter { $0.outcome == .fail }
+            let unsupported = results.filter { $0.outcome == .unsupported }.count
+            let kernels = avx512 && Executor.avx512Available ? "AVX-512" : "portable"
+            print("node tests on the executor (\(kernels) kernels): \(results.count) tests, \(pass) pass, \(fail.count) fail, \(unsupported) unsupported")
+            for f in fail.prefix(30) { print("  FAIL \(f.name): \(f.detail)") }
+            XCTAssertEqual(fail.count, 0)
+            XCTAssertGreaterThan(pass, 1930, "the executor should cover most common ops")
+        }
     }
 
     func testTinyCNNRunsAndBatchFollowsTheInput() throws {

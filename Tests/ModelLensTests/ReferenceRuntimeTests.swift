@@ -15,10 +15,39 @@ final class ReferenceRuntimeTests: XCTestCase {
                                      "Convolution2DTransposeBias"]
 
     func testOutputsMatchReferenceRuntimes() throws {
+        let (report, skipped, failures) = try compareWithReferences()
+        for r in report { print("  \(r)") }
+        for s in skipped { print("  SKIP \(s)") }
+        for f in failures { print("  FAIL \(f)") }
+        XCTAssertEqual(failures.count, 0)
+        XCTAssertGreaterThanOrEqual(report.count, 20)
+    }
+
+    /// The portable kernels (OpenBLAS sgemm, scalar depthwise) stay correct on CPUs that have the
+    /// AVX-512 ones too: a few models covering NCHW and NHWC convolutions, depthwise, residual
+    /// Adds and PRelu, against the same references, on both paths.
+    func testBothKernelPathsMatchReferenceRuntimes() throws {
+        let models = ["mobilenet_v2", "googlenet", "resnet50", "mediapipe__modules__palm_detection__palm_detection_full.tflite",
+                      "mediapipe__modules__pose_landmark__pose_landmark_full.tflite"]
+        defer { Executor.preferAVX512(true) }
+        for avx512 in [false, true] {
+            Executor.preferAVX512(avx512)
+            let (report, _, failures) = try compareWithReferences(only: models)
+            print("kernels: \(avx512 && Executor.avx512Available ? "AVX-512" : "portable (OpenBLAS)")")
+            for r in report { print("  \(r)") }
+            for f in failures { print("  FAIL \(f)") }
+            XCTAssertEqual(failures.count, 0)
+            XCTAssertGreaterThanOrEqual(report.count, models.count)
+        }
+    }
+
+    /// Runs every model with reference data (or the named ones) and compares each output.
+    func compareWithReferences(only: [String]? = nil) throws -> (report: [String], skipped: [String], failures: [String]) {
         let dir = TestSupport.refdata.appendingPathComponent("runs")
-        guard let models = try? FileManager.default.contentsOfDirectory(atPath: dir.path).sorted(), !models.isEmpty else {
+        guard var models = try? FileManager.default.contentsOfDirectory(atPath: dir.path).sorted(), !models.isEmpty else {
             throw XCTSkip("run Tools/make-run-references.py (make test does)")
         }
+        if let only { models = models.filter { only.contains($0) } }
         var failures: [String] = [], skipped: [String] = [], report: [String] = []
         for m in models {
             let d = dir.appendingPathComponent(m)
@@ -63,10 +92,6 @@ final class ReferenceRuntimeTests: XCTestCase {
                 if !(rel <= tolerance) { failures.append(String(format: "%@ %@: relative difference %.3g > %.3g", m, name, rel, tolerance)) }
             }
         }
-        for r in report { print("  \(r)") }
-        for s in skipped { print("  SKIP \(s)") }
-        for f in failures { print("  FAIL \(f)") }
-        XCTAssertEqual(failures.count, 0)
-        XCTAssertGreaterThanOrEqual(report.count, 20)
+        return (report, skipped, failures)
     }
 }

@@ -56,9 +56,12 @@ enum TestSupport {
         var timedOut: Bool
     }
 
-    /// Runs `modellens` with arguments, optionally under a virtual-memory limit (KiB).
-    static func run(_ args: [String], memoryLimitKB: Int? = nil, timeout: TimeInterval = 30) throws -> RunResult {
+    /// Runs `modellens` with arguments, optionally under a virtual-memory limit (KiB) and with
+    /// extra environment variables.
+    static func run(_ args: [String], memoryLimitKB: Int? = nil, timeout: TimeInterval = 30,
+                    environment: [String: String] = [:]) throws -> RunResult {
         let p = Process()
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         if let limit = memoryLimitKB {
             p.executableURL = URL(fileURLWithPath: "/bin/sh")
             p.arguments = ["-c", "ulimit -v \(limit); exec \"$0\" \"$@\"", binary.path] + args

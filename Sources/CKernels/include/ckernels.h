@@ -69,6 +69,12 @@ extern "C" {
 void mlk_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                int ldb, float beta, float *c, int ldc);
 
+/// Whether this CPU has the AVX-512 kernels' instructions (AVX-512 F/VL/DQ and FMA).
+int mlk_avx512_available(void);
+/// Chooses the kernels: the AVX-512 ones (where available; the default unless the environment
+/// has MODELLENS_KERNELS=blas) or the portable ones (OpenBLAS sgemm, scalar loops).
+void mlk_prefer_avx512(int on);
+
 /// Threads OpenBLAS may use.
 void mlk_set_threads(int threads);
 
