@@ -813,6 +813,52 @@ void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, cons
       }
     return;
   }
+  if (!nhwc && kind == 1 && p->out_h <= 4096 && p->out_w <= 4096) {
+    // Average over NCHW planes: sums tap by tap, then one divide; the divisor (taps counted)
+    // is a product of a row count and a column count.
+    float rows[4096], cols[4096];
+    for (int oh = 0; oh < p->out_h; oh++) {
+      int r = 0;
+      for (int kh = 0; kh < p->k_h; kh++) {
+        int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
+        r += count_include_pad ? (ih >= -p->pad_top && ih < p->in_h + p->pad_bottom) : (ih >= 0 && ih < p->in_h);
+      }
+      rows[oh] = (float)r;
+    }
+    for (int ow = 0; ow < p->out_w; ow++) {
+      int r = 0;
+      for (int kw = 0; kw < p->k_w; kw++) {
+        int iw = ow * p->stride_w - p->pad_left + kw * p->dil_w;
+        r += count_include_pad ? (iw >= -p->pad_left && iw < p->in_w + p->pad_right) : (iw >= 0 && iw < p->in_w);
+      }
+      cols[ow] = (float)r;
+    }
+    for (int n = 0; n < p->batch; n++)
+      for (int c = 0; c < C; c++) {
+        const float *plane = x + ((size_t)n * C + c) * in_hw;
+        float *dst = y + ((size_t)n * C + c) * out_hw;
+        memset(dst, 0, sizeof(float) * out_hw);
+        for (int kh = 0; kh < p->k_h; kh++) {
+          int oh_lo, oh_hi;
+          valid_range(p->out_h, p->in_h, p->stride_h, p->pad_top, kh * p->dil_h, &oh_lo, &oh_hi);
+          for (int kw = 0; kw < p->k_w; kw++) {
+            int ow_lo, ow_hi;
+            valid_range(p->out_w, p->in_w, p->stride_w, p->pad_left, kw * p->dil_w, &ow_lo, &ow_hi);
+            for (int oh = oh_lo; oh < oh_hi; oh++) {
+              const float *src = plane + (size_t)(oh * p->stride_h - p->pad_top + kh * p->dil_h) * p->in_w - p->pad_left + kw * p->dil_w;
+              float *d = dst + (size_t)oh * p->out_w;
+              for (int ow = ow_lo; ow < ow_hi; ow++) d[ow] += src[ow * p->stride_w];
+            }
+          }
+        }
+        for (int oh = 0; oh < p->out_h; oh++)
+          for (int ow = 0; ow < p->out_w; ow++) {
+            float taps = rows[oh] * cols[ow];
+            dst[(size_t)oh * p->out_w + ow] /= taps > 0 ? taps : 1.0f;
+          }
+      }
+    return;
+  }
   for (int n = 0; n < p->batch; n++)
     for (int oh = 0; oh < p->out_h; oh++)
       for (int ow = 0; ow < p->out_w; ow++)
@@ -843,6 +889,18 @@ void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, cons
                           : (((size_t)n * C + c) * p->out_h + oh) * p->out_w + ow;
           y[o] = out;
         }
+}
+
+void mlk_channel_affine(const float *x, float *y, long outer, long c, long inner, const float *scale, const float *shift,
+                        int act, float lo, float hi) {
+  for (long o = 0; o < outer; o++)
+    for (long ch = 0; ch < c; ch++) {
+      const float a = scale[ch], b = shift[ch];
+      const float *src = x + (o * c + ch) * inner;
+      float *dst = y + (o * c + ch) * inner;
+      for (long i = 0; i < inner; i++) dst[i] = src[i] * a + b;
+      mlk_activate(dst, (size_t)inner, act, lo, hi);
+    }
 }
 
 void mlk_activate(float *y, size_t n, int kind, float lo, float hi) {
@@ -908,6 +966,10 @@ void mlk_binary(int op, int rank, const long *shape, const float *a, const long 
 }
 
 void mlk_unary(int op, const float *x, float *y, size_t n, float alpha, float beta) {
+  if (op == MLK_RELU) {   // the common case, as a loop the compiler vectorises
+    for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
+    return;
+  }
   for (size_t i = 0; i < n; i++) {
     float v = x[i], r;
     switch (op) {

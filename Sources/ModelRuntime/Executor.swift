@@ -191,6 +191,14 @@ public final class Executor {
                 }
             }
         }
+        // BatchNormalization that is not folded into a conv (DenseNet's, after a Concat) -> Relu / Clip.
+        for (i, bn) in graph.nodes.enumerated() where bn.op == .batchNormalization && fusedNodes[i] == nil && bn.outputs.count == 1 {
+            guard let out = bn.outputs.first, graph.values[out].type.dtype == .float32,
+                  let k = single(out), graph.nodes[k].inputs.first == out, fusedNodes[k] == nil,
+                  let fused = activationKind(graph.nodes[k]) else { continue }
+            activation[i] = fused
+            fusedNodes[k] = "fused into \(bn.name)"
+        }
         // Add -> Relu / Clip (residual blocks): the activation runs inside the Add kernel.
         for (i, add) in graph.nodes.enumerated() where add.op.rawValue == "Add" && add.fusedActivation == nil && add.inputs.count == 2 {
             guard let out = add.outputs.first, graph.values[out].type.dtype == .float32, graph.values[out].quantization == nil,

@@ -259,21 +259,28 @@ let elementwiseKernels: [(String, KernelFactory)] = {
         let n = pc.node
         guard (n.int("training_mode") ?? 0) == 0, n.outputs.count == 1 else { throw pc.fail("training mode") }
         let eps = Float(n.float("epsilon") ?? 1e-5)
+        // y = x * scale + shift per channel; computed once when the parameters are constants.
+        func affine(_ s: RTensor, _ b: RTensor, _ m: RTensor, _ v: RTensor) -> (scale: [Float], shift: [Float]) {
+            let sv = s.toFloats(), bv = b.toFloats(), mv = m.toFloats(), vv = v.toFloats()
+            let c = min(sv.count, bv.count, mv.count, vv.count)
+            let scale = (0..<c).map { sv[$0] / (vv[$0] + eps).squareRoot() }
+            return (scale, (0..<c).map { bv[$0] - mv[$0] * scale[$0] })
+        }
+        let params = pc.constants.count >= 5 ? pc.constants[1...4].compactMap { $0 } : []
+        let planned = params.count == 4 ? affine(params[0], params[1], params[2], params[3]) : nil
+        let act = pc.activation ?? (0, 0, 0)
         return { ins, ctx in
             let x = try requireFloat(ins.first ?? nil, node: n)
             guard ins.count >= 5, let s = ins[1], let b = ins[2], let m = ins[3], let v = ins[4], x.shape.count >= 2 else {
                 throw RuntimeError.invalid(node: n.label, reason: "BatchNormalization needs 5 inputs")
             }
             let c = x.shape[1], inner = x.shape.dropFirst(2).reduce(1, *), outer = x.shape[0]
-            let y = try ctx.alloc(x.shape, .float32)
-            let sv = s.toFloats(), bv = b.toFloats(), mv = m.toFloats(), vv = v.toFloats()
-            for ch in 0..<c {
-                let a = sv[ch] / (vv[ch] + eps).squareRoot(), off = bv[ch] - mv[ch] * a
-                for o in 0..<outer {
-                    let base = (o * c + ch) * inner
-                    for i in 0..<inner { y.floats[base + i] = x.floats[base + i] * a + off }
-                }
+            let (scale, shift) = planned ?? affine(s, b, m, v)
+            guard scale.count == c, [s, b, m, v].allSatisfy({ $0.count == c }) else {
+                throw RuntimeError.invalid(node: n.label, reason: "parameters of \(s.count) elements for \(c) channels")
             }
+            let y = try ctx.alloc(x.shape, .float32)
+            mlk_channel_affine(x.floats, y.floats, outer, c, inner, scale, shift, act.kind, act.lo, act.hi)
             return [y]
         }
     }))

@@ -117,6 +117,10 @@ void mlk_depthwise_nhwc(const mlk_conv *p, const float *x, const float *w, const
 /// (count_include_pad chooses the divisor), 2 = L2.
 void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, const float *x, float *y);
 
+/// y = x * scale[ch] + shift[ch] over [outer, c, inner] (inference BatchNormalization), then the activation.
+void mlk_channel_affine(const float *x, float *y, long outer, long c, long inner, const float *scale, const float *shift,
+                        int act, float lo, float hi);
+
 /// Fused activations applied in place: 0 none, 1 relu, 2 relu6, 3 relu_n1_to_1, 4 tanh, 5 clip(lo, hi).
 void mlk_activate(float *y, size_t n, int kind, float lo, float hi);
 
