@@ -765,6 +765,14 @@ void mlk_depthwise_nhwc(const mlk_conv *p, const float *x, const float *w, const
   if (vector && act == 4) mlk_activate(y, (size_t)p->batch * p->out_h * p->out_w * p->out_c, act, lo, hi);
 }
 
+typedef struct { const mlk_conv *p; const float *x; float *y; } pool_job;
+
+static void maxpool_plane_task(void *ctx, int t) {
+  const pool_job *j = ctx;
+  const mlk_conv *p = j->p;
+  mlk_maxpool_plane_avx512_(p, j->x + (size_t)t * p->in_h * p->in_w, j->y + (size_t)t * p->out_h * p->out_w);
+}
+
 void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, const float *x, float *y) {
   const int C = p->in_c;
   if (nhwc && kind == 0) {
@@ -787,6 +795,12 @@ void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, cons
     return;
   }
   const size_t in_hw = (size_t)p->in_h * p->in_w, out_hw = (size_t)p->out_h * p->out_w;
+  if (!nhwc && kind == 0 && mlk_maxpool_avx512_ok_(p)) {
+    // Planes are independent: sharing them among threads cannot change any result.
+    pool_job job = {p, x, y};
+    mlk_parallel(p->batch * C, maxpool_plane_task, &job);
+    return;
+  }
   if (!nhwc && kind == 0) {
     // Max over NCHW planes, tap by tap.
     for (int n = 0; n < p->batch; n++)

@@ -232,6 +232,74 @@ AVX512 void mlk_depthwise_plane_avx512_(const mlk_conv *p, const float *plane, c
   }
 }
 
+// Max pooling over one NCHW plane, shaped like the depthwise kernel: up to 8 chunks of 16
+// outputs in registers per row, loads masked to the input row with -inf in the masked-off
+// lanes. A NaN in any tap makes the output NaN (as the scalar kernel does). Callers ensure
+// every window holds at least one input (pads smaller than the kernel).
+AVX512 static inline __attribute__((always_inline)) void max_rows(const int nch, const int sw, const mlk_conv *p,
+                                                                  const float *plane, float *dst, int ow0,
+                                                                  const __mmask16 *m0, const __mmask16 *m1) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512 ninf = _mm512_set1_ps(-__builtin_inff()), qnan = _mm512_set1_ps(__builtin_nanf(""));
+  for (int oh = 0; oh < p->out_h; oh++) {
+    __m512 acc[8];
+    __mmask16 nan[8];
+#pragma clang loop unroll(full)
+    for (int c = 0; c < nch; c++) { acc[c] = ninf; nan[c] = 0; }
+    for (int kh = 0; kh < p->k_h; kh++) {
+      const int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
+      if (ih < 0 || ih >= p->in_h) continue;
+      const float *row = plane + (size_t)ih * p->in_w;
+      for (int kw = 0; kw < p->k_w; kw++) {
+        const float *src = row + (long)ow0 * sw - p->pad_left + (long)kw * p->dil_w;
+#pragma clang loop unroll(full)
+        for (int c = 0; c < nch; c++) {
+          __m512 v;
+          if (sw == 1) {
+            v = _mm512_mask_loadu_ps(ninf, m0[kw * 8 + c], src + 16 * c);
+          } else {
+            const __m512 v0 = _mm512_mask_loadu_ps(ninf, m0[kw * 8 + c], src + 32 * c);
+            const __m512 v1 = _mm512_mask_loadu_ps(ninf, m1[kw * 8 + c], src + 32 * c + 16);
+            v = _mm512_permutex2var_ps(v0, even, v1);
+          }
+          nan[c] |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+          acc[c] = _mm512_max_ps(acc[c], v);
+        }
+      }
+    }
+    float *d = dst + (size_t)oh * p->out_w + ow0;
+#pragma clang loop unroll(full)
+    for (int c = 0; c < nch; c++)
+      _mm512_mask_storeu_ps(d + 16 * c, lanes_inside(ow0 + 16 * c, p->out_w), _mm512_mask_blend_ps(nan[c], acc[c], qnan));
+  }
+}
+
+int mlk_maxpool_avx512_ok_(const mlk_conv *p) {
+  return mlk_use_avx512_() && (p->stride_w == 1 || p->stride_w == 2) && p->k_w <= DW_MAX_KW && p->pad_top < p->k_h &&
+         p->pad_bottom < p->k_h && p->pad_left < p->k_w && p->pad_right < p->k_w && p->dil_h == 1 && p->dil_w == 1;
+}
+
+AVX512 void mlk_maxpool_plane_avx512_(const mlk_conv *p, const float *plane, float *dst) {
+  const int sw = p->stride_w, nchunks = (p->out_w + 15) / 16;
+  __mmask16 m0[DW_MAX_KW * 8], m1[DW_MAX_KW * 8];
+  for (int ow0 = 0; ow0 < p->out_w; ow0 += 16 * 8) {
+    const int left = nchunks - ow0 / 16, nch = left >= 8 ? 8 : left;
+    for (int kw = 0; kw < p->k_w; kw++)
+      for (int c = 0; c < 8; c++) {
+        const long base = (long)(ow0 + 16 * c) * sw - p->pad_left + (long)kw * p->dil_w;
+        m0[kw * 8 + c] = c < nch ? lanes_inside(base, p->in_w) : 0;
+        m1[kw * 8 + c] = c < nch ? lanes_inside(base + 16, p->in_w) : 0;
+      }
+#define MAX_CASE(N) \
+    case N: sw == 1 ? max_rows(N, 1, p, plane, dst, ow0, m0, m1) : max_rows(N, 2, p, plane, dst, ow0, m0, m1); break;
+    switch (nch) {
+      MAX_CASE(1) MAX_CASE(2) MAX_CASE(3) MAX_CASE(4) MAX_CASE(5) MAX_CASE(6) MAX_CASE(7) MAX_CASE(8)
+      default: break;
+    }
+#undef MAX_CASE
+  }
+}
+
 // Depthwise over NHWC data: per output pixel, channels in blocks of 64 (four vectors) with the
 // taps accumulated in registers; the channel tail is masked. Each output is the bias plus its
 // taps in (kh, kw) order, as in the scalar kernel.
@@ -297,6 +365,11 @@ int mlk_avx512_available(void) { return 0; }
 void mlk_prefer_avx512(int on) { (void)on; }
 int mlk_use_avx512_(void) { return 0; }
 int mlk_depthwise_avx512_ok_(const mlk_conv *p) { (void)p; return 0; }
+int mlk_maxpool_avx512_ok_(const mlk_conv *p) { (void)p; return 0; }
+void mlk_maxpool_plane_avx512_(const mlk_conv *p, const float *plane, float *dst) {
+  (void)p; (void)plane; (void)dst;
+  abort();
+}
 void mlk_gemm_direct_avx512_(int m, int width, int k, const float *a, long lda, const float *b, const long *boff,
                              float *c, long ldc, const float *bias, const float *res, mlk_epilogue act) {
   (void)res; (void)m; (void)width; (void)k; (void)a; (void)lda; (void)b; (void)boff; (void)c; (void)ldc; (void)bias; (void)act;
