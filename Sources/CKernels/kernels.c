@@ -339,10 +339,12 @@ static void pconv_task(void *ctx, int t) {
 // (oh, ow) read at "wide" column q = oh * Wp + ow sees its tap (c, kh, kw) at padded index
 // q + c*Hp*Wp + kh*dil*Wp + kw*dil: every row of the GEMM's B matrix is a window of the padded
 // input at a fixed offset, so the GEMM reads the input directly. The wide output has Wp - out_w
-// extra columns per row, computed and dropped when the tile is copied into place (for a 1x1
-// convolution without padding there are none, and the GEMM writes into y directly).
+// extra columns per row, computed and dropped when the tile is copied into place (without
+// horizontal padding there are none, and the GEMM writes into y directly).
 static int conv_direct_ok(const mlk_conv *p) {
-  return mlk_use_avx512_() && p->groups == 1 && p->stride_h == 1 && p->stride_w == 1;
+  // 1x1 convolutions pack instead: their B rows are whole input planes apart (a page or more),
+  // and contiguous panels measured slightly faster on ResNet50.
+  return mlk_use_avx512_() && p->groups == 1 && p->stride_h == 1 && p->stride_w == 1 && (p->k_h > 1 || p->k_w > 1);
 }
 
 typedef struct {
