@@ -160,48 +160,66 @@ AVX512 static inline __mmask16 lanes_inside(long base, long n) {
 
 #define DW_MAX_KW 16
 
-AVX512 static inline __attribute__((always_inline)) void dw_rows(const int nch, const int sw, const mlk_conv *p,
-                                                                 const float *plane, const float *k, float b, float *dst,
-                                                                 int ow0, const __mmask16 *m0, const __mmask16 *m1,
-                                                                 mlk_epilogue act) {
+// `nr` output rows at a time (nch * nr <= 8 accumulators): narrow planes (7 or 14 columns, one
+// chunk) would otherwise leave a single dependent chain of FMAs per row. A tap row outside the
+// input is skipped by a zero load mask.
+AVX512 static inline __attribute__((always_inline)) void dw_rows(const int nch, const int nr, const int sw,
+                                                                 const mlk_conv *p, const float *plane, const float *k,
+                                                                 float b, float *dst, int ow0, const __mmask16 *m0,
+                                                                 const __mmask16 *m1, mlk_epilogue act) {
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   float lo = act.kind == 5 ? act.lo : (act.kind == 3 ? -1.0f : 0.0f);
   float hi = act.kind == 5 ? act.hi : (act.kind == 2 ? 6.0f : (act.kind == 3 ? 1.0f : 0.0f));
   const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), vb = _mm512_set1_ps(b);
   const int clamp = act.kind != 0 && act.kind != 4, upper = clamp && act.kind != 1;
-  for (int oh = 0; oh < p->out_h; oh++) {
+  for (int oh0 = 0; oh0 < p->out_h; oh0 += nr) {
     __m512 acc[8];
 #pragma clang loop unroll(full)
-    for (int c = 0; c < nch; c++) acc[c] = vb;
+    for (int i = 0; i < nch * nr; i++) acc[i] = vb;
     for (int kh = 0; kh < p->k_h; kh++) {
-      const int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
-      if (ih < 0 || ih >= p->in_h) continue;
-      const float *row = plane + (size_t)ih * p->in_w;
+      const float *rows[8];
+      __mmask16 rmask[8];
+#pragma clang loop unroll(full)
+      for (int r = 0; r < nr; r++) {
+        const int ih = (oh0 + r) * p->stride_h - p->pad_top + kh * p->dil_h;
+        const int inside = ih >= 0 && ih < p->in_h && oh0 + r < p->out_h;
+        rmask[r] = inside ? 0xFFFF : 0;
+        rows[r] = plane + (size_t)(inside ? ih : 0) * p->in_w;
+      }
       for (int kw = 0; kw < p->k_w; kw++) {
         const __m512 wv = _mm512_set1_ps(k[kh * p->k_w + kw]);
-        const float *src = row + (long)ow0 * sw - p->pad_left + (long)kw * p->dil_w;
+        const long shift = (long)ow0 * sw - p->pad_left + (long)kw * p->dil_w;
 #pragma clang loop unroll(full)
-        for (int c = 0; c < nch; c++) {
-          __m512 v;
-          if (sw == 1) {
-            v = _mm512_maskz_loadu_ps(m0[kw * 8 + c], src + 16 * c);
-          } else {
-            const __m512 v0 = _mm512_maskz_loadu_ps(m0[kw * 8 + c], src + 32 * c);
-            const __m512 v1 = _mm512_maskz_loadu_ps(m1[kw * 8 + c], src + 32 * c + 16);
-            v = _mm512_permutex2var_ps(v0, even, v1);
+        for (int r = 0; r < nr; r++) {
+          const float *src = rows[r] + shift;
+#pragma clang loop unroll(full)
+          for (int c = 0; c < nch; c++) {
+            __m512 v;
+            if (sw == 1) {
+              v = _mm512_maskz_loadu_ps(m0[kw * 8 + c] & rmask[r], src + 16 * c);
+            } else {
+              const __m512 v0 = _mm512_maskz_loadu_ps(m0[kw * 8 + c] & rmask[r], src + 32 * c);
+              const __m512 v1 = _mm512_maskz_loadu_ps(m1[kw * 8 + c] & rmask[r], src + 32 * c + 16);
+              v = _mm512_permutex2var_ps(v0, even, v1);
+            }
+            acc[r * nch + c] = _mm512_fmadd_ps(wv, v, acc[r * nch + c]);
           }
-          acc[c] = _mm512_fmadd_ps(wv, v, acc[c]);
         }
       }
     }
-    float *d = dst + (size_t)oh * p->out_w + ow0;
 #pragma clang loop unroll(full)
-    for (int c = 0; c < nch; c++) {
-      if (clamp) {
-        acc[c] = _mm512_max_ps(acc[c], vlo);
-        if (upper) acc[c] = _mm512_min_ps(acc[c], vhi);
+    for (int r = 0; r < nr; r++) {
+      if (oh0 + r >= p->out_h) break;
+      float *d = dst + (size_t)(oh0 + r) * p->out_w + ow0;
+#pragma clang loop unroll(full)
+      for (int c = 0; c < nch; c++) {
+        __m512 v = acc[r * nch + c];
+        if (clamp) {
+          v = _mm512_max_ps(v, vlo);
+          if (upper) v = _mm512_min_ps(v, vhi);
+        }
+        _mm512_mask_storeu_ps(d + 16 * c, lanes_inside(ow0 + 16 * c, p->out_w), v);
       }
-      _mm512_mask_storeu_ps(d + 16 * c, lanes_inside(ow0 + 16 * c, p->out_w), acc[c]);
     }
   }
 }
@@ -223,7 +241,10 @@ AVX512 void mlk_depthwise_plane_avx512_(const mlk_conv *p, const float *plane, c
         m1[kw * 8 + c] = c < nch ? lanes_inside(base + 16, p->in_w) : 0;
       }
 #define DW_CASE(N) \
-    case N: sw == 1 ? dw_rows(N, 1, p, plane, k, b, dst, ow0, m0, m1, act) : dw_rows(N, 2, p, plane, k, b, dst, ow0, m0, m1, act); break;
+    case N: \
+      if (sw == 1) dw_rows(N, 8 / N, 1, p, plane, k, b, dst, ow0, m0, m1, act); \
+      else dw_rows(N, 8 / N, 2, p, plane, k, b, dst, ow0, m0, m1, act); \
+      break;
     switch (nch) {
       DW_CASE(1) DW_CASE(2) DW_CASE(3) DW_CASE(4) DW_CASE(5) DW_CASE(6) DW_CASE(7) DW_CASE(8)
       default: break;
