@@ -20,19 +20,22 @@ int mlk_use_avx512_(void);
 /// handled here and is left to mlk_activate).
 typedef struct { int kind; float lo, hi; } mlk_epilogue;
 
-/// C[m x width] = A[m x k] (row-major, row stride lda) * B + bias[row] (or + col_bias[column])
-/// (+ res, a matrix laid out like C, when given), then the activation. B is packed in panels of 32 columns: panel j holds rows 0..k-1 of columns
+/// C[m x width] = scale[row] * (A[m x k] (row-major, row stride lda) * B) + bias[row] (or
+/// + col_bias[column]) (+ res, a matrix laid out like C, when given), then the activation; a NULL
+/// scale is 1. B is packed in panels of 32 columns: panel j holds rows 0..k-1 of columns
 /// 32j..32j+31, row after row (k x 32 floats; columns past `width` are zero). C has row stride ldc.
 /// With `accumulate`, the products are added to C as it is (no bias); without `finish`, the
 /// activation is not applied yet (a later call continues the sum).
 void mlk_gemm_packed_avx512_(int m, int width, int k, const float *a, long lda, const float *bpanels, float *c,
-                             long ldc, const float *bias, const float *col_bias, const float *res, mlk_epilogue act,
-                             int accumulate, int finish);
+                             long ldc, const float *bias, const float *col_bias, const float *scale, const float *res,
+                             mlk_epilogue act, int accumulate, int finish);
 
-/// C[m x width] = A[m x k] * B + bias[row] (+ res, laid out like C), then the activation, where row kk of B is the
+/// C[m x width] = scale[row] * (A[m x k] * B) + bias[row] (+ res, laid out like C), then the
+/// activation, where row kk of B is the
 /// `width` floats at b + boff[kk] (unpacked windows of a convolution's input; read masked to width).
 void mlk_gemm_direct_avx512_(int m, int width, int k, const float *a, long lda, const float *b, const long *boff,
-                             float *c, long ldc, const float *bias, const float *res, mlk_epilogue act);
+                             float *c, long ldc, const float *bias, const float *scale, const float *res,
+                             mlk_epilogue act);
 
 /// One channel of a depthwise convolution over NCHW data: dst = bias + taps, then the activation.
 /// For geometries where mlk_depthwise_avx512_ok_ (stride_w 1 or 2, kernel width <= 16).

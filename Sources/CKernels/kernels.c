@@ -305,7 +305,7 @@ typedef struct {
   float *y, *scratch;
   int tiles_per_image, m_chunks, m_chunk;
   mlk_epilogue act;
-  const float *res;
+  const float *res, *scale;
 } pconv_job;
 
 // One task: a tile of output columns of one image and group, and a chunk of its output channels.
@@ -330,7 +330,8 @@ static void pconv_task(void *ctx, int t) {
     im2col_panels(p, j->x + ((size_t)n * p->in_c + (size_t)gi * cin_g) * in_hw, panels, col, width, k0, k1);
     const size_t at = ((size_t)n * p->out_c + (size_t)gi * cout_g + r0) * out_hw + col;
     mlk_gemm_packed_avx512_(rows, width, k1 - k0, j->w + ((size_t)gi * cout_g + r0) * kk + k0, kk, panels, j->y + at, out_hw,
-                            j->bias ? j->bias + (size_t)gi * cout_g + r0 : NULL, NULL, j->res ? j->res + at : NULL, j->act,
+                            j->bias ? j->bias + (size_t)gi * cout_g + r0 : NULL, NULL,
+                            j->scale ? j->scale + (size_t)gi * cout_g + r0 : NULL, j->res ? j->res + at : NULL, j->act,
                             k0 > 0, k1 == kk);
   }
 }
@@ -349,7 +350,7 @@ static int conv_direct_ok(const mlk_conv *p) {
 
 typedef struct {
   const mlk_conv *p;
-  const float *xpad, *w, *bias;
+  const float *xpad, *w, *bias, *scale;
   const long *off;
   float *y, *tmp;
   const float *res;
@@ -374,16 +375,16 @@ static void wide_task(void *ctx, int t) {
   int q0 = tile * MLK_TILE, width = j->wide_n - q0 < MLK_TILE ? j->wide_n - q0 : MLK_TILE;
   int r0 = chunk * j->m_chunk, rows = p->out_c - r0 < j->m_chunk ? p->out_c - r0 : j->m_chunk;
   if (rows <= 0) return;
-  const float *wr = j->w + (size_t)r0 * j->kk, *br = j->bias ? j->bias + r0 : NULL;
+  const float *wr = j->w + (size_t)r0 * j->kk, *br = j->bias ? j->bias + r0 : NULL, *sr = j->scale ? j->scale + r0 : NULL;
   if (j->in_place) {
     mlk_gemm_direct_avx512_(rows, width, j->kk, wr, j->kk, j->xpad + q0, j->off, j->y + (size_t)r0 * out_hw + q0, out_hw, br,
-                            j->res ? j->res + (size_t)r0 * out_hw + q0 : NULL, j->act);
+                            sr, j->res ? j->res + (size_t)r0 * out_hw + q0 : NULL, j->act);
     return;
   }
   float *tmp = j->tmp + (size_t)mlk_slot * j->m_chunk * MLK_TILE;
   // The residual and activation are applied as the kept columns are copied into place.
   const mlk_epilogue none = {0, 0, 0};
-  mlk_gemm_direct_avx512_(rows, width, j->kk, wr, j->kk, j->xpad + q0, j->off, tmp, MLK_TILE, br, NULL, none);
+  mlk_gemm_direct_avx512_(rows, width, j->kk, wr, j->kk, j->xpad + q0, j->off, tmp, MLK_TILE, br, sr, NULL, none);
   for (int r = 0; r < rows; r++) {
     float *yr = j->y + (size_t)(r0 + r) * out_hw;
     const float *rr = j->res ? j->res + (size_t)(r0 + r) * out_hw : NULL;
@@ -424,8 +425,8 @@ static size_t conv_direct_scratch(const mlk_conv *p) {
   return (size_t)p->in_c * hp * wp + 2 * kk + (size_t)p->out_c * MLK_TILE * (size_t)(mlk_threads + 1);
 }
 
-static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *res, float *y,
-                             float *scratch, mlk_epilogue act) {
+static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *scale,
+                             const float *res, float *y, float *scratch, mlk_epilogue act) {
   const int hp = p->in_h + p->pad_top + p->pad_bottom, wp = p->in_w + p->pad_left + p->pad_right;
   const int kk = p->in_c * p->k_h * p->k_w, out_hw = p->out_h * p->out_w;
   const int padded = p->pad_top || p->pad_left || p->pad_bottom || p->pad_right;
@@ -449,19 +450,19 @@ static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, 
       pad_job pj = {p, xn, xpad, hp, wp};
       mlk_parallel(p->in_c, pad_channel, &pj);
     }
-    wide_job job = {p, padded ? xpad : xn, w, bias, off, y + (size_t)n * p->out_c * out_hw, tmp,
+    wide_job job = {p, padded ? xpad : xn, w, bias, scale, off, y + (size_t)n * p->out_c * out_hw, tmp,
                     res ? res + (size_t)n * p->out_c * out_hw : NULL, wp, wide_n, m_chunks, m_chunk, kk, wp == p->out_w, act};
     mlk_parallel(tiles * m_chunks, wide_task, &job);
   }
 }
 
-void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *res, float *y,
-                   float *scratch, int act, float lo, float hi) {
+void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *scale,
+                   const float *res, float *y, float *scratch, int act, float lo, float hi) {
   const int g = p->groups, cin_g = p->in_c / g, cout_g = p->out_c / g;
   const int out_hw = p->out_h * p->out_w, in_hw = p->in_h * p->in_w;
   const int kk = cin_g * p->k_h * p->k_w;
   if (conv_direct_ok(p)) {
-    conv_nchw_direct(p, x, w, bias, res, y, scratch, (mlk_epilogue){act, lo, hi});
+    conv_nchw_direct(p, x, w, bias, scale, res, y, scratch, (mlk_epilogue){act, lo, hi});
     if (act == 4) mlk_activate(y, (size_t)p->batch * p->out_c * out_hw, act, lo, hi);
     return;
   }
@@ -477,7 +478,7 @@ void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const floa
     }
     int m_chunk = (cout_g + m_chunks - 1) / m_chunks;
     m_chunk = (m_chunk + 11) / 12 * 12;
-    pconv_job job = {p, x, w, bias, y, scratch, tiles_per_image, m_chunks, m_chunk, {act, lo, hi}, res};
+    pconv_job job = {p, x, w, bias, y, scratch, tiles_per_image, m_chunks, m_chunk, {act, lo, hi}, res, scale};
     mlk_parallel(tiles * m_chunks, pconv_task, &job);
     if (act == 4) mlk_activate(y, (size_t)p->batch * p->out_c * out_hw, act, lo, hi);
     return;
@@ -496,7 +497,15 @@ void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const floa
     conv_job job = {p, x, w, y, scratch, tiles_per_image};
     mlk_parallel(tiles_per_image * p->batch * g, conv_tile, &job);
   }
-  for (int n = 0; n < p->batch; n++) add_bias_nchw(y + (size_t)n * p->out_c * out_hw, bias, p->out_c, out_hw);
+  if (scale) {
+    for (int n = 0; n < p->batch; n++)
+      for (int o = 0; o < p->out_c; o++) {
+        float *row = y + ((size_t)n * p->out_c + o) * out_hw, a = scale[o], b = bias ? bias[o] : 0.0f;
+        for (int i = 0; i < out_hw; i++) row[i] = row[i] * a + b;
+      }
+  } else {
+    for (int n = 0; n < p->batch; n++) add_bias_nchw(y + (size_t)n * p->out_c * out_hw, bias, p->out_c, out_hw);
+  }
   if (res)
     for (size_t i = 0, total = (size_t)p->batch * p->out_c * out_hw; i < total; i++) y[i] += res[i];
   mlk_activate(y, (size_t)p->batch * p->out_c * out_hw, act, lo, hi);
@@ -647,7 +656,7 @@ static void nhwc_task(void *ctx, int t) {
   const nhwc_job *j = ctx;
   int r0 = t * NHWC_ROWS, rows = j->rows - r0 < NHWC_ROWS ? j->rows - r0 : NHWC_ROWS;
   mlk_gemm_packed_avx512_(rows, j->o, j->kk, j->a + (size_t)r0 * j->lda, j->lda, j->panels, j->y + (size_t)r0 * j->o, j->o,
-                          NULL, j->bias, NULL, j->act, 0, 1);
+                          NULL, j->bias, NULL, NULL, j->act, 0, 1);
 }
 
 void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch, int act,

@@ -35,8 +35,8 @@ AVX512 static inline __attribute__((always_inline)) void micro(const int direct,
                                                                const float *restrict bp, const long *restrict boff,
                                                                float *restrict c, long ldc,
                                                                __mmask16 m0, __mmask16 m1, int first, int last,
-                                                               const float *bias, const float *cbias, const float *res,
-                                                               mlk_epilogue act) {
+                                                               const float *bias, const float *cbias, const float *scale,
+                                                               const float *res, mlk_epilogue act) {
   __m512 c0[MR], c1[MR];
 #pragma clang loop unroll(full)
   for (int r = 0; r < mr; r++) {
@@ -44,7 +44,8 @@ AVX512 static inline __attribute__((always_inline)) void micro(const int direct,
       c0[r] = _mm512_maskz_loadu_ps(m0, cbias);
       c1[r] = _mm512_maskz_loadu_ps(m1, cbias + 16);
     } else if (first) {
-      c0[r] = c1[r] = bias ? _mm512_set1_ps(bias[r]) : _mm512_setzero_ps();
+      // With a channel scale the bias comes after it, at the end.
+      c0[r] = c1[r] = bias && !scale ? _mm512_set1_ps(bias[r]) : _mm512_setzero_ps();
     } else {
       c0[r] = _mm512_maskz_loadu_ps(m0, c + r * ldc);
       c1[r] = _mm512_maskz_loadu_ps(m1, c + r * ldc + 16);
@@ -65,6 +66,14 @@ AVX512 static inline __attribute__((always_inline)) void micro(const int direct,
       const __m512 av = _mm512_set1_ps(ap[r * lda + k]);
       c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
       c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
+    }
+  }
+  if (last && scale) {
+#pragma clang loop unroll(full)
+    for (int r = 0; r < mr; r++) {
+      const __m512 a = _mm512_set1_ps(scale[r]), b = bias ? _mm512_set1_ps(bias[r]) : _mm512_setzero_ps();
+      c0[r] = _mm512_fmadd_ps(c0[r], a, b);
+      c1[r] = _mm512_fmadd_ps(c1[r], a, b);
     }
   }
   if (last && res) {
@@ -98,13 +107,13 @@ AVX512 static inline __attribute__((always_inline)) void micro(const int direct,
 
 #define MICRO_CASE(R) \
   case R: \
-    if (boff) micro(1, R, kc, ap, lda, bp, boff, c, ldc, m0, m1, first, last, bias, cbias, res, act); \
-    else micro(0, R, kc, ap, lda, bp, NULL, c, ldc, m0, m1, first, last, bias, cbias, res, act); \
+    if (boff) micro(1, R, kc, ap, lda, bp, boff, c, ldc, m0, m1, first, last, bias, cbias, scale, res, act); \
+    else micro(0, R, kc, ap, lda, bp, NULL, c, ldc, m0, m1, first, last, bias, cbias, scale, res, act); \
     break;
 
 AVX512 static void micro_dispatch(int mr, int kc, const float *ap, long lda, const float *bp, const long *boff, float *c,
                                   long ldc, __mmask16 m0, __mmask16 m1, int first, int last, const float *bias,
-                                  const float *cbias, const float *res, mlk_epilogue act) {
+                                  const float *cbias, const float *scale, const float *res, mlk_epilogue act) {
   switch (mr) {
     MICRO_CASE(12) MICRO_CASE(11) MICRO_CASE(10) MICRO_CASE(9) MICRO_CASE(8) MICRO_CASE(7)
     MICRO_CASE(6) MICRO_CASE(5) MICRO_CASE(4) MICRO_CASE(3) MICRO_CASE(2) MICRO_CASE(1)
@@ -113,8 +122,8 @@ AVX512 static void micro_dispatch(int mr, int kc, const float *ap, long lda, con
 }
 
 AVX512 static void gemm_blocked(int m, int width, int k, const float *a, long lda, const float *bp, const long *boff,
-                                float *c, long ldc, const float *bias, const float *col_bias, const float *res,
-                                mlk_epilogue act, int accumulate, int finish) {
+                                float *c, long ldc, const float *bias, const float *col_bias, const float *scale,
+                                const float *res, mlk_epilogue act, int accumulate, int finish) {
   for (int pc = 0; pc < k; pc += KC) {
     const int kc = k - pc < KC ? k - pc : KC;
     const int first = pc == 0 && !accumulate, last = pc + kc == k && finish;
@@ -127,21 +136,22 @@ AVX512 static void gemm_blocked(int m, int width, int k, const float *a, long ld
         const float *b = boff ? bp + jr : bp + (long)(jr / NR) * k * NR + (long)pc * NR;
         micro_dispatch(mr, kc, a + (long)ir * lda + pc, lda, b, boff ? boff + pc : NULL, c + (long)ir * ldc + jr, ldc, m0,
                        m1, first, last, bias ? bias + ir : NULL, col_bias ? col_bias + jr : NULL,
-                       res ? res + (long)ir * ldc + jr : NULL, act);
+                       scale ? scale + ir : NULL, res ? res + (long)ir * ldc + jr : NULL, act);
       }
     }
   }
 }
 
 AVX512 void mlk_gemm_packed_avx512_(int m, int width, int k, const float *a, long lda, const float *bpanels, float *c,
-                                    long ldc, const float *bias, const float *col_bias, const float *res, mlk_epilogue act,
-                                    int accumulate, int finish) {
-  gemm_blocked(m, width, k, a, lda, bpanels, NULL, c, ldc, bias, col_bias, res, act, accumulate, finish);
+                                    long ldc, const float *bias, const float *col_bias, const float *scale, const float *res,
+                                    mlk_epilogue act, int accumulate, int finish) {
+  gemm_blocked(m, width, k, a, lda, bpanels, NULL, c, ldc, bias, col_bias, scale, res, act, accumulate, finish);
 }
 
 AVX512 void mlk_gemm_direct_avx512_(int m, int width, int k, const float *a, long lda, const float *b, const long *boff,
-                                    float *c, long ldc, const float *bias, const float *res, mlk_epilogue act) {
-  gemm_blocked(m, width, k, a, lda, b, boff, c, ldc, bias, NULL, res, act, 0, 1);
+                                    float *c, long ldc, const float *bias, const float *scale, const float *res,
+                                    mlk_epilogue act) {
+  gemm_blocked(m, width, k, a, lda, b, boff, c, ldc, bias, NULL, scale, res, act, 0, 1);
 }
 
 // Depthwise convolution over one NCHW plane. An output row is cut into chunks of 16 columns,
@@ -392,8 +402,9 @@ void mlk_maxpool_plane_avx512_(const mlk_conv *p, const float *plane, float *dst
   abort();
 }
 void mlk_gemm_direct_avx512_(int m, int width, int k, const float *a, long lda, const float *b, const long *boff,
-                             float *c, long ldc, const float *bias, const float *res, mlk_epilogue act) {
-  (void)res; (void)m; (void)width; (void)k; (void)a; (void)lda; (void)b; (void)boff; (void)c; (void)ldc; (void)bias; (void)act;
+                             float *c, long ldc, const float *bias, const float *scale, const float *res,
+                             mlk_epilogue act) {
+  (void)scale; (void)res; (void)m; (void)width; (void)k; (void)a; (void)lda; (void)b; (void)boff; (void)c; (void)ldc; (void)bias; (void)act;
   abort();
 }
 void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias, float *yn, int oh,
@@ -407,9 +418,9 @@ void mlk_depthwise_plane_avx512_(const mlk_conv *p, const float *plane, const fl
   abort();
 }
 void mlk_gemm_packed_avx512_(int m, int width, int k, const float *a, long lda, const float *bpanels, float *c,
-                             long ldc, const float *bias, const float *col_bias, const float *res, mlk_epilogue act,
-                             int accumulate, int finish) {
-  (void)res; (void)accumulate; (void)finish; (void)col_bias; (void)m; (void)width; (void)k; (void)a; (void)lda; (void)bpanels; (void)c; (void)ldc; (void)bias; (void)act;
+                             long ldc, const float *bias, const float *col_bias, const float *scale, const float *res,
+                             mlk_epilogue act, int accumulate, int finish) {
+  (void)scale; (void)res; (void)accumulate; (void)finish; (void)col_bias; (void)m; (void)width; (void)k; (void)a; (void)lda; (void)bpanels; (void)c; (void)ldc; (void)bias; (void)act;
   abort();
 }
 #endif

@@ -144,9 +144,11 @@ public final class Executor {
         return graph.values.count + synthetic.count - 1
     }
 
-    /// Conv -> BatchNormalization (inference, constant parameters) -> Relu / Clip: the BatchNorm is
-    /// folded into the conv's weights and bias, the activation runs inside the conv kernel, and the
-    /// absorbed nodes become views of the conv's output.
+    /// Conv -> BatchNormalization (inference, constant parameters) -> Relu / Clip: the BatchNorm
+    /// becomes a per-channel scale and shift the conv kernel applies as it stores (folded into a
+    /// copy of the weights for depthwise convs), the activation runs inside the conv kernel, and the
+    /// absorbed nodes become views of the conv's output. The conv's inputs are then
+    /// [x, w, shift, residual, scale] (nil where absent).
     func fusions() -> (inputs: [Int: [ValueID?]], activation: [Int: (Int32, Float, Float)]) {
         var consumers: [ValueID: [Int]] = [:]
         for (i, n) in graph.nodes.enumerated() { for case let v? in n.inputs { consumers[v, default: []].append(i) } }
@@ -171,15 +173,22 @@ public final class Executor {
                 let eps = Float(graph.nodes[j].float("epsilon") ?? 1e-5)
                 let (s, b, m, v) = (params[0].toFloats(), params[1].toFloats(), params[2].toFloats(), params[3].toFloats())
                 let a = (0..<outC).map { s[$0] / (v[$0] + eps).squareRoot() }
-                let nw = RTensor.allocate(w.shape, .float32)
-                let per = w.count / outC
-                for k in 0..<w.count {
-                    let o = layout == .ihwo1 ? k % outC : k / per
-                    nw.floats[k] = w.floats[k] * a[o]
-                }
                 let oldBias = conv.inputs.count > 2 ? conv.inputs[2].flatMap { constantTensor($0) }?.toFloats() : nil
                 let nb = RTensor.make((0..<outC).map { ((oldBias?[$0] ?? 0) - m[$0]) * a[$0] + b[$0] }, shape: [outC])
-                newInputs[i] = [conv.inputs[0], addSynthetic(nw), addSynthetic(nb)]
+                if layout == .oihw && (conv.int("group") ?? 1) == 1 && conv.dataLayout != .nhwc {
+                    // Standard convolutions keep their weights as they are (no second copy): the kernel
+                    // scales each output channel as it stores, y = a * (W x) + shift.
+                    newInputs[i] = [conv.inputs[0], wID, addSynthetic(nb), nil, addSynthetic(RTensor.make(a, shape: [outC]))]
+                } else {
+                    // Depthwise (and TFLite-layout) weights are small: folded into a copy.
+                    let nw = RTensor.allocate(w.shape, .float32)
+                    let per = w.count / outC
+                    for k in 0..<w.count {
+                        let o = layout == .ihwo1 ? k % outC : k / per
+                        nw.floats[k] = w.floats[k] * a[o]
+                    }
+                    newInputs[i] = [conv.inputs[0], addSynthetic(nw), addSynthetic(nb)]
+                }
                 fusedNodes[j] = "folded into \(conv.name)"
                 tail = graph.nodes[j].outputs[0]
             }
@@ -235,8 +244,9 @@ public final class Executor {
             guard activation[c] == nil, conv.fusedActivation == nil, conv.dataLayout != .nhwc, (conv.kernelLayout ?? .oihw) == .oihw,
                   (conv.int("group") ?? 1) == 1, conv.inputs.count >= 2 else { continue }
             var ins = newInputs[c] ?? conv.inputs
-            while ins.count < 3 { ins.append(nil) }
-            newInputs[c] = Array(ins.prefix(3)) + [other]
+            while ins.count < 4 { ins.append(nil) }
+            ins[3] = other
+            newInputs[c] = ins
             newInputs[a] = [tail]
             if let act = activation[a] { activation[c] = act; activation[a] = nil }
             fusedNodes[a] = "fused into \(conv.name)"

@@ -108,6 +108,11 @@ let convKernels: [(String, KernelFactory)] = {
             let y = try ctx.alloc(outShape(p, rank: x.shape.count, nhwc: nhwc), .float32)
             let b = bias.map { $0.floats }
             let depthwise = p.groups > 1 && p.groups == p.in_c
+            // A folded BatchNorm's per-channel scale (planned for standard NCHW convolutions only).
+            let scale = ins.count > 4 ? ins[4] : nil
+            if let scale, depthwise || nhwc || layout != .oihw || scale.count != outC {
+                throw RuntimeError.invalid(node: n.label, reason: "a channel scale for a convolution that cannot apply it")
+            }
             if depthwise && nhwc, let act = kernelActivation {
                 mlk_depthwise_nhwc(&p, x.floats, w.floats, b, y.floats, act.kind, act.lo, act.hi)
                 return [y]
@@ -131,17 +136,17 @@ let convKernels: [(String, KernelFactory)] = {
                 let residual = ins.count > 3 ? ins[3] : nil
                 if let r = residual, r.dtype != .float32 || r.shape != y.shape {
                     // Not exactly the output's shape: the Add runs on its own, with broadcasting.
-                    mlk_conv_nchw(&p, x.floats, w.floats, b, nil, y.floats, scratch, 0, 0, 0)
+                    mlk_conv_nchw(&p, x.floats, w.floats, b, scale?.floats, nil, y.floats, scratch, 0, 0, 0)
                     let sum = try binaryFloat(Int32(MLK_ADD), y, try requireFloat(r, node: n), n, ctx)
                     if let act = kernelActivation { mlk_activate(sum.floats, sum.count, act.kind, act.lo, act.hi) }
                     return [sum]
                 }
                 if let act = kernelActivation {
                     // The kernel applies the bias, residual and activation as it stores its results.
-                    mlk_conv_nchw(&p, x.floats, w.floats, b, residual?.floats, y.floats, scratch, act.kind, act.lo, act.hi)
+                    mlk_conv_nchw(&p, x.floats, w.floats, b, scale?.floats, residual?.floats, y.floats, scratch, act.kind, act.lo, act.hi)
                     return [y]
                 }
-                mlk_conv_nchw(&p, x.floats, w.floats, b, residual?.floats, y.floats, scratch, 0, 0, 0)
+                mlk_conv_nchw(&p, x.floats, w.floats, b, scale?.floats, residual?.floats, y.floats, scratch, 0, 0, 0)
             }
             applyFused(n, y)
             if let fused { mlk_activate(y.floats, y.count, fused.kind, fused.lo, fused.hi) }

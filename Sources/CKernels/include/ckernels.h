@@ -86,12 +86,13 @@ typedef struct mlk_conv {
   int groups;
 } mlk_conv;
 
-/// NCHW input, OIHW weights (O x I/g x kH x kW), optional bias [O], optional residual `res` (a
-/// tensor of y's shape added to the result), then the activation `act` (kinds as in
-/// mlk_activate). `scratch` holds mlk_conv_nchw_scratch(p) floats.
+/// NCHW input, OIHW weights (O x I/g x kH x kW): y = scale[o] * conv + bias[o] (scale optional,
+/// a folded BatchNorm; bias optional), plus an optional residual `res` (a tensor of y's shape),
+/// then the activation `act` (kinds as in mlk_activate). `scratch` holds mlk_conv_nchw_scratch(p)
+/// floats.
 size_t mlk_conv_nchw_scratch(const mlk_conv *p);
-void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *res, float *y,
-                   float *scratch, int act, float lo, float hi);
+void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *scale,
+                   const float *res, float *y, float *scratch, int act, float lo, float hi);
 
 /// Depthwise NCHW (groups == in_c, out_c == in_c * multiplier), weights [O, 1, kH, kW].
 /// The activation `act` is applied as results are stored (kinds as in mlk_activate).
