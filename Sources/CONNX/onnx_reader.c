@@ -157,6 +157,59 @@ static void drop_pages(const uint8_t *base, size_t start, size_t len) {
   if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
+// One initializer. A large raw_data (field 9) is not left to protobuf-c, which would hold the
+// whole mapped range and its copy at once: the TensorProto is unpacked without it, then the bytes
+// are copied into their own allocation in slices, each mapped slice dropped once copied, so a
+// single huge tensor (VGG16's 411 MB classifier weight) costs its size, not twice that.
+#define ML_RAW_SLICE ((size_t)16 << 20)
+
+static Onnx__TensorProto *unpack_initializer(const uint8_t *base, size_t start, size_t len) {
+  const uint8_t *p = base + start;
+  size_t pos = 0, raw_start = 0, raw_len = 0;
+  int raws = 0;
+  while (pos < len) {
+    uint64_t key;
+    size_t flen = 0;
+    if (read_varint(p, len, &pos, &key) != 0) return NULL;
+    int field = (int)(key >> 3), wire = (int)(key & 7);
+    if (skip_value(p, len, &pos, wire, &flen) != 0) return NULL;
+    if (field == 9 && wire == 2) { raws++; raw_start = pos - flen; raw_len = flen; }
+  }
+  if (raws != 1 || raw_len < ML_RAW_SLICE) {
+    Onnx__TensorProto *t = onnx__tensor_proto__unpack(NULL, len, p);
+    drop_pages(base, start, len);
+    return t;
+  }
+  // The tensor's fields other than raw_data (small), then the bytes slice by slice.
+  uint8_t *rest = malloc(len - raw_len);
+  if (!rest) return NULL;
+  size_t rest_len = 0;
+  pos = 0;
+  while (pos < len) {
+    size_t field_start = pos, flen = 0;
+    uint64_t key;
+    read_varint(p, len, &pos, &key);
+    int field = (int)(key >> 3), wire = (int)(key & 7);
+    skip_value(p, len, &pos, wire, &flen);
+    if (!(field == 9 && wire == 2)) { memcpy(rest + rest_len, p + field_start, pos - field_start); rest_len += pos - field_start; }
+  }
+  Onnx__TensorProto *t = onnx__tensor_proto__unpack(NULL, rest_len, rest);
+  free(rest);
+  if (!t) return NULL;
+  uint8_t *raw = malloc(raw_len);
+  if (!raw) { onnx__tensor_proto__free_unpacked(t, NULL); return NULL; }
+  for (size_t off = 0; off < raw_len; off += ML_RAW_SLICE) {
+    size_t n = raw_len - off < ML_RAW_SLICE ? raw_len - off : ML_RAW_SLICE;
+    memcpy(raw + off, p + raw_start + off, n);
+    drop_pages(base, start + raw_start + off, n);
+  }
+  drop_pages(base, start, len);
+  t->has_raw_data = 1;
+  t->raw_data.len = raw_len;
+  t->raw_data.data = raw;   // freed with the message (protobuf-c frees bytes fields with free())
+  return t;
+}
+
 // Returns NULL when the file is not shaped as expected; the caller then decodes it whole.
 static Onnx__ModelProto *ml_onnx_decode_streaming(const uint8_t *data, size_t size) {
   // Top level: find the single graph field (7).
@@ -223,11 +276,10 @@ static Onnx__ModelProto *ml_onnx_decode_streaming(const uint8_t *data, size_t si
       graph->initializer = calloc(count, sizeof(Onnx__TensorProto *));
       if (!graph->initializer) { onnx__model_proto__free_unpacked(model, NULL); free(inits); return NULL; }
       for (size_t i = 0; i < count; i++) {
-        Onnx__TensorProto *t = onnx__tensor_proto__unpack(NULL, inits[i].len, data + inits[i].start);
+        Onnx__TensorProto *t = unpack_initializer(data, inits[i].start, inits[i].len);
         if (!t) { graph->n_initializer = i; onnx__model_proto__free_unpacked(model, NULL); free(inits); return NULL; }
         graph->initializer[i] = t;
         graph->n_initializer = i + 1;
-        drop_pages(data, inits[i].start, inits[i].len);
       }
     }
     free(inits);

@@ -7,7 +7,7 @@ import ModelIR
 public final class RunContext {
     var pool: [RBuffer] = []
     var scratch = RBuffer(capacity: 1 << 16)
-    public private(set) var arenaBytes = 0
+    public private(set) var arenaBytes = 1 << 16
     public private(set) var peakArenaBytes = 0
     /// Buffers this run allocated (only these go back to the pool: inputs and weights never do).
     var allocated = Set<ObjectIdentifier>()
@@ -40,9 +40,14 @@ public final class RunContext {
 
     func release(_ b: RBuffer) { if allocated.contains(ObjectIdentifier(b)) { pool.append(b) } }
 
-    /// Scratch of at least `floats` floats, kept between calls.
+    /// Scratch of at least `floats` floats, kept between calls. It counts toward the arena: the
+    /// largest scratch a run needed is part of the memory the run takes.
     public func scratchFloats(_ floats: Int) -> UnsafeMutablePointer<Float> {
-        if scratch.capacity < floats * 4 { scratch = RBuffer(capacity: floats * 4) }
+        if scratch.capacity < floats * 4 {
+            arenaBytes += floats * 4 - scratch.capacity
+            peakArenaBytes = max(peakArenaBytes, arenaBytes)
+            scratch = RBuffer(capacity: floats * 4)
+        }
         return scratch.pointer.assumingMemoryBound(to: Float.self)
     }
 }

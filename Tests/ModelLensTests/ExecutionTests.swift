@@ -75,3 +75,46 @@ final class ExecutionTests: XCTestCase {
         }
     }
 }
+
+/// `modellens run` keeps its peak memory within the weights plus the planner's arena plus 10%,
+/// beyond what the process takes on its own (Swift runtime, OpenBLAS: measured on the tiny sample).
+/// ResNet50 exercises BatchNorm folding (no second copy of the weights), VGG16 a single 411 MB
+/// initializer (no second copy while importing).
+final class RunMemoryTests: XCTestCase {
+    /// (weights, arena, peak RSS) in bytes, from `run`'s summary line.
+    func measure(_ path: String) throws -> (weights: Double, arena: Double, rss: Double) {
+        let r = try TestSupport.run(["run", path, "--random", "--threads", "1"], timeout: 300)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        guard let line = r.stdout.split(separator: "\n").last(where: { $0.hasPrefix("ran in") }) else {
+            throw XCTSkip("no summary line in: \(r.stdout)")
+        }
+        func value(after label: String) -> Double? {
+            guard let range = line.range(of: label + " ") else { return nil }
+            let parts = line[range.upperBound...].split(separator: " ")
+            guard parts.count >= 2, let v = Double(parts[0]) else { return nil }
+            let unit = parts[1].trimmingCharacters(in: CharacterSet(charactersIn: ",;"))
+            let units: [String: Double] = ["B": 1, "KB": 1024, "MB": 1048576, "GB": 1073741824]
+            let scale = units[unit] ?? .nan
+            return v * scale
+        }
+        guard let w = value(after: "weights"), let a = value(after: "peak arena"), let rss = value(after: "process peak RSS") else {
+            XCTFail("cannot read: \(line)"); return (0, 0, 0)
+        }
+        return (w, a, rss)
+    }
+
+    func testPeakMemoryWithinWeightsArenaAndTenPercent() throws {
+        let models = ["torchvision/resnet50.onnx", "torchvision/vgg16.onnx", "torchvision/mobilenet_v2.onnx"]
+            .map { TestSupport.models.appendingPathComponent($0).path }
+        guard models.allSatisfy({ FileManager.default.fileExists(atPath: $0) }) else { throw XCTSkip("run Tools/export-torchvision.py") }
+        let base = try measure(TestSupport.samples.appendingPathComponent("tiny_cnn.onnx").path).rss
+        for m in models {
+            let (w, a, rss) = try measure(m)
+            let limit = 1.1 * (w + a)
+            print(String(format: "%@: weights %.1f MB, arena %.1f MB, peak RSS %.1f MB (process alone %.1f MB): %.1f MB of %.1f allowed",
+                         (m as NSString).lastPathComponent, w / 1048576, a / 1048576, rss / 1048576, base / 1048576,
+                         (rss - base) / 1048576, limit / 1048576))
+            XCTAssertLessThanOrEqual(rss - base, limit, m)
+        }
+    }
+}
