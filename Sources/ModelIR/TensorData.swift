@@ -124,3 +124,22 @@ func halfToFloat(_ h: UInt16) -> Float {
     if exp == 31 { return Float(bitPattern: sign | 0x7f80_0000 | (mant << 13)) }
     return Float(bitPattern: sign | UInt32(exp - 15 + 127) << 23 | (mant << 13))
 }
+
+/// An owner of borrowed tensor bytes that lie in a read-only, private file mapping: their pages
+/// can be given back to the system and are read again from the file if touched later.
+public protocol FileBackedStorage: AnyObject {}
+
+extension TensorData {
+    /// Gives the resident pages of a file-backed constant back to the system (for weights that
+    /// have been converted, e.g. fp16 widened to fp32, and are not read again). Whole pages inside
+    /// the tensor only; other storage is left alone.
+    public func releaseResidentPages() {
+        guard case .borrowed(let p, let owner) = storage, owner is FileBackedStorage, let base = p.baseAddress else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (Int(bitPattern: base) + page - 1) / page * page
+        let end = (Int(bitPattern: base) + p.count) / page * page
+        if end > start, let pointer = UnsafeMutableRawPointer(bitPattern: start) {
+            _ = madvise(pointer, end - start, Int32(MADV_DONTNEED))
+        }
+    }
+}

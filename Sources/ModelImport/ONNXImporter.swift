@@ -10,7 +10,7 @@ final class ONNXMessage {
 }
 
 /// A read-only mapping of an external-data file, shared by the tensors in it.
-final class MappedFile {
+final class MappedFile: FileBackedStorage {
     var mapping = ml_mapping()
     let path: String
     init(path: String) throws {

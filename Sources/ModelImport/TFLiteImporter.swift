@@ -3,7 +3,8 @@ import Foundation
 import ModelIR
 
 /// Owns the mapped, verified TFLite file; constant tensors borrow from it.
-final class TFLiteFile {
+/// The mapped .tflite file (read-only, private: see FileBackedStorage).
+final class TFLiteFile: FileBackedStorage {
     let handle: OpaquePointer
     init(_ handle: OpaquePointer) { self.handle = handle }
     deinit { mltfl_close(handle) }

@@ -98,6 +98,9 @@ public final class Executor {
     /// Measured seconds per node of the last run (nil for nodes folded at plan time).
     public private(set) var nodeSeconds: [Double?] = []
     public private(set) var peakArenaBytes = 0
+    /// Bytes of the constants the kernels read (weights as they use them: fp16 widened to fp32,
+    /// BatchNorm folded into depthwise weights, ...), counted once each.
+    public private(set) var kernelWeightBytes = 0
 
     public init(model: Model, threads: Int = 1) throws {
         self.model = model
@@ -289,6 +292,8 @@ public final class Executor {
 
     func plan() throws {
         let (fusedInputs, fusedActivations) = fusions()
+        var consumerCount: [ValueID: Int] = [:]
+        for n in graph.nodes { for case let v? in n.inputs { consumerCount[v, default: 0] += 1 } }
         var lastUse: [ValueID: Int] = [:]
         for (i, n) in graph.nodes.enumerated() { for case let v? in (fusedInputs[i] ?? n.inputs) { lastUse[v] = i } }
         for o in graph.outputs { lastUse[o] = Int.max }
@@ -318,12 +323,23 @@ public final class Executor {
                 // Fold once now.
                 let outs = try kernel(consts, foldContext)
                 for (k, o) in node.outputs.enumerated() where k < outs.count { constants[o] = outs[k] }
+                // Weights read only by this node (fp16 widened to fp32) are not read again: their
+                // pages in a mapped file go back to the system.
+                for case let v? in inputs where v < graph.values.count && consumerCount[v] == 1 {
+                    graph.values[v].constant?.releaseResidentPages()
+                }
                 continue
             }
             let release = inputs.compactMap { $0 }.filter { $0 < graph.values.count && lastUse[$0] == i && graph.values[$0].constant == nil && constants[$0] == nil }
             steps.append(Step(node: i, kernel: kernel, inputs: inputs, outputs: node.outputs, release: Array(Set(release))))
         }
         nodeSeconds = Array(repeating: nil, count: graph.nodes.count)
+        var used = Set<ValueID>()
+        for step in steps { for case let v? in step.inputs { used.insert(v) } }
+        kernelWeightBytes = used.reduce(0) { total, v in
+            let t = v >= graph.values.count ? synthetic[v - graph.values.count] : constants[v]
+            return total + (t?.byteCount ?? 0)
+        }
     }
 
     /// Runs the graph. `inputs` by graph-input name; every non-constant input is required.

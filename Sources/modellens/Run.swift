@@ -82,8 +82,9 @@ struct Run: ParsableCommand {
             }
         }
         let weights = m.graph.values.compactMap(\.constant).reduce(0) { $0 + $1.byteCount }
-        print(String(format: "ran in %.2f ms on %d thread(s); weights %@, peak arena %@, process peak RSS %@", ms, threads,
-                     InspectReport.bytes(weights), InspectReport.bytes(exec.peakArenaBytes), InspectReport.bytes(ImportStats.peakRSS())))
+        print(String(format: "ran in %.2f ms on %d thread(s); weights %@ in the file, %@ as the kernels read them; peak arena %@; process peak RSS %@",
+                     ms, threads, InspectReport.bytes(weights), InspectReport.bytes(exec.kernelWeightBytes),
+                     InspectReport.bytes(exec.peakArenaBytes), InspectReport.bytes(ImportStats.peakRSS())))
     }
 }
 
