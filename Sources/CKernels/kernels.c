@@ -26,7 +26,8 @@ void mlk_set_threads(int threads) {
   openblas_set_num_threads(1);
 }
 
-// A persistent pool: workers sleep on a condition variable between parallel sections.
+// A persistent pool: workers wait (spin, then sleep on a condition variable) between parallel
+// sections.
 // mlk_parallel(tasks, fn, ctx) runs fn(ctx, t) for every t; which thread runs a task does not
 // matter, because tasks are independent and each computes a fixed piece of the output.
 static __thread int mlk_slot = 0;        // scratch slot of this thread in a parallel section
@@ -51,11 +52,22 @@ static void pool_drain(void) {
   }
 }
 
+// Before sleeping, a worker (and a caller waiting for its workers) spins a while: sections come
+// in quick succession (one or more per layer), and waking a sleeping thread takes tens of
+// microseconds on a virtual machine, which small layers would pay on every section.
+#define MLK_SPIN 16384
+static inline void spin_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
 static void *pool_worker(void *arg) {
   long index = (long)arg;
   long seen = 0;
   mlk_slot = (int)index + 1;
   for (;;) {
+    for (int i = 0; i < MLK_SPIN && __atomic_load_n(&pool_generation, __ATOMIC_ACQUIRE) == seen; i++) spin_pause();
     pthread_mutex_lock(&pool_lock);
     while (pool_generation == seen || index >= pool_active) {
       if (pool_generation != seen) seen = pool_generation;   // a section this worker sits out
@@ -65,7 +77,7 @@ static void *pool_worker(void *arg) {
     pthread_mutex_unlock(&pool_lock);
     pool_drain();
     pthread_mutex_lock(&pool_lock);
-    if (--pool_pending == 0) pthread_cond_signal(&pool_done);
+    if (__atomic_sub_fetch(&pool_pending, 1, __ATOMIC_RELEASE) == 0) pthread_cond_signal(&pool_done);
     pthread_mutex_unlock(&pool_lock);
   }
   return NULL;
@@ -93,11 +105,13 @@ static void mlk_parallel(int tasks, mlk_task_fn fn, void *ctx) {
   }
   if (helpers > pool_size) helpers = pool_size;
   pool_fn = fn; pool_ctx = ctx; pool_tasks = tasks; pool_next = 0;
-  pool_active = helpers; pool_pending = helpers;
-  pool_generation++;
+  pool_active = helpers;
+  __atomic_store_n(&pool_pending, helpers, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&pool_generation, 1, __ATOMIC_RELEASE);
   pthread_cond_broadcast(&pool_wake);
   pthread_mutex_unlock(&pool_lock);
   pool_drain();
+  for (int i = 0; i < MLK_SPIN && __atomic_load_n(&pool_pending, __ATOMIC_ACQUIRE) > 0; i++) spin_pause();
   pthread_mutex_lock(&pool_lock);
   while (pool_pending > 0) pthread_cond_wait(&pool_done, &pool_lock);
   pthread_mutex_unlock(&pool_lock);
