@@ -47,6 +47,12 @@ void mlk_depthwise_plane_avx512_(const mlk_conv *p, const float *plane, const fl
 void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias, float *yn, int oh,
                                     mlk_epilogue act);
 
+/// The same for few channels (C = 1, 2, 4, 8 or 16, stride_w 1; see mlk_depthwise_nhwc_flat_ok_),
+/// an output row taken as one flat vector of out_w * C floats.
+int mlk_depthwise_nhwc_flat_ok_(const mlk_conv *p);
+void mlk_depthwise_nhwc_row_flat_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias,
+                                         float *yn, int oh, mlk_epilogue act);
+
 /// Max pooling of one NCHW plane, for geometries where mlk_maxpool_avx512_ok_ (which also checks
 /// that the AVX-512 kernels are in use).
 int mlk_maxpool_avx512_ok_(const mlk_conv *p);

@@ -652,7 +652,58 @@ static void im2col_nhwc(const mlk_conv *p, const float *xn, float *cols, int gi)
 
 size_t mlk_conv_nhwc_scratch(const mlk_conv *p) {
   const size_t kk = (size_t)p->k_h * p->k_w * (p->in_c / p->groups);
-  return (size_t)p->out_h * p->out_w * kk + kk * (size_t)((p->out_c / p->groups + 31) / 32 * 32);
+  const size_t panels = kk * (size_t)((p->out_c / p->groups + 31) / 32 * 32);
+  if (p->out_c < 16 && p->groups == 1 && mlk_use_avx512_()) return (kk * MLK_TILE + 16 * MLK_TILE) * (size_t)(mlk_threads + 1);   // per-thread tiles
+  return (size_t)p->out_h * p->out_w * kk + panels;
+}
+
+// NHWC convolutions with fewer than 16 output channels (segmentation and detection heads): the
+// usual form would fill 32-wide vectors with a handful of channels. Instead Y^T = W * cols^T: the
+// output channels are the GEMM's rows and 256 pixels its columns. Each task transposes its
+// pixels' im2col rows into panels, multiplies, and writes the [O x 256] tile back pixel-major.
+typedef struct {
+  const mlk_conv *p;
+  const float *x, *w, *bias;   // x: the image's NHWC input
+  float *y, *scratch;
+  int rows, kk;
+  mlk_epilogue act;
+} narrow_job;
+
+static void narrow_task(void *ctx, int t) {
+  const narrow_job *j = ctx;
+  const int o = j->p->out_c, kk = j->kk;
+  const int p0 = t * MLK_TILE, width = j->rows - p0 < MLK_TILE ? j->rows - p0 : MLK_TILE;
+  float *panels = j->scratch + (size_t)mlk_slot * ((size_t)kk * MLK_TILE + 16 * MLK_TILE);
+  float *tile = panels + (size_t)kk * MLK_TILE;
+  const int npanels = (width + 31) / 32;
+  const mlk_conv *p = j->p;
+  const int cin = p->in_c;
+  // Each pixel's im2col row (kh, kw, c), gathered straight from the input into its panel lane.
+  for (int jp = 0; jp < npanels; jp++)
+    for (int i = 0; i < 32; i++) {
+      const int px = jp * 32 + i;
+      float *dst = panels + (size_t)jp * kk * 32 + i;
+      if (px >= width) {
+        for (int k = 0; k < kk; k++) dst[(size_t)k * 32] = 0.0f;
+        continue;
+      }
+      const int oh = (p0 + px) / p->out_w, ow = (p0 + px) % p->out_w;
+      for (int kh = 0, k = 0; kh < p->k_h; kh++) {
+        const int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
+        for (int kw = 0; kw < p->k_w; kw++, k += cin) {
+          const int iw = ow * p->stride_w - p->pad_left + kw * p->dil_w;
+          if (ih < 0 || ih >= p->in_h || iw < 0 || iw >= p->in_w) {
+            for (int c = 0; c < cin; c++) dst[(size_t)(k + c) * 32] = 0.0f;
+          } else {
+            const float *src = j->x + ((size_t)ih * p->in_w + iw) * cin;
+            for (int c = 0; c < cin; c++) dst[(size_t)(k + c) * 32] = src[c];
+          }
+        }
+      }
+    }
+  mlk_gemm_packed_avx512_(o, width, kk, j->w, kk, panels, tile, MLK_TILE, j->bias, NULL, NULL, NULL, j->act, 0, 1);
+  for (int px = 0; px < width; px++)
+    for (int c = 0; c < o; c++) j->y[(size_t)(p0 + px) * o + c] = tile[(size_t)c * MLK_TILE + px];
 }
 
 typedef struct {
@@ -684,7 +735,7 @@ void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const floa
     // y[HW, O] = cols[HW, KK] * W^T: the OHWI weights are packed into 32-channel panels (a
     // transposing copy, weights-sized), the bias and activation are applied on store.
     float *panels = scratch + (plain ? 0 : (size_t)out_hw * kk);
-    const int npanels = (p->out_c + 31) / 32;
+    const int npanels = p->out_c < 16 ? 0 : (p->out_c + 31) / 32;   // (the narrow path below packs nothing)
     for (int jp = 0; jp < npanels; jp++)
       for (int k = 0; k < kk; k++) {
         float *dst = panels + ((size_t)jp * kk + k) * 32;
@@ -695,6 +746,11 @@ void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const floa
       }
     for (int n = 0; n < p->batch; n++) {
       const float *xn = x + (size_t)n * p->in_h * p->in_w * p->in_c;
+      if (p->out_c < 16) {
+        narrow_job job = {p, xn, w, bias, y + (size_t)n * out_hw * p->out_c, scratch, out_hw, kk, {act, lo, hi}};
+        mlk_parallel((out_hw + MLK_TILE - 1) / MLK_TILE, narrow_task, &job);
+        continue;
+      }
       const float *a = xn;
       if (!plain) {
         im2col_nhwc(p, xn, scratch, 0);
@@ -752,6 +808,10 @@ static void depthwise_nhwc_row(void *ctx, int t) {
   int n = t / p->out_h, oh = t % p->out_h;
   const float *xn = j->x + (size_t)n * p->in_h * p->in_w * p->in_c;
   float *yn = j->y + (size_t)n * p->out_h * p->out_w * p->out_c;
+  if (j->vector == 2) {
+    mlk_depthwise_nhwc_row_flat_avx512_(p, xn, j->w, j->bias, yn, oh, j->act);
+    return;
+  }
   if (j->vector) {
     mlk_depthwise_nhwc_row_avx512_(p, xn, j->w, j->bias, yn, oh, j->act);
     return;
@@ -781,7 +841,7 @@ static void depthwise_nhwc_row(void *ctx, int t) {
 void mlk_depthwise_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, int act, float lo,
                         float hi) {
   // Output rows are independent: sharing them among threads cannot change any result.
-  const int vector = mlk_use_avx512_() && p->out_c == p->in_c;
+  const int vector = !mlk_use_avx512_() || p->out_c != p->in_c ? 0 : (mlk_depthwise_nhwc_flat_ok_(p) ? 2 : 1);
   dwh_job job = {p, x, w, bias, y, vector, {act, lo, hi}};
   int saved = mlk_threads;
   if ((size_t)p->out_h * p->out_w * p->out_c < 65536) mlk_threads = 1;

@@ -373,6 +373,59 @@ AVX512 void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, c
   }
 }
 
+// Depthwise over NHWC data with few channels (C = 1, 2, 4, 8 or 16) and stride 1: per-pixel
+// vectors would be mostly empty, so an output row is taken flat, as out_w * C floats, 16 at a
+// time. Tap (kh, kw) reads the input row flat at a fixed shift of (kw*dil - pad_left) * C, and
+// its weights form a pattern repeating every C lanes. Loads are masked to the input row.
+AVX512 void mlk_depthwise_nhwc_row_flat_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias,
+                                                float *yn, int oh, mlk_epilogue act) {
+  const int C = p->out_c, taps = p->k_h * p->k_w;
+  const long in_len = (long)p->in_w * C, out_len = (long)p->out_w * C;
+  float lo = act.kind == 5 ? act.lo : (act.kind == 3 ? -1.0f : 0.0f);
+  float hi = act.kind == 5 ? act.hi : (act.kind == 2 ? 6.0f : (act.kind == 3 ? 1.0f : 0.0f));
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  const int clamp = act.kind != 0 && act.kind != 4, upper = clamp && act.kind != 1;
+  float pattern[16];
+  for (int i = 0; i < 16; i++) pattern[i] = bias ? bias[i % C] : 0.0f;
+  const __m512 vb = _mm512_loadu_ps(pattern);
+  __m512 wv[DW_MAX_KW * DW_MAX_KW];
+  for (int t = 0; t < taps; t++) {
+    for (int i = 0; i < 16; i++) pattern[i] = w[(size_t)t * C + i % C];
+    wv[t] = _mm512_loadu_ps(pattern);
+  }
+  float *out = yn + (size_t)oh * out_len;
+  for (long f0 = 0; f0 < out_len; f0 += 16 * 8) {
+    __m512 acc[8];
+    for (int c = 0; c < 8; c++) acc[c] = vb;
+    for (int kh = 0; kh < p->k_h; kh++) {
+      const int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
+      if (ih < 0 || ih >= p->in_h) continue;
+      const float *row = xn + (size_t)ih * in_len;
+      for (int kw = 0; kw < p->k_w; kw++) {
+        const long base = f0 + ((long)kw * p->dil_w - p->pad_left) * C;
+        const __m512 wt = wv[kh * p->k_w + kw];
+#pragma clang loop unroll(full)
+        for (int c = 0; c < 8; c++)
+          acc[c] = _mm512_fmadd_ps(wt, _mm512_maskz_loadu_ps(lanes_inside(base + 16 * c, in_len), row + base + 16 * c), acc[c]);
+      }
+    }
+#pragma clang loop unroll(full)
+    for (int c = 0; c < 8; c++) {
+      if (clamp) {
+        acc[c] = _mm512_max_ps(acc[c], vlo);
+        if (upper) acc[c] = _mm512_min_ps(acc[c], vhi);
+      }
+      _mm512_mask_storeu_ps(out + f0 + 16 * c, lanes_inside(f0 + 16 * c, out_len), acc[c]);
+    }
+  }
+}
+
+int mlk_depthwise_nhwc_flat_ok_(const mlk_conv *p) {
+  const int C = p->out_c;
+  return p->in_c == C && (C == 1 || C == 2 || C == 4 || C == 8 || C == 16) && p->stride_w == 1 &&
+         p->k_h <= DW_MAX_KW && p->k_w <= DW_MAX_KW;
+}
+
 int mlk_avx512_available(void) {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
@@ -396,6 +449,12 @@ int mlk_avx512_available(void) { return 0; }
 void mlk_prefer_avx512(int on) { (void)on; }
 int mlk_use_avx512_(void) { return 0; }
 int mlk_depthwise_avx512_ok_(const mlk_conv *p) { (void)p; return 0; }
+int mlk_depthwise_nhwc_flat_ok_(const mlk_conv *p) { (void)p; return 0; }
+void mlk_depthwise_nhwc_row_flat_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias,
+                                         float *yn, int oh, mlk_epilogue act) {
+  (void)p; (void)xn; (void)w; (void)bias; (void)yn; (void)oh; (void)act;
+  abort();
+}
 int mlk_maxpool_avx512_ok_(const mlk_conv *p) { (void)p; return 0; }
 void mlk_maxpool_plane_avx512_(const mlk_conv *p, const float *plane, float *dst) {
   (void)p; (void)plane; (void)dst;
