@@ -1179,30 +1179,41 @@ static long nearest_index(float v, int mode, long len) {
 
 void mlk_resize(const float *x, float *y, int nhwc, long n, long c, long ih, long iw, long oh, long ow,
                 float scale_h, float scale_w, float len_h, float len_w, int mode, int coord, int nearest) {
+  // Per output pixel: the source rows and columns and their weights once, then every channel
+  // (contiguous in NHWC, a plane apart in NCHW).
+  const long cs = nhwc ? 1 : ih * iw, ps = nhwc ? c : 1;   // channel stride, pixel stride in x
   for (long b = 0; b < n; b++)
     for (long yy = 0; yy < oh; yy++) {
       float sy = source_coord(yy, scale_h, ih, len_h, coord);
       for (long xx = 0; xx < ow; xx++) {
         float sx = source_coord(xx, scale_w, iw, len_w, coord);
-        for (long ch = 0; ch < c; ch++) {
-          #define AT(h, w) (nhwc ? x[((b * ih + (h)) * iw + (w)) * c + ch] : x[((b * c + ch) * ih + (h)) * iw + (w)])
-          float v;
-          if (mode == 0) {
-            v = AT(nearest_index(sy, nearest, ih), nearest_index(sx, nearest, iw));
-          } else {
-            float fy = sy < 0 ? 0 : sy, fx = sx < 0 ? 0 : sx;
-            long y0 = (long)fy, x0 = (long)fx;
-            if (y0 > ih - 1) y0 = ih - 1;
-            if (x0 > iw - 1) x0 = iw - 1;
-            long y1 = y0 + 1 < ih ? y0 + 1 : ih - 1, x1 = x0 + 1 < iw ? x0 + 1 : iw - 1;
-            float dy = fy - (float)y0, dx = fx - (float)x0;
-            if (dy > 1) dy = 1;
-            if (dx > 1) dx = 1;
-            v = AT(y0, x0) * (1 - dy) * (1 - dx) + AT(y0, x1) * (1 - dy) * dx + AT(y1, x0) * dy * (1 - dx) + AT(y1, x1) * dy * dx;
+        const float *xb = x + b * c * ih * iw;
+        float *dst = nhwc ? y + ((b * oh + yy) * ow + xx) * c : y + (b * c * oh + yy) * ow + xx;
+        const long ds = nhwc ? 1 : oh * ow;
+        if (mode == 0) {
+          const float *src = xb + (nearest_index(sy, nearest, ih) * iw + nearest_index(sx, nearest, iw)) * ps;
+          for (long ch = 0; ch < c; ch++) dst[ch * ds] = src[ch * cs];
+          continue;
+        }
+        float fy = sy < 0 ? 0 : sy, fx = sx < 0 ? 0 : sx;
+        long y0 = (long)fy, x0 = (long)fx;
+        if (y0 > ih - 1) y0 = ih - 1;
+        if (x0 > iw - 1) x0 = iw - 1;
+        long y1 = y0 + 1 < ih ? y0 + 1 : ih - 1, x1 = x0 + 1 < iw ? x0 + 1 : iw - 1;
+        float dy = fy - (float)y0, dx = fx - (float)x0;
+        if (dy > 1) dy = 1;
+        if (dx > 1) dx = 1;
+        const float *p00 = xb + (y0 * iw + x0) * ps, *p01 = xb + (y0 * iw + x1) * ps;
+        const float *p10 = xb + (y1 * iw + x0) * ps, *p11 = xb + (y1 * iw + x1) * ps;
+        const float ey = 1 - dy, ex = 1 - dx;
+        if (nhwc) {
+          for (long ch = 0; ch < c; ch++)
+            dst[ch] = p00[ch] * ey * ex + p01[ch] * ey * dx + p10[ch] * dy * ex + p11[ch] * dy * dx;
+        } else {
+          for (long ch = 0; ch < c; ch++) {
+            const long o = ch * cs;
+            dst[ch * ds] = p00[o] * ey * ex + p01[o] * ey * dx + p10[o] * dy * ex + p11[o] * dy * dx;
           }
-          #undef AT
-          size_t o = nhwc ? (size_t)((b * oh + yy) * ow + xx) * c + ch : (size_t)((b * c + ch) * oh + yy) * ow + xx;
-          y[o] = v;
         }
       }
     }
