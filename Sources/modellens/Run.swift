@@ -44,7 +44,12 @@ struct Run: ParsableCommand {
             Inputs come from .npy files (--input NAME=FILE.npy) or are random (--random, uniform in \
             [-1, 1) for floats); symbolic sizes are 1 unless --input-shape fixes them. Outputs are \
             written to OUTDIR as NAME.npy. An op without a kernel names itself and its node, and \
-            nothing runs.
+            nothing runs. The summary line gives the weights (in the file, and as the kernels read \
+            them), the peak arena and the process's peak RSS.
+
+            Kernels: AVX-512 ones where the CPU has them, else portable ones (OpenBLAS). Set \
+            MODELLENS_KERNELS=blas in the environment to use the portable ones anyway. Results do \
+            not depend on --threads.
 
             Examples:
               modellens run model.onnx --random -o out/
