@@ -184,6 +184,36 @@ static void add_bias_nchw(float *y, const float *bias, int c, int hw) {
   }
 }
 
+// One row of the im2col matrix, tap (kh, kw) of one input plane, for output columns
+// [col, col + width): runs along each output row, the input columns inside copied, padding zeroed.
+static void im2col_row(const mlk_conv *p, const float *plane, int kh, int kw, int col, int width, float *row) {
+  int j = 0;
+  while (j < width) {
+    int o = col + j, oh = o / p->out_w, ow0 = o % p->out_w;
+    int run = p->out_w - ow0 < width - j ? p->out_w - ow0 : width - j;
+    int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
+    float *dst = row + j;
+    if (ih < 0 || ih >= p->in_h) {
+      memset(dst, 0, sizeof(float) * (size_t)run);
+    } else {
+      const float *src = plane + (size_t)ih * p->in_w;
+      int lo, hi;   // the run's columns whose input column lies inside the row
+      valid_range(ow0 + run, p->in_w, p->stride_w, p->pad_left, kw * p->dil_w, &lo, &hi);
+      if (lo < ow0) lo = ow0;
+      if (hi < lo) hi = lo;
+      const int shift = -p->pad_left + kw * p->dil_w;
+      for (int r = ow0; r < lo; r++) dst[r - ow0] = 0.0f;
+      if (p->stride_w == 1) {
+        memcpy(dst + (lo - ow0), src + lo + shift, sizeof(float) * (size_t)(hi - lo));
+      } else {
+        for (int r = lo; r < hi; r++) dst[r - ow0] = src[r * p->stride_w + shift];
+      }
+      for (int r = hi; r < ow0 + run; r++) dst[r - ow0] = 0.0f;
+    }
+    j += run;
+  }
+}
+
 // One tile of output columns [col, col + width) for one image and group: im2col of just
 // those columns into `cols` (kk x width), then one sgemm into y (ldc = out_hw).
 static void conv_nchw_tile(const mlk_conv *p, const float *xg, const float *wg, float *yg, float *cols, int col, int width) {
@@ -192,28 +222,8 @@ static void conv_nchw_tile(const mlk_conv *p, const float *xg, const float *wg, 
   const int kk = cin_g * p->k_h * p->k_w;
   for (int c = 0; c < cin_g; c++)
     for (int kh = 0; kh < p->k_h; kh++)
-      for (int kw = 0; kw < p->k_w; kw++) {
-        float *row = cols + ((size_t)(c * p->k_h + kh) * p->k_w + kw) * width;
-        const float *plane = xg + (size_t)c * in_hw;
-        int j = 0;
-        while (j < width) {
-          // Runs along one output row: valid input columns copied, padding zeroed.
-          int o = col + j, oh = o / p->out_w, ow0 = o % p->out_w;
-          int run = p->out_w - ow0 < width - j ? p->out_w - ow0 : width - j;
-          int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
-          float *dst = row + j;
-          if (ih < 0 || ih >= p->in_h) {
-            memset(dst, 0, sizeof(float) * (size_t)run);
-          } else {
-            const float *src = plane + (size_t)ih * p->in_w;
-            for (int r = 0; r < run; r++) {
-              int iw = (ow0 + r) * p->stride_w - p->pad_left + kw * p->dil_w;
-              dst[r] = (iw >= 0 && iw < p->in_w) ? src[iw] : 0.0f;
-            }
-          }
-          j += run;
-        }
-      }
+      for (int kw = 0; kw < p->k_w; kw++)
+        im2col_row(p, xg + (size_t)c * in_hw, kh, kw, col, width, cols + ((size_t)(c * p->k_h + kh) * p->k_w + kw) * width);
   cblas_sgemm(MLK_ROW_MAJOR_, MLK_NO_TRANS_, MLK_NO_TRANS_, cout_g, width, kk, 1.0f, wg, kk, cols, width, 0.0f, yg + col, out_hw);
 }
 
@@ -281,32 +291,7 @@ static void im2col_panels(const mlk_conv *p, const float *xg, float *panels, int
             src_row = row;
           }
         } else {
-          int j = 0;
-          while (j < width) {
-            int o = col + j, oh = o / p->out_w, ow0 = o % p->out_w;
-            int run = p->out_w - ow0 < width - j ? p->out_w - ow0 : width - j;
-            int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
-            float *dst = row + j;
-            if (ih < 0 || ih >= p->in_h) {
-              memset(dst, 0, sizeof(float) * (size_t)run);
-            } else {
-              const float *src = plane + (size_t)ih * p->in_w;
-              int lo, hi;   // the run's columns whose input column lies inside the row
-              valid_range(ow0 + run, p->in_w, p->stride_w, p->pad_left, kw * p->dil_w, &lo, &hi);
-              if (lo < ow0) lo = ow0;
-              if (hi < lo) hi = lo;
-              for (int r = ow0; r < lo; r++) dst[r - ow0] = 0.0f;
-              const int base = -p->pad_left + kw * p->dil_w;
-              if (p->stride_w == 1) {
-                memcpy(dst + (lo - ow0), src + lo + base, sizeof(float) * (size_t)(hi - lo));
-              } else {
-                const int s = p->stride_w;
-                for (int r = lo; r < hi; r++) dst[r - ow0] = src[r * s + base];
-              }
-              for (int r = hi; r < ow0 + run; r++) dst[r - ow0] = 0.0f;
-            }
-            j += run;
-          }
+          im2col_row(p, plane, kh, kw, col, width, row);
         }
         if (width % 32) memset(row + width, 0, sizeof(float) * (size_t)(npanels * 32 - width));
         for (int jp = 0; jp < npanels; jp++) memcpy(panels + ((size_t)jp * kk + krow) * 32, src_row + jp * 32, 32 * sizeof(float));
@@ -850,6 +835,44 @@ void mlk_depthwise_nhwc(const mlk_conv *p, const float *x, const float *w, const
   if (vector && act == 4) mlk_activate(y, (size_t)p->batch * p->out_h * p->out_w * p->out_c, act, lo, hi);
 }
 
+// Pooling over one NCHW plane, tap by tap: every tap's valid outputs are combined into dst,
+// by max (NaN wins) or by sum.
+static void pool_taps(const mlk_conv *p, const float *plane, float *dst, int max) {
+  for (int kh = 0; kh < p->k_h; kh++) {
+    int oh_lo, oh_hi;
+    valid_range(p->out_h, p->in_h, p->stride_h, p->pad_top, kh * p->dil_h, &oh_lo, &oh_hi);
+    for (int kw = 0; kw < p->k_w; kw++) {
+      int ow_lo, ow_hi;
+      valid_range(p->out_w, p->in_w, p->stride_w, p->pad_left, kw * p->dil_w, &ow_lo, &ow_hi);
+      for (int oh = oh_lo; oh < oh_hi; oh++) {
+        const float *src = plane + (size_t)(oh * p->stride_h - p->pad_top + kh * p->dil_h) * p->in_w - p->pad_left + kw * p->dil_w;
+        float *d = dst + (size_t)oh * p->out_w;
+        if (max) {
+          for (int ow = ow_lo; ow < ow_hi; ow++) {
+            float v = src[ow * p->stride_w];
+            d[ow] = (v > d[ow] || v != v) ? v : d[ow];
+          }
+        } else {
+          for (int ow = ow_lo; ow < ow_hi; ow++) d[ow] += src[ow * p->stride_w];
+        }
+      }
+    }
+  }
+}
+
+// Along one axis, per output position: how many taps fall inside the input (or inside the padded
+// extent, with count_include_pad).
+static void tap_counts(int out, int k, int stride, int dil, int pad_begin, int pad_end, int in, int include_pad, float *counts) {
+  for (int o = 0; o < out; o++) {
+    int r = 0;
+    for (int t = 0; t < k; t++) {
+      int i = o * stride - pad_begin + t * dil;
+      r += include_pad ? (i >= -pad_begin && i < in + pad_end) : (i >= 0 && i < in);
+    }
+    counts[o] = (float)r;
+  }
+}
+
 typedef struct { const mlk_conv *p; const float *x; float *y; } pool_job;
 
 static void maxpool_plane_task(void *ctx, int t) {
@@ -893,22 +916,7 @@ void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, cons
         const float *plane = x + ((size_t)n * C + c) * in_hw;
         float *dst = y + ((size_t)n * C + c) * out_hw;
         for (size_t i = 0; i < out_hw; i++) dst[i] = -INFINITY;
-        for (int kh = 0; kh < p->k_h; kh++) {
-          int oh_lo, oh_hi;
-          valid_range(p->out_h, p->in_h, p->stride_h, p->pad_top, kh * p->dil_h, &oh_lo, &oh_hi);
-          for (int kw = 0; kw < p->k_w; kw++) {
-            int ow_lo, ow_hi;
-            valid_range(p->out_w, p->in_w, p->stride_w, p->pad_left, kw * p->dil_w, &ow_lo, &ow_hi);
-            for (int oh = oh_lo; oh < oh_hi; oh++) {
-              const float *src = plane + (size_t)(oh * p->stride_h - p->pad_top + kh * p->dil_h) * p->in_w - p->pad_left + kw * p->dil_w;
-              float *d = dst + (size_t)oh * p->out_w;
-              for (int ow = ow_lo; ow < ow_hi; ow++) {
-                float v = src[ow * p->stride_w];
-                d[ow] = (v > d[ow] || v != v) ? v : d[ow];
-              }
-            }
-          }
-        }
+        pool_taps(p, plane, dst, 1);
       }
     return;
   }
@@ -916,40 +924,14 @@ void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, cons
     // Average over NCHW planes: sums tap by tap, then one divide; the divisor (taps counted)
     // is a product of a row count and a column count.
     float rows[4096], cols[4096];
-    for (int oh = 0; oh < p->out_h; oh++) {
-      int r = 0;
-      for (int kh = 0; kh < p->k_h; kh++) {
-        int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
-        r += count_include_pad ? (ih >= -p->pad_top && ih < p->in_h + p->pad_bottom) : (ih >= 0 && ih < p->in_h);
-      }
-      rows[oh] = (float)r;
-    }
-    for (int ow = 0; ow < p->out_w; ow++) {
-      int r = 0;
-      for (int kw = 0; kw < p->k_w; kw++) {
-        int iw = ow * p->stride_w - p->pad_left + kw * p->dil_w;
-        r += count_include_pad ? (iw >= -p->pad_left && iw < p->in_w + p->pad_right) : (iw >= 0 && iw < p->in_w);
-      }
-      cols[ow] = (float)r;
-    }
+    tap_counts(p->out_h, p->k_h, p->stride_h, p->dil_h, p->pad_top, p->pad_bottom, p->in_h, count_include_pad, rows);
+    tap_counts(p->out_w, p->k_w, p->stride_w, p->dil_w, p->pad_left, p->pad_right, p->in_w, count_include_pad, cols);
     for (int n = 0; n < p->batch; n++)
       for (int c = 0; c < C; c++) {
         const float *plane = x + ((size_t)n * C + c) * in_hw;
         float *dst = y + ((size_t)n * C + c) * out_hw;
         memset(dst, 0, sizeof(float) * out_hw);
-        for (int kh = 0; kh < p->k_h; kh++) {
-          int oh_lo, oh_hi;
-          valid_range(p->out_h, p->in_h, p->stride_h, p->pad_top, kh * p->dil_h, &oh_lo, &oh_hi);
-          for (int kw = 0; kw < p->k_w; kw++) {
-            int ow_lo, ow_hi;
-            valid_range(p->out_w, p->in_w, p->stride_w, p->pad_left, kw * p->dil_w, &ow_lo, &ow_hi);
-            for (int oh = oh_lo; oh < oh_hi; oh++) {
-              const float *src = plane + (size_t)(oh * p->stride_h - p->pad_top + kh * p->dil_h) * p->in_w - p->pad_left + kw * p->dil_w;
-              float *d = dst + (size_t)oh * p->out_w;
-              for (int ow = ow_lo; ow < ow_hi; ow++) d[ow] += src[ow * p->stride_w];
-            }
-          }
-        }
+        pool_taps(p, plane, dst, 0);
         for (int oh = 0; oh < p->out_h; oh++)
           for (int ow = 0; ow < p->out_w; ow++) {
             float taps = rows[oh] * cols[ow];

@@ -170,6 +170,17 @@ AVX512 static inline __mmask16 lanes_inside(long base, long n) {
 
 #define DW_MAX_KW 16
 
+// Load masks for the output chunks starting at column ow0 (up to 8 chunks of 16): m0[kw * 8 + c]
+// covers the inputs of tap column kw for chunk c (the first 16 at stride 2), m1 the next 16.
+AVX512 static void window_masks(const mlk_conv *p, int ow0, int nch, __mmask16 *m0, __mmask16 *m1) {
+  for (int kw = 0; kw < p->k_w; kw++)
+    for (int c = 0; c < 8; c++) {
+      const long base = (long)(ow0 + 16 * c) * p->stride_w - p->pad_left + (long)kw * p->dil_w;
+      m0[kw * 8 + c] = c < nch ? lanes_inside(base, p->in_w) : 0;
+      m1[kw * 8 + c] = c < nch ? lanes_inside(base + 16, p->in_w) : 0;
+    }
+}
+
 // `nr` output rows at a time (nch * nr <= 8 accumulators): narrow planes (7 or 14 columns, one
 // chunk) would otherwise leave a single dependent chain of FMAs per row. A tap row outside the
 // input is skipped by a zero load mask.
@@ -244,12 +255,7 @@ AVX512 void mlk_depthwise_plane_avx512_(const mlk_conv *p, const float *plane, c
   __mmask16 m0[DW_MAX_KW * 8], m1[DW_MAX_KW * 8];
   for (int ow0 = 0; ow0 < p->out_w; ow0 += 16 * 8) {
     const int left = nchunks - ow0 / 16, nch = left >= 8 ? 8 : left;
-    for (int kw = 0; kw < p->k_w; kw++)
-      for (int c = 0; c < 8; c++) {
-        const long base = (long)(ow0 + 16 * c) * sw - p->pad_left + (long)kw * p->dil_w;
-        m0[kw * 8 + c] = c < nch ? lanes_inside(base, p->in_w) : 0;
-        m1[kw * 8 + c] = c < nch ? lanes_inside(base + 16, p->in_w) : 0;
-      }
+    window_masks(p, ow0, nch, m0, m1);
 #define DW_CASE(N) \
     case N: \
       if (sw == 1) dw_rows(N, 8 / N, 1, p, plane, k, b, dst, ow0, m0, m1, act); \
@@ -315,12 +321,7 @@ AVX512 void mlk_maxpool_plane_avx512_(const mlk_conv *p, const float *plane, flo
   __mmask16 m0[DW_MAX_KW * 8], m1[DW_MAX_KW * 8];
   for (int ow0 = 0; ow0 < p->out_w; ow0 += 16 * 8) {
     const int left = nchunks - ow0 / 16, nch = left >= 8 ? 8 : left;
-    for (int kw = 0; kw < p->k_w; kw++)
-      for (int c = 0; c < 8; c++) {
-        const long base = (long)(ow0 + 16 * c) * sw - p->pad_left + (long)kw * p->dil_w;
-        m0[kw * 8 + c] = c < nch ? lanes_inside(base, p->in_w) : 0;
-        m1[kw * 8 + c] = c < nch ? lanes_inside(base + 16, p->in_w) : 0;
-      }
+    window_masks(p, ow0, nch, m0, m1);
 #define MAX_CASE(N) \
     case N: sw == 1 ? max_rows(N, 1, p, plane, dst, ow0, m0, m1) : max_rows(N, 2, p, plane, dst, ow0, m0, m1); break;
     switch (nch) {
