@@ -335,16 +335,21 @@ static void pconv_task(void *ctx, int t) {
   }
 }
 
-// Stride-1 convolutions without im2col. With the input zero-padded to [C, Hp, Wp], output pixel
-// (oh, ow) read at "wide" column q = oh * Wp + ow sees its tap (c, kh, kw) at padded index
-// q + c*Hp*Wp + kh*dil*Wp + kw*dil: every row of the GEMM's B matrix is a window of the padded
-// input at a fixed offset, so the GEMM reads the input directly. The wide output has Wp - out_w
-// extra columns per row, computed and dropped when the tile is copied into place (without
-// horizontal padding there are none, and the GEMM writes into y directly).
+// Convolutions with stride 1 or 2 without im2col. With the input zero-padded to [C, Hp, Wp],
+// output pixel (oh, ow) read at "wide" column q = oh * Wp + ow sees its tap (c, kh, kw) at
+// padded index q + c*Hp*Wp + kh*dil*Wp + kw*dil: every row of the GEMM's B matrix is a window of
+// the padded input at a fixed offset, so the GEMM reads the input directly. The wide output has
+// Wp - out_w extra columns per row, computed and dropped when the tile is copied into place
+// (without horizontal padding there are none, and the GEMM writes into y directly).
+// Stride 2 first splits the padded input into its four phases (even/odd rows x even/odd
+// columns, each Hq x Wq = ceil(Hp/2) x ceil(Wp/2)): tap (kh, kw) then reads phase
+// (kh*dil % 2, kw*dil % 2) at row and column offsets kh*dil/2 and kw*dil/2, contiguous again
+// along q = oh * Wq + ow. One pass over the input instead of a k_h*k_w-fold im2col.
 static int conv_direct_ok(const mlk_conv *p) {
   // 1x1 convolutions pack instead: their B rows are whole input planes apart (a page or more),
   // and contiguous panels measured slightly faster on ResNet50.
-  return mlk_use_avx512_() && p->groups == 1 && p->stride_h == 1 && p->stride_w == 1 && (p->k_h > 1 || p->k_w > 1);
+  return mlk_use_avx512_() && p->groups == 1 && p->stride_h == p->stride_w && (p->stride_w == 1 || p->stride_w == 2) &&
+         (p->k_h > 1 || p->k_w > 1);
 }
 
 typedef struct {
@@ -401,13 +406,32 @@ static void wide_task(void *ctx, int t) {
   }
 }
 
-typedef struct { const mlk_conv *p; const float *x; float *xpad; int hp, wp; } pad_job;
+typedef struct { const mlk_conv *p; const float *x; float *xpad; int hp, wp, hq, wq; } pad_job;
 
 static void pad_channel(void *ctx, int c) {
   const pad_job *j = ctx;
   const mlk_conv *p = j->p;
-  float *dst = j->xpad + (size_t)c * j->hp * j->wp;
   const float *src = j->x + (size_t)c * p->in_h * p->in_w;
+  if (p->stride_w == 2) {
+    // The channel's four phases, each [Hq, Wq]: phase (a, b) holds padded rows a, a+2, ... and
+    // padded columns b, b+2, ...
+    for (int a = 0; a < 2; a++)
+      for (int b = 0; b < 2; b++) {
+        float *dst = j->xpad + ((size_t)c * 4 + a * 2 + b) * j->hq * j->wq;
+        for (int i = 0; i < j->hq; i++) {
+          float *row = dst + (size_t)i * j->wq;
+          const int ih = i * 2 + a - p->pad_top;
+          if (ih < 0 || ih >= p->in_h) { memset(row, 0, sizeof(float) * (size_t)j->wq); continue; }
+          const float *s = src + (size_t)ih * p->in_w;
+          for (int jj = 0; jj < j->wq; jj++) {
+            const int iw = jj * 2 + b - p->pad_left;
+            row[jj] = iw >= 0 && iw < p->in_w ? s[iw] : 0.0f;
+          }
+        }
+      }
+    return;
+  }
+  float *dst = j->xpad + (size_t)c * j->hp * j->wp;
   memset(dst, 0, sizeof(float) * (size_t)p->pad_top * j->wp);
   for (int h = 0; h < p->in_h; h++) {
     float *row = dst + (size_t)(p->pad_top + h) * j->wp;
@@ -418,25 +442,35 @@ static void pad_channel(void *ctx, int c) {
   memset(dst + (size_t)(p->pad_top + p->in_h) * j->wp, 0, sizeof(float) * (size_t)(j->hp - p->pad_top - p->in_h) * j->wp);
 }
 
+// The padded input (stride 1) or its phases (stride 2): [C * s * s, Hq, Wq] floats.
+static size_t conv_direct_input(const mlk_conv *p) {
+  const size_t s = (size_t)p->stride_w;
+  const size_t hq = ((size_t)p->in_h + p->pad_top + p->pad_bottom + s - 1) / s;
+  const size_t wq = ((size_t)p->in_w + p->pad_left + p->pad_right + s - 1) / s;
+  return (size_t)p->in_c * s * s * hq * wq;
+}
+
 static size_t conv_direct_scratch(const mlk_conv *p) {
-  const size_t hp = (size_t)p->in_h + p->pad_top + p->pad_bottom, wp = (size_t)p->in_w + p->pad_left + p->pad_right;
   const size_t kk = (size_t)p->in_c * p->k_h * p->k_w;
-  return (size_t)p->in_c * hp * wp + 2 * kk + (size_t)p->out_c * MLK_TILE * (size_t)(mlk_threads + 1);
+  return conv_direct_input(p) + 2 * kk + (size_t)p->out_c * MLK_TILE * (size_t)(mlk_threads + 1);
 }
 
 static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *scale,
                              const float *res, float *y, float *scratch, mlk_epilogue act) {
+  const int s = p->stride_w;
   const int hp = p->in_h + p->pad_top + p->pad_bottom, wp = p->in_w + p->pad_left + p->pad_right;
+  const int hq = (hp + s - 1) / s, wq = (wp + s - 1) / s;
   const int kk = p->in_c * p->k_h * p->k_w, out_hw = p->out_h * p->out_w;
-  const int padded = p->pad_top || p->pad_left || p->pad_bottom || p->pad_right;
+  const int padded = s > 1 || p->pad_top || p->pad_left || p->pad_bottom || p->pad_right;
   float *xpad = scratch;
-  long *off = (long *)(scratch + (size_t)p->in_c * hp * wp);
+  long *off = (long *)(scratch + conv_direct_input(p));
   float *tmp = (float *)(off + kk);
   for (int kr = 0, taps = p->k_h * p->k_w; kr < kk; kr++) {
     int c = kr / taps, kh = (kr % taps) / p->k_w, kw = kr % p->k_w;
-    off[kr] = (long)c * hp * wp + (long)kh * p->dil_h * wp + (long)kw * p->dil_w;
+    const int dy = kh * p->dil_h, dx = kw * p->dil_w;
+    off[kr] = (((long)c * s * s + (long)(dy % s) * s + dx % s) * hq + dy / s) * wq + dx / s;
   }
-  const int wide_n = (p->out_h - 1) * wp + p->out_w, tiles = (wide_n + MLK_TILE - 1) / MLK_TILE;
+  const int wide_n = (p->out_h - 1) * wq + p->out_w, tiles = (wide_n + MLK_TILE - 1) / MLK_TILE;
   int m_chunks = 1;
   if (mlk_threads > 1 && tiles < 2 * mlk_threads) {
     m_chunks = (2 * mlk_threads + tiles - 1) / tiles;
@@ -446,11 +480,11 @@ static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, 
   for (int n = 0; n < p->batch; n++) {
     const float *xn = x + (size_t)n * p->in_c * p->in_h * p->in_w;
     if (padded) {
-      pad_job pj = {p, xn, xpad, hp, wp};
+      pad_job pj = {p, xn, xpad, hp, wp, hq, wq};
       mlk_parallel(p->in_c, pad_channel, &pj);
     }
     wide_job job = {p, padded ? xpad : xn, w, bias, scale, off, y + (size_t)n * p->out_c * out_hw, tmp,
-                    res ? res + (size_t)n * p->out_c * out_hw : NULL, wp, wide_n, m_chunks, m_chunk, kk, wp == p->out_w, act};
+                    res ? res + (size_t)n * p->out_c * out_hw : NULL, wq, wide_n, m_chunks, m_chunk, kk, wq == p->out_w, act};
     mlk_parallel(tiles * m_chunks, wide_task, &job);
   }
 }
