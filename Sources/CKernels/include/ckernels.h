@@ -17,6 +17,10 @@ double mlk_fma_peak_gflops(double seconds, const char **isa);
 /// OpenBLAS sgemm rate for n x n x n on `threads` threads, in GFLOP/s (best of `reps`).
 double mlk_sgemm_gflops(int n, int reps, int threads);
 
+/// The executor's own convolution rate, in GFLOP/s: an n -> n channel 1x1 convolution over n
+/// pixels (n a multiple of 32) on `threads` threads, best of `reps`.
+double mlk_conv_gflops(int n, int reps, int threads);
+
 /// Streaming bandwidth of a triad a = b + s*c over arrays of `bytes` each, in GB/s
 /// (3 arrays counted, best of `reps`).
 double mlk_triad_gbps(size_t bytes, int reps);
