@@ -53,6 +53,12 @@ int mlk_depthwise_nhwc_flat_ok_(const mlk_conv *p);
 void mlk_depthwise_nhwc_row_flat_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias,
                                          float *yn, int oh, mlk_epilogue act);
 
+/// Output row `oh` of an NHWC convolution to one output channel from 1-16 input channels
+/// (stride_w 1; see mlk_conv_nhwc_single_ok_, which also bounds out_w * C).
+int mlk_conv_nhwc_single_ok_(const mlk_conv *p);
+void mlk_conv_nhwc_row_single_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias,
+                                      float *yn, int oh, mlk_epilogue act);
+
 /// Max pooling of one NCHW plane, for geometries where mlk_maxpool_avx512_ok_ (which also checks
 /// that the AVX-512 kernels are in use).
 int mlk_maxpool_avx512_ok_(const mlk_conv *p);

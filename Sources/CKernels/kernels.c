@@ -688,6 +688,18 @@ typedef struct {
   mlk_epilogue act;
 } narrow_job;
 
+typedef struct {
+  const mlk_conv *p;
+  const float *x, *w, *bias;
+  float *y;
+  mlk_epilogue act;
+} single_job;
+
+static void single_row_task(void *ctx, int oh) {
+  const single_job *j = ctx;
+  mlk_conv_nhwc_row_single_avx512_(j->p, j->x, j->w, j->bias, j->y, oh, j->act);
+}
+
 static void narrow_task(void *ctx, int t) {
   const narrow_job *j = ctx;
   const int o = j->p->out_c, kk = j->kk;
@@ -765,6 +777,11 @@ void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const floa
       }
     for (int n = 0; n < p->batch; n++) {
       const float *xn = x + (size_t)n * p->in_h * p->in_w * p->in_c;
+      if (mlk_conv_nhwc_single_ok_(p)) {
+        single_job job = {p, xn, w, bias, y + (size_t)n * out_hw, {act, lo, hi}};
+        mlk_parallel(p->out_h, single_row_task, &job);
+        continue;
+      }
       if (p->out_c < 16) {
         narrow_job job = {p, xn, w, bias, y + (size_t)n * out_hw * p->out_c, scratch, out_hw, kk, {act, lo, hi}};
         mlk_parallel((out_hw + MLK_TILE - 1) / MLK_TILE, narrow_task, &job);

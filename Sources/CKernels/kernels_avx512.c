@@ -169,6 +169,7 @@ AVX512 static inline __mmask16 lanes_inside(long base, long n) {
 }
 
 #define DW_MAX_KW 16
+#define DW_FLAT_MAX 16384   // floats of one flat row a single-output-channel conv sums on the stack
 
 // Load masks for the output chunks starting at column ow0 (up to 8 chunks of 16): m0[kw * 8 + c]
 // covers the inputs of tap column kw for chunk c (the first 16 at stride 2), m1 the next 16.
@@ -378,8 +379,43 @@ AVX512 void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, c
 // vectors would be mostly empty, so an output row is taken flat, as out_w * C floats, 16 at a
 // time. Tap (kh, kw) reads the input row flat at a fixed shift of (kw*dil - pad_left) * C, and
 // its weights form a pattern repeating every C lanes. Loads are masked to the input row.
+AVX512 static void flat_row(const mlk_conv *p, const float *xn, const float *w, const float *bias, float *out, int oh,
+                            mlk_epilogue act);
+
 AVX512 void mlk_depthwise_nhwc_row_flat_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias,
                                                 float *yn, int oh, mlk_epilogue act) {
+  flat_row(p, xn, w, bias, yn + (size_t)oh * p->out_w * p->out_c, oh, act);
+}
+
+// A convolution to a single output channel (segmentation heads) over C = 1..16 input channels:
+// the depthwise flat row above gives each pixel's per-channel partial sums over the taps (the
+// OHWI weights of one output channel are laid out like depthwise 1HWC weights); summing each
+// pixel's C lanes, plus the bias, gives the output.
+AVX512 void mlk_conv_nhwc_row_single_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias,
+                                             float *yn, int oh, mlk_epilogue act) {
+  mlk_conv q = *p;
+  q.out_c = q.groups = p->in_c;
+  const int C = p->in_c;
+  float partial[DW_FLAT_MAX];
+  const mlk_epilogue none = {0, 0, 0};
+  flat_row(&q, xn, w, NULL, partial, oh, none);
+  float *out = yn + (size_t)oh * p->out_w;
+  for (int px = 0; px < p->out_w; px++) {
+    float v = bias ? bias[0] : 0.0f;
+    for (int c = 0; c < C; c++) v += partial[px * C + c];
+    out[px] = v;
+  }
+  if (act.kind != 4) mlk_activate(out, (size_t)p->out_w, act.kind, act.lo, act.hi);
+}
+
+int mlk_conv_nhwc_single_ok_(const mlk_conv *p) {
+  mlk_conv q = *p;
+  q.out_c = q.groups = p->in_c;
+  return p->out_c == 1 && p->groups == 1 && mlk_depthwise_nhwc_flat_ok_(&q) && (long)p->out_w * p->in_c <= DW_FLAT_MAX;
+}
+
+AVX512 static void flat_row(const mlk_conv *p, const float *xn, const float *w, const float *bias, float *out, int oh,
+                            mlk_epilogue act) {
   const int C = p->out_c, taps = p->k_h * p->k_w;
   const long in_len = (long)p->in_w * C, out_len = (long)p->out_w * C;
   float lo = act.kind == 5 ? act.lo : (act.kind == 3 ? -1.0f : 0.0f);
@@ -394,7 +430,6 @@ AVX512 void mlk_depthwise_nhwc_row_flat_avx512_(const mlk_conv *p, const float *
     for (int i = 0; i < 16; i++) pattern[i] = w[(size_t)t * C + i % C];
     wv[t] = _mm512_loadu_ps(pattern);
   }
-  float *out = yn + (size_t)oh * out_len;
   for (long f0 = 0; f0 < out_len; f0 += 16 * 8) {
     __m512 acc[8];
     for (int c = 0; c < 8; c++) acc[c] = vb;
@@ -451,6 +486,12 @@ void mlk_prefer_avx512(int on) { (void)on; }
 int mlk_use_avx512_(void) { return 0; }
 int mlk_depthwise_avx512_ok_(const mlk_conv *p) { (void)p; return 0; }
 int mlk_depthwise_nhwc_flat_ok_(const mlk_conv *p) { (void)p; return 0; }
+int mlk_conv_nhwc_single_ok_(const mlk_conv *p) { (void)p; return 0; }
+void mlk_conv_nhwc_row_single_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias,
+                                      float *yn, int oh, mlk_epilogue act) {
+  (void)p; (void)xn; (void)w; (void)bias; (void)yn; (void)oh; (void)act;
+  abort();
+}
 void mlk_depthwise_nhwc_row_flat_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias,
                                          float *yn, int oh, mlk_epilogue act) {
   (void)p; (void)xn; (void)w; (void)bias; (void)yn; (void)oh; (void)act;
