@@ -59,6 +59,12 @@ int mlk_conv_nhwc_single_ok_(const mlk_conv *p);
 void mlk_conv_nhwc_row_single_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias,
                                       float *yn, int oh, mlk_epilogue act);
 
+/// Pixels [px0, px0 + npx) of a 1x1 NHWC convolution with 2, 4 or 8 output channels and few
+/// input channels (see mlk_conv1x1_nhwc_small_ok_); x and y are the image's input and output.
+int mlk_conv1x1_nhwc_small_ok_(const mlk_conv *p);
+void mlk_conv1x1_nhwc_small_avx512_(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y,
+                                    long px0, long npx, mlk_epilogue act);
+
 /// Max pooling of one NCHW plane, for geometries where mlk_maxpool_avx512_ok_ (which also checks
 /// that the AVX-512 kernels are in use).
 int mlk_maxpool_avx512_ok_(const mlk_conv *p);

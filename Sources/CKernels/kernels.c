@@ -700,6 +700,12 @@ static void single_row_task(void *ctx, int oh) {
   mlk_conv_nhwc_row_single_avx512_(j->p, j->x, j->w, j->bias, j->y, oh, j->act);
 }
 
+static void small1x1_task(void *ctx, int t) {
+  const single_job *j = ctx;
+  const long total = (long)j->p->out_h * j->p->out_w, px0 = (long)t * 4096;
+  mlk_conv1x1_nhwc_small_avx512_(j->p, j->x, j->w, j->bias, j->y, px0, total - px0 < 4096 ? total - px0 : 4096, j->act);
+}
+
 static void narrow_task(void *ctx, int t) {
   const narrow_job *j = ctx;
   const int o = j->p->out_c, kk = j->kk;
@@ -777,6 +783,11 @@ void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const floa
       }
     for (int n = 0; n < p->batch; n++) {
       const float *xn = x + (size_t)n * p->in_h * p->in_w * p->in_c;
+      if (mlk_conv1x1_nhwc_small_ok_(p)) {
+        single_job job = {p, xn, w, bias, y + (size_t)n * out_hw * p->out_c, {act, lo, hi}};
+        mlk_parallel((out_hw + 4095) / 4096, small1x1_task, &job);
+        continue;
+      }
       if (mlk_conv_nhwc_single_ok_(p)) {
         single_job job = {p, xn, w, bias, y + (size_t)n * out_hw, {act, lo, hi}};
         mlk_parallel(p->out_h, single_row_task, &job);

@@ -414,6 +414,50 @@ int mlk_conv_nhwc_single_ok_(const mlk_conv *p) {
   return p->out_c == 1 && p->groups == 1 && mlk_depthwise_nhwc_flat_ok_(&q) && (long)p->out_w * p->in_c <= DW_FLAT_MAX;
 }
 
+// A 1x1 NHWC convolution with few channels on both sides (O = 2, 4 or 8 outputs, P = 16 / O
+// pixels per vector, P * C <= 32 inputs): each vector holds P pixels' outputs. The P pixels'
+// inputs (one or two vectors) are loaded once; for each input channel c a permute spreads
+// x[pixel][c] over that pixel's O lanes, and one FMA adds it times W[o][c].
+int mlk_conv1x1_nhwc_small_ok_(const mlk_conv *p) {
+  const int o = p->out_c, c = p->in_c;
+  return (o == 2 || o == 4 || o == 8) && (16 / o) * c <= 32 && p->groups == 1 && p->k_h == 1 && p->k_w == 1 &&
+         p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 && p->pad_left == 0 && p->out_h == p->in_h &&
+         p->out_w == p->in_w;
+}
+
+AVX512 void mlk_conv1x1_nhwc_small_avx512_(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y,
+                                           long px0, long npx, mlk_epilogue act) {
+  const int O = p->out_c, C = p->in_c, P = 16 / O;
+  float tmp[16];
+  __m512i idx[32];
+  __m512 wv[32];
+  for (int c = 0; c < C; c++) {
+    int ii[16];
+    for (int l = 0; l < 16; l++) { ii[l] = (l / O) * C + c; tmp[l] = w[(size_t)(l % O) * C + c]; }
+    idx[c] = _mm512_loadu_si512(ii);
+    wv[c] = _mm512_loadu_ps(tmp);
+  }
+  for (int l = 0; l < 16; l++) tmp[l] = bias ? bias[l % O] : 0.0f;
+  const __m512 vb = _mm512_loadu_ps(tmp);
+  float lo = act.kind == 5 ? act.lo : (act.kind == 3 ? -1.0f : 0.0f);
+  float hi = act.kind == 5 ? act.hi : (act.kind == 2 ? 6.0f : (act.kind == 3 ? 1.0f : 0.0f));
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  const int clamp = act.kind != 0 && act.kind != 4, upper = clamp && act.kind != 1;
+  const long in_end = (px0 + npx) * C, out_end = (px0 + npx) * O;
+  for (long px = px0; px < px0 + npx; px += P) {
+    const long a = px * C;
+    const __m512 t0 = _mm512_maskz_loadu_ps(lanes_inside(a, in_end), x + a);
+    const __m512 t1 = _mm512_maskz_loadu_ps(lanes_inside(a + 16, in_end), x + a + 16);
+    __m512 acc = vb;
+    for (int c = 0; c < C; c++) acc = _mm512_fmadd_ps(_mm512_permutex2var_ps(t0, idx[c], t1), wv[c], acc);
+    if (clamp) {
+      acc = _mm512_max_ps(acc, vlo);
+      if (upper) acc = _mm512_min_ps(acc, vhi);
+    }
+    _mm512_mask_storeu_ps(y + px * O, lanes_inside(px * O, out_end), acc);
+  }
+}
+
 AVX512 static void flat_row(const mlk_conv *p, const float *xn, const float *w, const float *bias, float *out, int oh,
                             mlk_epilogue act) {
   const int C = p->out_c, taps = p->k_h * p->k_w;
@@ -487,6 +531,12 @@ int mlk_use_avx512_(void) { return 0; }
 int mlk_depthwise_avx512_ok_(const mlk_conv *p) { (void)p; return 0; }
 int mlk_depthwise_nhwc_flat_ok_(const mlk_conv *p) { (void)p; return 0; }
 int mlk_conv_nhwc_single_ok_(const mlk_conv *p) { (void)p; return 0; }
+int mlk_conv1x1_nhwc_small_ok_(const mlk_conv *p) { (void)p; return 0; }
+void mlk_conv1x1_nhwc_small_avx512_(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y,
+                                    long px0, long npx, mlk_epilogue act) {
+  (void)p; (void)x; (void)w; (void)bias; (void)y; (void)px0; (void)npx; (void)act;
+  abort();
+}
 void mlk_conv_nhwc_row_single_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias,
                                       float *yn, int oh, mlk_epilogue act) {
   (void)p; (void)xn; (void)w; (void)bias; (void)yn; (void)oh; (void)act;
