@@ -43,11 +43,10 @@ static void *pool_ctx = NULL;
 static pthread_mutex_t section_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void pool_drain(void) {
+  // Tasks are handed out by an atomic counter (a lock per task costs more than small tasks take).
   for (;;) {
-    pthread_mutex_lock(&pool_lock);
-    int t = pool_next < pool_tasks ? pool_next++ : -1;
-    pthread_mutex_unlock(&pool_lock);
-    if (t < 0) return;
+    int t = __atomic_fetch_add(&pool_next, 1, __ATOMIC_ACQ_REL);
+    if (t >= pool_tasks) return;
     pool_fn(pool_ctx, t);
   }
 }
@@ -104,7 +103,8 @@ static void mlk_parallel(int tasks, mlk_task_fn fn, void *ctx) {
     pool_size++;
   }
   if (helpers > pool_size) helpers = pool_size;
-  pool_fn = fn; pool_ctx = ctx; pool_tasks = tasks; pool_next = 0;
+  pool_fn = fn; pool_ctx = ctx; pool_tasks = tasks;
+  __atomic_store_n(&pool_next, 0, __ATOMIC_RELAXED);
   pool_active = helpers;
   __atomic_store_n(&pool_pending, helpers, __ATOMIC_RELAXED);
   __atomic_add_fetch(&pool_generation, 1, __ATOMIC_RELEASE);
