@@ -29,6 +29,26 @@
 #define KC 256
 #define AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,fma")))
 
+// The clamping activations (kinds 1, 2, 3, 5 of mlk_activate) as vectors: max(x, lo), then
+// min(., hi) unless the kind is Relu. As mlk_activate, a NaN becomes lo (max returns its second
+// operand). Kind 4 (tanh) is left to mlk_activate.
+typedef struct { __m512 lo, hi; int on, upper; } vclamp;
+
+AVX512 static inline vclamp clamp_of(mlk_epilogue act) {
+  const float lo = act.kind == 5 ? act.lo : (act.kind == 3 ? -1.0f : 0.0f);
+  const float hi = act.kind == 5 ? act.hi : (act.kind == 2 ? 6.0f : (act.kind == 3 ? 1.0f : 0.0f));
+  const int on = act.kind != 0 && act.kind != 4;
+  return (vclamp){_mm512_set1_ps(lo), _mm512_set1_ps(hi), on, on && act.kind != 1};
+}
+
+AVX512 static inline __attribute__((always_inline)) __m512 apply_clamp(__m512 v, vclamp c) {
+  if (c.on) {
+    v = _mm512_max_ps(v, c.lo);
+    if (c.upper) v = _mm512_min_ps(v, c.hi);
+  }
+  return v;
+}
+
 // C[0..mr) x [0..32) of one tile: acc = (first ? bias : C) + sum_k a[k][r] * b[k][*].
 // Packed B (direct = 0): row k at bp + 32k. Direct B (direct = 1): row k at bp + boff[k], read
 // with the tile's column masks (the rows are windows of the convolution's input).
@@ -86,18 +106,11 @@ AVX512 static inline __attribute__((always_inline)) void micro(const int direct,
     }
   }
   if (last && act.kind != 0 && act.kind != 4) {
-    float lo = act.kind == 5 ? act.lo : (act.kind == 3 ? -1.0f : 0.0f);
-    float hi = act.kind == 5 ? act.hi : (act.kind == 2 ? 6.0f : (act.kind == 3 ? 1.0f : 0.0f));
-    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-    // As mlk_activate: max(x, lo) then min(., hi); a NaN becomes lo (max returns its second operand).
+    const vclamp cl = clamp_of(act);
 #pragma clang loop unroll(full)
     for (int r = 0; r < mr; r++) {
-      c0[r] = _mm512_max_ps(c0[r], vlo);
-      c1[r] = _mm512_max_ps(c1[r], vlo);
-      if (act.kind != 1) {
-        c0[r] = _mm512_min_ps(c0[r], vhi);
-        c1[r] = _mm512_min_ps(c1[r], vhi);
-      }
+      c0[r] = apply_clamp(c0[r], cl);
+      c1[r] = apply_clamp(c1[r], cl);
     }
   }
 #pragma clang loop unroll(full)
@@ -202,10 +215,8 @@ AVX512 static inline __attribute__((always_inline)) void dw_rows(const int nch, 
                                                                  float b, float *dst, int ow0, const __mmask16 *m0,
                                                                  const __mmask16 *m1, mlk_epilogue act) {
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  float lo = act.kind == 5 ? act.lo : (act.kind == 3 ? -1.0f : 0.0f);
-  float hi = act.kind == 5 ? act.hi : (act.kind == 2 ? 6.0f : (act.kind == 3 ? 1.0f : 0.0f));
-  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), vb = _mm512_set1_ps(b);
-  const int clamp = act.kind != 0 && act.kind != 4, upper = clamp && act.kind != 1;
+  const vclamp cl = clamp_of(act);
+  const __m512 vb = _mm512_set1_ps(b);
   for (int oh0 = 0; oh0 < p->out_h; oh0 += nr) {
     __m512 acc[8];
 #pragma clang loop unroll(full)
@@ -248,10 +259,7 @@ AVX512 static inline __attribute__((always_inline)) void dw_rows(const int nch, 
 #pragma clang loop unroll(full)
       for (int c = 0; c < nch; c++) {
         __m512 v = acc[r * nch + c];
-        if (clamp) {
-          v = _mm512_max_ps(v, vlo);
-          if (upper) v = _mm512_min_ps(v, vhi);
-        }
+        v = apply_clamp(v, cl);
         _mm512_mask_storeu_ps(d + 16 * c, lanes_inside(ow0 + 16 * c, p->out_w), v);
       }
     }
@@ -351,10 +359,7 @@ AVX512 void mlk_maxpool_plane_avx512_(const mlk_conv *p, const float *plane, flo
 AVX512 void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias, float *yn,
                                            int oh, mlk_epilogue act) {
   const int C = p->out_c;
-  float lo = act.kind == 5 ? act.lo : (act.kind == 3 ? -1.0f : 0.0f);
-  float hi = act.kind == 5 ? act.hi : (act.kind == 2 ? 6.0f : (act.kind == 3 ? 1.0f : 0.0f));
-  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-  const int clamp = act.kind != 0 && act.kind != 4, upper = clamp && act.kind != 1;
+  const vclamp cl = clamp_of(act);
   for (int ow = 0; ow < p->out_w; ow++) {
     float *dst = yn + ((size_t)oh * p->out_w + ow) * C;
     for (int c0 = 0; c0 < C; c0 += 64) {
@@ -377,10 +382,7 @@ AVX512 void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, c
         }
       }
       for (int i = 0; i < 4; i++) {
-        if (clamp) {
-          acc[i] = _mm512_max_ps(acc[i], vlo);
-          if (upper) acc[i] = _mm512_min_ps(acc[i], vhi);
-        }
+        acc[i] = apply_clamp(acc[i], cl);
         _mm512_mask_storeu_ps(dst + c0 + 16 * i, m[i], acc[i]);
       }
     }
@@ -451,10 +453,7 @@ AVX512 void mlk_conv1x1_nhwc_small_avx512_(const mlk_conv *p, const float *x, co
   }
   for (int l = 0; l < 16; l++) tmp[l] = bias ? bias[l % O] : 0.0f;
   const __m512 vb = _mm512_loadu_ps(tmp);
-  float lo = act.kind == 5 ? act.lo : (act.kind == 3 ? -1.0f : 0.0f);
-  float hi = act.kind == 5 ? act.hi : (act.kind == 2 ? 6.0f : (act.kind == 3 ? 1.0f : 0.0f));
-  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-  const int clamp = act.kind != 0 && act.kind != 4, upper = clamp && act.kind != 1;
+  const vclamp cl = clamp_of(act);
   const long in_end = (px0 + npx) * C, out_end = (px0 + npx) * O;
   for (long px = px0; px < px0 + npx; px += P) {
     const long a = px * C;
@@ -462,10 +461,7 @@ AVX512 void mlk_conv1x1_nhwc_small_avx512_(const mlk_conv *p, const float *x, co
     const __m512 t1 = _mm512_maskz_loadu_ps(lanes_inside(a + 16, in_end), x + a + 16);
     __m512 acc = vb;
     for (int c = 0; c < C; c++) acc = _mm512_fmadd_ps(_mm512_permutex2var_ps(t0, idx[c], t1), wv[c], acc);
-    if (clamp) {
-      acc = _mm512_max_ps(acc, vlo);
-      if (upper) acc = _mm512_min_ps(acc, vhi);
-    }
+    acc = apply_clamp(acc, cl);
     _mm512_mask_storeu_ps(y + px * O, lanes_inside(px * O, out_end), acc);
   }
 }
@@ -474,10 +470,7 @@ AVX512 static void flat_row(const mlk_conv *p, const float *xn, const float *w, 
                             mlk_epilogue act) {
   const int C = p->out_c, taps = p->k_h * p->k_w;
   const long in_len = (long)p->in_w * C, out_len = (long)p->out_w * C;
-  float lo = act.kind == 5 ? act.lo : (act.kind == 3 ? -1.0f : 0.0f);
-  float hi = act.kind == 5 ? act.hi : (act.kind == 2 ? 6.0f : (act.kind == 3 ? 1.0f : 0.0f));
-  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-  const int clamp = act.kind != 0 && act.kind != 4, upper = clamp && act.kind != 1;
+  const vclamp cl = clamp_of(act);
   float pattern[16];
   for (int i = 0; i < 16; i++) pattern[i] = bias ? bias[i % C] : 0.0f;
   const __m512 vb = _mm512_loadu_ps(pattern);
@@ -503,10 +496,7 @@ AVX512 static void flat_row(const mlk_conv *p, const float *xn, const float *w, 
     }
 #pragma clang loop unroll(full)
     for (int c = 0; c < 8; c++) {
-      if (clamp) {
-        acc[c] = _mm512_max_ps(acc[c], vlo);
-        if (upper) acc[c] = _mm512_min_ps(acc[c], vhi);
-      }
+      acc[c] = apply_clamp(acc[c], cl);
       _mm512_mask_storeu_ps(out + f0 + 16 * c, lanes_inside(f0 + 16 * c, out_len), acc[c]);
     }
   }

@@ -113,23 +113,15 @@ let convKernels: [(String, KernelFactory)] = {
             if let scale, depthwise || nhwc || layout != .oihw || scale.count != outC {
                 throw RuntimeError.invalid(node: n.label, reason: "a channel scale for a convolution that cannot apply it")
             }
-            if depthwise && nhwc, let act = kernelActivation {
+            // The kernels apply the bias (and residual) and this activation as they store results.
+            let act = kernelActivation ?? (0, 0, 0)
+            if depthwise && nhwc {
                 mlk_depthwise_nhwc(&p, x.floats, w.floats, b, y.floats, act.kind, act.lo, act.hi)
-                return [y]
-            } else if depthwise && nhwc {
-                mlk_depthwise_nhwc(&p, x.floats, w.floats, b, y.floats, 0, 0, 0)
-            } else if depthwise && layout == .oihw, let act = kernelActivation {
-                mlk_depthwise_nchw(&p, x.floats, w.floats, b, y.floats, act.kind, act.lo, act.hi)
-                return [y]
             } else if depthwise && layout == .oihw {
-                mlk_depthwise_nchw(&p, x.floats, w.floats, b, y.floats, 0, 0, 0)
-            } else if nhwc, let act = kernelActivation {
-                let scratch = ctx.scratchFloats(Int(mlk_conv_nhwc_scratch(&p)))
-                mlk_conv_nhwc(&p, x.floats, w.floats, b, y.floats, scratch, act.kind, act.lo, act.hi)
-                return [y]
+                mlk_depthwise_nchw(&p, x.floats, w.floats, b, y.floats, act.kind, act.lo, act.hi)
             } else if nhwc {
                 let scratch = ctx.scratchFloats(Int(mlk_conv_nhwc_scratch(&p)))
-                mlk_conv_nhwc(&p, x.floats, w.floats, b, y.floats, scratch, 0, 0, 0)
+                mlk_conv_nhwc(&p, x.floats, w.floats, b, y.floats, scratch, act.kind, act.lo, act.hi)
             } else {
                 let scratch = ctx.scratchFloats(Int(mlk_conv_nchw_scratch(&p)))
                 // A residual the planner fused in (Conv -> Add): added before the activation.
@@ -138,18 +130,16 @@ let convKernels: [(String, KernelFactory)] = {
                     // Not exactly the output's shape: the Add runs on its own, with broadcasting.
                     mlk_conv_nchw(&p, x.floats, w.floats, b, scale?.floats, nil, y.floats, scratch, 0, 0, 0)
                     let sum = try binaryFloat(Int32(MLK_ADD), y, try requireFloat(r, node: n), n, ctx)
-                    if let act = kernelActivation { mlk_activate(sum.floats, sum.count, act.kind, act.lo, act.hi) }
+                    mlk_activate(sum.floats, sum.count, act.kind, act.lo, act.hi)
                     return [sum]
                 }
-                if let act = kernelActivation {
-                    // The kernel applies the bias, residual and activation as it stores its results.
-                    mlk_conv_nchw(&p, x.floats, w.floats, b, scale?.floats, residual?.floats, y.floats, scratch, act.kind, act.lo, act.hi)
-                    return [y]
-                }
-                mlk_conv_nchw(&p, x.floats, w.floats, b, scale?.floats, residual?.floats, y.floats, scratch, 0, 0, 0)
+                mlk_conv_nchw(&p, x.floats, w.floats, b, scale?.floats, residual?.floats, y.floats, scratch, act.kind, act.lo, act.hi)
             }
-            applyFused(n, y)
-            if let fused { mlk_activate(y.floats, y.count, fused.kind, fused.lo, fused.hi) }
+            if kernelActivation == nil {
+                // Two activations (the planner's and the node's own): applied in turn, afterwards.
+                applyFused(n, y)
+                if let fused { mlk_activate(y.floats, y.count, fused.kind, fused.lo, fused.hi) }
+            }
             return [y]
         }
     }))
