@@ -46,6 +46,22 @@ final class ExecutionTests: XCTestCase {
         XCTAssertTrue(y.toFloats().allSatisfy(\.isFinite))
     }
 
+    /// The executor keeps its buffer pool from one run to the next; the outputs it handed out
+    /// must stay untouched by later runs, and the same input must give the same bits again.
+    func testOutputsOfEarlierRunsSurviveLaterRuns() throws {
+        let model = try ModelImporter.load(TestSupport.samples.appendingPathComponent("tiny_cnn.onnx").path)
+        let exec = try Executor(model: model)
+        let x1 = RTensor.make((0..<(3 * 32 * 32)).map { Float($0 % 17) / 17 }, shape: [1, 3, 32, 32])
+        let x2 = RTensor.make((0..<(3 * 32 * 32)).map { Float($0 % 5) - 2 }, shape: [1, 3, 32, 32])
+        let y1 = try exec.run(["input": x1])["logits"]!
+        let first = y1.toFloats(), arena = exec.peakArenaBytes
+        let y2 = try exec.run(["input": x2])["logits"]!
+        XCTAssertNotEqual(y2.toFloats(), first, "different inputs should give different logits")
+        XCTAssertEqual(y1.toFloats(), first, "a later run wrote into an earlier run's output")
+        XCTAssertEqual(try exec.run(["input": x1])["logits"]!.toFloats(), first)
+        XCTAssertEqual(exec.peakArenaBytes, arena, "the pool grew from one run to the next")
+    }
+
     func testUnsupportedOpNamesItselfAndTheNode() throws {
         let model = try ModelImporter.load(TestSupport.models.appendingPathComponent("mediapipe/mediapipe__modules__selfie_segmentation__selfie_segmentation.tflite").path)
         XCTAssertThrowsError(try Executor(model: model)) { e in
