@@ -37,11 +37,12 @@ void mlk_gemm_direct_avx512_(int m, int width, int k, const float *a, long lda, 
                              float *c, long ldc, const float *bias, const float *scale, const float *res,
                              mlk_epilogue act);
 
-/// One channel of a depthwise convolution over NCHW data: dst = bias + taps, then the activation.
-/// For geometries where mlk_depthwise_avx512_ok_ (stride_w 1 or 2, kernel width <= 16).
+/// Output channels [o0, o1) of image n of a depthwise convolution over NCHW data: bias + taps,
+/// then the activation. For geometries where mlk_depthwise_avx512_ok_ (stride_w 1 or 2, kernel
+/// width <= 16).
 int mlk_depthwise_avx512_ok_(const mlk_conv *p);
-void mlk_depthwise_plane_avx512_(const mlk_conv *p, const float *plane, const float *k, float b, float *dst,
-                                 mlk_epilogue act);
+void mlk_depthwise_planes_avx512_(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, int n,
+                                  int o0, int o1, mlk_epilogue act);
 
 /// Output row `oh` of a depthwise convolution over NHWC data (multiplier 1), weights 1HWO.
 void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias, float *yn, int oh,
