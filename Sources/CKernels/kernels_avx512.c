@@ -63,8 +63,9 @@ AVX512 static inline __attribute__((always_inline)) void store16(float *p, __mma
 }
 
 // C[0..mr) x [0..32) of one tile: acc = (first ? bias : C) + sum_k a[k][r] * b[k][*].
-// Packed B (direct = 0): row k at bp + 32k. Direct B (direct = 1): row k at bp + boff[k], read
-// with the tile's column masks (the rows are windows of the convolution's input).
+// Packed B (direct = 0): row k at bp + 32k. Direct B (direct = 1, or 2 for a tile of 32 full
+// columns): row k at bp + boff[k], read with the tile's column masks (the rows are windows of the
+// convolution's input).
 AVX512 static inline __attribute__((always_inline)) void micro(const int direct, const int mr, int kc,
                                                                const float *restrict ap, long lda,
                                                                const float *restrict bp, const long *restrict boff,
@@ -86,12 +87,18 @@ AVX512 static inline __attribute__((always_inline)) void micro(const int direct,
       c1[r] = load16(m1, c + r * ldc + 16);
     }
   }
+  // Not unrolled: unrolled by two, clang spilled accumulators to the stack inside the loop.
+#pragma clang loop unroll(disable)
   for (int k = 0; k < kc; k++) {
     __m512 b0, b1;
-    if (direct) {
+    if (direct == 2) {   // a full tile: plain loads (see load16), no test in the loop
       const float *row = bp + boff[k];
-      b0 = load16(m0, row);
-      b1 = load16(m1, row + 16);
+      b0 = _mm512_loadu_ps(row);
+      b1 = _mm512_loadu_ps(row + 16);
+    } else if (direct) {
+      const float *row = bp + boff[k];
+      b0 = _mm512_maskz_loadu_ps(m0, row);
+      b1 = _mm512_maskz_loadu_ps(m1, row + 16);
     } else {
       b0 = _mm512_loadu_ps(bp + (long)k * NR);
       b1 = _mm512_loadu_ps(bp + (long)k * NR + 16);
@@ -135,7 +142,8 @@ AVX512 static inline __attribute__((always_inline)) void micro(const int direct,
 
 #define MICRO_CASE(R) \
   case R: \
-    if (boff) micro(1, R, kc, ap, lda, bp, boff, c, ldc, m0, m1, first, last, bias, cbias, scale, res, act); \
+    if (boff && m0 == 0xFFFF && m1 == 0xFFFF) micro(2, R, kc, ap, lda, bp, boff, c, ldc, m0, m1, first, last, bias, cbias, scale, res, act); \
+    else if (boff) micro(1, R, kc, ap, lda, bp, boff, c, ldc, m0, m1, first, last, bias, cbias, scale, res, act); \
     else micro(0, R, kc, ap, lda, bp, NULL, c, ldc, m0, m1, first, last, bias, cbias, scale, res, act); \
     break;
 
@@ -166,6 +174,13 @@ AVX512 static void gemm_blocked(int m, int width, int k, const float *a, long ld
         for (int r = 0; r < mr; r++) memcpy(copy + r * (KC + 16), strip + (long)r * lda, sizeof(float) * (size_t)kc);
         strip = copy;
         sld = KC + 16;
+      }
+      if (ir + MR < m) {
+        // The next strip of A (weights read in place, often from L3 or DRAM): into L2 while this
+        // one computes.
+        const int nmr = m - ir - MR < MR ? m - ir - MR : MR;
+        for (int r = 0; r < nmr; r++)
+          for (int kk = 0; kk < kc; kk += 16) _mm_prefetch((const char *)(a + (long)(ir + MR + r) * lda + pc + kk), _MM_HINT_T1);
       }
       for (int jr = 0; jr < width; jr += NR) {
         const int nr = width - jr < NR ? width - jr : NR;
