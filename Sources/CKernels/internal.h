@@ -4,6 +4,8 @@
 
 #include "ckernels.h"
 
+#include <stdint.h>
+
 /// Runs fn(ctx, t) for t in [0, tasks) on the thread pool (the caller takes part).
 typedef void (*mlk_task_fn)(void *ctx, int task);
 void mlk_parallel_(int tasks, mlk_task_fn fn, void *ctx);
@@ -41,8 +43,17 @@ void mlk_gemm_direct_avx512_(int m, int width, int k, const float *a, long lda, 
 /// then the activation. For geometries where mlk_depthwise_avx512_ok_ (stride_w 1 or 2, kernel
 /// width <= 16).
 int mlk_depthwise_avx512_ok_(const mlk_conv *p);
+/// Small stride-1 "same" planes (up to 1024 outputs, 25 taps) are read as one flat row with a
+/// load mask per tap and vector of 16 outputs; the masks are made once per call.
+#define MLK_DW_FLAT_VECTORS 256
+#define MLK_DW_FLAT_TAPS 25
+typedef struct {
+  uint16_t masks[MLK_DW_FLAT_TAPS * MLK_DW_FLAT_VECTORS + 4];
+  long offs[MLK_DW_FLAT_TAPS];
+} mlk_dw_flat;
+int mlk_depthwise_flat_setup_(const mlk_conv *p, mlk_dw_flat *f);
 void mlk_depthwise_planes_avx512_(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, int n,
-                                  int o0, int o1, mlk_epilogue act);
+                                  int o0, int o1, const mlk_dw_flat *flat, mlk_epilogue act);
 
 /// Output row `oh` of a depthwise convolution over NHWC data (multiplier 1), weights 1HWO.
 void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias, float *yn, int oh,

@@ -632,6 +632,7 @@ typedef struct {
   const float *x, *w, *bias;
   float *y;
   int vector, block;   // block: channels per task
+  const mlk_dw_flat *flat;
   mlk_epilogue act;
 } dw_job;
 
@@ -641,7 +642,7 @@ static void depthwise_task(void *ctx, int t) {
   const int blocks = (p->out_c + j->block - 1) / j->block, n = t / blocks;
   const int o0 = t % blocks * j->block, o1 = o0 + j->block < p->out_c ? o0 + j->block : p->out_c;
   if (j->vector) {
-    mlk_depthwise_planes_avx512_(p, j->x, j->w, j->bias, j->y, n, o0, o1, j->act);
+    mlk_depthwise_planes_avx512_(p, j->x, j->w, j->bias, j->y, n, o0, o1, j->flat, j->act);
     return;
   }
   const int mult = p->out_c / p->in_c, in_hw = p->in_h * p->in_w, out_hw = p->out_h * p->out_w;
@@ -661,7 +662,9 @@ void mlk_depthwise_nchw(const mlk_conv *p, const float *x, const float *w, const
   const size_t out_hw = (size_t)p->out_h * p->out_w;
   int block = out_hw >= 4096 ? 1 : (int)(4096 / (out_hw ? out_hw : 1));
   if (block > p->out_c) block = p->out_c;
-  dw_job job = {p, x, w, bias, y, vector, block, {act, lo, hi}};
+  static _Thread_local mlk_dw_flat flat;   // 3 KB: kept off the caller's stack
+  const int use_flat = vector && mlk_depthwise_flat_setup_(p, &flat);
+  dw_job job = {p, x, w, bias, y, vector, block, use_flat ? &flat : NULL, {act, lo, hi}};
   int saved = mlk_threads;
   if (out_hw * p->out_c < 65536) mlk_threads = 1;   // small layers: not worth waking threads
   mlk_parallel(p->batch * ((p->out_c + block - 1) / block), depthwise_task, &job);

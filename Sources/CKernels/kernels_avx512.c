@@ -310,14 +310,69 @@ int mlk_depthwise_avx512_ok_(const mlk_conv *p) {
   return (p->stride_w == 1 || p->stride_w == 2) && p->k_w <= DW_MAX_KW;
 }
 
+// Small stride-1 planes whose output is as wide as the input ("same" padding), read as one flat
+// row: output i = oh * W + ow reads tap (kh, kw) at flat input index i + (kh*dil - pad_top) * W
+// + kw*dil - pad_left, the same offset for every output. Lanes whose tap falls outside the plane
+// or wraps into a neighbouring row are masked off; the masks depend only on the geometry and are
+// computed once per call. 16 outputs per vector whatever the width: a 7x7 plane takes 4 vectors
+// per tap instead of 7 rows of 7 lanes. Each output is the bias plus its taps in (kh, kw) order,
+// as on the row path.
+// Whether a geometry takes the flat path; if so, fills `f` (once per call, shared by all tasks).
+int mlk_depthwise_flat_setup_(const mlk_conv *p, mlk_dw_flat *f) {
+  if (!(p->stride_h == 1 && p->stride_w == 1 && p->out_w == p->in_w && p->out_h * p->out_w <= 16 * MLK_DW_FLAT_VECTORS &&
+        p->k_h * p->k_w <= MLK_DW_FLAT_TAPS))
+    return 0;
+  const int W = p->in_w, hw = p->out_h * p->out_w, taps = p->k_h * p->k_w;
+  memset(f->masks, 0, sizeof f->masks);   // vectors past the plane (up to a group of 4) read nothing
+  for (int t = 0; t < taps; t++) {
+    const int dy = t / p->k_w * p->dil_h - p->pad_top, dx = t % p->k_w * p->dil_w - p->pad_left;
+    f->offs[t] = (long)dy * W + dx;
+    for (int i = 0, oh = 0, ow = 0; i < hw; i++) {
+      const int ih = oh + dy, iw = ow + dx;
+      if (ih >= 0 && ih < p->in_h && iw >= 0 && iw < W) f->masks[t * MLK_DW_FLAT_VECTORS + i / 16] |= (uint16_t)(1u << (i % 16));
+      if (++ow == W) { ow = 0; oh++; }
+    }
+  }
+  return 1;
+}
+
+AVX512 static void dw_flat_plane(const mlk_conv *p, const float *plane, const float *k, float b, float *dst, int nv,
+                                 const uint16_t *masks, const long *offs, mlk_epilogue act) {
+  const int taps = p->k_h * p->k_w, hw = p->out_h * p->out_w;
+  const vclamp cl = clamp_of(act);
+  for (int v0 = 0; v0 < nv; v0 += 4) {
+    __m512 acc[4];
+#pragma clang loop unroll(full)
+    for (int j = 0; j < 4; j++) acc[j] = _mm512_set1_ps(b);
+    for (int t = 0; t < taps; t++) {
+      const __m512 wv = _mm512_set1_ps(k[t]);
+      const float *src = plane + offs[t] + 16 * v0;
+      const uint16_t *m = masks + t * MLK_DW_FLAT_VECTORS + v0;
+#pragma clang loop unroll(full)
+      for (int j = 0; j < 4; j++)   // vectors past nv have all-zero masks: no memory is read
+        acc[j] = _mm512_fmadd_ps(wv, load16(m[j], src + 16 * j), acc[j]);
+    }
+#pragma clang loop unroll(full)
+    for (int j = 0; j < 4; j++)
+      if (v0 + j < nv) store16(dst + 16 * (v0 + j), lanes_inside(16 * (v0 + j), hw), apply_clamp(acc[j], cl));
+  }
+}
+
 // Output channels [o0, o1) of image n. The load masks depend only on the geometry, so a plane
 // no wider than 128 outputs (one chunk group) computes them once for all its channels.
 AVX512 void mlk_depthwise_planes_avx512_(const mlk_conv *p, const float *x, const float *w, const float *bias,
-                                         float *y, int n, int o0, int o1, mlk_epilogue act) {
+                                         float *y, int n, int o0, int o1, const mlk_dw_flat *flat, mlk_epilogue act) {
   const int sw = p->stride_w, nchunks = (p->out_w + 15) / 16, mult = p->out_c / p->in_c;
   const size_t in_hw = (size_t)p->in_h * p->in_w, out_hw = (size_t)p->out_h * p->out_w;
   __mmask16 m0[DW_MAX_KW * 8], m1[DW_MAX_KW * 8];
   int masks_for = -1;   // the ow0 the masks hold
+  if (flat) {
+    const int nv = (int)((out_hw + 15) / 16);
+    for (int o = o0; o < o1; o++)
+      dw_flat_plane(p, x + ((size_t)n * p->in_c + o / mult) * in_hw, w + (size_t)o * p->k_h * p->k_w, bias ? bias[o] : 0.0f,
+                    y + ((size_t)n * p->out_c + o) * out_hw, nv, flat->masks, flat->offs, act);
+    return;
+  }
   for (int o = o0; o < o1; o++) {
     const float *plane = x + ((size_t)n * p->in_c + o / mult) * in_hw, *k = w + (size_t)o * p->k_h * p->k_w;
     const float b = bias ? bias[o] : 0.0f;
@@ -580,6 +635,7 @@ int mlk_avx512_available(void) { return 0; }
 void mlk_prefer_avx512(int on) { (void)on; }
 int mlk_use_avx512_(void) { return 0; }
 int mlk_depthwise_avx512_ok_(const mlk_conv *p) { (void)p; return 0; }
+int mlk_depthwise_flat_setup_(const mlk_conv *p, mlk_dw_flat *f) { (void)p; (void)f; return 0; }
 int mlk_depthwise_nhwc_flat_ok_(const mlk_conv *p) { (void)p; return 0; }
 int mlk_conv_nhwc_single_ok_(const mlk_conv *p) { (void)p; return 0; }
 int mlk_conv1x1_nhwc_small_ok_(const mlk_conv *p) { (void)p; return 0; }
@@ -615,8 +671,8 @@ void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, const fl
   abort();
 }
 void mlk_depthwise_planes_avx512_(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, int n,
-                                  int o0, int o1, mlk_epilogue act) {
-  (void)p; (void)x; (void)w; (void)bias; (void)y; (void)n; (void)o0; (void)o1; (void)act;
+                                  int o0, int o1, const mlk_dw_flat *flat, mlk_epilogue act) {
+  (void)p; (void)x; (void)w; (void)bias; (void)y; (void)n; (void)o0; (void)o1; (void)flat; (void)act;
   abort();
 }
 void mlk_gemm_packed_avx512_(int m, int width, int k, const float *a, long lda, const float *bpanels, float *c,
