@@ -43,7 +43,7 @@ void mlk_gemm_direct_avx512_(int m, int width, int k, const float *a, long lda, 
 /// then the activation. For geometries where mlk_depthwise_avx512_ok_ (stride_w 1 or 2, kernel
 /// width <= 16).
 int mlk_depthwise_avx512_ok_(const mlk_conv *p);
-/// Small stride-1 "same" planes (up to 1024 outputs, 25 taps) are read as one flat row with a
+/// Small stride-1 "same" planes (up to 4096 outputs, 25 taps) are read as one flat row with a
 /// load mask per tap and vector of 16 outputs; the masks are made once per call.
 #define MLK_DW_FLAT_VECTORS 256
 #define MLK_DW_FLAT_TAPS 25

@@ -317,21 +317,29 @@ int mlk_depthwise_avx512_ok_(const mlk_conv *p) {
 // computed once per call. 16 outputs per vector whatever the width: a 7x7 plane takes 4 vectors
 // per tap instead of 7 rows of 7 lanes. Each output is the bias plus its taps in (kh, kw) order,
 // as on the row path.
+//
 // Whether a geometry takes the flat path; if so, fills `f` (once per call, shared by all tasks).
-int mlk_depthwise_flat_setup_(const mlk_conv *p, mlk_dw_flat *f) {
+AVX512 int mlk_depthwise_flat_setup_(const mlk_conv *p, mlk_dw_flat *f) {
   if (!(p->stride_h == 1 && p->stride_w == 1 && p->out_w == p->in_w && p->out_h * p->out_w <= 16 * MLK_DW_FLAT_VECTORS &&
         p->k_h * p->k_w <= MLK_DW_FLAT_TAPS))
     return 0;
-  const int W = p->in_w, hw = p->out_h * p->out_w, taps = p->k_h * p->k_w;
+  const int W = p->in_w, taps = p->k_h * p->k_w, nv = (p->out_h * p->out_w + 15) / 16;
   memset(f->masks, 0, sizeof f->masks);   // vectors past the plane (up to a group of 4) read nothing
   for (int t = 0; t < taps; t++) {
     const int dy = t / p->k_w * p->dil_h - p->pad_top, dx = t % p->k_w * p->dil_w - p->pad_left;
     f->offs[t] = (long)dy * W + dx;
-    for (int i = 0, oh = 0, ow = 0; i < hw; i++) {
-      const int ih = oh + dy, iw = ow + dx;
-      if (ih >= 0 && ih < p->in_h && iw >= 0 && iw < W) f->masks[t * MLK_DW_FLAT_VECTORS + i / 16] |= (uint16_t)(1u << (i % 16));
-      if (++ow == W) { ow = 0; oh++; }
-    }
+    uint16_t *m = f->masks + t * MLK_DW_FLAT_VECTORS;
+    // Rows whose tap row lies inside the input are one range of flat indices...
+    const int oh_lo = dy < 0 ? -dy : 0, oh_hi = p->in_h - dy < p->out_h ? p->in_h - dy : p->out_h;
+    if (oh_hi <= oh_lo) continue;
+    for (int v = 0; v < nv; v++) m[v] = lanes_inside((long)v * 16 - (long)oh_lo * W, (long)(oh_hi - oh_lo) * W);
+    // ...less, in each of those rows, the |dx| columns whose tap column falls outside.
+    const int ow_lo = dx < 0 ? 0 : (W - dx > 0 ? W - dx : 0), ow_hi = dx < 0 ? (-dx < W ? -dx : W) : W;
+    for (int oh = oh_lo; oh < oh_hi; oh++)
+      for (int ow = ow_lo; ow < ow_hi; ow++) {
+        const int i = oh * W + ow;
+        m[i / 16] &= (uint16_t)~(1u << (i % 16));
+      }
   }
   return 1;
 }
