@@ -77,11 +77,18 @@ def tflite_ref(path):
     it.invoke()
     ref.invoke()
     outs = []
-    for d in it.get_output_details():
+    meta['extra'] = {}
+    for k, d in enumerate(it.get_output_details()):
         v = it.get_tensor(d['index'])
         outs.append(v)
-        meta['outputs'].append({'name': d['name'], 'shape': list(map(int, v.shape)), 'spread': spread(v, ref.get_tensor(d['index'])),
-                                'steps': float(np.abs(v.astype(np.float64) - ref.get_tensor(d['index']).astype(np.float64)).max()) if np.issubdtype(v.dtype, np.integer) else None})
+        r = ref.get_tensor(d['index'])
+        meta['outputs'].append({'name': d['name'], 'shape': list(map(int, v.shape)), 'spread': spread(v, r),
+                                'steps': float(np.abs(v.astype(np.float64) - r.astype(np.float64)).max()) if np.issubdtype(v.dtype, np.integer) else None})
+        if np.issubdtype(v.dtype, np.integer):
+            # Integer outputs also from LiteRT's reference kernels (the default interpreter runs
+            # XNNPACK, whose requantization rounds in float and can differ by a step).
+            meta['outputs'][-1]['referenceKernels'] = f'reference_kernels_{k}.npy'
+            meta['extra'][f'reference_kernels_{k}.npy'] = r.copy()
     return ins, outs, meta
 
 
@@ -89,7 +96,7 @@ def main():
     models = sorted(glob.glob(os.path.join(ROOT, '.models', d, '*.onnx')) for d in ('torchvision', 'paper', 'rapidocr', 'nudenet', 'magika'))
     models = [p for group in models for p in group] + sorted(glob.glob(os.path.join(ROOT, '.models', 'mediapipe', '*.tflite')))
     models += [os.path.join(ROOT, 'SampleModels', f) for f in ('tiny_cnn.onnx', 'tiny_cnn.tflite', 'tiny_cnn_qdq.onnx',
-                                                                'mobilenet_int8.tflite', 'mobilenet_dynamic.tflite')]
+                                                                'tiny_int8.tflite', 'mobilenet_int8.tflite', 'mobilenet_dynamic.tflite')]
     for p in models:
         stem = os.path.splitext(os.path.basename(p))[0]
         d = os.path.join(OUT, stem + ('' if p.endswith('.onnx') else '.tflite'))
@@ -105,6 +112,8 @@ def main():
             np.save(os.path.join(d, f'input_{k}.npy'), x)
         for k, y in enumerate(outs):
             np.save(os.path.join(d, f'output_{k}.npy'), np.ascontiguousarray(y))
+        for f, y in meta.pop('extra', {}).items():
+            np.save(os.path.join(d, f), np.ascontiguousarray(y))
         meta['model'] = os.path.relpath(p, ROOT)
         json.dump(meta, open(os.path.join(d, 'meta.json'), 'w'))
     print(f'make-run-references: {len(os.listdir(OUT)) if os.path.isdir(OUT) else 0} models in {OUT}', file=sys.stderr)

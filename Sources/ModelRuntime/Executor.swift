@@ -47,6 +47,11 @@ public final class RunContext {
         if allocated.removeValue(forKey: ObjectIdentifier(b)) != nil { arenaBytes -= b.capacity }
     }
 
+    /// After a run, once its outputs are handed off: every buffer the context still owns is free,
+    /// including temporaries a kernel allocated and did not release (or the next run would
+    /// allocate them again, and the pool would grow run after run).
+    func reclaim() { pool = Array(allocated.values) }
+
     /// Scratch of at least `floats` floats, kept between calls. It counts toward the arena: the
     /// largest scratch a run needed is part of the memory the run takes.
     public func scratchFloats(_ floats: Int) -> UnsafeMutablePointer<Float> {
@@ -108,6 +113,10 @@ public final class Executor {
     /// Bytes of the constants the kernels read (weights as they use them: fp16 widened to fp32,
     /// BatchNorm folded into depthwise weights, ...), counted once each.
     public private(set) var kernelWeightBytes = 0
+    /// Weights the integer kernels packed into their own copies (counted in kernelWeightBytes).
+    var packedWeightBytes = 0
+    /// Nodes that run on the integer (int8) kernels; the other quantized nodes compute in float.
+    public private(set) var integerNodes = 0
     /// The buffer pool, kept from one run to the next: a fresh allocation of every activation on
     /// each run costs a page fault per 4 KB touched (about 1 ms on MobileNetV2's early layers).
     var runContext: RunContext?
@@ -324,11 +333,29 @@ public final class Executor {
             if node.fusedActivation == .signBit || node.fusedActivation == .tanh && node.op != .conv {
                 throw RuntimeError.unsupported(op: node.sourceOp, node: node.name, reason: "fused activation \(node.fusedActivation!.rawValue)")
             }
-            let inputs = fusedInputs[i] ?? node.inputs
+            var inputs = fusedInputs[i] ?? node.inputs
             let consts = inputs.map { $0.flatMap { $0 >= graph.values.count ? synthetic[$0 - graph.values.count] : constantTensor($0) } }
             var pc = PlanContext(node: node, graph: graph, constants: consts)
             pc.activation = fusedActivations[i]
-            let kernel = try needsQuantizedWrapper(node) ? quantizedWrapper(pc, factory: factory) : factory(pc)
+            var kernel: Kernel
+            if needsQuantizedWrapper(node), let integer = IntegerConv.make(pc) {
+                kernel = integer.kernel
+                integerNodes += 1
+                if !integer.readsWeights {
+                    // The kernel packed its own copy: the step reads only the activation, and the
+                    // stored weights (read by no other node) give their resident pages back.
+                    packedWeightBytes += integer.weightBytes
+                    for case let v? in inputs.dropFirst() where v < graph.values.count && consumerCount[v] == 1 {
+                        graph.values[v].constant?.releaseResidentPages()
+                    }
+                    inputs = Array(inputs.prefix(1))
+                }
+            } else if needsQuantizedWrapper(node) {
+                let wrapped = try quantizedWrapper(pc, factory: factory)
+                kernel = quantizedAddKernel(pc, fallback: wrapped) ?? wrapped
+            } else {
+                kernel = try factory(pc)
+            }
             let allConstant = zip(inputs, consts).allSatisfy { $0.0 == nil || $0.1 != nil }
             if allConstant && !node.inputs.isEmpty || node.op.rawValue == "Constant" {
                 // Fold once now.
@@ -347,7 +374,7 @@ public final class Executor {
         nodeSeconds = Array(repeating: nil, count: graph.nodes.count)
         var used = Set<ValueID>()
         for step in steps { for case let v? in step.inputs { used.insert(v) } }
-        kernelWeightBytes = used.reduce(0) { total, v in
+        kernelWeightBytes = packedWeightBytes + used.reduce(0) { total, v in
             let t = v >= graph.values.count ? synthetic[v - graph.values.count] : constants[v]
             return total + (t?.byteCount ?? 0)
         }
@@ -396,6 +423,7 @@ public final class Executor {
             out[graph.values[o].name] = t
             ctx.handOff(t.buffer)
         }
+        ctx.reclaim()
         if owner { runContext = ctx }
         return out
     }

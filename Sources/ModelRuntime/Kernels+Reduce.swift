@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import ModelIR
 
@@ -20,6 +21,14 @@ let reduceKernels: [(String, KernelFactory)] = {
                 let outShapeKeep = x.shape.enumerated().map { set.contains($0.offset) ? 1 : $0.element }
                 let outShape = keep ? outShapeKeep : x.shape.enumerated().filter { !set.contains($0.offset) }.map(\.element)
                 let y = try ctx.alloc(outShape, .float32)
+                // Reduced axes side by side (global pooling as a Mean over H and W, ...): one pass.
+                let sorted = set.sorted()
+                if let kind = ["ReduceSum": Int32(0), "ReduceMean": 1, "ReduceMax": 2, "ReduceMin": 3][name],
+                   let a0 = sorted.first, let a1 = sorted.last, a1 - a0 + 1 == sorted.count {
+                    let outer = x.shape[..<a0].reduce(1, *), red = x.shape[a0...a1].reduce(1, *), inner = x.shape[(a1 + 1)...].reduce(1, *)
+                    mlk_reduce_contiguous(x.floats, outer, red, inner, kind, y.floats)
+                    return [y]
+                }
                 let total = outShapeKeep.reduce(1, *)
                 var acc = [Double](repeating: name == "ReduceMax" ? -.infinity : name == "ReduceMin" ? .infinity : name == "ReduceProd" ? 1 : 0, count: total)
                 var ostride = [Int](repeating: 1, count: r)

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import ModelIR
 
@@ -9,6 +10,10 @@ enum Quant {
     static func dequantize(_ t: RTensor, _ q: QuantizationParams, _ ctx: RunContext?) throws -> RTensor {
         let y = try ctx?.alloc(t.shape, .float32) ?? RTensor.allocate(t.shape, .float32)
         let n = t.count
+        if q.scales.count <= 1, t.dtype == .int8 || t.dtype == .uint8 {
+            mlk_dequantize_8(t.raw, t.dtype == .int8 ? 1 : 0, n, q.scales.first ?? 1, Int32(clamping: q.zeroPoints.first ?? 0), y.floats)
+            return y
+        }
         if q.scales.count <= 1 {
             let s = q.scales.first ?? 1, z = Float(q.zeroPoints.first ?? 0)
             for i in 0..<n { y.floats[i] = (t.element(i) - z) * s }
@@ -31,6 +36,10 @@ enum Quant {
     /// ONNX QuantizeLinear rounds half to even.
     static func quantize(_ x: RTensor, to dtype: DType, scale: Float, zeroPoint: Int, halfToEven: Bool, _ ctx: RunContext) throws -> RTensor {
         let y = try ctx.alloc(x.shape, dtype)
+        if dtype == .int8 || dtype == .uint8 {
+            mlk_quantize_8(x.floats, x.count, scale, Int32(clamping: zeroPoint), dtype == .int8 ? 1 : 0, halfToEven ? 1 : 0, y.raw)
+            return y
+        }
         let (lo, hi): (Float, Float)
         switch dtype {
         case .int8: (lo, hi) = (-128, 127)
@@ -119,15 +128,25 @@ func quantizedWrapper(_ pc: PlanContext, factory: KernelFactory) throws -> Kerne
     let outInfo = n.outputs.map { (g.values[$0].type.dtype, g.values[$0].quantization) }
     return { ins, ctx in
         var xs = ins
+        var temporaries: [ObjectIdentifier: RBuffer] = [:]
         for (i, x) in ins.enumerated() {
             if let c = floatConstants[i] { xs[i] = c; continue }
-            if let x, Quant.isQuantizedType(x.dtype), let q = inParams[i] { xs[i] = try Quant.dequantize(x, q, ctx) }
+            if let x, Quant.isQuantizedType(x.dtype), let q = inParams[i] {
+                let t = try Quant.dequantize(x, q, ctx)
+                xs[i] = t
+                temporaries[ObjectIdentifier(t.buffer)] = t.buffer
+            }
         }
         let outs = try kernel(xs, ctx)
-        return try outs.enumerated().map { k, y in
+        let results = try outs.enumerated().map { k, y in
             guard k < outInfo.count, Quant.isQuantizedType(outInfo[k].0), let q = outInfo[k].1, y.dtype == .float32 else { return y }
+            temporaries[ObjectIdentifier(y.buffer)] = y.buffer
             return try Quant.quantize(y, to: outInfo[k].0, scale: q.scales.first ?? 1, zeroPoint: Int(q.zeroPoints.first ?? 0), halfToEven: false, ctx)
         }
+        // The float copies go back to the pool, each once, unless a result is one of them.
+        for r in results { temporaries[ObjectIdentifier(r.buffer)] = nil }
+        for b in temporaries.values { ctx.release(b) }
+        return results
     }
 }
 

@@ -62,6 +62,20 @@ final class ExecutionTests: XCTestCase {
         XCTAssertEqual(exec.peakArenaBytes, arena, "the pool grew from one run to the next")
     }
 
+    /// Kernels that allocate temporaries (quantized ops computing in float dequantize their inputs)
+    /// do not make the pool grow from run to run.
+    func testTemporariesGoBackToThePoolAfterARun() throws {
+        let model = try ModelImporter.load(TestSupport.samples.appendingPathComponent("mobilenet_int8.tflite").path)
+        let exec = try Executor(model: model)
+        let input = model.graph.values[model.graph.inputs[0]]
+        let x = RTensor.allocate([1, 48, 48, 3], .int8)
+        for i in 0..<x.count { x.raw.storeBytes(of: Int8(truncatingIfNeeded: i * 37), toByteOffset: i, as: Int8.self) }
+        _ = try exec.run([input.name: x])
+        let arena = exec.peakArenaBytes
+        for _ in 0..<4 { _ = try exec.run([input.name: x]) }
+        XCTAssertEqual(exec.peakArenaBytes, arena, "the pool grew from one run to the next")
+    }
+
     func testUnsupportedOpNamesItselfAndTheNode() throws {
         let model = try ModelImporter.load(TestSupport.models.appendingPathComponent("mediapipe/mediapipe__modules__selfie_segmentation__selfie_segmentation.tflite").path)
         XCTAssertThrowsError(try Executor(model: model)) { e in

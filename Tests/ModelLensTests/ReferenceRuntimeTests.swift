@@ -41,6 +41,26 @@ final class ReferenceRuntimeTests: XCTestCase {
         }
     }
 
+    /// The full-integer sample runs its convolutions, depthwise convolutions and fully-connected
+    /// layer on the integer kernels, on the AVX-512 VNNI path and the portable one, and both give
+    /// LiteRT's reference kernels' output to the bit.
+    func testInt8ModelRunsOnIntegerKernels() throws {
+        let path = TestSupport.samples.appendingPathComponent("mobilenet_int8.tflite").path
+        let model = try ModelImporter.load(path)
+        let exec = try Executor(model: model, threads: 2)
+        let convs = model.graph.nodes.filter { $0.op == .conv || $0.op.rawValue == "FullyConnected" }
+        XCTAssertEqual(convs.count, 8, "the Keras model: a stem conv, 3 depthwise + 3 pointwise, a dense layer")
+        XCTAssertEqual(exec.integerNodes, convs.count, "every conv / depthwise / fully-connected node on the integer kernels")
+        defer { Executor.preferAVX512(true) }
+        let (_, _, failures) = try compareWithReferences(only: ["mobilenet_int8.tflite"])
+        XCTAssertEqual(failures, [])
+        Executor.preferAVX512(false)
+        let (report, _, portableFailures) = try compareWithReferences(only: ["mobilenet_int8.tflite"])
+        XCTAssertEqual(portableFailures, [])
+        XCTAssertEqual(report.count, 1)
+        XCTAssertTrue(report.first?.contains("0 of 10 differ") ?? false, report.first ?? "no report")
+    }
+
     /// Runs every model with reference data (or the named ones) and compares each output.
     func compareWithReferences(only: [String]? = nil) throws -> (report: [String], skipped: [String], failures: [String]) {
         let dir = TestSupport.refdata.appendingPathComponent("runs")
@@ -75,10 +95,21 @@ final class ReferenceRuntimeTests: XCTestCase {
                 guard got.shape == want.shape else { failures.append("\(m) \(name): shape \(got.shape) vs \(want.shape)"); continue }
                 let a = got.toFloats(), b = want.toFloats()
                 if want.dtype == .int8 || want.dtype == .uint8 {
-                    // Quantized outputs: within one quantization step of the reference.
+                    // Quantized outputs: within one quantization step of the reference (LiteRT's default
+                    // interpreter, XNNPACK, rounds its requantization in float) and, where LiteRT's
+                    // reference kernels ran too, equal to theirs: the integer kernels do their arithmetic.
                     let steps = zip(a, b).map { abs($0 - $1) }.max() ?? 0
-                    report.append(String(format: "%@ %@: %.0f quantization step(s) from the reference", m, name, steps))
+                    var line = String(format: "%@ %@: %.0f quantization step(s) from the reference", m, name, steps)
                     if steps > 1 { failures.append(String(format: "%@ %@: %.0f quantization steps", m, name, steps)) }
+                    if let f = o["referenceKernels"] as? String {
+                        let exact = try NPY.read(d.appendingPathComponent(f).path).toFloats()
+                        let differing = zip(a, exact).filter { $0 != $1 }.count
+                        line += ", \(differing) of \(a.count) differ from LiteRT's reference kernels"
+                        if differing > 0 && exec.integerNodes > 0 {
+                            failures.append("\(m) \(name): \(differing) elements differ from LiteRT's reference kernels")
+                        }
+                    }
+                    report.append(line)
                     continue
                 }
                 let scale = max(b.map { abs($0) }.max() ?? 0, 1e-6)

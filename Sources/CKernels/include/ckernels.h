@@ -4,6 +4,7 @@
 #define MODELLENS_CKERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -125,6 +126,51 @@ void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, cons
 /// y = x * scale[ch] + shift[ch] over [outer, c, inner] (inference BatchNormalization), then the activation.
 void mlk_channel_affine(const float *x, float *y, long outer, long c, long inner, const float *scale, const float *shift,
                         int act, float lo, float hi);
+
+/// Quantized (int8 / uint8) NHWC convolutions, TFLite semantics: see kernels_int8.c.
+/// Zero points and the output clamp are in the tensors' stored values; signedness 1 = int8, 0 = uint8.
+typedef struct mlk_qconv {
+  int32_t in_zero, out_zero, act_min, act_max;
+  int in_signed;
+} mlk_qconv;
+
+/// A real multiplier as TFLite holds it: a Q31 value in [2^30, 2^31) and a power-of-two exponent.
+void mlk_quantize_multiplier(double m, int32_t *mult, int32_t *shift);
+/// TFLite's MultiplyByQuantizedMultiplier (rounding doubling high multiply, rounding shift).
+int32_t mlk_multiply_by_quantized_(int32_t x, int32_t mult, int32_t shift);
+
+/// Bytes of packed weights for out_c channels of k = kH * kW * in_c weights each.
+size_t mlk_qconv_packed_size(int out_c, int k);
+/// Packs OHWI int8 weights ([out_c][k]) into 16-channel panels and writes the bias the packed
+/// GEMM adds: bias[o] - a_zero * sum_k w[o][k], where a_zero is the input zero point as an
+/// unsigned byte (in_zero + 128 for int8 input, in_zero for uint8). bias may be NULL.
+void mlk_qconv_pack(int out_c, int k, const int8_t *w, const int32_t *bias, int32_t a_zero, int8_t *packed,
+                    int32_t *bias_eff);
+/// Scratch bytes mlk_qconv_nhwc needs (per-thread im2col rows).
+size_t mlk_qconv_scratch(const mlk_conv *p);
+/// Standard (groups 1) convolution; a fully-connected layer is a 1x1 one over a [1, 1, rows, in] image.
+/// mult / shift per output channel from mlk_quantize_multiplier.
+void mlk_qconv_nhwc(const mlk_conv *p, const mlk_qconv *q, const void *x, const int8_t *packed, const int32_t *bias_eff,
+                    const int32_t *mult, const int32_t *shift, void *y, uint8_t *scratch);
+/// Depthwise convolution, weights 1HWO int8 as stored, bias int32 (or NULL).
+void mlk_qdepthwise_nhwc(const mlk_conv *p, const mlk_qconv *q, const void *x, const int8_t *w, const int32_t *bias,
+                         const int32_t *mult, const int32_t *shift, void *y);
+/// Per-tensor dequantization of int8 (in_signed 1) or uint8 values: y = (x - zero) * scale.
+void mlk_dequantize_8(const void *x, int in_signed, size_t n, float scale, int32_t zero, float *y);
+/// Per-tensor quantization to int8 / uint8: round(x / scale) (half to even, or half away from
+/// zero) + zero, saturated; NaN becomes the zero point.
+void mlk_quantize_8(const float *x, size_t n, float scale, int32_t zero, int out_signed, int half_even, void *y);
+/// y = quantize(dequantize(a) + dequantize(b)), elementwise over n values of int8 / uint8, with a
+/// clamping activation (kinds 1-3 of mlk_activate) before quantizing: the float path of a quantized
+/// ADD in one pass.
+void mlk_qadd_8(const void *a, int a_signed, float sa, int32_t za, const void *b, int b_signed, float sb, int32_t zb,
+                size_t n, int act, float so, int32_t zo, int out_signed, void *y);
+/// True when the integer kernels use AVX-512 VNNI here.
+int mlk_vnni_available_(void);
+
+/// Reduction of the middle axis of [outer, red, inner]: kind 0 sum, 1 mean, 2 max, 3 min
+/// (accumulated in double; a NaN propagates through max and min).
+void mlk_reduce_contiguous(const float *x, long outer, long red, long inner, int kind, float *y);
 
 /// Fused activations applied in place: 0 none, 1 relu, 2 relu6, 3 relu_n1_to_1, 4 tanh, 5 clip(lo, hi).
 void mlk_activate(float *y, size_t n, int kind, float lo, float hi);

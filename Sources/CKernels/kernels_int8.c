@@ -1,0 +1,418 @@
+// Integer convolutions for quantized TFLite models: int8 or uint8 activations, int8 weights
+// (per channel or per tensor, zero point 0), int32 bias and accumulation, and the fixed-point
+// requantization of TFLite's reference kernels, so results are the reference's to the bit.
+//
+// Arithmetic, per output channel o:
+//   acc = bias[o] + sum_k (x_k - x_zero) * w[o][k]
+//   y   = clamp(out_zero + MultiplyByQuantizedMultiplier(acc, M[o]), act_min, act_max)
+// where M[o] = in_scale * w_scale[o] / out_scale is held as a Q31 multiplier and a power-of-two
+// exponent (mlk_quantize_multiplier). The multiply is a rounding doubling high multiply (round
+// half away from zero) followed by a rounding right shift (half away from zero): two roundings,
+// as TFLite does them.
+//
+// The GEMM takes unsigned activations: a = x + 128 for int8 (x itself for uint8), whose zero is
+// a_zero = x_zero + 128 (x_zero). Then sum (x - x_zero) w = sum a w - a_zero * sum w, and the
+// second term is folded into the bias once, when the weights are packed. Padding reads as
+// a_zero: a real zero. With AVX-512 VNNI, vpdpbusd multiplies 4 unsigned bytes of A by 4 signed
+// bytes of W and adds them into each of 16 int32 lanes, 64 multiply-adds an instruction; the
+// portable path does the same sums in plain C.
+#include "internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define QROWS 64   // output pixels per task: their im2col rows stay in L1/L2
+#define QMR 8      // rows per register tile (VNNI)
+
+void mlk_quantize_multiplier(double m, int32_t *mult, int32_t *shift) {
+  if (!(m > 0) || !isfinite(m)) {
+    *mult = 0; *shift = 0;
+    return;
+  }
+  int e = 0;
+  const double f = frexp(m, &e);   // m = f * 2^e, f in [0.5, 1)
+  long long q = llround(f * 2147483648.0);
+  if (q == 2147483648LL) { q /= 2; e++; }
+  if (e < -31) { q = 0; e = 0; }
+  if (e > 30) { q = 2147483647LL; e = 30; }   // beyond any scale a real model has; saturate
+  *mult = (int32_t)q;
+  *shift = e;
+}
+
+int32_t mlk_multiply_by_quantized_(int32_t x, int32_t mult, int32_t shift) {
+  const int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
+  const int64_t ab = (int64_t)(int32_t)((uint32_t)x << left) * mult;
+  const int64_t nudge = ab >= 0 ? (1LL << 30) : 1 - (1LL << 30);
+  const int32_t hi = (int32_t)((ab + nudge) / (1LL << 31));   // C division truncates toward zero
+  if (right == 0) return hi;
+  const int32_t mask = (int32_t)((1u << right) - 1u);
+  const int32_t rem = hi & mask, threshold = (mask >> 1) + (hi < 0 ? 1 : 0);
+  return (hi >> right) + (rem > threshold ? 1 : 0);
+}
+
+static inline uint8_t requant_one(int32_t acc, int32_t mult, int32_t shift, const mlk_qconv *q) {
+  int32_t v = mlk_multiply_by_quantized_(acc, mult, shift) + q->out_zero;
+  v = v < q->act_min ? q->act_min : (v > q->act_max ? q->act_max : v);
+  return (uint8_t)v;   // the low byte: an int8 or uint8 value as stored
+}
+
+size_t mlk_qconv_packed_size(int out_c, int k) { return (size_t)((out_c + 15) / 16) * (size_t)((k + 3) / 4) * 64; }
+
+void mlk_qconv_pack(int out_c, int k, const int8_t *w, const int32_t *bias, int32_t a_zero, int8_t *packed,
+                    int32_t *bias_eff) {
+  const size_t k4 = (size_t)(k + 3) / 4;
+  memset(packed, 0, mlk_qconv_packed_size(out_c, k));
+  for (int o = 0; o < out_c; o++) {
+    int32_t sum = 0;
+    int8_t *dst = packed + (size_t)(o / 16) * k4 * 64 + (size_t)(o % 16) * 4;
+    for (int kk = 0; kk < k; kk++) {
+      const int8_t v = w[(size_t)o * k + kk];
+      sum += v;
+      dst[(size_t)(kk / 4) * 64 + kk % 4] = v;
+    }
+    bias_eff[o] = (bias ? bias[o] : 0) - a_zero * sum;
+  }
+}
+
+static int kp_of(const mlk_conv *p) { return (p->k_h * p->k_w * p->in_c + 3) / 4 * 4; }
+
+size_t mlk_qconv_scratch(const mlk_conv *p) { return (size_t)(mlk_thread_count_() + 1) * QROWS * kp_of(p); }
+
+// im2col rows [r0, r0 + nr) of image xn as unsigned bytes, each kp long: taps outside the
+// image read a_zero, and the tail past k reads 0 (its packed weights are 0 too).
+static void qim2col(const mlk_conv *p, const uint8_t *xn, uint8_t flip, uint8_t a_zero, long r0, int nr, int kp,
+                    uint8_t *dst) {
+  const int c = p->in_c;
+  for (int i = 0; i < nr; i++) {
+    const long r = r0 + i;
+    const int oh = (int)(r / p->out_w), ow = (int)(r % p->out_w);
+    uint8_t *row = dst + (size_t)i * kp;
+    int k = 0;
+    for (int kh = 0; kh < p->k_h; kh++) {
+      const int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
+      for (int kw = 0; kw < p->k_w; kw++, k += c) {
+        const int iw = ow * p->stride_w - p->pad_left + kw * p->dil_w;
+        if (ih < 0 || ih >= p->in_h || iw < 0 || iw >= p->in_w) {
+          memset(row + k, a_zero, (size_t)c);
+          continue;
+        }
+        const uint8_t *src = xn + ((size_t)ih * p->in_w + iw) * c;
+        for (int j = 0; j < c; j++) row[k + j] = src[j] ^ flip;
+      }
+    }
+    memset(row + k, 0, (size_t)(kp - k));
+  }
+}
+
+// Rows [0, nr) of A (row stride kp) times every packed panel, requantized into y (row stride ldy).
+static void qgemm_portable(const uint8_t *a, int nr, int kp, const int8_t *packed, int out_c, const int32_t *bias,
+                           const int32_t *mult, const int32_t *shift, const mlk_qconv *q, uint8_t *y, long ldy) {
+  const int k4 = kp / 4;
+  for (int jp = 0; jp * 16 < out_c; jp++) {
+    const int8_t *pw = packed + (size_t)jp * k4 * 64;
+    const int o0 = jp * 16, n = out_c - o0 < 16 ? out_c - o0 : 16;
+    for (int i = 0; i < nr; i++) {
+      const uint8_t *ar = a + (size_t)i * kp;
+      int32_t acc[16] = {0};
+      for (int g = 0; g < k4; g++)
+        for (int c = 0; c < 16; c++)
+          for (int j = 0; j < 4; j++) acc[c] += (int32_t)ar[g * 4 + j] * pw[(size_t)g * 64 + c * 4 + j];
+      for (int c = 0; c < n; c++) y[i * ldy + o0 + c] = requant_one(acc[c] + bias[o0 + c], mult[o0 + c], shift[o0 + c], q);
+    }
+  }
+}
+
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+#include <immintrin.h>
+#define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+
+int mlk_vnni_available_(void) {
+  static int cpu = -1;
+  if (cpu < 0) {
+    __builtin_cpu_init();
+    cpu = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");
+  }
+  return cpu && mlk_use_avx512_();
+}
+
+// MultiplyByQuantizedMultiplier on 16 lanes, exactly as the scalar one.
+VNNI static inline __m512i requant16(__m512i x, __m512i mult, __m512i shift) {
+  const __m512i zero = _mm512_setzero_si512();
+  const __m512i left = _mm512_max_epi32(shift, zero), right = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
+  x = _mm512_sllv_epi32(x, left);
+  // 64-bit products of the even lanes, then of the odd ones.
+  const __m512i pe = _mm512_mul_epi32(x, mult);
+  const __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(mult, 32));
+  const __m512i half = _mm512_set1_epi64(1LL << 30), neg_adj = _mm512_set1_epi64(1 - (1LL << 31));
+  const __m512i trunc = _mm512_set1_epi64((1LL << 31) - 1);
+  // ab + nudge, nudge = 2^30 (ab >= 0) or 1 - 2^30; then / 2^31 rounding toward zero.
+  __m512i ve = _mm512_add_epi64(pe, _mm512_add_epi64(half, _mm512_and_si512(_mm512_srai_epi64(pe, 63), neg_adj)));
+  __m512i vo = _mm512_add_epi64(po, _mm512_add_epi64(half, _mm512_and_si512(_mm512_srai_epi64(po, 63), neg_adj)));
+  ve = _mm512_srai_epi64(_mm512_add_epi64(ve, _mm512_and_si512(_mm512_srai_epi64(ve, 63), trunc)), 31);
+  vo = _mm512_srai_epi64(_mm512_add_epi64(vo, _mm512_and_si512(_mm512_srai_epi64(vo, 63), trunc)), 31);
+  const __m512i hi = _mm512_mask_blend_epi32(0xAAAA, ve, _mm512_slli_epi64(vo, 32));
+  // Rounding right shift.
+  const __m512i one = _mm512_set1_epi32(1);
+  const __m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
+  const __m512i rem = _mm512_and_si512(hi, mask);
+  const __m512i threshold = _mm512_sub_epi32(_mm512_srli_epi32(mask, 1), _mm512_srai_epi32(hi, 31));
+  const __m512i shifted = _mm512_srav_epi32(hi, right);
+  return _mm512_mask_add_epi32(shifted, _mm512_cmpgt_epi32_mask(rem, threshold), shifted, one);
+}
+
+VNNI static inline void store16(__m512i acc, const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                                const mlk_qconv *q, uint8_t *dst, __mmask16 m) {
+  const __m512i b = bias ? _mm512_maskz_loadu_epi32(m, bias) : _mm512_setzero_si512();
+  const __m512i mu = _mm512_maskz_loadu_epi32(m, mult);
+  const __m512i sh = _mm512_maskz_loadu_epi32(m, shift);
+  __m512i v = _mm512_add_epi32(requant16(_mm512_add_epi32(acc, b), mu, sh), _mm512_set1_epi32(q->out_zero));
+  v = _mm512_min_epi32(_mm512_max_epi32(v, _mm512_set1_epi32(q->act_min)), _mm512_set1_epi32(q->act_max));
+  // Plain stores where the mask is full: masked accesses that miss the cache are slow here.
+  if (m == 0xFFFF)
+    _mm_storeu_si128((__m128i *)dst, _mm512_cvtepi32_epi8(v));
+  else
+    _mm_mask_storeu_epi8(dst, m, _mm512_cvtepi32_epi8(v));
+}
+
+// Up to QMR rows of A times two panels (32 channels; the second may repeat the first when only
+// one is left, and is then not stored).
+VNNI static void qtile_vnni(const uint8_t *a, int nr, int kp, const int8_t *p0, const int8_t *p1, int o0, int out_c,
+                            const int32_t *bias, const int32_t *mult, const int32_t *shift, const mlk_qconv *q,
+                            uint8_t *y, long ldy) {
+  const uint8_t *ar[QMR];
+  for (int i = 0; i < QMR; i++) ar[i] = a + (size_t)(i < nr ? i : 0) * kp;
+  __m512i c0[QMR], c1[QMR];
+  for (int i = 0; i < QMR; i++) c0[i] = c1[i] = _mm512_setzero_si512();
+  const int k4 = kp / 4;
+#pragma clang loop unroll(disable)
+  for (int g = 0; g < k4; g++) {
+    const __m512i w0 = _mm512_loadu_si512(p0 + (size_t)g * 64), w1 = _mm512_loadu_si512(p1 + (size_t)g * 64);
+    for (int i = 0; i < QMR; i++) {
+      int32_t four;
+      memcpy(&four, ar[i] + (size_t)g * 4, 4);
+      const __m512i av = _mm512_set1_epi32(four);
+      c0[i] = _mm512_dpbusd_epi32(c0[i], av, w0);
+      c1[i] = _mm512_dpbusd_epi32(c1[i], av, w1);
+    }
+  }
+  const int n0 = out_c - o0 < 16 ? out_c - o0 : 16, n1 = p1 == p0 ? 0 : (out_c - o0 - 16 < 16 ? out_c - o0 - 16 : 16);
+  const __mmask16 m0 = (__mmask16)((1u << n0) - 1u), m1 = (__mmask16)((1u << n1) - 1u);
+  for (int i = 0; i < nr; i++) {
+    store16(c0[i], bias + o0, mult + o0, shift + o0, q, y + i * ldy + o0, m0);
+    if (n1 > 0) store16(c1[i], bias + o0 + 16, mult + o0 + 16, shift + o0 + 16, q, y + i * ldy + o0 + 16, m1);
+  }
+}
+
+VNNI static void qgemm_vnni(const uint8_t *a, int nr, int kp, const int8_t *packed, int out_c, const int32_t *bias,
+                            const int32_t *mult, const int32_t *shift, const mlk_qconv *q, uint8_t *y, long ldy) {
+  const size_t pstride = (size_t)(kp / 4) * 64;
+  const int npanels = (out_c + 15) / 16;
+  for (int i0 = 0; i0 < nr; i0 += QMR) {
+    const int rows = nr - i0 < QMR ? nr - i0 : QMR;
+    for (int jp = 0; jp < npanels; jp += 2) {
+      const int8_t *p0 = packed + jp * pstride, *p1 = jp + 1 < npanels ? p0 + pstride : p0;
+      qtile_vnni(a + (size_t)i0 * kp, rows, kp, p0, p1, jp * 16, out_c, bias, mult, shift, q, y + i0 * ldy, ldy);
+    }
+  }
+}
+#else
+int mlk_vnni_available_(void) { return 0; }
+static void qgemm_vnni(const uint8_t *a, int nr, int kp, const int8_t *packed, int out_c, const int32_t *bias,
+                       const int32_t *mult, const int32_t *shift, const mlk_qconv *q, uint8_t *y, long ldy) {
+  qgemm_portable(a, nr, kp, packed, out_c, bias, mult, shift, q, y, ldy);
+}
+#endif
+
+typedef struct {
+  const mlk_conv *p;
+  const mlk_qconv *q;
+  const uint8_t *x;
+  const int8_t *packed;
+  const int32_t *bias, *mult, *shift;
+  uint8_t *y, *scratch;
+  long rows;
+  int kp, vnni;
+} qconv_job;
+
+static void qconv_task(void *ctx, int t) {
+  const qconv_job *j = ctx;
+  const long r0 = (long)t * QROWS;
+  const int nr = j->rows - r0 < QROWS ? (int)(j->rows - r0) : QROWS;
+  uint8_t *a = j->scratch + (size_t)mlk_thread_slot_() * QROWS * j->kp;
+  const uint8_t flip = j->q->in_signed ? 0x80 : 0, a_zero = (uint8_t)(j->q->in_zero + (j->q->in_signed ? 128 : 0));
+  qim2col(j->p, j->x, flip, a_zero, r0, nr, j->kp, a);
+  uint8_t *y = j->y + (size_t)r0 * j->p->out_c;
+  if (j->vnni)
+    qgemm_vnni(a, nr, j->kp, j->packed, j->p->out_c, j->bias, j->mult, j->shift, j->q, y, j->p->out_c);
+  else
+    qgemm_portable(a, nr, j->kp, j->packed, j->p->out_c, j->bias, j->mult, j->shift, j->q, y, j->p->out_c);
+}
+
+void mlk_qconv_nhwc(const mlk_conv *p, const mlk_qconv *q, const void *x, const int8_t *packed, const int32_t *bias_eff,
+                    const int32_t *mult, const int32_t *shift, void *y, uint8_t *scratch) {
+  const long rows = (long)p->out_h * p->out_w;
+  const int vnni = mlk_vnni_available_();
+  for (int n = 0; n < p->batch; n++) {
+    qconv_job job = {p, q, (const uint8_t *)x + (size_t)n * p->in_h * p->in_w * p->in_c, packed, bias_eff, mult, shift,
+                     (uint8_t *)y + (size_t)n * rows * p->out_c, scratch, rows, kp_of(p), vnni};
+    mlk_parallel_((int)((rows + QROWS - 1) / QROWS), qconv_task, &job);
+  }
+}
+
+// Depthwise: channels are contiguous in NHWC, so each tap is a run of multiply-adds over them,
+// kept in int32 per channel. The body is compiled twice, for the baseline and for AVX-512, and
+// the compiler vectorises its channel loops.
+#define QDW_CHUNK 256
+
+typedef struct {
+  const mlk_conv *p;
+  const mlk_qconv *q;
+  const uint8_t *x;
+  const int8_t *w;
+  const int32_t *bias, *mult, *shift;
+  uint8_t *y;
+} qdw_job;
+
+static inline __attribute__((always_inline)) void qdw_row_body(const qdw_job *j, int t, int in_signed) {
+  const mlk_conv *p = j->p;
+  const int n = t / p->out_h, oh = t % p->out_h, m = p->out_c / p->in_c;
+  const uint8_t *xn = j->x + (size_t)n * p->in_h * p->in_w * p->in_c;
+  uint8_t *yrow = j->y + ((size_t)n * p->out_h + oh) * p->out_w * p->out_c;
+  const int32_t zx = j->q->in_zero;
+  int32_t acc[QDW_CHUNK];
+  for (int ow = 0; ow < p->out_w; ow++)
+    for (int c0 = 0; c0 < p->out_c; c0 += QDW_CHUNK) {
+      const int nc = p->out_c - c0 < QDW_CHUNK ? p->out_c - c0 : QDW_CHUNK;
+      for (int c = 0; c < nc; c++) acc[c] = j->bias ? j->bias[c0 + c] : 0;
+      for (int kh = 0; kh < p->k_h; kh++) {
+        const int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
+        if (ih < 0 || ih >= p->in_h) continue;
+        for (int kw = 0; kw < p->k_w; kw++) {
+          const int iw = ow * p->stride_w - p->pad_left + kw * p->dil_w;
+          if (iw < 0 || iw >= p->in_w) continue;
+          const uint8_t *src = xn + ((size_t)ih * p->in_w + iw) * p->in_c;
+          const int8_t *wk = j->w + ((size_t)kh * p->k_w + kw) * p->out_c + c0;
+          if (m == 1) {
+            src += c0;
+            if (in_signed)
+              for (int c = 0; c < nc; c++) acc[c] += ((int32_t)(int8_t)src[c] - zx) * wk[c];
+            else
+              for (int c = 0; c < nc; c++) acc[c] += ((int32_t)src[c] - zx) * wk[c];
+          } else {
+            for (int c = 0; c < nc; c++) {
+              const int ci = (c0 + c) / m;
+              acc[c] += ((in_signed ? (int32_t)(int8_t)src[ci] : (int32_t)src[ci]) - zx) * wk[c];
+            }
+          }
+        }
+      }
+      uint8_t *dst = yrow + (size_t)ow * p->out_c + c0;
+      for (int c = 0; c < nc; c++) dst[c] = requant_one(acc[c], j->mult[c0 + c], j->shift[c0 + c], j->q);
+    }
+}
+
+static void qdw_task(void *ctx, int t) {
+  const qdw_job *j = ctx;
+  if (j->q->in_signed) qdw_row_body(j, t, 1); else qdw_row_body(j, t, 0);
+}
+
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+// Multiplier 1, up to QDW_TAPS taps: for each vector of 16 channels, the taps' weights are widened
+// to int32 once, then every pixel of the row takes (x - x_zero) * w per valid tap.
+#define QDW_TAPS 25
+VNNI static void qdw_row_avx512(const qdw_job *j, int t, int in_signed) {
+  const mlk_conv *p = j->p;
+  const int n = t / p->out_h, oh = t % p->out_h, c = p->out_c;
+  const uint8_t *xn = j->x + (size_t)n * p->in_h * p->in_w * c;
+  uint8_t *yrow = j->y + ((size_t)n * p->out_h + oh) * p->out_w * c;
+  const __m512i zx = _mm512_set1_epi32(j->q->in_zero);
+  int kh0 = 0, kh1 = p->k_h;
+  while (kh0 < kh1 && oh * p->stride_h - p->pad_top + kh0 * p->dil_h < 0) kh0++;
+  while (kh1 > kh0 && oh * p->stride_h - p->pad_top + (kh1 - 1) * p->dil_h >= p->in_h) kh1--;
+  __m512i wv[QDW_TAPS];
+  for (int c0 = 0; c0 < c; c0 += 16) {
+    const __mmask16 m = c - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (c - c0)) - 1u);
+    for (int k = 0; k < p->k_h * p->k_w; k++)
+      wv[k] = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, j->w + (size_t)k * c + c0));
+    for (int ow = 0; ow < p->out_w; ow++) {
+      const int iw0 = ow * p->stride_w - p->pad_left;
+      int kw0 = 0, kw1 = p->k_w;
+      while (kw0 < kw1 && iw0 + kw0 * p->dil_w < 0) kw0++;
+      while (kw1 > kw0 && iw0 + (kw1 - 1) * p->dil_w >= p->in_w) kw1--;
+      __m512i acc = _mm512_setzero_si512();
+      for (int kh = kh0; kh < kh1; kh++) {
+        const int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
+        const uint8_t *row = xn + (size_t)ih * p->in_w * c + c0;
+        for (int kw = kw0; kw < kw1; kw++) {
+          const uint8_t *src = row + (size_t)(iw0 + kw * p->dil_w) * c;
+          const __m128i b = m == 0xFFFF ? _mm_loadu_si128((const __m128i *)src) : _mm_maskz_loadu_epi8(m, src);
+          const __m512i xv = _mm512_sub_epi32(in_signed ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b), zx);
+          acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(xv, wv[kh * p->k_w + kw]));
+        }
+      }
+      store16(acc, j->bias ? j->bias + c0 : NULL, j->mult + c0, j->shift + c0, j->q, yrow + (size_t)ow * c + c0, m);
+    }
+  }
+}
+
+VNNI static void qdw_task_avx512(void *ctx, int t) {
+  const qdw_job *j = ctx;
+  if (j->p->out_c != j->p->in_c || j->p->k_h * j->p->k_w > QDW_TAPS) {
+    if (j->q->in_signed) qdw_row_body(j, t, 1); else qdw_row_body(j, t, 0);
+  } else {
+    qdw_row_avx512(j, t, j->q->in_signed);
+  }
+}
+#else
+#define qdw_task_avx512 qdw_task
+#endif
+
+void mlk_qdepthwise_nhwc(const mlk_conv *p, const mlk_qconv *q, const void *x, const int8_t *w, const int32_t *bias,
+                         const int32_t *mult, const int32_t *shift, void *y) {
+  qdw_job job = {p, q, x, w, bias, mult, shift, y};
+  mlk_parallel_(p->batch * p->out_h, mlk_vnni_available_() ? qdw_task_avx512 : qdw_task, &job);
+}
+
+// Per-tensor (de)quantization of int8 / uint8 tensors, for the ops that compute in float.
+void mlk_dequantize_8(const void *x, int in_signed, size_t n, float scale, int32_t zero, float *y) {
+  if (in_signed)
+    for (size_t i = 0; i < n; i++) y[i] = (float)((int32_t)((const int8_t *)x)[i] - zero) * scale;
+  else
+    for (size_t i = 0; i < n; i++) y[i] = (float)((int32_t)((const uint8_t *)x)[i] - zero) * scale;
+}
+
+void mlk_quantize_8(const float *x, size_t n, float scale, int32_t zero, int out_signed, int half_even, void *y) {
+  const int32_t lo = out_signed ? -128 : 0, hi = out_signed ? 127 : 255;
+  uint8_t *dst = y;
+  for (size_t i = 0; i < n; i++) {
+    float v = x[i] / scale;
+    int32_t q = zero;
+    if (v == v) {
+      // Beyond +-1e6 every value saturates anyway; within, v - trunc(v) is exact.
+      v = v < -1e6f ? -1e6f : (v > 1e6f ? 1e6f : v);
+      int32_t t = (int32_t)v;
+      const float f = v - (float)t;
+      if (half_even)
+        t += (f > 0.5f || (f == 0.5f && (t & 1))) ? 1 : ((f < -0.5f || (f == -0.5f && (t & 1))) ? -1 : 0);
+      else
+        t += f >= 0.5f ? 1 : (f <= -0.5f ? -1 : 0);
+      q = t + zero;
+      q = q < lo ? lo : (q > hi ? hi : q);
+    }
+    dst[i] = (uint8_t)q;
+  }
+}
+
+void mlk_qadd_8(const void *a, int a_signed, float sa, int32_t za, const void *b, int b_signed, float sb, int32_t zb,
+                size_t n, int act, float so, int32_t zo, int out_signed, void *y) {
+  float fa[256], fb[256];
+  for (size_t i0 = 0; i0 < n; i0 += 256) {
+    const size_t m = n - i0 < 256 ? n - i0 : 256;
+    mlk_dequantize_8((const uint8_t *)a + i0, a_signed, m, sa, za, fa);
+    mlk_dequantize_8((const uint8_t *)b + i0, b_signed, m, sb, zb, fb);
+    for (size_t i = 0; i < m; i++) fa[i] += fb[i];
+    if (act) mlk_activate(fa, m, act, 0, 0);
+    mlk_quantize_8(fa, m, so, zo, out_signed, 0, (uint8_t *)y + i0);
+  }
+}

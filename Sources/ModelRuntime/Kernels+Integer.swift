@@ -1,0 +1,176 @@
+import CKernels
+import Foundation
+import ModelIR
+
+/// Integer kernels for quantized TFLite CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED: int8 or
+/// uint8 activations (one scale and zero point each), int8 weights with zero point 0 (per output
+/// channel or per tensor), int32 bias. They accumulate in int32 and requantize in fixed point as
+/// TFLite's reference kernels do (`kernels_int8.c`). Nodes outside that set (uint8 weights with a
+/// zero point, hybrid float-activation nodes, two activations) keep the float path of
+/// `quantizedWrapper`.
+struct IntegerConv {
+    let kernel: Kernel
+    /// Bytes of weights as the kernel reads them (packed panels, per-channel tables).
+    let weightBytes: Int
+    /// False when the kernel reads only its activation input (weights and bias packed into its own copy).
+    let readsWeights: Bool
+
+    static func make(_ pc: PlanContext) -> IntegerConv? {
+        let n = pc.node, g = pc.graph
+        guard n.domain == "tflite", pc.activation == nil else { return nil }
+        let op = n.op.rawValue
+        guard op == "Conv" || op == "FullyConnected" else { return nil }
+        guard n.inputs.count >= 2, let xv = n.inputs[0], n.outputs.count == 1,
+              let w = pc.constants.count > 1 ? pc.constants[1] : nil, w.dtype == .int8,
+              let wq = g.values[n.inputs[1]!].constant?.quantization ?? g.values[n.inputs[1]!].quantization else { return nil }
+        let x = g.values[xv], y = g.values[n.outputs[0]]
+        guard [DType.int8, .uint8].contains(x.type.dtype), [DType.int8, .uint8].contains(y.type.dtype),
+              let xq = x.quantization, xq.scales.count == 1, let yq = y.quantization, yq.scales.count == 1,
+              xq.scales[0] > 0, yq.scales[0] > 0, wq.zeroPoints.allSatisfy({ $0 == 0 }) else { return nil }
+        // Zero points inside their type's range (a hostile file may say otherwise: the float path reports it).
+        func fits(_ z: Int64?, _ t: DType) -> Bool { let z = z ?? 0; return t == .int8 ? (-128...127).contains(z) : (0...255).contains(z) }
+        guard fits(xq.zeroPoints.first, x.type.dtype), fits(yq.zeroPoints.first, y.type.dtype) else { return nil }
+        var bias: RTensor? = nil
+        if n.inputs.count > 2, n.inputs[2] != nil {
+            guard let b = pc.constants[2], b.dtype == .int32 else { return nil }
+            bias = b
+        }
+        let depthwise = op == "Conv" && n.kernelLayout == .ihwo1
+        if op == "Conv" {
+            guard n.dataLayout == .nhwc, n.kernelLayout == .ohwi || depthwise, w.shape.count == 4 else { return nil }
+        } else {
+            guard w.shape.count == 2 else { return nil }
+        }
+        let outC = depthwise ? w.shape[3] : w.shape[0]
+        let k = depthwise ? 0 : w.shape.dropFirst().reduce(1, *)
+        guard outC > 0, outC < 1 << 24, k < 1 << 24, bias.map({ $0.count == outC }) ?? true,
+              wq.scales.count == 1 || wq.scales.count == outC else { return nil }
+        if wq.scales.count > 1, wq.axis != (depthwise ? 3 : 0) { return nil }
+        // A grouped standard conv (input channels a multiple of the weights') stays on the float path.
+        if op == "Conv", !depthwise, let c = x.type.shape.concrete?.last, c != w.shape[3] { return nil }
+
+        // Per-channel multipliers: in_scale * w_scale / out_scale, in double as TFLite computes them.
+        var mult = [Int32](repeating: 0, count: outC), shift = [Int32](repeating: 0, count: outC)
+        for c in 0..<outC {
+            let ws = Double(wq.scales[wq.scales.count == 1 ? 0 : c])
+            mlk_quantize_multiplier(Double(xq.scales[0]) * ws / Double(yq.scales[0]), &mult[c], &shift[c])
+        }
+        // Output clamp: the type's range, narrowed by the fused activation as TFLite quantizes it.
+        let signedOut = y.type.dtype == .int8
+        let (qmin, qmax): (Int32, Int32) = signedOut ? (-128, 127) : (0, 255)
+        let yz = Int32(yq.zeroPoints.first ?? 0)
+        func quantized(_ f: Float) -> Int32 { yz + Int32((f / yq.scales[0]).rounded(.toNearestOrAwayFromZero)) }
+        var lo = qmin, hi = qmax
+        switch n.fusedActivation {
+        case nil: break
+        case .relu?: lo = max(qmin, quantized(0))
+        case .relu6?: lo = max(qmin, quantized(0)); hi = min(qmax, quantized(6))
+        case .reluN1To1?: lo = max(qmin, quantized(-1)); hi = min(qmax, quantized(1))
+        default: return nil
+        }
+        var q = mlk_qconv()
+        q.in_zero = Int32(xq.zeroPoints.first ?? 0); q.out_zero = yz
+        q.act_min = lo; q.act_max = hi
+        q.in_signed = x.type.dtype == .int8 ? 1 : 0
+        let outType = y.type.dtype, label = n.label
+
+        if depthwise {
+            let weights = w, biasT = bias, multTable = mult, shiftTable = shift
+            return IntegerConv(kernel: { ins, ctx in
+                guard let xt = ins.first ?? nil, xt.dtype == x.type.dtype, xt.shape.count == 4 else {
+                    throw RuntimeError.invalid(node: label, reason: "input is not a 4-D \(x.type.dtype.rawValue) tensor")
+                }
+                var p = try convGeometry(n, x: xt.shape, kernel: [weights.shape[1], weights.shape[2]], outChannels: outC, nhwc: true)
+                guard p.in_c > 0, outC % Int(p.in_c) == 0 else {
+                    throw RuntimeError.invalid(node: label, reason: "\(outC) output channels for \(p.in_c) input channels")
+                }
+                p.groups = p.in_c
+                let yt = try ctx.alloc(outShape(p, rank: 4, nhwc: true), outType)
+                var qq = q
+                mlk_qdepthwise_nhwc(&p, &qq, xt.raw, weights.raw.assumingMemoryBound(to: Int8.self),
+                                    biasT?.raw.assumingMemoryBound(to: Int32.self), multTable, shiftTable, yt.raw)
+                return [yt]
+            }, weightBytes: w.byteCount + (bias?.byteCount ?? 0) + 8 * outC, readsWeights: true)
+        }
+
+        // Standard conv and fully connected: weights packed once, the input zero point folded into the bias.
+        let aZero = q.in_zero + (q.in_signed != 0 ? 128 : 0)
+        let packedBytes = Int(mlk_qconv_packed_size(Int32(outC), Int32(k)))
+        let packed = UnsafeMutablePointer<Int8>.allocate(capacity: packedBytes)
+        var biasEff = [Int32](repeating: 0, count: outC)
+        mlk_qconv_pack(Int32(outC), Int32(k), w.raw.assumingMemoryBound(to: Int8.self), bias?.raw.assumingMemoryBound(to: Int32.self),
+                       aZero, packed, &biasEff)
+        let holder = PackedWeights(packed), biasTable = biasEff, multTable = mult, shiftTable = shift
+        let keep = (n.int("keep_num_dims") ?? 0) != 0
+        let wshape = w.shape
+        return IntegerConv(kernel: { ins, ctx in
+            guard let xt = ins.first ?? nil, xt.dtype == x.type.dtype else {
+                throw RuntimeError.invalid(node: label, reason: "input is not a \(x.type.dtype.rawValue) tensor")
+            }
+            var p: mlk_conv
+            let shape: [Int]
+            if op == "FullyConnected" {
+                guard xt.count % k == 0 else { throw RuntimeError.invalid(node: label, reason: "input \(xt.shape) does not fit weights \(wshape)") }
+                let rows = xt.count / k
+                p = mlk_conv()
+                p.batch = 1; p.in_c = Int32(k); p.in_h = 1; p.in_w = Int32(rows)
+                p.out_c = Int32(outC); p.out_h = 1; p.out_w = Int32(rows)
+                p.k_h = 1; p.k_w = 1; p.stride_h = 1; p.stride_w = 1; p.dil_h = 1; p.dil_w = 1; p.groups = 1
+                shape = keep ? Array(xt.shape.dropLast()) + [outC] : [rows, outC]
+            } else {
+                guard xt.shape.count == 4 else { throw RuntimeError.invalid(node: label, reason: "input rank \(xt.shape.count)") }
+                p = try convGeometry(n, x: xt.shape, kernel: [wshape[1], wshape[2]], outChannels: outC, nhwc: true)
+                guard Int(p.in_c) == wshape[3] else {
+                    throw RuntimeError.unsupported(op: n.sourceOp, node: label, reason: "grouped quantized convolution (\(p.in_c) input channels, weights for \(wshape[3]))")
+                }
+                p.groups = 1
+                shape = outShape(p, rank: 4, nhwc: true)
+            }
+            let yt = try ctx.alloc(shape, outType)
+            let scratch = ctx.scratchFloats((Int(mlk_qconv_scratch(&p)) + 3) / 4)
+            var qq = q
+            mlk_qconv_nhwc(&p, &qq, xt.raw, holder.pointer, biasTable, multTable, shiftTable, yt.raw,
+                           UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: UInt8.self))
+            return [yt]
+        }, weightBytes: packedBytes + 12 * outC, readsWeights: false)
+    }
+}
+
+/// Packed weights owned by a kernel closure, freed with it.
+final class PackedWeights: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<Int8>
+    init(_ p: UnsafeMutablePointer<Int8>) { pointer = p }
+    deinit { pointer.deallocate() }
+}
+
+/// A quantized TFLite ADD of two same-shaped int8 / uint8 tensors: the float path of
+/// `quantizedWrapper` (dequantize, add in float, the fused activation, requantize half away from
+/// zero) done in one pass without float temporaries; other shapes take `fallback`.
+func quantizedAddKernel(_ pc: PlanContext, fallback: @escaping Kernel) -> Kernel? {
+    let n = pc.node, g = pc.graph
+    guard n.domain == "tflite", n.op.rawValue == "Add", pc.activation == nil, n.inputs.count == 2, n.outputs.count == 1,
+          let av = n.inputs[0], let bv = n.inputs[1] else { return nil }
+    let a = g.values[av], b = g.values[bv], y = g.values[n.outputs[0]]
+    let types: [DType] = [.int8, .uint8]
+    guard types.contains(a.type.dtype), types.contains(b.type.dtype), types.contains(y.type.dtype),
+          let aq = a.quantization, let bq = b.quantization, let yq = y.quantization,
+          aq.scales.count == 1, bq.scales.count == 1, yq.scales.count == 1, yq.scales[0] > 0 else { return nil }
+    let act: Int32
+    switch n.fusedActivation {
+    case nil: act = 0
+    case .relu?: act = 1
+    case .relu6?: act = 2
+    case .reluN1To1?: act = 3
+    default: return nil
+    }
+    let za = Int32(clamping: aq.zeroPoints.first ?? 0), zb = Int32(clamping: bq.zeroPoints.first ?? 0)
+    let zy = Int32(clamping: yq.zeroPoints.first ?? 0)
+    return { ins, ctx in
+        guard ins.count == 2, let x1 = ins[0], let x2 = ins[1], x1.shape == x2.shape,
+              x1.dtype == a.type.dtype, x2.dtype == b.type.dtype else { return try fallback(ins, ctx) }
+        let out = try ctx.alloc(x1.shape, y.type.dtype)
+        mlk_qadd_8(x1.raw, x1.dtype == .int8 ? 1 : 0, aq.scales[0], za, x2.raw, x2.dtype == .int8 ? 1 : 0, bq.scales[0], zb,
+                   x1.count, act, yq.scales[0], zy, out.dtype == .int8 ? 1 : 0, out.raw)
+        return [out]
+    }
+}
