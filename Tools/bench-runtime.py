@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Inference time side by side, in one run: ModelLens (release build), onnxruntime, tract (pip `tract`)
 and, for .tflite, ai-edge-litert. Batch 1, median of --runs after --warmup, at 1 and 2 threads.
-Models: MobileNetV2, ResNet50, VGG16, DenseNet121 (torchvision exports) and two mediapipe models.
+Models: MobileNetV2, ResNet50, VGG16, DenseNet121 (torchvision exports), two mediapipe models and,
+when Tools/make-quantized-models.py --bench has made them, a Keras MobileNetV2 as fp32 and as
+full-integer int8 .tflite. For .tflite, LiteRT runs twice: its default (the XNNPACK delegate) and
+its builtin kernels alone (no delegate).
 Also reports ModelLens' GFLOP/s across ResNet50's convolutions (from `modellens profile`)."""
 import argparse, glob, json, os, statistics, subprocess, sys, time
 
@@ -44,9 +47,10 @@ def tract_time(path, runs, warmup, x):
     return median_time(lambda: r.run([x]), runs, warmup)
 
 
-def litert(path, threads, runs, warmup):
-    from ai_edge_litert.interpreter import Interpreter
-    it = Interpreter(model_path=path, num_threads=threads)
+def litert(path, threads, runs, warmup, builtin=False):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    kind = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if builtin else OpResolverType.AUTO
+    it = Interpreter(model_path=path, num_threads=threads, experimental_op_resolver_type=kind)
     it.allocate_tensors()
     for d in it.get_input_details():
         it.set_tensor(d['index'], np.random.default_rng(0).uniform(-1, 1, d['shape']).astype(d['dtype']))
@@ -62,13 +66,16 @@ def main():
     models = [os.path.join(ROOT, '.models', 'torchvision', m + '.onnx') for m in ('mobilenet_v2', 'resnet50', 'vgg16', 'densenet121')]
     models += [p for p in sorted(glob.glob(os.path.join(ROOT, '.models', 'mediapipe', '*.tflite')))
                if 'pose_landmark_full' in p or 'palm_detection_full' in p]
+    models += [os.path.join(ROOT, '.models', 'bench', f'mobilenet_v2_{k}.tflite') for k in ('fp32', 'int8')]
     print(f'batch 1, median of {args.runs} runs after {args.warmup} warm-up (ms); one process per tool, same machine, one run of this script')
-    print(f'{"model":<32}{"threads":>8}{"ModelLens":>11}{"onnxruntime":>13}{"tract":>9}{"litert":>9}')
+    print(f'{"model":<32}{"threads":>8}{"ModelLens":>11}{"onnxruntime":>13}{"tract":>9}{"litert":>9}{"litert-builtin":>16}')
     conv_rate = None
     for p in models:
         if not os.path.exists(p):
             continue
         name = os.path.basename(p).replace('mediapipe__modules__', '')[:31]
+        if '/bench/' in p:
+            name = 'keras ' + name
         x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 224, 224)).astype(np.float32)
         for threads in (1, 2):
             ml, err = modellens(p, threads, args.runs, args.warmup)
@@ -79,10 +86,11 @@ def main():
                     cells.append(f'{tract_time(p, args.runs, args.warmup, x):.1f}' if threads == 1 else '-')
                 except Exception as e:
                     cells.append('n/a')
-                cells.append('-')
+                cells += ['-', '-']
             else:
-                cells += ['-', '-', f'{litert(p, threads, args.runs, args.warmup):.1f}']
-            print(f'{name:<32}{threads:>8}' + ''.join(f'{c:>{w}}' for c, w in zip(cells, (11, 13, 9, 9))))
+                cells += ['-', '-', f'{litert(p, threads, args.runs, args.warmup):.1f}',
+                          f'{litert(p, threads, args.runs, args.warmup, builtin=True):.1f}']
+            print(f'{name:<32}{threads:>8}' + ''.join(f'{c:>{w}}' for c, w in zip(cells, (11, 13, 9, 9, 16))))
             if ml and 'resnet50' in p and threads == 1:
                 convs = [n for n in ml['nodes'] if n['op'] == 'Conv']
                 flops = sum(n.get('flops', 0) for n in convs)

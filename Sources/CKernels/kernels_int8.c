@@ -179,7 +179,7 @@ VNNI static inline void store16(__m512i acc, const int32_t *bias, const int32_t 
 // one is left, and is then not stored).
 VNNI static void qtile_vnni(const uint8_t *a, int nr, int kp, const int8_t *p0, const int8_t *p1, int o0, int out_c,
                             const int32_t *bias, const int32_t *mult, const int32_t *shift, const mlk_qconv *q,
-                            uint8_t *y, long ldy) {
+                            uint8_t *y, long ldy, int32_t flip) {
   const uint8_t *ar[QMR];
   for (int i = 0; i < QMR; i++) ar[i] = a + (size_t)(i < nr ? i : 0) * kp;
   __m512i c0[QMR], c1[QMR];
@@ -191,7 +191,7 @@ VNNI static void qtile_vnni(const uint8_t *a, int nr, int kp, const int8_t *p0, 
     for (int i = 0; i < QMR; i++) {
       int32_t four;
       memcpy(&four, ar[i] + (size_t)g * 4, 4);
-      const __m512i av = _mm512_set1_epi32(four);
+      const __m512i av = _mm512_set1_epi32(four ^ flip);
       c0[i] = _mm512_dpbusd_epi32(c0[i], av, w0);
       c1[i] = _mm512_dpbusd_epi32(c1[i], av, w1);
     }
@@ -204,22 +204,25 @@ VNNI static void qtile_vnni(const uint8_t *a, int nr, int kp, const int8_t *p0, 
   }
 }
 
+// flip: 0x80808080 when A holds int8 values still to be made unsigned (read in place), else 0.
 VNNI static void qgemm_vnni(const uint8_t *a, int nr, int kp, const int8_t *packed, int out_c, const int32_t *bias,
-                            const int32_t *mult, const int32_t *shift, const mlk_qconv *q, uint8_t *y, long ldy) {
+                            const int32_t *mult, const int32_t *shift, const mlk_qconv *q, uint8_t *y, long ldy,
+                            int32_t flip) {
   const size_t pstride = (size_t)(kp / 4) * 64;
   const int npanels = (out_c + 15) / 16;
   for (int i0 = 0; i0 < nr; i0 += QMR) {
     const int rows = nr - i0 < QMR ? nr - i0 : QMR;
     for (int jp = 0; jp < npanels; jp += 2) {
       const int8_t *p0 = packed + jp * pstride, *p1 = jp + 1 < npanels ? p0 + pstride : p0;
-      qtile_vnni(a + (size_t)i0 * kp, rows, kp, p0, p1, jp * 16, out_c, bias, mult, shift, q, y + i0 * ldy, ldy);
+      qtile_vnni(a + (size_t)i0 * kp, rows, kp, p0, p1, jp * 16, out_c, bias, mult, shift, q, y + i0 * ldy, ldy, flip);
     }
   }
 }
 #else
 int mlk_vnni_available_(void) { return 0; }
 static void qgemm_vnni(const uint8_t *a, int nr, int kp, const int8_t *packed, int out_c, const int32_t *bias,
-                       const int32_t *mult, const int32_t *shift, const mlk_qconv *q, uint8_t *y, long ldy) {
+                       const int32_t *mult, const int32_t *shift, const mlk_qconv *q, uint8_t *y, long ldy, int32_t flip) {
+  (void)flip;
   qgemm_portable(a, nr, kp, packed, out_c, bias, mult, shift, q, y, ldy);
 }
 #endif
@@ -232,19 +235,26 @@ typedef struct {
   const int32_t *bias, *mult, *shift;
   uint8_t *y, *scratch;
   long rows;
-  int kp, vnni;
+  int kp, vnni, direct;
 } qconv_job;
 
 static void qconv_task(void *ctx, int t) {
   const qconv_job *j = ctx;
   const long r0 = (long)t * QROWS;
   const int nr = j->rows - r0 < QROWS ? (int)(j->rows - r0) : QROWS;
-  uint8_t *a = j->scratch + (size_t)mlk_thread_slot_() * QROWS * j->kp;
   const uint8_t flip = j->q->in_signed ? 0x80 : 0, a_zero = (uint8_t)(j->q->in_zero + (j->q->in_signed ? 128 : 0));
-  qim2col(j->p, j->x, flip, a_zero, r0, nr, j->kp, a);
   uint8_t *y = j->y + (size_t)r0 * j->p->out_c;
+  if (j->vnni && j->direct) {
+    // A 1x1 convolution over whole rows of 4-byte groups: the input is A as it lies, made
+    // unsigned in registers.
+    qgemm_vnni(j->x + (size_t)r0 * j->kp, nr, j->kp, j->packed, j->p->out_c, j->bias, j->mult, j->shift, j->q, y,
+               j->p->out_c, flip ? (int32_t)0x80808080u : 0);
+    return;
+  }
+  uint8_t *a = j->scratch + (size_t)mlk_thread_slot_() * QROWS * j->kp;
+  qim2col(j->p, j->x, flip, a_zero, r0, nr, j->kp, a);
   if (j->vnni)
-    qgemm_vnni(a, nr, j->kp, j->packed, j->p->out_c, j->bias, j->mult, j->shift, j->q, y, j->p->out_c);
+    qgemm_vnni(a, nr, j->kp, j->packed, j->p->out_c, j->bias, j->mult, j->shift, j->q, y, j->p->out_c, 0);
   else
     qgemm_portable(a, nr, j->kp, j->packed, j->p->out_c, j->bias, j->mult, j->shift, j->q, y, j->p->out_c);
 }
@@ -253,9 +263,11 @@ void mlk_qconv_nhwc(const mlk_conv *p, const mlk_qconv *q, const void *x, const 
                     const int32_t *mult, const int32_t *shift, void *y, uint8_t *scratch) {
   const long rows = (long)p->out_h * p->out_w;
   const int vnni = mlk_vnni_available_();
+  const int direct = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
+                     p->pad_left == 0 && p->out_h == p->in_h && p->out_w == p->in_w && p->in_c % 4 == 0;
   for (int n = 0; n < p->batch; n++) {
     qconv_job job = {p, q, (const uint8_t *)x + (size_t)n * p->in_h * p->in_w * p->in_c, packed, bias_eff, mult, shift,
-                     (uint8_t *)y + (size_t)n * rows * p->out_c, scratch, rows, kp_of(p), vnni};
+                     (uint8_t *)y + (size_t)n * rows * p->out_c, scratch, rows, kp_of(p), vnni, direct};
     mlk_parallel_((int)((rows + QROWS - 1) / QROWS), qconv_task, &job);
   }
 }
