@@ -156,7 +156,9 @@ public final class Executor {
         guard let data = graph.values[v].constant else { return nil }
         let t: RTensor
         switch data.storage {
-        case .borrowed(let p, let owner) where p.baseAddress != nil && Int(bitPattern: p.baseAddress!) % 8 == 0:
+        // Borrowed where the element type's natural alignment holds (fp16 weights of mediapipe's
+        // files lie at 2-byte offsets: a copy of them would stay beside their fp32 widening).
+        case .borrowed(let p, let owner) where p.baseAddress != nil && Int(bitPattern: p.baseAddress!) % min(8, max(1, (data.dtype.bitWidth ?? 8) / 8)) == 0:
             t = RTensor(shape: data.shape, dtype: data.dtype, buffer: RBuffer(borrowing: p.baseAddress!, capacity: p.count, owner: owner))
         default:
             let b = RBuffer(capacity: data.byteCount)
@@ -363,8 +365,9 @@ public final class Executor {
                 for (k, o) in node.outputs.enumerated() where k < outs.count { constants[o] = outs[k] }
                 // Weights read only by this node (fp16 widened to fp32) are not read again: their
                 // pages in a mapped file go back to the system.
-                for case let v? in inputs where v < graph.values.count && consumerCount[v] == 1 {
+                for case let v? in inputs where v < graph.values.count && consumerCount[v] == 1 && graph.values[v].constant != nil {
                     graph.values[v].constant?.releaseResidentPages()
+                    constants[v] = nil   // (a copy, where the file's bytes were not aligned)
                 }
                 continue
             }
