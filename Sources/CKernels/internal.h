@@ -47,9 +47,13 @@ int mlk_depthwise_avx512_ok_(const mlk_conv *p);
 /// load mask per tap and vector of 16 outputs; the masks are made once per call.
 #define MLK_DW_FLAT_VECTORS 256
 #define MLK_DW_FLAT_TAPS 25
+/// Stride-2 "same" planes take the same path after their input is split into its four phases
+/// (even/odd rows x even/odd columns), each out_h x out_w: every tap then reads one phase at a
+/// fixed offset (`phased`).
 typedef struct {
   uint16_t masks[MLK_DW_FLAT_TAPS * MLK_DW_FLAT_VECTORS + 4];
   long offs[MLK_DW_FLAT_TAPS];
+  int phased;
 } mlk_dw_flat;
 int mlk_depthwise_flat_setup_(const mlk_conv *p, mlk_dw_flat *f);
 void mlk_depthwise_planes_avx512_(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, int n,
