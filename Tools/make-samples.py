@@ -6,6 +6,9 @@
   tiny_cnn.tflite          DEQUANTIZE(fp16 weights) -> CONV_2D(+RELU) -> DEPTHWISE_CONV_2D -> ADD -> MEAN,
                            input [1, 16, 16, 3] (built with the flatbuffers builder of the `tflite` package).
   tiny_int8.tflite         a full-integer int8 CONV_2D with per-axis weight quantization.
+  depthwise_cases.onnx     depthwise convolutions at the edges of the kernels' fast paths: odd sizes,
+                           stride 2 with asymmetric pads, dilation 2, a 5x5 kernel with depth
+                           multiplier 2; input [1, 6, 15, 13].
   bad/cycle.onnx           two nodes that feed each other.
   bad/huge_tensor.onnx     an initializer declaring 2^40 float elements with 16 bytes of data.
   bad/undefined_input.onnx a node reading a value nothing defines.
@@ -267,6 +270,32 @@ def int8_tflite():
     return bytes(b.Output())
 
 
+def depthwise_cases_onnx():
+    r = np.random.default_rng(11)
+
+    def dw(name, x, y, c_in, mult, k, stride, dil, pads):
+        wt = numpy_helper.from_array((r.standard_normal((c_in * mult, 1, k, k)) * 0.3).astype(np.float32), name + '_w')
+        b = numpy_helper.from_array((r.standard_normal(c_in * mult) * 0.1).astype(np.float32), name + '_b')
+        node = helper.make_node('Conv', [x, name + '_w', name + '_b'], [y], name=name, group=c_in, kernel_shape=[k, k],
+                                strides=[stride, stride], dilations=[dil, dil], pads=pads)
+        return node, [wt, b]
+    nodes, inits = [], []
+    for args in [('dw_s2_asym', 'input', 'a', 6, 1, 3, 2, 1, [0, 2, 2, 0]),      # 15x13 -> 8x7
+                 ('dw_dil2', 'a_relu', 'b', 6, 1, 3, 1, 2, [2, 2, 2, 2]),         # 8x7, dilation 2
+                 ('dw_k5_mult2', 'b', 'c', 6, 2, 5, 1, 1, [1, 3, 3, 1]),          # 8x7, asymmetric, 12 channels
+                 ('dw_s2_odd', 'c', 'output', 12, 1, 3, 2, 1, [1, 1, 1, 1])]:     # 8x7 -> 4x4
+        n, i = dw(*args)
+        nodes.append(n)
+        inits += i
+        if args[2] == 'a':
+            nodes.append(helper.make_node('Relu', ['a'], ['a_relu']))
+    g = helper.make_graph(nodes, 'depthwise_cases', [helper.make_tensor_value_info('input', TensorProto.FLOAT, [1, 6, 15, 13])],
+                          [helper.make_tensor_value_info('output', TensorProto.FLOAT, [1, 12, 4, 4])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid('', 13)], producer_name='modellens sample')
+    onnx.checker.check_model(m)
+    onnx.save(m, os.path.join(HERE, 'depthwise_cases.onnx'))
+
+
 def main():
     tiny_onnx()
     bad_onnx()
@@ -293,6 +322,9 @@ def main():
     import onnxruntime as ort
     s = ort.InferenceSession(os.path.join(HERE, 'tiny_cnn.onnx'))
     print('make-samples: tiny_cnn.onnx runs in onnxruntime, output', s.run(None, {'input': np.ones((2, 3, 32, 32), np.float32)})[0].shape)
+    depthwise_cases_onnx()   # last: it draws from its own generator, the others from the shared one
+    s = ort.InferenceSession(os.path.join(HERE, 'depthwise_cases.onnx'))
+    print('make-samples: depthwise_cases.onnx runs in onnxruntime, output', s.run(None, {'input': np.ones((1, 6, 15, 13), np.float32)})[0].shape)
 
 
 if __name__ == '__main__':

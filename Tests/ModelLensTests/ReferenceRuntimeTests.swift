@@ -25,9 +25,11 @@ final class ReferenceRuntimeTests: XCTestCase {
 
     /// The portable kernels (OpenBLAS sgemm, scalar depthwise) stay correct on CPUs that have the
     /// AVX-512 ones too: a few models covering NCHW and NHWC convolutions, depthwise, residual
-    /// Adds and PRelu, against the same references, on both paths.
+    /// Adds and PRelu, against the same references, on both paths. depthwise_cases (a sample)
+    /// holds depthwise convolutions at the edges of the AVX-512 paths: odd sizes, stride 2 with
+    /// asymmetric pads, dilation 2, a 5x5 kernel with depth multiplier 2.
     func testBothKernelPathsMatchReferenceRuntimes() throws {
-        let models = ["mobilenet_v2", "googlenet", "resnet50", "mediapipe__modules__palm_detection__palm_detection_full.tflite",
+        let models = ["depthwise_cases", "mobilenet_v2", "googlenet", "resnet50", "mediapipe__modules__palm_detection__palm_detection_full.tflite",
                       "mediapipe__modules__pose_landmark__pose_landmark_full.tflite"]
         defer { Executor.preferAVX512(true) }
         for avx512 in [false, true] {
