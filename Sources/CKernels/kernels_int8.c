@@ -136,14 +136,36 @@ int mlk_vnni_available_(void) {
   return cpu && mlk_use_avx512_();
 }
 
-// MultiplyByQuantizedMultiplier on 16 lanes, exactly as the scalar one.
-VNNI static inline __m512i requant16(__m512i x, __m512i mult, __m512i shift) {
-  const __m512i zero = _mm512_setzero_si512();
-  const __m512i left = _mm512_max_epi32(shift, zero), right = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
-  x = _mm512_sllv_epi32(x, left);
-  // 64-bit products of the even lanes, then of the odd ones.
-  const __m512i pe = _mm512_mul_epi32(x, mult);
-  const __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(mult, 32));
+// Per-channel requantization constants of 16 channels, made once per block of channels.
+typedef struct {
+  __m512i bias, mult, left, right, rmask, rhalf, zero, lo, hi;
+  __mmask16 m;
+} qvec;
+
+VNNI static inline qvec qvec_of(const int32_t *bias, const int32_t *mult, const int32_t *shift, const mlk_qconv *q,
+                                __mmask16 m) {
+  qvec v;
+  const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
+  const __m512i sh = _mm512_maskz_loadu_epi32(m, shift);
+  v.bias = bias ? _mm512_maskz_loadu_epi32(m, bias) : zero;
+  v.mult = _mm512_maskz_loadu_epi32(m, mult);
+  v.left = _mm512_max_epi32(sh, zero);
+  v.right = _mm512_max_epi32(_mm512_sub_epi32(zero, sh), zero);
+  v.rmask = _mm512_sub_epi32(_mm512_sllv_epi32(one, v.right), one);
+  v.rhalf = _mm512_srli_epi32(v.rmask, 1);
+  v.zero = _mm512_set1_epi32(q->out_zero);
+  v.lo = _mm512_set1_epi32(q->act_min);
+  v.hi = _mm512_set1_epi32(q->act_max);
+  v.m = m;
+  return v;
+}
+
+// MultiplyByQuantizedMultiplier on 16 lanes, exactly as the scalar one: a rounding doubling high
+// multiply on 64-bit products of the even lanes, then of the odd ones, and a rounding right shift.
+VNNI static inline __m512i requant16(__m512i x, const qvec *c) {
+  x = _mm512_sllv_epi32(x, c->left);
+  const __m512i pe = _mm512_mul_epi32(x, c->mult);
+  const __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(c->mult, 32));
   const __m512i half = _mm512_set1_epi64(1LL << 30), neg_adj = _mm512_set1_epi64(1 - (1LL << 31));
   const __m512i trunc = _mm512_set1_epi64((1LL << 31) - 1);
   // ab + nudge, nudge = 2^30 (ab >= 0) or 1 - 2^30; then / 2^31 rounding toward zero.
@@ -152,27 +174,20 @@ VNNI static inline __m512i requant16(__m512i x, __m512i mult, __m512i shift) {
   ve = _mm512_srai_epi64(_mm512_add_epi64(ve, _mm512_and_si512(_mm512_srai_epi64(ve, 63), trunc)), 31);
   vo = _mm512_srai_epi64(_mm512_add_epi64(vo, _mm512_and_si512(_mm512_srai_epi64(vo, 63), trunc)), 31);
   const __m512i hi = _mm512_mask_blend_epi32(0xAAAA, ve, _mm512_slli_epi64(vo, 32));
-  // Rounding right shift.
-  const __m512i one = _mm512_set1_epi32(1);
-  const __m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
-  const __m512i rem = _mm512_and_si512(hi, mask);
-  const __m512i threshold = _mm512_sub_epi32(_mm512_srli_epi32(mask, 1), _mm512_srai_epi32(hi, 31));
-  const __m512i shifted = _mm512_srav_epi32(hi, right);
-  return _mm512_mask_add_epi32(shifted, _mm512_cmpgt_epi32_mask(rem, threshold), shifted, one);
+  const __m512i rem = _mm512_and_si512(hi, c->rmask);
+  const __m512i threshold = _mm512_sub_epi32(c->rhalf, _mm512_srai_epi32(hi, 31));
+  const __m512i shifted = _mm512_srav_epi32(hi, c->right);
+  return _mm512_mask_add_epi32(shifted, _mm512_cmpgt_epi32_mask(rem, threshold), shifted, _mm512_set1_epi32(1));
 }
 
-VNNI static inline void store16(__m512i acc, const int32_t *bias, const int32_t *mult, const int32_t *shift,
-                                const mlk_qconv *q, uint8_t *dst, __mmask16 m) {
-  const __m512i b = bias ? _mm512_maskz_loadu_epi32(m, bias) : _mm512_setzero_si512();
-  const __m512i mu = _mm512_maskz_loadu_epi32(m, mult);
-  const __m512i sh = _mm512_maskz_loadu_epi32(m, shift);
-  __m512i v = _mm512_add_epi32(requant16(_mm512_add_epi32(acc, b), mu, sh), _mm512_set1_epi32(q->out_zero));
-  v = _mm512_min_epi32(_mm512_max_epi32(v, _mm512_set1_epi32(q->act_min)), _mm512_set1_epi32(q->act_max));
+VNNI static inline void store16(__m512i acc, const qvec *c, uint8_t *dst) {
+  __m512i v = _mm512_add_epi32(requant16(_mm512_add_epi32(acc, c->bias), c), c->zero);
+  v = _mm512_min_epi32(_mm512_max_epi32(v, c->lo), c->hi);
   // Plain stores where the mask is full: masked accesses that miss the cache are slow here.
-  if (m == 0xFFFF)
+  if (c->m == 0xFFFF)
     _mm_storeu_si128((__m128i *)dst, _mm512_cvtepi32_epi8(v));
   else
-    _mm_mask_storeu_epi8(dst, m, _mm512_cvtepi32_epi8(v));
+    _mm_mask_storeu_epi8(dst, c->m, _mm512_cvtepi32_epi8(v));
 }
 
 // Up to QMR rows of A times two panels (32 channels; the second may repeat the first when only
@@ -198,9 +213,11 @@ VNNI static void qtile_vnni(const uint8_t *a, int nr, int kp, const int8_t *p0, 
   }
   const int n0 = out_c - o0 < 16 ? out_c - o0 : 16, n1 = p1 == p0 ? 0 : (out_c - o0 - 16 < 16 ? out_c - o0 - 16 : 16);
   const __mmask16 m0 = (__mmask16)((1u << n0) - 1u), m1 = (__mmask16)((1u << n1) - 1u);
+  const qvec q0 = qvec_of(bias + o0, mult + o0, shift + o0, q, m0);
+  const qvec q1 = qvec_of(bias + o0 + 16, mult + o0 + 16, shift + o0 + 16, q, n1 > 0 ? m1 : m0);
   for (int i = 0; i < nr; i++) {
-    store16(c0[i], bias + o0, mult + o0, shift + o0, q, y + i * ldy + o0, m0);
-    if (n1 > 0) store16(c1[i], bias + o0 + 16, mult + o0 + 16, shift + o0 + 16, q, y + i * ldy + o0 + 16, m1);
+    store16(c0[i], &q0, y + i * ldy + o0);
+    if (n1 > 0) store16(c1[i], &q1, y + i * ldy + o0 + 16);
   }
 }
 
@@ -333,37 +350,50 @@ static void qdw_task(void *ctx, int t) {
 // Multiplier 1, up to QDW_TAPS taps: for each vector of 16 channels, the taps' weights are widened
 // to int32 once, then every pixel of the row takes (x - x_zero) * w per valid tap.
 #define QDW_TAPS 25
+VNNI static inline __m512i qdw_load(const uint8_t *src, __mmask16 m, int in_signed, __m512i zx) {
+  const __m128i b = m == 0xFFFF ? _mm_loadu_si128((const __m128i *)src) : _mm_maskz_loadu_epi8(m, src);
+  return _mm512_sub_epi32(in_signed ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b), zx);
+}
+
 VNNI static void qdw_row_avx512(const qdw_job *j, int t, int in_signed) {
   const mlk_conv *p = j->p;
-  const int n = t / p->out_h, oh = t % p->out_h, c = p->out_c;
+  const int n = t / p->out_h, oh = t % p->out_h, c = p->out_c, kw_n = p->k_w;
   const uint8_t *xn = j->x + (size_t)n * p->in_h * p->in_w * c;
   uint8_t *yrow = j->y + ((size_t)n * p->out_h + oh) * p->out_w * c;
   const __m512i zx = _mm512_set1_epi32(j->q->in_zero);
   int kh0 = 0, kh1 = p->k_h;
   while (kh0 < kh1 && oh * p->stride_h - p->pad_top + kh0 * p->dil_h < 0) kh0++;
   while (kh1 > kh0 && oh * p->stride_h - p->pad_top + (kh1 - 1) * p->dil_h >= p->in_h) kh1--;
+  // Output columns whose taps all lie inside the row: no bounds to check there.
+  int ow_in0 = 0, ow_in1 = p->out_w;
+  while (ow_in0 < ow_in1 && ow_in0 * p->stride_w - p->pad_left < 0) ow_in0++;
+  while (ow_in1 > ow_in0 && (ow_in1 - 1) * p->stride_w - p->pad_left + (kw_n - 1) * p->dil_w >= p->in_w) ow_in1--;
   __m512i wv[QDW_TAPS];
   for (int c0 = 0; c0 < c; c0 += 16) {
     const __mmask16 m = c - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (c - c0)) - 1u);
-    for (int k = 0; k < p->k_h * p->k_w; k++)
-      wv[k] = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, j->w + (size_t)k * c + c0));
+    for (int k = 0; k < p->k_h * kw_n; k++) wv[k] = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, j->w + (size_t)k * c + c0));
+    const qvec qv = qvec_of(j->bias ? j->bias + c0 : NULL, j->mult + c0, j->shift + c0, j->q, m);
     for (int ow = 0; ow < p->out_w; ow++) {
       const int iw0 = ow * p->stride_w - p->pad_left;
-      int kw0 = 0, kw1 = p->k_w;
-      while (kw0 < kw1 && iw0 + kw0 * p->dil_w < 0) kw0++;
-      while (kw1 > kw0 && iw0 + (kw1 - 1) * p->dil_w >= p->in_w) kw1--;
       __m512i acc = _mm512_setzero_si512();
-      for (int kh = kh0; kh < kh1; kh++) {
-        const int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
-        const uint8_t *row = xn + (size_t)ih * p->in_w * c + c0;
-        for (int kw = kw0; kw < kw1; kw++) {
-          const uint8_t *src = row + (size_t)(iw0 + kw * p->dil_w) * c;
-          const __m128i b = m == 0xFFFF ? _mm_loadu_si128((const __m128i *)src) : _mm_maskz_loadu_epi8(m, src);
-          const __m512i xv = _mm512_sub_epi32(in_signed ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b), zx);
-          acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(xv, wv[kh * p->k_w + kw]));
+      if (ow >= ow_in0 && ow < ow_in1) {
+        for (int kh = kh0; kh < kh1; kh++) {
+          const uint8_t *src = xn + ((size_t)(oh * p->stride_h - p->pad_top + kh * p->dil_h) * p->in_w + iw0) * c + c0;
+          const __m512i *wk = wv + kh * kw_n;
+          for (int kw = 0; kw < kw_n; kw++)
+            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(qdw_load(src + (size_t)kw * p->dil_w * c, m, in_signed, zx), wk[kw]));
+        }
+      } else {
+        int kw0 = 0, kw1 = kw_n;
+        while (kw0 < kw1 && iw0 + kw0 * p->dil_w < 0) kw0++;
+        while (kw1 > kw0 && iw0 + (kw1 - 1) * p->dil_w >= p->in_w) kw1--;
+        for (int kh = kh0; kh < kh1; kh++) {
+          const uint8_t *src = xn + ((size_t)(oh * p->stride_h - p->pad_top + kh * p->dil_h) * p->in_w + iw0) * c + c0;
+          for (int kw = kw0; kw < kw1; kw++)
+            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(qdw_load(src + (size_t)kw * p->dil_w * c, m, in_signed, zx), wv[kh * kw_n + kw]));
         }
       }
-      store16(acc, j->bias ? j->bias + c0 : NULL, j->mult + c0, j->shift + c0, j->q, yrow + (size_t)ow * c + c0, m);
+      store16(acc, &qv, yrow + (size_t)ow * c + c0);
     }
   }
 }
