@@ -117,6 +117,9 @@ public final class Executor {
     var packedWeightBytes = 0
     /// Nodes that run on the integer (int8) kernels; the other quantized nodes compute in float.
     public private(set) var integerNodes = 0
+    /// Nodes on quantized tensors that compute in float (dequantize, float kernel, requantize):
+    /// within a step of an integer kernel, not always equal to it.
+    public private(set) var floatQuantizedNodes = 0
     /// The buffer pool, kept from one run to the next: a fresh allocation of every activation on
     /// each run costs a page fault per 4 KB touched (about 1 ms on MobileNetV2's early layers).
     var runContext: RunContext?
@@ -354,6 +357,7 @@ public final class Executor {
                 }
             } else if needsQuantizedWrapper(node) {
                 let wrapped = try quantizedWrapper(pc, factory: factory)
+                floatQuantizedNodes += 1
                 kernel = quantizedAddKernel(pc, fallback: wrapped) ?? wrapped
             } else {
                 kernel = try factory(pc)

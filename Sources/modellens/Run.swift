@@ -51,22 +51,37 @@ struct Run: ParsableCommand {
             MODELLENS_KERNELS=blas in the environment to use the portable ones anyway. Results do \
             not depend on --threads.
 
+            With --all-values, every value a node computes is written too, as NNNN.npy in             node order, with values.tsv mapping each file to its value's name: for comparing a             model layer by layer with another runtime (Tools/compare-layers.py does it against             LiteRT). Fusions that would hide one of those values are then not applied, so float             results can differ from a plain run in the last bits.
+
             Examples:
               modellens run model.onnx --random -o out/
               modellens run model.tflite --input input_1=image.npy --threads 2 -o out/
+              modellens run model.tflite --random --all-values -o layers/
             """
     )
 
     @Argument(help: "The .onnx or .tflite file.") var model: String
     @Option(name: .customLong("input"), parsing: .singleValue, help: ArgumentHelp("An input: NAME=FILE.npy. Repeatable.", valueName: "name=file")) var inputs: [String] = []
     @Flag(help: "Random values for inputs not given.") var random = false
+    @Flag(name: .customLong("all-values"), help: "Also write every node's output to OUTDIR (NNNN.npy, listed in values.tsv).") var allValues = false
     @Option(help: "Threads (OpenBLAS); default: all cores.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Option(name: [.customShort("o"), .long], help: "Folder for the outputs (.npy).") var output: String?
     @Option(name: .customLong("input-shape"), parsing: .singleValue, help: ArgumentHelp("Fix an input's shape: NAME=D1,D2,...", valueName: "name=dims")) var inputShapes: [String] = []
 
     func run() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
-        let m = try ModelImporter.load(model, options: .init(inputShapes: try Inspect.parseShapes(inputShapes)))
+        if allValues && output == nil { throw ValidationError("--all-values needs a folder: -o OUTDIR") }
+        var m = try ModelImporter.load(model, options: .init(inputShapes: try Inspect.parseShapes(inputShapes)))
+        let modelOutputs = m.graph.outputs
+        var intermediates: [ValueID] = []
+        if allValues {
+            // Every tensor a node computes becomes a graph output, so the executor keeps it.
+            var seen = Set<ValueID>()
+            for n in m.graph.nodes {
+                for o in n.outputs where m.graph.values[o].isTensor && seen.insert(o).inserted { intermediates.append(o) }
+            }
+            m.graph.outputs += intermediates.filter { !modelOutputs.contains($0) }
+        }
         let exec: Executor
         do { exec = try Executor(model: m, threads: threads) } catch let e as RuntimeError { throw CommandError(message: "\(model): \(e)", code: 1) }
         let ins = try prepareInputs(m, specs: inputs, random: random)
@@ -75,7 +90,18 @@ struct Run: ParsableCommand {
         do { outs = try exec.run(ins) } catch let e as RuntimeError { throw CommandError(message: "\(model): \(e)", code: 1) }
         let ms = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
         if let output { try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true) }
-        for id in m.graph.outputs {
+        if let output, allValues {
+            var index = ["file\tvalue"]
+            for (k, id) in intermediates.enumerated() {
+                let name = m.graph.values[id].name
+                guard let t = outs[name] else { continue }
+                let file = String(format: "%04d.npy", k)
+                try NPY.write(t, to: (output as NSString).appendingPathComponent(file))
+                index.append("\(file)\t\(name)")
+            }
+            try (index.joined(separator: "\n") + "\n").write(toFile: (output as NSString).appendingPathComponent("values.tsv"), atomically: true, encoding: .utf8)
+        }
+        for id in modelOutputs {
             let name = m.graph.values[id].name
             guard let t = outs[name] else { continue }
             let values = t.toFloats()

@@ -62,6 +62,28 @@ final class ExecutionTests: XCTestCase {
         XCTAssertEqual(exec.peakArenaBytes, arena, "the pool grew from one run to the next")
     }
 
+    /// `run --all-values` writes every value a node computes, listed in values.tsv in node order;
+    /// the model's output among them equals the one a plain run writes.
+    func testRunAllValuesWritesEveryNodeOutput() throws {
+        let path = TestSupport.samples.appendingPathComponent("tiny_cnn.onnx").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("allvalues-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try TestSupport.run(["run", path, "--random", "--all-values", "-o", dir.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let rows = try String(contentsOf: dir.appendingPathComponent("values.tsv"), encoding: .utf8)
+            .split(separator: "\n").dropFirst().map { $0.split(separator: "\t").map(String.init) }
+        let model = try ModelImporter.load(path)
+        XCTAssertEqual(rows.map { $0[1] }, model.graph.nodes.flatMap { $0.outputs }.map { model.graph.values[$0].name })
+        let logits = try XCTUnwrap(rows.first { $0[1] == "logits" })
+        let viaList = try NPY.read(dir.appendingPathComponent(logits[0]).path)
+        let plain = try NPY.read(dir.appendingPathComponent("logits.npy").path)
+        XCTAssertEqual(viaList.shape, plain.shape)
+        XCTAssertEqual(viaList.toFloats(), plain.toFloats())
+        let noFolder = try TestSupport.run(["run", path, "--random", "--all-values"])
+        XCTAssertNotEqual(noFolder.status, 0)
+        XCTAssertTrue(noFolder.stderr.contains("-o OUTDIR"), noFolder.stderr)
+    }
+
     /// Kernels that allocate temporaries (quantized ops computing in float dequantize their inputs)
     /// do not make the pool grow from run to run.
     func testTemporariesGoBackToThePoolAfterARun() throws {

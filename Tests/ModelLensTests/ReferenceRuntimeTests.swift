@@ -44,8 +44,9 @@ final class ReferenceRuntimeTests: XCTestCase {
     }
 
     /// The full-integer sample runs its convolutions, depthwise convolutions and fully-connected
-    /// layer on the integer kernels, on the AVX-512 VNNI path and the portable one, and both give
-    /// LiteRT's reference kernels' output to the bit.
+    /// layer on the integer kernels, on the AVX-512 VNNI path and the portable one. Both give LiteRT's
+    /// reference kernels' output for the reference input; its ADDs and MEAN compute in float, so
+    /// for other inputs a value may be a step apart (Tools/compare-layers.py shows it per layer).
     func testInt8ModelRunsOnIntegerKernels() throws {
         let path = TestSupport.samples.appendingPathComponent("mobilenet_int8.tflite").path
         let model = try ModelImporter.load(path)
@@ -53,6 +54,7 @@ final class ReferenceRuntimeTests: XCTestCase {
         let convs = model.graph.nodes.filter { $0.op == .conv || $0.op.rawValue == "FullyConnected" }
         XCTAssertEqual(convs.count, 8, "the Keras model: a stem conv, 3 depthwise + 3 pointwise, a dense layer")
         XCTAssertEqual(exec.integerNodes, convs.count, "every conv / depthwise / fully-connected node on the integer kernels")
+        XCTAssertEqual(exec.floatQuantizedNodes, 3, "two ADDs and a MEAN compute in float")
         defer { Executor.preferAVX512(true) }
         let (_, _, failures) = try compareWithReferences(only: ["mobilenet_int8.tflite"])
         XCTAssertEqual(failures, [])
@@ -104,11 +106,15 @@ final class ReferenceRuntimeTests: XCTestCase {
                     var line = String(format: "%@ %@: %.0f quantization step(s) from the reference", m, name, steps)
                     if steps > 1 { failures.append(String(format: "%@ %@: %.0f quantization steps", m, name, steps)) }
                     if let f = o["referenceKernels"] as? String {
+                        // Equal where every quantized node runs on the integer kernels; within a step
+                        // where some compute in float (MEAN, ADD: TFLite's integer versions round
+                        // differently now and then).
                         let exact = try NPY.read(d.appendingPathComponent(f).path).toFloats()
                         let differing = zip(a, exact).filter { $0 != $1 }.count
+                        let refSteps = zip(a, exact).map { abs($0 - $1) }.max() ?? 0
                         line += ", \(differing) of \(a.count) differ from LiteRT's reference kernels"
-                        if differing > 0 && exec.integerNodes > 0 {
-                            failures.append("\(m) \(name): \(differing) elements differ from LiteRT's reference kernels")
+                        if exec.integerNodes > 0 && (exec.floatQuantizedNodes == 0 ? differing > 0 : refSteps > 1) {
+                            failures.append("\(m) \(name): \(differing) elements differ from LiteRT's reference kernels, up to \(refSteps) steps")
                         }
                     }
                     report.append(line)
