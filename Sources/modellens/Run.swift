@@ -51,7 +51,11 @@ struct Run: ParsableCommand {
             MODELLENS_KERNELS=blas in the environment to use the portable ones anyway. Results do \
             not depend on --threads.
 
-            With --all-values, every value a node computes is written too, as NNNN.npy in             node order, with values.tsv mapping each file to its value's name: for comparing a             model layer by layer with another runtime (Tools/compare-layers.py does it against             LiteRT). Fusions that would hide one of those values are then not applied, so float             results can differ from a plain run in the last bits.
+            With --all-values, every value a node computes is written too, as NNNN.npy in node \
+            order, with values.tsv mapping each file to its value's name: for comparing a model \
+            layer by layer with another runtime (Tools/compare-layers.py does it against LiteRT \
+            and onnxruntime). Fusions that would hide one of those values are then not applied, \
+            so float results can differ from a plain run in the last bits.
 
             Examples:
               modellens run model.onnx --random -o out/
