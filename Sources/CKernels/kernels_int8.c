@@ -77,7 +77,15 @@ void mlk_qconv_pack(int out_c, int k, const int8_t *w, const int32_t *bias, int3
 
 static int kp_of(const mlk_conv *p) { return (p->k_h * p->k_w * p->in_c + 3) / 4 * 4; }
 
-size_t mlk_qconv_scratch(const mlk_conv *p) { return (size_t)(mlk_thread_count_() + 1) * QROWS * kp_of(p); }
+// A 1x1 convolution over whole rows of 4-byte groups: with VNNI, the GEMM reads the input in place.
+static int qconv_direct(const mlk_conv *p) {
+  return mlk_vnni_available_() && p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 &&
+         p->pad_top == 0 && p->pad_left == 0 && p->out_h == p->in_h && p->out_w == p->in_w && p->in_c % 4 == 0;
+}
+
+size_t mlk_qconv_scratch(const mlk_conv *p) {
+  return qconv_direct(p) ? 0 : (size_t)(mlk_thread_count_() + 1) * QROWS * kp_of(p);
+}
 
 // im2col rows [r0, r0 + nr) of image xn as unsigned bytes, each kp long: taps outside the
 // image read a_zero, and the tail past k reads 0 (its packed weights are 0 too). Without
@@ -276,9 +284,8 @@ static void qconv_task(void *ctx, int t) {
   const int nr = j->rows - r0 < QROWS ? (int)(j->rows - r0) : QROWS;
   const uint8_t flip = j->q->in_signed ? 0x80 : 0, a_zero = (uint8_t)(j->q->in_zero + (j->q->in_signed ? 128 : 0));
   uint8_t *y = j->y + (size_t)r0 * j->p->out_c;
-  if (j->vnni && j->direct) {
-    // A 1x1 convolution over whole rows of 4-byte groups: the input is A as it lies, made
-    // unsigned in registers.
+  if (j->direct) {
+    // The input is A as it lies, made unsigned in registers.
     qgemm_vnni(j->x + (size_t)r0 * j->kp, nr, j->kp, j->packed, j->p->out_c, j->bias, j->mult, j->shift, j->q, y,
                j->p->out_c, flip ? (int32_t)0x80808080u : 0);
     return;
@@ -295,8 +302,7 @@ void mlk_qconv_nhwc(const mlk_conv *p, const mlk_qconv *q, const void *x, const 
                     const int32_t *mult, const int32_t *shift, void *y, uint8_t *scratch) {
   const long rows = (long)p->out_h * p->out_w;
   const int vnni = mlk_vnni_available_();
-  const int direct = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
-                     p->pad_left == 0 && p->out_h == p->in_h && p->out_w == p->in_w && p->in_c % 4 == 0;
+  const int direct = qconv_direct(p);
   for (int n = 0; n < p->batch; n++) {
     qconv_job job = {p, q, (const uint8_t *)x + (size_t)n * p->in_h * p->in_w * p->in_c, packed, bias_eff, mult, shift,
                      (uint8_t *)y + (size_t)n * rows * p->out_c, scratch, rows, kp_of(p), vnni, direct};

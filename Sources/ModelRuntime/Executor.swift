@@ -343,7 +343,8 @@ public final class Executor {
             var pc = PlanContext(node: node, graph: graph, constants: consts)
             pc.activation = fusedActivations[i]
             var kernel: Kernel
-            if needsQuantizedWrapper(node), let integer = IntegerConv.make(pc) {
+            let quantized = needsQuantizedWrapper(node)
+            if quantized, let integer = IntegerConv.make(pc) {
                 kernel = integer.kernel
                 integerNodes += 1
                 if !integer.readsWeights {
@@ -355,7 +356,7 @@ public final class Executor {
                     }
                     inputs = Array(inputs.prefix(1))
                 }
-            } else if needsQuantizedWrapper(node) {
+            } else if quantized {
                 let wrapped = try quantizedWrapper(pc, factory: factory)
                 floatQuantizedNodes += 1
                 kernel = quantizedAddKernel(pc, fallback: wrapped) ?? wrapped

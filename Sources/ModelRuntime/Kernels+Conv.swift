@@ -82,10 +82,7 @@ let convKernels: [(String, KernelFactory)] = {
             switch (fused, n.fusedActivation) {
             case (nil, nil): return (0, 0, 0)
             case (let f?, nil): return f
-            case (nil, .relu?): return (1, 0, 0)
-            case (nil, .relu6?): return (2, 0, 0)
-            case (nil, .reluN1To1?): return (3, 0, 0)
-            case (nil, .tanh?): return (4, 0, 0)
+            case (nil, let a?): return activationKind(a).map { ($0, 0, 0) }
             default: return nil
             }
         }()

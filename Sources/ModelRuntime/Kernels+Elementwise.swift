@@ -2,17 +2,20 @@ import CKernels
 import Foundation
 import ModelIR
 
+/// mlk_activate's kind for a fused activation (nil: none the kernels apply).
+func activationKind(_ a: FusedActivation) -> Int32? {
+    switch a {
+    case .relu: return 1
+    case .relu6: return 2
+    case .reluN1To1: return 3
+    case .tanh: return 4
+    case .signBit: return nil
+    }
+}
+
 /// The activation a TFLite op fuses into its output, applied in place.
 func applyFused(_ node: Node, _ y: RTensor) {
-    guard let a = node.fusedActivation, y.dtype == .float32 else { return }
-    let kind: Int32
-    switch a {
-    case .relu: kind = 1
-    case .relu6: kind = 2
-    case .reluN1To1: kind = 3
-    case .tanh: kind = 4
-    case .signBit: return
-    }
+    guard let a = node.fusedActivation, y.dtype == .float32, let kind = activationKind(a) else { return }
     mlk_activate(y.floats, y.count, kind, 0, 0)
 }
 

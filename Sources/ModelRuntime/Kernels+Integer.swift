@@ -155,14 +155,9 @@ func quantizedAddKernel(_ pc: PlanContext, fallback: @escaping Kernel) -> Kernel
     guard types.contains(a.type.dtype), types.contains(b.type.dtype), types.contains(y.type.dtype),
           let aq = a.quantization, let bq = b.quantization, let yq = y.quantization,
           aq.scales.count == 1, bq.scales.count == 1, yq.scales.count == 1, yq.scales[0] > 0 else { return nil }
-    let act: Int32
-    switch n.fusedActivation {
-    case nil: act = 0
-    case .relu?: act = 1
-    case .relu6?: act = 2
-    case .reluN1To1?: act = 3
-    default: return nil
-    }
+    // The clamping activations only (mlk_qadd_8 applies kinds 1-3).
+    let act = n.fusedActivation.map { activationKind($0) ?? 99 } ?? 0
+    guard act <= 3 else { return nil }
     let za = Int32(clamping: aq.zeroPoints.first ?? 0), zb = Int32(clamping: bq.zeroPoints.first ?? 0)
     let zy = Int32(clamping: yq.zeroPoints.first ?? 0)
     return { ins, ctx in

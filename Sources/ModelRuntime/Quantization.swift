@@ -40,22 +40,16 @@ enum Quant {
             mlk_quantize_8(x.floats, x.count, scale, Int32(clamping: zeroPoint), dtype == .int8 ? 1 : 0, halfToEven ? 1 : 0, y.raw)
             return y
         }
-        let (lo, hi): (Float, Float)
-        switch dtype {
-        case .int8: (lo, hi) = (-128, 127)
-        case .uint8: (lo, hi) = (0, 255)
-        case .int16: (lo, hi) = (-32768, 32767)
-        default: (lo, hi) = (-2147483648, 2147483520)
-        }
+        // int16 and int32 (int8 and uint8 took the C path above).
+        let (lo, hi): (Float, Float) = dtype == .int16 ? (-32768, 32767) : (-2147483648, 2147483520)
         for i in 0..<x.count {
             let v = x.floats[i] / scale
             let r = halfToEven ? v.rounded(.toNearestOrEven) : v.rounded(.toNearestOrAwayFromZero)
             let q = r.isNaN ? Float(zeroPoint) : min(max(r + Float(zeroPoint), lo), hi)
-            switch dtype {
-            case .int8: y.raw.storeBytes(of: Int8(q), toByteOffset: i, as: Int8.self)
-            case .uint8: y.raw.storeBytes(of: UInt8(q), toByteOffset: i, as: UInt8.self)
-            case .int16: y.raw.storeBytes(of: Int16(q), toByteOffset: i * 2, as: Int16.self)
-            default: y.raw.storeBytes(of: Int32(q), toByteOffset: i * 4, as: Int32.self)
+            if dtype == .int16 {
+                y.raw.storeBytes(of: Int16(q), toByteOffset: i * 2, as: Int16.self)
+            } else {
+                y.raw.storeBytes(of: Int32(q), toByteOffset: i * 4, as: Int32.self)
             }
         }
         return y

@@ -75,7 +75,7 @@ struct Run: ParsableCommand {
     func run() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         if allValues && output == nil { throw ValidationError("--all-values needs a folder: -o OUTDIR") }
-        var m = try ModelImporter.load(model, options: .init(inputShapes: try Inspect.parseShapes(inputShapes)))
+        let m = try ModelImporter.load(model, options: .init(inputShapes: try Inspect.parseShapes(inputShapes)))
         let modelOutputs = m.graph.outputs
         var intermediates: [ValueID] = []
         if allValues {
