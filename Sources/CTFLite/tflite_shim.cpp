@@ -92,6 +92,7 @@ void mltfl_close(mltfl_model *m) {
 }
 
 uint64_t mltfl_file_size(const mltfl_model *m) { return m->size; }
+const void *mltfl_file_data(const mltfl_model *m) { return m->bytes; }
 uint32_t mltfl_version(const mltfl_model *m) { return m->model->version(); }
 const char *mltfl_description(const mltfl_model *m) {
   return m->model->description() ? m->model->description()->c_str() : nullptr;

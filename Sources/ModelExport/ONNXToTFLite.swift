@@ -55,7 +55,7 @@ final class ONNXToTFLite: LayoutConverter {
         let c = ONNXToTFLite(g, path: path, options: options)
         c.report.sourceFormat = "onnx"
         c.report.targetFormat = "tflite"
-        if let exec = try? Executor(model: copy, threads: 1) { c.folded = exec.foldedValues }
+        if let exec = try? Executor(model: copy, threads: 1, keepFoldedValues: true) { c.folded = exec.foldedValues }
         try c.run()
         return (c.out, c.report)
     }

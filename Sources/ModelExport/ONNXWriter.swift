@@ -295,7 +295,7 @@ public struct ONNXWriter {
         case .borrowed(let p, _):
             arena.keep(t)
             tp.pointee.raw_data = ProtobufCBinaryData(len: p.count, data: UnsafeMutablePointer(mutating: p.baseAddress?.assumingMemoryBound(to: UInt8.self)))
-        case .owned:
+        case .owned, .expanded:
             let copy = t.withBytes { arena.bytes($0) }
             tp.pointee.raw_data = ProtobufCBinaryData(len: t.byteCount, data: copy)
         }

@@ -32,7 +32,7 @@ final class TFLiteToONNX: LayoutConverter {
         c.report.sourceFormat = "tflite"
         c.report.targetFormat = "onnx"
         // fp16 DEQUANTIZE and DENSIFY of constants: computed once with the runtime's kernels.
-        if let exec = try? Executor(model: model, threads: 1) { c.folded = exec.foldedValues }
+        if let exec = try? Executor(model: model, threads: 1, keepFoldedValues: true) { c.folded = exec.foldedValues }
         try c.run()
         return (c.out, opset, c.report)
     }

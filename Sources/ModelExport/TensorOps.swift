@@ -23,6 +23,7 @@ enum TensorOps {
         switch t.storage {
         case .owned(let a): return TensorData(dtype: t.dtype, shape: shape, storage: .owned(a), quantization: t.quantization)
         case .borrowed(let p, let owner): return TensorData(dtype: t.dtype, shape: shape, storage: .borrowed(p, owner: owner), quantization: t.quantization)
+        case .expanded(let e): return TensorData(dtype: t.dtype, shape: shape, storage: .expanded(e), quantization: t.quantization)
         }
     }
 

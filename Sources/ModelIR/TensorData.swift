@@ -16,16 +16,32 @@ public struct QuantizationParams: Sendable, Hashable {
     public var isPerAxis: Bool { scales.count > 1 }
 }
 
+/// Bytes a constant keeps in another form and writes out on demand: a sparse TFLite weight is
+/// held as its stored values and indices (in the mapped file) and expanded whenever read, so
+/// the model never holds its dense form.
+public protocol ExpandedStorage: AnyObject {
+    /// Size of the expanded bytes.
+    var byteCount: Int { get }
+    /// Size of the stored form (values and indices).
+    var storedByteCount: Int { get }
+    /// Writes the expanded bytes (`byteCount` of them) to `destination`.
+    func expand(into destination: UnsafeMutableRawPointer)
+    /// Gives the resident pages of the stored form back to the system, where it lies in a file.
+    func releaseResidentPages()
+}
+
 /// The bytes of a constant tensor.
 ///
 /// Weights are not copied after loading: `TensorData` either owns its bytes
-/// (values that had to be converted, e.g. ONNX's typed `float_data` lists) or
+/// (values that had to be converted, e.g. ONNX's typed `float_data` lists),
 /// borrows them from a parsed message or a mapped file, holding `owner` so
-/// the memory outlives every tensor that points into it.
+/// the memory outlives every tensor that points into it, or computes them from
+/// a compact stored form each time they are read (`ExpandedStorage`).
 public final class TensorData: @unchecked Sendable {
     public enum Storage {
         case owned([UInt8])
         case borrowed(UnsafeRawBufferPointer, owner: AnyObject)
+        case expanded(ExpandedStorage)
     }
 
     public let dtype: DType
@@ -46,7 +62,14 @@ public final class TensorData: @unchecked Sendable {
         switch storage {
         case .owned(let a): return a.count
         case .borrowed(let p, _): return p.count
+        case .expanded(let e): return e.byteCount
         }
+    }
+
+    /// Bytes as the file stores them: `byteCount`, or less for an expanded (sparse) constant.
+    public var storedByteCount: Int {
+        if case .expanded(let e) = storage { return e.storedByteCount }
+        return byteCount
     }
 
     public var isBorrowed: Bool {
@@ -54,13 +77,25 @@ public final class TensorData: @unchecked Sendable {
         return false
     }
 
-    /// Calls `body` with the tensor's bytes, wherever they live.
+    /// Calls `body` with the tensor's bytes, wherever they live (expanded ones in a copy that
+    /// lasts for the call).
     public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         switch storage {
         case .owned(let a): return try a.withUnsafeBytes(body)
         case .borrowed(let p, let owner):
             return try withExtendedLifetime(owner) { try body(p) }
+        case .expanded(let e):
+            let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: e.byteCount, alignment: 16)
+            defer { copy.deallocate() }
+            if let base = copy.baseAddress { e.expand(into: base) }
+            return try body(UnsafeRawBufferPointer(copy))
         }
+    }
+
+    /// Writes the tensor's bytes (`byteCount` of them) to `destination`.
+    public func copyBytes(to destination: UnsafeMutableRawPointer) {
+        if case .expanded(let e) = storage { e.expand(into: destination); return }
+        withBytes { if let base = $0.baseAddress { destination.copyMemory(from: base, byteCount: $0.count) } }
     }
 
     /// Integer elements (int8...int64, uint8...uint64, bool), for shape-like
@@ -127,19 +162,42 @@ func halfToFloat(_ h: UInt16) -> Float {
 
 /// An owner of borrowed tensor bytes that lie in a read-only, private file mapping: their pages
 /// can be given back to the system and are read again from the file if touched later.
-public protocol FileBackedStorage: AnyObject {}
+public protocol FileBackedStorage: AnyObject {
+    /// The whole mapping.
+    var mappedBytes: UnsafeRawBufferPointer { get }
+}
+
+/// Gives back every whole page of `region` that none of `keep` (address ranges, any order)
+/// touches.
+public func releasePages(of region: UnsafeRawBufferPointer, except keep: [Range<Int>]) {
+    guard let base = region.baseAddress, region.count > 0 else { return }
+    var from = Int(bitPattern: base)
+    let end = from + region.count
+    for r in keep.sorted(by: { $0.lowerBound < $1.lowerBound }) where r.upperBound > from && r.lowerBound < end {
+        if r.lowerBound > from { releasePages(of: UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: from), count: r.lowerBound - from)) }
+        from = max(from, r.upperBound)
+    }
+    if end > from { releasePages(of: UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: from), count: end - from)) }
+}
+
+/// Gives the whole pages inside `bytes` back to the system (see `FileBackedStorage`).
+public func releasePages(of bytes: UnsafeRawBufferPointer) {
+    guard let base = bytes.baseAddress else { return }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let start = (Int(bitPattern: base) + page - 1) / page * page
+    let end = (Int(bitPattern: base) + bytes.count) / page * page
+    if end > start, let pointer = UnsafeMutableRawPointer(bitPattern: start) {
+        _ = madvise(pointer, end - start, Int32(MADV_DONTNEED))
+    }
+}
 
 extension TensorData {
     /// Gives the resident pages of a file-backed constant back to the system (for weights that
     /// have been converted, e.g. fp16 widened to fp32, and are not read again). Whole pages inside
-    /// the tensor only; other storage is left alone.
+    /// the tensor only; owned storage is left alone.
     public func releaseResidentPages() {
-        guard case .borrowed(let p, let owner) = storage, owner is FileBackedStorage, let base = p.baseAddress else { return }
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let start = (Int(bitPattern: base) + page - 1) / page * page
-        let end = (Int(bitPattern: base) + p.count) / page * page
-        if end > start, let pointer = UnsafeMutableRawPointer(bitPattern: start) {
-            _ = madvise(pointer, end - start, Int32(MADV_DONTNEED))
-        }
+        if case .expanded(let e) = storage { e.releaseResidentPages(); return }
+        guard case .borrowed(let p, let owner) = storage, owner is FileBackedStorage else { return }
+        releasePages(of: p)
     }
 }

@@ -21,6 +21,7 @@ final class MappedFile: FileBackedStorage {
         }
     }
     deinit { ml_unmap_file(&mapping) }
+    var mappedBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: mapping.data, count: mapping.size) }
 }
 
 @inline(__always) func cString(_ p: UnsafePointer<CChar>?) -> String {

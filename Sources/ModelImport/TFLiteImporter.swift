@@ -7,6 +7,9 @@ import ModelIR
 final class TFLiteFile: FileBackedStorage {
     let handle: OpaquePointer
     init(_ handle: OpaquePointer) { self.handle = handle }
+    var mappedBytes: UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: mltfl_file_data(handle), count: Int(mltfl_file_size(handle)))
+    }
     deinit { mltfl_close(handle) }
 }
 
@@ -42,68 +45,102 @@ func dtypeFromTFLite(_ code: Int32) -> DType {
 
 struct SparsityError: Error { let reason: String }
 
-/// Expands a sparse constant (TFLite's CSR-style format, no blocks) to its dense form, checking
-/// every index against the shape; the result is owned. Stored values come in traversal order.
-func densify(_ file: TFLiteFile, _ s: Int32, _ t: Int32, values: UnsafeRawBufferPointer, dtype: DType, shape: [Int],
-             quantization: QuantizationParams?) throws -> TensorData {
-    var traversal: UnsafePointer<Int32>?, blockMap: UnsafePointer<Int32>?
-    var tc: Int32 = 0, bc: Int32 = 0
-    var dims = [mltfl_sparse_dim](repeating: mltfl_sparse_dim(), count: 16)
-    let n = Int(mltfl_tensor_sparsity(file.handle, s, t, &traversal, &tc, &blockMap, &bc, &dims, 16))
-    guard n == shape.count, bc == 0 else { throw SparsityError(reason: "sparsity with blocks or \(n) dims for a rank-\(shape.count) tensor is not supported") }
-    let order = (0..<Int(tc)).map { Int(traversal![$0]) }
-    guard order.count == n, Set(order) == Set(0..<n) else { throw SparsityError(reason: "invalid traversal order \(order)") }
-    guard let width = dtype.bitWidth, width % 8 == 0, let total = Shape.product(shape), total < (1 << 30) else {
-        throw SparsityError(reason: "sparse tensor of \(dtype.rawValue) \(shape)")
+/// A sparse constant (TFLite's CSR-style format, no blocks), kept as the file stores it: its
+/// values and index vectors stay in the mapping and are expanded to the dense form whenever the
+/// tensor is read, so the model never holds the dense bytes (pose_detection's would be twice
+/// its file). Every index is checked against the shape once, when the tensor is imported.
+final class SparseConstant: ExpandedStorage {
+    let file: TFLiteFile
+    let values: UnsafeRawBufferPointer
+    let shape: [Int]
+    let order: [Int]
+    let dims: [mltfl_sparse_dim]
+    let strides: [Int]
+    let elementSize: Int
+    let byteCount: Int
+
+    init(_ file: TFLiteFile, _ s: Int32, _ t: Int32, values: UnsafeRawBufferPointer, dtype: DType, shape: [Int]) throws {
+        var traversal: UnsafePointer<Int32>?, blockMap: UnsafePointer<Int32>?
+        var tc: Int32 = 0, bc: Int32 = 0
+        var dims = [mltfl_sparse_dim](repeating: mltfl_sparse_dim(), count: 16)
+        let n = Int(mltfl_tensor_sparsity(file.handle, s, t, &traversal, &tc, &blockMap, &bc, &dims, 16))
+        guard n == shape.count, bc == 0 else { throw SparsityError(reason: "sparsity with blocks or \(n) dims for a rank-\(shape.count) tensor is not supported") }
+        let order = (0..<Int(tc)).map { Int(traversal![$0]) }
+        guard order.count == n, Set(order) == Set(0..<n) else { throw SparsityError(reason: "invalid traversal order \(order)") }
+        guard let width = dtype.bitWidth, width % 8 == 0, let total = Shape.product(shape), total < (1 << 30) else {
+            throw SparsityError(reason: "sparse tensor of \(dtype.rawValue) \(shape)")
+        }
+        for d in dims.prefix(n) where d.format == 1 {
+            guard [1, 2, 3].contains(d.segments_type), [1, 2, 3].contains(d.indices_type), d.segments != nil, d.indices != nil,
+                  d.segments_count >= 0, d.indices_count >= 0 else { throw SparsityError(reason: "unreadable CSR vectors") }
+        }
+        var strides = [Int](repeating: 1, count: n)
+        for i in stride(from: n - 2, through: 0, by: -1) { strides[i] = strides[i + 1] * shape[i + 1] }
+        self.file = file
+        self.values = values
+        self.shape = shape
+        self.order = order
+        self.dims = Array(dims.prefix(n))
+        self.strides = strides
+        self.elementSize = width / 8
+        self.byteCount = total * width / 8
+        try walk(into: nil)
     }
-    let e = width / 8
-    var out = [UInt8](repeating: 0, count: total * e)
-    var strides = [Int](repeating: 1, count: n)
-    for i in stride(from: n - 2, through: 0, by: -1) { strides[i] = strides[i + 1] * shape[i + 1] }
-    func vector(_ type: Int32, _ p: UnsafeRawPointer?, _ count: Int32) -> [Int]? {
-        guard let p, count >= 0 else { return count == 0 ? [] : nil }
+
+    /// Element `j` of a SparseIndexVector (1 int32, 2 uint16, 3 uint8).
+    private static func element(_ type: Int32, _ p: UnsafeRawPointer, _ j: Int) -> Int {
         switch type {
-        case 1: return (0..<Int(count)).map { Int(p.load(fromByteOffset: $0 * 4, as: Int32.self)) }
-        case 2: return (0..<Int(count)).map { Int(p.load(fromByteOffset: $0 * 2, as: UInt16.self)) }
-        case 3: return (0..<Int(count)).map { Int(p.load(fromByteOffset: $0, as: UInt8.self)) }
-        default: return nil
+        case 1: return Int(p.loadUnaligned(fromByteOffset: j * 4, as: Int32.self))
+        case 2: return Int(p.loadUnaligned(fromByteOffset: j * 2, as: UInt16.self))
+        default: return Int(p.load(fromByteOffset: j, as: UInt8.self))
         }
     }
-    var segs: [[Int]] = [], idxs: [[Int]] = []
-    for d in dims.prefix(n) {
-        if d.format == 1 {
-            guard let sg = vector(d.segments_type, d.segments, d.segments_count), let ix = vector(d.indices_type, d.indices, d.indices_count) else {
-                throw SparsityError(reason: "unreadable CSR vectors")
+
+    /// Walks the storage: level k runs over traversal dimension order[k]; `pos` indexes the
+    /// previous sparse level's entries (the row of the CSR segments), as in TFLite's converter.
+    /// Writes each stored value to its dense place in `out`, or only checks the indices when nil.
+    private func walk(into out: UnsafeMutableRawPointer?) throws {
+        var next = 0
+        let e = elementSize, n = shape.count
+        func visit(_ level: Int, _ offset: Int, _ pos: Int) throws {
+            if level == n {
+                guard (next + 1) * e <= values.count else { throw SparsityError(reason: "fewer stored values than the indices need") }
+                if let out, let from = values.baseAddress { (out + offset * e).copyMemory(from: from + next * e, byteCount: e) }
+                next += 1
+                return
             }
-            segs.append(sg); idxs.append(ix)
-        } else { segs.append([]); idxs.append([]) }
-    }
-    var next = 0
-    // Walk the storage: level k runs over traversal dimension order[k]; `pos` indexes the
-    // previous sparse level's entries (the row of the CSR segments), as in TFLite's converter.
-    func walk(_ level: Int, _ offset: Int, _ pos: Int) throws {
-        if level == n {
-            guard (next + 1) * e <= values.count else { throw SparsityError(reason: "fewer stored values than the indices need") }
-            for b in 0..<e { out[offset * e + b] = values[next * e + b] }
-            next += 1
-            return
-        }
-        let dim = order[level]
-        if dims[level].format == 0 {
-            let size = Int(dims[level].dense_size)
-            guard size == shape[dim] else { throw SparsityError(reason: "dense size \(size) for dimension of \(shape[dim])") }
-            for i in 0..<size { try walk(level + 1, offset + i * strides[dim], pos * size + i) }
-        } else {
-            let sg = segs[level], ix = idxs[level]
-            guard pos + 1 < sg.count, sg[pos] <= sg[pos + 1], sg[pos + 1] <= ix.count else { throw SparsityError(reason: "segment \(pos) out of range") }
-            for j in sg[pos]..<sg[pos + 1] {
-                guard ix[j] >= 0 && ix[j] < shape[dim] else { throw SparsityError(reason: "index \(ix[j]) outside a dimension of \(shape[dim])") }
-                try walk(level + 1, offset + ix[j] * strides[dim], j)
+            let dim = order[level], d = dims[level]
+            if d.format == 0 {
+                let size = Int(d.dense_size)
+                guard size == shape[dim] else { throw SparsityError(reason: "dense size \(size) for dimension of \(shape[dim])") }
+                for i in 0..<size { try visit(level + 1, offset + i * strides[dim], pos * size + i) }
+            } else {
+                guard pos + 1 < Int(d.segments_count) else { throw SparsityError(reason: "segment \(pos) out of range") }
+                let from = Self.element(d.segments_type, d.segments, pos), to = Self.element(d.segments_type, d.segments, pos + 1)
+                guard from >= 0, from <= to, to <= Int(d.indices_count) else { throw SparsityError(reason: "segment \(pos) out of range") }
+                for j in from..<to {
+                    let ix = Self.element(d.indices_type, d.indices, j)
+                    guard ix >= 0 && ix < shape[dim] else { throw SparsityError(reason: "index \(ix) outside a dimension of \(shape[dim])") }
+                    try visit(level + 1, offset + ix * strides[dim], j)
+                }
             }
         }
+        try visit(0, 0, 0)
     }
-    try walk(0, 0, 0)
-    return TensorData(dtype: dtype, shape: shape, storage: .owned(out), quantization: quantization)
+
+    func expand(into destination: UnsafeMutableRawPointer) {
+        destination.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
+        try? walk(into: destination)   // checked at import
+    }
+
+    var storedByteCount: Int {
+        dims.reduce(values.count) { total, d in
+            let width = [1: 4, 2: 2, 3: 1][d.segments_type] ?? 0, iw = [1: 4, 2: 2, 3: 1][d.indices_type] ?? 0
+            return total + (d.format == 1 ? width * Int(d.segments_count) + iw * Int(d.indices_count) : 0)
+        }
+    }
+
+    func releaseResidentPages() { releasePages(of: values) }
 }
 
 /// Lowers a .tflite file into the IR. The file stays mapped for the model's
@@ -181,7 +218,8 @@ enum TFLiteImporter {
                     let shape = dims?.compactMap(\.value) ?? []
                     let bytes = UnsafeRawBufferPointer(start: UnsafeRawPointer(data), count: Int(size))
                     do {
-                        graph.values[id].constant = try densify(file, s, Int32(t), values: bytes, dtype: dtype, shape: shape, quantization: quant)
+                        let sparse = try SparseConstant(file, s, Int32(t), values: bytes, dtype: dtype, shape: shape)
+                        graph.values[id].constant = TensorData(dtype: dtype, shape: shape, storage: .expanded(sparse), quantization: quant)
                     } catch let e as SparsityError {
                         throw ImportError(path, "tensor '\(name)': \(e.reason)")
                     }

@@ -125,10 +125,16 @@ public final class Executor {
     var runContext: RunContext?
     let runLock = NSLock()
 
-    public init(model: Model, threads: Int = 1) throws {
+    /// Keep every value folded at plan time (for `foldedValues`), not only those a step reads.
+    let keepsFoldedValues: Bool
+
+    /// `keepFoldedValues`: keep every value computed from constants at plan time, also those a
+    /// later fold consumed (a converter stores them); a runner keeps only what the steps read.
+    public init(model: Model, threads: Int = 1, keepFoldedValues: Bool = false) throws {
         self.model = model
         self.graph = model.graph
         self.threads = max(1, threads)
+        self.keepsFoldedValues = keepFoldedValues
         mlk_set_threads(Int32(self.threads))
         try plan()
     }
@@ -145,6 +151,7 @@ public final class Executor {
 
     /// Values the planner computed from constants alone (shape arithmetic, widened fp16
     /// weights), as owned tensors: what a converter can store as constants instead of ops.
+    /// Complete only for an executor made with `keepFoldedValues`.
     public var foldedValues: [ValueID: TensorData] {
         var out: [ValueID: TensorData] = [:]
         for (v, t) in constants where v < graph.values.count && graph.values[v].constant == nil {
@@ -165,7 +172,7 @@ public final class Executor {
             t = RTensor(shape: data.shape, dtype: data.dtype, buffer: RBuffer(borrowing: p.baseAddress!, capacity: p.count, owner: owner))
         default:
             let b = RBuffer(capacity: data.byteCount)
-            data.withBytes { if let base = $0.baseAddress { b.pointer.copyMemory(from: base, byteCount: $0.count) } }
+            data.copyBytes(to: b.pointer)
             t = RTensor(shape: data.shape, dtype: data.dtype, buffer: b)
         }
         constants[v] = t
@@ -322,6 +329,7 @@ public final class Executor {
         var lastUse: [ValueID: Int] = [:]
         for (i, n) in graph.nodes.enumerated() { for case let v? in (fusedInputs[i] ?? n.inputs) { lastUse[v] = i } }
         for o in graph.outputs { lastUse[o] = Int.max }
+        let outputSet = Set(graph.outputs)
         let foldContext = RunContext()
         for (i, node) in graph.nodes.enumerated() {
             if fusedNodes[i] != nil {
@@ -368,11 +376,12 @@ public final class Executor {
                 // Fold once now.
                 let outs = try kernel(consts, foldContext)
                 for (k, o) in node.outputs.enumerated() where k < outs.count { constants[o] = outs[k] }
-                // Weights read only by this node (fp16 widened to fp32) are not read again: their
-                // pages in a mapped file go back to the system.
-                for case let v? in inputs where v < graph.values.count && consumerCount[v] == 1 && graph.values[v].constant != nil {
+                // Values read only by this node are not read again: stored weights (fp16 widened
+                // to fp32) give their pages in a mapped file back to the system, and copies of
+                // them or earlier folded results (a dequantized weight this node transposes) go.
+                for case let v? in inputs where v < graph.values.count && consumerCount[v] == 1 && lastUse[v] == i && !outputSet.contains(v) {
                     graph.values[v].constant?.releaseResidentPages()
-                    constants[v] = nil   // (a copy, where the file's bytes were not aligned)
+                    if !keepsFoldedValues || graph.values[v].constant != nil { constants[v] = nil }
                 }
                 continue
             }
@@ -386,6 +395,26 @@ public final class Executor {
             let t = v >= graph.values.count ? synthetic[v - graph.values.count] : constants[v]
             return total + (t?.byteCount ?? 0)
         }
+        releaseUnreadFilePages(used: used)
+    }
+
+    /// Gives back the pages of the model's mapped files that no step reads where they lie: the
+    /// format's metadata, weights that were converted or packed, tensors too small to own a page
+    /// (importing and planning touched them all). A page touched again later is read back from
+    /// the file.
+    func releaseUnreadFilePages(used: Set<ValueID>) {
+        var files: [ObjectIdentifier: FileBackedStorage] = [:]
+        for v in graph.values {
+            if case .borrowed(_, let owner as FileBackedStorage)? = v.constant?.storage { files[ObjectIdentifier(owner)] = owner }
+        }
+        guard !files.isEmpty else { return }
+        var keep: [Range<Int>] = []
+        for v in used {
+            guard let t = v >= graph.values.count ? synthetic[v - graph.values.count] : constants[v], !t.buffer.owned else { continue }
+            let start = Int(bitPattern: t.buffer.pointer)
+            keep.append(start..<start + t.buffer.capacity)
+        }
+        for file in files.values { releasePages(of: file.mappedBytes, except: keep) }
     }
 
     /// Runs the graph. `inputs` by graph-input name; every non-constant input is required.

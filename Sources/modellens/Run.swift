@@ -116,7 +116,7 @@ struct Run: ParsableCommand {
                 try NPY.write(t, to: (output as NSString).appendingPathComponent(String(safe) + ".npy"))
             }
         }
-        let weights = m.graph.values.compactMap(\.constant).reduce(0) { $0 + $1.byteCount }
+        let weights = m.graph.values.compactMap(\.constant).reduce(0) { $0 + $1.storedByteCount }
         print(String(format: "ran in %.2f ms on %d thread(s); weights %@ in the file, %@ as the kernels read them; peak arena %@; process peak RSS %@",
                      ms, threads, InspectReport.bytes(weights), InspectReport.bytes(exec.kernelWeightBytes),
                      InspectReport.bytes(exec.peakArenaBytes), InspectReport.bytes(ImportStats.peakRSS())))

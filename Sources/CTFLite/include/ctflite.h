@@ -18,6 +18,8 @@ mltfl_model *mltfl_open(const char *path, char *err, size_t errlen);
 void mltfl_close(mltfl_model *model);
 
 uint64_t mltfl_file_size(const mltfl_model *model);
+/// Start of the read-only, private mapping of the file (mltfl_file_size bytes).
+const void *mltfl_file_data(const mltfl_model *model);
 uint32_t mltfl_version(const mltfl_model *model);
 /// NUL-terminated, or NULL when absent.
 const char *mltfl_description(const mltfl_model *model);
