@@ -1,5 +1,5 @@
 import Foundation
-import ModelImport
+@testable import ModelImport
 import ModelIR
 import XCTest
 
@@ -57,6 +57,31 @@ final class BadInputTests: XCTestCase {
 
     func testTFLiteBufferOffsetPastTheEnd() {
         expectImportError(TestSupport.samples.appendingPathComponent("bad/buffer_offset.tflite").path, contains: "outside the file")
+    }
+
+    /// A sparse weight's CSR segments made to run backwards (segment 0 from 1 to 0) in a copy of
+    /// a real sparse model: the import checks every segment and index once, since the weight is
+    /// expanded later, whenever read, where an error could no longer be reported.
+    func testSparseWeightWithBackwardSegmentsIsRefused() throws {
+        let path = TestSupport.models.appendingPathComponent("mediapipe/mediapipe__modules__face_detection__face_detection_full_range_sparse.tflite").path
+        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("run Tools/fetch-models.sh") }
+        let model = try ModelImporter.load(path)
+        var found: (offset: Int, width: Int)?
+        for v in model.graph.values {
+            guard case .expanded(let e)? = v.constant?.storage, let sparse = e as? SparseConstant,
+                  let d = sparse.dims.first(where: { $0.format == 1 && $0.segments_count >= 2 }),
+                  let base = sparse.file.mappedBytes.baseAddress, let segments = d.segments else { continue }
+            found = (segments - base, [1: 4, 2: 2, 3: 1][d.segments_type] ?? 0)
+            break
+        }
+        guard let (offset, width) = found, width > 0 else { return XCTFail("no CSR dimension in \(path)") }
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        for b in 0..<2 * width { bytes[offset + b] = 0 }
+        bytes[offset] = 1   // segments[0] = 1, segments[1] = 0 (little-endian)
+        let bad = FileManager.default.temporaryDirectory.appendingPathComponent("modellens-backward-segments-\(getpid()).tflite")
+        try Data(bytes).write(to: bad)
+        defer { try? FileManager.default.removeItem(at: bad) }
+        expectImportError(bad.path, contains: "segment 0 out of range")
     }
 
     func testExternalDataLeavingTheModelDirectoryIsRefused() {
