@@ -54,8 +54,9 @@ public struct TFLiteWriter {
         var err = [CChar](repeating: 0, count: 512)
         for graph in graphs {
             var index: [ValueID: Int32] = [:]
-            // The importer densified sparse constants; their DENSIFY ops are dropped and
-            // the dense data stored in their place (LiteRT refuses DENSIFY on dense input).
+            // Sparse constants read as their dense bytes (the importer expands them on read);
+            // their DENSIFY ops are dropped and the dense data stored in their place (LiteRT
+            // refuses DENSIFY on dense input).
             var densified: [ValueID: TensorData] = [:]
             for node in graph.nodes where node.sourceOp == "DENSIFY" && node.domain == "tflite" {
                 if let src = node.inputs.first ?? nil, let c = graph.values[src].constant, let out = node.outputs.first { densified[out] = c }
