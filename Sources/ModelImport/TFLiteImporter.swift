@@ -71,7 +71,7 @@ final class SparseConstant: ExpandedStorage {
             throw SparsityError(reason: "sparse tensor of \(dtype.rawValue) \(shape)")
         }
         for d in dims.prefix(n) where d.format == 1 {
-            guard [1, 2, 3].contains(d.segments_type), [1, 2, 3].contains(d.indices_type), d.segments != nil, d.indices != nil,
+            guard Self.width(d.segments_type) > 0, Self.width(d.indices_type) > 0, d.segments != nil, d.indices != nil,
                   d.segments_count >= 0, d.indices_count >= 0 else { throw SparsityError(reason: "unreadable CSR vectors") }
         }
         var strides = [Int](repeating: 1, count: n)
@@ -85,6 +85,16 @@ final class SparseConstant: ExpandedStorage {
         self.elementSize = width / 8
         self.byteCount = total * width / 8
         try walk(into: nil)
+    }
+
+    /// Bytes per element of a SparseIndexVector of this type (1 int32, 2 uint16, 3 uint8; 0 other).
+    static func width(_ type: Int32) -> Int {
+        switch type {
+        case 1: return 4
+        case 2: return 2
+        case 3: return 1
+        default: return 0
+        }
     }
 
     /// Element `j` of a SparseIndexVector (1 int32, 2 uint16, 3 uint8).
@@ -135,8 +145,7 @@ final class SparseConstant: ExpandedStorage {
 
     var storedByteCount: Int {
         dims.reduce(values.count) { total, d in
-            let width = [1: 4, 2: 2, 3: 1][d.segments_type] ?? 0, iw = [1: 4, 2: 2, 3: 1][d.indices_type] ?? 0
-            return total + (d.format == 1 ? width * Int(d.segments_count) + iw * Int(d.indices_count) : 0)
+            total + (d.format == 1 ? Self.width(d.segments_type) * Int(d.segments_count) + Self.width(d.indices_type) * Int(d.indices_count) : 0)
         }
     }
 

@@ -71,7 +71,7 @@ final class BadInputTests: XCTestCase {
             guard case .expanded(let e)? = v.constant?.storage, let sparse = e as? SparseConstant,
                   let d = sparse.dims.first(where: { $0.format == 1 && $0.segments_count >= 2 }),
                   let base = sparse.file.mappedBytes.baseAddress, let segments = d.segments else { continue }
-            found = (segments - base, [1: 4, 2: 2, 3: 1][d.segments_type] ?? 0)
+            found = (segments - base, SparseConstant.width(d.segments_type))
             break
         }
         guard let (offset, width) = found, width > 0 else { return XCTFail("no CSR dimension in \(path)") }
