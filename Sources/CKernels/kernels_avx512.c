@@ -72,7 +72,8 @@ AVX512 static inline __attribute__((always_inline)) void micro(const int direct,
                                                                float *restrict c, long ldc,
                                                                __mmask16 m0, __mmask16 m1, int first, int last,
                                                                const float *bias, const float *cbias, const float *scale,
-                                                               const float *res, mlk_epilogue act) {
+                                                               const float *res, mlk_epilogue act,
+                                                               const float *pf, long pflda, int pfrows, int pfirst, int pflines) {
   __m512 c0[MR], c1[MR];
 #pragma clang loop unroll(full)
   for (int r = 0; r < mr; r++) {
@@ -91,6 +92,10 @@ AVX512 static inline __attribute__((always_inline)) void micro(const int direct,
 #pragma clang loop unroll(disable)
   for (int k = 0; k < kc; k++) {
     __m512 b0, b1;
+    if (pfirst + k < pflines) {
+      const int line = pfirst + k;
+      _mm_prefetch((const char *)(pf + (line % pfrows) * pflda + (line / pfrows) * 16), _MM_HINT_T1);
+    }
     if (direct == 2) {   // a full tile: plain loads (see load16), no test in the loop
       const float *row = bp + boff[k];
       b0 = _mm512_loadu_ps(row);
@@ -142,14 +147,15 @@ AVX512 static inline __attribute__((always_inline)) void micro(const int direct,
 
 #define MICRO_CASE(R) \
   case R: \
-    if (boff && m0 == 0xFFFF && m1 == 0xFFFF) micro(2, R, kc, ap, lda, bp, boff, c, ldc, m0, m1, first, last, bias, cbias, scale, res, act); \
-    else if (boff) micro(1, R, kc, ap, lda, bp, boff, c, ldc, m0, m1, first, last, bias, cbias, scale, res, act); \
-    else micro(0, R, kc, ap, lda, bp, NULL, c, ldc, m0, m1, first, last, bias, cbias, scale, res, act); \
+    if (boff && m0 == 0xFFFF && m1 == 0xFFFF) micro(2, R, kc, ap, lda, bp, boff, c, ldc, m0, m1, first, last, bias, cbias, scale, res, act, pf, pflda, pfrows, pfirst, pflines); \
+    else if (boff) micro(1, R, kc, ap, lda, bp, boff, c, ldc, m0, m1, first, last, bias, cbias, scale, res, act, pf, pflda, pfrows, pfirst, pflines); \
+    else micro(0, R, kc, ap, lda, bp, NULL, c, ldc, m0, m1, first, last, bias, cbias, scale, res, act, pf, pflda, pfrows, pfirst, pflines); \
     break;
 
 AVX512 static void micro_dispatch(int mr, int kc, const float *ap, long lda, const float *bp, const long *boff, float *c,
                                   long ldc, __mmask16 m0, __mmask16 m1, int first, int last, const float *bias,
-                                  const float *cbias, const float *scale, const float *res, mlk_epilogue act) {
+                                  const float *cbias, const float *scale, const float *res, mlk_epilogue act,
+                                  const float *pf, long pflda, int pfrows, int pfirst, int pflines) {
   switch (mr) {
     MICRO_CASE(12) MICRO_CASE(11) MICRO_CASE(10) MICRO_CASE(9) MICRO_CASE(8) MICRO_CASE(7)
     MICRO_CASE(6) MICRO_CASE(5) MICRO_CASE(4) MICRO_CASE(3) MICRO_CASE(2) MICRO_CASE(1)
@@ -175,12 +181,18 @@ AVX512 static void gemm_blocked(int m, int width, int k, const float *a, long ld
         strip = copy;
         sld = KC + 16;
       }
+      // The next strip of A (weights read in place, often from L3 or DRAM) is fetched into L2
+      // while this one computes, one line per step of k, spread over the strip's first tiles.
+      const float *pf = a;
+      int pfrows = 1, pflines = 0;
       if (ir + MR < m) {
-        // The next strip of A (weights read in place, often from L3 or DRAM): into L2 while this
-        // one computes.
-        const int nmr = m - ir - MR < MR ? m - ir - MR : MR;
-        for (int r = 0; r < nmr; r++)
-          for (int kk = 0; kk < kc; kk += 16) _mm_prefetch((const char *)(a + (long)(ir + MR + r) * lda + pc + kk), _MM_HINT_T1);
+        pf = a + (long)(ir + MR) * lda + pc;
+        pfrows = m - ir - MR < MR ? m - ir - MR : MR;
+        pflines = pfrows * ((kc + 15) / 16);
+      } else if (pc + KC < k) {
+        pf = a + pc + KC;
+        pfrows = m < MR ? m : MR;
+        pflines = pfrows * (((k - pc - KC < KC ? k - pc - KC : KC) + 15) / 16);
       }
       for (int jr = 0; jr < width; jr += NR) {
         const int nr = width - jr < NR ? width - jr : NR;
@@ -189,7 +201,8 @@ AVX512 static void gemm_blocked(int m, int width, int k, const float *a, long ld
         const float *b = boff ? bp + jr : bp + (long)(jr / NR) * k * NR + (long)pc * NR;
         micro_dispatch(mr, kc, strip, sld, b, boff ? boff + pc : NULL, c + (long)ir * ldc + jr, ldc, m0,
                        m1, first, last, bias ? bias + ir : NULL, col_bias ? col_bias + jr : NULL,
-                       scale ? scale + ir : NULL, res ? res + (long)ir * ldc + jr : NULL, act);
+                       scale ? scale + ir : NULL, res ? res + (long)ir * ldc + jr : NULL, act, pf, lda, pfrows, jr / NR * kc,
+                       pflines);
       }
     }
   }

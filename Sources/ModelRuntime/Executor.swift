@@ -28,7 +28,9 @@ public final class RunContext {
         let (total, o) = elements.multipliedReportingOverflow(by: max(1, (dtype.bitWidth ?? 8) / 8))
         guard !o, total <= RunContext.maxTensorBytes else { throw RuntimeError.input("tensor shape \(shape) needs more than \(RunContext.maxTensorBytes >> 30) GiB") }
         let bytes = max(1, total)
-        if let i = pool.indices.filter({ pool[$0].capacity >= bytes && pool[$0].capacity <= bytes * 2 + 4096 })
+        // The smallest free buffer that fits, and of those the one released last: its lines are
+        // the likeliest to be in cache still, so the writes that follow do not go out to DRAM.
+        if let i = pool.indices.reversed().filter({ pool[$0].capacity >= bytes && pool[$0].capacity <= bytes * 2 + 4096 })
             .min(by: { pool[$0].capacity < pool[$1].capacity }) {
             let b = pool.remove(at: i)
             return RTensor(shape: shape, dtype: dtype, buffer: b)
