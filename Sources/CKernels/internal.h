@@ -18,6 +18,9 @@ int mlk_thread_slot_(void);
 /// True when this CPU runs the AVX-512 kernels (and MODELLENS_KERNELS is not "blas").
 int mlk_use_avx512_(void);
 
+/// Steps of k the AVX-512 GEMM sums per pass over a tile of C (partial sums are stored between).
+#define MLK_GEMM_KC 256
+
 /// Activation applied as results are stored (kinds as in mlk_activate; 4, tanh, is not
 /// handled here and is left to mlk_activate).
 typedef struct { int kind; float lo, hi; } mlk_epilogue;
@@ -84,6 +87,8 @@ void mlk_conv1x1_nhwc_small_avx512_(const mlk_conv *p, const float *x, const flo
 /// Max pooling of one NCHW plane, for geometries where mlk_maxpool_avx512_ok_ (which also checks
 /// that the AVX-512 kernels are in use).
 int mlk_maxpool_avx512_ok_(const mlk_conv *p);
+/// dst[i] = src[2 i] for i < n (reads src[0 .. 2n-2] only): stride-2 im2col rows and phases.
+void mlk_even_lanes_(float *dst, const float *src, int n);
 void mlk_maxpool_plane_avx512_(const mlk_conv *p, const float *plane, float *dst);
 
 #endif

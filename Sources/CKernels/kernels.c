@@ -230,6 +230,8 @@ static void im2col_row(const mlk_conv *p, const float *plane, int kh, int kw, in
       for (int r = ow0; r < lo; r++) dst[r - ow0] = 0.0f;
       if (p->stride_w == 1) {
         memcpy(dst + (lo - ow0), src + lo + shift, sizeof(float) * (size_t)(hi - lo));
+      } else if (p->stride_w == 2) {
+        mlk_even_lanes_(dst + (lo - ow0), src + lo * 2 + shift, hi - lo);
       } else {
         for (int r = lo; r < hi; r++) dst[r - ow0] = src[r * p->stride_w + shift];
       }
@@ -448,10 +450,12 @@ static void pad_channel(void *ctx, int c) {
           const int ih = i * 2 + a - p->pad_top;
           if (ih < 0 || ih >= p->in_h) { memset(row, 0, sizeof(float) * (size_t)j->wq); continue; }
           const float *s = src + (size_t)ih * p->in_w;
-          for (int jj = 0; jj < j->wq; jj++) {
-            const int iw = jj * 2 + b - p->pad_left;
-            row[jj] = iw >= 0 && iw < p->in_w ? s[iw] : 0.0f;
-          }
+          // Columns jj with 0 <= 2 jj + b - pad_left < in_w are copied, the rest zeroed.
+          int lo, hi;
+          valid_range(j->wq, p->in_w, 2, p->pad_left, b, &lo, &hi);
+          for (int jj = 0; jj < lo; jj++) row[jj] = 0.0f;
+          mlk_even_lanes_(row + lo, s + 2 * lo + b - p->pad_left, hi - lo);
+          for (int jj = hi; jj < j->wq; jj++) row[jj] = 0.0f;
         }
       }
     return;
@@ -512,6 +516,14 @@ static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, 
                     res ? res + (size_t)n * p->out_c * out_hw : NULL, wq, wide_n, m_chunks, m_chunk, kk, wq == p->out_w, act};
     mlk_parallel(tiles * m_chunks, wide_task, &job);
   }
+}
+
+int mlk_conv_nchw_residual_in_place_ok(const mlk_conv *p) {
+  // Both AVX-512 paths (packed im2col and direct) store partial sums into y between blocks of
+  // the reduction; with a single block the residual is read and the sum stored in the same
+  // step. The direct path's copy into place reads the residual before it writes too.
+  return mlk_use_avx512_() && (size_t)(p->in_c / p->groups) * p->k_h * p->k_w <= MLK_KBLOCK &&
+         MLK_KBLOCK <= MLK_GEMM_KC;
 }
 
 void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *scale,

@@ -26,7 +26,7 @@
 
 #define MR 12
 #define NR 32
-#define KC 256
+#define KC MLK_GEMM_KC
 #define AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,fma")))
 
 // The clamping activations (kinds 1, 2, 3, 5 of mlk_activate) as vectors: max(x, lo), then
@@ -698,6 +698,34 @@ int mlk_depthwise_nhwc_flat_ok_(const mlk_conv *p) {
          p->k_h <= DW_MAX_KW && p->k_w <= DW_MAX_KW;
 }
 
+// Every other float: two 16-lane loads, one permute keeping the even lanes. The tail loads are
+// masked to the floats that exist, so nothing past src[2n - 2] is read.
+AVX512 static void even_lanes_avx512(float *dst, const float *src, int n) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    // src[2i + 31] is odd and, in the last full block, may lie past the end: masked off there.
+    const __m512 a = _mm512_loadu_ps(src + 2 * i);
+    const __m512 b = i + 16 < n ? _mm512_loadu_ps(src + 2 * i + 16) : _mm512_maskz_loadu_ps(0x7FFF, src + 2 * i + 16);
+    _mm512_storeu_ps(dst + i, _mm512_permutex2var_ps(a, even, b));
+  }
+  if (i < n) {
+    const int left = 2 * (n - i) - 1;   // floats src[2i .. 2n - 2]
+    const __mmask16 ma = (__mmask16)(left >= 16 ? 0xFFFF : (1u << left) - 1);
+    const __mmask16 mb = (__mmask16)(left > 16 ? (1u << (left - 16)) - 1 : 0);
+    const __m512 a = _mm512_maskz_loadu_ps(ma, src + 2 * i), b = _mm512_maskz_loadu_ps(mb, src + 2 * i + 16);
+    _mm512_mask_storeu_ps(dst + i, (__mmask16)((1u << (n - i)) - 1), _mm512_permutex2var_ps(a, even, b));
+  }
+}
+
+void mlk_even_lanes_(float *dst, const float *src, int n) {
+  if (mlk_use_avx512_()) {
+    even_lanes_avx512(dst, src, n);
+    return;
+  }
+  for (int i = 0; i < n; i++) dst[i] = src[2 * i];
+}
+
 int mlk_avx512_available(void) {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
@@ -741,6 +769,9 @@ void mlk_depthwise_nhwc_row_flat_avx512_(const mlk_conv *p, const float *xn, con
   abort();
 }
 int mlk_maxpool_avx512_ok_(const mlk_conv *p) { (void)p; return 0; }
+void mlk_even_lanes_(float *dst, const float *src, int n) {
+  for (int i = 0; i < n; i++) dst[i] = src[2 * i];
+}
 void mlk_maxpool_plane_avx512_(const mlk_conv *p, const float *plane, float *dst) {
   (void)p; (void)plane; (void)dst;
   abort();

@@ -44,6 +44,21 @@ public final class RunContext {
 
     func release(_ b: RBuffer) { if allocated[ObjectIdentifier(b)] != nil { pool.append(b) } }
 
+    /// Buffers of the running step's inputs that no later step reads and no other value shares:
+    /// a kernel may write its output over one of them (`reuse`). Set by the executor per step.
+    var donated: Set<ObjectIdentifier> = []
+
+    /// `t` itself, to be overwritten as this step's output, when the executor has donated its
+    /// buffer (then only once); nil otherwise.
+    public func reuse(_ t: RTensor) -> RTensor? {
+        guard donated.remove(ObjectIdentifier(t.buffer)) != nil else { return nil }
+        reusedInputs += 1
+        return t
+    }
+
+    /// How many outputs this context's runs wrote over an input (`reuse`).
+    public private(set) var reusedInputs = 0
+
     /// Gives `b` (a run's output) to the caller: the context forgets it and no longer counts it.
     func handOff(_ b: RBuffer) {
         if allocated.removeValue(forKey: ObjectIdentifier(b)) != nil { arenaBytes -= b.capacity }
@@ -112,6 +127,8 @@ public final class Executor {
     /// Measured seconds per node of the last run (nil for nodes folded at plan time).
     public private(set) var nodeSeconds: [Double?] = []
     public private(set) var peakArenaBytes = 0
+    /// Outputs of the last run written over an input read for the last time (a fused residual).
+    public private(set) var lastRunReusedInputs = 0
     /// Bytes of the constants the kernels read (weights as they use them: fp16 widened to fp32,
     /// BatchNorm folded into depthwise weights, ...), counted once each.
     public private(set) var kernelWeightBytes = 0
@@ -435,12 +452,22 @@ public final class Executor {
         let ctx = owner ? (runContext ?? RunContext()) : RunContext()
         defer { if owner { runLock.unlock() } }
         if owner { runContext = nil }   // put back only after a run that completed
+        let reusedBefore = ctx.reusedInputs
         // Values alive per buffer: views (Reshape, Identity, in-place ops) share buffers.
         var refs: [ObjectIdentifier: Int] = [:]
         for step in steps {
             let ins = step.inputs.map { $0.flatMap { values[$0] } }
+            // Inputs read for the last time here, by this one slot, whose buffer the context owns and
+            // no other live value shares: the kernel may take one over for its output.
+            ctx.donated = []
+            for v in step.release where step.inputs.lazy.filter({ $0 == v }).count == 1 {
+                if let b = values[v]?.buffer, refs[ObjectIdentifier(b)] == 1, ctx.allocated[ObjectIdentifier(b)] != nil {
+                    ctx.donated.insert(ObjectIdentifier(b))
+                }
+            }
             let t0 = profile ? DispatchTime.now().uptimeNanoseconds : 0
             let outs = try step.kernel(ins, ctx)
+            ctx.donated = []
             if profile { nodeSeconds[step.node] = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
             for (k, o) in step.outputs.enumerated() where k < outs.count {
                 values[o] = outs[k]
@@ -456,6 +483,7 @@ public final class Executor {
             }
         }
         peakArenaBytes = ctx.peakArenaBytes
+        lastRunReusedInputs = ctx.reusedInputs - reusedBefore
         var out: [String: RTensor] = [:]
         for o in graph.outputs {
             guard let t = values[o] else { throw RuntimeError.input("output '\(graph.values[o].name)' was not computed") }

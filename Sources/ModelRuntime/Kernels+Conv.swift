@@ -102,9 +102,20 @@ let convKernels: [(String, KernelFactory)] = {
             guard p.groups > 0, p.in_c % p.groups == 0, p.out_c % p.groups == 0 else {
                 throw RuntimeError.invalid(node: n.label, reason: "channels \(p.in_c)->\(p.out_c) do not split into \(p.groups) groups")
             }
-            let y = try ctx.alloc(outShape(p, rank: x.shape.count, nhwc: nhwc), .float32)
-            let b = bias.map { $0.floats }
+            let yShape = outShape(p, rank: x.shape.count, nhwc: nhwc)
+            // A residual the planner fused in (Conv -> Add, NCHW): when no later step reads it, the
+            // output is written over it (read and stored in the same step, so the sum misses no
+            // cache line it would not touch anyway; bit-identical to a separate output).
+            let residual = ins.count > 3 ? ins[3] : nil
             let depthwise = p.groups > 1 && p.groups == p.in_c
+            let y: RTensor
+            if let r = residual, r.dtype == .float32, r.shape == yShape, !nhwc, !depthwise,
+               mlk_conv_nchw_residual_in_place_ok(&p) != 0, let own = ctx.reuse(r) {
+                y = own
+            } else {
+                y = try ctx.alloc(yShape, .float32)
+            }
+            let b = bias.map { $0.floats }
             // A folded BatchNorm's per-channel scale (planned for standard NCHW convolutions only).
             let scale = ins.count > 4 ? ins[4] : nil
             if let scale, depthwise || nhwc || layout != .oihw || scale.count != outC {
@@ -121,8 +132,7 @@ let convKernels: [(String, KernelFactory)] = {
                 mlk_conv_nhwc(&p, x.floats, w.floats, b, y.floats, scratch, act.kind, act.lo, act.hi)
             } else {
                 let scratch = ctx.scratchFloats(Int(mlk_conv_nchw_scratch(&p)))
-                // A residual the planner fused in (Conv -> Add): added before the activation.
-                let residual = ins.count > 3 ? ins[3] : nil
+                // The residual is added before the activation.
                 if let r = residual, r.dtype != .float32 || r.shape != y.shape {
                     // Not exactly the output's shape: the Add runs on its own, with broadcasting.
                     mlk_conv_nchw(&p, x.floats, w.floats, b, scale?.floats, nil, y.floats, scratch, 0, 0, 0)

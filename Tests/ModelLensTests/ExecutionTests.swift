@@ -105,6 +105,32 @@ final class ExecutionTests: XCTestCase {
         }
     }
 
+    /// A convolution with a fused residual that no later step reads writes its output over that
+    /// residual. The results equal those of a run where every residual is also a graph output
+    /// (kept, so never overwritten): MobileNetV2's residual convolutions sum 144 and 192 products
+    /// (overwritten in place) and 384 and 576 (the kernel sums those in blocks and may not).
+    func testResidualOverwrittenInPlaceGivesTheSameResults() throws {
+        let path = TestSupport.models.appendingPathComponent("torchvision/mobilenet_v2.onnx").path
+        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) not fetched (make models)") }
+        let options = ModelImporter.Options(inputShapes: ["input": Shape(known: [1, 3, 224, 224])])
+        let plain = try ModelImporter.load(path, options: options)
+        let kept = try ModelImporter.load(path, options: options)
+        let residuals = kept.graph.nodes.filter { $0.op.rawValue == "Add" }.compactMap { $0.inputs.first ?? nil }
+        XCTAssertEqual(residuals.count, 10)
+        kept.graph.outputs += residuals
+        let input = plain.graph.values[plain.graph.inputs[0]]
+        let x = RTensor.make((0..<(3 * 224 * 224)).map { Float(($0 * 7919) % 1000) / 500 - 1 }, shape: [1, 3, 224, 224])
+        let out = plain.graph.values[plain.graph.outputs[0]].name
+        let e1 = try Executor(model: plain), e2 = try Executor(model: kept)
+        let y1 = try e1.run([input.name: x])[out]!.toFloats(), y2 = try e2.run([input.name: x])[out]!.toFloats()
+        if Executor.avx512Available && ProcessInfo.processInfo.environment["MODELLENS_KERNELS"] != "blas" {
+            XCTAssertGreaterThan(e1.lastRunReusedInputs, 0, "no output was written over its residual")
+        }
+        XCTAssertEqual(e2.lastRunReusedInputs, 0, "a residual that is a graph output was overwritten")
+        XCTAssertEqual(y1.count, y2.count)
+        XCTAssertTrue(y1 == y2, "outputs differ, by up to \(zip(y1, y2).map { abs($0 - $1) }.max() ?? 0)")
+    }
+
     /// Results are identical for any thread count (OpenBLAS splits rows and columns, never the sum).
     func testResultsIdenticalForAnyThreadCount() throws {
         var paths = [TestSupport.samples.appendingPathComponent("tiny_cnn.onnx").path]

@@ -96,6 +96,10 @@ typedef struct mlk_conv {
 /// then the activation `act` (kinds as in mlk_activate). `scratch` holds mlk_conv_nchw_scratch(p)
 /// floats.
 size_t mlk_conv_nchw_scratch(const mlk_conv *p);
+/// Whether mlk_conv_nchw may be given the residual's own buffer as `y` (res == y): true where
+/// every output element reads its residual before anything is stored there (the AVX-512 paths
+/// with the whole reduction in one block, in_c / groups * k_h * k_w <= 256).
+int mlk_conv_nchw_residual_in_place_ok(const mlk_conv *p);
 void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *scale,
                    const float *res, float *y, float *scratch, int act, float lo, float hi);
 
