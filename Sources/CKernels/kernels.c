@@ -21,6 +21,7 @@ extern void openblas_set_num_threads(int n);
 // are shared out among threads, so every element is computed by the same call.
 #include <pthread.h>
 #define MLK_TILE 256
+#define PF_ROWS 4         // input rows ahead a 1x1 convolution's packing requests
 #define MLK_KBLOCK 256   // im2col rows built at a time by the AVX-512 convolution path
 static int mlk_threads = 1;
 
@@ -313,6 +314,10 @@ static void im2col_panels(const mlk_conv *p, const float *xg, float *panels, int
         const float *src_row = row;
         if (plain) {
           src_row = plane + col;   // a 1x1 convolution reads the input rows as they are
+          // Rows are whole planes apart, too many streams for the hardware prefetcher to follow:
+          // the row PF_ROWS ahead is requested while this one is copied.
+          if (kr + PF_ROWS < k1)
+            for (int q = 0; q < width; q += 16) __builtin_prefetch(plane + (size_t)PF_ROWS * in_hw + col + q, 0, 3);
           if (width % 32) {
             memcpy(row, src_row, sizeof(float) * (size_t)width);
             src_row = row;
