@@ -58,7 +58,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ModelLensTests",
-            dependencies: ["ModelIR", "ModelImport", "ModelAnalysis", "ModelTransform", "ModelRuntime", "ModelConformance", "ModelExport", "CONNX"]
+            dependencies: ["ModelIR", "ModelImport", "ModelAnalysis", "ModelTransform", "ModelRuntime", "ModelConformance", "ModelExport", "CONNX", "CKernels"]
         ),
     ],
     swiftLanguageModes: [.v5],

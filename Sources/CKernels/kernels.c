@@ -405,7 +405,8 @@ static void pconv_task(void *ctx, int t) {
 // padded index q + c*Hp*Wp + kh*dil*Wp + kw*dil: every row of the GEMM's B matrix is a window of
 // the padded input at a fixed offset, so the GEMM reads the input directly. The wide output has
 // Wp - out_w extra columns per row, computed and dropped when the tile is copied into place
-// (without horizontal padding there are none, and the GEMM writes into y directly).
+// (without horizontal padding there are none, and the GEMM writes into y directly; with it, rows
+// share their padding, see direct_dims, so Wp is in_w + max(pad_left, pad_right)).
 // Stride 2 first splits the padded input into its four phases (even/odd rows x even/odd
 // columns, each Hq x Wq = ceil(Hp/2) x ceil(Wp/2)): tap (kh, kw) then reads phase
 // (kh*dil % 2, kw*dil % 2) at row and column offsets kh*dil/2 and kw*dil/2, contiguous again
@@ -471,7 +472,7 @@ static void wide_task(void *ctx, int t) {
   }
 }
 
-typedef struct { const mlk_conv *p; const float *x; float *xpad; int hp, wp, hq, wq; } pad_job;
+typedef struct { const mlk_conv *p; const float *x; float *xpad; int hq, wq; } pad_job;
 
 static void pad_channel(void *ctx, int c) {
   const pad_job *j = ctx;
@@ -498,35 +499,60 @@ static void pad_channel(void *ctx, int c) {
       }
     return;
   }
-  float *dst = j->xpad + (size_t)c * j->hp * j->wp;
-  memset(dst, 0, sizeof(float) * (size_t)p->pad_top * j->wp);
-  for (int h = 0; h < p->in_h; h++) {
-    float *row = dst + (size_t)(p->pad_top + h) * j->wp;
+  float *dst = j->xpad + (size_t)c * j->hq * j->wq;
+  for (int r = 0; r < j->hq; r++) {
+    float *row = dst + (size_t)r * j->wq;
+    const int ih = r - p->pad_top;
+    if (ih < 0 || ih >= p->in_h) {
+      memset(row, 0, sizeof(float) * (size_t)j->wq);
+      continue;
+    }
     memset(row, 0, sizeof(float) * (size_t)p->pad_left);
-    memcpy(row + p->pad_left, src + (size_t)h * p->in_w, sizeof(float) * (size_t)p->in_w);
-    memset(row + p->pad_left + p->in_w, 0, sizeof(float) * (size_t)(j->wp - p->pad_left - p->in_w));
+    memcpy(row + p->pad_left, src + (size_t)ih * p->in_w, sizeof(float) * (size_t)p->in_w);
+    memset(row + p->pad_left + p->in_w, 0, sizeof(float) * (size_t)(j->wq - p->pad_left - p->in_w));
   }
-  memset(dst + (size_t)(p->pad_top + p->in_h) * j->wp, 0, sizeof(float) * (size_t)(j->hp - p->pad_top - p->in_h) * j->wp);
+}
+
+// Rows and columns of each plane of the padded input (stride 1) or of each phase (stride 2).
+// Stride 1 with horizontal padding shares one pad between neighbouring rows: a row holds
+// max(pad_left, pad_right) zeros beside its values, and a tap reaching past a row's right end
+// reads the next row's leading zeros instead. The wide output then has that many extra columns
+// per row instead of pad_left + pad_right (3x3 "same": 29 for 28, 15 for 14), and one zero row
+// at the bottom takes the last row's overflow.
+static void direct_dims(const mlk_conv *p, int *hq, int *wq) {
+  const int s = p->stride_w, hp = p->in_h + p->pad_top + p->pad_bottom, wp = p->in_w + p->pad_left + p->pad_right;
+  const int shared = p->pad_left < p->pad_right ? p->pad_left : p->pad_right;
+  // (Sharing needs out_w <= Wq, so that each output keeps its own wide column: the smaller pad may
+  // not exceed the kernel's reach.)
+  if (s == 1 && (p->pad_left || p->pad_right) && shared <= (p->k_w - 1) * p->dil_w) {
+    *wq = p->in_w + (p->pad_left > p->pad_right ? p->pad_left : p->pad_right);
+    *hq = hp + 1;
+  } else {
+    *hq = (hp + s - 1) / s;
+    *wq = (wp + s - 1) / s;
+  }
 }
 
 // The padded input (stride 1) or its phases (stride 2): [C * s * s, Hq, Wq] floats.
 static size_t conv_direct_input(const mlk_conv *p) {
   const size_t s = (size_t)p->stride_w;
-  const size_t hq = ((size_t)p->in_h + p->pad_top + p->pad_bottom + s - 1) / s;
-  const size_t wq = ((size_t)p->in_w + p->pad_left + p->pad_right + s - 1) / s;
-  return (size_t)p->in_c * s * s * hq * wq;
+  int hq, wq;
+  direct_dims(p, &hq, &wq);
+  return (size_t)p->in_c * s * s * (size_t)hq * (size_t)wq;
 }
 
 static size_t conv_direct_scratch(const mlk_conv *p) {
   const size_t kk = (size_t)p->in_c * p->k_h * p->k_w;
-  return conv_direct_input(p) + 2 * kk + (size_t)p->out_c * MLK_TILE * (size_t)(mlk_threads + 1);
+  // Each thread's tile of output rows: m_chunk rows, a multiple of 12 (up to out_c rounded up).
+  const size_t rows = ((size_t)p->out_c + 11) / 12 * 12;
+  return conv_direct_input(p) + 2 * kk + rows * MLK_TILE * (size_t)(mlk_threads + 1);
 }
 
 static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *scale,
                              const float *res, float *y, float *scratch, mlk_epilogue act) {
   const int s = p->stride_w;
-  const int hp = p->in_h + p->pad_top + p->pad_bottom, wp = p->in_w + p->pad_left + p->pad_right;
-  const int hq = (hp + s - 1) / s, wq = (wp + s - 1) / s;
+  int hq, wq;
+  direct_dims(p, &hq, &wq);
   const int kk = p->in_c * p->k_h * p->k_w, out_hw = p->out_h * p->out_w;
   const int padded = s > 1 || p->pad_top || p->pad_left || p->pad_bottom || p->pad_right;
   float *xpad = scratch;
@@ -547,7 +573,7 @@ static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, 
   for (int n = 0; n < p->batch; n++) {
     const float *xn = x + (size_t)n * p->in_c * p->in_h * p->in_w;
     if (padded) {
-      pad_job pj = {p, xn, xpad, hp, wp, hq, wq};
+      pad_job pj = {p, xn, xpad, hq, wq};
       mlk_parallel(p->in_c, pad_channel, &pj);
     }
     wide_job job = {p, padded ? xpad : xn, w, bias, scale, off, y + (size_t)n * p->out_c * out_hw, tmp,

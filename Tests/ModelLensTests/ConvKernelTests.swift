@@ -1,0 +1,87 @@
+import CKernels
+import ModelRuntime
+import XCTest
+
+/// The AVX-512 convolution paths (packed im2col, direct with shared padding, stride-2 phases,
+/// subsampled 1x1, residual written in place) against the portable one (OpenBLAS sgemm over
+/// im2col) on random NCHW geometries: odd sizes, kernels 1-5, dilation 1-2, stride 1-2,
+/// asymmetric pads, a bias and a residual, 1 and 2 threads. Scratch and output are followed by
+/// guard floats that no path may write (a tile sized for out_c rows but written in rows rounded
+/// up to 12 overran the scratch with 2 threads).
+final class ConvKernelTests: XCTestCase {
+    struct Rng {
+        var s: UInt64
+        mutating func next(_ n: Int) -> Int {
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            return Int((s >> 33) % UInt64(n))
+        }
+        mutating func float() -> Float { Float(next(2001)) / 1000 - 1 }
+    }
+
+    static let guardFloats = 64
+    static let guardValue: Float = -12345.5
+
+    /// Runs one convolution into a fresh output; fails the test if a guard float changed.
+    func convolve(_ p: mlk_conv, _ x: [Float], _ w: [Float], _ b: [Float], _ res: [Float]?, inPlace: Bool,
+                  _ label: String) -> [Float] {
+        var p = p
+        let n = Int(p.out_c * p.out_h * p.out_w)
+        var y = [Float](repeating: Self.guardValue, count: n + Self.guardFloats)
+        if inPlace, let res { for i in 0..<n { y[i] = res[i] } }
+        var scratch = [Float](repeating: Self.guardValue, count: Int(mlk_conv_nchw_scratch(&p)) + Self.guardFloats)
+        let scratchCount = scratch.count - Self.guardFloats
+        y.withUnsafeMutableBufferPointer { yp in
+            scratch.withUnsafeMutableBufferPointer { sp in
+                if inPlace {
+                    mlk_conv_nchw(&p, x, w, b, nil, yp.baseAddress, yp.baseAddress, sp.baseAddress, 1, 0, 0)
+                } else if let res {
+                    mlk_conv_nchw(&p, x, w, b, nil, res, yp.baseAddress, sp.baseAddress, 1, 0, 0)
+                } else {
+                    mlk_conv_nchw(&p, x, w, b, nil, nil, yp.baseAddress, sp.baseAddress, 1, 0, 0)
+                }
+            }
+        }
+        XCTAssertTrue(scratch[scratchCount...].allSatisfy { $0 == Self.guardValue }, "\(label): wrote past its scratch")
+        XCTAssertTrue(y[n...].allSatisfy { $0 == Self.guardValue }, "\(label): wrote past its output")
+        return Array(y[..<n])
+    }
+
+    func testAVX512ConvolutionPathsAgreeWithPortableOnRandomGeometries() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: only the portable path runs") }
+        defer { Executor.preferAVX512(true); mlk_set_threads(1) }
+        var rng = Rng(s: 2026)
+        var checked = 0, inPlaceChecked = 0
+        while checked < 300 {
+            let ci = 1 + rng.next(20), co = 1 + rng.next(40), h = 1 + rng.next(30), wd = 1 + rng.next(30)
+            let kh = 1 + rng.next(5), kw = 1 + rng.next(5), d = 1 + rng.next(2), s = 1 + rng.next(2)
+            let (pt, pl, pb, pr) = (rng.next(3), rng.next(3), rng.next(3), rng.next(3))
+            guard h + pt + pb >= (kh - 1) * d + 1, wd + pl + pr >= (kw - 1) * d + 1 else { continue }
+            let oh = (h + pt + pb - (kh - 1) * d - 1) / s + 1, ow = (wd + pl + pr - (kw - 1) * d - 1) / s + 1
+            let p = mlk_conv(batch: 1, in_c: Int32(ci), in_h: Int32(h), in_w: Int32(wd), out_c: Int32(co), out_h: Int32(oh),
+                             out_w: Int32(ow), k_h: Int32(kh), k_w: Int32(kw), stride_h: Int32(s), stride_w: Int32(s),
+                             dil_h: Int32(d), dil_w: Int32(d), pad_top: Int32(pt), pad_left: Int32(pl), pad_bottom: Int32(pb),
+                             pad_right: Int32(pr), groups: 1)
+            let x = (0..<(ci * h * wd)).map { _ in rng.float() }
+            let w = (0..<(co * ci * kh * kw)).map { _ in rng.float() }
+            let b = (0..<co).map { _ in rng.float() }
+            let res = rng.next(2) == 0 ? (0..<(co * oh * ow)).map { _ in rng.float() } : nil
+            let threads = 1 + rng.next(2)
+            let label = "\(ci)->\(co) \(h)x\(wd) k\(kh)x\(kw) d\(d) s\(s) pads \(pt),\(pl),\(pb),\(pr) \(threads) thread(s)"
+            mlk_set_threads(Int32(threads))
+            Executor.preferAVX512(false)
+            let portable = convolve(p, x, w, b, res, inPlace: false, label + " portable")
+            Executor.preferAVX512(true)
+            let fast = convolve(p, x, w, b, res, inPlace: false, label + " AVX-512")
+            var q = p
+            let worst = zip(portable, fast).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
+            XCTAssertLessThan(worst, 1e-4, label)
+            if res != nil, mlk_conv_nchw_residual_in_place_ok(&q) != 0 {
+                let overwritten = convolve(p, x, w, b, res, inPlace: true, label + " in place")
+                XCTAssertEqual(overwritten, fast, "\(label): the residual overwritten in place gives other bits")
+                inPlaceChecked += 1
+            }
+            checked += 1
+        }
+        XCTAssertGreaterThan(inPlaceChecked, 50)
+    }
+}
