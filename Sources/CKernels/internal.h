@@ -87,6 +87,9 @@ void mlk_conv1x1_nhwc_small_avx512_(const mlk_conv *p, const float *x, const flo
 /// Max pooling of one NCHW plane, for geometries where mlk_maxpool_avx512_ok_ (which also checks
 /// that the AVX-512 kernels are in use).
 int mlk_maxpool_avx512_ok_(const mlk_conv *p);
+/// dst = act(src + res) over n floats (res may be NULL; kind 4, tanh, is left to the caller):
+/// the direct convolution's copy of its kept columns into place.
+void mlk_store_act_avx512_(float *dst, const float *src, const float *res, int n, mlk_epilogue act);
 /// dst[i] = src[2 i] for i < n (reads src[0 .. 2n-2] only): stride-2 im2col rows and phases.
 void mlk_even_lanes_(float *dst, const float *src, int n);
 void mlk_maxpool_plane_avx512_(const mlk_conv *p, const float *plane, float *dst);

@@ -428,8 +428,13 @@ typedef struct {
   mlk_epilogue act;
 } wide_job;
 
-// dst = act(src + res) over n floats (res may be NULL); for copying tiles into place.
+// dst = act(src + res) over n floats (res may be NULL); for copying tiles into place. (The direct
+// path runs only with the AVX-512 kernels; the scalar loop stands for the one they replace.)
 static void store_act(float *dst, const float *src, const float *res, int n, mlk_epilogue act) {
+  if (mlk_use_avx512_()) {
+    mlk_store_act_avx512_(dst, src, res, n, act);
+    return;
+  }
   if (res)
     for (int i = 0; i < n; i++) dst[i] = src[i] + res[i];
   else

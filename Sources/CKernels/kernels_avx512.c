@@ -722,6 +722,22 @@ AVX512 static void even_lanes_avx512(float *dst, const float *src, int n) {
   }
 }
 
+AVX512 void mlk_store_act_avx512_(float *dst, const float *src, const float *res, int n, mlk_epilogue act) {
+  const vclamp cl = clamp_of(act);
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 v = _mm512_loadu_ps(src + i);
+    if (res) v = _mm512_add_ps(v, _mm512_loadu_ps(res + i));
+    _mm512_storeu_ps(dst + i, apply_clamp(v, cl));
+  }
+  if (i < n) {
+    const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+    __m512 v = _mm512_maskz_loadu_ps(m, src + i);
+    if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res + i));
+    _mm512_mask_storeu_ps(dst + i, m, apply_clamp(v, cl));
+  }
+}
+
 void mlk_even_lanes_(float *dst, const float *src, int n) {
   if (mlk_use_avx512_()) {
     even_lanes_avx512(dst, src, n);
@@ -775,6 +791,9 @@ void mlk_depthwise_nhwc_row_flat_avx512_(const mlk_conv *p, const float *xn, con
 int mlk_maxpool_avx512_ok_(const mlk_conv *p) { (void)p; return 0; }
 void mlk_even_lanes_(float *dst, const float *src, int n) {
   for (int i = 0; i < n; i++) dst[i] = src[2 * i];
+}
+void mlk_store_act_avx512_(float *dst, const float *src, const float *res, int n, mlk_epilogue act) {
+  (void)dst; (void)src; (void)res; (void)n; (void)act;
 }
 void mlk_maxpool_plane_avx512_(const mlk_conv *p, const float *plane, float *dst) {
   (void)p; (void)plane; (void)dst;
