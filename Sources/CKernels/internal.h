@@ -87,6 +87,20 @@ void mlk_conv1x1_nhwc_small_avx512_(const mlk_conv *p, const float *x, const flo
 /// Max pooling of one NCHW plane, for geometries where mlk_maxpool_avx512_ok_ (which also checks
 /// that the AVX-512 kernels are in use).
 int mlk_maxpool_avx512_ok_(const mlk_conv *p);
+/// Output channels as the vector dimension, for small planes (see conv_cot in kernels.c): for
+/// output pixels [q0, q0 + n) of one row, n <= MLK_COT_PIXELS, whose tap k reads x[off[k] + i]
+/// for pixel q0 + i, ct[i][0..32) (+)= sum over k < kc of x[off[k] + i] * wt[k][0..32) (wt: 32
+/// output channels per row). `first`: ct starts at zero, else it holds the earlier blocks' sums.
+#define MLK_COT_PIXELS 7
+void mlk_cot_strip_avx512_(int n, int kc, const float *x, const long *off, const float *wt, float *ct, int first);
+/// wt[k][c] = w[c][k] for k < kk, c < 32 (rows c >= nrows are zero): 32 output channels' weights
+/// (rows of kk floats, row stride ldw) as the panel mlk_cot_strip_avx512_ reads.
+void mlk_cot_pack_avx512_(int kk, int nrows, const float *w, long ldw, float *wt);
+/// y[c][q] = act(scale[c] * ct[q][c] + bias[c] (+ res[c][q])) for c < nco, q < hw: a panel's
+/// sums (ct: hw rows of 32) into NCHW planes of hw floats (scale, bias, res may be NULL; with no
+/// scale the bias is added; kind 4 is left to the caller).
+void mlk_cot_store_avx512_(int hw, int nco, const float *ct, const float *scale, const float *bias, const float *res,
+                           float *y, mlk_epilogue act);
 /// dst = act(src + res) over n floats (res may be NULL; kind 4, tanh, is left to the caller):
 /// the direct convolution's copy of its kept columns into place.
 void mlk_store_act_avx512_(float *dst, const float *src, const float *res, int n, mlk_epilogue act);
