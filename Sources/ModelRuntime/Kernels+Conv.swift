@@ -104,8 +104,9 @@ let convKernels: [(String, KernelFactory)] = {
             }
             let yShape = outShape(p, rank: x.shape.count, nhwc: nhwc)
             // A residual the planner fused in (Conv -> Add, NCHW): when no later step reads it, the
-            // output is written over it (read and stored in the same step, so the sum misses no
-            // cache line it would not touch anyway; bit-identical to a separate output).
+            // output is written over it. Its lines are read anyway; storing the sums there spares
+            // the cache misses of a second, cold output buffer. Each element's residual is read
+            // before its sum is stored, so the bits equal those of a separate output.
             let residual = ins.count > 3 ? ins[3] : nil
             let depthwise = p.groups > 1 && p.groups == p.in_c
             let y: RTensor
