@@ -650,8 +650,8 @@ int mlk_conv_nchw_residual_in_place_ok(const mlk_conv *p) {
   // Both AVX-512 paths (packed im2col and direct) store partial sums into y between blocks of
   // the reduction; with a single block the residual is read and the sum stored in the same
   // step. The direct path's copy into place reads the residual before it writes too.
-  return mlk_use_avx512_() && (size_t)(p->in_c / p->groups) * p->k_h * p->k_w <= MLK_KBLOCK &&
-         MLK_KBLOCK <= MLK_GEMM_KC;
+  _Static_assert(MLK_KBLOCK <= MLK_GEMM_KC, "one im2col block must be one GEMM block");
+  return mlk_use_avx512_() && (size_t)(p->in_c / p->groups) * p->k_h * p->k_w <= MLK_KBLOCK;
 }
 
 void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *scale,

@@ -113,6 +113,19 @@ public final class Executor {
         var inputs: [ValueID?]
         var outputs: [ValueID]
         var release: [ValueID]
+        /// Of `release`, the values read through exactly one input slot (found once, at plan time):
+        /// their buffers may be donated to the kernel (see RunContext.reuse) when nothing else
+        /// shares them at run time.
+        var donatable: [ValueID]
+
+        init(node: Int, kernel: @escaping Kernel, inputs: [ValueID?], outputs: [ValueID], release: [ValueID]) {
+            self.node = node
+            self.kernel = kernel
+            self.inputs = inputs
+            self.outputs = outputs
+            self.release = release
+            donatable = release.filter { v in inputs.lazy.filter { $0 == v }.count == 1 }
+        }
     }
 
     public let model: Model
@@ -457,10 +470,10 @@ public final class Executor {
         var refs: [ObjectIdentifier: Int] = [:]
         for step in steps {
             let ins = step.inputs.map { $0.flatMap { values[$0] } }
-            // Inputs read for the last time here, by this one slot, whose buffer the context owns and
-            // no other live value shares: the kernel may take one over for its output.
+            // Inputs read for the last time here, by one slot, whose buffer the context owns and no
+            // other live value shares: the kernel may take one over for its output.
             ctx.donated = []
-            for v in step.release where step.inputs.lazy.filter({ $0 == v }).count == 1 {
+            for v in step.donatable {
                 if let b = values[v]?.buffer, refs[ObjectIdentifier(b)] == 1, ctx.allocated[ObjectIdentifier(b)] != nil {
                     ctx.donated.insert(ObjectIdentifier(b))
                 }
