@@ -88,14 +88,20 @@ void mlk_conv1x1_nhwc_small_avx512_(const mlk_conv *p, const float *x, const flo
 /// that the AVX-512 kernels are in use).
 int mlk_maxpool_avx512_ok_(const mlk_conv *p);
 /// Output channels as the vector dimension, for small planes (see conv_cot in kernels.c): for
-/// output pixels [q0, q0 + n) of one row, n <= MLK_COT_PIXELS, whose tap k reads x[off[k] + i]
-/// for pixel q0 + i, ct[i][0..32) (+)= sum over k < kc of x[off[k] + i] * wt[k][0..32) (wt: 32
-/// output channels per row). `first`: ct starts at zero, else it holds the earlier blocks' sums.
+/// output pixels [q0, q0 + n) of one row, n <= MLK_COT_PIXELS, whose tap k reads x[off[k] + s i]
+/// for pixel q0 + i (s = 16 or 32: the input is in blocks of 16 channels, 16 floats per pixel,
+/// and the convolution's stride is 1 or 2), ct[i][0..32) (+)= sum over k < kc of
+/// x[off[k] + s i] * wt[k][0..32) (wt: 32 output channels per row). `first`: ct starts at zero,
+/// else it holds the earlier blocks' sums.
 #define MLK_COT_PIXELS 7
-void mlk_cot_strip_avx512_(int n, int kc, const float *x, const long *off, const float *wt, float *ct, int first);
+void mlk_cot_strip_avx512_(int n, int s, int kc, const float *x, const long *off, const float *wt, float *ct,
+                           int first);
 /// wt[k][c] = w[c][k] for k < kk, c < 32 (rows c >= nrows are zero): 32 output channels' weights
 /// (rows of kk floats, row stride ldw) as the panel mlk_cot_strip_avx512_ reads.
 void mlk_cot_pack_avx512_(int kk, int nrows, const float *w, long ldw, float *wt);
+/// dst[i][c] = src[c * lds + i] for i < n, c < 16 (0 for c >= nch): n pixels of 16 NCHW planes
+/// (nch of them real) interleaved, as the channels-as-vectors path reads its input.
+void mlk_interleave16_avx512_(const float *src, long lds, int nch, int n, float *dst);
 /// y[c][q] = act(scale[c] * ct[q][c] + bias[c] (+ res[c][q])) for c < nco, q < hw: a panel's
 /// sums (ct: hw rows of 32) into NCHW planes of hw floats (scale, bias, res may be NULL; with no
 /// scale the bias is added; kind 4 is left to the caller).

@@ -288,6 +288,7 @@ static size_t conv_nchw_slot_rows(const mlk_conv *p) {
 }
 
 static int conv_direct_ok(const mlk_conv *p);
+static int conv_cot_ok(const mlk_conv *p);
 static size_t conv_direct_scratch(const mlk_conv *p);
 
 // A 1x1 convolution with stride > 1 and no padding reads every stride-th row and column only:
@@ -412,21 +413,32 @@ static void pconv_task(void *ctx, int t) {
 // (kh*dil % 2, kw*dil % 2) at row and column offsets kh*dil/2 and kw*dil/2, contiguous again
 // along q = oh * Wq + ow. One pass over the input instead of a k_h*k_w-fold im2col.
 //
-// Small planes take output channels as the vector dimension instead ("cot", stride 1): with
-// pixels as vectors, a 14x14 plane computes 224 columns for 196 (with the wide columns), while 32
-// output channels fill two vectors whatever the plane. Per panel of 32 output channels, the
-// weights are transposed into a k-major panel (once per call), then every strip of up to 7
-// pixels of one output row sums its taps straight from the (padded) input, whose pixels lie side
-// by side: no im2col. Sums go to a small [pixels][32] buffer, stored transposed into the
-// NCHW output at the end with scale, bias, residual and activation.
+// Small planes take output channels as the vector dimension instead ("cot"): with pixels as
+// vectors, a 14x14 plane computes 224 columns for 196 (with the wide columns), while 32 output
+// channels fill two vectors whatever the plane. Per panel of 32 output channels, the weights are
+// transposed into a k-major panel (once per call), then every strip of up to 7 pixels of one
+// output row sums its taps straight from the padded input: no im2col. Sums go to a small
+// [pixels][32] buffer, stored transposed into the NCHW output at the end with scale, bias,
+// residual and activation.
+// The padded input is laid out in blocks of 16 channels, a pixel's 16 channels side by side
+// ([C/16][Hq][Wq][16], `pad_block`): the 7 pixels of a strip then read 7 or 8 cache lines for 16
+// channels of a tap row, where separate planes took a line or two per channel. Stride 2 reads
+// every other pixel of that layout (no phase split): a broadcast costs the same at any address.
 // Measured (harness, 1 thread, against the pixels-as-vectors path): 3x3 on 14x14 8-12% faster,
 // on 28x28 4-5%, on 56x56 even; on 7x7 5% slower (ResNet50's layer4: 9 MB of weights, which the
 // transposition reads and writes once more) and 1x1 convolutions 2-7% slower. Hence spatial
-// kernels on planes of 65 to 1024 outputs.
+// kernels on planes of 65 to 1024 outputs. The channel blocks made 3x3 convolutions on 14x14 and
+// 28x28 another 2-4% faster, and stride 2 (ResNet50's layer2.0 3x3, 56x56 -> 28x28) 13% faster
+// than its phase split on the pixels-as-vectors path.
+// 1x1 convolutions on 7x7 and 14x14 planes were tried here too (no column waste): the weights'
+// transposition then costs about 20% of the arithmetic (a 1x1 weight serves hw multiply-adds, a
+// 3x3 one 9 hw), and in ResNet50 they were 2-4% slower in all. Packing their weights once at
+// plan time would avoid that, but keeps a second copy of those weights beside the parsed
+// model's (see Docs/execution.md).
 static int conv_cot_ok(const mlk_conv *p) {
   const int hw = p->out_h * p->out_w;
-  return mlk_use_avx512_() && p->groups == 1 && p->stride_h == 1 && p->stride_w == 1 && (p->k_h > 1 || p->k_w > 1) &&
-         hw > 64 && hw <= 1024 && p->out_c >= 32;
+  return mlk_use_avx512_() && p->groups == 1 && p->stride_h == p->stride_w && (p->stride_w == 1 || p->stride_w == 2) &&
+         (p->k_h > 1 || p->k_w > 1) && hw > 64 && hw <= 1024 && p->out_c >= 32;
 }
 
 static int conv_direct_ok(const mlk_conv *p) {
@@ -458,7 +470,8 @@ static void cot_task(void *ctx, int t) {
     for (int oh = 0; oh < p->out_h; oh++)
       for (int ow = 0; ow < p->out_w; ow += MLK_COT_PIXELS) {
         const int n = p->out_w - ow < MLK_COT_PIXELS ? p->out_w - ow : MLK_COT_PIXELS;
-        mlk_cot_strip_avx512_(n, kc, j->x + (size_t)oh * j->wq + ow, j->off + pc, wt + (size_t)pc * 32,
+        mlk_cot_strip_avx512_(n, 16 * p->stride_w, kc, j->x + ((size_t)oh * j->wq + ow) * p->stride_w * 16,
+                              j->off + pc, wt + (size_t)pc * 32,
                               ct + ((size_t)oh * p->out_w + ow) * 32, pc == 0);
       }
   }
@@ -570,6 +583,28 @@ static void pad_channel(void *ctx, int c) {
   }
 }
 
+// Channels [16 b, 16 b + 16) of the padded input in the channels-as-vectors layout: [Hq][Wq][16],
+// a pixel's 16 channels side by side (channels past in_c are zero).
+static void pad_block(void *ctx, int b) {
+  const pad_job *j = ctx;
+  const mlk_conv *p = j->p;
+  const size_t in_hw = (size_t)p->in_h * p->in_w;
+  const int nch = p->in_c - 16 * b < 16 ? p->in_c - 16 * b : 16;
+  const float *src = j->x + (size_t)16 * b * in_hw;
+  float *dst = j->xpad + (size_t)b * j->hq * j->wq * 16;
+  for (int r = 0; r < j->hq; r++) {
+    float *row = dst + (size_t)r * j->wq * 16;
+    const int ih = r - p->pad_top;
+    if (ih < 0 || ih >= p->in_h) {
+      memset(row, 0, sizeof(float) * 16 * (size_t)j->wq);
+      continue;
+    }
+    memset(row, 0, sizeof(float) * 16 * (size_t)p->pad_left);
+    mlk_interleave16_avx512_(src + (size_t)ih * p->in_w, (long)in_hw, nch, p->in_w, row + 16 * p->pad_left);
+    memset(row + 16 * (p->pad_left + p->in_w), 0, sizeof(float) * 16 * (size_t)(j->wq - p->pad_left - p->in_w));
+  }
+}
+
 // Rows and columns of each plane of the padded input (stride 1) or of each phase (stride 2).
 // Stride 1 with horizontal padding shares one pad between neighbouring rows: a row holds
 // max(pad_left, pad_right) zeros beside its values, and a tap reaching past a row's right end
@@ -577,7 +612,8 @@ static void pad_channel(void *ctx, int c) {
 // per row instead of pad_left + pad_right (3x3 "same": 29 for 28, 15 for 14), and one zero row
 // at the bottom takes the last row's overflow.
 static void direct_dims(const mlk_conv *p, int *hq, int *wq) {
-  const int s = p->stride_w, hp = p->in_h + p->pad_top + p->pad_bottom, wp = p->in_w + p->pad_left + p->pad_right;
+  const int hp = p->in_h + p->pad_top + p->pad_bottom, wp = p->in_w + p->pad_left + p->pad_right;
+  const int s = conv_cot_ok(p) ? 1 : p->stride_w;   // channels-as-vectors reads strided pixels itself
   const int shared = p->pad_left < p->pad_right ? p->pad_left : p->pad_right;
   // (Sharing needs out_w <= Wq, so that each output keeps its own wide column: the smaller pad may
   // not exceed the kernel's reach.)
@@ -590,11 +626,13 @@ static void direct_dims(const mlk_conv *p, int *hq, int *wq) {
   }
 }
 
-// The padded input (stride 1) or its phases (stride 2): [C * s * s, Hq, Wq] floats.
+// The padded input (stride 1) or its phases (stride 2): [C * s * s, Hq, Wq] floats; for channels
+// as vectors, [ceil(C / 16), Hq, Wq, 16] at either stride.
 static size_t conv_direct_input(const mlk_conv *p) {
-  const size_t s = (size_t)p->stride_w;
   int hq, wq;
   direct_dims(p, &hq, &wq);
+  if (conv_cot_ok(p)) return ((size_t)p->in_c + 15) / 16 * 16 * (size_t)hq * (size_t)wq;
+  const size_t s = (size_t)p->stride_w;
   return (size_t)p->in_c * s * s * (size_t)hq * (size_t)wq;
 }
 
@@ -608,7 +646,7 @@ static size_t conv_direct_scratch(const mlk_conv *p) {
 
 static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *scale,
                              const float *res, float *y, float *scratch, mlk_epilogue act) {
-  const int s = p->stride_w;
+  const int s = conv_cot_ok(p) ? 1 : p->stride_w;   // the layout's stride: 2 for phases
   int hq, wq;
   direct_dims(p, &hq, &wq);
   const int kk = p->in_c * p->k_h * p->k_w, out_hw = p->out_h * p->out_w;
@@ -616,10 +654,14 @@ static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, 
   float *xpad = scratch;
   long *off = (long *)(scratch + conv_direct_input(p));
   float *tmp = (float *)(off + kk);
+  const int cot = conv_cot_ok(p);
   for (int kr = 0, taps = p->k_h * p->k_w; kr < kk; kr++) {
     int c = kr / taps, kh = (kr % taps) / p->k_w, kw = kr % p->k_w;
     const int dy = kh * p->dil_h, dx = kw * p->dil_w;
-    off[kr] = (((long)c * s * s + (long)(dy % s) * s + dx % s) * hq + dy / s) * wq + dx / s;
+    if (cot)
+      off[kr] = (((long)(c / 16) * hq + dy) * wq + dx) * 16 + c % 16;
+    else
+      off[kr] = (((long)c * s * s + (long)(dy % s) * s + dx % s) * hq + dy / s) * wq + dx / s;
   }
   const int wide_n = (p->out_h - 1) * wq + p->out_w, tiles = (wide_n + MLK_TILE - 1) / MLK_TILE;
   int m_chunks = 1;
@@ -630,15 +672,17 @@ static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, 
   int m_chunk = ((p->out_c + m_chunks - 1) / m_chunks + 11) / 12 * 12;
   for (int n = 0; n < p->batch; n++) {
     const float *xn = x + (size_t)n * p->in_c * p->in_h * p->in_w;
-    if (padded) {
+    if (cot) {
       pad_job pj = {p, xn, xpad, hq, wq};
-      mlk_parallel(p->in_c, pad_channel, &pj);
-    }
-    if (conv_cot_ok(p)) {
-      cot_job cj = {p, padded ? xpad : xn, w, bias, scale, res ? res + (size_t)n * p->out_c * out_hw : NULL, off,
+      mlk_parallel((p->in_c + 15) / 16, pad_block, &pj);
+      cot_job cj = {p, xpad, w, bias, scale, res ? res + (size_t)n * p->out_c * out_hw : NULL, off,
                     y + (size_t)n * p->out_c * out_hw, tmp, conv_cot_slot(p), wq, kk, act};
       mlk_parallel((p->out_c + 31) / 32, cot_task, &cj);
       continue;
+    }
+    if (padded) {
+      pad_job pj = {p, xn, xpad, hq, wq};
+      mlk_parallel(p->in_c, pad_channel, &pj);
     }
     wide_job job = {p, padded ? xpad : xn, w, bias, scale, off, y + (size_t)n * p->out_c * out_hw, tmp,
                     res ? res + (size_t)n * p->out_c * out_hw : NULL, wq, wide_n, m_chunks, m_chunk, kk, wq == p->out_w, act};
@@ -650,8 +694,11 @@ int mlk_conv_nchw_residual_in_place_ok(const mlk_conv *p) {
   // Both AVX-512 paths (packed im2col and direct) store partial sums into y between blocks of
   // the reduction; with a single block the residual is read and the sum stored in the same
   // step. The direct path's copy into place reads the residual before it writes too.
+  // The channels-as-vectors path keeps its partial sums in scratch and reads each residual value
+  // just before it stores the result there, whatever k.
   _Static_assert(MLK_KBLOCK <= MLK_GEMM_KC, "one im2col block must be one GEMM block");
-  return mlk_use_avx512_() && (size_t)(p->in_c / p->groups) * p->k_h * p->k_w <= MLK_KBLOCK;
+  return mlk_use_avx512_() && ((size_t)(p->in_c / p->groups) * p->k_h * p->k_w <= MLK_KBLOCK ||
+                               (conv_direct_ok(p) && conv_cot_ok(p)));
 }
 
 void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *scale,

@@ -725,7 +725,7 @@ AVX512 static void even_lanes_avx512(float *dst, const float *src, int n) {
 // Output channels as vectors: 7 pixels x 32 channels in 14 accumulators. Per step of k, two
 // vector loads of the weight panel (contiguous), one broadcast per pixel (contiguous inputs: the
 // pixels of a strip are neighbours in one row), 14 FMAs.
-AVX512 static inline __attribute__((always_inline)) void cot_strip(const int n, int kc, const float *restrict x,
+AVX512 static inline __attribute__((always_inline)) void cot_strip(const int n, const int s, int kc, const float *restrict x,
                                                                    const long *restrict off, const float *restrict wt,
                                                                    float *restrict ct, int first) {
   __m512 c0[MLK_COT_PIXELS], c1[MLK_COT_PIXELS];
@@ -740,7 +740,7 @@ AVX512 static inline __attribute__((always_inline)) void cot_strip(const int n, 
     const float *xk = x + off[k];
 #pragma clang loop unroll(full)
     for (int i = 0; i < n; i++) {
-      const __m512 a = _mm512_set1_ps(xk[i]);
+      const __m512 a = _mm512_set1_ps(xk[s * i]);
       c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
       c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
     }
@@ -752,53 +752,64 @@ AVX512 static inline __attribute__((always_inline)) void cot_strip(const int n, 
   }
 }
 
-AVX512 void mlk_cot_strip_avx512_(int n, int kc, const float *x, const long *off, const float *wt, float *ct, int first) {
+#define COT_CASE(N) \
+  case N: \
+    if (s == 32) cot_strip(N, 32, kc, x, off, wt, ct, first); \
+    else cot_strip(N, 16, kc, x, off, wt, ct, first); \
+    break;
+
+AVX512 void mlk_cot_strip_avx512_(int n, int s, int kc, const float *x, const long *off, const float *wt, float *ct,
+                                  int first) {
   switch (n) {
-    case 7: cot_strip(7, kc, x, off, wt, ct, first); break;
-    case 6: cot_strip(6, kc, x, off, wt, ct, first); break;
-    case 5: cot_strip(5, kc, x, off, wt, ct, first); break;
-    case 4: cot_strip(4, kc, x, off, wt, ct, first); break;
-    case 3: cot_strip(3, kc, x, off, wt, ct, first); break;
-    case 2: cot_strip(2, kc, x, off, wt, ct, first); break;
-    case 1: cot_strip(1, kc, x, off, wt, ct, first); break;
+    COT_CASE(7) COT_CASE(6) COT_CASE(5) COT_CASE(4) COT_CASE(3) COT_CASE(2) COT_CASE(1)
     default: break;
   }
 }
 
 // 16 x 16 blocks transposed in registers (unpack within 128-bit lanes, then two rounds of lane
 // shuffles); the ragged end of k and a partial panel go element by element.
+// dst[i * ldd + c] = src[c * lds + i] for i, c < 16: a 16 x 16 block transposed in registers.
+AVX512 static inline __attribute__((always_inline)) void transpose16(const float *src, long lds, float *dst, long ldd) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + (long)i * lds);
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+  }
+  // r[4g + j], 128-bit lane L: column 4L + j of rows 4g .. 4g+3. Column 4L + j of all 16 rows is
+  // lane L of r[j], r[4 + j], r[8 + j], r[12 + j], gathered by two rounds of lane shuffles (0x88
+  // keeps lanes 0 and 2 of each source, 0xDD lanes 1 and 3).
+  for (int j = 0; j < 4; j++) {
+    const __m512 u = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88), v = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
+    const __m512 u2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88), v2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
+    _mm512_storeu_ps(dst + (long)j * ldd, _mm512_shuffle_f32x4(u, u2, 0x88));
+    _mm512_storeu_ps(dst + (long)(8 + j) * ldd, _mm512_shuffle_f32x4(u, u2, 0xDD));
+    _mm512_storeu_ps(dst + (long)(4 + j) * ldd, _mm512_shuffle_f32x4(v, v2, 0x88));
+    _mm512_storeu_ps(dst + (long)(12 + j) * ldd, _mm512_shuffle_f32x4(v, v2, 0xDD));
+  }
+}
+
 AVX512 void mlk_cot_pack_avx512_(int kk, int nrows, const float *w, long ldw, float *wt) {
   int k0 = 0;
   if (nrows == 32)
     for (; k0 + 16 <= kk; k0 += 16)
-      for (int half = 0; half < 2; half++) {
-        __m512 r[16], t[16];
-        for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(w + (long)(16 * half + i) * ldw + k0);
-        for (int i = 0; i < 16; i += 2) {
-          t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-          t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-        }
-        for (int i = 0; i < 16; i += 4) {
-          r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-          r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-          r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-          r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-        }
-        // r[4g + j], 128-bit lane L: column 4L + j of rows 4g .. 4g+3. Column 4L + j of all 16
-        // rows is lane L of r[j], r[4 + j], r[8 + j], r[12 + j], gathered by two rounds of lane
-        // shuffles (0x88 keeps lanes 0 and 2 of each source, 0xDD lanes 1 and 3).
-        for (int j = 0; j < 4; j++) {
-          const __m512 u = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88), v = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
-          const __m512 u2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88), v2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
-          float *dst = wt + (long)k0 * 32 + 16 * half;
-          _mm512_storeu_ps(dst + (long)j * 32, _mm512_shuffle_f32x4(u, u2, 0x88));
-          _mm512_storeu_ps(dst + (long)(8 + j) * 32, _mm512_shuffle_f32x4(u, u2, 0xDD));
-          _mm512_storeu_ps(dst + (long)(4 + j) * 32, _mm512_shuffle_f32x4(v, v2, 0x88));
-          _mm512_storeu_ps(dst + (long)(12 + j) * 32, _mm512_shuffle_f32x4(v, v2, 0xDD));
-        }
-      }
+      for (int half = 0; half < 2; half++) transpose16(w + (long)(16 * half) * ldw + k0, ldw, wt + (long)k0 * 32 + 16 * half, 32);
   for (int k = k0; k < kk; k++)
     for (int c = 0; c < 32; c++) wt[(long)k * 32 + c] = c < nrows ? w[(long)c * ldw + k] : 0.0f;
+}
+
+AVX512 void mlk_interleave16_avx512_(const float *src, long lds, int nch, int n, float *dst) {
+  int i = 0;
+  if (nch == 16)
+    for (; i + 16 <= n; i += 16) transpose16(src + i, lds, dst + (long)i * 16, 16);
+  for (; i < n; i++)
+    for (int c = 0; c < 16; c++) dst[(long)i * 16 + c] = c < nch ? src[(long)c * lds + i] : 0.0f;
 }
 
 AVX512 void mlk_cot_store_avx512_(int hw, int nco, const float *ct, const float *scale, const float *bias, const float *res,
@@ -893,8 +904,11 @@ void mlk_even_lanes_(float *dst, const float *src, int n) {
 void mlk_store_act_avx512_(float *dst, const float *src, const float *res, int n, mlk_epilogue act) {
   (void)dst; (void)src; (void)res; (void)n; (void)act;
 }
-void mlk_cot_strip_avx512_(int n, int kc, const float *x, const long *off, const float *wt, float *ct, int first) {
-  (void)n; (void)kc; (void)x; (void)off; (void)wt; (void)ct; (void)first;
+void mlk_cot_strip_avx512_(int n, int s, int kc, const float *x, const long *off, const float *wt, float *ct, int first) {
+  (void)n; (void)s; (void)kc; (void)x; (void)off; (void)wt; (void)ct; (void)first;
+}
+void mlk_interleave16_avx512_(const float *src, long lds, int nch, int n, float *dst) {
+  (void)src; (void)lds; (void)nch; (void)n; (void)dst;
 }
 void mlk_cot_pack_avx512_(int kk, int nrows, const float *w, long ldw, float *wt) {
   (void)kk; (void)nrows; (void)w; (void)ldw; (void)wt;
