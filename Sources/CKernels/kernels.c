@@ -442,10 +442,14 @@ static int conv_cot_ok(const mlk_conv *p) {
 }
 
 static int conv_direct_ok(const mlk_conv *p) {
-  // 1x1 convolutions pack instead: their B rows are whole input planes apart (a page or more),
-  // and contiguous panels measured slightly faster on ResNet50.
+  // 1x1 convolutions with many output channels pack instead: their B rows are whole input planes
+  // apart (a page or more), and contiguous panels measured a few percent faster on ResNet50's
+  // 1x1s with 256 or more. With few output channels the packing (one copy of the whole input) is
+  // not paid back: reading the planes in place was faster for up to 160 (harness, 1 thread:
+  // MobileNetV2's projections 96->24 and 144->24 on 56x56 18-20%, 192->32 on 28x28 16%, 384->64
+  // on 14x14 12%, 576->96 5%; ResNet50's 256->64 on 56x56 5%, 512->128 on 28x28 2%).
   return mlk_use_avx512_() && p->groups == 1 && p->stride_h == p->stride_w && (p->stride_w == 1 || p->stride_w == 2) &&
-         (p->k_h > 1 || p->k_w > 1);
+         (p->k_h > 1 || p->k_w > 1 || (p->stride_w == 1 && p->out_c <= 160));
 }
 
 typedef struct {
