@@ -102,11 +102,11 @@ void mlk_cot_pack_avx512_(int kk, int nrows, const float *w, long ldw, float *wt
 /// dst[i][c] = src[c * lds + i] for i < n, c < 16 (0 for c >= nch): n pixels of 16 NCHW planes
 /// (nch of them real) interleaved, as the channels-as-vectors path reads its input.
 void mlk_interleave16_avx512_(const float *src, long lds, int nch, int n, float *dst);
-/// y[c][q] = act(scale[c] * ct[q][c] + bias[c] (+ res[c][q])) for c < nco, q < hw: a panel's
-/// sums (ct: hw rows of 32) into NCHW planes of hw floats (scale, bias, res may be NULL; with no
-/// scale the bias is added; kind 4 is left to the caller).
-void mlk_cot_store_avx512_(int hw, int nco, const float *ct, const float *scale, const float *bias, const float *res,
-                           float *y, mlk_epilogue act);
+/// y[c * ld + q] = act(scale[c] * ct[q][c] + bias[c] (+ res[c * ld + q])) for c < nco, q < hw: a
+/// panel's sums (ct: hw rows of 32) into NCHW planes (ld floats apart; scale, bias, res may be
+/// NULL; with no scale the bias is added; kind 4 is left to the caller).
+void mlk_cot_store_avx512_(int hw, long ld, int nco, const float *ct, const float *scale, const float *bias,
+                           const float *res, float *y, mlk_epilogue act);
 /// dst = act(src + res) over n floats (res may be NULL; kind 4, tanh, is left to the caller):
 /// the direct convolution's copy of its kept columns into place.
 void mlk_store_act_avx512_(float *dst, const float *src, const float *res, int n, mlk_epilogue act);

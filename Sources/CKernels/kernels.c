@@ -458,7 +458,7 @@ typedef struct {
   const long *off;
   float *y, *scratch;
   size_t slot;
-  int wq, kk;
+  int wq, kk, row_chunks;
   mlk_epilogue act;
 } cot_job;
 
@@ -466,12 +466,16 @@ typedef struct {
 static void cot_task(void *ctx, int t) {
   const cot_job *j = ctx;
   const mlk_conv *p = j->p;
-  const int out_hw = p->out_h * p->out_w, co0 = 32 * t, nco = p->out_c - co0 < 32 ? p->out_c - co0 : 32;
+  const int group = t / j->row_chunks, chunk = t % j->row_chunks;
+  const int out_hw = p->out_h * p->out_w, co0 = 32 * group, nco = p->out_c - co0 < 32 ? p->out_c - co0 : 32;
+  const int per = (p->out_h + j->row_chunks - 1) / j->row_chunks, oh0 = chunk * per;
+  const int oh1 = oh0 + per < p->out_h ? oh0 + per : p->out_h;
+  if (oh0 >= oh1) return;
   float *wt = j->scratch + j->slot * (size_t)mlk_slot, *ct = wt + (size_t)j->kk * 32;
   mlk_cot_pack_avx512_(j->kk, nco, j->w + (size_t)co0 * j->kk, j->kk, wt);
   for (int pc = 0; pc < j->kk; pc += MLK_GEMM_KC) {
     const int kc = j->kk - pc < MLK_GEMM_KC ? j->kk - pc : MLK_GEMM_KC;
-    for (int oh = 0; oh < p->out_h; oh++)
+    for (int oh = oh0; oh < oh1; oh++)
       for (int ow = 0; ow < p->out_w; ow += MLK_COT_PIXELS) {
         const int n = p->out_w - ow < MLK_COT_PIXELS ? p->out_w - ow : MLK_COT_PIXELS;
         mlk_cot_strip_avx512_(n, 16 * p->stride_w, kc, j->x + ((size_t)oh * j->wq + ow) * p->stride_w * 16,
@@ -479,8 +483,10 @@ static void cot_task(void *ctx, int t) {
                               ct + ((size_t)oh * p->out_w + ow) * 32, pc == 0);
       }
   }
-  mlk_cot_store_avx512_(out_hw, nco, ct, j->scale ? j->scale + co0 : NULL, j->bias ? j->bias + co0 : NULL,
-                        j->res ? j->res + (size_t)co0 * out_hw : NULL, j->y + (size_t)co0 * out_hw, j->act);
+  const size_t q0 = (size_t)oh0 * p->out_w;
+  mlk_cot_store_avx512_((int)((oh1 - oh0) * p->out_w), out_hw, nco, ct + q0 * 32, j->scale ? j->scale + co0 : NULL,
+                        j->bias ? j->bias + co0 : NULL, j->res ? j->res + (size_t)co0 * out_hw + q0 : NULL,
+                        j->y + (size_t)co0 * out_hw + q0, j->act);
 }
 
 static size_t conv_cot_slot(const mlk_conv *p) {
@@ -679,9 +685,14 @@ static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, 
     if (cot) {
       pad_job pj = {p, xn, xpad, hq, wq};
       mlk_parallel((p->in_c + 15) / 16, pad_block, &pj);
+      // Few panels of 32 output channels for the threads (DenseNet's 3x3 convolutions have one):
+      // each panel's rows are shared out too; every task then transposes its panel's weights.
+      const int groups = (p->out_c + 31) / 32;
+      int row_chunks = mlk_threads > 1 && groups < 2 * mlk_threads ? (2 * mlk_threads + groups - 1) / groups : 1;
+      if (row_chunks > p->out_h) row_chunks = p->out_h;
       cot_job cj = {p, xpad, w, bias, scale, res ? res + (size_t)n * p->out_c * out_hw : NULL, off,
-                    y + (size_t)n * p->out_c * out_hw, tmp, conv_cot_slot(p), wq, kk, act};
-      mlk_parallel((p->out_c + 31) / 32, cot_task, &cj);
+                    y + (size_t)n * p->out_c * out_hw, tmp, conv_cot_slot(p), wq, kk, row_chunks, act};
+      mlk_parallel(groups * row_chunks, cot_task, &cj);
       continue;
     }
     if (padded) {

@@ -823,15 +823,15 @@ AVX512 void mlk_interleave16_avx512_(const float *src, long lds, int nch, int n,
     for (int c = 0; c < 16; c++) dst[(long)i * 16 + c] = c < nch ? src[(long)c * lds + i] : 0.0f;
 }
 
-AVX512 void mlk_cot_store_avx512_(int hw, int nco, const float *ct, const float *scale, const float *bias, const float *res,
-                                  float *y, mlk_epilogue act) {
+AVX512 void mlk_cot_store_avx512_(int hw, long ld, int nco, const float *ct, const float *scale, const float *bias,
+                                  const float *res, float *y, mlk_epilogue act) {
   const vclamp cl = clamp_of(act);
   const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                           _mm512_set1_epi32(32));
   for (int c = 0; c < nco; c++) {
     const __m512 s = _mm512_set1_ps(scale ? scale[c] : 1.0f), b = _mm512_set1_ps(bias ? bias[c] : 0.0f);
-    float *yc = y + (size_t)c * hw;
-    const float *rc = res ? res + (size_t)c * hw : NULL;
+    float *yc = y + (size_t)c * ld;
+    const float *rc = res ? res + (size_t)c * ld : NULL;
     for (int q = 0; q < hw; q += 16) {
       const __mmask16 m = hw - q >= 16 ? 0xFFFF : (__mmask16)((1u << (hw - q)) - 1);
       __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, rows, ct + (size_t)q * 32 + c, 4);
@@ -924,9 +924,9 @@ void mlk_interleave16_avx512_(const float *src, long lds, int nch, int n, float 
 void mlk_cot_pack_avx512_(int kk, int nrows, const float *w, long ldw, float *wt) {
   (void)kk; (void)nrows; (void)w; (void)ldw; (void)wt;
 }
-void mlk_cot_store_avx512_(int hw, int nco, const float *ct, const float *scale, const float *bias, const float *res,
-                           float *y, mlk_epilogue act) {
-  (void)hw; (void)nco; (void)ct; (void)scale; (void)bias; (void)res; (void)y; (void)act;
+void mlk_cot_store_avx512_(int hw, long ld, int nco, const float *ct, const float *scale, const float *bias,
+                           const float *res, float *y, mlk_epilogue act) {
+  (void)hw; (void)ld; (void)nco; (void)ct; (void)scale; (void)bias; (void)res; (void)y; (void)act;
 }
 void mlk_maxpool_plane_avx512_(const mlk_conv *p, const float *plane, float *dst) {
   (void)p; (void)plane; (void)dst;
