@@ -378,20 +378,21 @@ AVX512 static void split_phases(const mlk_conv *p, const float *plane, float *ph
   const int PW = p->out_w, PH = p->out_h, W = p->in_w;
   const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  // Every row ends in the same r columns past its last whole 32: their masks once per plane.
+  const int full = W / 32 * 32, r = W - full;
+  const __mmask16 ma = lanes_inside(0, r), mb = lanes_inside(16, r), me = lanes_inside(0, (r + 1) / 2), mo = lanes_inside(0, r / 2);
   for (int ih = 0; ih < p->in_h; ih++) {
     const float *src = plane + (size_t)ih * W;
     float *de = ph + ((size_t)((ih & 1) * 2) * PH + (ih >> 1)) * PW, *dodd = de + (size_t)PH * PW;
-    int c = 0;
-    for (; c + 32 <= W; c += 32) {
+    for (int c = 0; c < full; c += 32) {
       const __m512 a = _mm512_loadu_ps(src + c), b = _mm512_loadu_ps(src + c + 16);
       _mm512_storeu_ps(de + c / 2, _mm512_permutex2var_ps(a, even, b));
       _mm512_storeu_ps(dodd + c / 2, _mm512_permutex2var_ps(a, odd, b));
     }
-    const int r = W - c;
     if (r > 0) {
-      const __m512 a = _mm512_maskz_loadu_ps(lanes_inside(0, r), src + c), b = _mm512_maskz_loadu_ps(lanes_inside(16, r), src + c + 16);
-      _mm512_mask_storeu_ps(de + c / 2, lanes_inside(0, (r + 1) / 2), _mm512_permutex2var_ps(a, even, b));
-      _mm512_mask_storeu_ps(dodd + c / 2, lanes_inside(0, r / 2), _mm512_permutex2var_ps(a, odd, b));
+      const __m512 a = _mm512_maskz_loadu_ps(ma, src + full), b = _mm512_maskz_loadu_ps(mb, src + full + 16);
+      _mm512_mask_storeu_ps(de + full / 2, me, _mm512_permutex2var_ps(a, even, b));
+      _mm512_mask_storeu_ps(dodd + full / 2, mo, _mm512_permutex2var_ps(a, odd, b));
     }
   }
 }

@@ -84,4 +84,39 @@ final class ConvKernelTests: XCTestCase {
         }
         XCTAssertGreaterThan(inPlaceChecked, 50)
     }
+
+    /// The AVX-512 depthwise paths (row chunks, the flat path with per-tap masks, stride-2 planes
+    /// split into phases first) against the portable loop on random NCHW geometries: planes of
+    /// 1-70 rows and columns (phase rows with and without whole 32-column blocks), kernels 1, 3
+    /// and 5, stride 1 and 2, asymmetric bottom and right pads. The phase split's masks once went
+    /// per row; this holds them to the same results.
+    func testAVX512DepthwisePathsAgreeWithPortableOnRandomGeometries() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: only the portable path runs") }
+        defer { Executor.preferAVX512(true) }
+        var rng = Rng(s: 77)
+        var checked = 0, phased = 0
+        while checked < 400 {
+            let c = 1 + rng.next(5), h = 1 + rng.next(70), wd = 1 + rng.next(70), k = 1 + 2 * rng.next(3), s = 1 + rng.next(2)
+            let (pt, pl, pb, pr) = (k / 2, k / 2, rng.next(k), rng.next(k))
+            guard h + pt + pb >= k, wd + pl + pr >= k else { continue }
+            let oh = (h + pt + pb - k) / s + 1, ow = (wd + pl + pr - k) / s + 1
+            var p = mlk_conv(batch: 1, in_c: Int32(c), in_h: Int32(h), in_w: Int32(wd), out_c: Int32(c), out_h: Int32(oh),
+                             out_w: Int32(ow), k_h: Int32(k), k_w: Int32(k), stride_h: Int32(s), stride_w: Int32(s),
+                             dil_h: 1, dil_w: 1, pad_top: Int32(pt), pad_left: Int32(pl), pad_bottom: Int32(pb),
+                             pad_right: Int32(pr), groups: Int32(c))
+            let x = (0..<(c * h * wd)).map { _ in rng.float() }
+            let w = (0..<(c * k * k)).map { _ in rng.float() }
+            let b = (0..<c).map { _ in rng.float() }
+            var portable = [Float](repeating: 0, count: c * oh * ow), fast = portable
+            Executor.preferAVX512(false)
+            mlk_depthwise_nchw(&p, x, w, b, &portable, 0, 0, 0)
+            Executor.preferAVX512(true)
+            mlk_depthwise_nchw(&p, x, w, b, &fast, 0, 0, 0)
+            let worst = zip(portable, fast).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
+            XCTAssertLessThan(worst, 1e-5, "\(c) channels \(h)x\(wd) k\(k) s\(s) pads \(pt),\(pl),\(pb),\(pr)")
+            if s == 2 && oh == (h + 1) / 2 && ow == (wd + 1) / 2 { phased += 1 }
+            checked += 1
+        }
+        XCTAssertGreaterThan(phased, 50, "stride-2 planes of the phase-split shape")
+    }
 }
