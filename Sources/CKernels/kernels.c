@@ -432,9 +432,9 @@ static void pconv_task(void *ctx, int t) {
 // than its phase split on the pixels-as-vectors path.
 // 1x1 convolutions on 7x7 and 14x14 planes were tried here too (no column waste): the weights'
 // transposition then costs about 20% of the arithmetic (a 1x1 weight serves hw multiply-adds, a
-// 3x3 one 9 hw), and in ResNet50 they were 2-4% slower in all. Packing their weights once at
-// plan time would avoid that, but keeps a second copy of those weights beside the parsed
-// model's (see Docs/execution.md).
+// 3x3 one 9 hw), and in ResNet50 they were 2-4% slower in all. With every transposed panel kept
+// (a throwaway cache, memory ignored) ResNet50 was 2% faster in all and MobileNetV2 no faster:
+// not worth a second copy of the weights beside the parsed model's (see Docs/execution.md).
 static int conv_cot_ok(const mlk_conv *p) {
   const int hw = p->out_h * p->out_w;
   return mlk_use_avx512_() && p->groups == 1 && p->stride_h == p->stride_w && (p->stride_w == 1 || p->stride_w == 2) &&
@@ -462,7 +462,8 @@ typedef struct {
   mlk_epilogue act;
 } cot_job;
 
-// Output channels [32 t, 32 t + 32) of one image.
+// Task t: output channels [32 g, 32 g + 32) of one image, g = t / row_chunks, over the output
+// rows of chunk t % row_chunks.
 static void cot_task(void *ctx, int t) {
   const cot_job *j = ctx;
   const mlk_conv *p = j->p;
@@ -656,7 +657,8 @@ static size_t conv_direct_scratch(const mlk_conv *p) {
 
 static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *scale,
                              const float *res, float *y, float *scratch, mlk_epilogue act) {
-  const int s = conv_cot_ok(p) ? 1 : p->stride_w;   // the layout's stride: 2 for phases
+  const int cot = conv_cot_ok(p);
+  const int s = cot ? 1 : p->stride_w;   // the layout's stride: 2 for phases
   int hq, wq;
   direct_dims(p, &hq, &wq);
   const int kk = p->in_c * p->k_h * p->k_w, out_hw = p->out_h * p->out_w;
@@ -664,7 +666,6 @@ static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, 
   float *xpad = scratch;
   long *off = (long *)(scratch + conv_direct_input(p));
   float *tmp = (float *)(off + kk);
-  const int cot = conv_cot_ok(p);
   for (int kr = 0, taps = p->k_h * p->k_w; kr < kk; kr++) {
     int c = kr / taps, kh = (kr % taps) / p->k_w, kw = kr % p->k_w;
     const int dy = kh * p->dil_h, dx = kw * p->dil_w;
