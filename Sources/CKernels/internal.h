@@ -42,6 +42,14 @@ void mlk_gemm_direct_avx512_(int m, int width, int k, const float *a, long lda, 
                              float *c, long ldc, const float *bias, const float *scale, const float *res,
                              mlk_epilogue act);
 
+/// The same product for a convolution's wide tile (columns q0 .. q0 + width of the wide output,
+/// wq columns per output row of which the first out_w are kept, wq >= 16), stored straight into
+/// the output planes (row r at y + r * ldy, pixel (oh, ow) at oh * out_w + ow); res is read
+/// the same way. The padding columns are never stored.
+void mlk_gemm_wide_avx512_(int m, int width, int k, const float *a, long lda, const float *b, const long *boff,
+                           long q0, int wq, int out_w, float *y, long ldy, const float *bias, const float *scale,
+                           const float *res, mlk_epilogue act);
+
 /// Output channels [o0, o1) of image n of a depthwise convolution over NCHW data: bias + taps,
 /// then the activation. For geometries where mlk_depthwise_avx512_ok_ (stride_w 1 or 2, kernel
 /// width <= 16).

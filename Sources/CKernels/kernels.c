@@ -532,6 +532,15 @@ static void wide_task(void *ctx, int t) {
                             sr, j->res ? j->res + (size_t)r0 * out_hw + q0 : NULL, j->act);
     return;
   }
+  // Kept columns stored straight into place (no tile buffer, no second pass over the output):
+  // stems 5-20% faster (harness: MobileNetV2's 3->32 3x3 stride 2 0.250 -> 0.228 ms, ResNet50's
+  // 7x7 5%). With several blocks of k the partial sums would go through the output with masked,
+  // line-splitting loads; a 3x3 64->64 on 56x56 (kk = 576) measured 0-3% slower that way.
+  if (j->wp >= 16 && j->kk <= MLK_GEMM_KC) {
+    mlk_gemm_wide_avx512_(rows, width, j->kk, wr, j->kk, j->xpad + q0, j->off, q0, j->wp, p->out_w,
+                          j->y + (size_t)r0 * out_hw, out_hw, br, sr, j->res ? j->res + (size_t)r0 * out_hw : NULL, j->act);
+    return;
+  }
   float *tmp = j->tmp + (size_t)mlk_slot * j->m_chunk * MLK_TILE;
   // The residual and activation are applied as the kept columns are copied into place.
   const mlk_epilogue none = {0, 0, 0};

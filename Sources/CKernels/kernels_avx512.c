@@ -62,6 +62,22 @@ AVX512 static inline __attribute__((always_inline)) void store16(float *p, __mma
   else _mm512_mask_storeu_ps(p, m, v);
 }
 
+// Where a wide tile's two column vectors go in C (see wide_map): vector v's lanes in mask ma[v]
+// go to c + oa[v] + lane, those in mb[v] to c + ob[v] + lane (offsets from the row's start).
+// Plain tiles (no map) store their columns side by side.
+typedef struct { __mmask16 ma[2], mb[2]; long oa[2], ob[2]; } outmap;
+
+AVX512 static inline __attribute__((always_inline)) __m512 load_mapped(const float *row, const outmap *om, int v) {
+  __m512 x = load16(om->ma[v], row + om->oa[v]);
+  if (om->mb[v]) x = _mm512_mask_loadu_ps(x, om->mb[v], row + om->ob[v]);
+  return x;
+}
+
+AVX512 static inline __attribute__((always_inline)) void store_mapped(float *row, const outmap *om, int v, __m512 x) {
+  if (om->ma[v]) store16(row + om->oa[v], om->ma[v], x);
+  if (om->mb[v]) _mm512_mask_storeu_ps(row + om->ob[v], om->mb[v], x);
+}
+
 // C[0..mr) x [0..32) of one tile: acc = (first ? bias : C) + sum_k a[k][r] * b[k][*]. A tile of
 // 16 columns or fewer (nv = 1) keeps one vector per row: the 4 columns left of a 14x14 plane
 // (196 = 6 x 32 + 4) cost half a tile (harness: ResNet50's 1x1 convolutions on 14x14 4% faster).
@@ -71,7 +87,7 @@ AVX512 static inline __attribute__((always_inline)) void store16(float *p, __mma
 AVX512 static inline __attribute__((always_inline)) void micro(const int direct, const int nv, const int mr, int kc,
                                                                const float *restrict ap, long lda,
                                                                const float *restrict bp, const long *restrict boff,
-                                                               float *restrict c, long ldc,
+                                                               float *restrict c, long ldc, const outmap *om,
                                                                __mmask16 m0, __mmask16 m1, int first, int last,
                                                                const float *bias, const float *cbias, const float *scale,
                                                                const float *res, mlk_epilogue act,
@@ -85,6 +101,9 @@ AVX512 static inline __attribute__((always_inline)) void micro(const int direct,
     } else if (first) {
       // With a channel scale the bias comes after it, at the end.
       c0[r] = c1[r] = bias && !scale ? _mm512_set1_ps(bias[r]) : _mm512_setzero_ps();
+    } else if (om) {
+      c0[r] = load_mapped(c + r * ldc, om, 0);
+      c1[r] = nv == 2 ? load_mapped(c + r * ldc, om, 1) : _mm512_setzero_ps();
     } else {
       c0[r] = load16(m0, c + r * ldc);
       c1[r] = nv == 2 ? load16(m1, c + r * ldc + 16) : _mm512_setzero_ps();
@@ -125,7 +144,13 @@ AVX512 static inline __attribute__((always_inline)) void micro(const int direct,
       if (nv == 2) c1[r] = _mm512_fmadd_ps(c1[r], a, b);
     }
   }
-  if (last && res) {
+  if (last && res && om) {
+#pragma clang loop unroll(full)
+    for (int r = 0; r < mr; r++) {
+      c0[r] = _mm512_add_ps(c0[r], load_mapped(res + r * ldc, om, 0));
+      if (nv == 2) c1[r] = _mm512_add_ps(c1[r], load_mapped(res + r * ldc, om, 1));
+    }
+  } else if (last && res) {
 #pragma clang loop unroll(full)
     for (int r = 0; r < mr; r++) {
       c0[r] = _mm512_add_ps(c0[r], load16(m0, res + r * ldc));
@@ -140,6 +165,14 @@ AVX512 static inline __attribute__((always_inline)) void micro(const int direct,
       if (nv == 2) c1[r] = apply_clamp(c1[r], cl);
     }
   }
+  if (om) {
+#pragma clang loop unroll(full)
+    for (int r = 0; r < mr; r++) {
+      store_mapped(c + r * ldc, om, 0, c0[r]);
+      if (nv == 2) store_mapped(c + r * ldc, om, 1, c1[r]);
+    }
+    return;
+  }
 #pragma clang loop unroll(full)
   for (int r = 0; r < mr; r++) {
     store16(c + r * ldc, m0, c0[r]);
@@ -147,7 +180,7 @@ AVX512 static inline __attribute__((always_inline)) void micro(const int direct,
   }
 }
 
-#define MICRO_ARGS kc, ap, lda, bp, boff, c, ldc, m0, m1, first, last, bias, cbias, scale, res, act, pf, pflda, pfrows, pfirst, pflines
+#define MICRO_ARGS kc, ap, lda, bp, boff, c, ldc, om, m0, m1, first, last, bias, cbias, scale, res, act, pf, pflda, pfrows, pfirst, pflines
 #define MICRO_CASE(R) \
   case R: \
     if (m1 == 0) { \
@@ -160,7 +193,7 @@ AVX512 static inline __attribute__((always_inline)) void micro(const int direct,
     break;
 
 AVX512 static void micro_dispatch(int mr, int kc, const float *ap, long lda, const float *bp, const long *boff, float *c,
-                                  long ldc, __mmask16 m0, __mmask16 m1, int first, int last, const float *bias,
+                                  long ldc, const outmap *om, __mmask16 m0, __mmask16 m1, int first, int last, const float *bias,
                                   const float *cbias, const float *scale, const float *res, mlk_epilogue act,
                                   const float *pf, long pflda, int pfrows, int pfirst, int pflines) {
   switch (mr) {
@@ -170,9 +203,27 @@ AVX512 static void micro_dispatch(int mr, int kc, const float *ap, long lda, con
   }
 }
 
+// Wide tiles: column j of the GEMM is wide column q0 + j of a convolution whose output rows are
+// out_w of every wq wide columns (wq >= 16, so a vector meets at most one row end). C is then
+// the output plane itself: column (oh, ow) at oh * out_w + ow, padding columns not stored.
+typedef struct { long q0; int wq, out_w; } wide_map;
+
+AVX512 static void map_wide(const wide_map *wm, long q, __mmask16 valid, __mmask16 *ma, long *oa, __mmask16 *mb, long *ob) {
+  const long oh = q / wm->wq, ow = q % wm->wq, tail = wm->wq - ow;   // lanes [tail, 16) are in row oh + 1
+  *ma = ow < wm->out_w ? (__mmask16)(valid & ((1u << (wm->out_w - ow < 16 ? wm->out_w - ow : 16)) - 1)) : 0;
+  *oa = oh * wm->out_w + ow;
+  *mb = 0;
+  *ob = 0;
+  if (tail < 16) {
+    const long hi = tail + wm->out_w < 16 ? tail + wm->out_w : 16;
+    *mb = (__mmask16)(valid & ((1u << hi) - 1) & ~((1u << tail) - 1));
+    *ob = (oh + 1) * wm->out_w - tail;
+  }
+}
+
 AVX512 static void gemm_blocked(int m, int width, int k, const float *a, long lda, const float *bp, const long *boff,
                                 float *c, long ldc, const float *bias, const float *col_bias, const float *scale,
-                                const float *res, mlk_epilogue act, int accumulate, int finish) {
+                                const float *res, mlk_epilogue act, int accumulate, int finish, const wide_map *wm) {
   for (int pc = 0; pc < k; pc += KC) {
     const int kc = k - pc < KC ? k - pc : KC;
     const int first = pc == 0 && !accumulate, last = pc + kc == k && finish;
@@ -206,9 +257,14 @@ AVX512 static void gemm_blocked(int m, int width, int k, const float *a, long ld
         const __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
         const __mmask16 m1 = nr >= 32 ? 0xFFFF : (nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1));
         const float *b = boff ? bp + jr : bp + (long)(jr / NR) * k * NR + (long)pc * NR;
-        micro_dispatch(mr, kc, strip, sld, b, boff ? boff + pc : NULL, c + (long)ir * ldc + jr, ldc, m0,
+        outmap om;
+        if (wm)
+          for (int v = 0; v < 2; v++)
+            map_wide(wm, wm->q0 + jr + 16 * v, v ? m1 : m0, &om.ma[v], &om.oa[v], &om.mb[v], &om.ob[v]);
+        micro_dispatch(mr, kc, strip, sld, b, boff ? boff + pc : NULL, c + (long)ir * ldc + (wm ? 0 : jr), ldc,
+                       wm ? &om : NULL, m0,
                        m1, first, last, bias ? bias + ir : NULL, col_bias ? col_bias + jr : NULL,
-                       scale ? scale + ir : NULL, res ? res + (long)ir * ldc + jr : NULL, act, pf, lda, pfrows, jr / NR * kc,
+                       scale ? scale + ir : NULL, res ? res + (long)ir * ldc + (wm ? 0 : jr) : NULL, act, pf, lda, pfrows, jr / NR * kc,
                        pflines);
       }
     }
@@ -218,13 +274,20 @@ AVX512 static void gemm_blocked(int m, int width, int k, const float *a, long ld
 AVX512 void mlk_gemm_packed_avx512_(int m, int width, int k, const float *a, long lda, const float *bpanels, float *c,
                                     long ldc, const float *bias, const float *col_bias, const float *scale, const float *res,
                                     mlk_epilogue act, int accumulate, int finish) {
-  gemm_blocked(m, width, k, a, lda, bpanels, NULL, c, ldc, bias, col_bias, scale, res, act, accumulate, finish);
+  gemm_blocked(m, width, k, a, lda, bpanels, NULL, c, ldc, bias, col_bias, scale, res, act, accumulate, finish, NULL);
 }
 
 AVX512 void mlk_gemm_direct_avx512_(int m, int width, int k, const float *a, long lda, const float *b, const long *boff,
                                     float *c, long ldc, const float *bias, const float *scale, const float *res,
                                     mlk_epilogue act) {
-  gemm_blocked(m, width, k, a, lda, b, boff, c, ldc, bias, NULL, scale, res, act, 0, 1);
+  gemm_blocked(m, width, k, a, lda, b, boff, c, ldc, bias, NULL, scale, res, act, 0, 1, NULL);
+}
+
+AVX512 void mlk_gemm_wide_avx512_(int m, int width, int k, const float *a, long lda, const float *b, const long *boff,
+                                  long q0, int wq, int out_w, float *y, long ldy, const float *bias, const float *scale,
+                                  const float *res, mlk_epilogue act) {
+  const wide_map wm = {q0, wq, out_w};
+  gemm_blocked(m, width, k, a, lda, b, boff, y, ldy, bias, NULL, scale, res, act, 0, 1, &wm);
 }
 
 // Depthwise convolution over one NCHW plane. An output row is cut into chunks of 16 columns,
@@ -937,6 +1000,13 @@ void mlk_gemm_direct_avx512_(int m, int width, int k, const float *a, long lda, 
                              float *c, long ldc, const float *bias, const float *scale, const float *res,
                              mlk_epilogue act) {
   (void)scale; (void)res; (void)m; (void)width; (void)k; (void)a; (void)lda; (void)b; (void)boff; (void)c; (void)ldc; (void)bias; (void)act;
+  abort();
+}
+void mlk_gemm_wide_avx512_(int m, int width, int k, const float *a, long lda, const float *b, const long *boff,
+                           long q0, int wq, int out_w, float *y, long ldy, const float *bias, const float *scale,
+                           const float *res, mlk_epilogue act) {
+  (void)m; (void)width; (void)k; (void)a; (void)lda; (void)b; (void)boff; (void)q0; (void)wq; (void)out_w; (void)y;
+  (void)ldy; (void)bias; (void)scale; (void)res; (void)act;
   abort();
 }
 void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias, float *yn, int oh,
