@@ -306,6 +306,7 @@ AVX512 static inline __mmask16 lanes_inside(long base, long n) {
 
 #define DW_MAX_KW 16
 #define DW_FLAT_GROUP 4   // output vectors summed at once on the flat path (8 and 12 measured slower)
+#define DW_FLAT_AHEAD 16   // vectors ahead that the flat path prefetches
 #define DW_FLAT_MAX 16384   // floats of one flat row a single-output-channel conv sums on the stack
 
 // Load masks for the output chunks starting at column ow0 (up to 8 chunks of 16): m0[kw * 8 + c]
@@ -493,10 +494,17 @@ AVX512 static void dw_flat_plane(const mlk_conv *p, const float *plane, const fl
   const vclamp cl = clamp_of(act);
   __m512 wv[MLK_DW_FLAT_TAPS];
   for (int t = 0; t < taps; t++) wv[t] = _mm512_set1_ps(k[t]);
+  const long reach = offs[taps - 1];   // the last tap reads furthest ahead
   for (int v0 = 0; v0 < nv; v0 += DW_FLAT_GROUP) {
     __m512 acc[DW_FLAT_GROUP];
 #pragma clang loop unroll(full)
-    for (int j = 0; j < DW_FLAT_GROUP; j++) acc[j] = _mm512_set1_ps(b);
+    for (int j = 0; j < DW_FLAT_GROUP; j++) {
+      acc[j] = _mm512_set1_ps(b);
+      // The lines the group DW_FLAT_AHEAD vectors on reads first (past the plane's end: the
+      // next channel's), fetched here: the masked loads below get no help from the hardware
+      // prefetcher when they miss.
+      _mm_prefetch((const char *)(plane + reach + 16 * (v0 + DW_FLAT_AHEAD + j)), _MM_HINT_T0);
+    }
     for (int t = 0; t < taps; t++) {
       const float *src = plane + offs[t] + 16 * v0;
       const uint16_t *m = masks + t * MLK_DW_FLAT_VECTORS + v0;
@@ -555,6 +563,11 @@ AVX512 void mlk_depthwise_planes_avx512_(const mlk_conv *p, const float *x, cons
   }
 }
 
+// A full mask takes the plain load (see load16), others fill their masked-off lanes from `fill`.
+AVX512 static inline __attribute__((always_inline)) __m512 load_or(__m512 fill, __mmask16 m, const float *p) {
+  return m == 0xFFFF ? _mm512_loadu_ps(p) : _mm512_mask_loadu_ps(fill, m, p);
+}
+
 // Max pooling over one NCHW plane, shaped like the depthwise kernel: up to 8 chunks of 16
 // outputs in registers per row, loads masked to the input row with -inf in the masked-off
 // lanes. A NaN in any tap makes the output NaN (as the scalar kernel does). Callers ensure
@@ -579,10 +592,10 @@ AVX512 static inline __attribute__((always_inline)) void max_rows(const int nch,
         for (int c = 0; c < nch; c++) {
           __m512 v;
           if (sw == 1) {
-            v = _mm512_mask_loadu_ps(ninf, m0[kw * 8 + c], src + 16 * c);
+            v = load_or(ninf, m0[kw * 8 + c], src + 16 * c);
           } else {
-            const __m512 v0 = _mm512_mask_loadu_ps(ninf, m0[kw * 8 + c], src + 32 * c);
-            const __m512 v1 = _mm512_mask_loadu_ps(ninf, m1[kw * 8 + c], src + 32 * c + 16);
+            const __m512 v0 = load_or(ninf, m0[kw * 8 + c], src + 32 * c);
+            const __m512 v1 = load_or(ninf, m1[kw * 8 + c], src + 32 * c + 16);
             v = _mm512_permutex2var_ps(v0, even, v1);
           }
           nan[c] |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
