@@ -675,14 +675,19 @@ static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, 
   float *xpad = scratch;
   long *off = (long *)(scratch + conv_direct_input(p));
   float *tmp = (float *)(off + kk);
-  for (int kr = 0, taps = p->k_h * p->k_w; kr < kk; kr++) {
-    int c = kr / taps, kh = (kr % taps) / p->k_w, kw = kr % p->k_w;
-    const int dy = kh * p->dil_h, dx = kw * p->dil_w;
-    if (cot)
-      off[kr] = (((long)(c / 16) * hq + dy) * wq + dx) * 16 + c % 16;
-    else
-      off[kr] = (((long)c * s * s + (long)(dy % s) * s + dx % s) * hq + dy / s) * wq + dx / s;
-  }
+  // Row kr = (c, kh, kw) of the reduction; nested loops (the divisions per row were 1% of
+  // MobileNetV2, whose 1x1 convolutions reduce over up to 960 rows per call).
+  for (int c = 0, kr = 0; c < p->in_c; c++)
+    for (int kh = 0; kh < p->k_h; kh++)
+      for (int kw = 0; kw < p->k_w; kw++, kr++) {
+        const int dy = kh * p->dil_h, dx = kw * p->dil_w;
+        if (cot)
+          off[kr] = (((long)(c / 16) * hq + dy) * wq + dx) * 16 + c % 16;
+        else if (s == 1)
+          off[kr] = ((long)c * hq + dy) * wq + dx;
+        else
+          off[kr] = (((long)c * s * s + (long)(dy % s) * s + dx % s) * hq + dy / s) * wq + dx / s;
+      }
   const int wide_n = (p->out_h - 1) * wq + p->out_w, tiles = (wide_n + MLK_TILE - 1) / MLK_TILE;
   int m_chunks = 1;
   if (mlk_threads > 1 && tiles < 2 * mlk_threads) {

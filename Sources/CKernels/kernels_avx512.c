@@ -34,7 +34,7 @@
 // operand). Kind 4 (tanh) is left to mlk_activate.
 typedef struct { __m512 lo, hi; int on, upper; } vclamp;
 
-AVX512 static inline vclamp clamp_of(mlk_epilogue act) {
+AVX512 static inline __attribute__((always_inline)) vclamp clamp_of(mlk_epilogue act) {
   const float lo = act.kind == 5 ? act.lo : (act.kind == 3 ? -1.0f : 0.0f);
   const float hi = act.kind == 5 ? act.hi : (act.kind == 2 ? 6.0f : (act.kind == 3 ? 1.0f : 0.0f));
   const int on = act.kind != 0 && act.kind != 4;

@@ -23,18 +23,39 @@ func windowGeometry(_ input: Int, kernel: Int, stride: Int, dilation: Int, padBe
     }
 }
 
+/// A window op's attributes, read from the node once when the step is planned (looking them up by
+/// name on every run cost about 1% of MobileNetV2).
+struct WindowAttributes {
+    let node: Node
+    let strides: [Int]?, dilations: [Int]?, pads: [Int]?
+    let autoPad: String
+    let ceilMode: Bool
+    let group: Int
+
+    init(_ node: Node) {
+        self.node = node
+        strides = node.ints("strides")
+        dilations = node.ints("dilations")
+        pads = node.ints("pads")
+        autoPad = node.string("auto_pad") ?? "NOTSET"
+        ceilMode = (node.int("ceil_mode") ?? 0) != 0
+        group = node.int("group") ?? 1
+    }
+}
+
 /// Geometry of a 1-D or 2-D window op over NCHW / NHWC data.
-func convGeometry(_ node: Node, x: [Int], kernel: [Int], outChannels: Int, nhwc: Bool) throws -> mlk_conv {
+func convGeometry(_ a: WindowAttributes, x: [Int], kernel: [Int], outChannels: Int, nhwc: Bool) throws -> mlk_conv {
+    let node = a.node
     let spatialRank = x.count - 2
     guard spatialRank == 1 || spatialRank == 2, kernel.count == spatialRank else {
         throw RuntimeError.unsupported(op: node.sourceOp, node: node.label, reason: "\(spatialRank)-D windows (1-D and 2-D only)")
     }
     let spatial = nhwc ? Array(x[1..<(x.count - 1)]) : Array(x[2...])
-    let strides = node.ints("strides") ?? Array(repeating: 1, count: spatialRank)
-    let dil = node.ints("dilations") ?? Array(repeating: 1, count: spatialRank)
-    let pads = node.ints("pads") ?? Array(repeating: 0, count: 2 * spatialRank)
-    let autoPad = node.string("auto_pad") ?? "NOTSET"
-    let ceil = (node.int("ceil_mode") ?? 0) != 0
+    let strides = a.strides ?? Array(repeating: 1, count: spatialRank)
+    let dil = a.dilations ?? Array(repeating: 1, count: spatialRank)
+    let pads = a.pads ?? Array(repeating: 0, count: 2 * spatialRank)
+    let autoPad = a.autoPad
+    let ceil = a.ceilMode
     // Hostile or broken attributes: refuse rather than divide by zero or overflow 32-bit sizes.
     let limit = 1 << 24
     guard strides.count >= spatialRank, dil.count >= spatialRank, pads.count >= 2 * spatialRank,
@@ -60,7 +81,7 @@ func convGeometry(_ node: Node, x: [Int], kernel: [Int], outChannels: Int, nhwc:
     p.dil_h = Int32(h == 0 ? dil[0] : 1); p.dil_w = Int32(dil[spatialRank - 1])
     p.pad_top = Int32(h == 0 ? g[0].begin : 0); p.pad_bottom = Int32(h == 0 ? g[0].end : 0)
     p.pad_left = Int32(g[spatialRank - 1].begin); p.pad_right = Int32(g[spatialRank - 1].end)
-    p.groups = Int32(node.int("group") ?? 1)
+    p.groups = Int32(a.group)
     return p
 }
 
@@ -86,6 +107,7 @@ let convKernels: [(String, KernelFactory)] = {
             default: return nil
             }
         }()
+        let window = WindowAttributes(n)
         return { ins, ctx in
             let x = try requireFloat(ins.first ?? nil, node: n)
             let w = try requireFloat(ins.count > 1 ? ins[1] : nil, node: n)
@@ -97,7 +119,7 @@ let convKernels: [(String, KernelFactory)] = {
             case .ohwi: kernel = Array(w.shape.dropFirst().dropLast()); outC = w.shape[0]
             case .ihwo1: kernel = Array(w.shape.dropFirst().dropLast()); outC = w.shape[w.shape.count - 1]
             }
-            var p = try convGeometry(n, x: x.shape, kernel: kernel, outChannels: outC, nhwc: nhwc)
+            var p = try convGeometry(window, x: x.shape, kernel: kernel, outChannels: outC, nhwc: nhwc)
             if layout == .ihwo1 { p.groups = p.in_c }
             guard p.groups > 0, p.in_c % p.groups == 0, p.out_c % p.groups == 0 else {
                 throw RuntimeError.invalid(node: n.label, reason: "channels \(p.in_c)->\(p.out_c) do not split into \(p.groups) groups")
@@ -161,9 +183,10 @@ let convKernels: [(String, KernelFactory)] = {
             if name == "LpPool", (n.int("p") ?? 2) != 2 { throw pc.fail("p other than 2") }
             if name != "MaxPool", let d = n.ints("dilations"), d.contains(where: { $0 != 1 }) { throw pc.fail("dilations") }
             let includePad = Int32(n.int("count_include_pad") ?? 0)
+            let window = WindowAttributes(n)
             return { ins, ctx in
                 let x = try requireFloat(ins.first ?? nil, node: n)
-                var p = try convGeometry(n, x: x.shape, kernel: kernel, outChannels: nhwc ? x.shape.last! : x.shape[1], nhwc: nhwc)
+                var p = try convGeometry(window, x: x.shape, kernel: kernel, outChannels: nhwc ? x.shape.last! : x.shape[1], nhwc: nhwc)
                 p.groups = 1
                 let y = try ctx.alloc(outShape(p, rank: x.shape.count, nhwc: nhwc), .float32)
                 mlk_pool(kind, nhwc ? 1 : 0, includePad, &p, x.floats, y.floats)

@@ -73,6 +73,7 @@ struct IntegerConv {
         q.act_min = lo; q.act_max = hi
         q.in_signed = x.type.dtype == .int8 ? 1 : 0
         let outType = y.type.dtype, label = n.label
+        let window = WindowAttributes(n)
 
         if depthwise {
             let weights = w, biasT = bias, multTable = mult, shiftTable = shift
@@ -80,7 +81,7 @@ struct IntegerConv {
                 guard let xt = ins.first ?? nil, xt.dtype == x.type.dtype, xt.shape.count == 4 else {
                     throw RuntimeError.invalid(node: label, reason: "input is not a 4-D \(x.type.dtype.rawValue) tensor")
                 }
-                var p = try convGeometry(n, x: xt.shape, kernel: [weights.shape[1], weights.shape[2]], outChannels: outC, nhwc: true)
+                var p = try convGeometry(window, x: xt.shape, kernel: [weights.shape[1], weights.shape[2]], outChannels: outC, nhwc: true)
                 guard p.in_c > 0, outC % Int(p.in_c) == 0 else {
                     throw RuntimeError.invalid(node: label, reason: "\(outC) output channels for \(p.in_c) input channels")
                 }
@@ -119,7 +120,7 @@ struct IntegerConv {
                 shape = keep ? Array(xt.shape.dropLast()) + [outC] : [rows, outC]
             } else {
                 guard xt.shape.count == 4 else { throw RuntimeError.invalid(node: label, reason: "input rank \(xt.shape.count)") }
-                p = try convGeometry(n, x: xt.shape, kernel: [wshape[1], wshape[2]], outChannels: outC, nhwc: true)
+                p = try convGeometry(window, x: xt.shape, kernel: [wshape[1], wshape[2]], outChannels: outC, nhwc: true)
                 guard Int(p.in_c) == wshape[3] else {
                     throw RuntimeError.unsupported(op: n.sourceOp, node: label, reason: "grouped quantized convolution (\(p.in_c) input channels, weights for \(wshape[3]))")
                 }
