@@ -472,16 +472,31 @@ static void cot_task(void *ctx, int t) {
   const int per = (p->out_h + j->row_chunks - 1) / j->row_chunks, oh0 = chunk * per;
   const int oh1 = oh0 + per < p->out_h ? oh0 + per : p->out_h;
   if (oh0 >= oh1) return;
-  float *wt = j->scratch + j->slot * (size_t)mlk_slot, *ct = wt + (size_t)j->kk * 32;
-  mlk_cot_pack_avx512_(j->kk, nco, j->w + (size_t)co0 * j->kk, j->kk, wt);
+  float *wt = j->scratch + j->slot * (size_t)mlk_slot, *ct = wt + (size_t)MLK_GEMM_KC * 32;
+  const float *wp = j->w + (size_t)co0 * j->kk;
+  const int row_strips = (p->out_w + MLK_COT_PIXELS - 1) / MLK_COT_PIXELS;
   for (int pc = 0; pc < j->kk; pc += MLK_GEMM_KC) {
     const int kc = j->kk - pc < MLK_GEMM_KC ? j->kk - pc : MLK_GEMM_KC;
+    // The weights block by block (32 x kc, transposed where the strips read it), and the next
+    // block's lines fetched while this one computes: they come from DRAM in a model, and the
+    // whole panel transposed up front waited on memory for 12% of the convolution.
+    mlk_cot_pack_avx512_(kc, nco, wp + pc, j->kk, wt);
+    const int next = pc + MLK_GEMM_KC;
+    const float *nw = next < j->kk ? wp + next : (co0 + 32 < p->out_c && oh0 == 0 ? wp + (size_t)32 * j->kk : NULL);
+    const int nk = next < j->kk ? j->kk - next : j->kk, nkc = nk < MLK_GEMM_KC ? nk : MLK_GEMM_KC;
+    const int nrows = next < j->kk ? nco : (p->out_c - co0 - 32 < 32 ? p->out_c - co0 - 32 : 32);
+    const int lines_per_row = (nkc + 15) / 16, lines = nw ? nrows * lines_per_row : 0;
+    const int strips = (oh1 - oh0) * row_strips, per = (lines + strips - 1) / strips;
+    int fetched = 0, frow = 0, fcol = 0;
     for (int oh = oh0; oh < oh1; oh++)
       for (int ow = 0; ow < p->out_w; ow += MLK_COT_PIXELS) {
         const int n = p->out_w - ow < MLK_COT_PIXELS ? p->out_w - ow : MLK_COT_PIXELS;
         mlk_cot_strip_avx512_(n, 16 * p->stride_w, kc, j->x + ((size_t)oh * j->wq + ow) * p->stride_w * 16,
-                              j->off + pc, wt + (size_t)pc * 32,
-                              ct + ((size_t)oh * p->out_w + ow) * 32, pc == 0);
+                              j->off + pc, wt, ct + ((size_t)oh * p->out_w + ow) * 32, pc == 0);
+        for (int l = 0; l < per && fetched < lines; l++, fetched++) {
+          __builtin_prefetch(nw + (size_t)frow * j->kk + 16 * fcol, 0, 3);
+          if (++fcol == lines_per_row) { fcol = 0; frow++; }
+        }
       }
   }
   const size_t q0 = (size_t)oh0 * p->out_w;
@@ -491,7 +506,7 @@ static void cot_task(void *ctx, int t) {
 }
 
 static size_t conv_cot_slot(const mlk_conv *p) {
-  return (size_t)p->in_c * p->k_h * p->k_w * 32 + (size_t)p->out_h * p->out_w * 32;
+  return (size_t)MLK_GEMM_KC * 32 + (size_t)p->out_h * p->out_w * 32;
 }
 
 typedef struct {
