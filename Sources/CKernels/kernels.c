@@ -415,9 +415,9 @@ static void pconv_task(void *ctx, int t) {
 //
 // Small planes take output channels as the vector dimension instead ("cot"): with pixels as
 // vectors, a 14x14 plane computes 224 columns for 196 (with the wide columns), while 32 output
-// channels fill two vectors whatever the plane. Per panel of 32 output channels, the weights are
-// transposed into a k-major panel (once per call), then every strip of up to 7 pixels of one
-// output row sums its taps straight from the padded input: no im2col. Sums go to a small
+// channels fill two vectors whatever the plane. Per panel of 32 output channels and block of 256
+// k, the weights are transposed k-major (every call; see cot_task), then every strip of up to 7
+// pixels of one output row sums its taps straight from the padded input: no im2col. Sums go to a small
 // [pixels][32] buffer, stored transposed into the NCHW output at the end with scale, bias,
 // residual and activation.
 // The padded input is laid out in blocks of 16 channels, a pixel's 16 channels side by side
