@@ -429,7 +429,11 @@ static void pconv_task(void *ctx, int t) {
 // transposition reads and writes once more) and 1x1 convolutions 2-7% slower. Hence spatial
 // kernels on planes of 65 to 1024 outputs. The channel blocks made 3x3 convolutions on 14x14 and
 // 28x28 another 2-4% faster, and stride 2 (ResNet50's layer2.0 3x3, 56x56 -> 28x28) 13% faster
-// than its phase split on the pixels-as-vectors path.
+// than its phase split on the pixels-as-vectors path. Measured again in the ninth session with the
+// harness's scratch 64-byte aligned, as the executor's is (malloc'd scratch had misaligned the
+// weight panel and the blocked input): 3x3 on 56x56 3-7% faster (64 channels; 256: 11%), on 112x112
+// 7% faster, on 224x224 10% slower (its [pixels][32] sums, 6.4 MB, leave the caches). Hence
+// planes of 65 to 12544 outputs.
 // 1x1 convolutions on 7x7 and 14x14 planes were tried here too (no column waste): the weights'
 // transposition then costs about 20% of the arithmetic (a 1x1 weight serves hw multiply-adds, a
 // 3x3 one 9 hw), and in ResNet50 they were 2-4% slower in all. With every transposed panel kept
@@ -438,7 +442,7 @@ static void pconv_task(void *ctx, int t) {
 static int conv_cot_ok(const mlk_conv *p) {
   const int hw = p->out_h * p->out_w;
   return mlk_use_avx512_() && p->groups == 1 && p->stride_h == p->stride_w && (p->stride_w == 1 || p->stride_w == 2) &&
-         (p->k_h > 1 || p->k_w > 1) && hw > 64 && hw <= 1024 && p->out_c >= 32;
+         (p->k_h > 1 || p->k_w > 1) && hw > 64 && hw <= 12544 && p->out_c >= 32;
 }
 
 static int conv_direct_ok(const mlk_conv *p) {
