@@ -433,7 +433,8 @@ static void pconv_task(void *ctx, int t) {
 // harness's scratch 64-byte aligned, as the executor's is (malloc'd scratch had misaligned the
 // weight panel and the blocked input): 3x3 on 56x56 3-7% faster (64 channels; 256: 11%), on 112x112
 // 7% faster, on 224x224 10% slower (its [pixels][32] sums, 6.4 MB, leave the caches). Hence
-// planes of 65 to 12544 outputs.
+// planes of 65 to 12544 outputs. Not for stems: 3 input channels fill 3 of a block's 16, and
+// MobileNetV2's stem took 0.67-0.77 ms this way against 0.32 on the direct path.
 // 1x1 convolutions on 7x7 and 14x14 planes were tried here too (no column waste): the weights'
 // transposition then costs about 20% of the arithmetic (a 1x1 weight serves hw multiply-adds, a
 // 3x3 one 9 hw), and in ResNet50 they were 2-4% slower in all. With every transposed panel kept
@@ -442,7 +443,7 @@ static void pconv_task(void *ctx, int t) {
 static int conv_cot_ok(const mlk_conv *p) {
   const int hw = p->out_h * p->out_w;
   return mlk_use_avx512_() && p->groups == 1 && p->stride_h == p->stride_w && (p->stride_w == 1 || p->stride_w == 2) &&
-         (p->k_h > 1 || p->k_w > 1) && hw > 64 && hw <= 12544 && p->out_c >= 32;
+         (p->k_h > 1 || p->k_w > 1) && hw > 64 && hw <= 12544 && p->out_c >= 32 && p->in_c >= 16;
 }
 
 static int conv_direct_ok(const mlk_conv *p) {

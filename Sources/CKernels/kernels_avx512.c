@@ -323,11 +323,17 @@ AVX512 static void window_masks(const mlk_conv *p, int ow0, int nch, __mmask16 *
 // `nr` output rows at a time (nch * nr <= 8 accumulators): narrow planes (7 or 14 columns, one
 // chunk) would otherwise leave a single dependent chain of FMAs per row. A tap row outside the
 // input is skipped by a zero load mask.
-AVX512 static inline __attribute__((always_inline)) void dw_rows(const int nch, const int nr, const int sw,
+// k3 (stride 2, 3 taps wide, pad_left 1, no dilation): a tap row's 32 inputs per chunk are loaded
+// once and split into even and odd lanes; tap 0 reads the odd lanes shifted by one (the previous
+// chunk's last odd input in lane 0), tap 1 the even ones, tap 2 the odd ones. Two loads and three
+// permutes per row and chunk instead of six loads and three permutes.
+AVX512 static inline __attribute__((always_inline)) void dw_rows(const int nch, const int nr, const int sw, const int k3,
                                                                  const mlk_conv *p, const float *plane, const float *k,
                                                                  float b, float *dst, int ow0, const __mmask16 *m0,
                                                                  const __mmask16 *m1, mlk_epilogue act) {
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512i back = _mm512_setr_epi32(15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30);
   const vclamp cl = clamp_of(act);
   const __m512 vb = _mm512_set1_ps(b);
   // The input columns this chunk group reads, for prefetching the next group's rows.
@@ -355,6 +361,25 @@ AVX512 static inline __attribute__((always_inline)) void dw_rows(const int nch, 
         const int inside = ih >= 0 && ih < p->in_h && oh0 + r < p->out_h;
         rmask[r] = inside ? 0xFFFF : 0;
         rows[r] = plane + (size_t)(inside ? ih : 0) * p->in_w;
+      }
+      if (k3) {
+        const __m512 w0 = _mm512_set1_ps(k[kh * 3]), w1 = _mm512_set1_ps(k[kh * 3 + 1]), w2 = _mm512_set1_ps(k[kh * 3 + 2]);
+#pragma clang loop unroll(full)
+        for (int r = 0; r < nr; r++) {
+          const float *src = rows[r] + 2L * ow0;   // input 2 * ow: tap 1 of the chunk's first output
+          __m512 prev = ow0 > 0 && rmask[r] ? _mm512_set1_ps(src[-1]) : _mm512_setzero_ps();
+#pragma clang loop unroll(full)
+          for (int c = 0; c < nch; c++) {
+            const __m512 a = load16(m0[8 + c] & rmask[r], src + 32 * c), bb = load16(m1[8 + c] & rmask[r], src + 32 * c + 16);
+            const __m512 e = _mm512_permutex2var_ps(a, even, bb), o = _mm512_permutex2var_ps(a, odd, bb);
+            const __m512 os = _mm512_permutex2var_ps(prev, back, o);
+            __m512 t = _mm512_fmadd_ps(w0, os, acc[r * nch + c]);
+            t = _mm512_fmadd_ps(w1, e, t);
+            acc[r * nch + c] = _mm512_fmadd_ps(w2, o, t);
+            prev = o;
+          }
+        }
+        continue;
       }
       for (int kw = 0; kw < p->k_w; kw++) {
         const __m512 wv = _mm512_set1_ps(k[kh * p->k_w + kw]);
@@ -526,6 +551,7 @@ AVX512 void mlk_depthwise_planes_avx512_(const mlk_conv *p, const float *x, cons
                                          float *y, int n, int o0, int o1, const mlk_dw_flat *flat, mlk_epilogue act) {
   const int sw = p->stride_w, nchunks = (p->out_w + 15) / 16, mult = p->out_c / p->in_c;
   const size_t in_hw = (size_t)p->in_h * p->in_w, out_hw = (size_t)p->out_h * p->out_w;
+  const int k3 = sw == 2 && p->k_w == 3 && p->pad_left == 1 && p->dil_w == 1;
   __mmask16 m0[DW_MAX_KW * 8], m1[DW_MAX_KW * 8];
   int masks_for = -1;   // the ow0 the masks hold
   if (flat) {
@@ -551,8 +577,9 @@ AVX512 void mlk_depthwise_planes_avx512_(const mlk_conv *p, const float *x, cons
       if (masks_for != ow0) { window_masks(p, ow0, nch, m0, m1); masks_for = ow0; }
 #define DW_CASE(N) \
       case N: \
-        if (sw == 1) dw_rows(N, 8 / N, 1, p, plane, k, b, dst, ow0, m0, m1, act); \
-        else dw_rows(N, 8 / N, 2, p, plane, k, b, dst, ow0, m0, m1, act); \
+        if (sw == 1) dw_rows(N, 8 / N, 1, 0, p, plane, k, b, dst, ow0, m0, m1, act); \
+        else if (k3) dw_rows(N, 8 / N, 2, 1, p, plane, k, b, dst, ow0, m0, m1, act); \
+        else dw_rows(N, 8 / N, 2, 0, p, plane, k, b, dst, ow0, m0, m1, act); \
         break;
       switch (nch) {
         DW_CASE(1) DW_CASE(2) DW_CASE(3) DW_CASE(4) DW_CASE(5) DW_CASE(6) DW_CASE(7) DW_CASE(8)
