@@ -25,6 +25,7 @@
 #include <immintrin.h>
 
 #define MR 12
+#define MR49 6   // rows of a 48 + 1 column tile (micro49)
 #define NR 32
 #define KC MLK_GEMM_KC
 #define AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,fma")))
@@ -208,6 +209,120 @@ AVX512 static void micro_dispatch(int mr, int kc, const float *ap, long lda, con
   }
 }
 
+// The last 49 columns of a packed B whose width is 32q + 17 (a 7x7 plane: 49 = 32 + 17), as
+// 48 + 1: with 32-column tiles the 17 columns of the last panel cost a whole tile (64 computed
+// for 49). Here rows of up to 6 keep three column vectors (b0p: a whole panel, b1p: the first 16
+// of the next) and, for column 48, one accumulator per row that runs along k instead: the row's
+// next 16 A values (just broadcast, so in L1) times the column's, `col` (that column of B,
+// contiguous), folded into the column's one value at the end. 24 accumulators; per 16 steps of k
+// 294 FMAs for 6 x 49 x 16 products, where the two tiles took 384. The fused column sums
+// lane-wise and then as a tree, not in plain k order, but the same way for any thread count.
+AVX512 static inline __attribute__((always_inline)) void micro49(const int mr, int kc, const float *restrict ap, long lda,
+                                                                 const float *restrict b0p, const float *restrict b1p,
+                                                                 const float *restrict col, float *restrict c, long ldc,
+                                                                 int first, int last, const float *bias, const float *cbias,
+                                                                 const float *scale, const float *res, mlk_epilogue act,
+                                                                 const float *pf, long pflda, int pfrows, int pfirst,
+                                                                 int pflines) {
+  __m512 c0[MR49], c1[MR49], c2[MR49], d[MR49];
+#pragma clang loop unroll(full)
+  for (int r = 0; r < mr; r++) {
+    if (first && cbias) {
+      c0[r] = _mm512_loadu_ps(cbias);
+      c1[r] = _mm512_loadu_ps(cbias + 16);
+      c2[r] = _mm512_loadu_ps(cbias + 32);
+      d[r] = _mm512_maskz_loadu_ps(1, cbias + 48);
+    } else if (first) {
+      c0[r] = c1[r] = c2[r] = bias && !scale ? _mm512_set1_ps(bias[r]) : _mm512_setzero_ps();
+      d[r] = _mm512_maskz_mov_ps(1, c0[r]);
+    } else {
+      c0[r] = _mm512_loadu_ps(c + r * ldc);
+      c1[r] = _mm512_loadu_ps(c + r * ldc + 16);
+      c2[r] = _mm512_loadu_ps(c + r * ldc + 32);
+      d[r] = _mm512_maskz_loadu_ps(1, c + r * ldc + 48);
+    }
+  }
+  for (int k0 = 0; k0 < kc; k0 += 16) {
+    const int kn = kc - k0 < 16 ? kc - k0 : 16;
+#pragma clang loop unroll(disable)
+    for (int k = k0; k < k0 + kn; k++) {
+      if (pfirst + k < pflines) {
+        const int line = pfirst + k;
+        _mm_prefetch((const char *)(pf + (line % pfrows) * pflda + (line / pfrows) * 16), _MM_HINT_T1);
+      }
+      const __m512 b0 = _mm512_loadu_ps(b0p + (long)k * NR), b1 = _mm512_loadu_ps(b0p + (long)k * NR + 16);
+      const __m512 b2 = _mm512_loadu_ps(b1p + (long)k * NR);
+#pragma clang loop unroll(full)
+      for (int r = 0; r < mr; r++) {
+        const __m512 av = _mm512_set1_ps(ap[r * lda + k]);
+        c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
+        c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
+        c2[r] = _mm512_fmadd_ps(av, b2, c2[r]);
+      }
+    }
+    const __mmask16 km = kn == 16 ? 0xFFFF : (__mmask16)((1u << kn) - 1);
+    const __m512 xv = load16(km, col + k0);
+#pragma clang loop unroll(full)
+    for (int r = 0; r < mr; r++) d[r] = _mm512_fmadd_ps(load16(km, ap + r * lda + k0), xv, d[r]);
+  }
+  // Column 48 joins the epilogue as lane 0 of a fourth vector, stored with a one-lane mask.
+  __m512 c3[MR49];
+#pragma clang loop unroll(full)
+  for (int r = 0; r < mr; r++) c3[r] = _mm512_set1_ps(_mm512_reduce_add_ps(d[r]));
+  if (last && scale) {
+#pragma clang loop unroll(full)
+    for (int r = 0; r < mr; r++) {
+      const __m512 a = _mm512_set1_ps(scale[r]), b = bias ? _mm512_set1_ps(bias[r]) : _mm512_setzero_ps();
+      c0[r] = _mm512_fmadd_ps(c0[r], a, b);
+      c1[r] = _mm512_fmadd_ps(c1[r], a, b);
+      c2[r] = _mm512_fmadd_ps(c2[r], a, b);
+      c3[r] = _mm512_fmadd_ps(c3[r], a, b);
+    }
+  }
+  if (last && res) {
+#pragma clang loop unroll(full)
+    for (int r = 0; r < mr; r++) {
+      c0[r] = _mm512_add_ps(c0[r], _mm512_loadu_ps(res + r * ldc));
+      c1[r] = _mm512_add_ps(c1[r], _mm512_loadu_ps(res + r * ldc + 16));
+      c2[r] = _mm512_add_ps(c2[r], _mm512_loadu_ps(res + r * ldc + 32));
+      c3[r] = _mm512_add_ps(c3[r], _mm512_maskz_loadu_ps(1, res + r * ldc + 48));
+    }
+  }
+  if (last && act.kind != 0 && act.kind != 4) {
+    const vclamp cl = clamp_of(act);
+#pragma clang loop unroll(full)
+    for (int r = 0; r < mr; r++) {
+      c0[r] = apply_clamp(c0[r], cl);
+      c1[r] = apply_clamp(c1[r], cl);
+      c2[r] = apply_clamp(c2[r], cl);
+      c3[r] = apply_clamp(c3[r], cl);
+    }
+  }
+#pragma clang loop unroll(full)
+  for (int r = 0; r < mr; r++) {
+    _mm512_storeu_ps(c + r * ldc, c0[r]);
+    _mm512_storeu_ps(c + r * ldc + 16, c1[r]);
+    _mm512_storeu_ps(c + r * ldc + 32, c2[r]);
+    _mm512_mask_storeu_ps(c + r * ldc + 48, 1, c3[r]);
+  }
+}
+
+#define MICRO49_ARGS kc, ap, lda, b0p, b1p, col, c, ldc, first, last, bias, cbias, scale, res, act, pf, pflda, pfrows, pfirst, pflines
+AVX512 static void micro49_dispatch(int mr, int kc, const float *ap, long lda, const float *b0p, const float *b1p,
+                                    const float *col, float *c, long ldc, int first, int last, const float *bias,
+                                    const float *cbias, const float *scale, const float *res, mlk_epilogue act,
+                                    const float *pf, long pflda, int pfrows, int pfirst, int pflines) {
+  switch (mr) {
+    case 6: micro49(6, MICRO49_ARGS); break;
+    case 5: micro49(5, MICRO49_ARGS); break;
+    case 4: micro49(4, MICRO49_ARGS); break;
+    case 3: micro49(3, MICRO49_ARGS); break;
+    case 2: micro49(2, MICRO49_ARGS); break;
+    case 1: micro49(1, MICRO49_ARGS); break;
+    default: break;
+  }
+}
+
 // Wide tiles: column j of the GEMM is wide column q0 + j of a convolution whose output rows are
 // out_w of every wq wide columns (wq >= 16, so a vector meets at most one row end). C is then
 // the output plane itself: column (oh, ow) at oh * out_w + ow, padding columns not stored.
@@ -229,9 +344,16 @@ AVX512 static void map_wide(const wide_map *wm, long q, __mmask16 valid, __mmask
 AVX512 static void gemm_blocked(int m, int width, int k, const float *a, long lda, const float *bp, const long *boff,
                                 float *c, long ldc, const float *bias, const float *col_bias, const float *scale,
                                 const float *res, mlk_epilogue act, int accumulate, int finish, const wide_map *wm) {
+  // Packed B of width 32q + 17 ends in a 48 + 1 tile (micro49) from column fuse_at on.
+  const int fuse_at = !boff && !wm && width >= 49 && width % NR == 17 ? width - 49 : -1;
+  float col49[KC] __attribute__((aligned(64)));
   for (int pc = 0; pc < k; pc += KC) {
     const int kc = k - pc < KC ? k - pc : KC;
     const int first = pc == 0 && !accumulate, last = pc + kc == k && finish;
+    if (fuse_at >= 0) {   // column 48 of the tile: lane 16 of its second panel, made contiguous
+      const float *p1 = bp + (long)(fuse_at / NR + 1) * k * NR + (long)pc * NR + 16;
+      for (int q = 0; q < kc; q++) col49[q] = p1[(long)q * NR];
+    }
     for (int ir = 0; ir < m; ir += MR) {
       const int mr = m - ir < MR ? m - ir : MR;
       // Rows of A a multiple of 4 KB apart fall into the same L1 sets: such a strip is copied
@@ -258,6 +380,16 @@ AVX512 static void gemm_blocked(int m, int width, int k, const float *a, long ld
         pflines = pfrows * (((k - pc - KC < KC ? k - pc - KC : KC) + 15) / 16);
       }
       for (int jr = 0; jr < width; jr += NR) {
+        if (jr == fuse_at) {   // the last 49 columns: two 6-row halves of 48 + 1 (micro49)
+          const float *b0p = bp + (long)(jr / NR) * k * NR + (long)pc * NR, *b1p = b0p + (long)k * NR;
+          for (int h = 0; h < mr; h += MR49)
+            micro49_dispatch(mr - h < MR49 ? mr - h : MR49, kc, strip + (long)h * sld, sld, b0p, b1p, col49,
+                             c + (long)(ir + h) * ldc + jr, ldc, first, last, bias ? bias + ir + h : NULL,
+                             col_bias ? col_bias + jr : NULL, scale ? scale + ir + h : NULL,
+                             res ? res + (long)(ir + h) * ldc + jr : NULL, act, pf, lda, pfrows, (jr / NR + h / MR49) * kc,
+                             pflines);
+          break;
+        }
         const int nr = width - jr < NR ? width - jr : NR;
         const __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
         const __mmask16 m1 = nr >= 32 ? 0xFFFF : (nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1));

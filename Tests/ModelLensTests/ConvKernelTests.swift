@@ -85,6 +85,37 @@ final class ConvKernelTests: XCTestCase {
         XCTAssertGreaterThan(inPlaceChecked, 50)
     }
 
+    /// 1x1 convolutions whose planes have 32q + 17 pixels (7x7, 9x9, 1x49, 1x113) with more than
+    /// 160 output channels: the packed GEMM's last 49 columns then run as 48 + 1 (one column summed
+    /// along k, `micro49`), in row halves of 6, over one or several blocks of 256 input channels,
+    /// with stride 2 too (subsampled first), a residual, 1 and 2 threads.
+    func testAVX512PointwiseOnPlanesOf49ColumnsAgreesWithPortable() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: only the portable path runs") }
+        defer { Executor.preferAVX512(true); mlk_set_threads(1) }
+        var rng = Rng(s: 49)
+        let planes = [(7, 7), (9, 9), (1, 49), (1, 113), (7, 7)]
+        for _ in 0..<30 {
+            let (oh, ow) = planes[rng.next(planes.count)]
+            let s = 1 + rng.next(2), ci = 1 + rng.next(600), co = 161 + rng.next(140)
+            let p = mlk_conv(batch: 1, in_c: Int32(ci), in_h: Int32(oh * s), in_w: Int32(ow * s), out_c: Int32(co),
+                             out_h: Int32(oh), out_w: Int32(ow), k_h: 1, k_w: 1, stride_h: Int32(s), stride_w: Int32(s),
+                             dil_h: 1, dil_w: 1, pad_top: 0, pad_left: 0, pad_bottom: 0, pad_right: 0, groups: 1)
+            let x = (0..<(ci * oh * ow * s * s)).map { _ in rng.float() }
+            let w = (0..<(co * ci)).map { _ in rng.float() }
+            let b = (0..<co).map { _ in rng.float() }
+            let res = rng.next(2) == 0 ? (0..<(co * oh * ow)).map { _ in rng.float() } : nil
+            let threads = 1 + rng.next(2)
+            let label = "1x1 \(ci)->\(co) \(oh)x\(ow) s\(s) \(threads) thread(s)"
+            mlk_set_threads(Int32(threads))
+            Executor.preferAVX512(false)
+            let portable = convolve(p, x, w, b, res, inPlace: false, label + " portable")
+            Executor.preferAVX512(true)
+            let fast = convolve(p, x, w, b, res, inPlace: false, label + " AVX-512")
+            let worst = zip(portable, fast).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
+            XCTAssertLessThan(worst, 1e-4, label)
+        }
+    }
+
     /// The AVX-512 depthwise paths (row chunks, the flat path with per-tap masks, stride-2 planes
     /// split into phases first) against the portable loop on random NCHW geometries: planes of
     /// 1-70 rows and columns (phase rows with and without whole 32-column blocks), kernels 1, 3
