@@ -453,6 +453,12 @@ static int conv_direct_ok(const mlk_conv *p) {
   // not paid back: reading the planes in place was faster for up to 160 (harness, 1 thread:
   // MobileNetV2's projections 96->24 and 144->24 on 56x56 18-20%, 192->32 on 28x28 16%, 384->64
   // on 14x14 12%, 576->96 5%; ResNet50's 256->64 on 56x56 5%, 512->128 on 28x28 2%).
+  // Planes of 32q + 17 outputs (7x7) go to the packed GEMM, whose last 49 columns run as 48 + 1
+  // (micro49); here a 3x3 "same" on 7x7 has 55 wide columns in two 32-column tiles. The packing
+  // (im2col) is paid back with enough output channels (harness, 1 thread, hot / cold: 3x3
+  // 512->512 on 7x7 1.42 -> 1.34 / 1.46 -> 1.42 ms, stride 2 from 14x14 1.54 -> 1.39 / 1.70 ->
+  // 1.50; 1x1 960->160 0.111 -> 0.077 / 0.105 -> 0.094; but 3x3 256->256 0.37 -> 0.40).
+  if (p->out_h * p->out_w % 32 == 17 && p->out_c >= (p->k_h * p->k_w == 1 ? 128 : 512)) return 0;
   return mlk_use_avx512_() && p->groups == 1 && p->stride_h == p->stride_w && (p->stride_w == 1 || p->stride_w == 2) &&
          (p->k_h > 1 || p->k_w > 1 || (p->stride_w == 1 && p->out_c <= 160));
 }

@@ -85,27 +85,31 @@ final class ConvKernelTests: XCTestCase {
         XCTAssertGreaterThan(inPlaceChecked, 50)
     }
 
-    /// 1x1 convolutions whose planes have 32q + 17 pixels (7x7, 9x9, 1x49, 1x113) with more than
-    /// 160 output channels: the packed GEMM's last 49 columns then run as 48 + 1 (one column summed
-    /// along k, `micro49`), in row halves of 6, over one or several blocks of 256 input channels,
-    /// with stride 2 too (subsampled first), a residual, 1 and 2 threads.
-    func testAVX512PointwiseOnPlanesOf49ColumnsAgreesWithPortable() throws {
+    /// Convolutions whose output planes have 32q + 17 pixels (7x7, 9x9, 1x49, 1x113) with enough
+    /// output channels to take the packed GEMM (1x1 with 128 or more, 3x3 with 512 or more): its
+    /// last 49 columns then run as 48 + 1 (one column summed along k, `micro49`), in row halves of
+    /// 6, over one or several blocks of 256 rows of k, with stride 2 too, a residual, 1 and 2 threads.
+    func testAVX512ConvolutionsOnPlanesOf49ColumnsAgreeWithPortable() throws {
         guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: only the portable path runs") }
         defer { Executor.preferAVX512(true); mlk_set_threads(1) }
         var rng = Rng(s: 49)
         let planes = [(7, 7), (9, 9), (1, 49), (1, 113), (7, 7)]
         for _ in 0..<30 {
             let (oh, ow) = planes[rng.next(planes.count)]
-            let s = 1 + rng.next(2), ci = 1 + rng.next(600), co = 161 + rng.next(140)
+            // A third are 3x3 "same" with 512 or more output channels (packed too on such planes).
+            let k = rng.next(3) == 0 ? 3 : 1, pad = k / 2
+            let s = 1 + rng.next(2), ci = k == 3 ? 1 + rng.next(80) : 1 + rng.next(600)
+            let co = k == 3 ? 512 + rng.next(40) : 128 + rng.next(170)
             let p = mlk_conv(batch: 1, in_c: Int32(ci), in_h: Int32(oh * s), in_w: Int32(ow * s), out_c: Int32(co),
-                             out_h: Int32(oh), out_w: Int32(ow), k_h: 1, k_w: 1, stride_h: Int32(s), stride_w: Int32(s),
-                             dil_h: 1, dil_w: 1, pad_top: 0, pad_left: 0, pad_bottom: 0, pad_right: 0, groups: 1)
+                             out_h: Int32(oh), out_w: Int32(ow), k_h: Int32(k), k_w: Int32(k), stride_h: Int32(s),
+                             stride_w: Int32(s), dil_h: 1, dil_w: 1, pad_top: Int32(pad), pad_left: Int32(pad),
+                             pad_bottom: Int32(pad), pad_right: Int32(pad), groups: 1)
             let x = (0..<(ci * oh * ow * s * s)).map { _ in rng.float() }
-            let w = (0..<(co * ci)).map { _ in rng.float() }
+            let w = (0..<(co * ci * k * k)).map { _ in rng.float() }
             let b = (0..<co).map { _ in rng.float() }
             let res = rng.next(2) == 0 ? (0..<(co * oh * ow)).map { _ in rng.float() } : nil
             let threads = 1 + rng.next(2)
-            let label = "1x1 \(ci)->\(co) \(oh)x\(ow) s\(s) \(threads) thread(s)"
+            let label = "\(k)x\(k) \(ci)->\(co) \(oh)x\(ow) s\(s) \(threads) thread(s)"
             mlk_set_threads(Int32(threads))
             Executor.preferAVX512(false)
             let portable = convolve(p, x, w, b, res, inPlace: false, label + " portable")
