@@ -15,7 +15,9 @@
 // straight into that form), so weights are read where they lie and never repacked.
 //
 // Every element of C is the bias plus its products summed in k order, whatever the tiling or
-// thread count, so results do not depend on how work is shared out.
+// thread count, so results do not depend on how work is shared out. (One exception in order, not
+// in determinism: the last column of a 48 + 1 tile, micro49, sums lane-wise along k and then as a
+// tree; which columns take that tile depends on the shape only.)
 #include "internal.h"
 
 #include <stdlib.h>
