@@ -46,6 +46,20 @@ final class ConvKernelTests: XCTestCase {
         return Array(y[..<n])
     }
 
+    /// Runs `p` on the portable path and then the AVX-512 paths at `threads`, asserts that they
+    /// agree within 1e-4 relative, and returns the AVX-512 result.
+    func agreeWithPortable(_ p: mlk_conv, _ x: [Float], _ w: [Float], _ b: [Float], _ res: [Float]?, threads: Int,
+                           _ label: String) -> [Float] {
+        mlk_set_threads(Int32(threads))
+        Executor.preferAVX512(false)
+        let portable = convolve(p, x, w, b, res, inPlace: false, label + " portable")
+        Executor.preferAVX512(true)
+        let fast = convolve(p, x, w, b, res, inPlace: false, label + " AVX-512")
+        let worst = zip(portable, fast).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
+        XCTAssertLessThan(worst, 1e-4, label)
+        return fast
+    }
+
     func testAVX512ConvolutionPathsAgreeWithPortableOnRandomGeometries() throws {
         guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: only the portable path runs") }
         defer { Executor.preferAVX512(true); mlk_set_threads(1) }
@@ -67,14 +81,8 @@ final class ConvKernelTests: XCTestCase {
             let res = rng.next(2) == 0 ? (0..<(co * oh * ow)).map { _ in rng.float() } : nil
             let threads = 1 + rng.next(2)
             let label = "\(ci)->\(co) \(h)x\(wd) k\(kh)x\(kw) d\(d) s\(s) pads \(pt),\(pl),\(pb),\(pr) \(threads) thread(s)"
-            mlk_set_threads(Int32(threads))
-            Executor.preferAVX512(false)
-            let portable = convolve(p, x, w, b, res, inPlace: false, label + " portable")
-            Executor.preferAVX512(true)
-            let fast = convolve(p, x, w, b, res, inPlace: false, label + " AVX-512")
+            let fast = agreeWithPortable(p, x, w, b, res, threads: threads, label)
             var q = p
-            let worst = zip(portable, fast).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
-            XCTAssertLessThan(worst, 1e-4, label)
             if res != nil, mlk_conv_nchw_residual_in_place_ok(&q) != 0 {
                 let overwritten = convolve(p, x, w, b, res, inPlace: true, label + " in place")
                 XCTAssertEqual(overwritten, fast, "\(label): the residual overwritten in place gives other bits")
@@ -110,13 +118,7 @@ final class ConvKernelTests: XCTestCase {
             let res = rng.next(2) == 0 ? (0..<(co * oh * ow)).map { _ in rng.float() } : nil
             let threads = 1 + rng.next(2)
             let label = "\(k)x\(k) \(ci)->\(co) \(oh)x\(ow) s\(s) \(threads) thread(s)"
-            mlk_set_threads(Int32(threads))
-            Executor.preferAVX512(false)
-            let portable = convolve(p, x, w, b, res, inPlace: false, label + " portable")
-            Executor.preferAVX512(true)
-            let fast = convolve(p, x, w, b, res, inPlace: false, label + " AVX-512")
-            let worst = zip(portable, fast).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
-            XCTAssertLessThan(worst, 1e-4, label)
+            _ = agreeWithPortable(p, x, w, b, res, threads: threads, label)
         }
     }
 
