@@ -120,6 +120,8 @@ void mlk_cot_store_avx512_(int hw, long ld, int nco, const float *ct, const floa
 void mlk_store_act_avx512_(float *dst, const float *src, const float *res, int n, mlk_epilogue act);
 /// dst[i] = src[2 i] for i < n (reads src[0 .. 2n-2] only): stride-2 im2col rows and phases.
 void mlk_even_lanes_(float *dst, const float *src, int n);
+void mlk_subsample2_row_avx512_(float *row, const float *plane, int in_w, int out_w, int col, int width,
+                                const float *ahead);
 void mlk_maxpool_plane_avx512_(const mlk_conv *p, const float *plane, float *dst);
 
 #endif

@@ -16,8 +16,9 @@
 //
 // Every element of C is the bias plus its products summed in k order, whatever the tiling or
 // thread count, so results do not depend on how work is shared out. (One exception in order, not
-// in determinism: the last column of a 48 + 1 tile, micro49, sums lane-wise along k and then as a
-// tree; which columns take that tile depends on the shape only.)
+// in determinism: the last column of a 48 + 1 tile, micro49, and the last 1-4 columns of a B of
+// width 32q + 1..4, microtail, sum lane-wise along k and then as a tree; which columns take those
+// tiles depends on the shape only.)
 #include "internal.h"
 
 #include <stdlib.h>
@@ -87,8 +88,8 @@ AVX512 static inline __attribute__((always_inline)) void store_mapped(float *row
 }
 
 // C[0..mr) x [0..32) of one tile: acc = (first ? bias : C) + sum_k a[k][r] * b[k][*]. A tile of
-// 16 columns or fewer (nv = 1) keeps one vector per row: the 4 columns left of a 14x14 plane
-// (196 = 6 x 32 + 4) cost half a tile (harness: ResNet50's 1x1 convolutions on 14x14 4% faster).
+// 16 columns or fewer (nv = 1) keeps one vector per row (the last 5-16 columns of a B; 1-4 take
+// microtail).
 // Packed B (direct = 0): row k at bp + 32k. Direct B (direct = 1, or 2 for a tile of 32 full
 // columns): row k at bp + boff[k], read with the tile's column masks (the rows are windows of the
 // convolution's input).
@@ -325,6 +326,84 @@ AVX512 static void micro49_dispatch(int mr, int kc, const float *ap, long lda, c
   }
 }
 
+// The last t = 1..4 columns of a B whose width is 32q + t (a 14x14 plane: 196 = 6 x 32 + 4). As a
+// 16-column tile (nv = 1) they took 12 FMAs per step of k for 4 useful lanes of 16 (half a
+// 32-column tile for a thirteenth of the columns). Here each (row, column) pair keeps one
+// accumulator that runs along k instead: the row's next 16 A values times the column's 16 B
+// values (`col`: those columns of B, contiguous, KC floats apart), summed across lanes at the end
+// of the block. Rows of up to 6, 6 x 4 accumulators; per 16 steps of k, 24 FMAs where the tile
+// took 192. As micro49's fused column, the sum is lane-wise and then a tree, the same for any
+// thread count. Harness, 1 thread, hot / cold: ResNet50's 1024->256 on 14x14 0.496 -> 0.476 /
+// 0.519 -> 0.495 ms, 256->1024 0.473 -> 0.450 / 0.533 -> 0.510, 1024->512 0.977 -> 0.930.
+AVX512 static inline __attribute__((always_inline)) __m128 sum4(__m512 a, __m512 b, __m512 c, __m512 d) {
+  const __m256 a8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+  const __m256 b8 = _mm256_add_ps(_mm512_castps512_ps256(b), _mm512_extractf32x8_ps(b, 1));
+  const __m256 c8 = _mm256_add_ps(_mm512_castps512_ps256(c), _mm512_extractf32x8_ps(c, 1));
+  const __m256 d8 = _mm256_add_ps(_mm512_castps512_ps256(d), _mm512_extractf32x8_ps(d, 1));
+  const __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a8, b8), _mm256_hadd_ps(c8, d8));
+  return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));   // (sum a, sum b, sum c, sum d)
+}
+
+AVX512 static inline __attribute__((always_inline)) void microtail(const int t, const int mr, int kc,
+                                                                   const float *restrict ap, long lda,
+                                                                   const float *restrict col, float *restrict c, long ldc,
+                                                                   int first, int last, const float *bias,
+                                                                   const float *cbias, const float *scale, const float *res,
+                                                                   mlk_epilogue act, const float *pf, long pflda, int pfrows,
+                                                                   int pfirst, int pflines) {
+  __m512 d[MR49][4];
+#pragma clang loop unroll(full)
+  for (int r = 0; r < mr; r++)
+#pragma clang loop unroll(full)
+    for (int j = 0; j < t; j++) d[r][j] = _mm512_setzero_ps();
+  for (int k0 = 0; k0 < kc; k0 += 16) {
+    const int kn = kc - k0 < 16 ? kc - k0 : 16;
+    for (int line = pfirst + k0; line < pfirst + k0 + kn && line < pflines; line++)
+      _mm_prefetch((const char *)(pf + (line % pfrows) * pflda + (line / pfrows) * 16), _MM_HINT_T1);
+    const __mmask16 km = kn == 16 ? 0xFFFF : (__mmask16)((1u << kn) - 1);
+    __m512 x[4];
+#pragma clang loop unroll(full)
+    for (int j = 0; j < t; j++) x[j] = load16(km, col + (long)j * KC + k0);
+#pragma clang loop unroll(full)
+    for (int r = 0; r < mr; r++) {
+      const __m512 av = load16(km, ap + r * lda + k0);
+#pragma clang loop unroll(full)
+      for (int j = 0; j < t; j++) d[r][j] = _mm512_fmadd_ps(av, x[j], d[r][j]);
+    }
+  }
+  const __mmask16 cm = (__mmask16)((1u << t) - 1);
+  const __m512 zero = _mm512_setzero_ps();
+#pragma clang loop unroll(full)
+  for (int r = 0; r < mr; r++) {
+    __m512 v = _mm512_zextps128_ps512(sum4(d[r][0], t > 1 ? d[r][1] : zero, t > 2 ? d[r][2] : zero, t > 3 ? d[r][3] : zero));
+    if (first && cbias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(cm, cbias));
+    else if (first && bias && !scale) v = _mm512_add_ps(v, _mm512_set1_ps(bias[r]));
+    else if (!first) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(cm, c + r * ldc));
+    if (last && scale) v = _mm512_fmadd_ps(v, _mm512_set1_ps(scale[r]), bias ? _mm512_set1_ps(bias[r]) : zero);
+    if (last && res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(cm, res + r * ldc));
+    if (last && act.kind != 0 && act.kind != 4) v = apply_clamp(v, clamp_of(act));
+    _mm512_mask_storeu_ps(c + r * ldc, cm, v);
+  }
+}
+
+#define MICROTAIL_ARGS kc, ap, lda, col, c, ldc, first, last, bias, cbias, scale, res, act, pf, pflda, pfrows, pfirst, pflines
+#define MICROTAIL_CASE(R) \
+  case R: \
+    if (t == 4) microtail(4, R, MICROTAIL_ARGS); \
+    else if (t == 3) microtail(3, R, MICROTAIL_ARGS); \
+    else if (t == 2) microtail(2, R, MICROTAIL_ARGS); \
+    else microtail(1, R, MICROTAIL_ARGS); \
+    break;
+AVX512 static void microtail_dispatch(int t, int mr, int kc, const float *ap, long lda, const float *col, float *c, long ldc,
+                                      int first, int last, const float *bias, const float *cbias, const float *scale,
+                                      const float *res, mlk_epilogue act, const float *pf, long pflda, int pfrows, int pfirst,
+                                      int pflines) {
+  switch (mr) {
+    MICROTAIL_CASE(6) MICROTAIL_CASE(5) MICROTAIL_CASE(4) MICROTAIL_CASE(3) MICROTAIL_CASE(2) MICROTAIL_CASE(1)
+    default: break;
+  }
+}
+
 // Wide tiles: column j of the GEMM is wide column q0 + j of a convolution whose output rows are
 // out_w of every wq wide columns (wq >= 16, so a vector meets at most one row end). C is then
 // the output plane itself: column (oh, ow) at oh * out_w + ow, padding columns not stored.
@@ -348,13 +427,21 @@ AVX512 static void gemm_blocked(int m, int width, int k, const float *a, long ld
                                 const float *res, mlk_epilogue act, int accumulate, int finish, const wide_map *wm) {
   // Packed B of width 32q + 17 ends in a 48 + 1 tile (micro49) from column fuse_at on.
   const int fuse_at = !boff && !wm && width >= 49 && width % NR == 17 ? width - 49 : -1;
+  // B of width 32q + t, t <= 4, ends in t columns summed along k (microtail), from tail_at on.
+  const int tail_n = wm ? 0 : width % NR, tail_at = tail_n >= 1 && tail_n <= 4 ? width - tail_n : -1;
   float col49[KC] __attribute__((aligned(64)));
+  float colt[4 * KC] __attribute__((aligned(64)));
   for (int pc = 0; pc < k; pc += KC) {
     const int kc = k - pc < KC ? k - pc : KC;
     const int first = pc == 0 && !accumulate, last = pc + kc == k && finish;
     if (fuse_at >= 0) {   // column 48 of the tile: lane 16 of its second panel, made contiguous
       const float *p1 = bp + (long)(fuse_at / NR + 1) * k * NR + (long)pc * NR + 16;
       for (int q = 0; q < kc; q++) col49[q] = p1[(long)q * NR];
+    }
+    if (tail_at >= 0) {   // the last columns, each contiguous along k
+      const float *pt = bp + (long)(tail_at / NR) * k * NR + (long)pc * NR;
+      for (int q = 0; q < kc; q++)
+        for (int j = 0; j < tail_n; j++) colt[j * KC + q] = boff ? bp[boff[pc + q] + tail_at + j] : pt[(long)q * NR + j];
     }
     for (int ir = 0; ir < m; ir += MR) {
       const int mr = m - ir < MR ? m - ir : MR;
@@ -390,6 +477,15 @@ AVX512 static void gemm_blocked(int m, int width, int k, const float *a, long ld
                              col_bias ? col_bias + jr : NULL, scale ? scale + ir + h : NULL,
                              res ? res + (long)(ir + h) * ldc + jr : NULL, act, pf, lda, pfrows, (jr / NR + h / MR49) * kc,
                              pflines);
+          break;
+        }
+        if (jr == tail_at) {
+          for (int h = 0; h < mr; h += MR49)
+            microtail_dispatch(tail_n, mr - h < MR49 ? mr - h : MR49, kc, strip + (long)h * sld, sld, colt,
+                               c + (long)(ir + h) * ldc + jr, ldc, first, last, bias ? bias + ir + h : NULL,
+                               col_bias ? col_bias + jr : NULL, scale ? scale + ir + h : NULL,
+                               res ? res + (long)(ir + h) * ldc + jr : NULL, act, pf, lda, pfrows, (jr / NR + h / MR49) * kc,
+                               pflines);
           break;
         }
         const int nr = width - jr < NR ? width - jr : NR;
@@ -967,6 +1063,23 @@ AVX512 static void even_lanes_avx512(float *dst, const float *src, int n) {
   }
 }
 
+// Row of im2col for a 1x1 convolution of stride 2 (no padding): output columns [col, col + width)
+// of a plane with out_w columns, i.e. the even columns of the plane's even rows, into row. The
+// same input lines of the plane `ahead` (a later channel; NULL for none) are requested meanwhile:
+// the lines read lie rows and planes apart, beyond what the hardware prefetcher follows.
+AVX512 void mlk_subsample2_row_avx512_(float *row, const float *plane, int in_w, int out_w, int col, int width,
+                                       const float *ahead) {
+  for (int j = 0; j < width;) {
+    const int o = col + j, oh = o / out_w, ow0 = o % out_w;
+    const int run = out_w - ow0 < width - j ? out_w - ow0 : width - j;
+    const long at = (long)2 * oh * in_w + 2 * ow0;
+    if (ahead)
+      for (int q = 0; q < 2 * run; q += 16) _mm_prefetch((const char *)(ahead + at + q), _MM_HINT_T0);
+    even_lanes_avx512(row + j, plane + at, run);
+    j += run;
+  }
+}
+
 // Output channels as vectors: 7 pixels x 32 channels in 14 accumulators. Per step of k, two
 // vector loads of the weight panel (contiguous), one broadcast per pixel (the pixels of a strip
 // lie s floats apart in the channel-blocked input: 16, or 32 at stride 2), 14 FMAs.
@@ -1149,6 +1262,10 @@ void mlk_depthwise_nhwc_row_flat_avx512_(const mlk_conv *p, const float *xn, con
 int mlk_maxpool_avx512_ok_(const mlk_conv *p) { (void)p; return 0; }
 void mlk_even_lanes_(float *dst, const float *src, int n) {
   for (int i = 0; i < n; i++) dst[i] = src[2 * i];
+}
+void mlk_subsample2_row_avx512_(float *row, const float *plane, int in_w, int out_w, int col, int width,
+                                const float *ahead) {
+  (void)row; (void)plane; (void)in_w; (void)out_w; (void)col; (void)width; (void)ahead;
 }
 void mlk_store_act_avx512_(float *dst, const float *src, const float *res, int n, mlk_epilogue act) {
   (void)dst; (void)src; (void)res; (void)n; (void)act;

@@ -122,6 +122,37 @@ final class ConvKernelTests: XCTestCase {
         }
     }
 
+    /// 1x1 convolutions whose output planes have 32q + t pixels, t = 1...4 (14x14, 10x10, 1x33,
+    /// 1x66, 5x7, 2x2, 1x1): the GEMM's last t columns are then summed along k (`microtail`), on
+    /// packed B (161 or more output channels) and on B read in place (160 or fewer), over one or
+    /// several blocks of k. Stride 2 gathers the packed rows from the input (even and odd input
+    /// sizes), with a residual, 1 and 2 threads.
+    func testAVX512ConvolutionsOnPlanesWithFewTrailingColumnsAgreeWithPortable() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: only the portable path runs") }
+        defer { Executor.preferAVX512(true); mlk_set_threads(1) }
+        var rng = Rng(s: 196)
+        let planes = [(14, 14), (10, 10), (1, 33), (1, 66), (5, 7), (2, 2), (1, 1), (14, 14)]
+        var strided = 0
+        for _ in 0..<40 {
+            let (oh, ow) = planes[rng.next(planes.count)]
+            let s = 1 + rng.next(2), odd = s == 2 && rng.next(2) == 0 ? 1 : 0
+            let ci = 1 + rng.next(700), co = rng.next(3) == 0 ? 1 + rng.next(160) : 161 + rng.next(200)
+            let h = oh * s - odd, wd = ow * s - odd
+            let p = mlk_conv(batch: 1, in_c: Int32(ci), in_h: Int32(h), in_w: Int32(wd), out_c: Int32(co),
+                             out_h: Int32(oh), out_w: Int32(ow), k_h: 1, k_w: 1, stride_h: Int32(s), stride_w: Int32(s),
+                             dil_h: 1, dil_w: 1, pad_top: 0, pad_left: 0, pad_bottom: 0, pad_right: 0, groups: 1)
+            let x = (0..<(ci * h * wd)).map { _ in rng.float() }
+            let w = (0..<(co * ci)).map { _ in rng.float() }
+            let b = (0..<co).map { _ in rng.float() }
+            let res = rng.next(2) == 0 ? (0..<(co * oh * ow)).map { _ in rng.float() } : nil
+            let threads = 1 + rng.next(2)
+            let label = "1x1 \(ci)->\(co) \(h)x\(wd) -> \(oh)x\(ow) s\(s) \(threads) thread(s)"
+            _ = agreeWithPortable(p, x, w, b, res, threads: threads, label)
+            strided += s == 2 ? 1 : 0
+        }
+        XCTAssertGreaterThan(strided, 10)
+    }
+
     /// The AVX-512 depthwise paths (row chunks, the flat path with per-tap masks, stride-2 planes
     /// split into phases first) against the portable loop on random NCHW geometries: planes of
     /// 1-70 rows and columns (phase rows with and without whole 32-column blocks), kernels 1, 3
