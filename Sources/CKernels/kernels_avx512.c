@@ -7,12 +7,17 @@
 // C = A * B with a 12 x 32 register tile (24 accumulators of 16 floats): per step of k it
 // loads one row of 32 B values (two vectors), broadcasts 12 A values and issues 24 FMAs.
 //
-// Blocking: k in blocks of KC = 256. A strip of A whose rows lie a multiple of 4 KB apart (K = 1024,
-// 2048, ...) maps onto the same L1 sets; it is copied, rows as they are, to a buffer whose row
-// stride is not (1024^2 x 256 standalone: 142-148 -> 199-204 GFLOP/s). For each block and each 12-row strip of A, the strip is
-// copied into a small k-major buffer (12 x 256 floats, L1-resident), then multiplied with every
-// 32-column panel of B. B arrives already packed in panels (the convolution writes its im2col
+// Blocking: k in blocks of KC = 256. For each block and each 12-row strip of A, the strip (read
+// where it lies, 12 x 256 floats) is multiplied with every 32-column panel of B, while the next
+// strip is requested into L2. B arrives already packed in panels (the convolution writes its im2col
 // straight into that form), so weights are read where they lie and never repacked.
+// Strips whose rows lie a multiple of 4 KB apart (K = 1024, 2048, ...) map onto the same L1 sets,
+// and were once copied to a buffer with another row stride (1024^2 x 256 standalone: 142-148 ->
+// 199-204 GFLOP/s, before the strips were prefetched). Measured again in the eleventh session (harness, 1
+// thread, hot / cold), reading them in place is faster: 2048->512 on 7x7 0.531 -> 0.475 / 0.626 ->
+// 0.507 ms, 1024->2048 on 7x7 1.040 -> 0.913 / 1.245 -> 0.983, the 1024->2048 stride-2
+// downsample 1.065 -> 0.944 / 1.268 -> 1.020, 1024->1024 on 16x16 2.39 -> 2.33, 1024->256 on
+// 14x14 even. The copy had stalled on the weights from L3 or DRAM (11% of the downsample's time).
 //
 // Every element of C is the bias plus its products summed in k order, whatever the tiling or
 // thread count, so results do not depend on how work is shared out. (One exception in order, not
@@ -445,16 +450,9 @@ AVX512 static void gemm_blocked(int m, int width, int k, const float *a, long ld
     }
     for (int ir = 0; ir < m; ir += MR) {
       const int mr = m - ir < MR ? m - ir : MR;
-      // Rows of A a multiple of 4 KB apart fall into the same L1 sets: such a strip is copied
-      // (rows as they are, vector copies) into a buffer whose row stride is not.
+      // A is read in place, also where its rows lie a multiple of 4 KB apart (see the header).
       const float *strip = a + (long)ir * lda + pc;
-      long sld = lda;
-      float copy[MR * (KC + 16)] __attribute__((aligned(64)));
-      if (lda % 1024 == 0 && width > NR) {
-        for (int r = 0; r < mr; r++) memcpy(copy + r * (KC + 16), strip + (long)r * lda, sizeof(float) * (size_t)kc);
-        strip = copy;
-        sld = KC + 16;
-      }
+      const long sld = lda;
       // The next strip of A (weights read in place, often from L3 or DRAM) is fetched into L2
       // while this one computes, one line per step of k, spread over the strip's first tiles.
       const float *pf = a;
