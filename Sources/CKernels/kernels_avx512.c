@@ -1124,9 +1124,9 @@ AVX512 void mlk_cot_strip_avx512_(int n, int s, int kc, const float *x, const lo
 
 // dst[i * ldd + c] = src[c * lds + i] for i, c < 16: a 16 x 16 block transposed in registers
 // (unpack within 128-bit lanes, then two rounds of lane shuffles).
-AVX512 static inline __attribute__((always_inline)) void transpose16(const float *src, long lds, float *dst, long ldd) {
-  __m512 r[16], t[16];
-  for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + (long)i * lds);
+// r[i] (row i of a 16 x 16 block) -> o[j] (column j).
+AVX512 static inline __attribute__((always_inline)) void transpose16_regs(__m512 *r, __m512 *o) {
+  __m512 t[16];
   for (int i = 0; i < 16; i += 2) {
     t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
     t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
@@ -1143,11 +1143,18 @@ AVX512 static inline __attribute__((always_inline)) void transpose16(const float
   for (int j = 0; j < 4; j++) {
     const __m512 u = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88), v = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
     const __m512 u2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88), v2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
-    _mm512_storeu_ps(dst + (long)j * ldd, _mm512_shuffle_f32x4(u, u2, 0x88));
-    _mm512_storeu_ps(dst + (long)(8 + j) * ldd, _mm512_shuffle_f32x4(u, u2, 0xDD));
-    _mm512_storeu_ps(dst + (long)(4 + j) * ldd, _mm512_shuffle_f32x4(v, v2, 0x88));
-    _mm512_storeu_ps(dst + (long)(12 + j) * ldd, _mm512_shuffle_f32x4(v, v2, 0xDD));
+    o[j] = _mm512_shuffle_f32x4(u, u2, 0x88);
+    o[8 + j] = _mm512_shuffle_f32x4(u, u2, 0xDD);
+    o[4 + j] = _mm512_shuffle_f32x4(v, v2, 0x88);
+    o[12 + j] = _mm512_shuffle_f32x4(v, v2, 0xDD);
   }
+}
+
+AVX512 static inline __attribute__((always_inline)) void transpose16(const float *src, long lds, float *dst, long ldd) {
+  __m512 r[16], o[16];
+  for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + (long)i * lds);
+  transpose16_regs(r, o);
+  for (int j = 0; j < 16; j++) _mm512_storeu_ps(dst + (long)j * ldd, o[j]);
 }
 
 // The weight panel: 16 x 16 blocks transposed in registers; the ragged end of k and a partial
@@ -1172,23 +1179,51 @@ AVX512 void mlk_interleave16_avx512_(const float *src, long lds, int nch, int n,
     for (int c = 0; c < 16; c++) dst[(long)i * 16 + c] = c < nch ? src[(long)c * lds + i] : 0.0f;
 }
 
-AVX512 void mlk_cot_store_avx512_(int hw, long ld, int nco, const float *ct, const float *scale, const float *bias,
-                                  const float *res, float *y, mlk_epilogue act) {
-  const vclamp cl = clamp_of(act);
+// The sums [pixels][32] into the NCHW output: y[c][q] = act(ct[q][c] * scale[c] + bias[c] +
+// res[c][q]). Blocks of 16 pixels x 16 channels are transposed in registers; the rest (a last
+// partial block of pixels or channels) is gathered a channel and 16 pixels at a time. (All
+// gathered, the store took 6.5% of a 3x3 64->64 on 56x56.)
+AVX512 static void cot_store_gathered(int q0, int q1, int c0, int c1, long ld, const float *ct, const float *scale,
+                                      const float *bias, const float *res, float *y, vclamp cl) {
   const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                           _mm512_set1_epi32(32));
-  for (int c = 0; c < nco; c++) {
+  for (int c = c0; c < c1; c++) {
     const __m512 s = _mm512_set1_ps(scale ? scale[c] : 1.0f), b = _mm512_set1_ps(bias ? bias[c] : 0.0f);
     float *yc = y + (size_t)c * ld;
     const float *rc = res ? res + (size_t)c * ld : NULL;
-    for (int q = 0; q < hw; q += 16) {
-      const __mmask16 m = hw - q >= 16 ? 0xFFFF : (__mmask16)((1u << (hw - q)) - 1);
+    for (int q = q0; q < q1; q += 16) {
+      const __mmask16 m = q1 - q >= 16 ? 0xFFFF : (__mmask16)((1u << (q1 - q)) - 1);
       __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, rows, ct + (size_t)q * 32 + c, 4);
       v = scale ? _mm512_fmadd_ps(v, s, b) : _mm512_add_ps(v, b);
       if (rc) v = _mm512_add_ps(v, load16(m, rc + q));
       store16(yc + q, m, apply_clamp(v, cl));
     }
   }
+}
+
+AVX512 void mlk_cot_store_avx512_(int hw, long ld, int nco, const float *ct, const float *scale, const float *bias,
+                                  const float *res, float *y, mlk_epilogue act) {
+  const vclamp cl = clamp_of(act);
+  const int hw16 = hw / 16 * 16, nco16 = nco / 16 * 16;
+  for (int h = 0; h < nco16; h += 16) {
+    __m512 s[16], b[16];
+    for (int c = 0; c < 16; c++) {
+      s[c] = _mm512_set1_ps(scale ? scale[h + c] : 1.0f);
+      b[c] = _mm512_set1_ps(bias ? bias[h + c] : 0.0f);
+    }
+    for (int q = 0; q < hw16; q += 16) {
+      __m512 r[16], o[16];
+      for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(ct + (size_t)(q + i) * 32 + h);
+      transpose16_regs(r, o);
+      for (int c = 0; c < 16; c++) {
+        __m512 v = scale ? _mm512_fmadd_ps(o[c], s[c], b[c]) : _mm512_add_ps(o[c], b[c]);
+        if (res) v = _mm512_add_ps(v, _mm512_loadu_ps(res + (size_t)(h + c) * ld + q));
+        _mm512_storeu_ps(y + (size_t)(h + c) * ld + q, apply_clamp(v, cl));
+      }
+    }
+  }
+  if (hw16 < hw) cot_store_gathered(hw16, hw, 0, nco16, ld, ct, scale, bias, res, y, cl);
+  if (nco16 < nco) cot_store_gathered(0, hw, nco16, nco, ld, ct, scale, bias, res, y, cl);
 }
 
 AVX512 void mlk_store_act_avx512_(float *dst, const float *src, const float *res, int n, mlk_epilogue act) {

@@ -122,6 +122,36 @@ final class ConvKernelTests: XCTestCase {
         }
     }
 
+    /// 3x3 and 5x5 convolutions with 16 or more input and 32 or more output channels on planes of
+    /// 65 or more outputs: the channels-as-vectors path, whose sums ([pixels][32]) are stored
+    /// transposed into the output, 16 x 16 blocks in registers and the ragged pixels and channels
+    /// gathered; stride 1 and 2, a residual, 1 and 2 threads.
+    func testAVX512ChannelsAsVectorsConvolutionsAgreeWithPortable() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: only the portable path runs") }
+        defer { Executor.preferAVX512(true); mlk_set_threads(1) }
+        var rng = Rng(s: 32)
+        var checked = 0
+        while checked < 30 {
+            let k = rng.next(4) == 0 ? 5 : 3, s = 1 + rng.next(2), pad = k / 2
+            let oh = 3 + rng.next(30), ow = 3 + rng.next(30)
+            guard oh * ow > 64 else { continue }
+            let h = (oh - 1) * s + 1, wd = (ow - 1) * s + 1
+            let ci = 16 + rng.next(60), co = 32 + rng.next(60)
+            let p = mlk_conv(batch: 1, in_c: Int32(ci), in_h: Int32(h), in_w: Int32(wd), out_c: Int32(co),
+                             out_h: Int32(oh), out_w: Int32(ow), k_h: Int32(k), k_w: Int32(k), stride_h: Int32(s),
+                             stride_w: Int32(s), dil_h: 1, dil_w: 1, pad_top: Int32(pad), pad_left: Int32(pad),
+                             pad_bottom: Int32(pad), pad_right: Int32(pad), groups: 1)
+            let x = (0..<(ci * h * wd)).map { _ in rng.float() }
+            let w = (0..<(co * ci * k * k)).map { _ in rng.float() }
+            let b = (0..<co).map { _ in rng.float() }
+            let res = rng.next(2) == 0 ? (0..<(co * oh * ow)).map { _ in rng.float() } : nil
+            let threads = 1 + rng.next(2)
+            let label = "\(k)x\(k) \(ci)->\(co) \(h)x\(wd) -> \(oh)x\(ow) s\(s) \(threads) thread(s)"
+            _ = agreeWithPortable(p, x, w, b, res, threads: threads, label)
+            checked += 1
+        }
+    }
+
     /// 1x1 convolutions whose output planes have 32q + t pixels, t = 1...4 (14x14, 10x10, 1x33,
     /// 1x66, 5x7, 2x2, 1x1): the GEMM's last t columns are then summed along k (`microtail`), on
     /// packed B (161 or more output channels) and on B read in place (160 or fewer), over one or
