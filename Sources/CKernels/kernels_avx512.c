@@ -870,7 +870,59 @@ int mlk_maxpool_avx512_ok_(const mlk_conv *p) {
          p->pad_bottom < p->k_h && p->pad_left < p->k_w && p->pad_right < p->k_w && p->dil_h == 1 && p->dil_w == 1;
 }
 
+// 3x3, stride 2, one column of left padding (ResNet's max pool): per output row, the three input
+// rows' maximum first (vectors of 32 input columns), then the windows across: for the 16 outputs of
+// a chunk, their even input columns (tap 1) and odd ones (tap 2) by two permutes, and the odd ones
+// one column to the left (tap 0) by shifting in the previous chunk's last odd column. Half the
+// vector operations of max_rows. A NaN in a column's rows makes that column's maximum NaN, and a
+// NaN among a window's columns its output (as the scalar kernel).
+AVX512 static void max3s2_plane(const mlk_conv *p, const float *plane, float *dst) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512 ninf = _mm512_set1_ps(-__builtin_inff()), qnan = _mm512_set1_ps(__builtin_nanf(""));
+  const int nch = (p->out_w + 15) / 16;
+  for (int oh = 0; oh < p->out_h; oh++) {
+    const float *rows[3];
+    int nr = 0;
+    for (int kh = 0; kh < 3; kh++) {
+      const int ih = oh * 2 - p->pad_top + kh;
+      if (ih >= 0 && ih < p->in_h) rows[nr++] = plane + (size_t)ih * p->in_w;
+    }
+    // The two input rows that output row oh + 6 adds, past the plane's end the next plane's (the
+    // planes come from L3 in a model; a prefetch does not fault): ResNet50's max pool 0.151 ->
+    // 0.114 ms in the model.
+    const float *ahead = plane + (size_t)(oh * 2 + 12 - p->pad_top + 1) * p->in_w;
+    for (int q = 0; q < 2 * p->in_w; q += 16) _mm_prefetch((const char *)(ahead + q), _MM_HINT_T0);
+    __m512 prev_odd = ninf;   // lane 15: input column 32c - 1 (the left pad for chunk 0)
+    float *d = dst + (size_t)oh * p->out_w;
+    for (int c = 0; c < nch; c++) {
+      const __mmask16 ma = lanes_inside(32 * c, p->in_w), mb = lanes_inside(32 * c + 16, p->in_w);
+      __m512 a = load_or(ninf, ma, rows[0] + 32 * c), b = load_or(ninf, mb, rows[0] + 32 * c + 16);
+      __mmask16 na = _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), nb = _mm512_cmp_ps_mask(b, b, _CMP_UNORD_Q);
+      for (int r = 1; r < nr; r++) {
+        const __m512 x = load_or(ninf, ma, rows[r] + 32 * c), y = load_or(ninf, mb, rows[r] + 32 * c + 16);
+        na |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+        nb |= _mm512_cmp_ps_mask(y, y, _CMP_UNORD_Q);
+        a = _mm512_max_ps(a, x);
+        b = _mm512_max_ps(b, y);
+      }
+      a = _mm512_mask_blend_ps(na, a, qnan);
+      b = _mm512_mask_blend_ps(nb, b, qnan);
+      const __m512 ev = _mm512_permutex2var_ps(a, even, b), od = _mm512_permutex2var_ps(a, odd, b);
+      const __m512 left = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(od), _mm512_castps_si512(prev_odd), 15));
+      prev_odd = od;
+      const __mmask16 nan = _mm512_cmp_ps_mask(ev, od, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(left, left, _CMP_UNORD_Q);
+      const __m512 m = _mm512_max_ps(_mm512_max_ps(left, ev), od);
+      store16(d + 16 * c, lanes_inside(16 * c, p->out_w), _mm512_mask_blend_ps(nan, m, qnan));
+    }
+  }
+}
+
 AVX512 void mlk_maxpool_plane_avx512_(const mlk_conv *p, const float *plane, float *dst) {
+  if (p->k_h == 3 && p->k_w == 3 && p->stride_h == 2 && p->stride_w == 2 && p->pad_left == 1 && p->pad_top <= 1) {
+    max3s2_plane(p, plane, dst);
+    return;
+  }
   const int sw = p->stride_w, nchunks = (p->out_w + 15) / 16;
   __mmask16 m0[DW_MAX_KW * 8], m1[DW_MAX_KW * 8];
   for (int ow0 = 0; ow0 < p->out_w; ow0 += 16 * 8) {

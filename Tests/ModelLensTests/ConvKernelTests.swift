@@ -152,6 +152,50 @@ final class ConvKernelTests: XCTestCase {
         }
     }
 
+    /// NCHW max pooling, AVX-512 against the portable loop, bit for bit: 3x3 stride 2 with a left
+    /// pad of 1 (ResNet's, which takes the rows' maximum first and then the windows across) and
+    /// other windows, odd and even sizes, a ceil-mode extra column, inputs holding NaN (which must
+    /// come out as NaN), -inf and -0.
+    func testAVX512MaxPoolingAgreesWithPortable() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: only the portable path runs") }
+        defer { Executor.preferAVX512(true) }
+        var rng = Rng(s: 112)
+        var checked = 0, resnet = 0
+        while checked < 300 {
+            let ours = rng.next(2) == 0
+            let c = 1 + rng.next(3), h = 2 + rng.next(40), wd = 2 + rng.next(70)
+            let k = ours ? 3 : 2 + rng.next(3), s = ours ? 2 : 1 + rng.next(2)
+            let (pt, pl, pb, pr) = ours ? (rng.next(2), 1, rng.next(3), rng.next(3))
+                                        : (rng.next(k), rng.next(k), rng.next(k), rng.next(k))
+            guard h + pt + pb >= k, wd + pl + pr >= k else { continue }
+            let oh = (h + pt + pb - k) / s + 1
+            let ow = (wd + pl + pr - k) / s + 1 + (rng.next(3) == 0 && (wd + pl + pr - k) % s != 0 ? 1 : 0)
+            var p = mlk_conv(batch: 1, in_c: Int32(c), in_h: Int32(h), in_w: Int32(wd), out_c: Int32(c), out_h: Int32(oh),
+                             out_w: Int32(ow), k_h: Int32(k), k_w: Int32(k), stride_h: Int32(s), stride_w: Int32(s),
+                             dil_h: 1, dil_w: 1, pad_top: Int32(pt), pad_left: Int32(pl), pad_bottom: Int32(pb),
+                             pad_right: Int32(pr), groups: 1)
+            let x: [Float] = (0..<(c * h * wd)).map { _ in
+                switch rng.next(40) {
+                case 0: return .nan
+                case 1: return -.infinity
+                case 2: return -0.0
+                default: return rng.float()
+                }
+            }
+            var portable = [Float](repeating: 7, count: c * oh * ow), fast = portable
+            Executor.preferAVX512(false)
+            mlk_pool(0, 0, 0, &p, x, &portable)
+            Executor.preferAVX512(true)
+            mlk_pool(0, 0, 0, &p, x, &fast)
+            let label = "max pool \(c)x\(h)x\(wd) k\(k) s\(s) pads \(pt),\(pl),\(pb),\(pr) -> \(oh)x\(ow)"
+            XCTAssertEqual(portable.map { $0.isNaN }, fast.map { $0.isNaN }, "\(label): NaN outputs differ")
+            XCTAssertEqual(portable.map { $0.isNaN ? 0 : $0 }, fast.map { $0.isNaN ? 0 : $0 }, label)
+            checked += 1
+            resnet += ours ? 1 : 0
+        }
+        XCTAssertGreaterThan(resnet, 100)
+    }
+
     /// 1x1 convolutions whose output planes have 32q + t pixels, t = 1...4 (14x14, 10x10, 1x33,
     /// 1x66, 5x7, 2x2, 1x1): the GEMM's last t columns are then summed along k (`microtail`), on
     /// packed B (161 or more output channels) and on B read in place (160 or fewer), over one or
