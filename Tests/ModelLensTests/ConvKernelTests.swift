@@ -152,6 +152,30 @@ final class ConvKernelTests: XCTestCase {
         }
     }
 
+    /// 1x1 convolutions with 160 or fewer output channels and one block of k (256 or fewer input
+    /// channels) read their input in place and write the output in tiles of 2048 columns when
+    /// that leaves two tiles per thread: 56x56, 112x112, 1x2050 and 1x4100 planes (a last tile
+    /// of 4 columns, summed along k), with a residual, 1 and 2 threads.
+    func testAVX512WideTilesOfInPlace1x1ConvolutionsAgreeWithPortable() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: only the portable path runs") }
+        defer { Executor.preferAVX512(true); mlk_set_threads(1) }
+        var rng = Rng(s: 2048)
+        let planes = [(56, 56), (112, 112), (1, 2050), (1, 4100)]
+        for _ in 0..<16 {
+            let (oh, ow) = planes[rng.next(planes.count)]
+            let ci = 1 + rng.next(oh == 112 ? 32 : 256), co = 1 + rng.next(160)
+            let p = mlk_conv(batch: 1, in_c: Int32(ci), in_h: Int32(oh), in_w: Int32(ow), out_c: Int32(co),
+                             out_h: Int32(oh), out_w: Int32(ow), k_h: 1, k_w: 1, stride_h: 1, stride_w: 1,
+                             dil_h: 1, dil_w: 1, pad_top: 0, pad_left: 0, pad_bottom: 0, pad_right: 0, groups: 1)
+            let x = (0..<(ci * oh * ow)).map { _ in rng.float() }
+            let w = (0..<(co * ci)).map { _ in rng.float() }
+            let b = (0..<co).map { _ in rng.float() }
+            let res = rng.next(2) == 0 ? (0..<(co * oh * ow)).map { _ in rng.float() } : nil
+            let threads = 1 + rng.next(2)
+            _ = agreeWithPortable(p, x, w, b, res, threads: threads, "1x1 \(ci)->\(co) \(oh)x\(ow) \(threads) thread(s)")
+        }
+    }
+
     /// NCHW max pooling, AVX-512 against the portable loop, bit for bit: 3x3 stride 2 with a left
     /// pad of 1 (ResNet's, which takes the rows' maximum first and then the windows across) and
     /// other windows, odd and even sizes, a ceil-mode extra column, inputs holding NaN (which must
