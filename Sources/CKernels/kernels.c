@@ -731,14 +731,16 @@ static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, 
         else
           off[kr] = (((long)c * s * s + (long)(dy % s) * s + dx % s) * hq + dy / s) * wq + dx / s;
       }
-  // 1x1 convolutions read in place with one block of k write each output once, as the GEMM
-  // goes: tile by tile, 12 rows (channels) at a time. Tiles of 2048 columns instead of 256 write
-  // 8 KB of each row at a time rather than 1 KB, which the memory takes better (harness, output
-  // in DRAM: MobileNetV2's 16->96 on 112x112 0.338 -> 0.271 ms, 24->144 on 56x56 0.145 ->
-  // 0.130; with hot caches even). Only where that leaves two tiles per thread or more.
+  // With one block of k, 1x1 convolutions read in place and the wide tiles that store their kept
+  // columns into place (stems) write each output once, as the GEMM goes: tile by tile, 12 rows
+  // (channels) at a time. Tiles of 2048 columns instead of 256 write 8 KB of each row at a time
+  // rather than 1 KB, which the memory takes better (harness, output in DRAM: MobileNetV2's
+  // 16->96 on 112x112 0.338 -> 0.271 ms, 24->144 on 56x56 0.145 -> 0.130, its stem 0.231 ->
+  // 0.199, ResNet50's 1.241 -> 1.201; with hot caches even). Only where that leaves two tiles per
+  // thread or more.
   const int in_place = wq == p->out_w && !cot;
   const int wide_n = (p->out_h - 1) * wq + p->out_w;
-  const int tile_w = in_place && kk <= MLK_GEMM_KC && (wide_n + MLK_TILE_WIDE - 1) / MLK_TILE_WIDE >= 2 * mlk_threads
+  const int tile_w = (in_place || wq >= 16) && kk <= MLK_GEMM_KC && (wide_n + MLK_TILE_WIDE - 1) / MLK_TILE_WIDE >= 2 * mlk_threads
                          ? MLK_TILE_WIDE : MLK_TILE;
   const int tiles = (wide_n + tile_w - 1) / tile_w;
   int m_chunks = 1;

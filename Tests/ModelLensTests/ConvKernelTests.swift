@@ -152,11 +152,12 @@ final class ConvKernelTests: XCTestCase {
         }
     }
 
-    /// 1x1 convolutions with 160 or fewer output channels and one block of k (256 or fewer input
-    /// channels) read their input in place and write the output in tiles of 2048 columns when
-    /// that leaves two tiles per thread: 56x56, 112x112, 1x2050 and 1x4100 planes (a last tile
-    /// of 4 columns, summed along k), with a residual, 1 and 2 threads.
-    func testAVX512WideTilesOfInPlace1x1ConvolutionsAgreeWithPortable() throws {
+    /// The direct path with one block of k writes its output in tiles of 2048 columns when that
+    /// leaves two tiles per thread: 1x1 convolutions with 160 or fewer output channels and 256 or
+    /// fewer input channels (read in place) on 56x56, 112x112, 1x2050 and 1x4100 planes (a last
+    /// tile of 4 columns, summed along k), with a residual, 1 and 2 threads; and stems (padded,
+    /// stride 2, few input channels), whose wide tiles store their kept columns into place.
+    func testAVX512WideOutputTilesAgreeWithPortable() throws {
         guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: only the portable path runs") }
         defer { Executor.preferAVX512(true); mlk_set_threads(1) }
         var rng = Rng(s: 2048)
@@ -173,6 +174,19 @@ final class ConvKernelTests: XCTestCase {
             let res = rng.next(2) == 0 ? (0..<(co * oh * ow)).map { _ in rng.float() } : nil
             let threads = 1 + rng.next(2)
             _ = agreeWithPortable(p, x, w, b, res, threads: threads, "1x1 \(ci)->\(co) \(oh)x\(ow) \(threads) thread(s)")
+        }
+        // Stems (padded, stride 2, one block of k): their wide tiles store the kept columns straight
+        // into the output, in 2048-column tiles too.
+        for (ci, h, co, k, pad) in [(3, 224, 32, 3, 1), (3, 200, 16, 7, 3), (2, 151, 40, 5, 2)] {
+            let oh = (h + 2 * pad - k) / 2 + 1
+            let p = mlk_conv(batch: 1, in_c: Int32(ci), in_h: Int32(h), in_w: Int32(h), out_c: Int32(co),
+                             out_h: Int32(oh), out_w: Int32(oh), k_h: Int32(k), k_w: Int32(k), stride_h: 2, stride_w: 2,
+                             dil_h: 1, dil_w: 1, pad_top: Int32(pad), pad_left: Int32(pad), pad_bottom: Int32(pad),
+                             pad_right: Int32(pad), groups: 1)
+            let x = (0..<(ci * h * h)).map { _ in rng.float() }
+            let w = (0..<(co * ci * k * k)).map { _ in rng.float() }
+            let b = (0..<co).map { _ in rng.float() }
+            _ = agreeWithPortable(p, x, w, b, nil, threads: 1, "stem \(ci)->\(co) \(h)x\(h) k\(k) s2")
         }
     }
 
