@@ -46,6 +46,25 @@ final class ConvKernelTests: XCTestCase {
         return Array(y[..<n])
     }
 
+    /// One group, a k x k window, stride s, the same pad on every side, no dilation.
+    func square(_ ci: Int, _ h: Int, _ wd: Int, _ co: Int, _ oh: Int, _ ow: Int, k: Int, s: Int, pad: Int) -> mlk_conv {
+        mlk_conv(batch: 1, in_c: Int32(ci), in_h: Int32(h), in_w: Int32(wd), out_c: Int32(co), out_h: Int32(oh),
+                 out_w: Int32(ow), k_h: Int32(k), k_w: Int32(k), stride_h: Int32(s), stride_w: Int32(s), dil_h: 1,
+                 dil_w: 1, pad_top: Int32(pad), pad_left: Int32(pad), pad_bottom: Int32(pad), pad_right: Int32(pad),
+                 groups: 1)
+    }
+
+    /// Random input, weights, bias and (half the time) a residual for `p` (one group), drawn in
+    /// that order.
+    func operands(_ p: mlk_conv, _ rng: inout Rng) -> (x: [Float], w: [Float], b: [Float], res: [Float]?) {
+        let ci = Int(p.in_c), co = Int(p.out_c)
+        let x = (0..<(ci * Int(p.in_h) * Int(p.in_w))).map { _ in rng.float() }
+        let w = (0..<(co * ci * Int(p.k_h) * Int(p.k_w))).map { _ in rng.float() }
+        let b = (0..<co).map { _ in rng.float() }
+        let res = rng.next(2) == 0 ? (0..<(co * Int(p.out_h) * Int(p.out_w))).map { _ in rng.float() } : nil
+        return (x, w, b, res)
+    }
+
     /// Runs `p` on the portable path and then the AVX-512 paths at `threads`, asserts that they
     /// agree within 1e-4 relative, and returns the AVX-512 result.
     func agreeWithPortable(_ p: mlk_conv, _ x: [Float], _ w: [Float], _ b: [Float], _ res: [Float]?, threads: Int,
@@ -75,10 +94,7 @@ final class ConvKernelTests: XCTestCase {
                              out_w: Int32(ow), k_h: Int32(kh), k_w: Int32(kw), stride_h: Int32(s), stride_w: Int32(s),
                              dil_h: Int32(d), dil_w: Int32(d), pad_top: Int32(pt), pad_left: Int32(pl), pad_bottom: Int32(pb),
                              pad_right: Int32(pr), groups: 1)
-            let x = (0..<(ci * h * wd)).map { _ in rng.float() }
-            let w = (0..<(co * ci * kh * kw)).map { _ in rng.float() }
-            let b = (0..<co).map { _ in rng.float() }
-            let res = rng.next(2) == 0 ? (0..<(co * oh * ow)).map { _ in rng.float() } : nil
+            let (x, w, b, res) = operands(p, &rng)
             let threads = 1 + rng.next(2)
             let label = "\(ci)->\(co) \(h)x\(wd) k\(kh)x\(kw) d\(d) s\(s) pads \(pt),\(pl),\(pb),\(pr) \(threads) thread(s)"
             let fast = agreeWithPortable(p, x, w, b, res, threads: threads, label)
@@ -108,14 +124,8 @@ final class ConvKernelTests: XCTestCase {
             let k = rng.next(3) == 0 ? 3 : 1, pad = k / 2
             let s = 1 + rng.next(2), ci = k == 3 ? 1 + rng.next(80) : 1 + rng.next(600)
             let co = k == 3 ? 512 + rng.next(40) : 128 + rng.next(170)
-            let p = mlk_conv(batch: 1, in_c: Int32(ci), in_h: Int32(oh * s), in_w: Int32(ow * s), out_c: Int32(co),
-                             out_h: Int32(oh), out_w: Int32(ow), k_h: Int32(k), k_w: Int32(k), stride_h: Int32(s),
-                             stride_w: Int32(s), dil_h: 1, dil_w: 1, pad_top: Int32(pad), pad_left: Int32(pad),
-                             pad_bottom: Int32(pad), pad_right: Int32(pad), groups: 1)
-            let x = (0..<(ci * oh * ow * s * s)).map { _ in rng.float() }
-            let w = (0..<(co * ci * k * k)).map { _ in rng.float() }
-            let b = (0..<co).map { _ in rng.float() }
-            let res = rng.next(2) == 0 ? (0..<(co * oh * ow)).map { _ in rng.float() } : nil
+            let p = square(ci, oh * s, ow * s, co, oh, ow, k: k, s: s, pad: pad)
+            let (x, w, b, res) = operands(p, &rng)
             let threads = 1 + rng.next(2)
             let label = "\(k)x\(k) \(ci)->\(co) \(oh)x\(ow) s\(s) \(threads) thread(s)"
             _ = agreeWithPortable(p, x, w, b, res, threads: threads, label)
@@ -137,14 +147,8 @@ final class ConvKernelTests: XCTestCase {
             guard oh * ow > 64 else { continue }
             let h = (oh - 1) * s + 1, wd = (ow - 1) * s + 1
             let ci = 16 + rng.next(60), co = 32 + rng.next(60)
-            let p = mlk_conv(batch: 1, in_c: Int32(ci), in_h: Int32(h), in_w: Int32(wd), out_c: Int32(co),
-                             out_h: Int32(oh), out_w: Int32(ow), k_h: Int32(k), k_w: Int32(k), stride_h: Int32(s),
-                             stride_w: Int32(s), dil_h: 1, dil_w: 1, pad_top: Int32(pad), pad_left: Int32(pad),
-                             pad_bottom: Int32(pad), pad_right: Int32(pad), groups: 1)
-            let x = (0..<(ci * h * wd)).map { _ in rng.float() }
-            let w = (0..<(co * ci * k * k)).map { _ in rng.float() }
-            let b = (0..<co).map { _ in rng.float() }
-            let res = rng.next(2) == 0 ? (0..<(co * oh * ow)).map { _ in rng.float() } : nil
+            let p = square(ci, h, wd, co, oh, ow, k: k, s: s, pad: pad)
+            let (x, w, b, res) = operands(p, &rng)
             let threads = 1 + rng.next(2)
             let label = "\(k)x\(k) \(ci)->\(co) \(h)x\(wd) -> \(oh)x\(ow) s\(s) \(threads) thread(s)"
             _ = agreeWithPortable(p, x, w, b, res, threads: threads, label)
@@ -165,13 +169,8 @@ final class ConvKernelTests: XCTestCase {
         for _ in 0..<16 {
             let (oh, ow) = planes[rng.next(planes.count)]
             let ci = 1 + rng.next(oh == 112 ? 32 : 256), co = 1 + rng.next(160)
-            let p = mlk_conv(batch: 1, in_c: Int32(ci), in_h: Int32(oh), in_w: Int32(ow), out_c: Int32(co),
-                             out_h: Int32(oh), out_w: Int32(ow), k_h: 1, k_w: 1, stride_h: 1, stride_w: 1,
-                             dil_h: 1, dil_w: 1, pad_top: 0, pad_left: 0, pad_bottom: 0, pad_right: 0, groups: 1)
-            let x = (0..<(ci * oh * ow)).map { _ in rng.float() }
-            let w = (0..<(co * ci)).map { _ in rng.float() }
-            let b = (0..<co).map { _ in rng.float() }
-            let res = rng.next(2) == 0 ? (0..<(co * oh * ow)).map { _ in rng.float() } : nil
+            let p = square(ci, oh, ow, co, oh, ow, k: 1, s: 1, pad: 0)
+            let (x, w, b, res) = operands(p, &rng)
             let threads = 1 + rng.next(2)
             _ = agreeWithPortable(p, x, w, b, res, threads: threads, "1x1 \(ci)->\(co) \(oh)x\(ow) \(threads) thread(s)")
         }
@@ -179,10 +178,7 @@ final class ConvKernelTests: XCTestCase {
         // into the output, in 2048-column tiles too.
         for (ci, h, co, k, pad) in [(3, 224, 32, 3, 1), (3, 200, 16, 7, 3), (2, 151, 40, 5, 2)] {
             let oh = (h + 2 * pad - k) / 2 + 1
-            let p = mlk_conv(batch: 1, in_c: Int32(ci), in_h: Int32(h), in_w: Int32(h), out_c: Int32(co),
-                             out_h: Int32(oh), out_w: Int32(oh), k_h: Int32(k), k_w: Int32(k), stride_h: 2, stride_w: 2,
-                             dil_h: 1, dil_w: 1, pad_top: Int32(pad), pad_left: Int32(pad), pad_bottom: Int32(pad),
-                             pad_right: Int32(pad), groups: 1)
+            let p = square(ci, h, h, co, oh, oh, k: k, s: 2, pad: pad)
             let x = (0..<(ci * h * h)).map { _ in rng.float() }
             let w = (0..<(co * ci * k * k)).map { _ in rng.float() }
             let b = (0..<co).map { _ in rng.float() }
@@ -250,13 +246,8 @@ final class ConvKernelTests: XCTestCase {
             let s = 1 + rng.next(2), odd = s == 2 && rng.next(2) == 0 ? 1 : 0
             let ci = 1 + rng.next(700), co = rng.next(3) == 0 ? 1 + rng.next(160) : 161 + rng.next(200)
             let h = oh * s - odd, wd = ow * s - odd
-            let p = mlk_conv(batch: 1, in_c: Int32(ci), in_h: Int32(h), in_w: Int32(wd), out_c: Int32(co),
-                             out_h: Int32(oh), out_w: Int32(ow), k_h: 1, k_w: 1, stride_h: Int32(s), stride_w: Int32(s),
-                             dil_h: 1, dil_w: 1, pad_top: 0, pad_left: 0, pad_bottom: 0, pad_right: 0, groups: 1)
-            let x = (0..<(ci * h * wd)).map { _ in rng.float() }
-            let w = (0..<(co * ci)).map { _ in rng.float() }
-            let b = (0..<co).map { _ in rng.float() }
-            let res = rng.next(2) == 0 ? (0..<(co * oh * ow)).map { _ in rng.float() } : nil
+            let p = square(ci, h, wd, co, oh, ow, k: 1, s: s, pad: 0)
+            let (x, w, b, res) = operands(p, &rng)
             let threads = 1 + rng.next(2)
             let label = "1x1 \(ci)->\(co) \(h)x\(wd) -> \(oh)x\(ow) s\(s) \(threads) thread(s)"
             _ = agreeWithPortable(p, x, w, b, res, threads: threads, label)
