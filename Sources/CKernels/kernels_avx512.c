@@ -434,19 +434,17 @@ AVX512 static void gemm_blocked(int m, int width, int k, const float *a, long ld
   const int fuse_at = !boff && !wm && width >= 49 && width % NR == 17 ? width - 49 : -1;
   // B of width 32q + t, t <= 4, ends in t columns summed along k (microtail), from tail_at on.
   const int tail_n = wm ? 0 : width % NR, tail_at = tail_n >= 1 && tail_n <= 4 ? width - tail_n : -1;
-  float col49[KC] __attribute__((aligned(64)));
-  float colt[4 * KC] __attribute__((aligned(64)));
+  // The columns those tiles sum along k (micro49: column 48 of its tile; microtail: the last t),
+  // each made contiguous along k once per block, KC floats apart (the two never meet in one B).
+  const int along_at = fuse_at >= 0 ? fuse_at + 48 : tail_at, along_n = fuse_at >= 0 ? 1 : tail_n;
+  float cols[4 * KC] __attribute__((aligned(64)));
   for (int pc = 0; pc < k; pc += KC) {
     const int kc = k - pc < KC ? k - pc : KC;
     const int first = pc == 0 && !accumulate, last = pc + kc == k && finish;
-    if (fuse_at >= 0) {   // column 48 of the tile: lane 16 of its second panel, made contiguous
-      const float *p1 = bp + (long)(fuse_at / NR + 1) * k * NR + (long)pc * NR + 16;
-      for (int q = 0; q < kc; q++) col49[q] = p1[(long)q * NR];
-    }
-    if (tail_at >= 0) {   // the last columns, each contiguous along k
-      const float *pt = bp + (long)(tail_at / NR) * k * NR + (long)pc * NR;
+    if (along_at >= 0) {
+      const float *panel = boff ? NULL : bp + (long)(along_at / NR) * k * NR + (long)pc * NR + along_at % NR;
       for (int q = 0; q < kc; q++)
-        for (int j = 0; j < tail_n; j++) colt[j * KC + q] = boff ? bp[boff[pc + q] + tail_at + j] : pt[(long)q * NR + j];
+        for (int j = 0; j < along_n; j++) cols[j * KC + q] = boff ? bp[boff[pc + q] + along_at + j] : panel[(long)q * NR + j];
     }
     for (int ir = 0; ir < m; ir += MR) {
       const int mr = m - ir < MR ? m - ir : MR;
@@ -470,7 +468,7 @@ AVX512 static void gemm_blocked(int m, int width, int k, const float *a, long ld
         if (jr == fuse_at) {   // the last 49 columns: two 6-row halves of 48 + 1 (micro49)
           const float *b0p = bp + (long)(jr / NR) * k * NR + (long)pc * NR, *b1p = b0p + (long)k * NR;
           for (int h = 0; h < mr; h += MR49)
-            micro49_dispatch(mr - h < MR49 ? mr - h : MR49, kc, strip + (long)h * sld, sld, b0p, b1p, col49,
+            micro49_dispatch(mr - h < MR49 ? mr - h : MR49, kc, strip + (long)h * sld, sld, b0p, b1p, cols,
                              c + (long)(ir + h) * ldc + jr, ldc, first, last, bias ? bias + ir + h : NULL,
                              col_bias ? col_bias + jr : NULL, scale ? scale + ir + h : NULL,
                              res ? res + (long)(ir + h) * ldc + jr : NULL, act, pf, lda, pfrows, (jr / NR + h / MR49) * kc,
@@ -479,7 +477,7 @@ AVX512 static void gemm_blocked(int m, int width, int k, const float *a, long ld
         }
         if (jr == tail_at) {
           for (int h = 0; h < mr; h += MR49)
-            microtail_dispatch(tail_n, mr - h < MR49 ? mr - h : MR49, kc, strip + (long)h * sld, sld, colt,
+            microtail_dispatch(tail_n, mr - h < MR49 ? mr - h : MR49, kc, strip + (long)h * sld, sld, cols,
                                c + (long)(ir + h) * ldc + jr, ldc, first, last, bias ? bias + ir + h : NULL,
                                col_bias ? col_bias + jr : NULL, scale ? scale + ir + h : NULL,
                                res ? res + (long)(ir + h) * ldc + jr : NULL, act, pf, lda, pfrows, (jr / NR + h / MR49) * kc,
