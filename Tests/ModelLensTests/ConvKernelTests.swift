@@ -290,4 +290,58 @@ final class ConvKernelTests: XCTestCase {
         }
         XCTAssertGreaterThan(phased, 50, "stride-2 planes of the phase-split shape")
     }
+
+    /// The 3x3 depthwise path that builds its taps in registers (dw3_plane) against the portable
+    /// loop: MobileNetV2's plane sizes at stride 1 and 2, and random planes of 1-9 rows and 9-300
+    /// columns (more than 8 chunks of 16 per row: a chunk group whose first chunk takes its left
+    /// neighbour from the group before), bottom and right pads 0 or 1, half with Relu6 fused.
+    /// Outputs are followed by guard floats no path may write; a NaN in the input makes every
+    /// output whose window holds it NaN (Relu6: its lower bound, on both paths).
+    func testAVX512ThreeByThreeDepthwiseAgreesWithPortable() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: only the portable path runs") }
+        defer { Executor.preferAVX512(true) }
+        var rng = Rng(s: 303)
+        var shapes: [(h: Int, w: Int, s: Int, pb: Int, pr: Int)] = [(112, 112, 1, 1, 1), (112, 112, 2, 1, 1),
+            (56, 56, 1, 1, 1), (56, 56, 2, 1, 1), (28, 28, 1, 1, 1), (28, 28, 2, 1, 1), (17, 17, 1, 1, 1), (17, 17, 2, 1, 1)]
+        while shapes.count < 120 {
+            shapes.append((1 + rng.next(9), 9 + rng.next(292), 1 + rng.next(2), rng.next(2), rng.next(2)))
+        }
+        for (h, wd, s, pb, pr) in shapes {
+            let c = 1 + rng.next(3)
+            let oh = (h + 1 + pb - 3) / s + 1, ow = (wd + 1 + pr - 3) / s + 1
+            guard oh >= 1, ow >= 1 else { continue }
+            var p = mlk_conv(batch: 1, in_c: Int32(c), in_h: Int32(h), in_w: Int32(wd), out_c: Int32(c), out_h: Int32(oh),
+                             out_w: Int32(ow), k_h: 3, k_w: 3, stride_h: Int32(s), stride_w: Int32(s), dil_h: 1, dil_w: 1,
+                             pad_top: 1, pad_left: 1, pad_bottom: Int32(pb), pad_right: Int32(pr), groups: Int32(c))
+            var x = (0..<(c * h * wd)).map { _ in rng.float() * 4 }
+            let nanAt = rng.next(x.count)
+            x[nanAt] = .nan
+            let w = (0..<(c * 9)).map { _ in rng.float() }
+            let b = (0..<c).map { _ in rng.float() }
+            let n = c * oh * ow, act: Int32 = rng.next(2) == 0 ? 0 : 2
+            var portable = [Float](repeating: Self.guardValue, count: n + Self.guardFloats), fast = portable
+            Executor.preferAVX512(false)
+            mlk_depthwise_nchw(&p, x, w, b, &portable, act, 0, 6)
+            Executor.preferAVX512(true)
+            mlk_depthwise_nchw(&p, x, w, b, &fast, act, 0, 6)
+            let label = "\(c) channels \(h)x\(wd) stride \(s) pads 1,1,\(pb),\(pr)"
+            XCTAssertTrue(fast[n...].allSatisfy { $0 == Self.guardValue }, label + ": wrote past its output")
+            // The NaN's plane and position: outputs whose window covers it are NaN on both paths.
+            let (nc, ny, nx) = (nanAt / (h * wd), nanAt % (h * wd) / wd, nanAt % wd)
+            var worst: Float = 0
+            for i in 0..<n {
+                let (oc, oy, ox) = (i / (oh * ow), i % (oh * ow) / ow, i % ow)
+                if oc == nc && abs(oy * s - ny) <= 1 && abs(ox * s - nx) <= 1 {
+                    if act == 0 {
+                        XCTAssertTrue(portable[i].isNaN && fast[i].isNaN, label + ": output \(i) holds the NaN")
+                    } else {
+                        XCTAssertEqual(portable[i], fast[i], label + ": output \(i) holds the NaN, clamped")
+                    }
+                } else {
+                    worst = max(worst, abs(portable[i] - fast[i]) / max(1, abs(portable[i])))
+                }
+            }
+            XCTAssertLessThan(worst, 1e-5, label)
+        }
+    }
 }
