@@ -661,12 +661,17 @@ int mlk_depthwise_avx512_ok_(const mlk_conv *p) {
 // its own masked, mostly line-splitting load, the flat paths (below) mask every load and split
 // stride-2 planes into phases first; on MobileNetV2's planes they took 1.2-2x as long (harness,
 // input just written: 32x112x112 stride 1 0.151 -> 0.080 ms, 144x56x56 stride 2 0.099 -> 0.050).
-// Narrow planes keep the flat path (stride 1 up to 16 columns, stride 2 up to 8), which fills its
-// vectors across rows. Sums run in (kh, kw) order from the bias, as on the other
-// paths: results are bit for bit theirs.
-AVX512 static int dw3_applies(const mlk_conv *p) {
-  return p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->pad_top == 1 && p->pad_left == 1 &&
-         p->stride_h == p->stride_w && (p->stride_w == 1 ? p->out_w > 16 : p->stride_w == 2 && p->out_w > 8);
+// Narrow stride-1 planes (up to 16 columns) keep the flat path, which fills its vectors across
+// rows; narrow stride-2 planes pair their rows (dw3_pairs_s2). Sums run in (kh, kw) order from
+// the bias, as on the other paths: results are bit for bit theirs.
+// 0: neither 3x3 path; 1: dw3_plane; 2: dw3_pairs_s2 (stride 2, at most 8 output columns).
+AVX512 static int dw3_kind(const mlk_conv *p) {
+  if (!(p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->pad_top == 1 && p->pad_left == 1 &&
+        p->stride_h == p->stride_w))
+    return 0;
+  if (p->stride_w == 1) return p->out_w > 16;
+  if (p->stride_w != 2) return 0;
+  return p->out_w > 8 ? 1 : (p->in_w <= 16 ? 2 : 0);
 }
 
 AVX512 static inline __attribute__((always_inline)) void dw3_rows(const int nch, const int nr, const int s,
@@ -736,6 +741,49 @@ AVX512 static inline __attribute__((always_inline)) void dw3_rows(const int nch,
 #pragma clang loop unroll(full)
       for (int c = 0; c < nch; c++) store16(d + 16 * c, sm[c], apply_clamp(acc[r * nch + c], cl));
     }
+  }
+}
+
+// Stride 2 on narrow planes (out_w <= 8: inputs up to 16 columns): two output rows per vector,
+// row oh in lanes 0-7 and row oh + 1 in lanes 8-15. A tap row loads input row 2 oh - 1 + kh and
+// the one two below it, and one two-source permute per tap column picks both rows' inputs
+// (column 2 ow - 1 + kw; lanes reading column -1 zeroed, columns past the row read the load's
+// zero lanes). Nothing is staged in memory: the phase split the flat path does first (masked
+// stores that the loads after them then wait on) took half of its time on 14x14 planes (harness,
+// MobileNetV2's 576 channels 14x14 -> 7x7: 0.034 -> 0.018 ms).
+AVX512 static void dw3_pairs_s2(const mlk_conv *p, const float *plane, const float *k, float b, float *dst,
+                                mlk_epilogue act) {
+  const vclamp cl = clamp_of(act);
+  const int W = p->in_w, H = p->in_h, OW = p->out_w, OH = p->out_h;
+  const __mmask16 lm = lanes_inside(0, W);
+  __m512i idx[3];
+  for (int kw = 0; kw < 3; kw++) {
+    int v[16];
+    for (int l = 0; l < 16; l++) {
+      const int col = 2 * (l & 7) - 1 + kw;
+      v[l] = (l >= 8 ? 16 : 0) + (col < 0 ? 0 : col);
+    }
+    idx[kw] = _mm512_loadu_si512(v);
+  }
+  const __mmask16 z0 = 0xFEFE;   // tap column 0 of output column 0 reads the left padding
+  // Both rows' outputs side by side (row oh + 1 starts at lane OW), for one store of 2 OW lanes.
+  int pk[16];
+  for (int l = 0; l < 16; l++) pk[l] = l < OW ? l : (l - OW < 8 ? l - OW + 8 : 15);
+  const __m512i pack = _mm512_loadu_si512(pk);
+  __m512 w[9];
+  for (int t = 0; t < 9; t++) w[t] = _mm512_set1_ps(k[t]);
+  for (int oh = 0; oh < OH; oh += 2) {
+    __m512 acc = _mm512_set1_ps(b);
+    for (int kh = 0; kh < 3; kh++) {
+      const int ra = 2 * oh - 1 + kh, rb = ra + 2;
+      const __m512 a = ra >= 0 && ra < H ? _mm512_maskz_loadu_ps(lm, plane + (size_t)ra * W) : _mm512_setzero_ps();
+      const __m512 c = rb < H && oh + 1 < OH ? _mm512_maskz_loadu_ps(lm, plane + (size_t)rb * W) : _mm512_setzero_ps();
+      acc = _mm512_fmadd_ps(w[kh * 3], _mm512_maskz_permutex2var_ps(z0, a, idx[0], c), acc);
+      acc = _mm512_fmadd_ps(w[kh * 3 + 1], _mm512_permutex2var_ps(a, idx[1], c), acc);
+      acc = _mm512_fmadd_ps(w[kh * 3 + 2], _mm512_permutex2var_ps(a, idx[2], c), acc);
+    }
+    const int rows = oh + 1 < OH ? 2 : 1;
+    _mm512_mask_storeu_ps(dst + (size_t)oh * OW, lanes_inside(0, rows * OW), _mm512_permutexvar_ps(pack, apply_clamp(acc, cl)));
   }
 }
 
@@ -826,7 +874,7 @@ AVX512 static void split_phases(const mlk_conv *p, const float *plane, float *ph
 
 AVX512 int mlk_depthwise_flat_setup_(const mlk_conv *p, mlk_dw_flat *f) {
   f->phased = 0;
-  if (dw3_applies(p)) return 0;   // takes dw3_plane instead
+  if (dw3_kind(p)) return 0;   // takes dw3_plane or dw3_pairs_s2 instead
   if (flat2_setup(p, f)) return 1;
   if (!(p->stride_h == 1 && p->stride_w == 1 && p->out_w == p->in_w && p->out_h * p->out_w <= 16 * MLK_DW_FLAT_VECTORS &&
         p->k_h * p->k_w <= MLK_DW_FLAT_TAPS))
@@ -893,10 +941,14 @@ AVX512 void mlk_depthwise_planes_avx512_(const mlk_conv *p, const float *x, cons
   const int k3 = sw == 2 && p->k_w == 3 && p->pad_left == 1 && p->dil_w == 1;
   __mmask16 m0[DW_MAX_KW * 8], m1[DW_MAX_KW * 8];
   int masks_for = -1;   // the ow0 the masks hold
-  if (dw3_applies(p)) {
-    for (int o = o0; o < o1; o++)
-      dw3_plane(p, x + ((size_t)n * p->in_c + o / mult) * in_hw, w + (size_t)o * 9, bias ? bias[o] : 0.0f,
-                y + ((size_t)n * p->out_c + o) * out_hw, act);
+  const int three = dw3_kind(p);
+  if (three) {
+    for (int o = o0; o < o1; o++) {
+      const float *plane = x + ((size_t)n * p->in_c + o / mult) * in_hw;
+      float *dst = y + ((size_t)n * p->out_c + o) * out_hw;
+      if (three == 1) dw3_plane(p, plane, w + (size_t)o * 9, bias ? bias[o] : 0.0f, dst, act);
+      else dw3_pairs_s2(p, plane, w + (size_t)o * 9, bias ? bias[o] : 0.0f, dst, act);
+    }
     return;
   }
   if (flat) {

@@ -291,10 +291,11 @@ final class ConvKernelTests: XCTestCase {
         XCTAssertGreaterThan(phased, 50, "stride-2 planes of the phase-split shape")
     }
 
-    /// The 3x3 depthwise path that builds its taps in registers (dw3_plane) against the portable
-    /// loop: MobileNetV2's plane sizes at stride 1 and 2, and random planes of 1-9 rows and 9-300
-    /// columns (more than 8 chunks of 16 per row: a chunk group whose first chunk takes its left
-    /// neighbour from the group before), bottom and right pads 0 or 1, half with Relu6 fused.
+    /// The 3x3 depthwise paths that build their taps in registers (dw3_plane, and dw3_pairs_s2 for
+    /// stride 2 on up to 16 columns) against the portable loop: MobileNetV2's plane sizes at
+    /// stride 1 and 2, planes of 16, 7 and 1 columns at stride 2, and random planes of 1-9 rows
+    /// and 9-300 columns (more than 8 chunks of 16 per row: a chunk group whose first chunk takes
+    /// its left neighbour from the group before), bottom and right pads 0 or 1, half with Relu6.
     /// Outputs are followed by guard floats no path may write; a NaN in the input makes every
     /// output whose window holds it NaN (Relu6: its lower bound, on both paths).
     func testAVX512ThreeByThreeDepthwiseAgreesWithPortable() throws {
@@ -302,7 +303,8 @@ final class ConvKernelTests: XCTestCase {
         defer { Executor.preferAVX512(true) }
         var rng = Rng(s: 303)
         var shapes: [(h: Int, w: Int, s: Int, pb: Int, pr: Int)] = [(112, 112, 1, 1, 1), (112, 112, 2, 1, 1),
-            (56, 56, 1, 1, 1), (56, 56, 2, 1, 1), (28, 28, 1, 1, 1), (28, 28, 2, 1, 1), (17, 17, 1, 1, 1), (17, 17, 2, 1, 1)]
+            (56, 56, 1, 1, 1), (56, 56, 2, 1, 1), (28, 28, 1, 1, 1), (28, 28, 2, 1, 1), (17, 17, 1, 1, 1), (17, 17, 2, 1, 1), (14, 14, 2, 1, 1), (7, 7, 2, 1, 1),
+            (16, 16, 2, 0, 0), (3, 1, 2, 1, 1)]
         while shapes.count < 120 {
             shapes.append((1 + rng.next(9), 9 + rng.next(292), 1 + rng.next(2), rng.next(2), rng.next(2)))
         }
