@@ -22,6 +22,7 @@ extern void openblas_set_num_threads(int n);
 #include <pthread.h>
 #define MLK_TILE 256
 #define MLK_TILE_WIDE 2048   // output columns per tile of the direct path's single-block GEMMs (see conv_nchw_direct)
+#define MLK_WIDE_B_BYTES (512 << 10)   // the most of B one such tile spans (see conv_nchw_direct)
 #define PF_ROWS 4         // input rows ahead a 1x1 convolution's packing requests
 #define MLK_KBLOCK 256   // im2col rows built at a time by the AVX-512 convolution path
 static int mlk_threads = 1;
@@ -737,11 +738,16 @@ static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, 
   // rather than 1 KB, which the memory takes better (harness, output in DRAM: MobileNetV2's
   // 16->96 on 112x112 0.338 -> 0.271 ms, 24->144 on 56x56 0.145 -> 0.130, its stem 0.231 ->
   // 0.199, ResNet50's 1.241 -> 1.201; with hot caches even). Only where that leaves two tiles per
-  // thread or more.
+  // thread or more. Each block of 12 rows sweeps the whole tile of B (kk rows of the tile's
+  // width), so the tile narrows until that fits in half of L2 (512 KB): at 2048 columns ResNet50's
+  // 256->64 1x1 on 56x56 (2 MB of B per tile, re-read from L3 by each of 6 row blocks) took 0.539
+  // ms, at 512 0.472 (cold: 0.633 -> 0.582; 256->128 0.944 -> 0.914, cold 1.173 -> 1.037).
   const int in_place = wq == p->out_w && !cot;
   const int wide_n = (p->out_h - 1) * wq + p->out_w;
-  const int tile_w = (in_place || wq >= 16) && kk <= MLK_GEMM_KC && (wide_n + MLK_TILE_WIDE - 1) / MLK_TILE_WIDE >= 2 * mlk_threads
-                         ? MLK_TILE_WIDE : MLK_TILE;
+  int wide_w = MLK_TILE_WIDE;
+  while (wide_w > MLK_TILE && (size_t)kk * wide_w * sizeof(float) > MLK_WIDE_B_BYTES) wide_w /= 2;
+  const int tile_w = (in_place || wq >= 16) && kk <= MLK_GEMM_KC && (wide_n + wide_w - 1) / wide_w >= 2 * mlk_threads
+                         ? wide_w : MLK_TILE;
   const int tiles = (wide_n + tile_w - 1) / tile_w;
   int m_chunks = 1;
   if (mlk_threads > 1 && tiles < 2 * mlk_threads) {

@@ -156,8 +156,8 @@ final class ConvKernelTests: XCTestCase {
         }
     }
 
-    /// The direct path with one block of k writes its output in tiles of 2048 columns when that
-    /// leaves two tiles per thread: 1x1 convolutions with 160 or fewer output channels and 256 or
+    /// The direct path with one block of k writes its output in tiles of 2048 columns (512 or 1024
+    /// where B would span more than 512 KB) when that leaves two tiles per thread: 1x1 convolutions with 160 or fewer output channels and 256 or
     /// fewer input channels (read in place) on 56x56, 112x112, 1x2050 and 1x4100 planes (a last
     /// tile of 4 columns, summed along k), with a residual, 1 and 2 threads; and stems (padded,
     /// stride 2, few input channels), whose wide tiles store their kept columns into place.
