@@ -6,6 +6,9 @@ import ModelIR
 /// pool, and scratch space (im2col).
 public final class RunContext {
     var pool: [RBuffer] = []
+    /// The capacities of `pool`'s buffers, in the same order. The search for a buffer reads these
+    /// few lines rather than each buffer object, whose lines a run's kernels have long evicted.
+    var poolCapacity: [Int] = []
     var scratch = RBuffer(capacity: 1 << 16)
     public private(set) var arenaBytes = 1 << 16
     public private(set) var peakArenaBytes = 0
@@ -30,10 +33,16 @@ public final class RunContext {
         let bytes = max(1, total)
         // The smallest free buffer that fits, and of those the one released last: its lines are
         // the likeliest to be in cache still, so the writes that follow do not go out to DRAM.
-        if let i = pool.indices.reversed().filter({ pool[$0].capacity >= bytes && pool[$0].capacity <= bytes * 2 + 4096 })
-            .min(by: { pool[$0].capacity < pool[$1].capacity }) {
-            let b = pool.remove(at: i)
-            return RTensor(shape: shape, dtype: dtype, buffer: b)
+        var best = -1
+        var i = poolCapacity.count - 1
+        while i >= 0 {
+            let c = poolCapacity[i]
+            if c >= bytes && c <= bytes * 2 + 4096 && (best < 0 || c < poolCapacity[best]) { best = i }
+            i -= 1
+        }
+        if best >= 0 {
+            poolCapacity.remove(at: best)
+            return RTensor(shape: shape, dtype: dtype, buffer: pool.remove(at: best))
         }
         let b = RBuffer(capacity: bytes)
         arenaBytes += b.capacity
@@ -42,7 +51,12 @@ public final class RunContext {
         return RTensor(shape: shape, dtype: dtype, buffer: b)
     }
 
-    func release(_ b: RBuffer) { if allocated[ObjectIdentifier(b)] != nil { pool.append(b) } }
+    func release(_ b: RBuffer) {
+        if allocated[ObjectIdentifier(b)] != nil {
+            pool.append(b)
+            poolCapacity.append(b.capacity)
+        }
+    }
 
     /// Buffers of the running step's inputs that no later step reads and no other value shares:
     /// a kernel may write its output over one of them (`reuse`). Set by the executor per step.
@@ -67,7 +81,10 @@ public final class RunContext {
     /// After a run, once its outputs are handed off: every buffer the context still owns is free,
     /// including temporaries a kernel allocated and did not release (or the next run would
     /// allocate them again, and the pool would grow run after run).
-    func reclaim() { pool = Array(allocated.values) }
+    func reclaim() {
+        pool = Array(allocated.values)
+        poolCapacity = pool.map(\.capacity)
+    }
 
     /// Scratch of at least `floats` floats, kept between calls. It counts toward the arena: the
     /// largest scratch a run needed is part of the memory the run takes.
