@@ -256,8 +256,8 @@ final class ConvKernelTests: XCTestCase {
         XCTAssertGreaterThan(strided, 10)
     }
 
-    /// The AVX-512 depthwise paths (row chunks, the flat path with per-tap masks, stride-2 planes
-    /// split into phases first) against the portable loop on random NCHW geometries: planes of
+    /// The AVX-512 depthwise paths (row chunks, the flat path with per-tap masks, two channels at a
+    /// time or one, stride-2 planes split into phases first) against the portable loop on random NCHW geometries: planes of
     /// 1-70 rows and columns (phase rows with and without whole 32-column blocks), kernels 1, 3
     /// and 5, stride 1 and 2, asymmetric bottom and right pads. The phase split's masks once went
     /// per row; this holds them to the same results.
