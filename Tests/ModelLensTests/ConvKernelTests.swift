@@ -346,4 +346,43 @@ final class ConvKernelTests: XCTestCase {
             XCTAssertLessThan(worst, 1e-5, label)
         }
     }
+
+    /// The AVX-512 NHWC depthwise kernel (channels as vectors, four output pixels at a time, taps
+    /// checked near the row's ends) against the portable loop: 3-80 channels (a 16-channel tail,
+    /// one or two vectors per block of 32), kernels 1, 3 and 5, stride and dilation 1-2, pads 0 to
+    /// k - 1 on each side, with and without a bias, Relu6 fused half the time. Outputs are followed
+    /// by guard floats no path may write.
+    func testAVX512NHWCDepthwiseAgreesWithPortable() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: only the portable path runs") }
+        defer { Executor.preferAVX512(true) }
+        var rng = Rng(s: 1109)
+        var checked = 0
+        while checked < 300 {
+            let c = 3 + rng.next(78), h = 1 + rng.next(20), wd = 1 + rng.next(30), k = 1 + 2 * rng.next(3)
+            let s = 1 + rng.next(2), d = 1 + rng.next(2)
+            let (pt, pl, pb, pr) = (rng.next(k), rng.next(k), rng.next(k), rng.next(k))
+            let span = (k - 1) * d + 1
+            guard h + pt + pb >= span, wd + pl + pr >= span, ![4, 8, 16].contains(c) || s == 2 else { continue }
+            let oh = (h + pt + pb - span) / s + 1, ow = (wd + pl + pr - span) / s + 1
+            var p = mlk_conv(batch: 1, in_c: Int32(c), in_h: Int32(h), in_w: Int32(wd), out_c: Int32(c), out_h: Int32(oh),
+                             out_w: Int32(ow), k_h: Int32(k), k_w: Int32(k), stride_h: Int32(s), stride_w: Int32(s),
+                             dil_h: Int32(d), dil_w: Int32(d), pad_top: Int32(pt), pad_left: Int32(pl), pad_bottom: Int32(pb),
+                             pad_right: Int32(pr), groups: Int32(c))
+            let x = (0..<(h * wd * c)).map { _ in rng.float() * 4 }
+            let w = (0..<(k * k * c)).map { _ in rng.float() }
+            let b: [Float]? = rng.next(4) == 0 ? nil : (0..<c).map { _ in rng.float() }
+            let act: Int32 = rng.next(2) == 0 ? 0 : 2
+            let n = oh * ow * c
+            var portable = [Float](repeating: Self.guardValue, count: n + Self.guardFloats), fast = portable
+            Executor.preferAVX512(false)
+            mlk_depthwise_nhwc(&p, x, w, b, &portable, act, 0, 6)
+            Executor.preferAVX512(true)
+            mlk_depthwise_nhwc(&p, x, w, b, &fast, act, 0, 6)
+            let label = "\(c) channels \(h)x\(wd) k\(k) s\(s) d\(d) pads \(pt),\(pl),\(pb),\(pr)"
+            XCTAssertTrue(fast[n...].allSatisfy { $0 == Self.guardValue }, label + ": wrote past its output")
+            let worst = zip(portable[..<n], fast[..<n]).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
+            XCTAssertLessThan(worst, 1e-5, label)
+            checked += 1
+        }
+    }
 }
