@@ -192,6 +192,12 @@ public func releasePages(of bytes: UnsafeRawBufferPointer) {
 }
 
 extension TensorData {
+    /// Whether the bytes lie in a mapped model file (pages the system can take back and read again).
+    public var isFileBacked: Bool {
+        if case .borrowed(_, let owner) = storage { return owner is FileBackedStorage }
+        return false
+    }
+
     /// Gives the resident pages of a file-backed constant back to the system (for weights that
     /// have been converted, e.g. fp16 widened to fp32, and are not read again). Whole pages inside
     /// the tensor only; owned storage is left alone.

@@ -109,9 +109,19 @@ public struct PlanContext {
     public let constants: [RTensor?]
     /// An activation the planner fused into this node (kind as in mlk_activate, with clip bounds).
     public var activation: (kind: Int32, lo: Float, hi: Float)? = nil
+    /// What the factory did with the constants, for the planner to account for.
+    public let packing = PlanPacking()
     public func fail(_ reason: String) -> RuntimeError {
         .unsupported(op: node.sourceOp, node: node.name, reason: reason)
     }
+}
+
+/// Set by a kernel factory that packed weights of its own at plan time: the input slots its kernel
+/// no longer reads at run time (the planner passes nil there, and a weight read by no other node
+/// gives its resident pages back) and the bytes of the packed copies (counted as kernel weights).
+public final class PlanPacking {
+    public var unreadSlots: [Int] = []
+    public var bytes = 0
 }
 
 public typealias KernelFactory = (PlanContext) throws -> Kernel
@@ -419,6 +429,18 @@ public final class Executor {
                 kernel = quantizedAddKernel(pc, fallback: wrapped) ?? wrapped
             } else {
                 kernel = try factory(pc)
+                if !pc.packing.unreadSlots.isEmpty {
+                    packedWeightBytes += pc.packing.bytes
+                    // As for folded nodes: a weight no other node reads gives its pages back, and a
+                    // converted copy of it (fp16 widened at plan time) goes.
+                    for slot in pc.packing.unreadSlots where slot < inputs.count {
+                        if let v = inputs[slot], v < graph.values.count, consumerCount[v] == 1, !outputSet.contains(v) {
+                            graph.values[v].constant?.releaseResidentPages()
+                            if !keepsFoldedValues || graph.values[v].constant != nil { constants[v] = nil }
+                        }
+                        inputs[slot] = nil
+                    }
+                }
             }
             let allConstant = zip(inputs, consts).allSatisfy { $0.0 == nil || $0.1 != nil }
             if allConstant && !node.inputs.isEmpty || node.op.rawValue == "Constant" {

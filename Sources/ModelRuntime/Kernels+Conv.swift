@@ -108,9 +108,36 @@ let convKernels: [(String, KernelFactory)] = {
             }
         }()
         let window = WindowAttributes(n)
+        // NHWC fp32 weights the AVX-512 GEMM reads as 32-channel panels: packed here, once,
+        // instead of on every run (in the Keras MobileNetV2 the per-run copies took a fifth of its
+        // time). The kernel then reads the panels only, and the file's pages of the weights are
+        // given back (for the portable path, should a run not take the AVX-512 one, the panels
+        // are unpacked again). Only weights that lie in the mapped file: where they were made at
+        // plan time (mediapipe's fp16 weights widened), all of them are alive when the first
+        // conv is planned, and the heap kept one more weight's worth resident than before
+        // (0.3-1 MB; over the memory bound on face_detection_full_range_sparse).
+        var packed: (panels: RTensor, shape: [Int])? = nil
+        let storedWeight = n.inputs.count > 1 ? n.inputs[1].flatMap { pc.graph.values[$0].constant } : nil
+        if nhwc, layout == .ohwi, window.group == 1, n.fusedActivation != .tanh, Executor.avx512Available,
+           storedWeight?.isFileBacked == true,
+           let w = pc.constants.count > 1 ? pc.constants[1] : nil, w.dtype == .float32, w.shape.count == 4 || w.shape.count == 3,
+           w.shape[0] >= 16 {
+            let outC = w.shape[0], kk = w.shape.dropFirst().reduce(1, *)
+            let t = RTensor.allocate([Int(mlk_conv_nhwc_panel_floats(Int32(outC), Int32(kk)))], .float32)
+            mlk_conv_nhwc_pack(Int32(outC), Int32(kk), w.floats, t.floats)
+            packed = (t, w.shape)
+            pc.packing.unreadSlots = [1]
+            pc.packing.bytes = t.byteCount
+        }
         return { ins, ctx in
             let x = try requireFloat(ins.first ?? nil, node: n)
-            let w = try requireFloat(ins.count > 1 ? ins[1] : nil, node: n)
+            let w: RTensor
+            if let packed {
+                // Its shape; its values only if the portable path runs (below).
+                w = RTensor(shape: packed.shape, dtype: .float32, buffer: packed.panels.buffer)
+            } else {
+                w = try requireFloat(ins.count > 1 ? ins[1] : nil, node: n)
+            }
             let bias = ins.count > 2 ? ins[2] : nil
             guard x.shape.count == w.shape.count else { throw RuntimeError.invalid(node: n.label, reason: "input rank \(x.shape.count), weight rank \(w.shape.count)") }
             let kernel: [Int], outC: Int
@@ -152,7 +179,17 @@ let convKernels: [(String, KernelFactory)] = {
                 mlk_depthwise_nchw(&p, x.floats, w.floats, b, y.floats, act.kind, act.lo, act.hi)
             } else if nhwc {
                 let scratch = ctx.scratchFloats(Int(mlk_conv_nhwc_scratch(&p)))
-                mlk_conv_nhwc(&p, x.floats, w.floats, b, y.floats, scratch, act.kind, act.lo, act.hi)
+                if let packed, mlk_conv_nhwc_packs(&p) != 0 {
+                    mlk_conv_nhwc_packed(&p, x.floats, packed.panels.floats, b, y.floats, scratch, act.kind, act.lo, act.hi)
+                } else {
+                    var weights = w
+                    if let packed {
+                        let kk = packed.shape.dropFirst().reduce(1, *)
+                        weights = RTensor.allocate([outC, kk], .float32)
+                        mlk_conv_nhwc_unpack(Int32(outC), Int32(kk), packed.panels.floats, weights.floats)
+                    }
+                    mlk_conv_nhwc(&p, x.floats, weights.floats, b, y.floats, scratch, act.kind, act.lo, act.hi)
+                }
             } else {
                 let scratch = ctx.scratchFloats(Int(mlk_conv_nchw_scratch(&p)))
                 // The residual is added before the activation.

@@ -385,4 +385,38 @@ final class ConvKernelTests: XCTestCase {
             checked += 1
         }
     }
+
+    /// NHWC convolutions run with weight panels packed once (mlk_conv_nhwc_pack, as the planner
+    /// does for TFLite models) give the bits of the call that packs them itself: 1x1, 3x3 and 5x5
+    /// windows, stride 1-2, 16-70 output channels (a last panel part zeros), 1 and 2 threads; and
+    /// the weights unpacked from the panels (a run off the AVX-512 path) are the weights.
+    func testNHWCConvolutionWithPrepackedWeightsMatchesPackingPerCall() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: the packed form is not used") }
+        defer { mlk_set_threads(1) }
+        var rng = Rng(s: 4242)
+        var checked = 0
+        while checked < 60 {
+            let ci = 1 + rng.next(40), co = 16 + rng.next(55), h = 1 + rng.next(20), wd = 1 + rng.next(20)
+            let k = 1 + 2 * rng.next(3), s = 1 + rng.next(2), pad = rng.next(k)
+            guard h + 2 * pad >= k, wd + 2 * pad >= k else { continue }
+            var p = square(ci, h, wd, co, (h + 2 * pad - k) / s + 1, (wd + 2 * pad - k) / s + 1, k: k, s: s, pad: pad)
+            guard mlk_conv_nhwc_packs(&p) != 0 else { continue }
+            let x = (0..<(h * wd * ci)).map { _ in rng.float() }
+            let w = (0..<(co * k * k * ci)).map { _ in rng.float() }
+            let b = (0..<co).map { _ in rng.float() }
+            mlk_set_threads(Int32(1 + rng.next(2)))
+            let n = Int(p.out_h * p.out_w) * co
+            var scratch = [Float](repeating: 0, count: Int(mlk_conv_nhwc_scratch(&p)))
+            var panels = [Float](repeating: -1, count: Int(mlk_conv_nhwc_panel_floats(Int32(co), Int32(k * k * ci))))
+            mlk_conv_nhwc_pack(Int32(co), Int32(k * k * ci), w, &panels)
+            var unpacked = [Float](repeating: 0, count: w.count)
+            mlk_conv_nhwc_unpack(Int32(co), Int32(k * k * ci), panels, &unpacked)
+            XCTAssertEqual(unpacked, w, "weights unpacked from their panels")
+            var perCall = [Float](repeating: 0, count: n), prepacked = perCall
+            mlk_conv_nhwc(&p, x, w, b, &perCall, &scratch, 1, 0, 0)
+            mlk_conv_nhwc_packed(&p, x, panels, b, &prepacked, &scratch, 1, 0, 0)
+            XCTAssertEqual(perCall, prepacked, "\(ci)->\(co) \(h)x\(wd) k\(k) s\(s) pad \(pad)")
+            checked += 1
+        }
+    }
 }

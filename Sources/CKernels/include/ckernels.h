@@ -114,6 +114,18 @@ size_t mlk_conv_nhwc_scratch(const mlk_conv *p);
 void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch, int act,
                    float lo, float hi);
 
+/// The weight panels the AVX-512 path of mlk_conv_nhwc builds on every call, built once: for a
+/// convolution with one group and at least 16 output channels (mlk_conv_nhwc_packs), OHWI weights
+/// of out_c x kk floats (kk = kH * kW * I) into mlk_conv_nhwc_panel_floats(out_c, kk) floats.
+/// mlk_conv_nhwc_packed then runs it with those panels, `w` unread.
+int mlk_conv_nhwc_packs(const mlk_conv *p);
+size_t mlk_conv_nhwc_panel_floats(int out_c, int kk);
+void mlk_conv_nhwc_pack(int out_c, int kk, const float *w, float *panels);
+/// The weights back out of their panels (for a run that does not take the AVX-512 path).
+void mlk_conv_nhwc_unpack(int out_c, int kk, const float *panels, float *w);
+void mlk_conv_nhwc_packed(const mlk_conv *p, const float *x, const float *panels, const float *bias, float *y, float *scratch,
+                          int act, float lo, float hi);
+
 /// Transposed convolution over NCHW data. Here in_* is the op's input and out_* its output;
 /// weights are IOHW ([in_c, out_c/g, kH, kW]). pad_top/pad_left are the begin paddings cut from
 /// the full output. `scratch` holds (out_c/g * kH * kW) * (in_h * in_w) floats.
