@@ -65,6 +65,21 @@ final class ConvKernelTests: XCTestCase {
         return (x, w, b, res)
     }
 
+    /// Runs `body` (one kernel call writing `n` floats at the pointer it gets) on the portable path
+    /// and then the AVX-512 one, each into an output followed by guard floats; fails the test if
+    /// either wrote past `n`. Returns both outputs' first `n` floats.
+    func portableAndFast(_ n: Int, _ label: String, _ body: (UnsafeMutablePointer<Float>) -> Void)
+        -> (portable: [Float], fast: [Float]) {
+        var portable = [Float](repeating: Self.guardValue, count: n + Self.guardFloats), fast = portable
+        Executor.preferAVX512(false)
+        portable.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+        Executor.preferAVX512(true)
+        fast.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+        XCTAssertTrue(portable[n...].allSatisfy { $0 == Self.guardValue }, label + ": the portable path wrote past its output")
+        XCTAssertTrue(fast[n...].allSatisfy { $0 == Self.guardValue }, label + ": wrote past its output")
+        return (Array(portable[..<n]), Array(fast[..<n]))
+    }
+
     /// Runs `p` on the portable path and then the AVX-512 paths at `threads`, asserts that they
     /// agree within 1e-4 relative, and returns the AVX-512 result.
     func agreeWithPortable(_ p: mlk_conv, _ x: [Float], _ w: [Float], _ b: [Float], _ res: [Float]?, threads: Int,
@@ -321,13 +336,8 @@ final class ConvKernelTests: XCTestCase {
             let w = (0..<(c * 9)).map { _ in rng.float() }
             let b = (0..<c).map { _ in rng.float() }
             let n = c * oh * ow, act: Int32 = rng.next(2) == 0 ? 0 : 2
-            var portable = [Float](repeating: Self.guardValue, count: n + Self.guardFloats), fast = portable
-            Executor.preferAVX512(false)
-            mlk_depthwise_nchw(&p, x, w, b, &portable, act, 0, 6)
-            Executor.preferAVX512(true)
-            mlk_depthwise_nchw(&p, x, w, b, &fast, act, 0, 6)
             let label = "\(c) channels \(h)x\(wd) stride \(s) pads 1,1,\(pb),\(pr)"
-            XCTAssertTrue(fast[n...].allSatisfy { $0 == Self.guardValue }, label + ": wrote past its output")
+            let (portable, fast) = portableAndFast(n, label) { mlk_depthwise_nchw(&p, x, w, b, $0, act, 0, 6) }
             // The NaN's plane and position: outputs whose window covers it are NaN on both paths.
             let (nc, ny, nx) = (nanAt / (h * wd), nanAt % (h * wd) / wd, nanAt % wd)
             var worst: Float = 0
@@ -373,14 +383,9 @@ final class ConvKernelTests: XCTestCase {
             let b: [Float]? = rng.next(4) == 0 ? nil : (0..<c).map { _ in rng.float() }
             let act: Int32 = rng.next(2) == 0 ? 0 : 2
             let n = oh * ow * c
-            var portable = [Float](repeating: Self.guardValue, count: n + Self.guardFloats), fast = portable
-            Executor.preferAVX512(false)
-            mlk_depthwise_nhwc(&p, x, w, b, &portable, act, 0, 6)
-            Executor.preferAVX512(true)
-            mlk_depthwise_nhwc(&p, x, w, b, &fast, act, 0, 6)
             let label = "\(c) channels \(h)x\(wd) k\(k) s\(s) d\(d) pads \(pt),\(pl),\(pb),\(pr)"
-            XCTAssertTrue(fast[n...].allSatisfy { $0 == Self.guardValue }, label + ": wrote past its output")
-            let worst = zip(portable[..<n], fast[..<n]).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
+            let (portable, fast) = portableAndFast(n, label) { mlk_depthwise_nhwc(&p, x, w, b, $0, act, 0, 6) }
+            let worst = zip(portable, fast).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
             XCTAssertLessThan(worst, 1e-5, label)
             checked += 1
         }
