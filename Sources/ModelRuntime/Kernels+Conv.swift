@@ -118,7 +118,7 @@ let convKernels: [(String, KernelFactory)] = {
         // (0.3-1 MB; over the memory bound on face_detection_full_range_sparse).
         var packed: (panels: RTensor, shape: [Int])? = nil
         let storedWeight = n.inputs.count > 1 ? n.inputs[1].flatMap { pc.graph.values[$0].constant } : nil
-        if nhwc, layout == .ohwi, window.group == 1, n.fusedActivation != .tanh, Executor.avx512Available,
+        if nhwc, layout == .ohwi, window.group == 1, Executor.avx512Available,
            storedWeight?.isFileBacked == true,
            let w = pc.constants.count > 1 ? pc.constants[1] : nil, w.dtype == .float32, w.shape.count == 4 || w.shape.count == 3,
            w.shape[0] >= 16 {
@@ -133,7 +133,7 @@ let convKernels: [(String, KernelFactory)] = {
             let x = try requireFloat(ins.first ?? nil, node: n)
             let w: RTensor
             if let packed {
-                // Its shape; its values only if the portable path runs (below).
+                // For its shape only: the panels are not in OHWI order (unpacked below if need be).
                 w = RTensor(shape: packed.shape, dtype: .float32, buffer: packed.panels.buffer)
             } else {
                 w = try requireFloat(ins.count > 1 ? ins[1] : nil, node: n)
