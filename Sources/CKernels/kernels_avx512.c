@@ -900,72 +900,50 @@ AVX512 int mlk_depthwise_flat_setup_(const mlk_conv *p, mlk_dw_flat *f) {
   return 1;
 }
 
-AVX512 static void dw_flat_plane(const mlk_conv *p, const float *plane, const float *k, float b, float *dst, int nv,
-                                 const uint16_t *masks, const long *offs, mlk_epilogue act) {
+// `nc` neighbouring channels at once (1 or 2; planes in_hw apart, outputs out_hw apart), sharing
+// the masks. Two give twice the independent sums in flight: on small planes one channel's few
+// chains of dependent FMAs (7x7: 4 vectors, 9 taps each) left the core waiting (harness,
+// MobileNetV2's 960 channels of 7x7 0.029 -> 0.021 ms, 384 of 14x14 0.035 -> 0.029, 576 of 14x14
+// 0.050 -> 0.044).
+AVX512 static inline __attribute__((always_inline)) void dw_flat_planes(const int nc, const mlk_conv *p, const float *plane,
+                                                                        size_t in_hw, const float *k, const float *b,
+                                                                        float *dst, size_t out_hw, int nv,
+                                                                        const uint16_t *masks, const long *offs,
+                                                                        mlk_epilogue act) {
   const int taps = p->k_h * p->k_w, hw = p->out_h * p->out_w;
   const vclamp cl = clamp_of(act);
-  __m512 wv[MLK_DW_FLAT_TAPS];
-  for (int t = 0; t < taps; t++) wv[t] = _mm512_set1_ps(k[t]);
   const long reach = offs[taps - 1];   // the last tap reads furthest ahead
-  for (int v0 = 0; v0 < nv; v0 += DW_FLAT_GROUP) {
-    __m512 acc[DW_FLAT_GROUP];
-#pragma clang loop unroll(full)
-    for (int j = 0; j < DW_FLAT_GROUP; j++) {
-      acc[j] = _mm512_set1_ps(b);
-      // The lines the group DW_FLAT_AHEAD vectors on reads first (past the plane's end: the
-      // next channel's), fetched here: the masked loads below get no help from the hardware
-      // prefetcher when they miss.
-      _mm_prefetch((const char *)(plane + reach + 16 * (v0 + DW_FLAT_AHEAD + j)), _MM_HINT_T0);
-    }
-    for (int t = 0; t < taps; t++) {
-      const float *src = plane + offs[t] + 16 * v0;
-      const uint16_t *m = masks + t * MLK_DW_FLAT_VECTORS + v0;
-#pragma clang loop unroll(full)
-      // Vectors past nv have all-zero masks: no memory is read. The planes are L1/L2-resident, where
-      // masked loads cost what plain ones do (a test to pick one measured 10-20% slower).
-      for (int j = 0; j < DW_FLAT_GROUP; j++)
-        acc[j] = _mm512_fmadd_ps(wv[t], _mm512_maskz_loadu_ps(m[j], src + 16 * j), acc[j]);
-    }
-#pragma clang loop unroll(full)
-    for (int j = 0; j < DW_FLAT_GROUP; j++)
-      if (v0 + j < nv) store16(dst + 16 * (v0 + j), lanes_inside(16 * (v0 + j), hw), apply_clamp(acc[j], cl));
-  }
-}
-
-// Two neighbouring channels at once (planes in_hw apart, outputs out_hw apart), sharing the masks:
-// twice the independent sums in flight. On small planes one channel's few chains of dependent
-// FMAs (7x7: 4 vectors, 9 taps each) left the core waiting (harness, MobileNetV2's 960 channels
-// of 7x7 0.029 -> 0.021 ms, 384 of 14x14 0.035 -> 0.029, 576 of 14x14 0.050 -> 0.044).
-AVX512 static void dw_flat_plane2(const mlk_conv *p, const float *plane, size_t in_hw, const float *k, const float *b,
-                                  float *dst, size_t out_hw, int nv, const uint16_t *masks, const long *offs,
-                                  mlk_epilogue act) {
-  const int taps = p->k_h * p->k_w, hw = p->out_h * p->out_w;
-  const vclamp cl = clamp_of(act);
-  const long reach = offs[taps - 1];
   for (int v0 = 0; v0 < nv; v0 += DW_FLAT_GROUP) {
     __m512 acc[2][DW_FLAT_GROUP];
 #pragma clang loop unroll(full)
     for (int j = 0; j < DW_FLAT_GROUP; j++) {
-      acc[0][j] = _mm512_set1_ps(b[0]);
-      acc[1][j] = _mm512_set1_ps(b[1]);
-      _mm_prefetch((const char *)(plane + in_hw + reach + 16 * (v0 + DW_FLAT_AHEAD + j)), _MM_HINT_T0);
+#pragma clang loop unroll(full)
+      for (int c = 0; c < nc; c++) acc[c][j] = _mm512_set1_ps(b[c]);
+      // The lines the group DW_FLAT_AHEAD vectors on reads first (past the plane's end: the
+      // next channel's), fetched here: the masked loads below get no help from the hardware
+      // prefetcher when they miss.
+      _mm_prefetch((const char *)(plane + (nc - 1) * in_hw + reach + 16 * (v0 + DW_FLAT_AHEAD + j)), _MM_HINT_T0);
     }
     for (int t = 0; t < taps; t++) {
       const float *src = plane + offs[t] + 16 * v0;
       const uint16_t *m = masks + t * MLK_DW_FLAT_VECTORS + v0;
-      const __m512 w0 = _mm512_set1_ps(k[t]), w1 = _mm512_set1_ps(k[taps + t]);
+      __m512 wv[2];
 #pragma clang loop unroll(full)
-      for (int j = 0; j < DW_FLAT_GROUP; j++) {
-        acc[0][j] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m[j], src + 16 * j), acc[0][j]);
-        acc[1][j] = _mm512_fmadd_ps(w1, _mm512_maskz_loadu_ps(m[j], src + in_hw + 16 * j), acc[1][j]);
-      }
+      for (int c = 0; c < nc; c++) wv[c] = _mm512_set1_ps(k[c * taps + t]);
+      // Vectors past nv have all-zero masks: no memory is read. The planes are L1/L2-resident, where
+      // masked loads cost what plain ones do (a test to pick one measured 10-20% slower).
+#pragma clang loop unroll(full)
+      for (int j = 0; j < DW_FLAT_GROUP; j++)
+#pragma clang loop unroll(full)
+        for (int c = 0; c < nc; c++)
+          acc[c][j] = _mm512_fmadd_ps(wv[c], _mm512_maskz_loadu_ps(m[j], src + c * in_hw + 16 * j), acc[c][j]);
     }
 #pragma clang loop unroll(full)
     for (int j = 0; j < DW_FLAT_GROUP; j++)
       if (v0 + j < nv) {
         const __mmask16 sm = lanes_inside(16 * (v0 + j), hw);
-        store16(dst + 16 * (v0 + j), sm, apply_clamp(acc[0][j], cl));
-        store16(dst + out_hw + 16 * (v0 + j), sm, apply_clamp(acc[1][j], cl));
+#pragma clang loop unroll(full)
+        for (int c = 0; c < nc; c++) store16(dst + c * out_hw + 16 * (v0 + j), sm, apply_clamp(acc[c][j], cl));
       }
   }
 }
@@ -996,7 +974,7 @@ AVX512 void mlk_depthwise_planes_avx512_(const mlk_conv *p, const float *x, cons
     if (!flat->phased && mult == 1)
       for (; o + 1 < o1; o += 2) {
         const float bb[2] = {bias ? bias[o] : 0.0f, bias ? bias[o + 1] : 0.0f};
-        dw_flat_plane2(p, x + ((size_t)n * p->in_c + o) * in_hw, in_hw, w + (size_t)o * p->k_h * p->k_w, bb,
+        dw_flat_planes(2, p, x + ((size_t)n * p->in_c + o) * in_hw, in_hw, w + (size_t)o * p->k_h * p->k_w, bb,
                        y + ((size_t)n * p->out_c + o) * out_hw, out_hw, nv, flat->masks, flat->offs, act);
       }
     for (; o < o1; o++) {
@@ -1005,8 +983,9 @@ AVX512 void mlk_depthwise_planes_avx512_(const mlk_conv *p, const float *x, cons
         split_phases(p, plane, phases);
         plane = phases;
       }
-      dw_flat_plane(p, plane, w + (size_t)o * p->k_h * p->k_w, bias ? bias[o] : 0.0f, y + ((size_t)n * p->out_c + o) * out_hw,
-                    nv, flat->masks, flat->offs, act);
+      const float bo = bias ? bias[o] : 0.0f;
+      dw_flat_planes(1, p, plane, in_hw, w + (size_t)o * p->k_h * p->k_w, &bo, y + ((size_t)n * p->out_c + o) * out_hw, out_hw,
+                     nv, flat->masks, flat->offs, act);
     }
     return;
   }

@@ -381,6 +381,14 @@ public final class Executor {
         }
     }
 
+    /// A constant no step reads where it lies any more: its pages in a mapped file go back to the
+    /// system, and the runtime tensor made of it (a copy, or a result folded at plan time) goes,
+    /// unless folded values are kept.
+    func letGo(_ v: ValueID) {
+        graph.values[v].constant?.releaseResidentPages()
+        if !keepsFoldedValues || graph.values[v].constant != nil { constants[v] = nil }
+    }
+
     func plan() throws {
         let (fusedInputs, fusedActivations) = fusions()
         var consumerCount: [ValueID: Int] = [:]
@@ -434,10 +442,7 @@ public final class Executor {
                     // As for folded nodes: a weight no other node reads gives its pages back, and a
                     // converted copy of it (fp16 widened at plan time) goes.
                     for slot in pc.packing.unreadSlots where slot < inputs.count {
-                        if let v = inputs[slot], v < graph.values.count, consumerCount[v] == 1, !outputSet.contains(v) {
-                            graph.values[v].constant?.releaseResidentPages()
-                            if !keepsFoldedValues || graph.values[v].constant != nil { constants[v] = nil }
-                        }
+                        if let v = inputs[slot], v < graph.values.count, consumerCount[v] == 1, !outputSet.contains(v) { letGo(v) }
                         inputs[slot] = nil
                     }
                 }
@@ -451,8 +456,7 @@ public final class Executor {
                 // to fp32) give their pages in a mapped file back to the system, and copies of
                 // them or earlier folded results (a dequantized weight this node transposes) go.
                 for case let v? in inputs where v < graph.values.count && consumerCount[v] == 1 && lastUse[v] == i && !outputSet.contains(v) {
-                    graph.values[v].constant?.releaseResidentPages()
-                    if !keepsFoldedValues || graph.values[v].constant != nil { constants[v] = nil }
+                    letGo(v)
                 }
                 continue
             }
