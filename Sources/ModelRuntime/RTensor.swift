@@ -8,6 +8,12 @@ public final class RBuffer: @unchecked Sendable {
     public let capacity: Int
     let owned: Bool
     let owner: AnyObject?
+    /// The run context that allocated this buffer and owns it now (nil: borrowed, made outside a
+    /// run, or handed to a caller). Set and read by that context's runs only; an identifier, so
+    /// that testing it never touches the context object.
+    var context: ObjectIdentifier? = nil
+    /// While `context` runs: how many of the run's live values use this buffer (views share one).
+    var liveValues = 0
 
     init(capacity: Int) {
         self.capacity = max(capacity, 1)
