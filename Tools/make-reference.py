@@ -18,7 +18,7 @@ import glob, json, os, sys, warnings
 
 import numpy as np
 import onnx
-from onnx import shape_inference
+from onnx import numpy_helper, shape_inference
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, '.refdata')
@@ -86,6 +86,10 @@ def onnx_facts(path, infer=True):
         'inputs': value_infos([i for i in g.input if i.name not in init]),
         'outputs': value_infos(g.output),
         'parameterCount': params,
+        # float32 initializers with 4 KB or more of raw_data (ModelLens reads those in place from
+        # the mapped file): name -> sum of the values, in float64.
+        'rawInitializerSums': {t.name: float(np.sum(numpy_helper.to_array(t), dtype=np.float64))
+                               for t in g.initializer if t.data_type == 1 and len(t.raw_data) >= 4096},
     }
     if infer:
         shapes = {}

@@ -489,6 +489,7 @@ typedef struct {
   size_t slot;
   int wq, kk, row_chunks;
   mlk_epilogue act;
+  const float *packed;   // the weights as mlk_conv_cot_pack lays them out, or NULL (transposed per call)
 } cot_job;
 
 // Task t: output channels [32 g, 32 g + 32) of one image, g = t / row_chunks, over the output
@@ -502,19 +503,31 @@ static void cot_task(void *ctx, int t) {
   const int oh1 = oh0 + per < p->out_h ? oh0 + per : p->out_h;
   if (oh0 >= oh1) return;
   float *wt = j->scratch + j->slot * (size_t)mlk_slot, *ct = wt + (size_t)MLK_GEMM_KC * 32;
-  const float *wp = j->w + (size_t)co0 * j->kk;
+  const float *wp = j->packed ? NULL : j->w + (size_t)co0 * j->kk;
   const int row_strips = (p->out_w + MLK_COT_PIXELS - 1) / MLK_COT_PIXELS;
   for (int pc = 0; pc < j->kk; pc += MLK_GEMM_KC) {
     const int kc = j->kk - pc < MLK_GEMM_KC ? j->kk - pc : MLK_GEMM_KC;
     // The weights block by block (32 x kc, transposed where the strips read it), and the next
     // block's lines fetched while this one computes: they come from DRAM in a model, and the
     // whole panel transposed up front waited on memory for 12% of the convolution.
-    mlk_cot_pack_avx512_(kc, nco, wp + pc, j->kk, wt);
+    // Packed at plan time, the block is read where it lies, and the next one (the next block of
+    // this panel or the next panel's first) follows it in memory: its lines are fetched in order.
+    if (j->packed) wt = (float *)j->packed + ((size_t)group * j->kk + pc) * 32;
+    else mlk_cot_pack_avx512_(kc, nco, wp + pc, j->kk, wt);
     const int next = pc + MLK_GEMM_KC;
-    const float *nw = next < j->kk ? wp + next : (co0 + 32 < p->out_c && oh0 == 0 ? wp + (size_t)32 * j->kk : NULL);
+    const int has_next = next < j->kk || (co0 + 32 < p->out_c && oh0 == 0);
     const int nk = next < j->kk ? j->kk - next : j->kk, nkc = nk < MLK_GEMM_KC ? nk : MLK_GEMM_KC;
     const int nrows = next < j->kk ? nco : (p->out_c - co0 - 32 < 32 ? p->out_c - co0 - 32 : 32);
-    const int lines_per_row = (nkc + 15) / 16, lines = nw ? nrows * lines_per_row : 0;
+    const float *nw = NULL;
+    int lines_per_row = (nkc + 15) / 16, lines = 0;
+    if (has_next && j->packed) {
+      // One run of 2 * nkc lines; with next == kk, the start of the next panel.
+      nw = j->packed + ((size_t)group * j->kk + (next < j->kk ? next : j->kk)) * 32;
+      lines_per_row = lines = 2 * nkc;
+    } else if (has_next) {
+      nw = next < j->kk ? wp + next : wp + (size_t)32 * j->kk;
+      lines = nrows * lines_per_row;
+    }
     const int strips = (oh1 - oh0) * row_strips, per = (lines + strips - 1) / strips;
     int fetched = 0, frow = 0, fcol = 0;
     for (int oh = oh0; oh < oh1; oh++)
@@ -709,7 +722,7 @@ static size_t conv_direct_scratch(const mlk_conv *p) {
 }
 
 static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *scale,
-                             const float *res, float *y, float *scratch, mlk_epilogue act) {
+                             const float *res, float *y, float *scratch, mlk_epilogue act, const float *packed) {
   const int cot = conv_cot_ok(p);
   const int s = cot ? 1 : p->stride_w;   // the layout's stride: 2 for phases
   int hq, wq;
@@ -766,7 +779,7 @@ static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, 
       int row_chunks = mlk_threads > 1 && groups < 2 * mlk_threads ? (2 * mlk_threads + groups - 1) / groups : 1;
       if (row_chunks > p->out_h) row_chunks = p->out_h;
       cot_job cj = {p, xpad, w, bias, scale, res ? res + (size_t)n * p->out_c * out_hw : NULL, off,
-                    y + (size_t)n * p->out_c * out_hw, tmp, conv_cot_slot(p), wq, kk, row_chunks, act};
+                    y + (size_t)n * p->out_c * out_hw, tmp, conv_cot_slot(p), wq, kk, row_chunks, act, packed};
       mlk_parallel(groups * row_chunks, cot_task, &cj);
       continue;
     }
@@ -805,7 +818,7 @@ void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const floa
     return;
   }
   if (conv_direct_ok(p)) {
-    conv_nchw_direct(p, x, w, bias, scale, res, y, scratch, (mlk_epilogue){act, lo, hi});
+    conv_nchw_direct(p, x, w, bias, scale, res, y, scratch, (mlk_epilogue){act, lo, hi}, NULL);
     if (act == 4) mlk_activate(y, (size_t)p->batch * p->out_c * out_hw, act, lo, hi);
     return;
   }
@@ -852,6 +865,35 @@ void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const floa
   if (res)
     for (size_t i = 0, total = (size_t)p->batch * p->out_c * out_hw; i < total; i++) y[i] += res[i];
   mlk_activate(y, (size_t)p->batch * p->out_c * out_hw, act, lo, hi);
+}
+
+// Weights packed once (at plan time) for the channels-as-vectors path: panel g (output channels
+// 32g..32g+31) holds, for every k of the reduction, its 32 channels' weights side by side (zero
+// past out_c), [ceil(out_c / 32)][kk][32]: what cot_task otherwise transposes block by block on
+// every call. The panels hold the weights' values only, in another order.
+int mlk_conv_nchw_cot_packs(const mlk_conv *p) { return conv_direct_ok(p) && conv_cot_ok(p); }
+
+size_t mlk_conv_cot_panel_floats(int out_c, int kk) { return ((size_t)out_c + 31) / 32 * (size_t)kk * 32; }
+
+void mlk_conv_cot_pack(int out_c, int kk, const float *w, float *panels) {
+  for (int g = 0; g < (out_c + 31) / 32; g++) {
+    float *dst = panels + (size_t)g * kk * 32;
+    for (int c = 0; c < 32; c++) {
+      const int o = 32 * g + c;
+      for (int k = 0; k < kk; k++) dst[(size_t)k * 32 + c] = o < out_c ? w[(size_t)o * kk + k] : 0.0f;
+    }
+  }
+}
+
+void mlk_conv_cot_unpack(int out_c, int kk, const float *panels, float *w) {
+  for (int o = 0; o < out_c; o++)
+    for (int k = 0; k < kk; k++) w[(size_t)o * kk + k] = panels[((size_t)(o / 32) * kk + k) * 32 + o % 32];
+}
+
+void mlk_conv_nchw_packed(const mlk_conv *p, const float *x, const float *panels, const float *bias, const float *scale,
+                          const float *res, float *y, float *scratch, int act, float lo, float hi) {
+  conv_nchw_direct(p, x, NULL, bias, scale, res, y, scratch, (mlk_epilogue){act, lo, hi}, panels);
+  if (act == 4) mlk_activate(y, (size_t)p->batch * p->out_c * p->out_h * p->out_w, act, lo, hi);
 }
 
 // One output channel of a depthwise convolution. 3x3 kernels take a direct path: each output

@@ -162,8 +162,11 @@ static void drop_pages(const uint8_t *base, size_t start, size_t len) {
 // are copied into their own allocation in slices, each mapped slice dropped once copied, so a
 // single huge tensor (VGG16's 411 MB classifier weight) costs its size, not twice that.
 #define ML_RAW_SLICE ((size_t)16 << 20)
+// With `borrow` (ml_onnx_load_mapped), a raw_data of this size or more is left where it lies in
+// the mapping: no copy at all (smaller ones share their pages with the file's other fields).
+#define ML_BORROW_MIN ((size_t)4096)
 
-static Onnx__TensorProto *unpack_initializer(const uint8_t *base, size_t start, size_t len) {
+static Onnx__TensorProto *unpack_initializer(const uint8_t *base, size_t start, size_t len, int borrow) {
   const uint8_t *p = base + start;
   size_t pos = 0, raw_start = 0, raw_len = 0;
   int raws = 0;
@@ -175,7 +178,8 @@ static Onnx__TensorProto *unpack_initializer(const uint8_t *base, size_t start, 
     if (skip_value(p, len, &pos, wire, &flen) != 0) return NULL;
     if (field == 9 && wire == 2) { raws++; raw_start = pos - flen; raw_len = flen; }
   }
-  if (raws != 1 || raw_len < ML_RAW_SLICE) {
+  const int borrowed = borrow && raws == 1 && raw_len >= ML_BORROW_MIN;
+  if (!borrowed && (raws != 1 || raw_len < ML_RAW_SLICE)) {
     Onnx__TensorProto *t = onnx__tensor_proto__unpack(NULL, len, p);
     drop_pages(base, start, len);
     return t;
@@ -196,6 +200,13 @@ static Onnx__TensorProto *unpack_initializer(const uint8_t *base, size_t start, 
   Onnx__TensorProto *t = onnx__tensor_proto__unpack(NULL, rest_len, rest);
   free(rest);
   if (!t) return NULL;
+  if (borrowed) {
+    // Freed by ml_onnx_free_mapped, which recognises the address as the mapping's.
+    t->has_raw_data = 1;
+    t->raw_data.len = raw_len;
+    t->raw_data.data = (uint8_t *)(p + raw_start);
+    return t;
+  }
   uint8_t *raw = malloc(raw_len);
   if (!raw) { onnx__tensor_proto__free_unpacked(t, NULL); return NULL; }
   for (size_t off = 0; off < raw_len; off += ML_RAW_SLICE) {
@@ -211,7 +222,7 @@ static Onnx__TensorProto *unpack_initializer(const uint8_t *base, size_t start, 
 }
 
 // Returns NULL when the file is not shaped as expected; the caller then decodes it whole.
-static Onnx__ModelProto *ml_onnx_decode_streaming(const uint8_t *data, size_t size) {
+static Onnx__ModelProto *ml_onnx_decode_streaming(const uint8_t *data, size_t size, int borrow) {
   // Top level: find the single graph field (7).
   size_t pos = 0, graph_start = 0, graph_len = 0;
   int graphs = 0;
@@ -276,8 +287,14 @@ static Onnx__ModelProto *ml_onnx_decode_streaming(const uint8_t *data, size_t si
       graph->initializer = calloc(count, sizeof(Onnx__TensorProto *));
       if (!graph->initializer) { onnx__model_proto__free_unpacked(model, NULL); free(inits); return NULL; }
       for (size_t i = 0; i < count; i++) {
-        Onnx__TensorProto *t = unpack_initializer(data, inits[i].start, inits[i].len);
-        if (!t) { graph->n_initializer = i; onnx__model_proto__free_unpacked(model, NULL); free(inits); return NULL; }
+        Onnx__TensorProto *t = unpack_initializer(data, inits[i].start, inits[i].len, borrow);
+        if (!t) {
+          graph->n_initializer = i;
+          ml_mapping m = {data, size};
+          ml_onnx_free_mapped(model, &m);
+          free(inits);
+          return NULL;
+        }
         graph->initializer[i] = t;
         graph->n_initializer = i + 1;
       }
@@ -296,7 +313,7 @@ Onnx__ModelProto *ml_onnx_load(const char *path, char *err, size_t errlen) {
   if (ml_map_file(path, &m, err, errlen) != 0) return NULL;
   if (m.data != NULL) madvise((void *)m.data, m.size, MADV_SEQUENTIAL);
   Onnx__ModelProto *model = NULL;
-  if (m.size > 0 && !too_deep(m.data, m.size, K_MODEL, 0)) model = ml_onnx_decode_streaming(m.data, m.size);
+  if (m.size > 0 && !too_deep(m.data, m.size, K_MODEL, 0)) model = ml_onnx_decode_streaming(m.data, m.size, 0);
   // Anything unusual (several graph fields, groups, malformed framing): decode whole, which
   // also produces the error message for broken files.
   if (model == NULL) model = ml_onnx_decode(m.data, m.size, err, errlen);
@@ -306,6 +323,43 @@ Onnx__ModelProto *ml_onnx_load(const char *path, char *err, size_t errlen) {
 
 void ml_onnx_free(Onnx__ModelProto *model) {
   if (model != NULL) onnx__model_proto__free_unpacked(model, NULL);
+}
+
+Onnx__ModelProto *ml_onnx_load_mapped(const char *path, ml_mapping *mapping, char *err, size_t errlen) {
+  mapping->data = NULL;
+  mapping->size = 0;
+  ml_mapping m;
+  if (ml_map_file(path, &m, err, errlen) != 0) return NULL;
+  if (m.data != NULL) madvise((void *)m.data, m.size, MADV_SEQUENTIAL);
+  Onnx__ModelProto *model = NULL;
+  if (m.size > 0 && !too_deep(m.data, m.size, K_MODEL, 0)) model = ml_onnx_decode_streaming(m.data, m.size, 1);
+  int borrowed = 0;
+  if (model != NULL && model->graph != NULL)
+    for (size_t i = 0; i < model->graph->n_initializer; i++) {
+      const uint8_t *d = model->graph->initializer[i]->raw_data.data;
+      if (d != NULL && d >= m.data && d < m.data + m.size) borrowed = 1;
+    }
+  if (model == NULL) model = ml_onnx_decode(m.data, m.size, err, errlen);   // copies everything
+  if (borrowed) {
+    madvise((void *)m.data, m.size, MADV_NORMAL);   // read again where the weights are used, in any order
+    *mapping = m;
+  } else {
+    ml_unmap_file(&m);
+  }
+  return model;
+}
+
+void ml_onnx_free_mapped(Onnx__ModelProto *model, const ml_mapping *mapping) {
+  if (model == NULL) return;
+  if (model->graph != NULL && mapping->data != NULL)
+    for (size_t i = 0; i < model->graph->n_initializer; i++) {
+      Onnx__TensorProto *t = model->graph->initializer[i];
+      if (t != NULL && t->raw_data.data >= mapping->data && t->raw_data.data < mapping->data + mapping->size) {
+        t->raw_data.data = NULL;
+        t->raw_data.len = 0;
+      }
+    }
+  onnx__model_proto__free_unpacked(model, NULL);
 }
 
 #include <stdlib.h>

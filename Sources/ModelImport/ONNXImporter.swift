@@ -2,11 +2,38 @@ import CONNX
 import Foundation
 import ModelIR
 
-/// Owns a decoded ModelProto; tensors borrow their raw_data from it.
+/// Owns a decoded ModelProto; tensors borrow their raw_data from it. Where the model was loaded
+/// mapped (ml_onnx_load_mapped), the large raw_data lie in the file's mapping, which this object
+/// keeps until the message is freed.
 final class ONNXMessage {
     let model: UnsafeMutablePointer<Onnx__ModelProto>
-    init(_ model: UnsafeMutablePointer<Onnx__ModelProto>) { self.model = model }
-    deinit { ml_onnx_free(model) }
+    var mapping = ml_mapping()
+    init(_ model: UnsafeMutablePointer<Onnx__ModelProto>, mapping: ml_mapping = ml_mapping()) {
+        self.model = model
+        self.mapping = mapping
+    }
+    deinit {
+        if mapping.data != nil {
+            ml_onnx_free_mapped(model, &mapping)
+            ml_unmap_file(&mapping)
+        } else {
+            ml_onnx_free(model)
+        }
+    }
+    /// Whether `p` lies in the mapping.
+    func maps(_ p: UnsafeRawPointer) -> Bool {
+        guard let base = mapping.data else { return false }
+        return p >= UnsafeRawPointer(base) && p < UnsafeRawPointer(base) + mapping.size
+    }
+}
+
+/// The owner of tensor bytes that lie in an ONNX file's mapping (the message keeps the mapping):
+/// file-backed, so that pages of weights no kernel reads where they lie (converted or packed at
+/// plan time) can be given back.
+final class ONNXFileBytes: FileBackedStorage {
+    let message: ONNXMessage
+    init(_ message: ONNXMessage) { self.message = message }
+    var mappedBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: message.mapping.data, count: message.mapping.size) }
 }
 
 /// A read-only mapping of an external-data file, shared by the tensors in it.
@@ -80,10 +107,11 @@ enum ONNXImporter {
 
     static func load(_ path: String) throws -> Model {
         var err = [CChar](repeating: 0, count: 512)
-        guard let proto = ml_onnx_load(path, &err, err.count) else {
+        var mapping = ml_mapping()
+        guard let proto = ml_onnx_load_mapped(path, &mapping, &err, err.count) else {
             throw ImportError(path, String(cString: err))
         }
-        let message = ONNXMessage(proto)
+        let message = ONNXMessage(proto, mapping: mapping)
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
         let p = proto.pointee
         guard let g = p.graph else {
@@ -118,10 +146,13 @@ enum ONNXImporter {
         let directory: String
         var warnings: [String] = []
         var externalFiles: [String: MappedFile] = [:]
+        /// The owner of bytes that lie in the model file's mapping (nil when nothing does).
+        let fileBytes: ONNXFileBytes?
 
         init(path: String, message: AnyObject, opsets: [String: Int]) {
             self.path = path
             self.message = message
+            if let m = message as? ONNXMessage, m.mapping.data != nil { fileBytes = ONNXFileBytes(m) } else { fileBytes = nil }
             self.opsets = opsets
             self.directory = (path as NSString).deletingLastPathComponent
         }
@@ -197,6 +228,9 @@ enum ONNXImporter {
                     throw fail("\(label) declares shape \(dims) of \(dtype.rawValue) (\(need) bytes) but raw_data holds \(len) bytes")
                 }
                 let buffer = UnsafeRawBufferPointer(start: t.raw_data.data, count: len)
+                if let fileBytes, let p = buffer.baseAddress, fileBytes.message.maps(p) {
+                    return TensorData(dtype: dtype, shape: dims, storage: .borrowed(buffer, owner: fileBytes))
+                }
                 return TensorData(dtype: dtype, shape: dims, storage: .borrowed(buffer, owner: message))
             }
             // Typed storage: convert to little-endian packed bytes (owned).

@@ -237,6 +237,18 @@ public final class Executor {
         // files lie at 2-byte offsets: a copy of them would stay beside their fp32 widening).
         case .borrowed(let p, let owner) where p.baseAddress != nil && Int(bitPattern: p.baseAddress!) % min(8, max(1, (data.dtype.bitWidth ?? 8) / 8)) == 0:
             t = RTensor(shape: data.shape, dtype: data.dtype, buffer: RBuffer(borrowing: p.baseAddress!, capacity: p.count, owner: owner))
+        case .borrowed(let p, let owner) where owner is FileBackedStorage && p.baseAddress != nil:
+            // Bytes in a mapped file at an odd offset (an ONNX weight): copied, and read through the
+            // copy from now on. The file's pages go back slice by slice as they are copied, so that
+            // the two are never both resident (VGG16's 411 MB classifier weight would be twice that).
+            let b = RBuffer(capacity: p.count)
+            let slice = 16 << 20
+            for start in stride(from: 0, to: p.count, by: slice) {
+                let part = UnsafeRawBufferPointer(rebasing: p[start..<min(p.count, start + slice)])
+                (b.pointer + start).copyMemory(from: part.baseAddress!, byteCount: part.count)
+                releasePages(of: part)
+            }
+            t = RTensor(shape: data.shape, dtype: data.dtype, buffer: b)
         default:
             let b = RBuffer(capacity: data.byteCount)
             data.copyBytes(to: b.pointer)

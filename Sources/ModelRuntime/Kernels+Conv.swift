@@ -145,20 +145,44 @@ let convKernels: [(String, KernelFactory)] = {
             }
             return (p, outShape(p, rank: xs.count, nhwc: nhwc))
         }
-        // Worked out here for the input shape the graph declares, when it is static: a run with
-        // that shape skips the arithmetic and its arrays (about a microsecond per convolution).
-        let plannedX = n.inputs.first.flatMap { $0.flatMap { pc.graph.values[$0].type.shape.concrete } }
+        // Worked out here for the input shape the graph declares (a batch left open taken as 1),
+        // when the rest of it is static: a run with that shape skips the arithmetic and its arrays
+        // (about a microsecond per convolution), and the weights can be packed for its path.
+        let plannedX: [Int]? = n.inputs.first.flatMap { $0.flatMap { v -> [Int]? in
+            guard let dims = pc.graph.values[v].type.shape.dims, !dims.isEmpty else { return nil }
+            var shape: [Int] = []
+            for (i, d) in dims.enumerated() {
+                guard let known = d.value ?? (i == 0 ? 1 : nil) else { return nil }
+                shape.append(known)
+            }
+            return shape
+        } }
         let plannedW = packed?.shape ?? (pc.constants.count > 1 ? pc.constants[1]?.shape : nil)
         let planned: (x: [Int], w: [Int], p: mlk_conv, y: [Int])? = {
             guard let xs = plannedX, let ws = plannedW, let (p, y) = try? geometry(xs, ws) else { return nil }
             return (xs, ws, p, y)
         }()
+        // NCHW fp32 weights of convolutions the AVX-512 channels-as-vectors path runs (3x3 on
+        // planes of 65 to 12544 outputs: ResNet50's layers 1-3): packed here into the panels that
+        // path reads, instead of transposed block by block on every call. As for NHWC, only for
+        // weights in the mapped file, whose pages then go back (the panels take their place).
+        var cotPacked: (panels: RTensor, shape: [Int])? = nil
+        if !nhwc, layout == .oihw, packed == nil, Executor.avx512Available, storedWeight?.isFileBacked == true,
+           var p = planned?.p, mlk_conv_nchw_cot_packs(&p) != 0,
+           let w = pc.constants.count > 1 ? pc.constants[1] : nil, w.dtype == .float32, w.shape.count == 4 {
+            let outC = w.shape[0], kk = w.count / max(outC, 1)
+            let t = RTensor.allocate([Int(mlk_conv_cot_panel_floats(Int32(outC), Int32(kk)))], .float32)
+            mlk_conv_cot_pack(Int32(outC), Int32(kk), w.floats, t.floats)
+            cotPacked = (t, w.shape)
+            pc.packing.unreadSlots = [1]
+            pc.packing.bytes = t.byteCount
+        }
         return { ins, ctx in
             let x = try requireFloat(ins.first ?? nil, node: n)
             let w: RTensor
-            if let packed {
-                // For its shape only: the panels are not in OHWI order (unpacked below if need be).
-                w = RTensor(shape: packed.shape, dtype: .float32, buffer: packed.panels.buffer)
+            if let stored = packed ?? cotPacked {
+                // For its shape only: the panels are not in the stored order (unpacked below if need be).
+                w = RTensor(shape: stored.shape, dtype: .float32, buffer: stored.panels.buffer)
             } else {
                 w = try requireFloat(ins.count > 1 ? ins[1] : nil, node: n)
             }
@@ -207,15 +231,28 @@ let convKernels: [(String, KernelFactory)] = {
                 }
             } else {
                 let scratch = ctx.scratchFloats(Int(mlk_conv_nchw_scratch(&p)))
+                let fitting = residual.map { $0.dtype == .float32 && $0.shape == y.shape } ?? true
+                let onPanels = cotPacked != nil && fitting && mlk_conv_nchw_cot_packs(&p) != 0
+                var weights = w
+                if let cotPacked, !onPanels {
+                    // Another path than the panels' (another input shape, or the portable kernels).
+                    weights = RTensor.allocate(cotPacked.shape, .float32)
+                    mlk_conv_cot_unpack(Int32(outC), Int32(weights.count / max(outC, 1)), cotPacked.panels.floats, weights.floats)
+                }
                 // The residual is added before the activation.
-                if let r = residual, r.dtype != .float32 || r.shape != y.shape {
+                if let r = residual, !fitting {
                     // Not exactly the output's shape: the Add runs on its own, with broadcasting.
-                    mlk_conv_nchw(&p, x.floats, w.floats, b, scale?.floats, nil, y.floats, scratch, 0, 0, 0)
+                    mlk_conv_nchw(&p, x.floats, weights.floats, b, scale?.floats, nil, y.floats, scratch, 0, 0, 0)
                     let sum = try binaryFloat(Int32(MLK_ADD), y, try requireFloat(r, node: n), n, ctx)
                     mlk_activate(sum.floats, sum.count, act.kind, act.lo, act.hi)
                     return [sum]
                 }
-                mlk_conv_nchw(&p, x.floats, w.floats, b, scale?.floats, residual?.floats, y.floats, scratch, act.kind, act.lo, act.hi)
+                if let cotPacked, onPanels {
+                    mlk_conv_nchw_packed(&p, x.floats, cotPacked.panels.floats, b, scale?.floats, residual?.floats, y.floats, scratch,
+                                         act.kind, act.lo, act.hi)
+                } else {
+                    mlk_conv_nchw(&p, x.floats, weights.floats, b, scale?.floats, residual?.floats, y.floats, scratch, act.kind, act.lo, act.hi)
+                }
             }
             if kernelActivation == nil {
                 // Two activations (the planner's and the node's own): applied in turn, afterwards.

@@ -424,4 +424,41 @@ final class ConvKernelTests: XCTestCase {
             checked += 1
         }
     }
+
+    /// NCHW convolutions of the channels-as-vectors path run with weight panels packed once
+    /// (mlk_conv_cot_pack, as the planner does for ONNX weights in the mapped file) give the bits
+    /// of the call that transposes the weights itself: 3x3 and 5x5, stride 1-2, 32-100 output
+    /// channels (a last panel part zeros), 16-300 input channels (reductions over more than one
+    /// block of 256), a residual and scale, 1 and 2 threads; the weights unpacked from the panels
+    /// (a run off that path) are the weights.
+    func testChannelsAsVectorsConvolutionWithPrepackedWeightsMatchesPackingPerCall() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: the packed form is not used") }
+        defer { mlk_set_threads(1) }
+        var rng = Rng(s: 777)
+        var checked = 0
+        while checked < 40 {
+            let k = rng.next(4) == 0 ? 5 : 3, s = 1 + rng.next(2), pad = k / 2
+            let oh = 3 + rng.next(30), ow = 3 + rng.next(30)
+            let h = (oh - 1) * s + 1, wd = (ow - 1) * s + 1
+            let ci = 16 + rng.next(rng.next(3) == 0 ? 285 : 60), co = 32 + rng.next(69)
+            var p = square(ci, h, wd, co, oh, ow, k: k, s: s, pad: pad)
+            guard mlk_conv_nchw_cot_packs(&p) != 0 else { continue }
+            let (x, w, b, res) = operands(p, &rng)
+            let scale = (0..<co).map { _ in rng.float() }
+            let kk = ci * k * k
+            var panels = [Float](repeating: -1, count: Int(mlk_conv_cot_panel_floats(Int32(co), Int32(kk))))
+            mlk_conv_cot_pack(Int32(co), Int32(kk), w, &panels)
+            var unpacked = [Float](repeating: 0, count: w.count)
+            mlk_conv_cot_unpack(Int32(co), Int32(kk), panels, &unpacked)
+            XCTAssertEqual(unpacked, w, "weights unpacked from their panels")
+            mlk_set_threads(Int32(1 + rng.next(2)))
+            let n = Int(p.out_h * p.out_w) * co
+            var scratch = [Float](repeating: 0, count: Int(mlk_conv_nchw_scratch(&p)))
+            var perCall = [Float](repeating: 0, count: n), prepacked = perCall
+            mlk_conv_nchw(&p, x, w, b, scale, res, &perCall, &scratch, 1, 0, 0)
+            mlk_conv_nchw_packed(&p, x, panels, b, scale, res, &prepacked, &scratch, 1, 0, 0)
+            XCTAssertEqual(perCall, prepacked, "\(k)x\(k) \(ci)->\(co) \(h)x\(wd) s\(s)")
+            checked += 1
+        }
+    }
 }

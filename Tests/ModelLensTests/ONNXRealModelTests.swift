@@ -9,6 +9,7 @@ final class ONNXRealModelTests: XCTestCase {
     func testRealONNXModelsMatchPythonONNX() throws {
         let refs = try TestSupport.reference("onnx-models.json")
         XCTAssertEqual(refs.count, 5, "3 rapidocr + 1 nudenet + 1 magika models")
+        var inPlace = 0
         for ref in refs {
             let path = ref["path"] as! String
             let short = (path as NSString).lastPathComponent
@@ -31,7 +32,22 @@ final class ONNXRealModelTests: XCTestCase {
             }
             let contradictions = model.warnings.filter { $0.contains("the file declares") }
             XCTAssertEqual(contradictions, [], short)
+            // Large float weights are read where they lie in the mapped file, and read right.
+            let sums = ref["rawInitializerSums"] as! [String: Double]
+            inPlace += sums.count
+            let byName = Dictionary(g.values.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            for (name, expected) in sums {
+                guard let data = byName[name]?.constant else { XCTFail("\(short): no initializer \(name)"); continue }
+                XCTAssertTrue(data.isFileBacked, "\(short) \(name): not read in place from the file")
+                let sum = data.withBytes { raw in
+                    var s = 0.0
+                    for i in 0..<(raw.count / 4) { s += Double(raw.loadUnaligned(fromByteOffset: 4 * i, as: Float.self)) }
+                    return s
+                }
+                XCTAssertEqual(sum, expected, accuracy: 1e-9 * max(1, abs(expected)), "\(short) \(name)")
+            }
         }
+        XCTAssertGreaterThan(inPlace, 0, "no initializer large enough to be read in place")
     }
 
     func testSymbolsFlowAndInputShapesCanBeFixed() throws {

@@ -103,6 +103,18 @@ int mlk_conv_nchw_residual_in_place_ok(const mlk_conv *p);
 void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *scale,
                    const float *res, float *y, float *scratch, int act, float lo, float hi);
 
+/// Plan-time packing for the AVX-512 channels-as-vectors path (3x3 and other spatial kernels on
+/// planes of 65 to 12544 outputs): whether mlk_conv_nchw takes that path for `p`, the floats the
+/// panels of an [out_c][kk] weight take, the packing and its inverse (the weights as they were).
+int mlk_conv_nchw_cot_packs(const mlk_conv *p);
+size_t mlk_conv_cot_panel_floats(int out_c, int kk);
+void mlk_conv_cot_pack(int out_c, int kk, const float *w, float *panels);
+void mlk_conv_cot_unpack(int out_c, int kk, const float *panels, float *w);
+/// mlk_conv_nchw with the weights as mlk_conv_cot_pack left them; only where
+/// mlk_conv_nchw_cot_packs(p). Results equal mlk_conv_nchw's bit for bit.
+void mlk_conv_nchw_packed(const mlk_conv *p, const float *x, const float *panels, const float *bias, const float *scale,
+                          const float *res, float *y, float *scratch, int act, float lo, float hi);
+
 /// Depthwise NCHW (groups == in_c, out_c == in_c * multiplier), weights [O, 1, kH, kW].
 /// The activation `act` is applied as results are stored (kinds as in mlk_activate).
 void mlk_depthwise_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, int act, float lo,

@@ -33,6 +33,16 @@ typedef struct ml_mapping {
 int ml_map_file(const char *path, ml_mapping *out, char *err, size_t errlen);
 void ml_unmap_file(ml_mapping *mapping);
 
+/// As ml_onnx_load, but the raw_data of the graph's large initializers (4 KB and up) is not
+/// copied: it points into the file's mapping, which is returned in `mapping` (data == NULL when
+/// nothing was borrowed and the file was unmapped) and must outlive the model. Free such a
+/// model with ml_onnx_free_mapped, then unmap.
+Onnx__ModelProto *ml_onnx_load_mapped(const char *path, ml_mapping *mapping, char *err, size_t errlen);
+
+/// Frees a model from ml_onnx_load_mapped: bytes that point into `mapping` are left alone (the
+/// caller unmaps afterwards), the rest is freed as ml_onnx_free does.
+void ml_onnx_free_mapped(Onnx__ModelProto *model, const ml_mapping *mapping);
+
 #ifdef __cplusplus
 }
 #endif
