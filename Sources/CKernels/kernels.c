@@ -291,7 +291,7 @@ static size_t conv_nchw_slot_rows(const mlk_conv *p) {
 
 static int conv_direct_ok(const mlk_conv *p);
 static int conv_cot_ok(const mlk_conv *p);
-static size_t conv_direct_scratch(const mlk_conv *p);
+static size_t conv_direct_scratch(const mlk_conv *p, int pre);
 
 // A 1x1 convolution with stride > 1 and no padding reads every stride-th row and column only:
 // those are copied into a compact image first, which is then convolved with stride 1 and packed by
@@ -326,7 +326,7 @@ size_t mlk_conv_nchw_scratch(const mlk_conv *p) {
   // One tile of im2col columns for every thread that may take part (the caller and the workers;
   // worker i uses slot i + 1, and at most mlk_threads - 1 workers join a section).
   size_t im2col = conv_nchw_slot_rows(p) * MLK_TILE * (size_t)(mlk_threads + 1);
-  return conv_direct_ok(p) ? conv_direct_scratch(p) : im2col;
+  return conv_direct_ok(p) ? conv_direct_scratch(p, 0) : im2col;
 }
 
 typedef struct { const mlk_conv *p; const float *x; float *xs; } subsample_job;
@@ -458,11 +458,20 @@ static void pconv_task(void *ctx, int t) {
 // 3x3 one 9 hw), and in ResNet50 they were 2-4% slower in all. With every transposed panel kept
 // (a throwaway cache, memory ignored) ResNet50 was 2% faster in all and MobileNetV2 no faster:
 // not worth a second copy of the weights beside the parsed model's (see Docs/execution.md).
-static int conv_cot_ok(const mlk_conv *p) {
+// With the weights packed at plan time (`prepacked`, mlk_conv_nchw_packed) the transposition is
+// gone, and the path also takes planes of 49 to 64 outputs (7x7), where the packed GEMM had been
+// faster only for the transposition's sake. Harness, 1 thread, hot / cold, against mlk_conv_nchw:
+// ResNet50's layer4 3x3 512->512 on 7x7 1.347 -> 1.156 / 1.500 -> 1.204 ms, stride 2 from 14x14
+// 1.419 -> 1.238 / 1.637 -> 1.337. 1x1 convolutions on 7x7 and 14x14 planes were measured this
+// way too and stay on the GEMM (2-15% slower here: 1024->256 on 14x14 0.497 -> 0.524, 2048->512
+// on 7x7 0.476 -> 0.545, 512->1024 stride 2 from 28x28 0.953 -> 1.074).
+static int conv_cot_fits(const mlk_conv *p, int prepacked) {
   const int hw = p->out_h * p->out_w;
   return mlk_use_avx512_() && p->groups == 1 && p->stride_h == p->stride_w && (p->stride_w == 1 || p->stride_w == 2) &&
-         (p->k_h > 1 || p->k_w > 1) && hw > 64 && hw <= 12544 && p->out_c >= 32 && p->in_c >= 16;
+         (p->k_h > 1 || p->k_w > 1) && hw > (prepacked ? 48 : 64) && hw <= 12544 && p->out_c >= 32 && p->in_c >= 16;
 }
+
+static int conv_cot_ok(const mlk_conv *p) { return conv_cot_fits(p, 0); }
 
 static int conv_direct_ok(const mlk_conv *p) {
   // 1x1 convolutions with many output channels pack instead: their B rows are whole input planes
@@ -688,9 +697,9 @@ static void pad_block(void *ctx, int b) {
 // reads the next row's leading zeros instead. The wide output then has that many extra columns
 // per row instead of pad_left + pad_right (3x3 "same": 29 for 28, 15 for 14), and one zero row
 // at the bottom takes the last row's overflow.
-static void direct_dims(const mlk_conv *p, int *hq, int *wq) {
+static void direct_dims(const mlk_conv *p, int pre, int *hq, int *wq) {
   const int hp = p->in_h + p->pad_top + p->pad_bottom, wp = p->in_w + p->pad_left + p->pad_right;
-  const int s = conv_cot_ok(p) ? 1 : p->stride_w;   // channels-as-vectors reads strided pixels itself
+  const int s = conv_cot_fits(p, pre) ? 1 : p->stride_w;   // channels-as-vectors reads strided pixels itself
   const int shared = p->pad_left < p->pad_right ? p->pad_left : p->pad_right;
   // (Sharing needs out_w <= Wq, so that each output keeps its own wide column: the smaller pad may
   // not exceed the kernel's reach.)
@@ -705,32 +714,32 @@ static void direct_dims(const mlk_conv *p, int *hq, int *wq) {
 
 // The padded input (stride 1) or its phases (stride 2): [C * s * s, Hq, Wq] floats; for channels
 // as vectors, [ceil(C / 16), Hq, Wq, 16] at either stride.
-static size_t conv_direct_input(const mlk_conv *p) {
+static size_t conv_direct_input(const mlk_conv *p, int pre) {
   int hq, wq;
-  direct_dims(p, &hq, &wq);
-  if (conv_cot_ok(p)) return ((size_t)p->in_c + 15) / 16 * 16 * (size_t)hq * (size_t)wq;
+  direct_dims(p, pre, &hq, &wq);
+  if (conv_cot_fits(p, pre)) return ((size_t)p->in_c + 15) / 16 * 16 * (size_t)hq * (size_t)wq;
   const size_t s = (size_t)p->stride_w;
   return (size_t)p->in_c * s * s * (size_t)hq * (size_t)wq;
 }
 
-static size_t conv_direct_scratch(const mlk_conv *p) {
+static size_t conv_direct_scratch(const mlk_conv *p, int pre) {
   const size_t kk = (size_t)p->in_c * p->k_h * p->k_w;
   // Each thread's tile of output rows: m_chunk rows, a multiple of 12 (up to out_c rounded up).
   const size_t rows = ((size_t)p->out_c + 11) / 12 * 12;
-  const size_t tiles = conv_cot_ok(p) ? conv_cot_slot(p) : rows * MLK_TILE;
-  return conv_direct_input(p) + 2 * kk + tiles * (size_t)(mlk_threads + 1);
+  const size_t tiles = conv_cot_fits(p, pre) ? conv_cot_slot(p) : rows * MLK_TILE;
+  return conv_direct_input(p, pre) + 2 * kk + tiles * (size_t)(mlk_threads + 1);
 }
 
 static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *scale,
                              const float *res, float *y, float *scratch, mlk_epilogue act, const float *packed) {
-  const int cot = conv_cot_ok(p);
+  const int cot = conv_cot_fits(p, packed != NULL);
   const int s = cot ? 1 : p->stride_w;   // the layout's stride: 2 for phases
   int hq, wq;
-  direct_dims(p, &hq, &wq);
+  direct_dims(p, packed != NULL, &hq, &wq);
   const int kk = p->in_c * p->k_h * p->k_w, out_hw = p->out_h * p->out_w;
   const int padded = s > 1 || p->pad_top || p->pad_left || p->pad_bottom || p->pad_right;
   float *xpad = scratch;
-  long *off = (long *)(scratch + conv_direct_input(p));
+  long *off = (long *)(scratch + conv_direct_input(p, packed != NULL));
   float *tmp = (float *)(off + kk);
   // Row kr = (c, kh, kw) of the reduction; nested loops (the divisions per row were 1% of
   // MobileNetV2, whose 1x1 convolutions reduce over up to 960 rows per call).
@@ -871,7 +880,9 @@ void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const floa
 // 32g..32g+31) holds, for every k of the reduction, its 32 channels' weights side by side (zero
 // past out_c), [ceil(out_c / 32)][kk][32]: what cot_task otherwise transposes block by block on
 // every call. The panels hold the weights' values only, in another order.
-int mlk_conv_nchw_cot_packs(const mlk_conv *p) { return conv_direct_ok(p) && conv_cot_ok(p); }
+int mlk_conv_nchw_cot_packs(const mlk_conv *p) { return conv_cot_fits(p, 1); }
+
+size_t mlk_conv_nchw_packed_scratch(const mlk_conv *p) { return conv_direct_scratch(p, 1); }
 
 size_t mlk_conv_cot_panel_floats(int out_c, int kk) { return ((size_t)out_c + 31) / 32 * (size_t)kk * 32; }
 

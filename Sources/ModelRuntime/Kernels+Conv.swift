@@ -163,8 +163,8 @@ let convKernels: [(String, KernelFactory)] = {
             return (xs, ws, p, y)
         }()
         // NCHW fp32 weights of convolutions the AVX-512 channels-as-vectors path runs (3x3 on
-        // planes of 65 to 12544 outputs: ResNet50's layers 1-3): packed here into the panels that
-        // path reads, instead of transposed block by block on every call. As for NHWC, only for
+        // planes of 49 to 12544 outputs: all of ResNet50's): packed here into the panels that path
+        // reads, instead of transposed block by block on every call (which kept 7x7 planes off it). As for NHWC, only for
         // weights in the mapped file, whose pages then go back (the panels take their place).
         var cotPacked: (panels: RTensor, shape: [Int])? = nil
         if !nhwc, layout == .oihw, packed == nil, Executor.avx512Available, storedWeight?.isFileBacked == true,
@@ -230,9 +230,9 @@ let convKernels: [(String, KernelFactory)] = {
                     mlk_conv_nhwc(&p, x.floats, weights.floats, b, y.floats, scratch, act.kind, act.lo, act.hi)
                 }
             } else {
-                let scratch = ctx.scratchFloats(Int(mlk_conv_nchw_scratch(&p)))
                 let fitting = residual.map { $0.dtype == .float32 && $0.shape == y.shape } ?? true
                 let onPanels = cotPacked != nil && fitting && mlk_conv_nchw_cot_packs(&p) != 0
+                let scratch = ctx.scratchFloats(Int(onPanels ? mlk_conv_nchw_packed_scratch(&p) : mlk_conv_nchw_scratch(&p)))
                 var weights = w
                 if let cotPacked, !onPanels {
                     // Another path than the panels' (another input shape, or the portable kernels).

@@ -107,6 +107,8 @@ void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const floa
 /// planes of 65 to 12544 outputs): whether mlk_conv_nchw takes that path for `p`, the floats the
 /// panels of an [out_c][kk] weight take, the packing and its inverse (the weights as they were).
 int mlk_conv_nchw_cot_packs(const mlk_conv *p);
+/// The scratch mlk_conv_nchw_packed needs (it may take another path than mlk_conv_nchw would).
+size_t mlk_conv_nchw_packed_scratch(const mlk_conv *p);
 size_t mlk_conv_cot_panel_floats(int out_c, int kk);
 void mlk_conv_cot_pack(int out_c, int kk, const float *w, float *panels);
 void mlk_conv_cot_unpack(int out_c, int kk, const float *panels, float *w);
