@@ -169,6 +169,9 @@ public final class Executor {
     var constants: [ValueID: RTensor] = [:]
     /// Constants the planner made (folded BatchNorm weights), with ids after the graph's values.
     var synthetic: [RTensor] = []
+    /// Every value a run starts with: the constants and synthetic ones in place, the rest nil
+    /// (made once, so that a run copies an array instead of walking a dictionary).
+    var planValues: [RTensor?] = []
     /// Nodes whose work another node's kernel now does (folded BatchNorm, fused activations).
     public private(set) var fusedNodes: [Int: String] = [:]
     public let threads: Int
@@ -501,6 +504,9 @@ public final class Executor {
             steps.append(Step(node: i, kernel: kernel, inputs: inputs, outputs: node.outputs, release: Array(Set(release))))
         }
         nodeSeconds = Array(repeating: nil, count: graph.nodes.count)
+        planValues = [RTensor?](repeating: nil, count: graph.values.count + synthetic.count)
+        for (v, t) in constants { planValues[v] = t }
+        for (k, t) in synthetic.enumerated() { planValues[graph.values.count + k] = t }
         var used = Set<ValueID>()
         for step in steps { for case let v? in step.inputs { used.insert(v) } }
         kernelWeightBytes = packedWeightBytes + used.reduce(0) { total, v in
@@ -532,9 +538,7 @@ public final class Executor {
     /// Runs the graph. `inputs` by graph-input name; every non-constant input is required.
     public func run(_ inputs: [String: RTensor], profile: Bool = false) throws -> [String: RTensor] {
         mlk_set_threads(Int32(threads))
-        var values = [RTensor?](repeating: nil, count: graph.values.count + synthetic.count)
-        for (v, t) in constants { values[v] = t }
-        for (k, t) in synthetic.enumerated() { values[graph.values.count + k] = t }
+        var values = planValues
         for id in graph.inputs where values[id] == nil {
             let name = graph.values[id].name
             guard let t = inputs[name] else { throw RuntimeError.input("missing input '\(name)'") }
