@@ -164,8 +164,9 @@ let convKernels: [(String, KernelFactory)] = {
         }()
         // NCHW fp32 weights of convolutions the AVX-512 channels-as-vectors path runs (3x3 on
         // planes of 49 to 12544 outputs: all of ResNet50's): packed here into the panels that path
-        // reads, instead of transposed block by block on every call (which kept 7x7 planes off it). As for NHWC, only for
-        // weights in the mapped file, whose pages then go back (the panels take their place).
+        // reads, instead of transposed block by block on every call (which had kept 7x7 planes
+        // off it). As for NHWC, only for weights in the mapped file, whose pages then go back (the
+        // panels take their place).
         var cotPacked: (panels: RTensor, shape: [Int])? = nil
         if !nhwc, layout == .oihw, packed == nil, Executor.avx512Available, storedWeight?.isFileBacked == true,
            var p = planned?.p, mlk_conv_nchw_cot_packs(&p) != 0,

@@ -104,8 +104,9 @@ void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const floa
                    const float *res, float *y, float *scratch, int act, float lo, float hi);
 
 /// Plan-time packing for the AVX-512 channels-as-vectors path (3x3 and other spatial kernels on
-/// planes of 65 to 12544 outputs): whether mlk_conv_nchw takes that path for `p`, the floats the
-/// panels of an [out_c][kk] weight take, the packing and its inverse (the weights as they were).
+/// planes of 49 to 12544 outputs): whether mlk_conv_nchw_packed takes that path for `p`, the
+/// floats the panels of an [out_c][kk] weight take, the packing and its inverse (the weights as
+/// they were).
 int mlk_conv_nchw_cot_packs(const mlk_conv *p);
 /// The scratch mlk_conv_nchw_packed needs (it may take another path than mlk_conv_nchw would).
 size_t mlk_conv_nchw_packed_scratch(const mlk_conv *p);
@@ -113,7 +114,9 @@ size_t mlk_conv_cot_panel_floats(int out_c, int kk);
 void mlk_conv_cot_pack(int out_c, int kk, const float *w, float *panels);
 void mlk_conv_cot_unpack(int out_c, int kk, const float *panels, float *w);
 /// mlk_conv_nchw with the weights as mlk_conv_cot_pack left them; only where
-/// mlk_conv_nchw_cot_packs(p). Results equal mlk_conv_nchw's bit for bit.
+/// mlk_conv_nchw_cot_packs(p), with scratch of mlk_conv_nchw_packed_scratch(p) floats. Results
+/// equal mlk_conv_nchw's bit for bit on planes of more than 64 outputs (the same path); on 49-64
+/// mlk_conv_nchw takes another path, whose sums may differ in their last bits.
 void mlk_conv_nchw_packed(const mlk_conv *p, const float *x, const float *panels, const float *bias, const float *scale,
                           const float *res, float *y, float *scratch, int act, float lo, float hi);
 
