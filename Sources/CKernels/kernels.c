@@ -1025,13 +1025,29 @@ void mlk_depthwise_nchw(const mlk_conv *p, const float *x, const float *w, const
 }
 
 // im2col over NHWC data for group gi: rows (oh, ow), columns (kh, kw, c), matching OHWI weights.
+// Where a window row lies inside the image, undilated and with all channels, its k_w taps are
+// k_w * C contiguous floats in both the input and the im2col row: one copy (palm_detection's stem,
+// 5x5 stride 2 over 3 channels: 15 floats a copy instead of five memcpy calls of 3; the
+// convolution 0.88 -> 0.28 ms, im2col and memcpy had been two thirds of it).
 static void im2col_nhwc(const mlk_conv *p, const float *xn, float *cols, int gi) {
   const int cin_g = p->in_c / p->groups, kk = p->k_h * p->k_w * cin_g;
+  const int span = p->k_w * cin_g, whole = p->dil_w == 1 && cin_g == p->in_c;
   for (int oh = 0; oh < p->out_h; oh++)
     for (int ow = 0; ow < p->out_w; ow++) {
       float *row = cols + ((size_t)oh * p->out_w + ow) * kk;
+      const int iw0 = ow * p->stride_w - p->pad_left;
+      const int inside = whole && iw0 >= 0 && iw0 + p->k_w <= p->in_w;
       for (int kh = 0; kh < p->k_h; kh++) {
         int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
+        if (inside && ih >= 0 && ih < p->in_h) {
+          const float *src = xn + ((size_t)ih * p->in_w + iw0) * p->in_c;
+          float *dst = row + (size_t)kh * span;
+          if (span <= 64)
+            for (int i = 0; i < span; i++) dst[i] = src[i];
+          else
+            memcpy(dst, src, sizeof(float) * (size_t)span);
+          continue;
+        }
         for (int kw = 0; kw < p->k_w; kw++) {
           int iw = ow * p->stride_w - p->pad_left + kw * p->dil_w;
           float *dst = row + ((size_t)kh * p->k_w + kw) * cin_g;

@@ -391,6 +391,58 @@ final class ConvKernelTests: XCTestCase {
         }
     }
 
+    /// NHWC convolutions (TFLite's layout) against a direct sum written here, on random geometries:
+    /// 1-20 input channels (the stems' 3 among them), kernels 1-5, stride and dilation 1-2,
+    /// asymmetric pads, 1-3 groups, with the AVX-512 kernels and the portable ones. Their im2col
+    /// copies a window row in one piece where it lies inside the image: rows clipped at either
+    /// edge, dilated or split in groups take the tap-by-tap copy.
+    func testNHWCConvolutionsMatchADirectSum() throws {
+        defer { Executor.preferAVX512(true); mlk_set_threads(1) }
+        var rng = Rng(s: 99)
+        var checked = 0
+        while checked < 120 {
+            let g = 1 + rng.next(3), ci = g * (1 + rng.next(7)), co = g * (1 + rng.next(12))
+            let h = 1 + rng.next(20), wd = 1 + rng.next(20), kh = 1 + rng.next(5), kw = 1 + rng.next(5)
+            let s = 1 + rng.next(2), d = 1 + rng.next(2)
+            let (pt, pl, pb, pr) = (rng.next(3), rng.next(3), rng.next(3), rng.next(3))
+            guard h + pt + pb >= (kh - 1) * d + 1, wd + pl + pr >= (kw - 1) * d + 1 else { continue }
+            let oh = (h + pt + pb - (kh - 1) * d - 1) / s + 1, ow = (wd + pl + pr - (kw - 1) * d - 1) / s + 1
+            var p = mlk_conv(batch: 1, in_c: Int32(ci), in_h: Int32(h), in_w: Int32(wd), out_c: Int32(co), out_h: Int32(oh),
+                             out_w: Int32(ow), k_h: Int32(kh), k_w: Int32(kw), stride_h: Int32(s), stride_w: Int32(s),
+                             dil_h: Int32(d), dil_w: Int32(d), pad_top: Int32(pt), pad_left: Int32(pl), pad_bottom: Int32(pb),
+                             pad_right: Int32(pr), groups: Int32(g))
+            let cg = ci / g, og = co / g
+            let x = (0..<(h * wd * ci)).map { _ in rng.float() }
+            let w = (0..<(co * kh * kw * cg)).map { _ in rng.float() }   // OHWI, I = channels per group
+            let b = (0..<co).map { _ in rng.float() }
+            var expected = [Float](repeating: 0, count: oh * ow * co)
+            for y in 0..<oh { for xo in 0..<ow { for o in 0..<co {
+                var sum = Double(b[o])
+                let gi = o / og
+                for i in 0..<kh { for j in 0..<kw {
+                    let iy = y * s - pt + i * d, ix = xo * s - pl + j * d
+                    guard iy >= 0, iy < h, ix >= 0, ix < wd else { continue }
+                    for c in 0..<cg {
+                        sum += Double(x[(iy * wd + ix) * ci + gi * cg + c]) * Double(w[((o * kh + i) * kw + j) * cg + c])
+                    }
+                } }
+                expected[(y * ow + xo) * co + o] = Float(sum)
+            } } }
+            for avx512 in [false, true] where !avx512 || Executor.avx512Available {
+                Executor.preferAVX512(avx512)
+                mlk_set_threads(Int32(1 + rng.next(2)))
+                var scratch = [Float](repeating: 0, count: Int(mlk_conv_nhwc_scratch(&p)))
+                var out = [Float](repeating: Self.guardValue, count: expected.count + Self.guardFloats)
+                mlk_conv_nhwc(&p, x, w, b, &out, &scratch, 0, 0, 0)
+                let label = "\(h)x\(wd)x\(ci) -> \(co) k\(kh)x\(kw) s\(s) d\(d) pads \(pt),\(pl),\(pb),\(pr) groups \(g) avx512 \(avx512)"
+                XCTAssertTrue(out[expected.count...].allSatisfy { $0 == Self.guardValue }, "\(label): wrote past its output")
+                let worst = zip(expected, out).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
+                XCTAssertLessThan(worst, 1e-4, label)
+            }
+            checked += 1
+        }
+    }
+
     /// NHWC convolutions run with weight panels packed once (mlk_conv_nhwc_pack, as the planner
     /// does for TFLite models) give the bits of the call that packs them itself: 1x1, 3x3 and 5x5
     /// windows, stride 1-2, 16-70 output channels (a last panel part zeros), 1 and 2 threads; and
