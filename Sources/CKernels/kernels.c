@@ -1666,28 +1666,44 @@ void mlk_resize(const float *x, float *y, int nhwc, long n, long c, long ih, lon
                 float scale_h, float scale_w, float len_h, float len_w, int mode, int coord, int nearest) {
   // Per output pixel: the source rows and columns and their weights once, then every channel
   // (contiguous in NHWC, a plane apart in NCHW).
+  // The columns' source positions and weights are the same on every row: worked out once per
+  // call (pose_landmark's 128x128x8 -> 256x256x8 spent most of its time on them, per pixel).
   const long cs = nhwc ? 1 : ih * iw, ps = nhwc ? c : 1;   // channel stride, pixel stride in x
+  long *cx0 = malloc(sizeof(long) * (size_t)(ow > 0 ? ow : 1) * 2);
+  float *cdx = malloc(sizeof(float) * (size_t)(ow > 0 ? ow : 1));
+  if (!cx0 || !cdx) { free(cx0); free(cdx); return; }
+  long *cx1 = cx0 + ow;
+  for (long xx = 0; xx < ow; xx++) {
+    float sx = source_coord(xx, scale_w, iw, len_w, coord);
+    if (mode == 0) { cx0[xx] = nearest_index(sx, nearest, iw); continue; }
+    float fx = sx < 0 ? 0 : sx;
+    long x0 = (long)fx;
+    if (x0 > iw - 1) x0 = iw - 1;
+    float dx = fx - (float)x0;
+    cx0[xx] = x0;
+    cx1[xx] = x0 + 1 < iw ? x0 + 1 : iw - 1;
+    cdx[xx] = dx > 1 ? 1 : dx;
+  }
   for (long b = 0; b < n; b++)
     for (long yy = 0; yy < oh; yy++) {
       float sy = source_coord(yy, scale_h, ih, len_h, coord);
       for (long xx = 0; xx < ow; xx++) {
-        float sx = source_coord(xx, scale_w, iw, len_w, coord);
         const float *xb = x + b * c * ih * iw;
         float *dst = nhwc ? y + ((b * oh + yy) * ow + xx) * c : y + (b * c * oh + yy) * ow + xx;
         const long ds = nhwc ? 1 : oh * ow;
         if (mode == 0) {
-          const float *src = xb + (nearest_index(sy, nearest, ih) * iw + nearest_index(sx, nearest, iw)) * ps;
+          const float *src = xb + (nearest_index(sy, nearest, ih) * iw + cx0[xx]) * ps;
           for (long ch = 0; ch < c; ch++) dst[ch * ds] = src[ch * cs];
           continue;
         }
-        float fy = sy < 0 ? 0 : sy, fx = sx < 0 ? 0 : sx;
-        long y0 = (long)fy, x0 = (long)fx;
+        float fy = sy < 0 ? 0 : sy;
+        long y0 = (long)fy;
         if (y0 > ih - 1) y0 = ih - 1;
-        if (x0 > iw - 1) x0 = iw - 1;
-        long y1 = y0 + 1 < ih ? y0 + 1 : ih - 1, x1 = x0 + 1 < iw ? x0 + 1 : iw - 1;
-        float dy = fy - (float)y0, dx = fx - (float)x0;
+        const long x0 = cx0[xx], x1 = cx1[xx];
+        long y1 = y0 + 1 < ih ? y0 + 1 : ih - 1;
+        float dy = fy - (float)y0;
+        const float dx = cdx[xx];
         if (dy > 1) dy = 1;
-        if (dx > 1) dx = 1;
         const float *p00 = xb + (y0 * iw + x0) * ps, *p01 = xb + (y0 * iw + x1) * ps;
         const float *p10 = xb + (y1 * iw + x0) * ps, *p11 = xb + (y1 * iw + x1) * ps;
         const float ey = 1 - dy, ex = 1 - dx;
@@ -1702,6 +1718,8 @@ void mlk_resize(const float *x, float *y, int nhwc, long n, long c, long ih, lon
         }
       }
     }
+  free(cx0);
+  free(cdx);
 }
 
 void mlk_conv_transpose_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch) {

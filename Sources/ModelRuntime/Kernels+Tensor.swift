@@ -250,19 +250,43 @@ let tensorKernels: [(String, KernelFactory)] = [
             let y = try ctx.alloc(shape, x.dtype)
             let e = x.elementSize
             if mode == "constant", pads.allSatisfy({ $0 >= 0 }), r > 0 {
-                // Fill, then copy the input's innermost rows into place.
-                if value == 0 || x.dtype != .float32 { memset(y.raw, 0, y.count * e) }
-                else { for i in 0..<y.count { y.floats[i] = value } }
-                let row = x.shape[r - 1], rows = row == 0 ? 0 : x.count / row
-                var ys = [Int](repeating: 1, count: r)
-                for i in stride(from: r - 2, through: 0, by: -1) { ys[i] = ys[i + 1] * shape[i + 1] }
-                var idx = [Int](repeating: 0, count: r)
-                for t in 0..<rows {
-                    var off = pads[r - 1]
-                    for d in 0..<(r - 1) { off += (idx[d] + pads[d]) * ys[d] }
-                    (y.raw + off * e).copyMemory(from: x.raw + t * row * e, byteCount: row * e)
-                    var d = r - 2
-                    while d >= 0 { idx[d] += 1; if idx[d] < x.shape[d] { break }; idx[d] = 0; d -= 1 }
+                // The dimensions after the last padded one are copied whole: an input "row" is that
+                // dimension's extent times theirs (NHWC padded in H and W: a row of W x C values),
+                // and each output row is its left padding, the row, its right padding; output rows
+                // whose outer index lies in the padding are filled whole. (Rows of the innermost
+                // dimension alone were 65536 copies of 3 floats for pose_landmark's input.)
+                let k = (0..<r).last(where: { pads[$0] != 0 || pads[$0 + r] != 0 }) ?? (r - 1)
+                let inner = x.shape[(k + 1)...].reduce(1, *)
+                let inRow = x.shape[k] * inner, outRow = shape[k] * inner, left = pads[k] * inner
+                let outerCount = shape[..<k].reduce(1, *)
+                func fill(_ at: Int, _ count: Int) {
+                    guard count > 0 else { return }
+                    if value == 0 || x.dtype != .float32 { memset(y.raw + at * e, 0, count * e) }
+                    else { for i in at..<(at + count) { y.floats[i] = value } }
+                }
+                // Short rows (padding along the innermost dimension, e.g. TFLite's channel padding):
+                // one fill of the whole output first, then only the copies.
+                let fillFirst = inRow < 64
+                if fillFirst { fill(0, y.count) }
+                var idx = [Int](repeating: 0, count: k)   // output index over the dimensions before k
+                for t in 0..<outerCount {
+                    var inside = true
+                    var src = 0
+                    for d in 0..<k {
+                        let s = idx[d] - pads[d]
+                        if s < 0 || s >= x.shape[d] { inside = false; break }
+                        src = src * x.shape[d] + s
+                    }
+                    let at = t * outRow
+                    if inside && inRow > 0 {
+                        if !fillFirst { fill(at, left) }
+                        (y.raw + (at + left) * e).copyMemory(from: x.raw + src * inRow * e, byteCount: inRow * e)
+                        if !fillFirst { fill(at + left + inRow, outRow - left - inRow) }
+                    } else if !fillFirst {
+                        fill(at, outRow)
+                    }
+                    var d = k - 1
+                    while d >= 0 { idx[d] += 1; if idx[d] < shape[d] { break }; idx[d] = 0; d -= 1 }
                 }
                 return [y]
             }
