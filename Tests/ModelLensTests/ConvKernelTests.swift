@@ -54,6 +54,24 @@ final class ConvKernelTests: XCTestCase {
                  groups: 1)
     }
 
+    /// A window over a ci x h x wd input with co outputs, drawn from `rng` in this order: kernel
+    /// height and width 1-5, dilation and stride 1-2, pads 0-2 (top, left, bottom, right); nil
+    /// where the dilated window does not fit in the padded input.
+    func randomWindow(_ rng: inout Rng, ci: Int, co: Int, h: Int, wd: Int, groups: Int = 1) -> mlk_conv? {
+        let kh = 1 + rng.next(5), kw = 1 + rng.next(5), d = 1 + rng.next(2), s = 1 + rng.next(2)
+        let (pt, pl, pb, pr) = (rng.next(3), rng.next(3), rng.next(3), rng.next(3))
+        guard h + pt + pb >= (kh - 1) * d + 1, wd + pl + pr >= (kw - 1) * d + 1 else { return nil }
+        let oh = (h + pt + pb - (kh - 1) * d - 1) / s + 1, ow = (wd + pl + pr - (kw - 1) * d - 1) / s + 1
+        return mlk_conv(batch: 1, in_c: Int32(ci), in_h: Int32(h), in_w: Int32(wd), out_c: Int32(co), out_h: Int32(oh),
+                        out_w: Int32(ow), k_h: Int32(kh), k_w: Int32(kw), stride_h: Int32(s), stride_w: Int32(s),
+                        dil_h: Int32(d), dil_w: Int32(d), pad_top: Int32(pt), pad_left: Int32(pl), pad_bottom: Int32(pb),
+                        pad_right: Int32(pr), groups: Int32(groups))
+    }
+
+    func windowLabel(_ p: mlk_conv) -> String {
+        "\(p.in_c)->\(p.out_c) \(p.in_h)x\(p.in_w) k\(p.k_h)x\(p.k_w) d\(p.dil_h) s\(p.stride_h) pads \(p.pad_top),\(p.pad_left),\(p.pad_bottom),\(p.pad_right)"
+    }
+
     /// Random input, weights, bias and (half the time) a residual for `p` (one group), drawn in
     /// that order.
     func operands(_ p: mlk_conv, _ rng: inout Rng) -> (x: [Float], w: [Float], b: [Float], res: [Float]?) {
@@ -101,17 +119,10 @@ final class ConvKernelTests: XCTestCase {
         var checked = 0, inPlaceChecked = 0
         while checked < 300 {
             let ci = 1 + rng.next(20), co = 1 + rng.next(40), h = 1 + rng.next(30), wd = 1 + rng.next(30)
-            let kh = 1 + rng.next(5), kw = 1 + rng.next(5), d = 1 + rng.next(2), s = 1 + rng.next(2)
-            let (pt, pl, pb, pr) = (rng.next(3), rng.next(3), rng.next(3), rng.next(3))
-            guard h + pt + pb >= (kh - 1) * d + 1, wd + pl + pr >= (kw - 1) * d + 1 else { continue }
-            let oh = (h + pt + pb - (kh - 1) * d - 1) / s + 1, ow = (wd + pl + pr - (kw - 1) * d - 1) / s + 1
-            let p = mlk_conv(batch: 1, in_c: Int32(ci), in_h: Int32(h), in_w: Int32(wd), out_c: Int32(co), out_h: Int32(oh),
-                             out_w: Int32(ow), k_h: Int32(kh), k_w: Int32(kw), stride_h: Int32(s), stride_w: Int32(s),
-                             dil_h: Int32(d), dil_w: Int32(d), pad_top: Int32(pt), pad_left: Int32(pl), pad_bottom: Int32(pb),
-                             pad_right: Int32(pr), groups: 1)
+            guard let p = randomWindow(&rng, ci: ci, co: co, h: h, wd: wd) else { continue }
             let (x, w, b, res) = operands(p, &rng)
             let threads = 1 + rng.next(2)
-            let label = "\(ci)->\(co) \(h)x\(wd) k\(kh)x\(kw) d\(d) s\(s) pads \(pt),\(pl),\(pb),\(pr) \(threads) thread(s)"
+            let label = "\(windowLabel(p)) \(threads) thread(s)"
             let fast = agreeWithPortable(p, x, w, b, res, threads: threads, label)
             var q = p
             if res != nil, mlk_conv_nchw_residual_in_place_ok(&q) != 0 {
@@ -402,15 +413,10 @@ final class ConvKernelTests: XCTestCase {
         var checked = 0
         while checked < 120 {
             let g = 1 + rng.next(3), ci = g * (1 + rng.next(7)), co = g * (1 + rng.next(12))
-            let h = 1 + rng.next(20), wd = 1 + rng.next(20), kh = 1 + rng.next(5), kw = 1 + rng.next(5)
-            let s = 1 + rng.next(2), d = 1 + rng.next(2)
-            let (pt, pl, pb, pr) = (rng.next(3), rng.next(3), rng.next(3), rng.next(3))
-            guard h + pt + pb >= (kh - 1) * d + 1, wd + pl + pr >= (kw - 1) * d + 1 else { continue }
-            let oh = (h + pt + pb - (kh - 1) * d - 1) / s + 1, ow = (wd + pl + pr - (kw - 1) * d - 1) / s + 1
-            var p = mlk_conv(batch: 1, in_c: Int32(ci), in_h: Int32(h), in_w: Int32(wd), out_c: Int32(co), out_h: Int32(oh),
-                             out_w: Int32(ow), k_h: Int32(kh), k_w: Int32(kw), stride_h: Int32(s), stride_w: Int32(s),
-                             dil_h: Int32(d), dil_w: Int32(d), pad_top: Int32(pt), pad_left: Int32(pl), pad_bottom: Int32(pb),
-                             pad_right: Int32(pr), groups: Int32(g))
+            let h = 1 + rng.next(20), wd = 1 + rng.next(20)
+            guard var p = randomWindow(&rng, ci: ci, co: co, h: h, wd: wd, groups: g) else { continue }
+            let (kh, kw, s, d, pt, pl) = (Int(p.k_h), Int(p.k_w), Int(p.stride_h), Int(p.dil_h), Int(p.pad_top), Int(p.pad_left))
+            let (oh, ow) = (Int(p.out_h), Int(p.out_w))
             let cg = ci / g, og = co / g
             let x = (0..<(h * wd * ci)).map { _ in rng.float() }
             let w = (0..<(co * kh * kw * cg)).map { _ in rng.float() }   // OHWI, I = channels per group
@@ -434,7 +440,7 @@ final class ConvKernelTests: XCTestCase {
                 var scratch = [Float](repeating: 0, count: Int(mlk_conv_nhwc_scratch(&p)))
                 var out = [Float](repeating: Self.guardValue, count: expected.count + Self.guardFloats)
                 mlk_conv_nhwc(&p, x, w, b, &out, &scratch, 0, 0, 0)
-                let label = "\(h)x\(wd)x\(ci) -> \(co) k\(kh)x\(kw) s\(s) d\(d) pads \(pt),\(pl),\(pb),\(pr) groups \(g) avx512 \(avx512)"
+                let label = "NHWC \(windowLabel(p)) groups \(g) avx512 \(avx512)"
                 XCTAssertTrue(out[expected.count...].allSatisfy { $0 == Self.guardValue }, "\(label): wrote past its output")
                 let worst = zip(expected, out).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
                 XCTAssertLessThan(worst, 1e-4, label)
