@@ -402,6 +402,50 @@ final class ConvKernelTests: XCTestCase {
         }
     }
 
+    /// NHWC depthwise convolutions with 1, 2, 4, 8 or 16 channels at stride 1 take the flat path
+    /// (a row of pixels as one array of floats, 128 at a time; blocks whose taps all lie inside
+    /// the row load and store whole vectors), and NHWC convolutions with one output channel add
+    /// its per-channel sums: both against the portable loops, on rows up to 90 pixels (several
+    /// whole blocks), kernels 1-5, dilation 1-2, any pads, Relu6 half the time.
+    func testAVX512NHWCFlatDepthwiseAndSingleOutputAgreeWithPortable() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: only the portable path runs") }
+        defer { Executor.preferAVX512(true) }
+        var rng = Rng(s: 4711)
+        var checked = 0, interior = 0
+        while checked < 200 {
+            let c = [1, 2, 4, 8, 16][rng.next(5)], h = 1 + rng.next(8), wd = 1 + rng.next(90), k = 1 + 2 * rng.next(3)
+            let d = 1 + rng.next(2), single = rng.next(3) == 0
+            let (pt, pl, pb, pr) = (rng.next(k), rng.next(k), rng.next(k), rng.next(k))
+            let span = (k - 1) * d + 1
+            guard h + pt + pb >= span, wd + pl + pr >= span else { continue }
+            let oh = h + pt + pb - span + 1, ow = wd + pl + pr - span + 1
+            let co = single ? 1 : c
+            var p = mlk_conv(batch: 1, in_c: Int32(c), in_h: Int32(h), in_w: Int32(wd), out_c: Int32(co), out_h: Int32(oh),
+                             out_w: Int32(ow), k_h: Int32(k), k_w: Int32(k), stride_h: 1, stride_w: 1,
+                             dil_h: Int32(d), dil_w: Int32(d), pad_top: Int32(pt), pad_left: Int32(pl), pad_bottom: Int32(pb),
+                             pad_right: Int32(pr), groups: Int32(single ? 1 : c))
+            let x = (0..<(h * wd * c)).map { _ in rng.float() * 4 }
+            let w = (0..<(k * k * c)).map { _ in rng.float() }
+            let b: [Float]? = rng.next(4) == 0 ? nil : (0..<co).map { _ in rng.float() }
+            let act: Int32 = rng.next(2) == 0 ? 0 : 2
+            let n = oh * ow * co
+            let label = "\(single ? "conv \(c)->1" : "depthwise \(c)") \(h)x\(wd) k\(k) d\(d) pads \(pt),\(pl),\(pb),\(pr)"
+            let (portable, fast) = portableAndFast(n, label) { y in
+                if single {
+                    var scratch = [Float](repeating: 0, count: Int(mlk_conv_nhwc_scratch(&p)))
+                    mlk_conv_nhwc(&p, x, w, b, y, &scratch, act, 0, 6)
+                } else {
+                    mlk_depthwise_nhwc(&p, x, w, b, y, act, 0, 6)
+                }
+            }
+            let worst = zip(portable, fast).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
+            XCTAssertLessThan(worst, 1e-5, label)
+            if (wd - span + 1) * c > 160 + (k - 1) * d * c { interior += 1 }
+            checked += 1
+        }
+        XCTAssertGreaterThan(interior, 20, "rows with whole blocks inside")
+    }
+
     /// NHWC convolutions (TFLite's layout) against a direct sum written here, on random geometries:
     /// 1-20 input channels (the stems' 3 among them), kernels 1-5, stride and dilation 1-2,
     /// asymmetric pads, 1-3 groups, with the AVX-512 kernels and the portable ones. Their im2col
