@@ -90,6 +90,35 @@ func outShape(_ p: mlk_conv, rank: Int, nhwc: Bool) -> [Int] {
     return nhwc ? [Int(p.batch)] + spatial + [Int(p.out_c)] : [Int(p.batch), Int(p.out_c)] + spatial
 }
 
+/// A conv's [outC][kk] weights packed once at plan time into the panels a kernel reads (NHWC GEMM
+/// or NCHW channels-as-vectors), with the weights' own shape and the way back to them (for a run
+/// that takes another path).
+struct PrepackedWeights {
+    typealias Packing = (Int32, Int32, UnsafePointer<Float>?, UnsafeMutablePointer<Float>?) -> Void
+    let panels: RTensor
+    let shape: [Int]
+    let unpack: Packing
+
+    /// Packs `w` into `floats` floats of panels; the kernel then no longer reads input slot 1 (the
+    /// planner lets the stored weight go) and the panels count as its weights.
+    init(_ w: RTensor, floats: Int, pack: Packing, unpack: @escaping Packing, _ pc: PlanContext) {
+        let outC = w.shape[0]
+        panels = RTensor.allocate([floats], .float32)
+        pack(Int32(outC), Int32(w.count / max(outC, 1)), w.floats, panels.floats)
+        shape = w.shape
+        self.unpack = unpack
+        pc.packing.unreadSlots = [1]
+        pc.packing.bytes = panels.byteCount
+    }
+
+    /// The weights as they were, in a new tensor.
+    func unpacked() -> RTensor {
+        let w = RTensor.allocate(shape, .float32)
+        unpack(Int32(shape[0]), Int32(w.count / max(shape[0], 1)), panels.floats, w.floats)
+        return w
+    }
+}
+
 let convKernels: [(String, KernelFactory)] = {
     var k: [(String, KernelFactory)] = []
     k.append(("Conv", { pc in
@@ -116,18 +145,16 @@ let convKernels: [(String, KernelFactory)] = {
         // plan time (mediapipe's fp16 weights widened), all of them are alive when the first
         // conv is planned, and the heap kept one more weight's worth resident than before
         // (0.3-1 MB; over the memory bound on face_detection_full_range_sparse).
-        var packed: (panels: RTensor, shape: [Int])? = nil
+        // (The NCHW channels-as-vectors path packs its weights below, once the geometry is known;
+        // a conv is one or the other.)
+        var prepacked: PrepackedWeights? = nil
         let storedWeight = n.inputs.count > 1 ? n.inputs[1].flatMap { pc.graph.values[$0].constant } : nil
         if nhwc, layout == .ohwi, window.group == 1, Executor.avx512Available,
            storedWeight?.isFileBacked == true,
            let w = pc.constants.count > 1 ? pc.constants[1] : nil, w.dtype == .float32, w.shape.count == 4 || w.shape.count == 3,
            w.shape[0] >= 16 {
-            let outC = w.shape[0], kk = w.shape.dropFirst().reduce(1, *)
-            let t = RTensor.allocate([Int(mlk_conv_nhwc_panel_floats(Int32(outC), Int32(kk)))], .float32)
-            mlk_conv_nhwc_pack(Int32(outC), Int32(kk), w.floats, t.floats)
-            packed = (t, w.shape)
-            pc.packing.unreadSlots = [1]
-            pc.packing.bytes = t.byteCount
+            let floats = mlk_conv_nhwc_panel_floats(Int32(w.shape[0]), Int32(w.count / w.shape[0]))
+            prepacked = PrepackedWeights(w, floats: Int(floats), pack: mlk_conv_nhwc_pack, unpack: mlk_conv_nhwc_unpack, pc)
         }
         // Geometry and output shape for an input and weight shape (checked).
         func geometry(_ xs: [Int], _ ws: [Int]) throws -> (mlk_conv, [Int]) {
@@ -157,7 +184,7 @@ let convKernels: [(String, KernelFactory)] = {
             }
             return shape
         } }
-        let plannedW = packed?.shape ?? (pc.constants.count > 1 ? pc.constants[1]?.shape : nil)
+        let plannedW = prepacked?.shape ?? (pc.constants.count > 1 ? pc.constants[1]?.shape : nil)
         let planned: (x: [Int], w: [Int], p: mlk_conv, y: [Int])? = {
             guard let xs = plannedX, let ws = plannedW, let (p, y) = try? geometry(xs, ws) else { return nil }
             return (xs, ws, p, y)
@@ -167,21 +194,16 @@ let convKernels: [(String, KernelFactory)] = {
         // reads, instead of transposed block by block on every call (which had kept 7x7 planes
         // off it). As for NHWC, only for weights in the mapped file, whose pages then go back (the
         // panels take their place).
-        var cotPacked: (panels: RTensor, shape: [Int])? = nil
-        if !nhwc, layout == .oihw, packed == nil, Executor.avx512Available, storedWeight?.isFileBacked == true,
+        if !nhwc, layout == .oihw, Executor.avx512Available, storedWeight?.isFileBacked == true,
            var p = planned?.p, mlk_conv_nchw_cot_packs(&p) != 0,
-           let w = pc.constants.count > 1 ? pc.constants[1] : nil, w.dtype == .float32, w.shape.count == 4 {
-            let outC = w.shape[0], kk = w.count / max(outC, 1)
-            let t = RTensor.allocate([Int(mlk_conv_cot_panel_floats(Int32(outC), Int32(kk)))], .float32)
-            mlk_conv_cot_pack(Int32(outC), Int32(kk), w.floats, t.floats)
-            cotPacked = (t, w.shape)
-            pc.packing.unreadSlots = [1]
-            pc.packing.bytes = t.byteCount
+           let w = pc.constants.count > 1 ? pc.constants[1] : nil, w.dtype == .float32, w.shape.count == 4, w.shape[0] > 0 {
+            let floats = mlk_conv_cot_panel_floats(Int32(w.shape[0]), Int32(w.count / w.shape[0]))
+            prepacked = PrepackedWeights(w, floats: Int(floats), pack: mlk_conv_cot_pack, unpack: mlk_conv_cot_unpack, pc)
         }
         return { ins, ctx in
             let x = try requireFloat(ins.first ?? nil, node: n)
             let w: RTensor
-            if let stored = packed ?? cotPacked {
+            if let stored = prepacked {
                 // For its shape only: the panels are not in the stored order (unpacked below if need be).
                 w = RTensor(shape: stored.shape, dtype: .float32, buffer: stored.panels.buffer)
             } else {
@@ -219,27 +241,18 @@ let convKernels: [(String, KernelFactory)] = {
                 mlk_depthwise_nchw(&p, x.floats, w.floats, b, y.floats, act.kind, act.lo, act.hi)
             } else if nhwc {
                 let scratch = ctx.scratchFloats(Int(mlk_conv_nhwc_scratch(&p)))
-                if let packed, mlk_conv_nhwc_packs(&p) != 0 {
-                    mlk_conv_nhwc_packed(&p, x.floats, packed.panels.floats, b, y.floats, scratch, act.kind, act.lo, act.hi)
+                if let prepacked, mlk_conv_nhwc_packs(&p) != 0 {
+                    mlk_conv_nhwc_packed(&p, x.floats, prepacked.panels.floats, b, y.floats, scratch, act.kind, act.lo, act.hi)
                 } else {
-                    var weights = w
-                    if let packed {
-                        let kk = packed.shape.dropFirst().reduce(1, *)
-                        weights = RTensor.allocate([outC, kk], .float32)
-                        mlk_conv_nhwc_unpack(Int32(outC), Int32(kk), packed.panels.floats, weights.floats)
-                    }
+                    let weights = prepacked?.unpacked() ?? w
                     mlk_conv_nhwc(&p, x.floats, weights.floats, b, y.floats, scratch, act.kind, act.lo, act.hi)
                 }
             } else {
                 let fitting = residual.map { $0.dtype == .float32 && $0.shape == y.shape } ?? true
-                let onPanels = cotPacked != nil && fitting && mlk_conv_nchw_cot_packs(&p) != 0
+                let onPanels = prepacked != nil && fitting && mlk_conv_nchw_cot_packs(&p) != 0
                 let scratch = ctx.scratchFloats(Int(onPanels ? mlk_conv_nchw_packed_scratch(&p) : mlk_conv_nchw_scratch(&p)))
-                var weights = w
-                if let cotPacked, !onPanels {
-                    // Another path than the panels' (another input shape, or the portable kernels).
-                    weights = RTensor.allocate(cotPacked.shape, .float32)
-                    mlk_conv_cot_unpack(Int32(outC), Int32(weights.count / max(outC, 1)), cotPacked.panels.floats, weights.floats)
-                }
+                // Off the panels' path (another input shape, or the portable kernels): the weights back.
+                let weights = onPanels ? w : prepacked?.unpacked() ?? w
                 // The residual is added before the activation.
                 if let r = residual, !fitting {
                     // Not exactly the output's shape: the Add runs on its own, with broadcasting.
@@ -248,8 +261,8 @@ let convKernels: [(String, KernelFactory)] = {
                     mlk_activate(sum.floats, sum.count, act.kind, act.lo, act.hi)
                     return [sum]
                 }
-                if let cotPacked, onPanels {
-                    mlk_conv_nchw_packed(&p, x.floats, cotPacked.panels.floats, b, scale?.floats, residual?.floats, y.floats, scratch,
+                if let prepacked, onPanels {
+                    mlk_conv_nchw_packed(&p, x.floats, prepacked.panels.floats, b, scale?.floats, residual?.floats, y.floats, scratch,
                                          act.kind, act.lo, act.hi)
                 } else {
                     mlk_conv_nchw(&p, x.floats, weights.floats, b, scale?.floats, residual?.floats, y.floats, scratch, act.kind, act.lo, act.hi)
