@@ -498,7 +498,7 @@ typedef struct {
   size_t slot;
   int wq, kk, row_chunks;
   mlk_epilogue act;
-  const float *packed;   // the weights as mlk_conv_cot_pack lays them out, or NULL (transposed per call)
+  const float *packed;   // the weights as mlk_weight_panels_pack lays them out, or NULL (transposed per call)
 } cot_job;
 
 // Task t: output channels [32 g, 32 g + 32) of one image, g = t / row_chunks, over the output
@@ -878,28 +878,11 @@ void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const floa
 
 // Weights packed once (at plan time) for the channels-as-vectors path: panel g (output channels
 // 32g..32g+31) holds, for every k of the reduction, its 32 channels' weights side by side (zero
-// past out_c), [ceil(out_c / 32)][kk][32]: what cot_task otherwise transposes block by block on
-// every call. The panels hold the weights' values only, in another order.
+// past out_c), [ceil(out_c / 32)][kk][32] (mlk_weight_panels_pack, the NHWC GEMM's layout too):
+// what cot_task otherwise transposes block by block on every call.
 int mlk_conv_nchw_cot_packs(const mlk_conv *p) { return conv_cot_fits(p, 1); }
 
 size_t mlk_conv_nchw_packed_scratch(const mlk_conv *p) { return conv_direct_scratch(p, 1); }
-
-size_t mlk_conv_cot_panel_floats(int out_c, int kk) { return ((size_t)out_c + 31) / 32 * (size_t)kk * 32; }
-
-void mlk_conv_cot_pack(int out_c, int kk, const float *w, float *panels) {
-  for (int g = 0; g < (out_c + 31) / 32; g++) {
-    float *dst = panels + (size_t)g * kk * 32;
-    for (int c = 0; c < 32; c++) {
-      const int o = 32 * g + c;
-      for (int k = 0; k < kk; k++) dst[(size_t)k * 32 + c] = o < out_c ? w[(size_t)o * kk + k] : 0.0f;
-    }
-  }
-}
-
-void mlk_conv_cot_unpack(int out_c, int kk, const float *panels, float *w) {
-  for (int o = 0; o < out_c; o++)
-    for (int k = 0; k < kk; k++) w[(size_t)o * kk + k] = panels[((size_t)(o / 32) * kk + k) * 32 + o % 32];
-}
 
 void mlk_conv_nchw_packed(const mlk_conv *p, const float *x, const float *panels, const float *bias, const float *scale,
                           const float *res, float *y, float *scratch, int act, float lo, float hi) {
@@ -1155,10 +1138,10 @@ int mlk_conv_nhwc_packs(const mlk_conv *p) {
   return p->groups == 1 && p->out_c >= 16 && mlk_use_avx512_() && !mlk_conv1x1_nhwc_small_ok_(p) && !mlk_conv_nhwc_single_ok_(p);
 }
 
-size_t mlk_conv_nhwc_panel_floats(int out_c, int kk) { return (size_t)(out_c + 31) / 32 * 32 * (size_t)kk; }
+size_t mlk_weight_panel_floats(int out_c, int kk) { return (size_t)(out_c + 31) / 32 * 32 * (size_t)kk; }
 
 // Panel jp holds output channels [32 jp, 32 jp + 32) as [kk][32] (zeros past out_c).
-void mlk_conv_nhwc_pack(int out_c, int kk, const float *w, float *panels) {
+void mlk_weight_panels_pack(int out_c, int kk, const float *w, float *panels) {
   for (int jp = 0; jp < (out_c + 31) / 32; jp++)
     for (int k = 0; k < kk; k++) {
       float *dst = panels + ((size_t)jp * kk + k) * 32;
@@ -1169,7 +1152,7 @@ void mlk_conv_nhwc_pack(int out_c, int kk, const float *w, float *panels) {
     }
 }
 
-void mlk_conv_nhwc_unpack(int out_c, int kk, const float *panels, float *w) {
+void mlk_weight_panels_unpack(int out_c, int kk, const float *panels, float *w) {
   for (int o = 0; o < out_c; o++)
     for (int k = 0; k < kk; k++) w[(size_t)o * kk + k] = panels[((size_t)(o / 32) * kk + k) * 32 + o % 32];
 }
@@ -1188,7 +1171,7 @@ static void conv_nhwc(const mlk_conv *p, const float *x, const float *w, const f
     const float *panels = packed;
     if (!panels && p->out_c >= 16) {   // (the narrow path below packs nothing)
       float *own = scratch + (plain ? 0 : (size_t)out_hw * kk);
-      mlk_conv_nhwc_pack(p->out_c, kk, w, own);
+      mlk_weight_panels_pack(p->out_c, kk, w, own);
       panels = own;
     }
     for (int n = 0; n < p->batch; n++) {

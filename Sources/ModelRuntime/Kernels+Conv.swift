@@ -90,23 +90,20 @@ func outShape(_ p: mlk_conv, rank: Int, nhwc: Bool) -> [Int] {
     return nhwc ? [Int(p.batch)] + spatial + [Int(p.out_c)] : [Int(p.batch), Int(p.out_c)] + spatial
 }
 
-/// A conv's [outC][kk] weights packed once at plan time into the panels a kernel reads (NHWC GEMM
-/// or NCHW channels-as-vectors), with the weights' own shape and the way back to them (for a run
-/// that takes another path).
+/// A conv's [outC][kk] weights packed once at plan time into the 32-channel panels the NHWC GEMM
+/// and the NCHW channels-as-vectors path read (mlk_weight_panels_pack), with the weights' own shape
+/// (a run that takes another path unpacks them).
 struct PrepackedWeights {
-    typealias Packing = (Int32, Int32, UnsafePointer<Float>?, UnsafeMutablePointer<Float>?) -> Void
     let panels: RTensor
     let shape: [Int]
-    let unpack: Packing
 
-    /// Packs `w` into `floats` floats of panels; the kernel then no longer reads input slot 1 (the
-    /// planner lets the stored weight go) and the panels count as its weights.
-    init(_ w: RTensor, floats: Int, pack: Packing, unpack: @escaping Packing, _ pc: PlanContext) {
-        let outC = w.shape[0]
-        panels = RTensor.allocate([floats], .float32)
-        pack(Int32(outC), Int32(w.count / max(outC, 1)), w.floats, panels.floats)
+    /// Packs `w`; the kernel then no longer reads input slot 1 (the planner lets the stored weight
+    /// go) and the panels count as its weights.
+    init(_ w: RTensor, _ pc: PlanContext) {
+        let outC = Int32(w.shape[0]), kk = Int32(w.count / max(w.shape[0], 1))
+        panels = RTensor.allocate([Int(mlk_weight_panel_floats(outC, kk))], .float32)
+        mlk_weight_panels_pack(outC, kk, w.floats, panels.floats)
         shape = w.shape
-        self.unpack = unpack
         pc.packing.unreadSlots = [1]
         pc.packing.bytes = panels.byteCount
     }
@@ -114,7 +111,7 @@ struct PrepackedWeights {
     /// The weights as they were, in a new tensor.
     func unpacked() -> RTensor {
         let w = RTensor.allocate(shape, .float32)
-        unpack(Int32(shape[0]), Int32(w.count / max(shape[0], 1)), panels.floats, w.floats)
+        mlk_weight_panels_unpack(Int32(shape[0]), Int32(w.count / max(shape[0], 1)), panels.floats, w.floats)
         return w
     }
 }
@@ -153,8 +150,7 @@ let convKernels: [(String, KernelFactory)] = {
            storedWeight?.isFileBacked == true,
            let w = pc.constants.count > 1 ? pc.constants[1] : nil, w.dtype == .float32, w.shape.count == 4 || w.shape.count == 3,
            w.shape[0] >= 16 {
-            let floats = mlk_conv_nhwc_panel_floats(Int32(w.shape[0]), Int32(w.count / w.shape[0]))
-            prepacked = PrepackedWeights(w, floats: Int(floats), pack: mlk_conv_nhwc_pack, unpack: mlk_conv_nhwc_unpack, pc)
+            prepacked = PrepackedWeights(w, pc)
         }
         // Geometry and output shape for an input and weight shape (checked).
         func geometry(_ xs: [Int], _ ws: [Int]) throws -> (mlk_conv, [Int]) {
@@ -197,8 +193,7 @@ let convKernels: [(String, KernelFactory)] = {
         if !nhwc, layout == .oihw, Executor.avx512Available, storedWeight?.isFileBacked == true,
            var p = planned?.p, mlk_conv_nchw_cot_packs(&p) != 0,
            let w = pc.constants.count > 1 ? pc.constants[1] : nil, w.dtype == .float32, w.shape.count == 4, w.shape[0] > 0 {
-            let floats = mlk_conv_cot_panel_floats(Int32(w.shape[0]), Int32(w.count / w.shape[0]))
-            prepacked = PrepackedWeights(w, floats: Int(floats), pack: mlk_conv_cot_pack, unpack: mlk_conv_cot_unpack, pc)
+            prepacked = PrepackedWeights(w, pc)
         }
         return { ins, ctx in
             let x = try requireFloat(ins.first ?? nil, node: n)

@@ -493,7 +493,7 @@ final class ConvKernelTests: XCTestCase {
         }
     }
 
-    /// NHWC convolutions run with weight panels packed once (mlk_conv_nhwc_pack, as the planner
+    /// NHWC convolutions run with weight panels packed once (mlk_weight_panels_pack, as the planner
     /// does for TFLite models) give the bits of the call that packs them itself: 1x1, 3x3 and 5x5
     /// windows, stride 1-2, 16-70 output channels (a last panel part zeros), 1 and 2 threads; and
     /// the weights unpacked from the panels (a run off the AVX-512 path) are the weights.
@@ -514,10 +514,10 @@ final class ConvKernelTests: XCTestCase {
             mlk_set_threads(Int32(1 + rng.next(2)))
             let n = Int(p.out_h * p.out_w) * co
             var scratch = [Float](repeating: 0, count: Int(mlk_conv_nhwc_scratch(&p)))
-            var panels = [Float](repeating: -1, count: Int(mlk_conv_nhwc_panel_floats(Int32(co), Int32(k * k * ci))))
-            mlk_conv_nhwc_pack(Int32(co), Int32(k * k * ci), w, &panels)
+            var panels = [Float](repeating: -1, count: Int(mlk_weight_panel_floats(Int32(co), Int32(k * k * ci))))
+            mlk_weight_panels_pack(Int32(co), Int32(k * k * ci), w, &panels)
             var unpacked = [Float](repeating: 0, count: w.count)
-            mlk_conv_nhwc_unpack(Int32(co), Int32(k * k * ci), panels, &unpacked)
+            mlk_weight_panels_unpack(Int32(co), Int32(k * k * ci), panels, &unpacked)
             XCTAssertEqual(unpacked, w, "weights unpacked from their panels")
             var perCall = [Float](repeating: 0, count: n), prepacked = perCall
             mlk_conv_nhwc(&p, x, w, b, &perCall, &scratch, 1, 0, 0)
@@ -528,7 +528,7 @@ final class ConvKernelTests: XCTestCase {
     }
 
     /// NCHW convolutions of the channels-as-vectors path run with weight panels packed once
-    /// (mlk_conv_cot_pack, as the planner does for ONNX weights in the mapped file) give the bits
+    /// (mlk_weight_panels_pack, as the planner does for ONNX weights in the mapped file) give the bits
     /// of the call that transposes the weights itself: 3x3 and 5x5, stride 1-2, 32-100 output
     /// channels (a last panel part zeros), 16-300 input channels (reductions over more than one
     /// block of 256), a residual and scale, 1 and 2 threads. On planes of 49-64 outputs, which
@@ -551,10 +551,10 @@ final class ConvKernelTests: XCTestCase {
             let (x, w, b, res) = operands(p, &rng)
             let scale = (0..<co).map { _ in rng.float() }
             let kk = ci * k * k
-            var panels = [Float](repeating: -1, count: Int(mlk_conv_cot_panel_floats(Int32(co), Int32(kk))))
-            mlk_conv_cot_pack(Int32(co), Int32(kk), w, &panels)
+            var panels = [Float](repeating: -1, count: Int(mlk_weight_panel_floats(Int32(co), Int32(kk))))
+            mlk_weight_panels_pack(Int32(co), Int32(kk), w, &panels)
             var unpacked = [Float](repeating: 0, count: w.count)
-            mlk_conv_cot_unpack(Int32(co), Int32(kk), panels, &unpacked)
+            mlk_weight_panels_unpack(Int32(co), Int32(kk), panels, &unpacked)
             XCTAssertEqual(unpacked, w, "weights unpacked from their panels")
             mlk_set_threads(Int32(1 + rng.next(2)))
             let n = Int(p.out_h * p.out_w) * co, label = "\(k)x\(k) \(ci)->\(co) \(h)x\(wd) s\(s)"

@@ -103,17 +103,20 @@ int mlk_conv_nchw_residual_in_place_ok(const mlk_conv *p);
 void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *scale,
                    const float *res, float *y, float *scratch, int act, float lo, float hi);
 
+/// Weights of out_c x kk floats (OIHW for NCHW, OHWI for NHWC; kk the rest of the shape) as
+/// panels of 32 output channels, [ceil(out_c / 32)][kk][32] (zeros past out_c), in
+/// mlk_weight_panel_floats(out_c, kk) floats; and back. The layout both the NHWC GEMM and the NCHW
+/// channels-as-vectors path read, packed once at plan time.
+size_t mlk_weight_panel_floats(int out_c, int kk);
+void mlk_weight_panels_pack(int out_c, int kk, const float *w, float *panels);
+void mlk_weight_panels_unpack(int out_c, int kk, const float *panels, float *w);
+
 /// Plan-time packing for the AVX-512 channels-as-vectors path (3x3 and other spatial kernels on
-/// planes of 49 to 12544 outputs): whether mlk_conv_nchw_packed takes that path for `p`, the
-/// floats the panels of an [out_c][kk] weight take, the packing and its inverse (the weights as
-/// they were).
+/// planes of 49 to 12544 outputs): whether mlk_conv_nchw_packed takes that path for `p`.
 int mlk_conv_nchw_cot_packs(const mlk_conv *p);
 /// The scratch mlk_conv_nchw_packed needs (it may take another path than mlk_conv_nchw would).
 size_t mlk_conv_nchw_packed_scratch(const mlk_conv *p);
-size_t mlk_conv_cot_panel_floats(int out_c, int kk);
-void mlk_conv_cot_pack(int out_c, int kk, const float *w, float *panels);
-void mlk_conv_cot_unpack(int out_c, int kk, const float *panels, float *w);
-/// mlk_conv_nchw with the weights as mlk_conv_cot_pack left them; only where
+/// mlk_conv_nchw with the weights as mlk_weight_panels_pack left them; only where
 /// mlk_conv_nchw_cot_packs(p), with scratch of mlk_conv_nchw_packed_scratch(p) floats. Results
 /// equal mlk_conv_nchw's bit for bit on planes of more than 64 outputs (the same path); on 49-64
 /// mlk_conv_nchw takes another path, whose sums may differ in their last bits.
@@ -131,15 +134,10 @@ size_t mlk_conv_nhwc_scratch(const mlk_conv *p);
 void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch, int act,
                    float lo, float hi);
 
-/// The weight panels the AVX-512 path of mlk_conv_nhwc builds on every call, built once: for a
-/// convolution with one group and at least 16 output channels (mlk_conv_nhwc_packs), OHWI weights
-/// of out_c x kk floats (kk = kH * kW * I) into mlk_conv_nhwc_panel_floats(out_c, kk) floats.
-/// mlk_conv_nhwc_packed then runs it with those panels, `w` unread.
+/// The weight panels the AVX-512 path of mlk_conv_nhwc builds on every call (mlk_weight_panels_pack
+/// of the OHWI weights), built once: for a convolution with one group and at least 16 output
+/// channels (mlk_conv_nhwc_packs). mlk_conv_nhwc_packed then runs it with those panels, `w` unread.
 int mlk_conv_nhwc_packs(const mlk_conv *p);
-size_t mlk_conv_nhwc_panel_floats(int out_c, int kk);
-void mlk_conv_nhwc_pack(int out_c, int kk, const float *w, float *panels);
-/// The weights back out of their panels (for a run that does not take the AVX-512 path).
-void mlk_conv_nhwc_unpack(int out_c, int kk, const float *panels, float *w);
 void mlk_conv_nhwc_packed(const mlk_conv *p, const float *x, const float *panels, const float *bias, float *y, float *scratch,
                           int act, float lo, float hi);
 
