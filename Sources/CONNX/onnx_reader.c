@@ -308,38 +308,25 @@ fail:
   return NULL;
 }
 
-Onnx__ModelProto *ml_onnx_load(const char *path, char *err, size_t errlen) {
-  ml_mapping m;
-  if (ml_map_file(path, &m, err, errlen) != 0) return NULL;
-  if (m.data != NULL) madvise((void *)m.data, m.size, MADV_SEQUENTIAL);
-  Onnx__ModelProto *model = NULL;
-  if (m.size > 0 && !too_deep(m.data, m.size, K_MODEL, 0)) model = ml_onnx_decode_streaming(m.data, m.size, 0);
-  // Anything unusual (several graph fields, groups, malformed framing): decode whole, which
-  // also produces the error message for broken files.
-  if (model == NULL) model = ml_onnx_decode(m.data, m.size, err, errlen);
-  ml_unmap_file(&m);
-  return model;
-}
-
-void ml_onnx_free(Onnx__ModelProto *model) {
-  if (model != NULL) onnx__model_proto__free_unpacked(model, NULL);
-}
-
-Onnx__ModelProto *ml_onnx_load_mapped(const char *path, ml_mapping *mapping, char *err, size_t errlen) {
+// Maps and decodes; with `borrow`, large raw_data stay in the mapping, which is handed to the
+// caller when any did (otherwise, and without `borrow`, the file is unmapped before returning).
+static Onnx__ModelProto *load(const char *path, int borrow, ml_mapping *mapping, char *err, size_t errlen) {
   mapping->data = NULL;
   mapping->size = 0;
   ml_mapping m;
   if (ml_map_file(path, &m, err, errlen) != 0) return NULL;
   if (m.data != NULL) madvise((void *)m.data, m.size, MADV_SEQUENTIAL);
   Onnx__ModelProto *model = NULL;
-  if (m.size > 0 && !too_deep(m.data, m.size, K_MODEL, 0)) model = ml_onnx_decode_streaming(m.data, m.size, 1);
+  if (m.size > 0 && !too_deep(m.data, m.size, K_MODEL, 0)) model = ml_onnx_decode_streaming(m.data, m.size, borrow);
   int borrowed = 0;
   if (model != NULL && model->graph != NULL)
     for (size_t i = 0; i < model->graph->n_initializer; i++) {
       const uint8_t *d = model->graph->initializer[i]->raw_data.data;
       if (d != NULL && d >= m.data && d < m.data + m.size) borrowed = 1;
     }
-  if (model == NULL) model = ml_onnx_decode(m.data, m.size, err, errlen);   // copies everything
+  // Anything unusual (several graph fields, groups, malformed framing): decode whole, copying
+  // everything, which also produces the error message for broken files.
+  if (model == NULL) model = ml_onnx_decode(m.data, m.size, err, errlen);
   if (borrowed) {
     madvise((void *)m.data, m.size, MADV_NORMAL);   // read again where the weights are used, in any order
     *mapping = m;
@@ -347,6 +334,19 @@ Onnx__ModelProto *ml_onnx_load_mapped(const char *path, ml_mapping *mapping, cha
     ml_unmap_file(&m);
   }
   return model;
+}
+
+Onnx__ModelProto *ml_onnx_load(const char *path, char *err, size_t errlen) {
+  ml_mapping none;
+  return load(path, 0, &none, err, errlen);
+}
+
+void ml_onnx_free(Onnx__ModelProto *model) {
+  if (model != NULL) onnx__model_proto__free_unpacked(model, NULL);
+}
+
+Onnx__ModelProto *ml_onnx_load_mapped(const char *path, ml_mapping *mapping, char *err, size_t errlen) {
+  return load(path, 1, mapping, err, errlen);
 }
 
 void ml_onnx_free_mapped(Onnx__ModelProto *model, const ml_mapping *mapping) {
