@@ -165,6 +165,13 @@ func halfToFloat(_ h: UInt16) -> Float {
 public protocol FileBackedStorage: AnyObject {
     /// The whole mapping.
     var mappedBytes: UnsafeRawBufferPointer { get }
+    /// Whether a runtime should read these bytes where they lie (TFLite's aligned buffers), rather
+    /// than copy what it keeps reading (ONNX raw_data, packed at arbitrary offsets).
+    var readInPlace: Bool { get }
+}
+
+extension FileBackedStorage {
+    public var readInPlace: Bool { true }
 }
 
 /// Gives back every whole page of `region` that none of `keep` (address ranges, any order)

@@ -34,6 +34,12 @@ final class ONNXFileBytes: FileBackedStorage {
     let message: ONNXMessage
     init(_ message: ONNXMessage) { self.message = message }
     var mappedBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: message.mapping.data, count: message.mapping.size) }
+    /// Not read in place at run time: the tensors lie back to back at odd offsets, and pages of a
+    /// weight that was copied or packed came back mapped (the kernel faulting in a neighbour's page
+    /// maps the pages around it too), 1.5-6 MB over ResNet50's memory bound on first runs. A
+    /// runtime copies what it reads on every run (as the parsed message's copy was), and packs
+    /// from the file without a second resident copy.
+    var readInPlace: Bool { false }
 }
 
 /// A read-only mapping of an external-data file, shared by the tensors in it.

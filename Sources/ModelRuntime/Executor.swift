@@ -238,12 +238,14 @@ public final class Executor {
         switch data.storage {
         // Borrowed where the element type's natural alignment holds (fp16 weights of mediapipe's
         // files lie at 2-byte offsets: a copy of them would stay beside their fp32 widening).
-        case .borrowed(let p, let owner) where p.baseAddress != nil && Int(bitPattern: p.baseAddress!) % min(8, max(1, (data.dtype.bitWidth ?? 8) / 8)) == 0:
+        case .borrowed(let p, let owner) where p.baseAddress != nil && (owner as? FileBackedStorage)?.readInPlace != false &&
+                                               Int(bitPattern: p.baseAddress!) % min(8, max(1, (data.dtype.bitWidth ?? 8) / 8)) == 0:
             t = RTensor(shape: data.shape, dtype: data.dtype, buffer: RBuffer(borrowing: p.baseAddress!, capacity: p.count, owner: owner))
         case .borrowed(let p, let owner) where owner is FileBackedStorage && p.baseAddress != nil:
-            // Bytes in a mapped file at an odd offset (an ONNX weight): copied, and read through the
-            // copy from now on. The file's pages go back slice by slice as they are copied, so that
-            // the two are never both resident (VGG16's 411 MB classifier weight would be twice that).
+            // Bytes in a mapped file at an odd offset, or not to be read in place (ONNX weights): copied,
+            // and read through the copy from now on. The file's pages go back slice by slice as they
+            // are copied, so that the two are never both resident (VGG16's 411 MB classifier weight
+            // would be twice that).
             let b = RBuffer(capacity: p.count)
             let slice = 16 << 20
             for start in stride(from: 0, to: p.count, by: slice) {
