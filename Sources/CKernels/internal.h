@@ -115,6 +115,10 @@ void mlk_interleave16_avx512_(const float *src, long lds, int nch, int n, float 
 /// NULL; with no scale the bias is added; kind 4 is left to the caller).
 void mlk_cot_store_avx512_(int hw, long ld, int nco, const float *ct, const float *scale, const float *bias,
                            const float *res, float *y, mlk_epilogue act);
+/// The same sums into channel-blocked planes: y[(c / 16) * ld * 16 + q * 16 + c % 16] (res laid
+/// out alike); nco a multiple of 16.
+void mlk_cot_store_blocked_avx512_(int hw, long ld, int nco, const float *ct, const float *scale, const float *bias,
+                                   const float *res, float *y, mlk_epilogue act);
 /// dst = act(src + res) over n floats (res may be NULL; kind 4, tanh, is left to the caller):
 /// the direct convolution's copy of its kept columns into place.
 void mlk_store_act_avx512_(float *dst, const float *src, const float *res, int n, mlk_epilogue act);

@@ -465,10 +465,13 @@ static void pconv_task(void *ctx, int t) {
 // 1.419 -> 1.238 / 1.637 -> 1.337. 1x1 convolutions on 7x7 and 14x14 planes were measured this
 // way too and stay on the GEMM (2-15% slower here: 1024->256 on 14x14 0.497 -> 0.524, 2048->512
 // on 7x7 0.476 -> 0.545, 512->1024 stride 2 from 28x28 0.953 -> 1.074).
-static int conv_cot_fits(const mlk_conv *p, int prepacked) {
+// `mode`: 0 weights transposed per call, 1 packed at plan time, 2 packed and the activations
+// channel-blocked on either side (mlk_conv_blocked: 1x1 convolutions too, channels in blocks of 16).
+static int conv_cot_fits(const mlk_conv *p, int mode) {
   const int hw = p->out_h * p->out_w;
   return mlk_use_avx512_() && p->groups == 1 && p->stride_h == p->stride_w && (p->stride_w == 1 || p->stride_w == 2) &&
-         (p->k_h > 1 || p->k_w > 1) && hw > (prepacked ? 48 : 64) && hw <= 12544 && p->out_c >= 32 && p->in_c >= 16;
+         (p->k_h > 1 || p->k_w > 1 || mode == 2) && hw > (mode ? 48 : 64) && hw <= 12544 && p->out_c >= 32 && p->in_c >= 16 &&
+         (mode < 2 || (p->in_c % 16 == 0 && p->out_c % 16 == 0));
 }
 
 static int conv_cot_ok(const mlk_conv *p) { return conv_cot_fits(p, 0); }
@@ -499,6 +502,7 @@ typedef struct {
   int wq, kk, row_chunks;
   mlk_epilogue act;
   const float *packed;   // the weights as mlk_weight_panels_pack lays them out, or NULL (transposed per call)
+  int y_blocked;         // store the output (and read the residual) channel-blocked, [C/16][hw][16]
 } cot_job;
 
 // Task t: output channels [32 g, 32 g + 32) of one image, g = t / row_chunks, over the output
@@ -551,6 +555,12 @@ static void cot_task(void *ctx, int t) {
       }
   }
   const size_t q0 = (size_t)oh0 * p->out_w;
+  if (j->y_blocked) {
+    const size_t at = (size_t)co0 * out_hw + q0 * 16;
+    mlk_cot_store_blocked_avx512_((int)((oh1 - oh0) * p->out_w), out_hw, nco, ct + q0 * 32, j->scale ? j->scale + co0 : NULL,
+                                  j->bias ? j->bias + co0 : NULL, j->res ? j->res + at : NULL, j->y + at, j->act);
+    return;
+  }
   mlk_cot_store_avx512_((int)((oh1 - oh0) * p->out_w), out_hw, nco, ct + q0 * 32, j->scale ? j->scale + co0 : NULL,
                         j->bias ? j->bias + co0 : NULL, j->res ? j->res + (size_t)co0 * out_hw + q0 : NULL,
                         j->y + (size_t)co0 * out_hw + q0, j->act);
@@ -691,6 +701,25 @@ static void pad_block(void *ctx, int b) {
   }
 }
 
+// The same from input that is channel-blocked already ([C/16][H][W][16]): rows copied whole.
+static void pad_block_blocked(void *ctx, int b) {
+  const pad_job *j = ctx;
+  const mlk_conv *p = j->p;
+  const float *src = j->x + (size_t)b * p->in_h * p->in_w * 16;
+  float *dst = j->xpad + (size_t)b * j->hq * j->wq * 16;
+  for (int r = 0; r < j->hq; r++) {
+    float *row = dst + (size_t)r * j->wq * 16;
+    const int ih = r - p->pad_top;
+    if (ih < 0 || ih >= p->in_h) {
+      memset(row, 0, sizeof(float) * 16 * (size_t)j->wq);
+      continue;
+    }
+    memset(row, 0, sizeof(float) * 16 * (size_t)p->pad_left);
+    memcpy(row + 16 * p->pad_left, src + (size_t)ih * p->in_w * 16, sizeof(float) * 16 * (size_t)p->in_w);
+    memset(row + 16 * (p->pad_left + p->in_w), 0, sizeof(float) * 16 * (size_t)(j->wq - p->pad_left - p->in_w));
+  }
+}
+
 // Rows and columns of each plane of the padded input (stride 1) or of each phase (stride 2).
 // Stride 1 with horizontal padding shares one pad between neighbouring rows: a row holds
 // max(pad_left, pad_right) zeros beside its values, and a tap reaching past a row's right end
@@ -730,16 +759,18 @@ static size_t conv_direct_scratch(const mlk_conv *p, int pre) {
   return conv_direct_input(p, pre) + 2 * kk + tiles * (size_t)(mlk_threads + 1);
 }
 
+// `mode` as for conv_cot_fits (2: mlk_conv_blocked, with x and y channel-blocked as the flags say).
 static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *scale,
-                             const float *res, float *y, float *scratch, mlk_epilogue act, const float *packed) {
-  const int cot = conv_cot_fits(p, packed != NULL);
+                             const float *res, float *y, float *scratch, mlk_epilogue act, const float *packed, int mode,
+                             int x_blocked, int y_blocked) {
+  const int cot = conv_cot_fits(p, mode);
   const int s = cot ? 1 : p->stride_w;   // the layout's stride: 2 for phases
   int hq, wq;
-  direct_dims(p, packed != NULL, &hq, &wq);
+  direct_dims(p, mode, &hq, &wq);
   const int kk = p->in_c * p->k_h * p->k_w, out_hw = p->out_h * p->out_w;
   const int padded = s > 1 || p->pad_top || p->pad_left || p->pad_bottom || p->pad_right;
   float *xpad = scratch;
-  long *off = (long *)(scratch + conv_direct_input(p, packed != NULL));
+  long *off = (long *)(scratch + conv_direct_input(p, mode));
   float *tmp = (float *)(off + kk);
   // Row kr = (c, kh, kw) of the reduction; nested loops (the divisions per row were 1% of
   // MobileNetV2, whose 1x1 convolutions reduce over up to 960 rows per call).
@@ -780,15 +811,17 @@ static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, 
   for (int n = 0; n < p->batch; n++) {
     const float *xn = x + (size_t)n * p->in_c * p->in_h * p->in_w;
     if (cot) {
+      // Blocked input without padding is read where it lies (a 1x1 convolution's).
+      const int as_is = x_blocked && hq == p->in_h && wq == p->in_w;
       pad_job pj = {p, xn, xpad, hq, wq};
-      mlk_parallel((p->in_c + 15) / 16, pad_block, &pj);
+      if (!as_is) mlk_parallel((p->in_c + 15) / 16, x_blocked ? pad_block_blocked : pad_block, &pj);
       // Few panels of 32 output channels for the threads (DenseNet's 3x3 convolutions have one):
       // each panel's rows are shared out too; every task then transposes its panel's weights.
       const int groups = (p->out_c + 31) / 32;
       int row_chunks = mlk_threads > 1 && groups < 2 * mlk_threads ? (2 * mlk_threads + groups - 1) / groups : 1;
       if (row_chunks > p->out_h) row_chunks = p->out_h;
-      cot_job cj = {p, xpad, w, bias, scale, res ? res + (size_t)n * p->out_c * out_hw : NULL, off,
-                    y + (size_t)n * p->out_c * out_hw, tmp, conv_cot_slot(p), wq, kk, row_chunks, act, packed};
+      cot_job cj = {p, as_is ? xn : xpad, w, bias, scale, res ? res + (size_t)n * p->out_c * out_hw : NULL, off,
+                    y + (size_t)n * p->out_c * out_hw, tmp, conv_cot_slot(p), wq, kk, row_chunks, act, packed, y_blocked};
       mlk_parallel(groups * row_chunks, cot_task, &cj);
       continue;
     }
@@ -827,7 +860,7 @@ void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const floa
     return;
   }
   if (conv_direct_ok(p)) {
-    conv_nchw_direct(p, x, w, bias, scale, res, y, scratch, (mlk_epilogue){act, lo, hi}, NULL);
+    conv_nchw_direct(p, x, w, bias, scale, res, y, scratch, (mlk_epilogue){act, lo, hi}, NULL, 0, 0, 0);
     if (act == 4) mlk_activate(y, (size_t)p->batch * p->out_c * out_hw, act, lo, hi);
     return;
   }
@@ -886,8 +919,44 @@ size_t mlk_conv_nchw_packed_scratch(const mlk_conv *p) { return conv_direct_scra
 
 void mlk_conv_nchw_packed(const mlk_conv *p, const float *x, const float *panels, const float *bias, const float *scale,
                           const float *res, float *y, float *scratch, int act, float lo, float hi) {
-  conv_nchw_direct(p, x, NULL, bias, scale, res, y, scratch, (mlk_epilogue){act, lo, hi}, panels);
+  conv_nchw_direct(p, x, NULL, bias, scale, res, y, scratch, (mlk_epilogue){act, lo, hi}, panels, 1, 0, 0);
   if (act == 4) mlk_activate(y, (size_t)p->batch * p->out_c * p->out_h * p->out_w, act, lo, hi);
+}
+
+// Channel-blocked activations: see ckernels.h. The channels-as-vectors path already works on a
+// blocked copy of its input and on [pixels][32] sums; here the copy is a plain row copy (or none,
+// for a 1x1 convolution) and the sums are stored without transposition.
+int mlk_conv_blocked_ok(const mlk_conv *p) { return conv_cot_fits(p, 2); }
+
+size_t mlk_conv_blocked_scratch(const mlk_conv *p) { return conv_direct_scratch(p, 2); }
+
+void mlk_conv_blocked(const mlk_conv *p, const float *x, int x_blocked, const float *panels, const float *bias,
+                      const float *scale, const float *res, float *y, int y_blocked, float *scratch, int act, float lo,
+                      float hi) {
+  conv_nchw_direct(p, x, NULL, bias, scale, res, y, scratch, (mlk_epilogue){act, lo, hi}, panels, 2, x_blocked, y_blocked);
+  if (act == 4) mlk_activate(y, (size_t)p->batch * p->out_c * p->out_h * p->out_w, act, lo, hi);
+}
+
+void mlk_blocked_from_nchw(int n, int c, int hw, const float *x, float *y) {
+  for (int b = 0; b < n * (c / 16); b++) {
+    const float *src = x + (size_t)b * 16 * hw;
+    float *dst = y + (size_t)b * 16 * hw;
+    if (mlk_use_avx512_()) {
+      mlk_interleave16_avx512_(src, hw, 16, hw, dst);
+      continue;
+    }
+    for (int q = 0; q < hw; q++)
+      for (int i = 0; i < 16; i++) dst[(size_t)q * 16 + i] = src[(size_t)i * hw + q];
+  }
+}
+
+void mlk_nchw_from_blocked(int n, int c, int hw, const float *x, float *y) {
+  for (int b = 0; b < n * (c / 16); b++) {
+    const float *src = x + (size_t)b * 16 * hw;
+    float *dst = y + (size_t)b * 16 * hw;
+    for (int q = 0; q < hw; q++)
+      for (int i = 0; i < 16; i++) dst[(size_t)i * hw + q] = src[(size_t)q * 16 + i];
+  }
 }
 
 // One output channel of a depthwise convolution. 3x3 kernels take a direct path: each output
@@ -1757,4 +1826,17 @@ void mlk_reduce_contiguous(const float *x, long outer, long red, long inner, int
     for (long i = 0; i < inner; i++) y[(size_t)o * inner + i] = (float)(kind == 1 ? acc[i] / (double)(red > 0 ? red : 1) : acc[i]);
   }
   free(acc);
+}
+
+// Max pooling of NCHW input into channel-blocked output: 16 planes at a time pooled into scratch
+// (16 * out_h * out_w floats, in cache) and interleaved into place.
+void mlk_maxpool_blocked(const mlk_conv *p, const float *x, float *y, float *scratch) {
+  mlk_conv q = *p;
+  q.batch = 1;
+  q.in_c = q.out_c = 16;
+  const size_t in_hw = (size_t)p->in_h * p->in_w, out_hw = (size_t)p->out_h * p->out_w;
+  for (int b = 0; b < p->batch * (p->in_c / 16); b++) {
+    mlk_pool(0, 0, 0, &q, x + (size_t)b * 16 * in_hw, scratch);
+    mlk_blocked_from_nchw(1, 16, (int)out_hw, scratch, y + (size_t)b * 16 * out_hw);
+  }
 }

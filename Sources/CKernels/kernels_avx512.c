@@ -1526,6 +1526,24 @@ AVX512 void mlk_cot_store_avx512_(int hw, long ld, int nco, const float *ct, con
   if (nco16 < nco) cot_store_gathered(0, hw, nco16, nco, ld, ct, scale, bias, res, y, cl);
 }
 
+// The sums [pixels][32] into channel-blocked output ([C/16][hw][16]): each pixel's 16 channels
+// of a half panel are one vector in both, so the store is a straight pass (no transposition).
+AVX512 void mlk_cot_store_blocked_avx512_(int hw, long ld, int nco, const float *ct, const float *scale, const float *bias,
+                                          const float *res, float *y, mlk_epilogue act) {
+  const vclamp cl = clamp_of(act);
+  for (int h = 0; h < nco; h += 16) {
+    const __m512 s = scale ? _mm512_loadu_ps(scale + h) : _mm512_set1_ps(1.0f);
+    const __m512 b = bias ? _mm512_loadu_ps(bias + h) : _mm512_setzero_ps();
+    float *yh = y + (size_t)(h / 16) * ld * 16;
+    const float *rh = res ? res + (size_t)(h / 16) * ld * 16 : NULL;
+    for (int q = 0; q < hw; q++) {
+      __m512 v = _mm512_fmadd_ps(_mm512_loadu_ps(ct + (size_t)q * 32 + h), s, b);
+      if (rh) v = _mm512_add_ps(v, _mm512_loadu_ps(rh + (size_t)q * 16));
+      _mm512_storeu_ps(yh + (size_t)q * 16, apply_clamp(v, cl));
+    }
+  }
+}
+
 AVX512 void mlk_store_act_avx512_(float *dst, const float *src, const float *res, int n, mlk_epilogue act) {
   const vclamp cl = clamp_of(act);
   int i = 0;
@@ -1611,6 +1629,10 @@ void mlk_interleave16_avx512_(const float *src, long lds, int nch, int n, float 
 }
 void mlk_cot_pack_avx512_(int kk, int nrows, const float *w, long ldw, float *wt) {
   (void)kk; (void)nrows; (void)w; (void)ldw; (void)wt;
+}
+void mlk_cot_store_blocked_avx512_(int hw, long ld, int nco, const float *ct, const float *scale, const float *bias,
+                                   const float *res, float *y, mlk_epilogue act) {
+  (void)hw; (void)ld; (void)nco; (void)ct; (void)scale; (void)bias; (void)res; (void)y; (void)act;
 }
 void mlk_cot_store_avx512_(int hw, long ld, int nco, const float *ct, const float *scale, const float *bias,
                            const float *res, float *y, mlk_epilogue act) {

@@ -117,6 +117,10 @@ public struct PlanContext {
     public let constants: [RTensor?]
     /// An activation the planner fused into this node (kind as in mlk_activate, with clip bounds).
     public var activation: (kind: Int32, lo: Float, hi: Float)? = nil
+    /// The planner keeps this Conv's input, or its output and residual, channel-blocked
+    /// ([C/16][H][W][16] per image; see Executor.blockedValues).
+    public var blockedInput = false
+    public var blockedOutput = false
     /// What the factory did with the constants, for the planner to account for.
     public let packing = PlanPacking()
     public func fail(_ reason: String) -> RuntimeError {
@@ -185,6 +189,8 @@ public final class Executor {
     public private(set) var kernelWeightBytes = 0
     /// Weights the integer kernels packed into their own copies (counted in kernelWeightBytes).
     var packedWeightBytes = 0
+    /// Values the plan keeps channel-blocked between convolutions (see blockedValues).
+    public private(set) var blockedValueCount = 0
     /// Nodes that run on the integer (int8) kernels; the other quantized nodes compute in float.
     public private(set) var integerNodes = 0
     /// Nodes on quantized tensors that compute in float (dequantize, float kernel, requantize):
@@ -438,6 +444,9 @@ public final class Executor {
             for case let v? in stepInputs(i) { lastUse[v] = i }
         }
         for o in graph.outputs { lastUse[o] = Int.max }
+        let blocked = blockedValues(stepInputs: stepInputs, isStep: { i in
+            !(graph.nodes[i].outputs.count == 1 && alias[graph.nodes[i].outputs[0]] != nil) }, outputs: outputSet)
+        blockedValueCount = blocked.count
         let foldContext = RunContext()
         for (i, node) in graph.nodes.enumerated() {
             if fusedNodes[i] != nil {
@@ -459,6 +468,10 @@ public final class Executor {
             let consts = inputs.map { $0.flatMap { $0 >= graph.values.count ? synthetic[$0 - graph.values.count] : constantTensor($0) } }
             var pc = PlanContext(node: node, graph: graph, constants: consts)
             pc.activation = fusedActivations[i]
+            if node.op == .conv || node.op.rawValue == "GlobalAveragePool" || node.op.rawValue == "MaxPool" {
+                pc.blockedInput = inputs.first.flatMap { $0 }.map(blocked.contains) ?? false
+                pc.blockedOutput = node.outputs.first.map(blocked.contains) ?? false
+            }
             var kernel: Kernel
             let quantized = needsQuantizedWrapper(node)
             if quantized, let integer = IntegerConv.make(pc) {
@@ -516,6 +529,59 @@ public final class Executor {
             return total + (t?.byteCount ?? 0)
         }
         releaseUnreadFilePages(used: used)
+    }
+
+    /// Values kept channel-blocked between convolutions ([C/16][H][W][16] per image, the layout
+    /// the channels-as-vectors kernels compute on; mlk_conv_blocked): outputs of Convs that can run
+    /// that way (convRunsBlocked) and of MaxPools over 16k channels, when every step reading them
+    /// is such a Conv (reading it as its input or residual) or a GlobalAveragePool, and they are
+    /// no graph outputs. Between ResNet50's convolutions this spares each 3x3 the transposition of
+    /// its input into blocks and of its output back, and runs the 1x1s on the same kernel without
+    /// them. Off with MODELLENS_BLOCKED=0.
+    func blockedValues(stepInputs: (Int) -> [ValueID?], isStep: (Int) -> Bool, outputs: Set<ValueID>) -> Set<ValueID> {
+        guard ProcessInfo.processInfo.environment["MODELLENS_BLOCKED"] != "0" else { return [] }
+        var convs = Set<Int>(), pools = Set<Int>(), pointwise = Set<Int>()
+        var readers: [ValueID: [(node: Int, slot: Int)]] = [:]
+        for (i, node) in graph.nodes.enumerated() where isStep(i) && fusedNodes[i] == nil {
+            let ins = stepInputs(i)
+            for (slot, v) in ins.enumerated() { if let v { readers[v, default: []].append((i, slot)) } }
+            if node.op == .conv {
+                let w = ins.count > 1 ? ins[1].flatMap { $0 < graph.values.count ? constantTensor($0) : nil } : nil
+                guard convRunsBlocked(node, graph, weight: w, residual: ins.count > 3 ? ins[3] : nil) else { continue }
+                convs.insert(i)
+                if let w, w.shape.dropFirst(2).allSatisfy({ $0 == 1 }) { pointwise.insert(i) }
+            } else if node.op.rawValue == "MaxPool", node.outputs.count == 1, node.dataLayout != .nhwc,
+                      let xs = declaredShape(ins.first ?? nil, graph), xs.count == 4, xs[1] % 16 == 0, xs[1] > 0 {
+                pools.insert(i)
+            }
+        }
+        func readsBlocked(_ r: (node: Int, slot: Int)) -> Bool {
+            convs.contains(r.node) ? r.slot == 0 || r.slot == 3 : graph.nodes[r.node].op.rawValue == "GlobalAveragePool" && r.slot == 0
+        }
+        var blocked = Set<ValueID>()
+        for i in convs.union(pools) {
+            guard let out = graph.nodes[i].outputs.first, !outputs.contains(out), let r = readers[out], !r.isEmpty,
+                  r.allSatisfy(readsBlocked) else { continue }
+            blocked.insert(out)
+        }
+        // A fused residual has its conv's output layout; a 1x1 convolution runs blocked only with
+        // both its input and output blocked (otherwise it would transpose the other side, where the
+        // GEMM reads and writes NCHW as it is: DenseNet's 1x1s before each 3x3 were 5% slower in all).
+        var settled = false
+        while !settled {
+            settled = true
+            for i in convs {
+                let ins = stepInputs(i)
+                guard let out = graph.nodes[i].outputs.first else { continue }
+                if ins.count > 3, let r = ins[3], blocked.contains(r) != blocked.contains(out) {
+                    blocked.remove(r); blocked.remove(out); settled = false
+                }
+                if pointwise.contains(i), let x = ins.first ?? nil, blocked.contains(x) != blocked.contains(out) {
+                    blocked.remove(x); blocked.remove(out); settled = false
+                }
+            }
+        }
+        return blocked
     }
 
     /// Gives back the pages of the model's mapped files that no step reads where they lie: the

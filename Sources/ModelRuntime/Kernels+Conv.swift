@@ -90,6 +90,39 @@ func outShape(_ p: mlk_conv, rank: Int, nhwc: Bool) -> [Int] {
     return nhwc ? [Int(p.batch)] + spatial + [Int(p.out_c)] : [Int(p.batch), Int(p.out_c)] + spatial
 }
 
+/// The shape the graph declares for `v`, when static but for a batch left open (taken as 1).
+func declaredShape(_ v: ValueID?, _ graph: Graph) -> [Int]? {
+    guard let v, let dims = graph.values[v].type.shape.dims, !dims.isEmpty else { return nil }
+    var shape: [Int] = []
+    for (i, d) in dims.enumerated() {
+        guard let known = d.value ?? (i == 0 ? 1 : nil) else { return nil }
+        shape.append(known)
+    }
+    return shape
+}
+
+/// Whether a Conv node can run on channel-blocked activations (mlk_conv_blocked): NCHW, OIHW float
+/// weights in the mapped file (packed at plan time without a second copy), one group, and the
+/// geometry for its declared input shape one mlk_conv_blocked_ok takes. `residual`: the input the
+/// planner fused in as a residual, which must have the output's shape.
+func convRunsBlocked(_ n: Node, _ graph: Graph, weight: RTensor?, residual: ValueID?) -> Bool {
+    guard n.op == .conv, n.dataLayout != .nhwc, (n.kernelLayout ?? .oihw) == .oihw, (n.int("group") ?? 1) == 1,
+          n.fusedActivation == nil, n.inputs.count > 1, let wID = n.inputs[1], graph.values[wID].constant?.isFileBacked == true,
+          let w = weight, w.dtype == .float32, w.shape.count == 4,
+          let xs = declaredShape(n.inputs[0], graph), xs.count == 4,
+          var p = try? convGeometry(WindowAttributes(n), x: xs, kernel: Array(w.shape.dropFirst(2)), outChannels: w.shape[0], nhwc: false),
+          p.in_c == Int32(w.shape[1]), mlk_conv_blocked_ok(&p) != 0 else { return false }
+    if let r = residual { return declaredShape(r, graph) == outShape(p, rank: 4, nhwc: false) }
+    return true
+}
+
+/// An NCHW copy of channel-blocked `t` (channels a multiple of 16), from the run's pool.
+func unblocked(_ t: RTensor, _ ctx: RunContext) throws -> RTensor {
+    let y = try ctx.alloc(t.shape, .float32)
+    mlk_nchw_from_blocked(Int32(t.shape[0]), Int32(t.shape[1]), Int32(t.shape.dropFirst(2).reduce(1, *)), t.floats, y.floats)
+    return y
+}
+
 /// A conv's [outC][kk] weights packed once at plan time into the 32-channel panels the NHWC GEMM
 /// and the NCHW channels-as-vectors path read (mlk_weight_panels_pack), with the weights' own shape
 /// (a run that takes another path unpacks them).
@@ -171,15 +204,7 @@ let convKernels: [(String, KernelFactory)] = {
         // Worked out here for the input shape the graph declares (a batch left open taken as 1),
         // when the rest of it is static: a run with that shape skips the arithmetic and its arrays
         // (about a microsecond per convolution), and the weights can be packed for its path.
-        let plannedX: [Int]? = n.inputs.first.flatMap { $0.flatMap { v -> [Int]? in
-            guard let dims = pc.graph.values[v].type.shape.dims, !dims.isEmpty else { return nil }
-            var shape: [Int] = []
-            for (i, d) in dims.enumerated() {
-                guard let known = d.value ?? (i == 0 ? 1 : nil) else { return nil }
-                shape.append(known)
-            }
-            return shape
-        } }
+        let plannedX = declaredShape(n.inputs.first ?? nil, pc.graph)
         let plannedW = prepacked?.shape ?? (pc.constants.count > 1 ? pc.constants[1]?.shape : nil)
         let planned: (x: [Int], w: [Int], p: mlk_conv, y: [Int])? = {
             guard let xs = plannedX, let ws = plannedW, let (p, y) = try? geometry(xs, ws) else { return nil }
@@ -190,8 +215,11 @@ let convKernels: [(String, KernelFactory)] = {
         // reads, instead of transposed block by block on every call (which had kept 7x7 planes
         // off it). As for NHWC, only for weights in the mapped file, whose pages then go back (the
         // panels take their place).
+        // Convolutions the planner put on channel-blocked activations (input, output or both) pack
+        // theirs too: that path reads panels only (1x1 convolutions as well).
+        let blockedIn = pc.blockedInput, blockedOut = pc.blockedOutput
         if !nhwc, layout == .oihw, Executor.avx512Available, storedWeight?.isFileBacked == true,
-           var p = planned?.p, mlk_conv_nchw_cot_packs(&p) != 0,
+           var p = planned?.p, mlk_conv_nchw_cot_packs(&p) != 0 || blockedIn || blockedOut,
            let w = pc.constants.count > 1 ? pc.constants[1] : nil, w.dtype == .float32, w.shape.count == 4, w.shape[0] > 0 {
             prepacked = PrepackedWeights(w, pc)
         }
@@ -217,7 +245,7 @@ let convKernels: [(String, KernelFactory)] = {
             let depthwise = p.groups > 1 && p.groups == p.in_c
             let y: RTensor
             if let r = residual, r.dtype == .float32, r.shape == yShape, !nhwc, !depthwise,
-               mlk_conv_nchw_residual_in_place_ok(&p) != 0, let own = ctx.reuse(r) {
+               blockedIn || blockedOut || mlk_conv_nchw_residual_in_place_ok(&p) != 0, let own = ctx.reuse(r) {
                 y = own
             } else {
                 y = try ctx.alloc(yShape, .float32)
@@ -241,6 +269,31 @@ let convKernels: [(String, KernelFactory)] = {
                 } else {
                     let weights = prepacked?.unpacked() ?? w
                     mlk_conv_nhwc(&p, x.floats, weights.floats, b, y.floats, scratch, act.kind, act.lo, act.hi)
+                }
+            } else if blockedIn || blockedOut {
+                // The planner checked that a residual has the output's shape (and layout).
+                guard residual.map({ $0.dtype == .float32 && $0.shape == y.shape }) ?? true else {
+                    throw RuntimeError.invalid(node: n.label, reason: "a residual of shape \(residual!.shape) for an output of \(y.shape)")
+                }
+                if let prepacked, mlk_conv_blocked_ok(&p) != 0 {
+                    let scratch = ctx.scratchFloats(Int(mlk_conv_blocked_scratch(&p)))
+                    mlk_conv_blocked(&p, x.floats, blockedIn ? 1 : 0, prepacked.panels.floats, b, scale?.floats, residual?.floats,
+                                     y.floats, blockedOut ? 1 : 0, scratch, act.kind, act.lo, act.hi)
+                } else {
+                    // Off that path at run time (another input shape, or the portable kernels): the
+                    // NCHW kernels on NCHW copies, the output blocked again.
+                    let xn = blockedIn ? try unblocked(x, ctx) : x
+                    let rn = blockedOut ? try residual.map { try unblocked($0, ctx) } : residual
+                    let yn = blockedOut ? try ctx.alloc(y.shape, .float32) : y
+                    let scratch = ctx.scratchFloats(Int(mlk_conv_nchw_scratch(&p)))
+                    let weights = prepacked?.unpacked() ?? w
+                    mlk_conv_nchw(&p, xn.floats, weights.floats, b, scale?.floats, rn?.floats, yn.floats, scratch, act.kind, act.lo, act.hi)
+                    if blockedOut {
+                        mlk_blocked_from_nchw(p.batch, p.out_c, p.out_h * p.out_w, yn.floats, y.floats)
+                        ctx.release(yn.buffer)
+                    }
+                    if blockedIn { ctx.release(xn.buffer) }
+                    if blockedOut, let rn { ctx.release(rn.buffer) }
                 }
             } else {
                 let fitting = residual.map { $0.dtype == .float32 && $0.shape == y.shape } ?? true
@@ -282,11 +335,18 @@ let convKernels: [(String, KernelFactory)] = {
             if name != "MaxPool", let d = n.ints("dilations"), d.contains(where: { $0 != 1 }) { throw pc.fail("dilations") }
             let includePad = Int32(n.int("count_include_pad") ?? 0)
             let window = WindowAttributes(n)
+            let blockedOut = pc.blockedOutput && name == "MaxPool"
             return { ins, ctx in
                 let x = try requireFloat(ins.first ?? nil, node: n)
                 var p = try convGeometry(window, x: x.shape, kernel: kernel, outChannels: nhwc ? x.shape.last! : x.shape[1], nhwc: nhwc)
                 p.groups = 1
                 let y = try ctx.alloc(outShape(p, rank: x.shape.count, nhwc: nhwc), .float32)
+                if blockedOut {
+                    // For convolutions reading channel-blocked input (the planner checked the channels).
+                    guard p.in_c % 16 == 0, x.shape.count == 4 else { throw RuntimeError.invalid(node: n.label, reason: "blocked output of \(p.in_c) channels") }
+                    mlk_maxpool_blocked(&p, x.floats, y.floats, ctx.scratchFloats(16 * Int(p.out_h * p.out_w)))
+                    return [y]
+                }
                 mlk_pool(kind, nhwc ? 1 : 0, includePad, &p, x.floats, y.floats)
                 applyFused(n, y)
                 return [y]
@@ -296,11 +356,24 @@ let convKernels: [(String, KernelFactory)] = {
     for name in ["GlobalAveragePool", "GlobalMaxPool"] {
         k.append((name, { pc in
             let n = pc.node
+            let blocked = pc.blockedInput && name == "GlobalAveragePool"
             return { ins, ctx in
                 let x = try requireFloat(ins.first ?? nil, node: n)
                 guard x.shape.count >= 3 else { throw RuntimeError.invalid(node: n.label, reason: "rank \(x.shape.count)") }
                 let c = x.shape[1], inner = x.shape.dropFirst(2).reduce(1, *)
                 let y = try ctx.alloc([x.shape[0], c] + Array(repeating: 1, count: x.shape.count - 2), .float32)
+                if blocked {
+                    // Channel-blocked input (the planner's, from a convolution): 16 channels' sums at
+                    // a time, each in the order of the plain loop below (the same bits).
+                    var s = [Double](repeating: 0, count: 16)
+                    for b in 0..<(x.shape[0] * c / 16) {
+                        let base = x.floats + b * 16 * inner
+                        for i in 0..<16 { s[i] = 0 }
+                        for j in 0..<inner { for i in 0..<16 { s[i] += Double(base[j * 16 + i]) } }
+                        for i in 0..<16 { y.floats[b * 16 + i] = Float(s[i] / Double(max(inner, 1))) }
+                    }
+                    return [y]
+                }
                 for i in 0..<(x.shape[0] * c) {
                     let base = x.floats + i * inner
                     if name == "GlobalAveragePool" {

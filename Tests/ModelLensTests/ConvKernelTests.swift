@@ -578,4 +578,86 @@ final class ConvKernelTests: XCTestCase {
         }
         XCTAssertGreaterThan(smallChecked, 3, "planes of 49-64 outputs")
     }
+
+    /// Channel-blocked activations (mlk_conv_blocked): every combination of blocked and NCHW input
+    /// and output (the residual in the output's layout) against mlk_conv_nchw_packed (3x3 and 5x5:
+    /// bit for bit, the same sums) and mlk_conv_nchw (1x1 at stride 1 and 2: within 1e-4, the GEMM
+    /// sums in another order), on random geometries with 16k channels, 1 and 2 threads; guard floats
+    /// after output and scratch. Also the layout conversions and max pooling into blocks.
+    func testChannelBlockedConvolutionsMatchTheNCHWPaths() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: the blocked path is not used") }
+        defer { mlk_set_threads(1) }
+        var rng = Rng(s: 4242)
+        func blocked(_ t: [Float], _ c: Int, _ hw: Int) -> [Float] {
+            var out = [Float](repeating: 0, count: t.count)
+            mlk_blocked_from_nchw(1, Int32(c), Int32(hw), t, &out)
+            return out
+        }
+        var checked = 0, pointwise = 0
+        while checked < 48 {
+            let k = [1, 1, 3, 3, 5][rng.next(5)], s = 1 + rng.next(2), pad = k / 2
+            let oh = 7 + rng.next(24), ow = 7 + rng.next(24)
+            let h = (oh - 1) * s + 1 + (k == 1 ? rng.next(2) : 0), wd = (ow - 1) * s + 1 + (k == 1 ? rng.next(2) : 0)
+            let ci = 16 * (1 + rng.next(rng.next(3) == 0 ? 20 : 5)), co = 16 * (2 + rng.next(6))
+            var p = square(ci, h, wd, co, oh, ow, k: k, s: s, pad: pad)
+            guard mlk_conv_blocked_ok(&p) != 0 else { continue }
+            let (x, w, b, res) = operands(p, &rng)
+            let scale = (0..<co).map { _ in rng.float() }
+            let kk = ci * k * k, outHW = oh * ow, n = co * outHW
+            var panels = [Float](repeating: -1, count: Int(mlk_weight_panel_floats(Int32(co), Int32(kk))))
+            mlk_weight_panels_pack(Int32(co), Int32(kk), w, &panels)
+            mlk_set_threads(Int32(1 + rng.next(2)))
+            let label = "\(k)x\(k) \(ci)->\(co) \(h)x\(wd) s\(s)"
+            // The NCHW reference.
+            var reference = [Float](repeating: 0, count: n)
+            if k == 1 {
+                var scratch = [Float](repeating: 0, count: Int(mlk_conv_nchw_scratch(&p)))
+                mlk_conv_nchw(&p, x, w, b, scale, res, &reference, &scratch, 1, 0, 0)
+            } else {
+                var scratch = [Float](repeating: 0, count: Int(mlk_conv_nchw_packed_scratch(&p)))
+                mlk_conv_nchw_packed(&p, x, panels, b, scale, res, &reference, &scratch, 1, 0, 0)
+            }
+            let xBlocked = blocked(x, ci, h * wd), resBlocked = res.map { blocked($0, co, outHW) }
+            for (inB, outB) in [(false, true), (true, false), (true, true)] {
+                let guarded = Int(mlk_conv_blocked_scratch(&p))
+                var scratch = [Float](repeating: Self.guardValue, count: guarded + Self.guardFloats)
+                var y = [Float](repeating: Self.guardValue, count: n + Self.guardFloats)
+                let r = outB ? resBlocked : res
+                mlk_conv_blocked(&p, inB ? xBlocked : x, inB ? 1 : 0, panels, b, scale, r, &y, outB ? 1 : 0, &scratch, 1, 0, 0)
+                let tag = "\(label) in \(inB ? "blocked" : "NCHW") out \(outB ? "blocked" : "NCHW")"
+                XCTAssertTrue(y[n...].allSatisfy { $0 == Self.guardValue }, "\(tag): wrote past its output")
+                XCTAssertTrue(scratch[guarded...].allSatisfy { $0 == Self.guardValue }, "\(tag): wrote past its scratch")
+                var got = Array(y[..<n])
+                if outB {
+                    var back = [Float](repeating: 0, count: n)
+                    mlk_nchw_from_blocked(1, Int32(co), Int32(outHW), got, &back)
+                    got = back
+                }
+                if k == 1 {
+                    let worst = zip(reference, got).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
+                    XCTAssertLessThan(worst, 1e-4, tag)
+                } else {
+                    XCTAssertTrue(got == reference, "\(tag): \(zip(got, reference).filter { $0 != $1 }.count) of \(n) values differ")
+                }
+            }
+            if k == 1 { pointwise += 1 }
+            checked += 1
+        }
+        XCTAssertGreaterThan(pointwise, 8, "1x1 convolutions")
+        // Max pooling (3x3 stride 2 pad 1, ResNet50's) into blocks equals pooling then converting.
+        mlk_set_threads(1)
+        for (c, h) in [(16, 9), (64, 56), (32, 15)] {
+            let o = (h + 2 - 3) / 2 + 1
+            var p = square(c, h, h, c, o, o, k: 3, s: 2, pad: 1)
+            let x = (0..<(c * h * h)).map { _ in rng.float() }
+            var pooled = [Float](repeating: 0, count: c * o * o), y = pooled
+            mlk_pool(0, 0, 0, &p, x, &pooled)
+            var scratch = [Float](repeating: 0, count: 16 * o * o)
+            mlk_maxpool_blocked(&p, x, &y, &scratch)
+            XCTAssertTrue(y == blocked(pooled, c, o * o), "max pool \(c)x\(h)x\(h) into blocks")
+            var back = [Float](repeating: 0, count: y.count)
+            mlk_nchw_from_blocked(1, Int32(c), Int32(o * o), y, &back)
+            XCTAssertTrue(back == pooled, "blocks back to NCHW")
+        }
+    }
 }

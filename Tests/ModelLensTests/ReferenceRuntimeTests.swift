@@ -43,6 +43,33 @@ final class ReferenceRuntimeTests: XCTestCase {
         }
     }
 
+    /// ResNet50 keeps every activation between its max pool and its global average pool
+    /// channel-blocked (1 + 16 blocks x 3 convolutions + 4 downsamplings = 53 values); MobileNetV2
+    /// (1x1 convolutions beside depthwise ones) and DenseNet121 (1x1s reading Concat output) keep
+    /// none. A plan made for the AVX-512 kernels and run on the portable ones converts around each
+    /// blocked convolution: the logits then agree with the blocked run within 1e-4.
+    func testResNet50RunsOnChannelBlockedActivations() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: nothing is blocked") }
+        func model(_ name: String) throws -> Model {
+            try ModelImporter.load(TestSupport.models.appendingPathComponent("torchvision/\(name).onnx").path)
+        }
+        defer { Executor.preferAVX512(true) }
+        Executor.preferAVX512(true)
+        let exec = try Executor(model: try model("resnet50"), threads: 1)
+        XCTAssertEqual(exec.blockedValueCount, 53)
+        for name in ["mobilenet_v2", "densenet121"] {
+            XCTAssertEqual(try Executor(model: try model(name), threads: 1).blockedValueCount, 0, name)
+        }
+        let x = RTensor.make((0..<(3 * 224 * 224)).map { Float($0 % 251) / 251 - 0.5 }, shape: [1, 3, 224, 224])
+        let blocked = try XCTUnwrap(exec.run(["input": x]).values.first).toFloats()
+        Executor.preferAVX512(false)
+        let converted = try XCTUnwrap(exec.run(["input": x]).values.first).toFloats()
+        let scale = blocked.map(abs).max() ?? 1
+        let worst = zip(blocked, converted).map { abs($0 - $1) }.max() ?? 0
+        XCTAssertLessThan(worst / scale, 1e-4)
+        XCTAssertEqual(blocked.count, 1000)
+    }
+
     /// The full-integer sample runs its convolutions, depthwise convolutions and fully-connected
     /// layer on the integer kernels, on the AVX-512 VNNI path and the portable one. Both give LiteRT's
     /// reference kernels' output for the reference input; its ADDs and MEAN compute in float, so

@@ -123,6 +123,26 @@ size_t mlk_conv_nchw_packed_scratch(const mlk_conv *p);
 void mlk_conv_nchw_packed(const mlk_conv *p, const float *x, const float *panels, const float *bias, const float *scale,
                           const float *res, float *y, float *scratch, int act, float lo, float hi);
 
+/// Channel-blocked activations: an image's C channels (a multiple of 16) as [C/16][H][W][16], a
+/// pixel's 16 channels of a block side by side (the layout the channels-as-vectors path computes
+/// on). mlk_conv_blocked runs a convolution where mlk_conv_blocked_ok(p) (AVX-512, groups 1,
+/// stride 1 or 2, 1x1 too, planes of 49 to 12544 outputs, in_c and out_c multiples of 16, out_c
+/// >= 32) with weights as mlk_weight_panels_pack left them, reading x blocked or NCHW (x_blocked)
+/// and writing y, and reading res, blocked or NCHW (y_blocked), with scratch of
+/// mlk_conv_blocked_scratch(p) floats. Sums run as in mlk_conv_nchw_packed: results equal it bit for
+/// bit whatever the layouts.
+int mlk_conv_blocked_ok(const mlk_conv *p);
+size_t mlk_conv_blocked_scratch(const mlk_conv *p);
+void mlk_conv_blocked(const mlk_conv *p, const float *x, int x_blocked, const float *panels, const float *bias,
+                      const float *scale, const float *res, float *y, int y_blocked, float *scratch, int act, float lo,
+                      float hi);
+/// n images of c channels (a multiple of 16) of hw pixels, NCHW to channel-blocked and back.
+void mlk_blocked_from_nchw(int n, int c, int hw, const float *x, float *y);
+void mlk_nchw_from_blocked(int n, int c, int hw, const float *x, float *y);
+/// Max pooling of NCHW x (in_c a multiple of 16) into channel-blocked y, with scratch of
+/// 16 * out_h * out_w floats.
+void mlk_maxpool_blocked(const mlk_conv *p, const float *x, float *y, float *scratch);
+
 /// Depthwise NCHW (groups == in_c, out_c == in_c * multiplier), weights [O, 1, kH, kW].
 /// The activation `act` is applied as results are stored (kinds as in mlk_activate).
 void mlk_depthwise_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, int act, float lo,
