@@ -638,7 +638,7 @@ static void wide_task(void *ctx, int t) {
   }
 }
 
-typedef struct { const mlk_conv *p; const float *x; float *xpad; int hq, wq; } pad_job;
+typedef struct { const mlk_conv *p; const float *x; float *xpad; int hq, wq, x_blocked; } pad_job;
 
 static void pad_channel(void *ctx, int c) {
   const pad_job *j = ctx;
@@ -680,7 +680,8 @@ static void pad_channel(void *ctx, int c) {
 }
 
 // Channels [16 b, 16 b + 16) of the padded input in the channels-as-vectors layout: [Hq][Wq][16],
-// a pixel's 16 channels side by side (channels past in_c are zero).
+// a pixel's 16 channels side by side (channels past in_c are zero). From NCHW input the rows are
+// interleaved; from channel-blocked input (`x_blocked`, [C/16][H][W][16]) they are copied whole.
 static void pad_block(void *ctx, int b) {
   const pad_job *j = ctx;
   const mlk_conv *p = j->p;
@@ -696,26 +697,10 @@ static void pad_block(void *ctx, int b) {
       continue;
     }
     memset(row, 0, sizeof(float) * 16 * (size_t)p->pad_left);
-    mlk_interleave16_avx512_(src + (size_t)ih * p->in_w, (long)in_hw, nch, p->in_w, row + 16 * p->pad_left);
-    memset(row + 16 * (p->pad_left + p->in_w), 0, sizeof(float) * 16 * (size_t)(j->wq - p->pad_left - p->in_w));
-  }
-}
-
-// The same from input that is channel-blocked already ([C/16][H][W][16]): rows copied whole.
-static void pad_block_blocked(void *ctx, int b) {
-  const pad_job *j = ctx;
-  const mlk_conv *p = j->p;
-  const float *src = j->x + (size_t)b * p->in_h * p->in_w * 16;
-  float *dst = j->xpad + (size_t)b * j->hq * j->wq * 16;
-  for (int r = 0; r < j->hq; r++) {
-    float *row = dst + (size_t)r * j->wq * 16;
-    const int ih = r - p->pad_top;
-    if (ih < 0 || ih >= p->in_h) {
-      memset(row, 0, sizeof(float) * 16 * (size_t)j->wq);
-      continue;
-    }
-    memset(row, 0, sizeof(float) * 16 * (size_t)p->pad_left);
-    memcpy(row + 16 * p->pad_left, src + (size_t)ih * p->in_w * 16, sizeof(float) * 16 * (size_t)p->in_w);
+    if (j->x_blocked)
+      memcpy(row + 16 * p->pad_left, src + (size_t)ih * p->in_w * 16, sizeof(float) * 16 * (size_t)p->in_w);
+    else
+      mlk_interleave16_avx512_(src + (size_t)ih * p->in_w, (long)in_hw, nch, p->in_w, row + 16 * p->pad_left);
     memset(row + 16 * (p->pad_left + p->in_w), 0, sizeof(float) * 16 * (size_t)(j->wq - p->pad_left - p->in_w));
   }
 }
@@ -813,8 +798,8 @@ static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, 
     if (cot) {
       // Blocked input without padding is read where it lies (a 1x1 convolution's).
       const int as_is = x_blocked && hq == p->in_h && wq == p->in_w;
-      pad_job pj = {p, xn, xpad, hq, wq};
-      if (!as_is) mlk_parallel((p->in_c + 15) / 16, x_blocked ? pad_block_blocked : pad_block, &pj);
+      pad_job pj = {p, xn, xpad, hq, wq, x_blocked};
+      if (!as_is) mlk_parallel((p->in_c + 15) / 16, pad_block, &pj);
       // Few panels of 32 output channels for the threads (DenseNet's 3x3 convolutions have one):
       // each panel's rows are shared out too; every task then transposes its panel's weights.
       const int groups = (p->out_c + 31) / 32;
@@ -826,7 +811,7 @@ static void conv_nchw_direct(const mlk_conv *p, const float *x, const float *w, 
       continue;
     }
     if (padded) {
-      pad_job pj = {p, xn, xpad, hq, wq};
+      pad_job pj = {p, xn, xpad, hq, wq, 0};
       mlk_parallel(p->in_c, pad_channel, &pj);
     }
     wide_job job = {p, padded ? xpad : xn, w, bias, scale, off, y + (size_t)n * p->out_c * out_hw, tmp,
