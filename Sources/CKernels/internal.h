@@ -100,10 +100,11 @@ int mlk_maxpool_avx512_ok_(const mlk_conv *p);
 /// for pixel q0 + i (s = 16 or 32: the input is in blocks of 16 channels, 16 floats per pixel,
 /// and the convolution's stride is 1 or 2), ct[i][0..32) (+)= sum over k < kc of
 /// x[off[k] + s i] * wt[k][0..32) (wt: 32 output channels per row). `first`: ct starts at zero,
-/// else it holds the earlier blocks' sums.
+/// else it holds the earlier blocks' sums. The lines pf + 16 j, j < npf <= kc, are prefetched
+/// meanwhile, one per step of k (pf may be NULL with npf = 0).
 #define MLK_COT_PIXELS 7
 void mlk_cot_strip_avx512_(int n, int s, int kc, const float *x, const long *off, const float *wt, float *ct,
-                           int first);
+                           int first, const float *pf, int npf);
 /// wt[k][c] = w[c][k] for k < kk, c < 32 (rows c >= nrows are zero): 32 output channels' weights
 /// (rows of kk floats, row stride ldw) as the panel mlk_cot_strip_avx512_ reads.
 void mlk_cot_pack_avx512_(int kk, int nrows, const float *w, long ldw, float *wt);

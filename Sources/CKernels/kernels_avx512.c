@@ -1380,10 +1380,11 @@ AVX512 void mlk_subsample2_row_avx512_(float *row, const float *plane, int in_w,
 
 // Output channels as vectors: 7 pixels x 32 channels in 14 accumulators. Per step of k, two
 // vector loads of the weight panel (contiguous), one broadcast per pixel (the pixels of a strip
-// lie s floats apart in the channel-blocked input: 16, or 32 at stride 2), 14 FMAs.
+// lie s floats apart in the channel-blocked input: 16, or 32 at stride 2), 14 FMAs; in the first
+// npf steps also a request for line k of pf (weights a later strip reads).
 AVX512 static inline __attribute__((always_inline)) void cot_strip(const int n, const int s, int kc, const float *restrict x,
                                                                    const long *restrict off, const float *restrict wt,
-                                                                   float *restrict ct, int first) {
+                                                                   float *restrict ct, int first, const float *pf, int npf) {
   __m512 c0[MLK_COT_PIXELS], c1[MLK_COT_PIXELS];
 #pragma clang loop unroll(full)
   for (int i = 0; i < n; i++) {
@@ -1394,6 +1395,7 @@ AVX512 static inline __attribute__((always_inline)) void cot_strip(const int n, 
   for (int k = 0; k < kc; k++) {
     const __m512 b0 = _mm512_loadu_ps(wt + 32 * k), b1 = _mm512_loadu_ps(wt + 32 * k + 16);
     const float *xk = x + off[k];
+    if (k < npf) _mm_prefetch((const char *)(pf + 16 * k), _MM_HINT_T0);
 #pragma clang loop unroll(full)
     for (int i = 0; i < n; i++) {
       const __m512 a = _mm512_set1_ps(xk[s * i]);
@@ -1410,12 +1412,12 @@ AVX512 static inline __attribute__((always_inline)) void cot_strip(const int n, 
 
 #define COT_CASE(N) \
   case N: \
-    if (s == 32) cot_strip(N, 32, kc, x, off, wt, ct, first); \
-    else cot_strip(N, 16, kc, x, off, wt, ct, first); \
+    if (s == 32) cot_strip(N, 32, kc, x, off, wt, ct, first, pf, npf); \
+    else cot_strip(N, 16, kc, x, off, wt, ct, first, pf, npf); \
     break;
 
 AVX512 void mlk_cot_strip_avx512_(int n, int s, int kc, const float *x, const long *off, const float *wt, float *ct,
-                                  int first) {
+                                  int first, const float *pf, int npf) {
   switch (n) {
     COT_CASE(7) COT_CASE(6) COT_CASE(5) COT_CASE(4) COT_CASE(3) COT_CASE(2) COT_CASE(1)
     default: break;
@@ -1621,8 +1623,9 @@ void mlk_subsample2_row_avx512_(float *row, const float *plane, int in_w, int ou
 void mlk_store_act_avx512_(float *dst, const float *src, const float *res, int n, mlk_epilogue act) {
   (void)dst; (void)src; (void)res; (void)n; (void)act;
 }
-void mlk_cot_strip_avx512_(int n, int s, int kc, const float *x, const long *off, const float *wt, float *ct, int first) {
-  (void)n; (void)s; (void)kc; (void)x; (void)off; (void)wt; (void)ct; (void)first;
+void mlk_cot_strip_avx512_(int n, int s, int kc, const float *x, const long *off, const float *wt, float *ct, int first,
+                           const float *pf, int npf) {
+  (void)n; (void)s; (void)kc; (void)x; (void)off; (void)wt; (void)ct; (void)first; (void)pf; (void)npf;
 }
 void mlk_interleave16_avx512_(const float *src, long lds, int nch, int n, float *dst) {
   (void)src; (void)lds; (void)nch; (void)n; (void)dst;
