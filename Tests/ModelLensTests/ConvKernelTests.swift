@@ -593,7 +593,7 @@ final class ConvKernelTests: XCTestCase {
             mlk_blocked_from_nchw(1, Int32(c), Int32(hw), t, &out)
             return out
         }
-        var checked = 0, pointwise = 0
+        var checked = 0, pointwise = 0, winograd = 0
         while checked < 48 {
             let k = [1, 1, 3, 3, 5][rng.next(5)], s = 1 + rng.next(2), pad = k / 2
             let oh = 7 + rng.next(24), ow = 7 + rng.next(24)
@@ -636,6 +636,12 @@ final class ConvKernelTests: XCTestCase {
                 if k == 1 {
                     let worst = zip(reference, got).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
                     XCTAssertLessThan(worst, 1e-4, tag)
+                } else if inB && outB && mlk_conv_blocked_winograd(&p) != 0 {
+                    // Winograd's transforms round differently (testWinogradConvolutionsMatchTheDirectPath).
+                    let scale = max(1, reference.map { abs($0) }.max() ?? 0)
+                    let worst = zip(reference, got).map { abs($0 - $1) }.max() ?? 0
+                    XCTAssertLessThan(worst / scale, 2e-5, "\(tag) (Winograd)")
+                    winograd += 1
                 } else {
                     XCTAssertTrue(got == reference, "\(tag): \(zip(got, reference).filter { $0 != $1 }.count) of \(n) values differ")
                 }
@@ -644,6 +650,7 @@ final class ConvKernelTests: XCTestCase {
             checked += 1
         }
         XCTAssertGreaterThan(pointwise, 8, "1x1 convolutions")
+        XCTAssertGreaterThan(winograd, 2, "Winograd convolutions")
         // Max pooling (3x3 stride 2 pad 1, ResNet50's) into blocks equals pooling then converting.
         mlk_set_threads(1)
         for (c, h) in [(16, 9), (64, 56), (32, 15)] {
@@ -658,6 +665,71 @@ final class ConvKernelTests: XCTestCase {
             var back = [Float](repeating: 0, count: y.count)
             mlk_nchw_from_blocked(1, Int32(c), Int32(o * o), y, &back)
             XCTAssertTrue(back == pooled, "blocks back to NCHW")
+        }
+    }
+
+    /// 3x3 "same" convolutions of stride 1 between channel-blocked activations run as Winograd
+    /// F(2x2, 3x3) (mlk_conv_blocked_winograd): against the direct NCHW path on ResNet50's and
+    /// random shapes (odd planes, so that the last tile row and column hang over; a last panel of
+    /// 16 channels; two images; input channels past one block of k), with bias, scale, residual
+    /// (also written over in place, as the executor does) and ReLU, on 1 and 2 threads.
+    func testWinogradConvolutionsMatchTheDirectPath() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: the blocked path is not used") }
+        defer { mlk_set_threads(1) }
+        var rng = Rng(s: 2323)
+        var shapes = [(64, 64, 56, 56), (128, 128, 28, 28), (256, 256, 14, 14), (48, 80, 15, 17), (272, 32, 14, 15)]
+        for _ in 0..<6 { shapes.append((16 * (1 + rng.next(8)), 16 * (2 + rng.next(6)), 14 + rng.next(20), 14 + rng.next(20))) }
+        for (i, (ci, co, h, wd)) in shapes.enumerated() {
+            let batch = i % 3 == 2 ? 2 : 1
+            var p = square(ci, h, wd, co, h, wd, k: 3, s: 1, pad: 1)
+            p.batch = Int32(batch)
+            XCTAssertEqual(mlk_conv_blocked_winograd(&p), 1, "\(ci)->\(co) \(h)x\(wd)")
+            let hw = h * wd, n = batch * co * hw
+            let x = (0..<(batch * ci * hw)).map { _ in rng.float() }
+            let w = (0..<(co * ci * 9)).map { _ in rng.float() }, b = (0..<co).map { _ in rng.float() }
+            let scale = (0..<co).map { _ in 0.5 + rng.float() / 4 }, res = (0..<n).map { _ in rng.float() }
+            var panels = [Float](repeating: 0, count: Int(mlk_weight_panel_floats(Int32(co), Int32(ci * 9))))
+            mlk_weight_panels_pack(Int32(co), Int32(ci * 9), w, &panels)
+            func blocked(_ t: [Float], _ c: Int) -> [Float] {
+                var out = [Float](repeating: 0, count: t.count)
+                mlk_blocked_from_nchw(Int32(batch), Int32(c), Int32(hw), t, &out)
+                return out
+            }
+            let xB = blocked(x, ci), resB = blocked(res, co)
+            for threads in [1, 2] {
+                mlk_set_threads(Int32(threads))
+                for (useRes, inPlace) in [(false, false), (true, false), (true, true)] {
+                    let label = "\(batch)x\(ci)->\(co) \(h)x\(wd) \(threads) threads residual \(useRes) in place \(inPlace)"
+                    var reference = [Float](repeating: 0, count: n)
+                    var direct = [Float](repeating: 0, count: Int(mlk_conv_nchw_scratch(&p)))
+                    mlk_conv_nchw(&p, x, w, b, scale, useRes ? res : nil, &reference, &direct, 1, 0, 0)
+                    let guarded = Int(mlk_conv_blocked_scratch(&p))
+                    var scratch = [Float](repeating: Self.guardValue, count: guarded + Self.guardFloats)
+                    var y = [Float](repeating: Self.guardValue, count: n + Self.guardFloats)
+                    if inPlace { y.replaceSubrange(0..<n, with: resB) }
+                    y.withUnsafeMutableBufferPointer { yp in
+                        let r: UnsafePointer<Float>? = inPlace ? UnsafePointer(yp.baseAddress) : nil
+                        if inPlace {
+                            mlk_conv_blocked(&p, xB, 1, panels, b, scale, r, yp.baseAddress, 1, &scratch, 1, 0, 0)
+                        } else {
+                            mlk_conv_blocked(&p, xB, 1, panels, b, scale, useRes ? resB : nil, yp.baseAddress, 1, &scratch, 1, 0, 0)
+                        }
+                    }
+                    XCTAssertTrue(y[n...].allSatisfy { $0 == Self.guardValue }, "\(label): wrote past its output")
+                    XCTAssertTrue(scratch[guarded...].allSatisfy { $0 == Self.guardValue }, "\(label): wrote past its scratch")
+                    var got = [Float](repeating: 0, count: n)
+                    mlk_nchw_from_blocked(Int32(batch), Int32(co), Int32(hw), Array(y[..<n]), &got)
+                    let size = max(1, reference.map { abs($0) }.max() ?? 0)
+                    let worst = zip(reference, got).map { abs($0 - $1) }.max() ?? 0
+                    XCTAssertLessThan(worst / size, 2e-5, label)
+                }
+            }
+        }
+        // Off: stride 2, 5x5, a pad of 0, planes under 196 outputs.
+        for (k, s, pad, hw) in [(3, 2, 1, 28), (5, 1, 2, 28), (3, 1, 0, 28), (3, 1, 1, 13)] {
+            let o = (hw + 2 * pad - k) / s + 1
+            var p = square(64, hw, hw, 64, o, o, k: k, s: s, pad: pad)
+            XCTAssertEqual(mlk_conv_blocked_winograd(&p), 0, "\(k)x\(k) s\(s) pad \(pad) on \(hw)x\(hw)")
         }
     }
 }

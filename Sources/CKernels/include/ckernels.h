@@ -130,8 +130,12 @@ void mlk_conv_nchw_packed(const mlk_conv *p, const float *x, const float *panels
 /// >= 32) with weights as mlk_weight_panels_pack left them, reading x blocked or NCHW (x_blocked)
 /// and writing y, and reading res, blocked or NCHW (y_blocked), with scratch of
 /// mlk_conv_blocked_scratch(p) floats. Sums run as in mlk_conv_nchw_packed: results equal it bit for
-/// bit whatever the layouts.
+/// bit whatever the layouts, except where mlk_conv_blocked_winograd(p) and both x and y are
+/// blocked: 3x3 "same" convolutions of stride 1 on planes of 196 outputs or more then run as
+/// Winograd F(2x2, 3x3), whose sums differ in the last bits (relative error about 1e-6).
+/// MODELLENS_WINOGRAD=0 in the environment turns that off.
 int mlk_conv_blocked_ok(const mlk_conv *p);
+int mlk_conv_blocked_winograd(const mlk_conv *p);
 size_t mlk_conv_blocked_scratch(const mlk_conv *p);
 void mlk_conv_blocked(const mlk_conv *p, const float *x, int x_blocked, const float *panels, const float *bias,
                       const float *scale, const float *res, float *y, int y_blocked, float *scratch, int act, float lo,
