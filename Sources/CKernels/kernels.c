@@ -153,6 +153,13 @@ static void gemm_tile(void *ctx, int t) {
     // pack all of B first; sgemv streams it once (MobileNetV2's 1280x1000 classifier 0.56 ->
     // 0.27 ms).
     const int incx = j->trans_a ? j->lda : 1;
+    // Rows of B contiguous along k (a fully-connected layer's weights): dot products streamed
+    // eight rows at a time (MobileNetV2's 1280x1000 classifier in the model: 0.160 ms with
+    // OpenBLAS's sgemv, 0.119 so; onnxruntime 0.116).
+    if (j->trans_b && incx == 1 && mlk_use_avx512_()) {
+      mlk_gemv_rows_avx512_(width, j->k, b, j->ldb, j->a, j->alpha, j->beta, j->c + col);
+      return;
+    }
     if (j->trans_b) cblas_sgemv(MLK_ROW_MAJOR_, MLK_NO_TRANS_, width, j->k, j->alpha, b, j->ldb, j->a, incx, j->beta, j->c + col, 1);
     else cblas_sgemv(MLK_ROW_MAJOR_, MLK_TRANS_, j->k, width, j->alpha, b, j->ldb, j->a, incx, j->beta, j->c + col, 1);
     return;

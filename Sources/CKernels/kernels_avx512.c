@@ -1546,6 +1546,40 @@ AVX512 void mlk_cot_store_blocked_avx512_(int hw, long ld, int nco, const float 
   }
 }
 
+// y[j] = alpha * (w[j] . x) + beta * y[j] for rows j < n of w (k floats each, ldw apart); y is not
+// read when beta is 0. Eight rows at a time, one accumulator each, x loaded once per 16 k for all
+// eight; each row's sum runs lane-wise along k and then across lanes, the same way whatever the
+// caller's split of the rows.
+AVX512 void mlk_gemv_rows_avx512_(int n, int k, const float *w, long ldw, const float *x, float alpha, float beta, float *y) {
+  const int k16 = k / 16 * 16;
+  const __mmask16 tail = (__mmask16)((1u << (k - k16)) - 1);
+  int j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m512 acc[8];
+    for (int r = 0; r < 8; r++) acc[r] = _mm512_setzero_ps();
+    for (int q = 0; q < k16; q += 16) {
+      const __m512 xv = _mm512_loadu_ps(x + q);
+      for (int r = 0; r < 8; r++) acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(w + (size_t)(j + r) * ldw + q), xv, acc[r]);
+    }
+    if (tail) {
+      const __m512 xv = _mm512_maskz_loadu_ps(tail, x + k16);
+      for (int r = 0; r < 8; r++)
+        acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, w + (size_t)(j + r) * ldw + k16), xv, acc[r]);
+    }
+    for (int r = 0; r < 8; r++) {
+      const float d = alpha * _mm512_reduce_add_ps(acc[r]);
+      y[j + r] = beta == 0.0f ? d : d + beta * y[j + r];
+    }
+  }
+  for (; j < n; j++) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int q = 0; q < k16; q += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(w + (size_t)j * ldw + q), _mm512_loadu_ps(x + q), acc);
+    if (tail) acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, w + (size_t)j * ldw + k16), _mm512_maskz_loadu_ps(tail, x + k16), acc);
+    const float d = alpha * _mm512_reduce_add_ps(acc);
+    y[j] = beta == 0.0f ? d : d + beta * y[j];
+  }
+}
+
 // Winograd F(2x2, 3x3) (see conv_wino in kernels.c), on vectors of 16 channels. With
 // G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], B' = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1] and
 // A' = [1 1 1 0; 0 1 -1 -1]: a filter g becomes U = G g G', a 4x4 input tile d becomes
@@ -1740,6 +1774,10 @@ void mlk_interleave16_avx512_(const float *src, long lds, int nch, int n, float 
 }
 void mlk_cot_pack_avx512_(int kk, int nrows, const float *w, long ldw, float *wt) {
   (void)kk; (void)nrows; (void)w; (void)ldw; (void)wt;
+}
+void mlk_gemv_rows_avx512_(int n, int k, const float *w, long ldw, const float *x, float alpha, float beta, float *y) {
+  (void)n; (void)k; (void)w; (void)ldw; (void)x; (void)alpha; (void)beta; (void)y;
+  abort();
 }
 void mlk_wino_weights_avx512_(int in_c, int p0, int p1, const float *panels, float *u) {
   (void)in_c; (void)p0; (void)p1; (void)panels; (void)u;

@@ -732,4 +732,35 @@ final class ConvKernelTests: XCTestCase {
             XCTAssertEqual(mlk_conv_blocked_winograd(&p), 0, "\(k)x\(k) s\(s) pad \(pad) on \(hw)x\(hw)")
         }
     }
+
+    /// A fully-connected layer at batch 1 (mlk_sgemm with one row of A and B transposed, the
+    /// AVX-512 matrix-vector path): against a double-precision sum for lengths with and without a
+    /// tail of k and row counts around the 8-row blocks, with alpha and beta (and beta 0 over an
+    /// output holding NaN, which must not be read); bit for bit on 1 and 2 threads.
+    func testMatrixVectorProductsMatchADirectSum() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU") }
+        defer { mlk_set_threads(1) }
+        var rng = Rng(s: 77)
+        for (n, k) in [(1000, 1280), (7, 16), (9, 17), (300, 1), (257, 100), (16, 2048), (3, 5)] {
+            let x = (0..<k).map { _ in rng.float() }, w = (0..<(n * k)).map { _ in rng.float() }
+            let y0 = (0..<n).map { _ in rng.float() }
+            for (alpha, beta) in [(Float(1), Float(0)), (Float(0.5), Float(2))] {
+                var outs: [[Float]] = []
+                for threads in [1, 2] {
+                    mlk_set_threads(Int32(threads))
+                    var y = beta == 0 ? [Float](repeating: .nan, count: n) : y0
+                    mlk_sgemm(0, 1, 1, Int32(n), Int32(k), alpha, x, Int32(k), w, Int32(k), beta, &y, Int32(n))
+                    outs.append(y)
+                }
+                XCTAssertTrue(outs[0] == outs[1], "\(n)x\(k): 1 and 2 threads differ")
+                let worst = (0..<n).map { j -> Double in
+                    var d = 0.0, mag = 0.0
+                    for q in 0..<k { d += Double(x[q]) * Double(w[j * k + q]); mag += abs(Double(x[q]) * Double(w[j * k + q])) }
+                    let want = Double(alpha) * d + Double(beta) * (beta == 0 ? 0 : Double(y0[j]))
+                    return abs(Double(outs[0][j]) - want) / max(1, mag)
+                }.max() ?? 0
+                XCTAssertLessThan(worst, 1e-6, "\(n)x\(k) alpha \(alpha) beta \(beta)")
+            }
+        }
+    }
 }
