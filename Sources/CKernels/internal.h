@@ -102,6 +102,8 @@ int mlk_maxpool_avx512_ok_(const mlk_conv *p);
 /// x[off[k] + s i] * wt[k][0..32) (wt: 32 output channels per row). `first`: ct starts at zero,
 /// else it holds the earlier blocks' sums. The lines pf + 16 j, j < npf <= kc, are prefetched
 /// meanwhile, one per step of k (pf may be NULL with npf = 0).
+/// mlk_global_mean's AVX-512 path.
+void mlk_global_mean_avx512_(int planes, int inner, int blocked, const float *x, float *y);
 /// y[j] = alpha * sum_q w[j * ldw + q] x[q] + beta * y[j] for j < n, q < k (y unread for beta 0).
 void mlk_gemv_rows_avx512_(int n, int k, const float *w, long ldw, const float *x, float alpha, float beta, float *y);
 /// Winograd F(2x2, 3x3) on channel-blocked activations (conv_wino in kernels.c): weight panels

@@ -1058,6 +1058,19 @@ void mlk_conv_blocked(const mlk_conv *p, const float *x, int x_blocked, const fl
   if (act == 4) mlk_activate(y, (size_t)p->batch * p->out_c * p->out_h * p->out_w, act, lo, hi);
 }
 
+void mlk_global_mean(int planes, int inner, int blocked, const float *x, float *y) {
+  if (mlk_use_avx512_()) {
+    mlk_global_mean_avx512_(planes, inner, blocked, x, y);
+    return;
+  }
+  const double inv = 1.0 / (inner > 0 ? inner : 1);
+  for (int i = 0; i < planes; i++) {
+    double s = 0;
+    for (int j = 0; j < inner; j++) s += blocked ? x[((size_t)(i / 16) * inner + j) * 16 + i % 16] : x[(size_t)i * inner + j];
+    y[i] = (float)(s * inv);
+  }
+}
+
 void mlk_blocked_from_nchw(int n, int c, int hw, const float *x, float *y) {
   for (int b = 0; b < n * (c / 16); b++) {
     const float *src = x + (size_t)b * 16 * hw;

@@ -1546,6 +1546,42 @@ AVX512 void mlk_cot_store_blocked_avx512_(int hw, long ld, int nco, const float 
   }
 }
 
+// Means of `planes` planes of `inner` floats (NCHW), summed in double: 16 floats at a time into
+// two vectors of 8 doubles, lane-wise along the plane, then across lanes. Channel-blocked input
+// (blocks of 16 planes interleaved, [planes/16][inner][16]): each lane its plane's sum, in order.
+AVX512 void mlk_global_mean_avx512_(int planes, int inner, int blocked, const float *x, float *y) {
+  const double inv = 1.0 / (inner > 0 ? inner : 1);
+  if (blocked) {
+    for (int b = 0; b < planes / 16; b++) {
+      const float *xb = x + (size_t)b * inner * 16;
+      __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
+      for (int j = 0; j < inner; j++) {
+        const __m512 v = _mm512_loadu_ps(xb + (size_t)j * 16);
+        lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+        hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+      }
+      const __m256 a = _mm512_cvtpd_ps(_mm512_mul_pd(lo, _mm512_set1_pd(inv)));
+      const __m256 c = _mm512_cvtpd_ps(_mm512_mul_pd(hi, _mm512_set1_pd(inv)));
+      _mm256_storeu_ps(y + (size_t)b * 16, a);
+      _mm256_storeu_ps(y + (size_t)b * 16 + 8, c);
+    }
+    return;
+  }
+  const int i16 = inner / 16 * 16;
+  const __mmask16 tail = (__mmask16)((1u << (inner - i16)) - 1);
+  for (int i = 0; i < planes; i++) {
+    const float *xi = x + (size_t)i * inner;
+    __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
+    for (int j = 0; j <= i16; j += 16) {
+      if (j == i16 && !tail) break;
+      const __m512 v = j < i16 ? _mm512_loadu_ps(xi + j) : _mm512_maskz_loadu_ps(tail, xi + j);
+      lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+      hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+    }
+    y[i] = (float)(_mm512_reduce_add_pd(_mm512_add_pd(lo, hi)) * inv);
+  }
+}
+
 // y[j] = alpha * (w[j] . x) + beta * y[j] for rows j < n of w (k floats each, ldw apart); y is not
 // read when beta is 0. Eight rows at a time, one accumulator each, x loaded once per 16 k for all
 // eight; each row's sum runs lane-wise along k and then across lanes, the same way whatever the
@@ -1774,6 +1810,10 @@ void mlk_interleave16_avx512_(const float *src, long lds, int nch, int n, float 
 }
 void mlk_cot_pack_avx512_(int kk, int nrows, const float *w, long ldw, float *wt) {
   (void)kk; (void)nrows; (void)w; (void)ldw; (void)wt;
+}
+void mlk_global_mean_avx512_(int planes, int inner, int blocked, const float *x, float *y) {
+  (void)planes; (void)inner; (void)blocked; (void)x; (void)y;
+  abort();
 }
 void mlk_gemv_rows_avx512_(int n, int k, const float *w, long ldw, const float *x, float alpha, float beta, float *y) {
   (void)n; (void)k; (void)w; (void)ldw; (void)x; (void)alpha; (void)beta; (void)y;

@@ -362,29 +362,16 @@ let convKernels: [(String, KernelFactory)] = {
                 guard x.shape.count >= 3 else { throw RuntimeError.invalid(node: n.label, reason: "rank \(x.shape.count)") }
                 let c = x.shape[1], inner = x.shape.dropFirst(2).reduce(1, *)
                 let y = try ctx.alloc([x.shape[0], c] + Array(repeating: 1, count: x.shape.count - 2), .float32)
-                if blocked {
-                    // Channel-blocked input (the planner's, from a convolution): 16 channels' sums at
-                    // a time, each in the order of the plain loop below (the same bits).
-                    var s = [Double](repeating: 0, count: 16)
-                    for b in 0..<(x.shape[0] * c / 16) {
-                        let base = x.floats + b * 16 * inner
-                        for i in 0..<16 { s[i] = 0 }
-                        for j in 0..<inner { for i in 0..<16 { s[i] += Double(base[j * 16 + i]) } }
-                        for i in 0..<16 { y.floats[b * 16 + i] = Float(s[i] / Double(max(inner, 1))) }
-                    }
+                if name == "GlobalAveragePool" {
+                    // Channel-blocked input (the planner's, from a convolution) or NCHW.
+                    mlk_global_mean(Int32(x.shape[0] * c), Int32(inner), blocked ? 1 : 0, x.floats, y.floats)
                     return [y]
                 }
                 for i in 0..<(x.shape[0] * c) {
                     let base = x.floats + i * inner
-                    if name == "GlobalAveragePool" {
-                        var s: Double = 0
-                        for j in 0..<inner { s += Double(base[j]) }
-                        y.floats[i] = Float(s / Double(max(inner, 1)))
-                    } else {
-                        var m = -Float.infinity
-                        for j in 0..<inner { m = max(m, base[j]) }
-                        y.floats[i] = m
-                    }
+                    var m = -Float.infinity
+                    for j in 0..<inner { m = max(m, base[j]) }
+                    y.floats[i] = m
                 }
                 return [y]
             }

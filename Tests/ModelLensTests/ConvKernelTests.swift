@@ -763,4 +763,26 @@ final class ConvKernelTests: XCTestCase {
             }
         }
     }
+
+    /// Global average pooling (mlk_global_mean), NCHW and channel-blocked, AVX-512 and portable:
+    /// against a double-precision mean, on planes with and without a tail of 16 (49, 1, 17, 64).
+    func testGlobalMeansMatchADirectSum() throws {
+        var rng = Rng(s: 5)
+        for (planes, inner) in [(1280, 49), (32, 1), (48, 17), (16, 64)] {
+            let x = (0..<(planes * inner)).map { _ in rng.float() * 100 }
+            var xb = [Float](repeating: 0, count: x.count)
+            mlk_blocked_from_nchw(1, Int32(planes), Int32(inner), x, &xb)
+            let want = (0..<planes).map { i in Float((0..<inner).reduce(0.0) { $0 + Double(x[i * inner + $1]) } / Double(inner)) }
+            for avx in Executor.avx512Available ? [true, false] : [false] {
+                Executor.preferAVX512(avx)
+                defer { Executor.preferAVX512(Executor.avx512Available) }
+                var y = [Float](repeating: .nan, count: planes), yb = y
+                mlk_global_mean(Int32(planes), Int32(inner), 0, x, &y)
+                mlk_global_mean(Int32(planes), Int32(inner), 1, xb, &yb)
+                let label = "\(planes) planes of \(inner) (\(avx ? "AVX-512" : "portable"))"
+                XCTAssertLessThanOrEqual(zip(y, want).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 1, 1e-7, label)
+                XCTAssertLessThanOrEqual(zip(yb, want).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 1, 1e-7, "\(label), blocked")
+            }
+        }
+    }
 }

@@ -142,6 +142,10 @@ void mlk_conv_blocked(const mlk_conv *p, const float *x, int x_blocked, const fl
                       float hi);
 /// n images of c channels (a multiple of 16) of hw pixels, NCHW to channel-blocked and back.
 void mlk_blocked_from_nchw(int n, int c, int hw, const float *x, float *y);
+/// Global average pooling: y[i] = the mean of plane i of `inner` floats, for `planes` planes
+/// (NCHW), or of channel-blocked input (`blocked`: planes a multiple of 16, [planes/16][inner][16]).
+/// Summed in double.
+void mlk_global_mean(int planes, int inner, int blocked, const float *x, float *y);
 void mlk_nchw_from_blocked(int n, int c, int hw, const float *x, float *y);
 /// Max pooling of NCHW x (in_c a multiple of 16) into channel-blocked y, with scratch of
 /// 16 * out_h * out_w floats.
