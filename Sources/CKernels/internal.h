@@ -111,11 +111,12 @@ void mlk_gemv_rows_avx512_(int n, int k, const float *w, long ldw, const float *
 /// tiles of tile rows [th0, th0 + nth) of x ([c16][h][w][16], tw tiles a row, padding 1) -> v
 /// [16][c16][nth * tw][16]; one panel's sums m [16][nth * tw][32] -> y (its first channel block,
 /// bias, scale, residual and activation applied; nco <= 32 channels), or with pixel_major into y
-/// as [pixel][32].
+/// as [pixel][32] from output row row0 on.
 void mlk_wino_weights_avx512_(int in_c, int p0, int p1, const float *panels, float *u);
 void mlk_wino_input_avx512_(const float *x, int c16, int h, int w, int th0, int nth, int tw, float *v);
 void mlk_wino_output_avx512_(const float *m, int nco, int th0, int nth, int tw, int h, int w, const float *scale,
-                             const float *bias, const float *res, float *y, int pixel_major, mlk_epilogue act);
+                             const float *bias, const float *res, float *y, int pixel_major, int row0,
+                             mlk_epilogue act);
 #define MLK_COT_PIXELS 7
 void mlk_cot_strip_avx512_(int n, int s, int kc, const float *x, const long *off, const float *wt, float *ct,
                            int first, const float *pf, int npf);

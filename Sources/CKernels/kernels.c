@@ -764,15 +764,15 @@ static size_t conv_direct_scratch(const mlk_conv *p, int pre) {
 }
 
 // Winograd F(2x2, 3x3) for 3x3 "same" convolutions of stride 1 with weights packed at plan time
-// (mlk_conv_nchw_packed, mlk_conv_blocked): a 4x4 tile of input (V = B' d B, per 16 channels) gives a 2x2 tile of output
-// (A' M A), where M[i][j] sums U[i][j] V[i][j] (U = G g G') over input channels. The sums are 16
-// products of [tiles x in_c] by [in_c x out_c], run on the channels-as-vectors strips (tiles for
-// pixels, k = in_c): 16 multiply-adds per tile and channel pair where the direct path takes 36,
-// 2.25 times fewer. The weights are transformed on each call, from the panels packed at plan
-// time into scratch (U is 16/9 the size of the weights: kept from plan time, it would add 13 MB
-// to ResNet50's resident weights); the input a band of tile rows at a time (V of a band about 128 KB, so that it stays in L2 while each panel of 32
-// output channels sweeps it 16 times), each panel's sums stored as soon as its 16 products are
-// done. NCHW input is copied into channel blocks first (one pass over it); for NCHW output a
+// (mlk_conv_nchw_packed, mlk_conv_blocked): a 4x4 tile of input (V = B' d B, per 16 channels)
+// gives a 2x2 tile of output (A' M A), where M[i][j] sums U[i][j] V[i][j] (U = G g G') over input
+// channels. The sums are 16 products of [tiles x in_c] by [in_c x out_c], run on the
+// channels-as-vectors strips (tiles for pixels, k = in_c): 16 multiply-adds per tile and channel
+// pair where the direct path takes 36, 2.25 times fewer. The weights are transformed on each
+// call, from the panels packed at plan time into scratch (U is 16/9 the size of the weights: kept
+// from plan time, it would add 13 MB to ResNet50's resident weights); the input a band of tile
+// rows at a time (V of a band about 128 KB, so that it stays in L2 while each panel of 32 output
+// channels sweeps it 16 times), each panel's sums stored as soon as its 16 products are done. NCHW input is copied into channel blocks first (one pass over it); for NCHW output a
 // band's tiles go to a [pixels][32] buffer and are stored transposed, as the strips' sums are.
 // DenseNet121 (its 3x3 128->32 layers read concatenations, NCHW): 31.8 -> 27.2 ms.
 // Sums differ from the direct path's in the last bits (the transforms round): ResNet50's
@@ -846,8 +846,8 @@ static void wino_task(void *ctx, int t) {
       for (int pc = 0; pc < in_c; pc += MLK_GEMM_KC) {
         const int kc = in_c - pc < MLK_GEMM_KC ? in_c - pc : MLK_GEMM_KC;
         const float *wt = j->u + (((size_t)g * 16 + e) * in_c + pc) * 32, *x = v + (size_t)e * in_c * nt;
-        // The next block of u follows this one: its lines requested among the strips.
-        // (the rest of this product's k, or the next product's first block).
+        // The next block of u (the rest of this product's k, or the next product's first block)
+        // follows this one: its lines are requested among the strips.
         const float *next = wt + (size_t)kc * 32, *end = j->u + (size_t)panels * 16 * in_c * 32;
         const int rest = pc + kc < in_c ? in_c - pc - kc : in_c;
         const int lines = next < end ? 2 * (rest < MLK_GEMM_KC ? rest : MLK_GEMM_KC) : 0, per = (lines + strips - 1) / strips;
@@ -863,14 +863,14 @@ static void wino_task(void *ctx, int t) {
     const size_t at = (size_t)co0 * out_hw;
     if (j->y_blocked) {
       mlk_wino_output_avx512_(m, nco, th0, nth, j->tw, p->out_h, p->out_w, j->scale ? j->scale + co0 : NULL,
-                              j->bias ? j->bias + co0 : NULL, j->res ? j->res + at : NULL, j->y + at, 0, j->act);
+                              j->bias ? j->bias + co0 : NULL, j->res ? j->res + at : NULL, j->y + at, 0, 0, j->act);
       continue;
     }
     // NCHW: the band's 2x2 tiles as [pixels][32], then stored transposed as the strips' sums are.
     float *o = (float *)(off + in_c) + 16;
     const int oy0 = 2 * th0, rows = p->out_h - oy0 < 2 * nth ? p->out_h - oy0 : 2 * nth;
     const size_t q0 = (size_t)oy0 * p->out_w;
-    mlk_wino_output_avx512_(m, 32, th0, nth, j->tw, p->out_h, p->out_w, NULL, NULL, NULL, o - q0 * 32, 1, (mlk_epilogue){0, 0, 0});
+    mlk_wino_output_avx512_(m, 32, th0, nth, j->tw, p->out_h, p->out_w, NULL, NULL, NULL, o, 1, oy0, (mlk_epilogue){0, 0, 0});
     mlk_cot_store_avx512_(rows * p->out_w, out_hw, nco, o, j->scale ? j->scale + co0 : NULL, j->bias ? j->bias + co0 : NULL,
                           j->res ? j->res + at + q0 : NULL, j->y + at + q0, j->act);
   }

@@ -1689,9 +1689,10 @@ AVX512 void mlk_wino_input_avx512_(const float *x, int c16, int h, int w, int th
 // Sums m [16][nth * tw][32] of one panel (nco <= 32 output channels) -> the 2x2 outputs of each
 // tile, act(A' M A * scale + bias + res), into channel-blocked y and res (the panel's first
 // block; blocks hw * 16 floats apart), rows and columns past h x w dropped. `pixel_major`: into
-// y as [pixel][32] instead (res then NULL).
+// y as [pixel][32] instead, pixel (oy - row0) * w + ox (res then NULL).
 AVX512 void mlk_wino_output_avx512_(const float *m, int nco, int th0, int nth, int tw, int h, int w, const float *scale,
-                                    const float *bias, const float *res, float *y, int pixel_major, mlk_epilogue act) {
+                                    const float *bias, const float *res, float *y, int pixel_major, int row0,
+                                    mlk_epilogue act) {
   const vclamp cl = clamp_of(act);
   const int nt = nth * tw, ps = pixel_major ? 32 : 16;
   const size_t hw = (size_t)h * w, block = pixel_major ? 16 : hw * 16;
@@ -1715,7 +1716,7 @@ AVX512 void mlk_wino_output_avx512_(const float *m, int nco, int th0, int nth, i
         const __m512 o[2] = {_mm512_add_ps(_mm512_add_ps(r[i][0], r[i][1]), r[i][2]),
                              _mm512_sub_ps(_mm512_sub_ps(r[i][1], r[i][2]), r[i][3])};
         for (int j = 0; j < 2 && ox + j < w; j++) {
-          const size_t at = ((size_t)(oy + i) * w + ox + j) * ps;
+          const size_t at = ((size_t)(oy + i - row0) * w + ox + j) * ps;
           __m512 v = _mm512_fmadd_ps(o[j], s, b);
           if (rh) v = _mm512_add_ps(v, _mm512_loadu_ps(rh + at));
           _mm512_storeu_ps(yh + at, apply_clamp(v, cl));
@@ -1829,9 +1830,9 @@ void mlk_wino_input_avx512_(const float *x, int c16, int h, int w, int th0, int 
   abort();
 }
 void mlk_wino_output_avx512_(const float *m, int nco, int th0, int nth, int tw, int h, int w, const float *scale,
-                             const float *bias, const float *res, float *y, int pixel_major, mlk_epilogue act) {
+                             const float *bias, const float *res, float *y, int pixel_major, int row0, mlk_epilogue act) {
   (void)m; (void)nco; (void)th0; (void)nth; (void)tw; (void)h; (void)w; (void)scale; (void)bias; (void)res; (void)y;
-  (void)pixel_major; (void)act;
+  (void)pixel_major; (void)row0; (void)act;
   abort();
 }
 void mlk_cot_store_blocked_avx512_(int hw, long ld, int nco, const float *ct, const float *scale, const float *bias,
