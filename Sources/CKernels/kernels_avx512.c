@@ -1572,8 +1572,8 @@ AVX512 void mlk_global_mean_avx512_(int planes, int inner, int blocked, const fl
   for (int i = 0; i < planes; i++) {
     const float *xi = x + (size_t)i * inner;
     __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
-    for (int j = 0; j <= i16; j += 16) {
-      if (j == i16 && !tail) break;
+    // Plain loads, then the plane's tail masked (see load16: masked loads get no prefetching).
+    for (int j = 0; j < inner; j += 16) {
       const __m512 v = j < i16 ? _mm512_loadu_ps(xi + j) : _mm512_maskz_loadu_ps(tail, xi + j);
       lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
       hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
