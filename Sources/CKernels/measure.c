@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 // OpenBLAS (Debian's libopenblas: CBLAS and LAPACK in one library). Declared here so the
 // build needs no include path for Debian's per-variant cblas.h.
@@ -169,4 +172,13 @@ int mlk_singular_values(const float *a, int m, int n, float *s) {
   sgesdd_("N", &rows, &cols, copy, &lda, s, &dummy, &one, &dummy, &one, work, &lwork, iwork, &info);
   free(work); free(copy); free(iwork);
   return info;
+}
+
+long long mlk_heap_in_use(void) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+  struct mallinfo2 m = mallinfo2();
+  return (long long)m.uordblks + (long long)m.hblkhd;
+#else
+  return -1;
+#endif
 }

@@ -263,6 +263,7 @@ final class TFLiteToONNX: LayoutConverter {
             throw fail(node, "only convolutions with constant weights convert")
         }
         let inShape = try shape(x), outShape = try shape(node.outputs[0])
+        guard inShape.count == 4, outShape.count == 4 else { throw fail(node, "input and output must be NHWC (rank 4), not \(inShape) -> \(outShape)") }
         let depthwise = node.sourceOp == "DEPTHWISE_CONV_2D"
         // OHWI -> OIHW; 1HWO -> O1HW.
         var weights = TensorOps.permute(w, depthwise ? [3, 0, 1, 2] : [0, 3, 1, 2])

@@ -45,7 +45,7 @@ public final class RunContext {
             poolCapacity.remove(at: best)
             return RTensor(shape: shape, dtype: dtype, buffer: pool.remove(at: best))
         }
-        let b = RBuffer(capacity: bytes)
+        let b = try RBuffer(allocating: bytes)
         b.context = ObjectIdentifier(self)
         arenaBytes += b.capacity
         peakArenaBytes = max(peakArenaBytes, arenaBytes)
@@ -96,11 +96,12 @@ public final class RunContext {
 
     /// Scratch of at least `floats` floats, kept between calls. It counts toward the arena: the
     /// largest scratch a run needed is part of the memory the run takes.
-    public func scratchFloats(_ floats: Int) -> UnsafeMutablePointer<Float> {
+    public func scratchFloats(_ floats: Int) throws -> UnsafeMutablePointer<Float> {
         if scratch.capacity < floats * 4 {
+            let larger = try RBuffer(allocating: floats * 4)
             arenaBytes += floats * 4 - scratch.capacity
             peakArenaBytes = max(peakArenaBytes, arenaBytes)
-            scratch = RBuffer(capacity: floats * 4)
+            scratch = larger
         }
         return scratch.pointer.assumingMemoryBound(to: Float.self)
     }
@@ -206,13 +207,16 @@ public final class Executor {
 
     /// `keepFoldedValues`: keep every value computed from constants at plan time, also those a
     /// later fold consumed (a converter stores them); a runner keeps only what the steps read.
-    public init(model: Model, threads: Int = 1, keepFoldedValues: Bool = false) throws {
+    /// `memoryBudget`: the bytes the weights and live activations may take at once (default:
+    /// `MemoryBudget.machine`); a plan that needs more is refused before it runs.
+    public init(model: Model, threads: Int = 1, keepFoldedValues: Bool = false, memoryBudget: Int? = nil) throws {
         self.model = model
         self.graph = model.graph
         self.threads = max(1, threads)
         self.keepsFoldedValues = keepFoldedValues
         mlk_set_threads(Int32(self.threads))
         try plan()
+        try checkMemory(budget: memoryBudget ?? MemoryBudget.machine)
     }
 
     public static var supportedOps: [String] { KernelRegistry.table.keys.sorted() }

@@ -263,7 +263,7 @@ let convKernels: [(String, KernelFactory)] = {
             } else if depthwise && layout == .oihw {
                 mlk_depthwise_nchw(&p, x.floats, w.floats, b, y.floats, act.kind, act.lo, act.hi)
             } else if nhwc {
-                let scratch = ctx.scratchFloats(Int(mlk_conv_nhwc_scratch(&p)))
+                let scratch = try ctx.scratchFloats(Int(mlk_conv_nhwc_scratch(&p)))
                 if let prepacked, mlk_conv_nhwc_packs(&p) != 0 {
                     mlk_conv_nhwc_packed(&p, x.floats, prepacked.panels.floats, b, y.floats, scratch, act.kind, act.lo, act.hi)
                 } else {
@@ -276,7 +276,7 @@ let convKernels: [(String, KernelFactory)] = {
                     throw RuntimeError.invalid(node: n.label, reason: "a residual of shape \(residual!.shape) for an output of \(y.shape)")
                 }
                 if let prepacked, mlk_conv_blocked_ok(&p) != 0 {
-                    let scratch = ctx.scratchFloats(Int(mlk_conv_blocked_scratch(&p)))
+                    let scratch = try ctx.scratchFloats(Int(mlk_conv_blocked_scratch(&p)))
                     mlk_conv_blocked(&p, x.floats, blockedIn ? 1 : 0, prepacked.panels.floats, b, scale?.floats, residual?.floats,
                                      y.floats, blockedOut ? 1 : 0, scratch, act.kind, act.lo, act.hi)
                 } else {
@@ -285,7 +285,7 @@ let convKernels: [(String, KernelFactory)] = {
                     let xn = blockedIn ? try unblocked(x, ctx) : x
                     let rn = blockedOut ? try residual.map { try unblocked($0, ctx) } : residual
                     let yn = blockedOut ? try ctx.alloc(y.shape, .float32) : y
-                    let scratch = ctx.scratchFloats(Int(mlk_conv_nchw_scratch(&p)))
+                    let scratch = try ctx.scratchFloats(Int(mlk_conv_nchw_scratch(&p)))
                     let weights = prepacked?.unpacked() ?? w
                     mlk_conv_nchw(&p, xn.floats, weights.floats, b, scale?.floats, rn?.floats, yn.floats, scratch, act.kind, act.lo, act.hi)
                     if blockedOut {
@@ -298,7 +298,7 @@ let convKernels: [(String, KernelFactory)] = {
             } else {
                 let fitting = residual.map { $0.dtype == .float32 && $0.shape == y.shape } ?? true
                 let onPanels = prepacked != nil && fitting && mlk_conv_nchw_cot_packs(&p) != 0
-                let scratch = ctx.scratchFloats(Int(onPanels ? mlk_conv_nchw_packed_scratch(&p) : mlk_conv_nchw_scratch(&p)))
+                let scratch = try ctx.scratchFloats(Int(onPanels ? mlk_conv_nchw_packed_scratch(&p) : mlk_conv_nchw_scratch(&p)))
                 // Off the panels' path (another input shape, or the portable kernels): the weights back.
                 let weights = onPanels ? w : prepacked?.unpacked() ?? w
                 // The residual is added before the activation.
@@ -344,7 +344,7 @@ let convKernels: [(String, KernelFactory)] = {
                 if blockedOut {
                     // For convolutions reading channel-blocked input (the planner checked the channels).
                     guard p.in_c % 16 == 0, x.shape.count == 4 else { throw RuntimeError.invalid(node: n.label, reason: "blocked output of \(p.in_c) channels") }
-                    mlk_maxpool_blocked(&p, x.floats, y.floats, ctx.scratchFloats(16 * Int(p.out_h * p.out_w)))
+                    mlk_maxpool_blocked(&p, x.floats, y.floats, try ctx.scratchFloats(16 * Int(p.out_h * p.out_w)))
                     return [y]
                 }
                 mlk_pool(kind, nhwc ? 1 : 0, includePad, &p, x.floats, y.floats)
@@ -445,7 +445,7 @@ let convTransposeKernels: [(String, KernelFactory)] = [
             p.groups = Int32(group)
             guard out[0] > 0, out[1] > 0 else { throw RuntimeError.invalid(node: n.label, reason: "output size \(out)") }
             var y = try ctx.alloc([x.shape[0], cout, out[0], out[1]], .float32)
-            let scratch = ctx.scratchFloats((cout / group) * kh * kw * h * wd)
+            let scratch = try ctx.scratchFloats((cout / group) * kh * kw * h * wd)
             mlk_conv_transpose_nchw(&p, x.floats, w.floats, ins.count > 2 ? ins[2]?.floats : nil, y.floats, scratch)
             if nhwc { y = try permute4(y, [0, 2, 3, 1], ctx) }
             applyFused(n, y)

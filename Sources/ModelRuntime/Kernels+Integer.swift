@@ -128,7 +128,7 @@ struct IntegerConv {
                 shape = outShape(p, rank: 4, nhwc: true)
             }
             let yt = try ctx.alloc(shape, outType)
-            let scratch = ctx.scratchFloats((Int(mlk_qconv_scratch(&p)) + 3) / 4)
+            let scratch = try ctx.scratchFloats((Int(mlk_qconv_scratch(&p)) + 3) / 4)
             var qq = q
             mlk_qconv_nhwc(&p, &qq, xt.raw, holder.pointer, biasTable, multTable, shiftTable, yt.raw,
                            UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: UInt8.self))

@@ -22,6 +22,23 @@ public final class RBuffer: @unchecked Sendable {
         owner = nil
     }
 
+    /// A buffer of `bytes`, or an error when the system refuses the memory (an address-space
+    /// limit, overcommit turned off) instead of the abort of a failed allocation.
+    init(allocating bytes: Int) throws {
+        var p: UnsafeMutableRawPointer?
+        guard posix_memalign(&p, 64, max(bytes, 1)) == 0, let p else {
+            throw RuntimeError.input("cannot allocate \(MemoryBudget.describe(bytes)): out of memory")
+        }
+        pointer = p
+        capacity = max(bytes, 1)
+        owned = true
+        owner = nil
+        fromMemalign = true
+    }
+
+    /// True when `pointer` came from posix_memalign (released with free).
+    private var fromMemalign = false
+
     init(borrowing p: UnsafeRawPointer, capacity: Int, owner: AnyObject) {
         pointer = UnsafeMutableRawPointer(mutating: p)
         self.capacity = capacity
@@ -29,7 +46,7 @@ public final class RBuffer: @unchecked Sendable {
         self.owner = owner
     }
 
-    deinit { if owned { pointer.deallocate() } }
+    deinit { if owned { if fromMemalign { free(pointer) } else { pointer.deallocate() } } }
 }
 
 /// A tensor during execution: shape, element type and a buffer.

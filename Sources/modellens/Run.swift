@@ -5,6 +5,13 @@ import ModelIR
 import ModelAnalysis
 import ModelRuntime
 
+/// --max-memory's value in bytes (nil: the default budget).
+func parseMemoryBudget(_ text: String?) throws -> Int? {
+    guard let text else { return nil }
+    guard let bytes = MemoryBudget.parse(text) else { throw ValidationError("--max-memory expects a size such as 512M, 8G or a number of bytes, got '\(text)'") }
+    return bytes
+}
+
 /// Inputs from --input name=file.npy, or random ones (--random) for every input not given.
 func prepareInputs(_ model: Model, specs: [String], random: Bool, seed: UInt64 = 1) throws -> [String: RTensor] {
     var given: [String: RTensor] = [:]
@@ -45,7 +52,8 @@ struct Run: ParsableCommand {
             [-1, 1) for floats); symbolic sizes are 1 unless --input-shape fixes them. Outputs are \
             written to OUTDIR as NAME.npy. An op without a kernel names itself and its node, and \
             nothing runs. The summary line gives the weights (in the file, and as the kernels read \
-            them), the peak arena and the process's peak RSS.
+            them), the peak arena, the inputs' bytes, the process's peak RSS, the bytes in use from malloc after the \
+            run and the model file's resident pages.
 
             Kernels: AVX-512 ones where the CPU has them, else portable ones (OpenBLAS). Set \
             MODELLENS_KERNELS=blas in the environment to use the portable ones anyway. Results do \
@@ -71,11 +79,13 @@ struct Run: ParsableCommand {
     @Option(help: "Threads (OpenBLAS); default: all cores.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Option(name: [.customShort("o"), .long], help: "Folder for the outputs (.npy).") var output: String?
     @Option(name: .customLong("input-shape"), parsing: .singleValue, help: ArgumentHelp("Fix an input's shape: NAME=D1,D2,...", valueName: "name=dims")) var inputShapes: [String] = []
+    @Option(name: .customLong("max-memory"), help: ArgumentHelp("Refuse a plan whose weights and live tensors need more than this (512M, 8G, bytes); default: the machine's memory or `ulimit -v`.", valueName: "size")) var maxMemory: String?
 
     func run() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         if allValues && output == nil { throw ValidationError("--all-values needs a folder: -o OUTDIR") }
         let m = try ModelImporter.load(model, options: .init(inputShapes: try Inspect.parseShapes(inputShapes)))
+        let importedHeap = ProcessMemory.heapInUse()
         let modelOutputs = m.graph.outputs
         var intermediates: [ValueID] = []
         if allValues {
@@ -87,7 +97,7 @@ struct Run: ParsableCommand {
             m.graph.outputs += intermediates.filter { !modelOutputs.contains($0) }
         }
         let exec: Executor
-        do { exec = try Executor(model: m, threads: threads) } catch let e as RuntimeError { throw CommandError(message: "\(model): \(e)", code: 1) }
+        do { exec = try Executor(model: m, threads: threads, memoryBudget: try parseMemoryBudget(maxMemory)) } catch let e as RuntimeError { throw CommandError(message: "\(model): \(e)", code: 1) }
         let ins = try prepareInputs(m, specs: inputs, random: random)
         let t0 = DispatchTime.now().uptimeNanoseconds
         let outs: [String: RTensor]
@@ -117,9 +127,12 @@ struct Run: ParsableCommand {
             }
         }
         let weights = m.graph.values.compactMap(\.constant).reduce(0) { $0 + $1.storedByteCount }
-        print(String(format: "ran in %.2f ms on %d thread(s); weights %@ in the file, %@ as the kernels read them; peak arena %@; process peak RSS %@",
+        let known = { (n: Int?) in n.map(InspectReport.bytes) ?? "?" }
+        print(String(format: "ran in %.2f ms on %d thread(s); weights %@ in the file, %@ as the kernels read them; peak arena %@; inputs %@; process peak RSS %@; heap in use %@ once imported, %@ after the run; file pages resident %@",
                      ms, threads, InspectReport.bytes(weights), InspectReport.bytes(exec.kernelWeightBytes),
-                     InspectReport.bytes(exec.peakArenaBytes), InspectReport.bytes(ImportStats.peakRSS())))
+                     InspectReport.bytes(exec.peakArenaBytes), InspectReport.bytes(ins.values.reduce(0) { $0 + $1.byteCount }),
+                     InspectReport.bytes(ImportStats.peakRSS()), known(importedHeap),
+                     known(ProcessMemory.heapInUse()), known(ProcessMemory.residentBytes(ofFile: model))))
     }
 }
 
@@ -147,6 +160,7 @@ struct Profile: ParsableCommand {
     @Option(help: "table or json.") var format: String = "table"
     @Option(name: .customLong("input"), parsing: .singleValue, help: ArgumentHelp("An input: NAME=FILE.npy. Repeatable.", valueName: "name=file")) var inputs: [String] = []
     @Option(name: .customLong("input-shape"), parsing: .singleValue, help: ArgumentHelp("Fix an input's shape: NAME=D1,D2,...", valueName: "name=dims")) var inputShapes: [String] = []
+    @Option(name: .customLong("max-memory"), help: ArgumentHelp("Refuse a plan whose weights and live tensors need more than this (512M, 8G, bytes); default: the machine's memory or `ulimit -v`.", valueName: "size")) var maxMemory: String?
     @Option(help: "How many of the slowest layers to list (table).") var top: Int = 15
 
     func run() throws {
@@ -155,7 +169,7 @@ struct Profile: ParsableCommand {
         let hw = try resolveProfile(profile)
         let m = try ModelImporter.load(model, options: .init(inputShapes: try Inspect.parseShapes(inputShapes)))
         let exec: Executor
-        do { exec = try Executor(model: m, threads: threads) } catch let e as RuntimeError { throw CommandError(message: "\(model): \(e)", code: 1) }
+        do { exec = try Executor(model: m, threads: threads, memoryBudget: try parseMemoryBudget(maxMemory)) } catch let e as RuntimeError { throw CommandError(message: "\(model): \(e)", code: 1) }
         let feeds = try prepareInputs(m, specs: inputs, random: true)
         var perNode = [[Double]](repeating: [], count: m.graph.nodes.count)
         var totals: [Double] = []

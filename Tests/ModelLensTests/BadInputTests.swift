@@ -203,6 +203,54 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(problems.count, 0)
     }
 
+    /// Mutated real models (mediapipe, rapidocr, magika) through `analyze`, `run` and `convert`
+    /// under a 4 GiB address-space limit: each stops with exit 0 or 1, never a signal or a hang.
+    /// (Writers' atomicity: ConvertTests.)
+    func testMutatedRealModelsNeverKillAnalyzeRunOrConvert() throws {
+        guard FileManager.default.isExecutableFile(atPath: TestSupport.binary.path) else { throw XCTSkip("build modellens first") }
+        let sources = realModels(limit: 3, maxBytes: 600_000)
+        guard sources.count >= 2 else { throw XCTSkip("run Tools/fetch-models.sh") }
+        var rng = SplitMix(seed: 22)
+        for (command, perModel) in [("analyze", 40), ("run", 40), ("convert", 25)] {
+            var jobs: [(URL, Data)] = []
+            for src in sources {
+                let data = try Data(contentsOf: src)
+                for i in 0..<perModel { jobs.append((tmp.appendingPathComponent("\(command)\(jobs.count)-\(i).\(src.pathExtension)"), mutate(data, &rng))) }
+            }
+            let (codes, problems) = runMutations(jobs, command: { path in
+                switch command {
+                case "run": return ["run", path, "--random", "--threads", "1"]
+                case "convert": return ["convert", path, path + (path.hasSuffix(".onnx") ? ".tflite" : ".onnx")]
+                default: return ["analyze", path]
+                }
+            }, memoryLimitKB: 4 * 1024 * 1024, timeout: 60, namesFile: false)
+            print("\(command) mutations: \(jobs.count) runs, exit codes \(codes.sorted { $0.key < $1.key })")
+            for p in problems.prefix(10) { print("  \(p)") }
+            XCTAssertEqual(problems.count, 0, command)
+        }
+    }
+
+    /// A shape that needs more memory than the process may have is refused at plan time, before
+    /// anything is allocated, with the tensor named; under a 4 GiB address-space limit the budget
+    /// follows the limit.
+    func testHostileShapeIsRefusedAtPlanTimeWithTheTensorNamed() throws {
+        let model = TestSupport.samples.appendingPathComponent("tiny_cnn.onnx").path
+        // 3 x 20000 x 20000 floats in (4.5 GiB), 8 channels of the same out of the first conv.
+        let r = try TestSupport.run(["run", model, "--random", "--threads", "1", "--input-shape", "input=1,3,20000,20000"],
+                                    memoryLimitKB: 4 * 1024 * 1024, timeout: 60)
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertFalse(r.signaled)
+        XCTAssertTrue(r.stderr.contains("memory budget") && r.stderr.contains("'c1'") && r.stderr.contains(model), r.stderr)
+        // The same model within a budget set by hand, and a budget too small for it.
+        let ok = try TestSupport.run(["run", model, "--random", "--max-memory", "64M"])
+        XCTAssertEqual(ok.status, 0, ok.stderr)
+        let small = try TestSupport.run(["run", model, "--random", "--max-memory", "16K"])
+        XCTAssertEqual(small.status, 1, small.stderr)
+        XCTAssertTrue(small.stderr.contains("16.0 KB"), small.stderr)
+        let bad = try TestSupport.run(["run", model, "--random", "--max-memory", "lots"])
+        XCTAssertEqual(bad.status, 2, bad.stderr)
+    }
+
     // MARK: helpers
 
     /// Writes each mutated file, runs `modellens ARGS... FILE` on it in parallel under a memory limit,

@@ -26,6 +26,12 @@ double mlk_conv_gflops(int n, int reps, int threads);
 /// (3 arrays counted, best of `reps`).
 double mlk_triad_gbps(size_t bytes, int reps);
 
+/// Bytes this process holds from malloc now (glibc's mallinfo2: in use in the heap plus chunks
+/// mapped on their own), -1 where the C library cannot tell. Unlike the resident set, it leaves
+/// out what does not come from malloc: code pages, thread stacks, OpenBLAS's own buffers (whose
+/// size follows the CPU model), mapped files.
+long long mlk_heap_in_use(void);
+
 /// Singular values of the m x n row-major matrix `a` (copied; not modified), largest
 /// first, into `s` (min(m, n) values). Returns 0 on success.
 int mlk_singular_values(const float *a, int m, int n, float *s);
