@@ -1,5 +1,6 @@
 # ModelLens — the two commands a newcomer needs:
-#   make demo   set up, build, inspect, analyse, run and convert the sample models
+#   make demo   set up the product (no test tools), then inspect, analyse, run and convert a real
+#               model and the samples
 #   make test   set up, fetch the real models, write reference data, run every test
 SWIFT ?= swift
 MODELLENS = .build/debug/modellens
@@ -9,10 +10,22 @@ MODELLENS = .build/debug/modellens
 setup:
 	@Tools/setup.sh
 
-build: setup
+build:
+	@Tools/setup.sh --build
 	$(SWIFT) build
 
+# The product only: Debian packages, the Swift build and one real model (mediapipe's pose
+# detector, unpacked from its PyPI wheel); no Python environment.
+DEMO_MODEL = .models/mediapipe/mediapipe__modules__pose_detection__pose_detection.tflite
+
 demo: build
+	@Tools/fetch-models.sh mediapipe
+	$(MODELLENS) inspect $(DEMO_MODEL)
+	@echo
+	$(MODELLENS) analyze $(DEMO_MODEL) --top 8
+	@echo
+	$(MODELLENS) run $(DEMO_MODEL) --random --threads 1
+	@echo
 	$(MODELLENS) inspect SampleModels/tiny_cnn.onnx
 	@echo
 	$(MODELLENS) inspect SampleModels/tiny_cnn.tflite

@@ -2,7 +2,9 @@
 # Fetches real models that ship inside PyPI packages into .models/ (git-ignored):
 #   mediapipe 0.10.14 (.tflite), rapidocr-onnxruntime 1.4.4, nudenet 3.4.2 and
 #   magika 1.0.3 (.onnx). Wheels are downloaded with `pip download --no-deps`
-#   and only the model files are unpacked. Idempotent.
+#   and only the model files are unpacked (a wheel is a zip: no virtual environment is
+#   needed; the .venv's Python is used when there is one). Idempotent.
+#   Usage: Tools/fetch-models.sh [mediapipe|rapidocr|nudenet|magika ...]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .models/wheels
@@ -29,10 +31,12 @@ with zipfile.ZipFile(os.path.join('.models/wheels', whl)) as z:
 PYEOF
   touch ".models/$dest/.done"
 }
-fetch mediapipe==0.10.14 mediapipe .tflite
-fetch rapidocr-onnxruntime==1.4.4 rapidocr .onnx
-fetch nudenet==3.4.2 nudenet .onnx
-fetch magika==1.0.3 magika .onnx
-for d in mediapipe rapidocr nudenet magika; do
+declare -A specs=([mediapipe]="mediapipe==0.10.14 .tflite" [rapidocr]="rapidocr-onnxruntime==1.4.4 .onnx"
+                   [nudenet]="nudenet==3.4.2 .onnx" [magika]="magika==1.0.3 .onnx")
+wanted=("$@"); [ ${#wanted[@]} -gt 0 ] || wanted=(mediapipe rapidocr nudenet magika)
+for d in "${wanted[@]}"; do
+  [ -n "${specs[$d]:-}" ] || { echo "fetch-models: unknown set '$d' (mediapipe, rapidocr, nudenet, magika)" >&2; exit 2; }
+  read -r spec ext <<<"${specs[$d]}"
+  fetch "$spec" "$d" "$ext"
   echo "fetch-models: $d: $(ls .models/$d | wc -l) files"
 done

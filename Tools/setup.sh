@@ -7,11 +7,15 @@
 #     tools the tests compare against: onnx 1.22.0 (the last with backend node
 #     tests), onnxruntime, ai-edge-litert, tflite, numpy; torch, torchvision and
 #     onnx-tool for the analysis references.
+#   With --build: only the Debian packages the product needs to build and run (what
+#   `make demo` uses); no test data, no Python environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libprotobuf-c-dev protobuf-c-compiler libflatbuffers-dev flatbuffers-compiler
-          libopenblas-dev pkg-config libonnx-testdata python3-venv)
+packages=(libprotobuf-c-dev protobuf-c-compiler libflatbuffers-dev flatbuffers-compiler libopenblas-dev pkg-config)
+build_only=0
+[ "${1:-}" = "--build" ] && build_only=1
+[ $build_only = 1 ] || packages+=(libonnx-testdata python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,6 +26,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+if [ $build_only = 1 ]; then echo "setup: ok (build only)"; exit 0; fi
 
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then

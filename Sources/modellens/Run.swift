@@ -173,15 +173,16 @@ struct Profile: ParsableCommand {
         let feeds = try prepareInputs(m, specs: inputs, random: true)
         var perNode = [[Double]](repeating: [], count: m.graph.nodes.count)
         var totals: [Double] = []
+        var progress = Progress("profile", total: warmup + runs)
         for i in 0..<(warmup + runs) {
-            FileHandle.standardError.write(Data(String(format: "profile: %@ run %d/%d\r", i < warmup ? "warm-up" : "timed", i < warmup ? i + 1 : i - warmup + 1, i < warmup ? warmup : runs).utf8))
+            progress.update(i + 1, String(format: "%@ run %d/%d", i < warmup ? "warm-up" : "timed", i < warmup ? i + 1 : i - warmup + 1, i < warmup ? warmup : runs))
             let t0 = DispatchTime.now().uptimeNanoseconds
             do { _ = try exec.run(feeds, profile: i >= warmup) } catch let e as RuntimeError { throw CommandError(message: "\(model): \(e)", code: 1) }
             guard i >= warmup else { continue }
             totals.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
             for (k, s) in exec.nodeSeconds.enumerated() { if let s { perNode[k].append(s * 1000) } }
         }
-        FileHandle.standardError.write(Data("\n".utf8))
+        progress.finish()
         func median(_ v: [Double]) -> Double { v.isEmpty ? 0 : v.sorted()[v.count / 2] }
         let analysis = ModelAnalyzer.analyze(m, profile: hw)
         let measured = perNode.map(median)
