@@ -6,6 +6,52 @@
 
 #include <stdint.h>
 
+/// OpenBLAS (Debian's libopenblas: CBLAS and LAPACK in one library), declared here so the build
+/// needs no include path for Debian's per-variant cblas.h.
+enum { MLK_ROW_MAJOR_ = 101, MLK_NO_TRANS_ = 111, MLK_TRANS_ = 112 };
+extern void cblas_sgemm(int order, int transa, int transb, int m, int n, int k, float alpha, const float *a, int lda,
+                        const float *b, int ldb, float beta, float *c, int ldc);
+extern void cblas_sgemv(int order, int trans, int m, int n, float alpha, const float *a, int lda, const float *x, int incx,
+                        float beta, float *y, int incy);
+extern void openblas_set_num_threads(int n);
+
+/// Threads of the next parallel section (mlk_set_threads), and the scratch slot of the calling
+/// thread in one (0 for the section's caller, i + 1 for pool worker i).
+extern int mlk_threads;
+extern __thread int mlk_slot;
+
+#define MLK_TILE 256
+#define MLK_TILE_WIDE 2048   // output columns per tile of the direct path's single-block GEMMs (see mlk_conv_direct_)
+#define MLK_WIDE_B_BYTES (512 << 10)   // the most of B one such tile spans (see mlk_conv_direct_)
+#define PF_ROWS 4         // input rows ahead a 1x1 convolution's packing requests
+#define MLK_KBLOCK 256   // im2col rows built at a time by the AVX-512 convolution path
+
+// Output columns [lo, hi) whose input column ow*stride - pad + k*dil lies inside [0, in).
+static inline void valid_range(int out, int in, int stride, int pad, int off, int *lo, int *hi) {
+  // ow*stride - pad + off >= 0  <=>  ow >= ceil((pad - off) / stride)
+  int a = pad - off;
+  int l = a <= 0 ? 0 : (a + stride - 1) / stride;
+  // ow*stride - pad + off <= in - 1  <=>  ow <= floor((in - 1 + pad - off) / stride)
+  int b = in - 1 + pad - off;
+  int h = b < 0 ? 0 : b / stride + 1;
+  if (h > out) h = out;
+  if (l > h) l = h;
+  *lo = l;
+  *hi = h;
+}
+
+static inline void add_bias_nchw(float *y, const float *bias, int c, int hw) {
+  if (!bias) return;
+  for (int o = 0; o < c; o++) {
+    float b = bias[o];
+    float *row = y + (size_t)o * hw;
+    for (int i = 0; i < hw; i++) row[i] += b;
+  }
+}
+
+/// y[M, N] = x[M, K] * w[N, K]^T (OpenBLAS) in fixed tiles of rows shared among threads.
+void mlk_sgemm_rows_(int m, int n, int k, const float *x, const float *w, float *y);
+
 /// Runs fn(ctx, t) for t in [0, tasks) on the thread pool (the caller takes part).
 typedef void (*mlk_task_fn)(void *ctx, int task);
 void mlk_parallel_(int tasks, mlk_task_fn fn, void *ctx);
@@ -95,7 +141,7 @@ void mlk_conv1x1_nhwc_small_avx512_(const mlk_conv *p, const float *x, const flo
 /// Max pooling of one NCHW plane, for geometries where mlk_maxpool_avx512_ok_ (which also checks
 /// that the AVX-512 kernels are in use).
 int mlk_maxpool_avx512_ok_(const mlk_conv *p);
-/// Output channels as the vector dimension, for small planes (see conv_cot in kernels.c): for
+/// Output channels as the vector dimension, for small planes (see conv_cot.c): for
 /// output pixels [q0, q0 + n) of one row, n <= MLK_COT_PIXELS, whose tap k reads x[off[k] + s i]
 /// for pixel q0 + i (s = 16 or 32: the input is in blocks of 16 channels, 16 floats per pixel,
 /// and the convolution's stride is 1 or 2), ct[i][0..32) (+)= sum over k < kc of
@@ -106,7 +152,7 @@ int mlk_maxpool_avx512_ok_(const mlk_conv *p);
 void mlk_global_mean_avx512_(int planes, int inner, int blocked, const float *x, float *y);
 /// y[j] = alpha * sum_q w[j * ldw + q] x[q] + beta * y[j] for j < n, q < k (y unread for beta 0).
 void mlk_gemv_rows_avx512_(int n, int k, const float *w, long ldw, const float *x, float alpha, float beta, float *y);
-/// Winograd F(2x2, 3x3) on channel-blocked activations (conv_wino in kernels.c): weight panels
+/// Winograd F(2x2, 3x3) on channel-blocked activations (mlk_conv_wino_ in winograd.c): weight panels
 /// (mlk_weight_panels_pack of in_c * 9 columns) [p0, p1) -> u [P][16][in_c][32]; the 4x4 input
 /// tiles of tile rows [th0, th0 + nth) of x ([c16][h][w][16], tw tiles a row, padding 1) -> v
 /// [16][c16][nth * tw][16]; one panel's sums m [16][nth * tw][32] -> y (its first channel block,

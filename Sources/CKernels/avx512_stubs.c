@@ -1,0 +1,114 @@
+// Stand-ins for the AVX-512 kernels where they are not compiled (not x86-64, or a compiler
+// without the target attribute): the CPU check says no, so callers take the portable paths;
+// the few helpers called either way fall back to plain loops.
+#include "avx512.h"
+
+#if !MLK_AVX512_BUILD
+int mlk_avx512_available(void) { return 0; }
+void mlk_prefer_avx512(int on) { (void)on; }
+int mlk_use_avx512_(void) { return 0; }
+int mlk_depthwise_avx512_ok_(const mlk_conv *p) { (void)p; return 0; }
+int mlk_depthwise_flat_setup_(const mlk_conv *p, mlk_dw_flat *f) { (void)p; (void)f; return 0; }
+int mlk_depthwise_nhwc_flat_ok_(const mlk_conv *p) { (void)p; return 0; }
+int mlk_conv_nhwc_single_ok_(const mlk_conv *p) { (void)p; return 0; }
+int mlk_conv1x1_nhwc_small_ok_(const mlk_conv *p) { (void)p; return 0; }
+void mlk_conv1x1_nhwc_small_avx512_(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y,
+                                    long px0, long npx, mlk_epilogue act) {
+  (void)p; (void)x; (void)w; (void)bias; (void)y; (void)px0; (void)npx; (void)act;
+  abort();
+}
+void mlk_conv_nhwc_row_single_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias,
+                                      float *yn, int oh, mlk_epilogue act) {
+  (void)p; (void)xn; (void)w; (void)bias; (void)yn; (void)oh; (void)act;
+  abort();
+}
+void mlk_depthwise_nhwc_row_flat_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias,
+                                         float *yn, int oh, mlk_epilogue act) {
+  (void)p; (void)xn; (void)w; (void)bias; (void)yn; (void)oh; (void)act;
+  abort();
+}
+int mlk_maxpool_avx512_ok_(const mlk_conv *p) { (void)p; return 0; }
+void mlk_even_lanes_(float *dst, const float *src, int n) {
+  for (int i = 0; i < n; i++) dst[i] = src[2 * i];
+}
+void mlk_subsample2_row_avx512_(float *row, const float *plane, int in_w, int out_w, int col, int width,
+                                const float *ahead) {
+  (void)row; (void)plane; (void)in_w; (void)out_w; (void)col; (void)width; (void)ahead;
+}
+void mlk_store_act_avx512_(float *dst, const float *src, const float *res, int n, mlk_epilogue act) {
+  (void)dst; (void)src; (void)res; (void)n; (void)act;
+}
+void mlk_cot_strip_avx512_(int n, int s, int kc, const float *x, const long *off, const float *wt, float *ct, int first,
+                           const float *pf, int npf) {
+  (void)n; (void)s; (void)kc; (void)x; (void)off; (void)wt; (void)ct; (void)first; (void)pf; (void)npf;
+}
+void mlk_interleave16_avx512_(const float *src, long lds, int nch, int n, float *dst) {
+  (void)src; (void)lds; (void)nch; (void)n; (void)dst;
+}
+void mlk_cot_pack_avx512_(int kk, int nrows, const float *w, long ldw, float *wt) {
+  (void)kk; (void)nrows; (void)w; (void)ldw; (void)wt;
+}
+void mlk_global_mean_avx512_(int planes, int inner, int blocked, const float *x, float *y) {
+  (void)planes; (void)inner; (void)blocked; (void)x; (void)y;
+  abort();
+}
+void mlk_gemv_rows_avx512_(int n, int k, const float *w, long ldw, const float *x, float alpha, float beta, float *y) {
+  (void)n; (void)k; (void)w; (void)ldw; (void)x; (void)alpha; (void)beta; (void)y;
+  abort();
+}
+void mlk_wino_weights_avx512_(int in_c, int p0, int p1, const float *panels, float *u) {
+  (void)in_c; (void)p0; (void)p1; (void)panels; (void)u;
+  abort();
+}
+void mlk_wino_input_avx512_(const float *x, int c16, int h, int w, int th0, int nth, int tw, float *v) {
+  (void)x; (void)c16; (void)h; (void)w; (void)th0; (void)nth; (void)tw; (void)v;
+  abort();
+}
+void mlk_wino_output_avx512_(const float *m, int nco, int th0, int nth, int tw, int h, int w, const float *scale,
+                             const float *bias, const float *res, float *y, int pixel_major, int row0, mlk_epilogue act) {
+  (void)m; (void)nco; (void)th0; (void)nth; (void)tw; (void)h; (void)w; (void)scale; (void)bias; (void)res; (void)y;
+  (void)pixel_major; (void)row0; (void)act;
+  abort();
+}
+void mlk_cot_store_blocked_avx512_(int hw, long ld, int nco, const float *ct, const float *scale, const float *bias,
+                                   const float *res, float *y, mlk_epilogue act) {
+  (void)hw; (void)ld; (void)nco; (void)ct; (void)scale; (void)bias; (void)res; (void)y; (void)act;
+}
+void mlk_cot_store_avx512_(int hw, long ld, int nco, const float *ct, const float *scale, const float *bias,
+                           const float *res, float *y, mlk_epilogue act) {
+  (void)hw; (void)ld; (void)nco; (void)ct; (void)scale; (void)bias; (void)res; (void)y; (void)act;
+}
+void mlk_maxpool_plane_avx512_(const mlk_conv *p, const float *plane, float *dst) {
+  (void)p; (void)plane; (void)dst;
+  abort();
+}
+void mlk_gemm_direct_avx512_(int m, int width, int k, const float *a, long lda, const float *b, const long *boff,
+                             float *c, long ldc, const float *bias, const float *scale, const float *res,
+                             mlk_epilogue act) {
+  (void)scale; (void)res; (void)m; (void)width; (void)k; (void)a; (void)lda; (void)b; (void)boff; (void)c; (void)ldc; (void)bias; (void)act;
+  abort();
+}
+void mlk_gemm_wide_avx512_(int m, int width, int k, const float *a, long lda, const float *b, const long *boff,
+                           long q0, int wq, int out_w, float *y, long ldy, const float *bias, const float *scale,
+                           const float *res, mlk_epilogue act) {
+  (void)m; (void)width; (void)k; (void)a; (void)lda; (void)b; (void)boff; (void)q0; (void)wq; (void)out_w; (void)y;
+  (void)ldy; (void)bias; (void)scale; (void)res; (void)act;
+  abort();
+}
+void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias, float *yn, int oh,
+                                    mlk_epilogue act) {
+  (void)p; (void)xn; (void)w; (void)bias; (void)yn; (void)oh; (void)act;
+  abort();
+}
+void mlk_depthwise_planes_avx512_(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, int n,
+                                  int o0, int o1, const mlk_dw_flat *flat, mlk_epilogue act) {
+  (void)p; (void)x; (void)w; (void)bias; (void)y; (void)n; (void)o0; (void)o1; (void)flat; (void)act;
+  abort();
+}
+void mlk_gemm_packed_avx512_(int m, int width, int k, const float *a, long lda, const float *bpanels, float *c,
+                             long ldc, const float *bias, const float *col_bias, const float *scale, const float *res,
+                             mlk_epilogue act, int accumulate, int finish) {
+  (void)scale; (void)res; (void)accumulate; (void)finish; (void)col_bias; (void)m; (void)width; (void)k; (void)a; (void)lda; (void)bpanels; (void)c; (void)ldc; (void)bias; (void)act;
+  abort();
+}
+#endif

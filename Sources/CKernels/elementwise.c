@@ -1,0 +1,179 @@
+// Elementwise kernels: per-channel affine, activations, broadcasting binary ops, unary ops,
+// softmax.
+#include "internal.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+  const float *x, *scale, *shift;
+  float *y;
+  long c, inner, rows, per;
+  int act;
+  float lo, hi;
+} affine_job;
+
+// Rows [per t, per t + per) of the [outer * c, inner] view; rows are independent, so sharing them
+// among threads cannot change a result.
+static void affine_task(void *ctx, int t) {
+  const affine_job *j = ctx;
+  const long r0 = (long)t * j->per, r1 = r0 + j->per < j->rows ? r0 + j->per : j->rows;
+  for (long r = r0; r < r1; r++) {
+    const float a = j->scale[r % j->c], b = j->shift[r % j->c];
+    const float *src = j->x + r * j->inner;
+    float *dst = j->y + r * j->inner;
+    for (long i = 0; i < j->inner; i++) dst[i] = src[i] * a + b;
+    mlk_activate(dst, (size_t)j->inner, j->act, j->lo, j->hi);
+  }
+}
+
+void mlk_channel_affine(const float *x, float *y, long outer, long c, long inner, const float *scale, const float *shift,
+                        int act, float lo, float hi) {
+  const long rows = outer * c;
+  if (rows <= 0) return;
+  // Tasks of at least 16K elements (DenseNet121's BatchNorms ahead of each convolution hold
+  // 0.1-0.8 M): at most (elements / 16K) of them.
+  const long per = inner > 0 && inner < 16384 ? (16384 + inner - 1) / inner : 1;
+  affine_job job = {x, scale, shift, y, c, inner, rows, per, act, lo, hi};
+  mlk_parallel_((int)((rows + per - 1) / per), affine_task, &job);
+}
+
+void mlk_activate(float *y, size_t n, int kind, float lo, float hi) {
+  switch (kind) {
+    case 1: for (size_t i = 0; i < n; i++) y[i] = y[i] > 0 ? y[i] : 0; break;
+    case 2: for (size_t i = 0; i < n; i++) y[i] = fminf(fmaxf(y[i], 0.0f), 6.0f); break;
+    case 3: for (size_t i = 0; i < n; i++) y[i] = fminf(fmaxf(y[i], -1.0f), 1.0f); break;
+    case 4: for (size_t i = 0; i < n; i++) y[i] = tanhf(y[i]); break;
+    case 5: for (size_t i = 0; i < n; i++) y[i] = fminf(fmaxf(y[i], lo), hi); break;
+    default: break;
+  }
+}
+
+static inline float binop(int op, float a, float b) {
+  switch (op) {
+    case MLK_ADD: return a + b;
+    case MLK_SUB: return a - b;
+    case MLK_MUL: return a * b;
+    case MLK_DIV: return a / b;
+    case MLK_POW: return powf(a, b);
+    case MLK_MAX: return (a > b || isnan(a)) ? a : b;
+    case MLK_MIN: return (a < b || isnan(a)) ? a : b;
+    case MLK_PRELU: return a < 0 ? a * b : a;
+    case MLK_SQDIFF: return (a - b) * (a - b);
+    case MLK_FMOD: return fmodf(a, b);
+    case MLK_MOD: { float r = fmodf(a, b); return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
+    default: return 0;
+  }
+}
+
+void mlk_binary(int op, int rank, const long *shape, const float *a, const long *as, const float *b, const long *bs, float *y) {
+  long total = 1;
+  for (int i = 0; i < rank; i++) total *= shape[i];
+  if (total == 0) return;
+  // Operands that are both whole, contiguous tensors of the output's shape: one flat loop.
+  int flat = 1;
+  for (int i = rank - 1, step = 1; i >= 0; step *= (int)shape[i], i--)
+    if (shape[i] != 1 && (as[i] != step || bs[i] != step)) flat = 0;
+  if (flat && op == MLK_ADD) { for (long k = 0; k < total; k++) y[k] = a[k] + b[k]; return; }
+  if (flat && op == MLK_MUL) { for (long k = 0; k < total; k++) y[k] = a[k] * b[k]; return; }
+  long idx[8] = {0};
+  long inner = rank > 0 ? shape[rank - 1] : 1;
+  long ai = rank > 0 ? as[rank - 1] : 0, bi = rank > 0 ? bs[rank - 1] : 0;
+  long outer = total / (inner ? inner : 1);
+  float *out = y;
+  for (long o = 0; o < outer; o++) {
+    long aoff = 0, boff = 0;
+    for (int d = 0; d < rank - 1; d++) { aoff += idx[d] * as[d]; boff += idx[d] * bs[d]; }
+    const float *pa = a + aoff, *pb = b + boff;
+    if (ai == 1 && bi == 1 && op == MLK_ADD) for (long k = 0; k < inner; k++) out[k] = pa[k] + pb[k];
+    else if (ai == 1 && bi == 1 && op == MLK_MUL) for (long k = 0; k < inner; k++) out[k] = pa[k] * pb[k];
+    else if (ai == 1 && bi == 1 && op == MLK_PRELU)
+      for (long k = 0; k < inner; k++) {   // both sides computed, then a select: no branch on the sign
+        float v = pa[k], m = v * pb[k];
+        out[k] = v < 0 ? m : v;
+      }
+    else if (ai == 1 && bi == 0 && op == MLK_ADD) { float v = pb[0]; for (long k = 0; k < inner; k++) out[k] = pa[k] + v; }
+    else if (ai == 1 && bi == 0 && op == MLK_MUL) { float v = pb[0]; for (long k = 0; k < inner; k++) out[k] = pa[k] * v; }
+    else for (long k = 0; k < inner; k++) out[k] = binop(op, pa[k * ai], pb[k * bi]);
+    out += inner;
+    for (int d = rank - 2; d >= 0; d--) { if (++idx[d] < shape[d]) break; idx[d] = 0; }
+  }
+}
+
+void mlk_unary(int op, const float *x, float *y, size_t n, float alpha, float beta) {
+  if (op == MLK_RELU) {   // the common case, as a loop the compiler vectorises
+    for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    float v = x[i], r;
+    switch (op) {
+      case MLK_RELU: r = v > 0 ? v : 0; break;
+      case MLK_SIGMOID: r = 1.0f / (1.0f + expf(-v)); break;
+      case MLK_TANH: r = tanhf(v); break;
+      case MLK_EXP: r = expf(v); break;
+      case MLK_LOG: r = logf(v); break;
+      case MLK_SQRT: r = sqrtf(v); break;
+      case MLK_ABS: r = fabsf(v); break;
+      case MLK_NEG: r = -v; break;
+      case MLK_ERF: r = erff(v); break;
+      case MLK_HARDSWISH: r = v * fminf(fmaxf(v / 6.0f + 0.5f, 0.0f), 1.0f); break;
+      case MLK_HARDSIGMOID: r = fminf(fmaxf(alpha * v + beta, 0.0f), 1.0f); break;
+      case MLK_LEAKYRELU: r = v < 0 ? alpha * v : v; break;
+      case MLK_ELU: r = v < 0 ? alpha * (expf(v) - 1.0f) : v; break;
+      case MLK_SOFTPLUS: r = v > 20 ? v : log1pf(expf(v)); break;
+      case MLK_GELU: r = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); break;
+      case MLK_GELU_TANH: r = 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v))); break;
+      case MLK_CLIP: r = fminf(fmaxf(v, alpha), beta); if (isnan(v)) r = v; break;
+      case MLK_RECIPROCAL: r = 1.0f / v; break;
+      case MLK_FLOOR: r = floorf(v); break;
+      case MLK_CEIL: r = ceilf(v); break;
+      case MLK_ROUND: r = nearbyintf(v); break;
+      case MLK_SIN: r = sinf(v); break;
+      case MLK_COS: r = cosf(v); break;
+      case MLK_SELU: r = beta * (v <= 0 ? alpha * (expf(v) - 1.0f) : v); break;
+      case MLK_SOFTSIGN: r = v / (1.0f + fabsf(v)); break;
+      case MLK_RELU6: r = fminf(fmaxf(v, 0.0f), 6.0f); break;
+      case MLK_RELU_N1_TO_1: r = fminf(fmaxf(v, -1.0f), 1.0f); break;
+      case MLK_SQUARE: r = v * v; break;
+      case MLK_RSQRT: r = 1.0f / sqrtf(v); break;
+      case MLK_SIGN: r = (float)((v > 0) - (v < 0)); break;
+      case MLK_IDENTITY: r = v; break;
+      case MLK_TAN: r = tanf(v); break;
+      case MLK_ASIN: r = asinf(v); break;
+      case MLK_ACOS: r = acosf(v); break;
+      case MLK_ATAN: r = atanf(v); break;
+      case MLK_SINH: r = sinhf(v); break;
+      case MLK_COSH: r = coshf(v); break;
+      case MLK_ASINH: r = asinhf(v); break;
+      case MLK_ACOSH: r = acoshf(v); break;
+      case MLK_ATANH: r = atanhf(v); break;
+      case MLK_THRESHOLDED_RELU: r = v > alpha ? v : 0; break;
+      case MLK_CELU: r = fmaxf(0.0f, v) + fminf(0.0f, alpha * (expf(v / alpha) - 1.0f)); break;
+      case MLK_MISH: r = v * tanhf(v > 20 ? v : log1pf(expf(v))); break;
+      case MLK_SHRINK: r = v < -alpha ? v + beta : (v > alpha ? v - beta : 0); break;
+      default: r = v;
+    }
+    y[i] = r;
+  }
+}
+
+void mlk_softmax(const float *x, float *y, long outer, long axis, long inner, int log) {
+  for (long o = 0; o < outer; o++)
+    for (long i = 0; i < inner; i++) {
+      const float *px = x + o * axis * inner + i;
+      float *py = y + o * axis * inner + i;
+      float mx = -INFINITY;
+      long arg = 0;
+      for (long k = 0; k < axis; k++) if (px[k * inner] > mx) { mx = px[k * inner]; arg = k; }
+      if (log == 2) { for (long k = 0; k < axis; k++) py[k * inner] = k == arg ? 1.0f : 0.0f; continue; }
+      double sum = 0;
+      for (long k = 0; k < axis; k++) sum += exp((double)(px[k * inner] - mx));
+      for (long k = 0; k < axis; k++) {
+        float e = px[k * inner] - mx;
+        py[k * inner] = log ? (float)(e - log1p(sum - 1.0)) : (float)(exp((double)e) / sum);
+      }
+    }
+}

@@ -1,0 +1,124 @@
+// The executor's threads: a persistent pool that runs a parallel section's independent tasks,
+// and OpenBLAS kept on one thread.
+//
+// Threads: OpenBLAS always runs on one thread (its threaded paths change the order of the
+// sums, so results would depend on the thread count). Parallelism is ours instead: C is cut
+// into tiles of MLK_TILE columns — the same tiles whatever the thread count — and the tiles
+// are shared out among threads, so every element is computed by the same call.
+#include <pthread.h>
+#include "internal.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int mlk_threads = 1;
+
+// OpenBLAS runs on one thread (parallelism is ours, in fixed tiles), from the start. The pthread
+// build starts its server threads when it loads, and they spin in sched_yield for their first
+// 0.1-0.2 s: during the warm-up and first timed runs of a `profile`, on the other vCPU. Timed
+// runs of MobileNetV2 then took 7.5-8 ms instead of 5.3-6 in about half of the processes. Its
+// threads are stopped here (blas_thread_shutdown_, where the library has it: weak, so other
+// OpenBLAS builds link too); single-threaded calls never start them again.
+extern int blas_thread_shutdown_(void) __attribute__((weak));
+__attribute__((constructor)) static void mlk_openblas_single_thread(void) {
+  openblas_set_num_threads(1);
+  if (blas_thread_shutdown_) blas_thread_shutdown_();
+}
+
+void mlk_set_threads(int threads) {
+  // (OpenBLAS stays at the one thread the constructor above set: setting it again restarts its
+  // server threads, which then spin.)
+  mlk_threads = threads < 1 ? 1 : (threads > 16 ? 16 : threads);
+}
+
+// A persistent pool: workers wait (spin, then sleep on a condition variable) between parallel
+// sections.
+// mlk_parallel_(tasks, fn, ctx) runs fn(ctx, t) for every t; which thread runs a task does not
+// matter, because tasks are independent and each computes a fixed piece of the output.
+__thread int mlk_slot = 0;        // scratch slot of this thread in a parallel section
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER, pool_done = PTHREAD_COND_INITIALIZER;
+static int pool_size = 0;               // worker threads started (excluding the caller)
+static long pool_generation = 0;
+static int pool_active = 0;             // workers taking part in the current section
+static int pool_pending = 0;            // workers not yet finished
+static int pool_tasks = 0, pool_next = 0;
+static mlk_task_fn pool_fn = NULL;
+static void *pool_ctx = NULL;
+static pthread_mutex_t section_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void pool_drain(void) {
+  // Tasks are handed out by an atomic counter (a lock per task costs more than small tasks take).
+  for (;;) {
+    int t = __atomic_fetch_add(&pool_next, 1, __ATOMIC_ACQ_REL);
+    if (t >= pool_tasks) return;
+    pool_fn(pool_ctx, t);
+  }
+}
+
+// Before sleeping, a worker (and a caller waiting for its workers) spins a while: sections come
+// in quick succession (one or more per layer), and waking a sleeping thread takes tens of
+// microseconds on a virtual machine, which small layers would pay on every section.
+#define MLK_SPIN 16384
+static inline void spin_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+static void *pool_worker(void *arg) {
+  long index = (long)arg;
+  long seen = 0;
+  mlk_slot = (int)index + 1;
+  for (;;) {
+    for (int i = 0; i < MLK_SPIN && __atomic_load_n(&pool_generation, __ATOMIC_ACQUIRE) == seen; i++) spin_pause();
+    pthread_mutex_lock(&pool_lock);
+    while (pool_generation == seen || index >= pool_active) {
+      if (pool_generation != seen) seen = pool_generation;   // a section this worker sits out
+      pthread_cond_wait(&pool_wake, &pool_lock);
+    }
+    seen = pool_generation;
+    pthread_mutex_unlock(&pool_lock);
+    pool_drain();
+    pthread_mutex_lock(&pool_lock);
+    if (__atomic_sub_fetch(&pool_pending, 1, __ATOMIC_RELEASE) == 0) pthread_cond_signal(&pool_done);
+    pthread_mutex_unlock(&pool_lock);
+  }
+  return NULL;
+}
+
+int mlk_thread_count_(void) { return mlk_threads; }
+int mlk_thread_slot_(void) { return mlk_slot; }
+
+void mlk_parallel_(int tasks, mlk_task_fn fn, void *ctx) {
+  mlk_slot = 0;   // whoever calls is the section's caller
+  int helpers = (mlk_threads < tasks ? mlk_threads : tasks) - 1;
+  if (helpers <= 0) {
+    for (int t = 0; t < tasks; t++) fn(ctx, t);
+    return;
+  }
+  pthread_mutex_lock(&section_lock);   // one parallel section at a time
+  pthread_mutex_lock(&pool_lock);
+  while (pool_size < helpers) {
+    pthread_t th;
+    if (pthread_create(&th, NULL, pool_worker, (void *)(long)pool_size) != 0) break;
+    pthread_detach(th);
+    pool_size++;
+  }
+  if (helpers > pool_size) helpers = pool_size;
+  pool_fn = fn; pool_ctx = ctx; pool_tasks = tasks;
+  __atomic_store_n(&pool_next, 0, __ATOMIC_RELAXED);
+  pool_active = helpers;
+  __atomic_store_n(&pool_pending, helpers, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&pool_generation, 1, __ATOMIC_RELEASE);
+  pthread_cond_broadcast(&pool_wake);
+  pthread_mutex_unlock(&pool_lock);
+  pool_drain();
+  for (int i = 0; i < MLK_SPIN && __atomic_load_n(&pool_pending, __ATOMIC_ACQUIRE) > 0; i++) spin_pause();
+  pthread_mutex_lock(&pool_lock);
+  while (pool_pending > 0) pthread_cond_wait(&pool_done, &pool_lock);
+  pthread_mutex_unlock(&pool_lock);
+  pthread_mutex_unlock(&section_lock);
+}
