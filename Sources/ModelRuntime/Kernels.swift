@@ -8,7 +8,8 @@ enum KernelRegistry {
     static let table: [String: KernelFactory] = {
         var t: [String: KernelFactory] = [:]
         for family in [elementwiseKernels, convKernels, convTransposeKernels, linalgKernels, tensorKernels, reduceKernels,
-                       quantizationKernels, moreKernels, moreKernels2, recurrentKernels, lossKernels, moreKernels3, integerKernels, detectionKernels] {
+                       quantizationKernels, castKernels, indexingKernels, einsumKernels, selectionKernels, recurrentKernels,
+                       lossKernels, normalizationKernels, bitwiseKernels, cumulativeKernels, integerKernels, detectionKernels] {
             for (name, factory) in family { t[name] = factory }
         }
         // float64 / float16 inputs of common elementwise ops run through a Double path.
