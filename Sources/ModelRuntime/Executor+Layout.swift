@@ -1,0 +1,62 @@
+import CKernels
+import Foundation
+import ModelIR
+
+/// The plan's choice of activation layouts.
+extension Executor {
+    /// Values kept channel-blocked between convolutions ([C/16][H][W][16] per image, the layout
+    /// the channels-as-vectors kernels compute on; mlk_conv_blocked): outputs of Convs that can run
+    /// that way (convRunsBlocked) and of MaxPools over 16k channels, when every step reading them
+    /// is such a Conv (reading it as its input or residual) or a GlobalAveragePool, and they are
+    /// no graph outputs. Between ResNet50's convolutions this spares each 3x3 the transposition of
+    /// its input into blocks and of its output back, and runs the 1x1s on the same kernel without
+    /// them. Off with MODELLENS_BLOCKED=0.
+    func blockedValues(stepInputs: (Int) -> [ValueID?], isStep: (Int) -> Bool, outputs: Set<ValueID>) -> Set<ValueID> {
+        guard ProcessInfo.processInfo.environment["MODELLENS_BLOCKED"] != "0" else { return [] }
+        var convs = Set<Int>(), pools = Set<Int>(), pointwise = Set<Int>()
+        var readers: [ValueID: [(node: Int, slot: Int)]] = [:]
+        for (i, node) in graph.nodes.enumerated() where isStep(i) && fusedNodes[i] == nil {
+            let ins = stepInputs(i)
+            for (slot, v) in ins.enumerated() { if let v { readers[v, default: []].append((i, slot)) } }
+            if node.op == .conv {
+                let w = ins.count > 1 ? ins[1].flatMap { $0 < graph.values.count ? constantTensor($0) : nil } : nil
+                guard convRunsBlocked(node, graph, weight: w, residual: ins.count > 3 ? ins[3] : nil) else { continue }
+                convs.insert(i)
+                if let w, w.shape.dropFirst(2).allSatisfy({ $0 == 1 }) { pointwise.insert(i) }
+            } else if node.op.rawValue == "MaxPool", node.outputs.count == 1, node.dataLayout != .nhwc,
+                      let xs = declaredShape(ins.first ?? nil, graph), xs.count == 4, xs[1] % 16 == 0, xs[1] > 0 {
+                pools.insert(i)
+            }
+        }
+        func readsBlocked(_ r: (node: Int, slot: Int)) -> Bool {
+            convs.contains(r.node) ? r.slot == 0 || r.slot == 3 : graph.nodes[r.node].op.rawValue == "GlobalAveragePool" && r.slot == 0
+        }
+        var blocked = Set<ValueID>()
+        for i in convs.union(pools) {
+            guard let out = graph.nodes[i].outputs.first, !outputs.contains(out), let r = readers[out], !r.isEmpty,
+                  r.allSatisfy(readsBlocked) else { continue }
+            blocked.insert(out)
+        }
+        // A fused residual has its conv's output layout; a 1x1 convolution runs blocked only with
+        // both its input and output blocked (otherwise it would transpose the other side, where the
+        // GEMM reads and writes NCHW as it is: DenseNet's 1x1s before each 3x3 were 5% slower in all).
+        var settled = false
+        while !settled {
+            settled = true
+            for i in convs {
+                let ins = stepInputs(i)
+                guard let out = graph.nodes[i].outputs.first else { continue }
+                if ins.count > 3, let r = ins[3], blocked.contains(r) != blocked.contains(out) {
+                    blocked.remove(r); blocked.remove(out); settled = false
+                }
+                if pointwise.contains(i), let x = ins.first ?? nil, blocked.contains(x) != blocked.contains(out) {
+                    blocked.remove(x); blocked.remove(out); settled = false
+                }
+            }
+        }
+        return blocked
+    }
+
+    /// Gives back the pages of the model's mapped files that no step reads where they lie: the
+    /// format's metadata, weights that were converted or packed, tensors too small to own a page
+}
