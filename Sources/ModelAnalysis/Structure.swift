@@ -38,7 +38,7 @@ enum Structure {
             for o in node.outputs { depth[o] = d }
         }
         func isActivation(_ v: ValueID) -> Bool {
-            g.values[v].constant == nil && (g.values[v].producer.map { g.nodes[$0].sourceOp != "DEQUANTIZE" && g.nodes[$0].op.rawValue != "Constant" } ?? true)
+            g.values[v].constant == nil && (g.values[v].producer.map { g.nodes[$0].op != .dequantize && g.nodes[$0].op.rawValue != "Constant" } ?? true)
         }
         // Ancestor sets of activation values, as bitsets over node indices (computed lazily).
         var ancestorCache: [ValueID: Set<ValueID>] = [:]

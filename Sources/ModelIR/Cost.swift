@@ -59,13 +59,12 @@ public enum CostModel {
         for family in [elementwiseCosts, convCosts, linalgCosts, tensorCosts, reduceCosts] {
             for (name, rule) in family { t[OpKind(name)] = rule }
         }
-        t[OpKind("Upsample")] = t[OpKind("Resize")]
         return t
     }()
 
     /// Ops whose constant inputs beyond the first are indices or shapes, not weights.
     static let movement: Set<String> = [
-        "Reshape", "Transpose", "Slice", "Gather", "GatherElements", "GatherND", "Pad", "Resize", "Upsample",
+        "Reshape", "Transpose", "Slice", "Gather", "GatherElements", "GatherND", "Pad", "Resize",
         "Squeeze", "Unsqueeze", "Expand", "Tile", "Split", "Shape", "Size", "ConstantOfShape", "Range",
         "Concat", "Flatten", "ExpandDims", "StridedSlice", "SliceBySize", "OneHot", "TopK", "ScatterND",
         "ScatterElements", "Identity", "Cast", "DepthToSpace", "SpaceToDepth", "Dropout",

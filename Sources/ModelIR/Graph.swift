@@ -62,7 +62,13 @@ public struct Node: Sendable {
     /// ONNX domain ("" for the default one); "tflite" or "tflite.custom" for TFLite.
     public var domain: String
     /// The opset (ONNX) or op version (TFLite) the node was written against.
+    /// `sourceOp`, `domain` and `version` are provenance, for reports, messages and writers:
+    /// importers turn every variant they distinguish into attributes and input slots of the
+    /// canonical op, and nothing below them reads these three (a lint test checks).
     public var version: Int
+    /// The name reports list a custom op under (an op outside the file format's standard set:
+    /// a TFLite custom code, an ONNX op of another domain as `domain:op`); nil for standard ops.
+    public var customName: String?
     /// Input values; nil marks an omitted optional input.
     public var inputs: [ValueID?]
     public var outputs: [ValueID]

@@ -1,7 +1,10 @@
 /// A model file after import: its main graph plus what the file says about itself.
 public final class Model: @unchecked Sendable {
-    public enum Format: String, Sendable, Codable {
-        case onnx, tflite
+    /// The format of the file the model was read from: provenance, for reports and writers.
+    /// The importers name the formats (ModelImport's `Model.Format.onnx`, `.tflite`).
+    public struct Format: RawRepresentable, Hashable, Sendable, Codable {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
     }
 
     public let format: Format

@@ -53,8 +53,7 @@ public struct ModelSummary: Sendable {
                 if c.quantization?.isPerAxis == true { perAxisQuantizedTensors += 1 }
             }
             for n in graph.nodes {
-                let custom = n.domain == "tflite.custom" || (n.op == .opaque && n.domain != "tflite")
-                if custom { customOps[n.domain.isEmpty || n.domain == "tflite.custom" ? n.sourceOp : "\(n.domain):\(n.sourceOp)", default: 0] += 1 }
+                if let custom = n.customName { customOps[custom, default: 0] += 1 }
                 if n.int("fp16_weights") == 1 { fp16DequantizedWeights += 1 }
             }
         }

@@ -20,8 +20,9 @@ let controlFlowRules: [(String, ShapeRule)] = [
     // outputs along a new first axis of the sequence length.
     ("Scan", { ctx in
         let n = ctx.node
-        // Opset 8's Scan has a batch axis and a sequence_lens input: left to the file's declarations.
-        if n.version > 0 && n.version < 9 { return n.outputs.map { _ in nil } }
+        // The form with a batch axis and a sequence_lens input (ONNX opset 8): left to the file's
+        // declarations.
+        if n.int("batch_axis") == 1 { return n.outputs.map { _ in nil } }
         let scanInputs = n.int("num_scan_inputs") ?? 1
         let states = max(0, n.inputs.count - scanInputs)
         var steps: Dim = .unknown

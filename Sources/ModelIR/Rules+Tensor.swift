@@ -265,10 +265,9 @@ let tensorRules: [(String, ShapeRule)] = [
         }
         let axes = try (ctx.ints("axes") ?? Array(0..<r)).map { try normalizeAxis($0, rank: r) }
         var out = d
-        let opset = ctx.node.version
-        // Resize from opset 11 has (X, roi, scales, sizes); opset 10 and Upsample have (X, scales).
-        let scalesIndex = ctx.node.sourceOp == "Resize" && (opset >= 11 || opset == 0) ? 2 : 1
-        if scalesIndex == 2, ctx.hasInput(3), let sizes = ctx.ints(3) ?? ctx.constant(3)?.integers(limit: 16), !sizes.isEmpty {
+        // Inputs (X, roi, scales, sizes); older forms were given these slots at import.
+        let scalesIndex = 2
+        if ctx.hasInput(3), let sizes = ctx.ints(3) ?? ctx.constant(3)?.integers(limit: 16), !sizes.isEmpty {
             var sz = sizes
             let policy = ctx.node.string("keep_aspect_ratio_policy") ?? "stretch"
             if policy != "stretch" {

@@ -49,8 +49,6 @@ public enum ShapeRules {
         for family in [elementwiseRules, convRules, linalgRules, tensorRules, reduceRules, controlFlowRules] {
             for (name, rule) in family { t[OpKind(name)] = rule }
         }
-        // Upsample is Resize's older spelling: same inputs up to opset 10.
-        t[OpKind("Upsample")] = t[OpKind("Resize")]
         return t
     }()
 }

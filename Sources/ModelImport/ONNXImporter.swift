@@ -502,7 +502,11 @@ enum ONNXImporter {
             var node = Node(name: name, op: standard ? OpKind(opType) : .opaque, sourceOp: opType, domain: domain,
                             version: opset, inputs: inputs, outputs: outputs, attributes: attrs)
             node.subgraphs = subgraphs
-            if domain.isEmpty { ONNXDefaults.apply(to: &node, opset: opset) }
+            if !standard { node.customName = domain.isEmpty ? opType : "\(domain):\(opType)" }
+            if domain.isEmpty {
+                ONNXDefaults.apply(to: &node, opset: opset)
+                ONNXOpsetVariants.normalize(&node, opset: opset)
+            }
             switch opType {
             case "Conv", "ConvInteger", "QLinearConv", "MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool":
                 node.dataLayout = .nchw

@@ -306,6 +306,7 @@ enum TFLiteImporter {
                             sourceOp: sourceOp.isEmpty ? "CUSTOM" : sourceOp,
                             domain: isCustom ? "tflite.custom" : "tflite", version: Int(version),
                             inputs: inputs, outputs: outputs, attributes: attrs)
+            if isCustom { node.customName = node.sourceOp }
             if isCustom, op.custom_options_size > 0 {
                 node.attributes["custom_options_bytes"] = .int(Int(op.custom_options_size))
                 // The bytes themselves (a flexbuffer, usually), borrowed from the file, for writers.

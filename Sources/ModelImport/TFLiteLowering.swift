@@ -120,6 +120,9 @@ public enum TFLiteLowering {
         case "CAST":
             node.op = OpKind("Cast")
             if let out = node.outputs.first { node.attributes["to"] = .string(graph.values[out].type.dtype.rawValue) }
+            // Casts to bfloat16 truncate, as ModelLens has always run them (not compared with
+            // LiteRT: no model at hand casts to bfloat16).
+            node.attributes["bfloat16_rounding"] = .string("truncate")
         case "ARG_MAX", "ARG_MIN":
             node.op = OpKind(builtin == "ARG_MAX" ? "ArgMax" : "ArgMin")
             node.attributes["keepdims"] = .int(0)

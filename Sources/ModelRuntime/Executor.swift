@@ -173,9 +173,9 @@ public final class Executor {
         return graph.values.count + synthetic.count - 1
     }
 
-    /// than the ones that convert or only move bytes.
+    /// than the ones that convert or only move bytes. (Only TFLite's importer gives values
+    /// quantization parameters; ONNX spells quantization out in QuantizeLinear / DequantizeLinear.)
     func needsQuantizedWrapper(_ node: Node) -> Bool {
-        guard node.domain == "tflite" else { return false }
         let bytesOnly: Set<String> = ["Reshape", "Squeeze", "ExpandDims", "Transpose", "Dequantize", "Quantize", "Identity", "Shape"]
         if bytesOnly.contains(node.op.rawValue) { return false }
         return (node.inputs.compactMap { $0 } + node.outputs).contains { v in

@@ -85,7 +85,7 @@ let castKernels: [(String, KernelFactory)] = [
             guard let x = ins.first ?? nil, let like = ins.count > 1 ? ins[1] : nil, castable.contains(x.dtype), castable.contains(like.dtype) else {
                 throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "these element types")
             }
-            return [try castAny(x, to: like.dtype, ctx, roundBFloat16: n.version == 0 || n.version >= 19)]
+            return [try castAny(x, to: like.dtype, ctx, roundBFloat16: n.string("bfloat16_rounding") != "truncate")]
         }
     }),
 ]

@@ -291,12 +291,12 @@ let elementwiseKernels: [(String, KernelFactory)] = {
         k.append((name, { pc in
             let n = pc.node
             let kind: Int32 = name == "Softmax" ? 0 : name == "LogSoftmax" ? 1 : 2
-            let legacy = n.domain.isEmpty && n.version > 0 && n.version < 13
+            let legacy = n.int("flatten_to_2d") == 1
             return { ins, ctx in
                 let x = try requireFloat(ins.first ?? nil, node: n)
                 let axis = try normalize(n.int("axis") ?? (legacy ? 1 : -1), x.shape.count, n)
                 let outer = x.shape[..<axis].reduce(1, *)
-                // Before opset 13 the input is coerced to 2-D at `axis`.
+                // flatten_to_2d: the input taken as 2-D, split at `axis`.
                 let len = legacy ? x.shape[axis...].reduce(1, *) : x.shape[axis]
                 let inner = legacy ? 1 : x.shape[(axis + 1)...].reduce(1, *)
                 let y = try ctx.alloc(x.shape, .float32)
@@ -372,8 +372,7 @@ let elementwiseKernels: [(String, KernelFactory)] = {
             guard let x = ins.first ?? nil, supported.contains(x.dtype) else {
                 throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "cast from \(ins.first??.dtype.rawValue ?? "?")")
             }
-            // Cast to bfloat16 truncated before opset 19 and rounds to nearest even since.
-            return [try castAny(x, to: to, ctx, roundBFloat16: n.version == 0 || n.version >= 19)]
+            return [try castAny(x, to: to, ctx, roundBFloat16: n.string("bfloat16_rounding") != "truncate")]
         }
     }))
     // TFLite QUANTIZE: float -> int8/uint8 (or requantize) with the output's scale and zero point.

@@ -17,7 +17,7 @@ struct IntegerConv {
 
     static func make(_ pc: PlanContext) -> IntegerConv? {
         let n = pc.node, g = pc.graph
-        guard n.domain == "tflite", pc.activation == nil else { return nil }
+        guard pc.activation == nil else { return nil }
         let op = n.op.rawValue
         guard op == "Conv" || op == "FullyConnected" else { return nil }
         guard n.inputs.count >= 2, let xv = n.inputs[0], n.outputs.count == 1,
@@ -149,7 +149,7 @@ final class PackedWeights: @unchecked Sendable {
 /// zero) done in one pass without float temporaries; other shapes take `fallback`.
 func quantizedAddKernel(_ pc: PlanContext, fallback: @escaping Kernel) -> Kernel? {
     let n = pc.node, g = pc.graph
-    guard n.domain == "tflite", n.op.rawValue == "Add", pc.activation == nil, n.inputs.count == 2, n.outputs.count == 1,
+    guard n.op.rawValue == "Add", pc.activation == nil, n.inputs.count == 2, n.outputs.count == 1,
           let av = n.inputs[0], let bv = n.inputs[1] else { return nil }
     let a = g.values[av], b = g.values[bv], y = g.values[n.outputs[0]]
     let types: [DType] = [.int8, .uint8]

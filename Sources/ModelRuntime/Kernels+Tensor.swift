@@ -322,7 +322,6 @@ let tensorKernels: [(String, KernelFactory)] = [
         }
     }),
     ("Resize", { pc in try resizeKernel(pc) }),
-    ("Upsample", { pc in try resizeKernel(pc) }),
     ("Shape", { pc in
         let n = pc.node
         return { ins, _ in
@@ -451,16 +450,15 @@ func resizeKernel(_ pc: PlanContext) throws -> Kernel {
     let modeName = n.string("mode") ?? "nearest"
     guard modeName == "nearest" || modeName == "linear" || modeName == "bilinear" else { throw pc.fail("mode \(modeName)") }
     let coordNames = ["half_pixel": 0, "asymmetric": 1, "align_corners": 2, "pytorch_half_pixel": 3, "tf_half_pixel_for_nn": 4]
-    var coordName = n.string("coordinate_transformation_mode") ?? (n.sourceOp == "Upsample" ? "asymmetric" : "half_pixel")
+    var coordName = n.string("coordinate_transformation_mode") ?? "half_pixel"
     if nhwc {
         // TFLite RESIZE_*: align_corners / half_pixel_centers options.
         coordName = (n.int("align_corners") ?? 0) != 0 ? "align_corners" : (n.int("half_pixel_centers") ?? 0) != 0 ? (modeName == "nearest" ? "tf_half_pixel_for_nn" : "half_pixel") : "asymmetric"
     }
     guard let coord = coordNames[coordName] else { throw pc.fail("coordinate mode \(coordName)") }
     let nearestNames = ["round_prefer_floor": 0, "round_prefer_ceil": 1, "floor": 2, "ceil": 3]
-    // Upsample's nearest takes the floor of the source coordinate.
     let nearestName = nhwc ? ((n.int("half_pixel_centers") ?? 0) != 0 || (n.int("align_corners") ?? 0) != 0 ? "round_prefer_ceil" : "floor")
-        : n.sourceOp == "Upsample" ? "floor" : (n.string("nearest_mode") ?? "round_prefer_floor")
+        : (n.string("nearest_mode") ?? "round_prefer_floor")
     guard let nearest = nearestNames[nearestName] else { throw pc.fail("nearest mode \(nearestName)") }
     if n.ints("axes") != nil { throw pc.fail("the axes attribute") }
     if let policy = n.string("keep_aspect_ratio_policy"), policy != "stretch" { throw pc.fail("keep_aspect_ratio_policy \(policy)") }
@@ -476,10 +474,9 @@ func resizeKernel(_ pc: PlanContext) throws -> Kernel {
             (oh, ow) = (size[0], size[1])
             sh = Float(oh) / Float(h); sw = Float(ow) / Float(w)
         } else {
-            let opset = n.version
-            let scalesIndex = n.sourceOp == "Resize" && (opset >= 11 || opset == 0) ? 2 : 1
-            let sizes = n.sourceOp == "Resize" && scalesIndex == 2 && ins.count > 3 ? ins[3]?.integers() : nil
-            let scales = n.attributes["scales"]?.floats.map { $0.map(Float.init) } ?? (ins.count > scalesIndex ? ins[scalesIndex]?.toFloats() : nil)
+            // Inputs (X, roi, scales, sizes); older forms were given these slots at import.
+            let sizes = ins.count > 3 ? ins[3]?.integers() : nil
+            let scales = n.attributes["scales"]?.floats.map { $0.map(Float.init) } ?? (ins.count > 2 ? ins[2]?.toFloats() : nil)
             if let sizes, sizes.count == 4 {
                 guard sizes[0] == x.shape[0], sizes[1] == x.shape[1] else { throw RuntimeError.unsupported(op: n.sourceOp, node: n.label, reason: "resizing batch or channels") }
                 (oh, ow) = (sizes[2], sizes[3]); sh = Float(oh) / Float(h); sw = Float(ow) / Float(w)
