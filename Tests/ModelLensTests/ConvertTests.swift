@@ -224,6 +224,7 @@ final class ConvertTests: XCTestCase {
         let src = try model("SampleModels/tiny_cnn.onnx")
         let m = try ModelImporter.load(src, options: .init(inputShapes: ["input": Shape(known: [1, 3, 32, 32])]))
         m.graph.nodes[m.graph.nodes.count - 1].sourceOp = "Einsum"
+        m.graph.nodes[m.graph.nodes.count - 1].op = OpKind("Einsum")
         let dst = outDir.appendingPathComponent("x.tflite").path
         XCTAssertThrowsError(try Converter.convert(m, to: dst)) { e in XCTAssertTrue("\(e)".contains("Einsum"), "\(e)") }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dst))
