@@ -47,6 +47,7 @@ reference: models
 	.venv/bin/python Tools/make-reference.py
 	.venv/bin/python Tools/make-run-references.py
 	.venv/bin/python Tools/check-onnx-schema.py
+	.venv/bin/python Tools/gen-onnx-operators.py --check
 	.venv/bin/python Tools/check-tflite-schema.py
 
 check-generated: setup

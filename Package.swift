@@ -42,8 +42,8 @@ let package = Package(
         .target(name: "ModelAnalysis", dependencies: ["ModelIR", "CKernels"], resources: [.copy("Profiles")]),
         // The CPU executor: plan, buffer reuse, kernels per op family.
         .target(name: "ModelRuntime", dependencies: ["ModelIR", "CKernels"]),
-        // Conformance: the ONNX backend node tests on the executor.
-        .target(name: "ModelConformance", dependencies: ["ModelIR", "ModelImport", "ModelRuntime"]),
+        // Conformance: the ONNX backend node tests on the executor, and the op support matrix.
+        .target(name: "ModelConformance", dependencies: ["ModelIR", "ModelImport", "ModelRuntime", "ModelExport"]),
         // IR -> ONNX (protobuf-c) and IR -> TFLite (flatbuffers) writers, and the converters between the two
         // (which fold constant subgraphs with the runtime's kernels).
         .target(name: "ModelExport", dependencies: ["ModelIR", "ModelImport", "ModelRuntime", "CONNX", "CTFLite"]),

@@ -84,3 +84,10 @@ extension ConversionReport {
         notes += other.notes
     }
 }
+
+extension Converter {
+    /// Canonical ops the ONNX -> TFLite conversion writes.
+    public static var opsWrittenToTFLite: Set<String> { ONNXToTFLite.writtenOps }
+    /// TFLite builtins the TFLite -> ONNX conversion writes.
+    public static var builtinsWrittenToONNX: Set<String> { TFLiteToONNX.writtenBuiltins }
+}

@@ -41,3 +41,9 @@ let controlFlowRules: [(String, ShapeRule)] = [
     }),
     ("SequenceLength", { _ in [TensorType(dtype: .int64, shape: .scalar)] }),
 ]
+
+// MARK: - costs (see CostModel.convention)
+
+/// Control flow counts nothing of its own; what its bodies compute is not counted yet (a loop's
+/// trip count is often known only at run time).
+let controlFlowCosts: [(String, CostRule)] = controlFlowRules.map { name, _ in (name, { _ in (SymCount.zero, SymCount.zero) }) }

@@ -106,12 +106,9 @@ let elementwiseRules: [(String, ShapeRule)] = {
 private let freeOps: Set<String> = ["Identity", "Dropout", "Cast", "CastLike", "EyeLike", "RandomNormalLike", "RandomUniformLike", "Densify"]
 
 let elementwiseCosts: [(String, CostRule)] = {
-    var rules: [(String, CostRule)] = []
+    var rules: [(String, CostRule)] = freeOps.sorted().map { ($0, { _ in (.zero, .zero) }) }
     for name in sameAsInput + broadcasting + comparisons + ["IsNaN", "IsInf", "Where", "QuantizeLinear", "DequantizeLinear", "Dequantize", "Quantize"] {
-        if freeOps.contains(name) {
-            rules.append((name, { _ in (.zero, .zero) }))
-            continue
-        }
+        if freeOps.contains(name) { continue }
         let perElement: Int
         switch name {
         case "Softmax", "LogSoftmax", "Hardmax": perElement = 3

@@ -8,6 +8,9 @@ public enum ONNXOpsetVariants {
     /// Attributes this file adds (never in a file: the writer drops them).
     public static let addedAttributes: Set<String> = ["flatten_to_2d", "bfloat16_rounding", "batch_axis"]
 
+    /// The canonical op an ONNX op name imports as.
+    public static func canonicalName(_ onnxName: String) -> String { onnxName == "Upsample" ? "Resize" : onnxName }
+
     public static func normalize(_ node: inout Node, opset: Int) {
         switch node.sourceOp {
         case "Upsample":

@@ -1,3 +1,4 @@
+import CTFLite
 import ModelIR
 
 /// TFLite builtin operators -> canonical ops, with canonical attributes
@@ -147,5 +148,24 @@ public enum TFLiteLowering {
         default:
             break
         }
+    }
+}
+
+extension TFLiteLowering {
+    /// Canonical op -> the TFLite builtins lowered onto it: every builtin of the schema is put
+    /// through `lower` on a node without inputs, so this is what the importer does, not a list
+    /// kept beside it. Builtins left opaque (no canonical op yet) are not listed.
+    public static var builtinsByCanonicalOp: [String: [String]] {
+        var out: [String: [String]] = [:]
+        let graph = Graph(name: "probe")
+        var code: Int32 = 0
+        while let name = mltfl_builtin_name(code).map({ String(cString: $0) }) {
+            code += 1
+            guard name != "CUSTOM", !name.hasPrefix("PLACEHOLDER") else { continue }
+            var node = Node(name: name, op: .opaque, sourceOp: name, domain: "tflite", version: 1, inputs: [], outputs: [])
+            lower(&node, builtin: name, graph: graph)
+            if node.op != .opaque { out[node.op.rawValue, default: []].append(name) }
+        }
+        return out
     }
 }
