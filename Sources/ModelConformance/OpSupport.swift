@@ -53,7 +53,7 @@ public enum OpSupportMatrix {
         let kernels = Set(Executor.supportedOps)
         let tflite = TFLiteLowering.builtinsByCanonicalOp
         var onnx: [String: [String]] = [:]
-        for name in ONNXOperators.names { onnx[ONNXOpsetVariants.canonicalName(name), default: []].append(name) }
+        for name in ONNXOperators.names { onnx[ONNXImport.canonicalName(name), default: []].append(name) }
         let toTFLite = Converter.opsWrittenToTFLite
         let toONNX = Converter.builtinsWrittenToONNX
         let all = shapes.union(costs).union(kernels).union(tflite.keys).union(onnx.keys).union(toTFLite)

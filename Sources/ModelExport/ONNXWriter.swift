@@ -162,7 +162,7 @@ public struct ONNXWriter {
             if !node.name.isEmpty { np.pointee.name = arena.string(node.name) }
             np.pointee.op_type = arena.string(node.sourceOp)
             if !node.domain.isEmpty { np.pointee.domain = arena.string(node.domain) }
-            let ins = (node.domain.isEmpty ? ONNXOpsetVariants.fileInputs(node) : node.inputs).map { v -> UnsafeMutablePointer<CChar>? in arena.string(v.map { names[$0] } ?? "") }
+            let ins = (node.domain.isEmpty ? ONNXImport.fileInputs(node) : node.inputs).map { v -> UnsafeMutablePointer<CChar>? in arena.string(v.map { names[$0] } ?? "") }
             np.pointee.n_input = ins.count
             np.pointee.input = arena.array(ins)
             let outs = node.outputs.map { v -> UnsafeMutablePointer<CChar>? in
@@ -208,16 +208,15 @@ public struct ONNXWriter {
     }
 
     /// A node's attributes as the file should hold them: without the defaults, the dtype names
-    /// and the opset variants' attributes the importer adds (ONNXDefaults, ONNXOpsetVariants),
+    /// and the opset variants' attributes the importer adds (ONNXImport),
     /// with Cast's `to` as a type code again.
     static func fileAttributes(_ node: Node) -> [String: Attribute] {
         var attrs = node.attributes
         guard node.domain.isEmpty else { return attrs }
         var probe = Node(name: "", op: node.op, sourceOp: node.sourceOp, version: node.version, inputs: [], outputs: [])
-        ONNXDefaults.apply(to: &probe, opset: node.version)
-        ONNXOpsetVariants.normalize(&probe, opset: node.version)
+        ONNXImport.canonicalize(&probe, opset: node.version)
         for (key, value) in probe.attributes where attrs[key].map({ same($0, value) }) == true { attrs[key] = nil }
-        for key in ["output_dtype_name", "dtype_name", "stash_type_dtype"] + ONNXOpsetVariants.addedAttributes { attrs[key] = nil }
+        for key in ONNXImport.addedAttributes { attrs[key] = nil }
         if node.sourceOp == "Cast", let to = attrs["to"]?.string, let d = DType(rawValue: to) { attrs["to"] = .int(Int(onnxCode(d))) }
         return attrs
     }

@@ -56,7 +56,7 @@ public enum CostModel {
 
     public static let table: [OpKind: CostRule] = {
         var t: [OpKind: CostRule] = [:]
-        for family in [elementwiseCosts, convCosts, linalgCosts, tensorCosts, reduceCosts, controlFlowCosts] {
+        for family in [elementwiseCosts, convCosts, linalgCosts, tensorCosts, resizeCosts, reduceCosts, controlFlowCosts] {
             for (name, rule) in family { t[OpKind(name)] = rule }
         }
         return t

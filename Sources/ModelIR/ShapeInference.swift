@@ -46,7 +46,7 @@ public typealias ShapeRule = (inout RuleContext) throws -> [TensorType?]
 public enum ShapeRules {
     public static let table: [OpKind: ShapeRule] = {
         var t: [OpKind: ShapeRule] = [:]
-        for family in [elementwiseRules, convRules, linalgRules, tensorRules, reduceRules, controlFlowRules] {
+        for family in [elementwiseRules, convRules, linalgRules, tensorRules, resizeRules, reduceRules, controlFlowRules] {
             for (name, rule) in family { t[OpKind(name)] = rule }
         }
         return t

@@ -503,17 +503,8 @@ enum ONNXImporter {
                             version: opset, inputs: inputs, outputs: outputs, attributes: attrs)
             node.subgraphs = subgraphs
             if !standard { node.customName = domain.isEmpty ? opType : "\(domain):\(opType)" }
-            if domain.isEmpty {
-                ONNXDefaults.apply(to: &node, opset: opset)
-                ONNXOpsetVariants.normalize(&node, opset: opset)
-            }
+            if domain.isEmpty { ONNXImport.canonicalize(&node, opset: opset) }
             switch opType {
-            case "Conv", "ConvInteger", "QLinearConv", "MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool":
-                node.dataLayout = .nchw
-                if opType.contains("Conv") { node.kernelLayout = .oihw }
-            case "ConvTranspose":
-                node.dataLayout = .nchw
-                node.kernelLayout = .iohw
             case "Constant":
                 // Constants keep their node (the file has it) and give their output the data.
                 if let t = constantTensor(attrs), let out = outputs.first {

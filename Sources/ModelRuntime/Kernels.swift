@@ -8,7 +8,7 @@ enum KernelRegistry {
     static let table: [String: KernelFactory] = {
         var t: [String: KernelFactory] = [:]
         for family in [elementwiseKernels, convKernels, convTransposeKernels, linalgKernels, tensorKernels, reduceKernels,
-                       quantizationKernels, castKernels, indexingKernels, einsumKernels, selectionKernels, recurrentKernels,
+                       quantizationKernels, resizeKernels, castKernels, indexingKernels, einsumKernels, selectionKernels, recurrentKernels,
                        lossKernels, normalizationKernels, bitwiseKernels, cumulativeKernels, integerKernels, detectionKernels] {
             for (name, factory) in family { t[name] = factory }
         }
