@@ -108,6 +108,11 @@ let tensorKernels: [(String, KernelFactory)] = [
             var offset = 0
             for x in xs {
                 guard x.shape.count == shape.count, x.dtype == first.dtype else { throw RuntimeError.invalid(node: n.label, reason: "inputs differ in rank or type") }
+                // The copy reads inner elements per row of each input: a shape that differs off the
+                // axis would read past its buffer.
+                guard x.shape.indices.allSatisfy({ $0 == axis || x.shape[$0] == first.shape[$0] }) else {
+                    throw RuntimeError.invalid(node: n.label, reason: "inputs \(first.shape) and \(x.shape) differ off axis \(axis)")
+                }
                 let chunk = x.shape[axis] * inner * e
                 for o in 0..<outer { (y.raw + (o * shape[axis] * inner) * e + offset).copyMemory(from: x.raw + o * chunk, byteCount: chunk) }
                 offset += chunk

@@ -251,6 +251,17 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(bad.status, 2, bad.stderr)
     }
 
+    /// Inputs too small for a model (nudenet's 320x320 detector given 1x1) make its Concat join
+    /// tensors whose spatial sizes differ: a named error, not a copy past the smaller buffer
+    /// (which read whatever lay beyond it: outputs changed from run to run).
+    func testConcatOfMismatchedShapesIsRefused() throws {
+        let model = TestSupport.models.appendingPathComponent("nudenet/nudenet__320n.onnx").path
+        guard FileManager.default.fileExists(atPath: model) else { throw XCTSkip("run Tools/fetch-models.sh") }
+        let r = try TestSupport.run(["run", model, "--random", "--threads", "1"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("/model.11/Concat") && r.stderr.contains("differ off axis 1"), r.stderr)
+    }
+
     // MARK: helpers
 
     /// Writes each mutated file, runs `modellens ARGS... FILE` on it in parallel under a memory limit,
