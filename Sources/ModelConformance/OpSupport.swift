@@ -51,7 +51,7 @@ public enum OpSupportMatrix {
         let shapes = Set(ShapeRules.table.keys.map(\.rawValue))
         let costs = Set(CostModel.table.keys.map(\.rawValue))
         let kernels = Set(Executor.supportedOps)
-        let tflite = TFLiteLowering.builtinsByCanonicalOp
+        let tflite = TFLiteImport.builtinsByCanonicalOp
         var onnx: [String: [String]] = [:]
         for name in ONNXOperators.names { onnx[ONNXImport.canonicalName(name), default: []].append(name) }
         let toTFLite = Converter.opsWrittenToTFLite

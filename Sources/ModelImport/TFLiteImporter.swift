@@ -313,7 +313,7 @@ enum TFLiteImporter {
                 let bytes = UnsafeRawBufferPointer(start: op.custom_options, count: Int(op.custom_options_size))
                 node.attributes["custom_options"] = .tensor(TensorData(dtype: .uint8, shape: [bytes.count], storage: .borrowed(bytes, owner: file)))
             }
-            if !isCustom { TFLiteLowering.lower(&node, builtin: builtinName, graph: graph) }
+            if !isCustom { TFLiteImport.lower(&node, builtin: builtinName, graph: graph) }
             graph.nodes.append(node)
         }
         do {

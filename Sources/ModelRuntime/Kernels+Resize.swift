@@ -13,15 +13,10 @@ func resizeKernel(_ pc: PlanContext) throws -> Kernel {
     let modeName = n.string("mode") ?? "nearest"
     guard modeName == "nearest" || modeName == "linear" || modeName == "bilinear" else { throw pc.fail("mode \(modeName)") }
     let coordNames = ["half_pixel": 0, "asymmetric": 1, "align_corners": 2, "pytorch_half_pixel": 3, "tf_half_pixel_for_nn": 4]
-    var coordName = n.string("coordinate_transformation_mode") ?? "half_pixel"
-    if nhwc {
-        // TFLite RESIZE_*: align_corners / half_pixel_centers options.
-        coordName = (n.int("align_corners") ?? 0) != 0 ? "align_corners" : (n.int("half_pixel_centers") ?? 0) != 0 ? (modeName == "nearest" ? "tf_half_pixel_for_nn" : "half_pixel") : "asymmetric"
-    }
+    let coordName = n.string("coordinate_transformation_mode") ?? "half_pixel"
     guard let coord = coordNames[coordName] else { throw pc.fail("coordinate mode \(coordName)") }
     let nearestNames = ["round_prefer_floor": 0, "round_prefer_ceil": 1, "floor": 2, "ceil": 3]
-    let nearestName = nhwc ? ((n.int("half_pixel_centers") ?? 0) != 0 || (n.int("align_corners") ?? 0) != 0 ? "round_prefer_ceil" : "floor")
-        : (n.string("nearest_mode") ?? "round_prefer_floor")
+    let nearestName = n.string("nearest_mode") ?? "round_prefer_floor"
     guard let nearest = nearestNames[nearestName] else { throw pc.fail("nearest mode \(nearestName)") }
     if n.ints("axes") != nil { throw pc.fail("the axes attribute") }
     if let policy = n.string("keep_aspect_ratio_policy"), policy != "stretch" { throw pc.fail("keep_aspect_ratio_policy \(policy)") }

@@ -5,7 +5,7 @@ import XCTest
 /// not name a format, read an opset, domain or op version, or branch on the op's name in the
 /// file (`sourceOp`). Those stay on the node as provenance, which reports and messages may
 /// print; importers turn every variant into attributes and input slots of the canonical op
-/// (ONNXImport, TFLiteLowering).
+/// (ONNXImport, TFLiteImport).
 final class FormatLintTests: XCTestCase {
     static let modules = ["ModelIR", "ModelAnalysis", "ModelRuntime"]
 
