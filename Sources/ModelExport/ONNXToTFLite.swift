@@ -139,28 +139,23 @@ final class ONNXToTFLite: LayoutConverter {
     }
 
     /// Conv -> BatchNormalization with constant parameters, the conv's output read only by the BN.
+    /// BatchNorms folded into the convolution before them (ModelIR's FusionPlan, which the
+    /// executor plans with too), their arithmetic folded into the written weights and bias.
     func planBatchNormFolding() {
-        var producer: [ValueID: Int] = [:]
-        for (i, n) in src.nodes.enumerated() { for o in n.outputs { producer[o] = i } }
-        for (j, bn) in src.nodes.enumerated() where bn.sourceOp == "BatchNormalization" && bn.outputs.count == 1 {
-            guard let x = bn.inputs.first ?? nil, let ci = producer[x], src.nodes[ci].sourceOp == "Conv", consumers[x] == 1,
-                  !src.outputs.contains(x), bn.inputs.count == 5,
-                  let gamma = constant(bn.inputs[1]).flatMap(TensorOps.floats), let beta = constant(bn.inputs[2]).flatMap(TensorOps.floats),
-                  let mean = constant(bn.inputs[3]).flatMap(TensorOps.floats), let variance = constant(bn.inputs[4]).flatMap(TensorOps.floats) else { continue }
-            let conv = src.nodes[ci]
-            guard conv.inputs.count >= 2, let wData = constant(conv.inputs[1]), wData.shape.count == 4, var w = TensorOps.floats(wData) else { continue }
+        let plan = FusionPlan.make(src, .init(type: { v in self.constant(v).map { ($0.dtype, $0.shape) } },
+                                              floats: { v in self.constant(v).flatMap(TensorOps.floats) }))
+        for (ci, j) in plan.batchNorm.sorted(by: { $0.key < $1.key }) {
+            let conv = src.nodes[ci], bn = src.nodes[j]
+            guard let wData = constant(conv.inputs[1]), var w = TensorOps.floats(wData), (conv.kernelLayout ?? .oihw) == .oihw else { continue }
+            let p = bn.inputs.dropFirst().compactMap { constant($0).flatMap(TensorOps.floats) }
+            guard p.count == 4 else { continue }
             let o = wData.shape[0]
-            guard gamma.count == o, beta.count == o, mean.count == o, variance.count == o else { continue }
-            var b = conv.inputs.count > 2 ? (constant(conv.inputs[2]).flatMap(TensorOps.floats) ?? []) : []
-            if b.isEmpty { b = [Float](repeating: 0, count: o) }
-            let eps = Float(bn.float("epsilon") ?? 1e-5)
+            let bias = conv.inputs.count > 2 ? constant(conv.inputs[2]).flatMap(TensorOps.floats) : nil
+            let (scale, shift) = BatchNormFold.fold(gamma: p[0], beta: p[1], mean: p[2], variance: p[3],
+                                                    epsilon: Float(bn.float("epsilon") ?? 1e-5), bias: bias?.isEmpty == false ? bias : nil)
             let per = w.count / o
-            for c in 0..<o {
-                let s = gamma[c] / (variance[c] + eps).squareRoot()
-                for k in 0..<per { w[c * per + k] *= s }
-                b[c] = (b[c] - mean[c]) * s + beta[c]
-            }
-            bnFold[ci] = (TensorOps.make(w, wData.shape), TensorOps.make(b, [o]), bn.outputs[0], j)
+            for c in 0..<o { for k in 0..<per { w[c * per + k] *= scale[c] } }
+            bnFold[ci] = (TensorOps.make(w, wData.shape), TensorOps.make(shift, [o]), bn.outputs[0], j)
             skip.insert(j)
             report.constantsFolded += 1
             report.opsMapped["BatchNormalization -> (folded into CONV_2D)", default: 0] += 1

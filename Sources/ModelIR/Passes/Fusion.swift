@@ -1,0 +1,153 @@
+/// Which nodes run inside another node's kernel: BatchNorm folded into the convolution before
+/// it, Relu / Relu6 / Clip applied as a Conv, BatchNorm or Add stores its results, and a residual
+/// Add performed by the convolution that produces one of its operands. The executor plans its
+/// kernels from this, the analysis reports them, and the ONNX -> TFLite converter folds the same
+/// BatchNorms with the same arithmetic (`BatchNormFold`).
+public struct FusionPlan: Sendable {
+    /// Conv index -> the BatchNormalization folded into it.
+    public var batchNorm: [Int: Int] = [:]
+    /// Index of the node whose kernel applies it -> the activation node.
+    public var activation: [Int: Int] = [:]
+    /// Conv index -> the Add it performs and that Add's other operand (the residual).
+    public var residual: [Int: (add: Int, other: ValueID)] = [:]
+    /// Every node whose work another's kernel does -> that node (for an activation moved with its
+    /// Add onto a conv: the Add).
+    public var fusedInto: [Int: Int] = [:]
+
+    /// What the plan needs to know of constant values (the executor also counts values it
+    /// computed at plan time, such as fp16 weights widened; the analysis the file's constants).
+    public struct Constants {
+        /// Element type and shape of a constant, nil for a value computed at run time.
+        public var type: (ValueID) -> (dtype: DType, shape: [Int])?
+        /// A small constant's elements as floats (BatchNorm parameters, Clip bounds).
+        public var floats: (ValueID) -> [Float]?
+
+        public init(type: @escaping (ValueID) -> (dtype: DType, shape: [Int])?, floats: @escaping (ValueID) -> [Float]?) {
+            self.type = type
+            self.floats = floats
+        }
+
+        /// The graph's own constants.
+        public static func of(_ graph: Graph) -> Constants {
+            Constants(type: { v in graph.values[v].constant.map { ($0.dtype, $0.shape) } },
+                      floats: { v in graph.values[v].constant?.doubles(limit: 1 << 20)?.map(Float.init) })
+        }
+    }
+
+    public init() {}
+
+    /// True for Relu, Relu6 and Clip whose given bounds are constants: what a kernel can apply as
+    /// it stores.
+    public static func isFusableActivation(_ node: Node, _ constants: Constants) -> Bool {
+        switch node.op.rawValue {
+        case "Relu", "Relu6": return true
+        case "Clip":
+            for slot in 1...2 where node.inputs.count > slot {
+                if let v = node.inputs[slot], constants.floats(v)?.first == nil { return false }
+            }
+            return true
+        default: return false
+        }
+    }
+
+    public static func make(_ graph: Graph, _ constants: Constants) -> FusionPlan {
+        var plan = FusionPlan()
+        var consumers: [ValueID: [Int]] = [:]
+        for (i, n) in graph.nodes.enumerated() { for case let v? in n.inputs { consumers[v, default: []].append(i) } }
+        let outputs = Set(graph.outputs)
+        func single(_ v: ValueID) -> Int? {
+            guard !outputs.contains(v), let c = consumers[v], c.count == 1 else { return nil }
+            return c[0]
+        }
+        // Conv -> BatchNormalization (inference, constant float parameters, one per output channel)
+        // -> Relu / Clip.
+        for (i, conv) in graph.nodes.enumerated() where conv.op == .conv && conv.fusedActivation == nil {
+            guard conv.inputs.count >= 2, let wID = conv.inputs[1], let w = constants.type(wID), w.dtype == .float32, w.shape.count == 4,
+                  let out = conv.outputs.first else { continue }
+            var tail = out
+            if let j = single(out), graph.nodes[j].op == .batchNormalization, graph.nodes[j].outputs.count == 1,
+               (graph.nodes[j].int("training_mode") ?? 0) == 0, graph.nodes[j].inputs.count == 5 {
+                let params = graph.nodes[j].inputs.dropFirst().compactMap { $0.flatMap(constants.type) }
+                let outC = (conv.kernelLayout ?? .oihw) == .ihwo1 ? w.shape[3] : w.shape[0]
+                if params.count == 4, params.allSatisfy({ $0.dtype == .float32 && $0.shape.reduce(1, *) == outC }) {
+                    plan.batchNorm[i] = j
+                    plan.fusedInto[j] = i
+                    tail = graph.nodes[j].outputs[0]
+                } else if params.count == 4, params.allSatisfy({ $0.dtype == .float32 }) {
+                    continue   // parameters of another size: neither folded nor fused
+                }
+            }
+            if let k = single(tail), isFusableActivation(graph.nodes[k], constants), graph.nodes[k].inputs.first == tail {
+                plan.activation[i] = k
+                plan.fusedInto[k] = i
+            }
+        }
+        // BatchNormalization not folded into a conv (DenseNet's, after a Concat) -> Relu / Clip.
+        for (i, bn) in graph.nodes.enumerated() where bn.op == .batchNormalization && plan.fusedInto[i] == nil && bn.outputs.count == 1 {
+            guard let out = bn.outputs.first, graph.values[out].type.dtype == .float32,
+                  let k = single(out), graph.nodes[k].inputs.first == out, plan.fusedInto[k] == nil,
+                  isFusableActivation(graph.nodes[k], constants) else { continue }
+            plan.activation[i] = k
+            plan.fusedInto[k] = i
+        }
+        // Add -> Relu / Clip (residual blocks).
+        for (i, add) in graph.nodes.enumerated() where add.op.rawValue == "Add" && add.fusedActivation == nil && add.inputs.count == 2 {
+            guard let out = add.outputs.first, graph.values[out].type.dtype == .float32, graph.values[out].quantization == nil,
+                  let k = single(out), graph.nodes[k].inputs.first == out, isFusableActivation(graph.nodes[k], constants) else { continue }
+            plan.activation[i] = k
+            plan.fusedInto[k] = i
+        }
+        // Conv (-> BatchNorm) -> Add: the other operand becomes the conv's residual, added as the
+        // conv stores its results (then the Add's activation). The conv must be the later of the
+        // two producers, so that the residual is ready when it runs; only NCHW convs of one group
+        // with OIHW weights take a residual.
+        var convOfTail: [ValueID: Int] = [:]
+        for (i, conv) in graph.nodes.enumerated() where conv.op == .conv {
+            guard let out = conv.outputs.first else { continue }
+            if let j = single(out), plan.fusedInto[j] != nil, graph.nodes[j].op == .batchNormalization, let bnOut = graph.nodes[j].outputs.first {
+                convOfTail[bnOut] = i
+            } else {
+                convOfTail[out] = i
+            }
+        }
+        for (a, add) in graph.nodes.enumerated() where add.op.rawValue == "Add" && add.fusedActivation == nil && add.inputs.count == 2 && plan.fusedInto[a] == nil {
+            guard let out = add.outputs.first, graph.values[out].type.dtype == .float32, graph.values[out].quantization == nil,
+                  let u = add.inputs[0], let v = add.inputs[1], u != v else { continue }
+            let candidates = [(u, v), (v, u)].compactMap { pair -> (Int, ValueID, ValueID)? in
+                guard let c = convOfTail[pair.0], single(pair.0) == a else { return nil }
+                return (c, pair.0, pair.1)
+            }
+            // The other operand must exist before the conv runs: a graph input or constant, or produced earlier.
+            guard let (c, _, other) = candidates.filter({ cand in
+                guard let producer = graph.values[cand.2].producer else { return true }
+                return producer < cand.0
+            }).max(by: { $0.0 < $1.0 }) else { continue }
+            let conv = graph.nodes[c]
+            guard plan.activation[c] == nil, conv.fusedActivation == nil, conv.dataLayout != .nhwc, (conv.kernelLayout ?? .oihw) == .oihw,
+                  (conv.int("group") ?? 1) == 1, conv.inputs.count >= 2 else { continue }
+            plan.residual[c] = (a, other)
+            if let k = plan.activation.removeValue(forKey: a) { plan.activation[c] = k }
+            plan.fusedInto[a] = c
+        }
+        return plan
+    }
+}
+
+/// Folding inference BatchNorm into the convolution before it: y = scale * (W x + bias - mean)
+/// + beta with scale = gamma / sqrt(variance + epsilon), per output channel. The executor keeps
+/// W and applies `scale` as it stores (or folds it into a copy of small weights); the converter
+/// folds it into the written weights. One arithmetic for both, so both give the same numbers.
+public enum BatchNormFold {
+    /// Per output channel: the factor on the convolution's sums and the bias after it.
+    public static func fold(gamma: [Float], beta: [Float], mean: [Float], variance: [Float], epsilon: Float,
+                            bias: [Float]?) -> (scale: [Float], shift: [Float]) {
+        var scale = [Float](repeating: 0, count: gamma.count), shift = scale
+        for c in 0..<gamma.count {
+            let s: Float = gamma[c] / (variance[c] + epsilon).squareRoot()
+            let b: Float = bias?[c] ?? 0
+            scale[c] = s
+            shift[c] = (b - mean[c]) * s + beta[c]
+        }
+        return (scale, shift)
+    }
+}
