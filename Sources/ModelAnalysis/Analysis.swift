@@ -62,6 +62,10 @@ public struct AnalysisReport: Sendable {
     /// MACs of weight-bearing ops whose weights are zero: what a sparse kernel could skip.
     public var skippableMACs: Int
     public var weightDTypes: [String: Int]
+    /// The kernels the executor runs, each with the nodes fused into it (KernelPlan).
+    public var kernels: [KernelStep]
+    /// Nodes computed once at load time (no kernel at run time).
+    public var foldedAtLoad: Int
     public var convention: String { CostModel.convention }
 }
 
@@ -146,9 +150,11 @@ public enum ModelAnalyzer {
         p.denseConcats = structure.denseConcats.count
         p.squeezeExcitations = structure.squeezeExcitations.count
         p.foldableBatchNorms = structure.foldableBatchNorms.count
+        let kernelPlan = KernelPlan.make(g)
         return AnalysisReport(model: model, profile: profile, bindings: bindings, nodes: nodes, totals: totals,
                               symbolicMACs: symMACs, symbolicFLOPs: symFLOPs, symbolicParams: symParams, byOpType: byOp,
-                              patterns: p, structure: structure, skippableMACs: skippable, weightDTypes: dtypes)
+                              patterns: p, structure: structure, skippableMACs: skippable, weightDTypes: dtypes,
+                              kernels: kernelPlan.kernels, foldedAtLoad: kernelPlan.folded.count)
     }
 
     /// Zeros, elements, and 2:4 structure (every aligned group of 4 along the

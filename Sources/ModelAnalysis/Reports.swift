@@ -13,7 +13,7 @@ public enum AnalysisFormat: String, CaseIterable, Sendable {
 }
 
 public enum AnalysisRenderer {
-    public static func render(_ r: AnalysisReport, format: AnalysisFormat, perLayer: Bool, top: Int,
+    public static func render(_ r: AnalysisReport, format: AnalysisFormat, perLayer: Bool, top: Int, listKernels: Bool = false,
                               lowRank: [LowRankFinding]? = nil, lowRankSkipped: [String] = []) -> String {
         if let lowRank, format == .json {
             var obj = jsonObject(r)
@@ -31,14 +31,14 @@ public enum AnalysisRenderer {
                 rows.append([r.nodes[f.node].name, "\(f.rows)x\(f.cols)", String(f.effectiveRank), h(f.paramsSaved), h(f.macsSaved)])
             }
             let saved = lowRank.reduce(0) { $0 + $1.paramsSaved }, macs = lowRank.reduce(0) { $0 + $1.macsSaved }
-            return render(r, format: format, perLayer: perLayer, top: top) + "\n\nlow-rank (\(Int(LowRank.energy * 100))% of spectral energy): \(lowRank.count) layers; a split would save \(h(saved)) params and \(h(macs)) MACs"
+            return render(r, format: format, perLayer: perLayer, top: top, listKernels: listKernels) + "\n\nlow-rank (\(Int(LowRank.energy * 100))% of spectral energy): \(lowRank.count) layers; a split would save \(h(saved)) params and \(h(macs)) MACs"
                 + (lowRankSkipped.isEmpty ? "" : "; skipped as too large: " + lowRankSkipped.joined(separator: ", ")) + "\n" + align(rows)
         }
         switch format {
         case .json: return json(r)
         case .csv: return csv(r)
         case .markdown: return markdown(r, perLayer: perLayer, top: top)
-        case .table: return table(r, perLayer: perLayer, top: top)
+        case .table: return table(r, perLayer: perLayer, top: top, listKernels: listKernels)
         case .html: return HTMLReport.render(r)
         }
     }
@@ -76,7 +76,7 @@ public enum AnalysisRenderer {
         }.joined(separator: "\n")
     }
 
-    static func table(_ r: AnalysisReport, perLayer: Bool, top: Int) -> String {
+    static func table(_ r: AnalysisReport, perLayer: Bool, top: Int, listKernels: Bool) -> String {
         var out = header(r)
         out.append("")
         let t = r.totals
@@ -88,6 +88,9 @@ public enum AnalysisRenderer {
             out.append("weights:  " + r.weightDTypes.sorted { $0.value > $1.value }.map { "\($0.key): \(h($0.value))" }.joined(separator: ", ")
                        + (r.skippableMACs > 0 ? "; a sparse kernel could skip \(h(r.skippableMACs)) MACs (zero weights)" : "; no zero weights to skip"))
         }
+        let fusedCount = r.kernels.reduce(0) { $0 + $1.fused.count }
+        out.append("kernels:  \(r.kernels.count) run (\(fusedCount) nodes fused into them, \(r.foldedAtLoad) computed at load time)"
+                   + (listKernels ? "" : "; --kernels lists them"))
         out.append("")
         out.append("by op type:")
         var rows = [["op", "nodes", "MACs", "FLOPs", "params", "DRAM B", "pred ms", "share"]]
@@ -104,6 +107,16 @@ public enum AnalysisRenderer {
                          h(a.dramBytes), fmt(ms(a.predictedSeconds)), a.bound, a.tags.joined(separator: ",")])
         }
         out.append(align(rows, rightFrom: 2))
+        if listKernels {
+            out.append("")
+            out.append("kernels (in run order, with the nodes fused into each):")
+            rows = [["#", "node", "op", "fused"]]
+            for (k, step) in r.kernels.enumerated() {
+                let fused = step.fused.map { "\(r.nodes[$0].name) (\(r.nodes[$0].op))" }.joined(separator: ", ")
+                rows.append([String(k + 1), r.nodes[step.node].name, r.nodes[step.node].op, fused])
+            }
+            out.append(align(rows, rightFrom: 4))
+        }
         return out.joined(separator: "\n")
     }
 
@@ -167,6 +180,10 @@ public enum AnalysisRenderer {
                 return ["merge": r.nodes[s.merge].name, "bypassed": g.values[s.bypassed].name, "span": s.span, "kind": s.kind, "bypassedBytes": bytes]
             },
             "weights": ["dtypes": r.weightDTypes, "skippableMACs": r.skippableMACs],
+            "kernels": r.kernels.map { step -> [String: Any] in
+                ["node": r.nodes[step.node].name, "op": r.nodes[step.node].op, "fused": step.fused.map { r.nodes[$0].name }]
+            },
+            "computedAtLoad": r.foldedAtLoad,
             "nodes": r.nodes.map { a -> [String: Any] in
                 var o: [String: Any] = ["name": a.name, "op": a.op, "canonical": a.canonical, "macs": a.macs, "flops": a.flops,
                                         "params": a.params, "bytesRead": a.bytesRead, "weightBytes": a.weightBytes,

@@ -19,6 +19,7 @@ extension Executor {
     /// are then [x, w, shift, residual, scale] (nil where absent).
     func fusions() -> (inputs: [Int: [ValueID?]], activation: [Int: (Int32, Float, Float)]) {
         let plan = fusionPlan()
+        fusion = plan
         var newInputs: [Int: [ValueID?]] = [:]
         for (i, j) in plan.batchNorm.sorted(by: { $0.key < $1.key }) {
             let conv = graph.nodes[i], bn = graph.nodes[j]

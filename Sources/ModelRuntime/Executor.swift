@@ -74,6 +74,14 @@ public final class Executor {
     var planValues: [RTensor?] = []
     /// Nodes whose work another node's kernel now does (folded BatchNorm, fused activations).
     public internal(set) var fusedNodes: [Int: String] = [:]
+    /// The fusion plan the executor applied.
+    public internal(set) var fusion = FusionPlan()
+
+    /// The kernels a run executes, in order, each with the nodes fused into it (nodes folded at
+    /// plan time and views of fused nodes' outputs left out): what `analyze` reports as kernels.
+    public var kernelSteps: [KernelStep] {
+        fusion.kernelSteps(steps.map(\.node).filter { fusedNodes[$0] == nil })
+    }
     public let threads: Int
     /// Measured seconds per node of the last run (nil for nodes folded at plan time).
     public private(set) var nodeSeconds: [Double?] = []

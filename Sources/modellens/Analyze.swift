@@ -43,6 +43,9 @@ struct Analyze: ParsableCommand {
     @Flag(help: "List every node (the table and markdown show the top ones otherwise).")
     var perLayer = false
 
+    @Flag(help: "List the kernels the executor runs, each with the nodes fused into it (folded BatchNorms, activations, residual adds); the JSON always has them.")
+    var kernels = false
+
     @Option(help: "How many of the slowest nodes to list.")
     var top: Int = 10
 
@@ -81,9 +84,9 @@ struct Analyze: ParsableCommand {
         let t2 = DispatchTime.now().uptimeNanoseconds
         if rank {
             let (findings, skipped) = LowRank.analyze(report, limit: rankLimit)
-            print(AnalysisRenderer.render(report, format: fmt, perLayer: perLayer, top: top, lowRank: findings, lowRankSkipped: skipped))
+            print(AnalysisRenderer.render(report, format: fmt, perLayer: perLayer, top: top, listKernels: kernels, lowRank: findings, lowRankSkipped: skipped))
         } else {
-            print(AnalysisRenderer.render(report, format: fmt, perLayer: perLayer, top: top))
+            print(AnalysisRenderer.render(report, format: fmt, perLayer: perLayer, top: top, listKernels: kernels))
         }
         if timing {
             FileHandle.standardError.write(Data(String(format: "timing: import %.2f ms, analysis %.2f ms\n", Double(t1 - t0) / 1e6, Double(t2 - t1) / 1e6).utf8))

@@ -151,3 +151,30 @@ public enum BatchNormFold {
         return (scale, shift)
     }
 }
+
+/// One kernel the executor runs: the node it runs for, and the nodes whose work it does too.
+public struct KernelStep: Sendable, Equatable {
+    public var node: Int
+    public var fused: [Int]
+
+    public init(node: Int, fused: [Int]) {
+        self.node = node
+        self.fused = fused
+    }
+}
+
+extension FusionPlan {
+    /// The kernels that run for `stepNodes` (nodes that are steps of their own, in order), each
+    /// with the nodes fused into it, directly or through another fused node (an activation that
+    /// moved with its Add onto a conv), in node order.
+    public func kernelSteps(_ stepNodes: [Int]) -> [KernelStep] {
+        func root(_ k: Int) -> Int {
+            var r = k
+            while let next = fusedInto[r] { r = next }
+            return r
+        }
+        var fused: [Int: [Int]] = [:]
+        for k in fusedInto.keys.sorted() { fused[root(k), default: []].append(k) }
+        return stepNodes.filter { fusedInto[$0] == nil }.map { KernelStep(node: $0, fused: fused[$0] ?? []) }
+    }
+}
