@@ -1,0 +1,104 @@
+import CKernels
+import ModelRuntime
+import XCTest
+
+/// Max pooling, global means and the batch-1 matrix-vector product.
+/// (The helpers and geometry generators are ConvKernelTests'.)
+extension ConvKernelTests {
+    /// NCHW max pooling, AVX-512 against the portable loop, bit for bit: 3x3 stride 2 with a left
+    /// pad of 1 (ResNet's, which takes the rows' maximum first and then the windows across) and
+    /// other windows, odd and even sizes, a ceil-mode extra column, inputs holding NaN (which must
+    /// come out as NaN), -inf and -0.
+    func testAVX512MaxPoolingAgreesWithPortable() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: only the portable path runs") }
+        defer { Executor.preferAVX512(true) }
+        var rng = Rng(s: 112)
+        var checked = 0, resnet = 0
+        while checked < 300 {
+            let ours = rng.next(2) == 0
+            let c = 1 + rng.next(3), h = 2 + rng.next(40), wd = 2 + rng.next(70)
+            let k = ours ? 3 : 2 + rng.next(3), s = ours ? 2 : 1 + rng.next(2)
+            let (pt, pl, pb, pr) = ours ? (rng.next(2), 1, rng.next(3), rng.next(3))
+                                        : (rng.next(k), rng.next(k), rng.next(k), rng.next(k))
+            guard h + pt + pb >= k, wd + pl + pr >= k else { continue }
+            let oh = (h + pt + pb - k) / s + 1
+            let ow = (wd + pl + pr - k) / s + 1 + (rng.next(3) == 0 && (wd + pl + pr - k) % s != 0 ? 1 : 0)
+            var p = mlk_conv(batch: 1, in_c: Int32(c), in_h: Int32(h), in_w: Int32(wd), out_c: Int32(c), out_h: Int32(oh),
+                             out_w: Int32(ow), k_h: Int32(k), k_w: Int32(k), stride_h: Int32(s), stride_w: Int32(s),
+                             dil_h: 1, dil_w: 1, pad_top: Int32(pt), pad_left: Int32(pl), pad_bottom: Int32(pb),
+                             pad_right: Int32(pr), groups: 1)
+            let x: [Float] = (0..<(c * h * wd)).map { _ in
+                switch rng.next(40) {
+                case 0: return .nan
+                case 1: return -.infinity
+                case 2: return -0.0
+                default: return rng.float()
+                }
+            }
+            var portable = [Float](repeating: 7, count: c * oh * ow), fast = portable
+            Executor.preferAVX512(false)
+            mlk_pool(0, 0, 0, &p, x, &portable)
+            Executor.preferAVX512(true)
+            mlk_pool(0, 0, 0, &p, x, &fast)
+            let label = "max pool \(c)x\(h)x\(wd) k\(k) s\(s) pads \(pt),\(pl),\(pb),\(pr) -> \(oh)x\(ow)"
+            XCTAssertEqual(portable.map { $0.isNaN }, fast.map { $0.isNaN }, "\(label): NaN outputs differ")
+            XCTAssertEqual(portable.map { $0.isNaN ? 0 : $0 }, fast.map { $0.isNaN ? 0 : $0 }, label)
+            checked += 1
+            resnet += ours ? 1 : 0
+        }
+        XCTAssertGreaterThan(resnet, 100)
+    }
+
+    /// A fully-connected layer at batch 1 (mlk_sgemm with one row of A and B transposed, the
+    /// AVX-512 matrix-vector path): against a double-precision sum for lengths with and without a
+    /// tail of k and row counts around the 8-row blocks, with alpha and beta (and beta 0 over an
+    /// output holding NaN, which must not be read); bit for bit on 1 and 2 threads.
+    func testMatrixVectorProductsMatchADirectSum() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU") }
+        defer { mlk_set_threads(1) }
+        var rng = Rng(s: 77)
+        for (n, k) in [(1000, 1280), (7, 16), (9, 17), (300, 1), (257, 100), (16, 2048), (3, 5)] {
+            let x = (0..<k).map { _ in rng.float() }, w = (0..<(n * k)).map { _ in rng.float() }
+            let y0 = (0..<n).map { _ in rng.float() }
+            for (alpha, beta) in [(Float(1), Float(0)), (Float(0.5), Float(2))] {
+                var outs: [[Float]] = []
+                for threads in [1, 2] {
+                    mlk_set_threads(Int32(threads))
+                    var y = beta == 0 ? [Float](repeating: .nan, count: n) : y0
+                    mlk_sgemm(0, 1, 1, Int32(n), Int32(k), alpha, x, Int32(k), w, Int32(k), beta, &y, Int32(n))
+                    outs.append(y)
+                }
+                XCTAssertTrue(outs[0] == outs[1], "\(n)x\(k): 1 and 2 threads differ")
+                let worst = (0..<n).map { j -> Double in
+                    var d = 0.0, mag = 0.0
+                    for q in 0..<k { d += Double(x[q]) * Double(w[j * k + q]); mag += abs(Double(x[q]) * Double(w[j * k + q])) }
+                    let want = Double(alpha) * d + Double(beta) * (beta == 0 ? 0 : Double(y0[j]))
+                    return abs(Double(outs[0][j]) - want) / max(1, mag)
+                }.max() ?? 0
+                XCTAssertLessThan(worst, 1e-6, "\(n)x\(k) alpha \(alpha) beta \(beta)")
+            }
+        }
+    }
+
+    /// Global average pooling (mlk_global_mean), NCHW and channel-blocked, AVX-512 and portable:
+    /// against a double-precision mean, on planes with and without a tail of 16 (49, 1, 17, 64).
+    func testGlobalMeansMatchADirectSum() throws {
+        var rng = Rng(s: 5)
+        for (planes, inner) in [(1280, 49), (32, 1), (48, 17), (16, 64)] {
+            let x = (0..<(planes * inner)).map { _ in rng.float() * 100 }
+            var xb = [Float](repeating: 0, count: x.count)
+            mlk_blocked_from_nchw(1, Int32(planes), Int32(inner), x, &xb)
+            let want = (0..<planes).map { i in Float((0..<inner).reduce(0.0) { $0 + Double(x[i * inner + $1]) } / Double(inner)) }
+            for avx in Executor.avx512Available ? [true, false] : [false] {
+                Executor.preferAVX512(avx)
+                defer { Executor.preferAVX512(Executor.avx512Available) }
+                var y = [Float](repeating: .nan, count: planes), yb = y
+                mlk_global_mean(Int32(planes), Int32(inner), 0, x, &y)
+                mlk_global_mean(Int32(planes), Int32(inner), 1, xb, &yb)
+                let label = "\(planes) planes of \(inner) (\(avx ? "AVX-512" : "portable"))"
+                XCTAssertLessThanOrEqual(zip(y, want).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 1, 1e-7, label)
+                XCTAssertLessThanOrEqual(zip(yb, want).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 1, 1e-7, "\(label), blocked")
+            }
+        }
+    }
+}
