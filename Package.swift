@@ -9,6 +9,8 @@ let package = Package(
         .library(name: "ModelIR", targets: ["ModelIR"]),
         .library(name: "ModelImport", targets: ["ModelImport"]),
         .library(name: "ModelAnalysis", targets: ["ModelAnalysis"]),
+        .library(name: "ModelRuntime", targets: ["ModelRuntime"]),
+        .library(name: "ModelExport", targets: ["ModelExport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

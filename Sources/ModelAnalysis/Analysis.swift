@@ -69,6 +69,14 @@ public struct AnalysisReport: Sendable {
     public var convention: String { CostModel.convention }
 }
 
+/// Costs, structure and predicted time per node of a model, for a hardware profile.
+///
+/// ```swift
+/// let model = try ModelImporter.load("resnet50.onnx")
+/// let report = ModelAnalyzer.analyze(model, profile: try HardwareProfile.resolve("odroid-xu4-mali-t628"))
+/// print(report.totals.macs, report.kernels.count)
+/// print(AnalysisRenderer.render(report, format: .table, perLayer: false, top: 10))
+/// ```
 public enum ModelAnalyzer {
     /// Ops that are views in every runtime: no data moves.
     static let views: Set<String> = ["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "ExpandDims", "Constant"]

@@ -23,6 +23,15 @@ public struct ConversionReport: Codable, Sendable {
     public var notes: [String] = []
 }
 
+/// ONNX <-> TFLite conversion; the target format follows the output's extension.
+///
+/// ```swift
+/// let model = try ModelImporter.load("mobilenet_v2.onnx", options: .init(inputShapes: ["input": Shape(known: [1, 3, 224, 224])]))
+/// let report = try Converter.convert(model, to: "mobilenet_v2.tflite")
+/// print(report.opsMapped)   // e.g. ["Conv -> CONV_2D": 35, ...]
+/// ```
+/// A model that cannot be converted throws an `ExportError` naming the node and op, and no file
+/// is left behind.
 public enum Converter {
     public struct Options: Sendable {
         /// Keep the source model's layout at the graph inputs and outputs (NCHW for

@@ -9,6 +9,13 @@ extension Model.Format {
 
 /// Imports a model, choosing the format from the file's content (TFLite's
 /// "TFL3" identifier) and extension.
+///
+/// ```swift
+/// let model = try ModelImporter.load("face_detection.tflite")
+/// print(model.format.rawValue, model.graph.nodes.count)
+/// let fixed = try ModelImporter.load("detector.onnx", options: .init(inputShapes: ["images": Shape(known: [1, 3, 640, 640])]))
+/// ```
+/// A file that cannot be read throws an `ImportError` naming the file and the problem.
 public enum ModelImporter {
     public struct Options: Sendable {
         /// Inputs whose shapes to fix before shape inference (`--input-shape`).

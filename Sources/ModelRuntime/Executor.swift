@@ -12,7 +12,7 @@ public struct PlanContext {
     public let graph: Graph
     public let constants: [RTensor?]
     /// An activation the planner fused into this node (kind as in mlk_activate, with clip bounds).
-    public var activation: (kind: Int32, lo: Float, hi: Float)? = nil
+    var activation: (kind: Int32, lo: Float, hi: Float)? = nil
     /// The planner keeps this Conv's input, or its output and residual, channel-blocked
     /// ([C/16][H][W][16] per image; see Executor.blockedValues).
     public var blockedInput = false
@@ -41,6 +41,14 @@ public typealias KernelFactory = (PlanContext) throws -> Kernel
 /// once at plan time; weights are used where they lie (borrowed from the mapped
 /// file or parsed message) and only converted when a kernel needs another form;
 /// buffers are released after their last reader and reused (first fit).
+///
+/// ```swift
+/// let model = try ModelImporter.load("mobilenet_v2.onnx")
+/// let exec = try Executor(model: model, threads: 2)          // plans; refuses what it cannot run
+/// let x = RTensor.make([Float](repeating: 0, count: 3 * 224 * 224), shape: [1, 3, 224, 224])
+/// let outputs = try exec.run(["input": x])                   // by graph output name
+/// print(outputs["logits"]!.shape, exec.kernelSteps.count)
+/// ```
 public final class Executor {
     struct Step {
         var node: Int

@@ -50,6 +50,12 @@ public final class RBuffer: @unchecked Sendable {
 }
 
 /// A tensor during execution: shape, element type and a buffer.
+///
+/// ```swift
+/// let x = RTensor.make([1, 2, 3, 4], shape: [1, 4])     // owned float32
+/// let y = try NPY.read("input.npy")                       // from numpy
+/// print(x.toFloats(), y.shape)
+/// ```
 public struct RTensor: @unchecked Sendable {
     public var shape: [Int]
     public var dtype: DType
