@@ -17,13 +17,8 @@ final class ONNXToTFLite: LayoutConverter {
     typealias Lowering = (ONNXToTFLite, Node, Int) throws -> Void
 
     /// Every op this converter writes, from the family files (ONNXToTFLite+Conv.swift, ...).
-    static let lowerings: [String: Lowering] = {
-        var t: [String: Lowering] = [:]
-        for family in [convLowerings, elementwiseLowerings, resizeLowerings, tensorLowerings, reduceLowerings, linalgLowerings] {
-            t.merge(family) { a, _ in a }
-        }
-        return t
-    }()
+    static let lowerings: [String: Lowering] = mergeFamilies([convLowerings, elementwiseLowerings, resizeLowerings, tensorLowerings,
+                                                              reduceLowerings, linalgLowerings])
 
     /// The canonical ops `lower` handles.
     static var writtenOps: Set<String> { Set(lowerings.keys) }

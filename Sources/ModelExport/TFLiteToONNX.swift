@@ -14,13 +14,8 @@ final class TFLiteToONNX: LayoutConverter {
     typealias Lowering = (TFLiteToONNX, Node) throws -> Void
 
     /// Every builtin this converter writes, from the family files (TFLiteToONNX+Conv.swift, ...).
-    static let lowerings: [String: Lowering] = {
-        var t: [String: Lowering] = [:]
-        for family in [convLowerings, elementwiseLowerings, resizeLowerings, tensorLowerings, reduceLowerings, linalgLowerings] {
-            t.merge(family) { a, _ in a }
-        }
-        return t
-    }()
+    static let lowerings: [String: Lowering] = mergeFamilies([convLowerings, elementwiseLowerings, resizeLowerings, tensorLowerings,
+                                                              reduceLowerings, linalgLowerings])
 
     /// The TFLite builtins `lower` handles (DEQUANTIZE of fp16 weights is folded besides).
     static var writtenBuiltins: Set<String> { Set(lowerings.keys) }

@@ -9,14 +9,8 @@ public enum ONNXImport {
     /// Adjusts a node of the default domain read at `opset`.
     typealias Mapping = (_ node: inout Node, _ opset: Int) -> Void
 
-    static let mappings: [String: Mapping] = {
-        var t: [String: Mapping] = [:]
-        for family in [convMappings, resizeMappings, elementwiseMappings, linalgMappings, tensorMappings, reduceMappings,
-                       normalizationMappings, controlFlowMappings] {
-            t.merge(family) { a, _ in a }
-        }
-        return t
-    }()
+    static let mappings: [String: Mapping] = mergeFamilies([convMappings, resizeMappings, elementwiseMappings, linalgMappings, tensorMappings, reduceMappings,
+                                                          normalizationMappings, controlFlowMappings])
 
     /// Attributes the mappings add that a file never holds (the writer drops them).
     public static let addedAttributes: Set<String> = ["flatten_to_2d", "bfloat16_rounding", "batch_axis", "output_dtype_name",

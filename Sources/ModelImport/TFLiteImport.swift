@@ -10,14 +10,8 @@ public enum TFLiteImport {
     /// Adjusts a node of builtin operator `builtin`, whose values are in `graph`.
     typealias Mapping = (_ node: inout Node, _ builtin: String, _ graph: Graph) -> Void
 
-    static let mappings: [String: Mapping] = {
-        var t: [String: Mapping] = [:]
-        for family in [convMappings, resizeMappings, elementwiseMappings, linalgMappings, tensorMappings, reduceMappings,
-                       normalizationMappings, controlFlowMappings] {
-            t.merge(family) { a, _ in a }
-        }
-        return t
-    }()
+    static let mappings: [String: Mapping] = mergeFamilies([convMappings, resizeMappings, elementwiseMappings, linalgMappings, tensorMappings, reduceMappings,
+                                                          normalizationMappings, controlFlowMappings])
 
     /// A mapping that only names the canonical op.
     static func named(_ op: String) -> Mapping { { node, _, _ in node.op = OpKind(op) } }
