@@ -202,19 +202,18 @@ final class ONNXToTFLite: LayoutConverter {
 
     /// RELU / RELU6 / RELU_N1_TO_1 after an op that can fuse them, its input read by nothing else.
     func fuseActivations() {
-        var readers: [ValueID: Int] = [:]
-        for n in out.nodes { for case let v? in n.inputs { readers[v, default: 0] += 1 } }
-        for v in out.outputs { readers[v, default: 0] += 1 }
-        var producer: [ValueID: Int] = [:]
-        for (i, n) in out.nodes.enumerated() { for o in n.outputs { producer[o] = i } }
-        var removed = Set<Int>()
+        // The same pattern as the executor's fusions (FusionPlan.Readers), over the TFLite builtins
+        // written: the activation goes into the producer's fused_activation_function option.
+        let readers = FusionPlan.Readers(out.nodes, outputs: out.outputs)
+        let activations: Set<String> = ["RELU", "RELU6", "RELU_N1_TO_1"]
         let fusable: Set<String> = ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SUB", "MUL", "DIV", "AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION"]
-        for (i, n) in out.nodes.enumerated() where ["RELU", "RELU6", "RELU_N1_TO_1"].contains(n.sourceOp) {
-            guard let x = n.inputs.first ?? nil, readers[x] == 1, let pi = producer[x], fusable.contains(out.nodes[pi].sourceOp),
-                  out.nodes[pi].string("fused_activation_function") == "NONE" else { continue }
-            out.nodes[pi].attributes["fused_activation_function"] = .string(n.sourceOp)
-            out.nodes[pi].outputs = n.outputs
-            removed.insert(i)
+        var removed = Set<Int>()
+        for pi in out.nodes.indices where fusable.contains(out.nodes[pi].sourceOp) && out.nodes[pi].string("fused_activation_function") == "NONE" {
+            guard let x = out.nodes[pi].outputs.first,
+                  let k = readers.soleActivation(x, in: out.nodes, { activations.contains($0.sourceOp) }) else { continue }
+            out.nodes[pi].attributes["fused_activation_function"] = .string(out.nodes[k].sourceOp)
+            out.nodes[pi].outputs = out.nodes[k].outputs
+            removed.insert(k)
             report.opsMapped["(activation fused into \(out.nodes[pi].sourceOp))", default: 0] += 1
         }
         out.nodes = out.nodes.enumerated().filter { !removed.contains($0.offset) }.map(\.element)

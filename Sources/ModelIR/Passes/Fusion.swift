@@ -50,15 +50,35 @@ public struct FusionPlan: Sendable {
         }
     }
 
-    public static func make(_ graph: Graph, _ constants: Constants) -> FusionPlan {
-        var plan = FusionPlan()
+    /// The node that alone reads `value`, which is no graph output: where a kernel may run its
+    /// reader's work as it stores `value`.
+    public struct Readers {
         var consumers: [ValueID: [Int]] = [:]
-        for (i, n) in graph.nodes.enumerated() { for case let v? in n.inputs { consumers[v, default: []].append(i) } }
-        let outputs = Set(graph.outputs)
-        func single(_ v: ValueID) -> Int? {
-            guard !outputs.contains(v), let c = consumers[v], c.count == 1 else { return nil }
+        let outputs: Set<ValueID>
+
+        public init(_ nodes: [Node], outputs: [ValueID]) {
+            for (i, n) in nodes.enumerated() { for case let v? in n.inputs { consumers[v, default: []].append(i) } }
+            self.outputs = Set(outputs)
+        }
+
+        public func sole(_ value: ValueID) -> Int? {
+            guard !outputs.contains(value), let c = consumers[value], c.count == 1 else { return nil }
             return c[0]
         }
+
+        /// The activation that alone reads `value`, as its first input: the pattern every fusion of
+        /// an activation into the kernel before it matches (`isActivation` says which ops count).
+        public func soleActivation(_ value: ValueID, in nodes: [Node], _ isActivation: (Node) -> Bool) -> Int? {
+            guard let k = sole(value), nodes[k].inputs.first == value, isActivation(nodes[k]) else { return nil }
+            return k
+        }
+    }
+
+    public static func make(_ graph: Graph, _ constants: Constants) -> FusionPlan {
+        var plan = FusionPlan()
+        let readers = Readers(graph.nodes, outputs: graph.outputs)
+        let single = readers.sole
+        let fusable = { (n: Node) in isFusableActivation(n, constants) }
         // Conv -> BatchNormalization (inference, constant float parameters, one per output channel)
         // -> Relu / Clip.
         for (i, conv) in graph.nodes.enumerated() where conv.op == .conv && conv.fusedActivation == nil {
@@ -77,7 +97,7 @@ public struct FusionPlan: Sendable {
                     continue   // parameters of another size: neither folded nor fused
                 }
             }
-            if let k = single(tail), isFusableActivation(graph.nodes[k], constants), graph.nodes[k].inputs.first == tail {
+            if let k = readers.soleActivation(tail, in: graph.nodes, fusable) {
                 plan.activation[i] = k
                 plan.fusedInto[k] = i
             }
@@ -85,15 +105,14 @@ public struct FusionPlan: Sendable {
         // BatchNormalization not folded into a conv (DenseNet's, after a Concat) -> Relu / Clip.
         for (i, bn) in graph.nodes.enumerated() where bn.op == .batchNormalization && plan.fusedInto[i] == nil && bn.outputs.count == 1 {
             guard let out = bn.outputs.first, graph.values[out].type.dtype == .float32,
-                  let k = single(out), graph.nodes[k].inputs.first == out, plan.fusedInto[k] == nil,
-                  isFusableActivation(graph.nodes[k], constants) else { continue }
+                  let k = readers.soleActivation(out, in: graph.nodes, fusable), plan.fusedInto[k] == nil else { continue }
             plan.activation[i] = k
             plan.fusedInto[k] = i
         }
         // Add -> Relu / Clip (residual blocks).
         for (i, add) in graph.nodes.enumerated() where add.op.rawValue == "Add" && add.fusedActivation == nil && add.inputs.count == 2 {
             guard let out = add.outputs.first, graph.values[out].type.dtype == .float32, graph.values[out].quantization == nil,
-                  let k = single(out), graph.nodes[k].inputs.first == out, isFusableActivation(graph.nodes[k], constants) else { continue }
+                  let k = readers.soleActivation(out, in: graph.nodes, fusable) else { continue }
             plan.activation[i] = k
             plan.fusedInto[k] = i
         }
