@@ -58,9 +58,13 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // What the tests share: paths, reference data, running the CLI, seeded generators.
+        .target(name: "ModelLensTestSupport", dependencies: ["ModelIR", "ModelImport"], path: "Tests/TestSupport"),
+        // Tests grouped by the module they check (Import/, Analysis/, Runtime/, Export/, CLI/, Architecture/).
         .testTarget(
             name: "ModelLensTests",
-            dependencies: ["ModelIR", "ModelImport", "ModelAnalysis", "ModelTransform", "ModelRuntime", "ModelConformance", "ModelExport", "CONNX", "CKernels"]
+            dependencies: ["ModelIR", "ModelImport", "ModelAnalysis", "ModelTransform", "ModelRuntime", "ModelConformance", "ModelExport", "CONNX", "CKernels",
+                           "ModelLensTestSupport"]
         ),
     ],
     swiftLanguageModes: [.v5],

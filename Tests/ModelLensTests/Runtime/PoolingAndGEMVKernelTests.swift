@@ -1,5 +1,6 @@
 import CKernels
 import ModelRuntime
+import ModelLensTestSupport
 import XCTest
 
 /// Max pooling, global means and the batch-1 matrix-vector product.

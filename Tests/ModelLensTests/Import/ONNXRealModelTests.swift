@@ -1,6 +1,7 @@
 import Foundation
 import ModelImport
 import ModelIR
+import ModelLensTestSupport
 import XCTest
 
 /// The .onnx files shipped in rapidocr-onnxruntime 1.4.4, nudenet 3.4.2 and

@@ -3,6 +3,7 @@ import ModelAnalysis
 import ModelImport
 import ModelIR
 import ModelTransform
+import ModelLensTestSupport
 import XCTest
 
 final class WidthScalerTests: XCTestCase {

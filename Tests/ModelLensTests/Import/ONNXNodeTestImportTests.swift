@@ -1,6 +1,7 @@
 import Foundation
 import ModelImport
 import ModelIR
+import ModelLensTestSupport
 import XCTest
 
 /// Every model of the ONNX backend node tests (the onnx 1.22.0 wheel and

@@ -1,5 +1,6 @@
 import CKernels
 import ModelRuntime
+import ModelLensTestSupport
 import XCTest
 
 /// Depthwise convolutions (NCHW planes, 3x3 paths, NHWC rows and flat rows): the AVX-512 kernels against the portable ones.

@@ -3,6 +3,7 @@ import ModelAnalysis
 import ModelExport
 import ModelImport
 import ModelIR
+import ModelLensTestSupport
 import XCTest
 
 /// Conversions checked by the reference runtimes: Tools/verify-conversion.py runs the source

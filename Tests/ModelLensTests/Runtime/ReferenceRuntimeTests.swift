@@ -2,6 +2,7 @@ import Foundation
 import ModelImport
 import ModelIR
 import ModelRuntime
+import ModelLensTestSupport
 import XCTest
 
 /// The executor against onnxruntime (.onnx) and ai-edge-litert (.tflite) on the

@@ -1,4 +1,5 @@
 import Foundation
+import ModelLensTestSupport
 import XCTest
 
 /// End to end: the `modellens` executable, its exit codes and its JSON.

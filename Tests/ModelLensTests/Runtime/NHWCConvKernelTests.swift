@@ -1,5 +1,6 @@
 import CKernels
 import ModelRuntime
+import ModelLensTestSupport
 import XCTest
 
 /// NHWC convolutions against a direct sum, and with weights packed at plan time.

@@ -1,6 +1,7 @@
 import Foundation
 import ModelImport
 import ModelIR
+import ModelLensTestSupport
 import XCTest
 
 /// Every .tflite file of the mediapipe 0.10.14 wheel imports; operators,

@@ -1,5 +1,6 @@
 import CKernels
 import ModelRuntime
+import ModelLensTestSupport
 import XCTest
 
 /// The AVX-512 convolution paths (packed im2col, direct with shared padding, stride-2 phases,
@@ -9,15 +10,6 @@ import XCTest
 /// guard floats that no path may write (a tile sized for out_c rows but written in rows rounded
 /// up to 12 overran the scratch with 2 threads).
 final class ConvKernelTests: XCTestCase {
-    struct Rng {
-        var s: UInt64
-        mutating func next(_ n: Int) -> Int {
-            s = s &* 6364136223846793005 &+ 1442695040888963407
-            return Int((s >> 33) % UInt64(n))
-        }
-        mutating func float() -> Float { Float(next(2001)) / 1000 - 1 }
-    }
-
     static let guardFloats = 64
     static let guardValue: Float = -12345.5
 

@@ -1,5 +1,6 @@
 import Foundation
 import ModelConformance
+import ModelLensTestSupport
 import XCTest
 
 /// The op tables of the modules stay in step: an op the analysis can shape can also be costed,

@@ -3,15 +3,15 @@ import ModelImport
 import ModelIR
 import XCTest
 
-/// Paths and reference data shared by the tests.
-enum TestSupport {
-    static let root: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static var refdata: URL { root.appendingPathComponent(".refdata") }
-    static var samples: URL { root.appendingPathComponent("SampleModels") }
-    static var models: URL { root.appendingPathComponent(".models") }
+/// Paths, reference data and the CLI, shared by the tests.
+public enum TestSupport {
+    public static let root: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    public static var refdata: URL { root.appendingPathComponent(".refdata") }
+    public static var samples: URL { root.appendingPathComponent("SampleModels") }
+    public static var models: URL { root.appendingPathComponent(".models") }
 
     /// Loads a reference file written by Tools/make-reference.py.
-    static func reference(_ name: String) throws -> [[String: Any]] {
+    public static func reference(_ name: String) throws -> [[String: Any]] {
         let url = refdata.appendingPathComponent(name)
         guard let data = try? Data(contentsOf: url) else {
             throw XCTSkip("missing \(url.path): run `make test` (it runs Tools/setup.sh, Tools/fetch-models.sh and Tools/make-reference.py first)")
@@ -20,7 +20,7 @@ enum TestSupport {
     }
 
     /// Our shape as the reference writes it: ints, symbol strings, "?" for unknown.
-    static func encode(_ s: Shape) -> [String]? {
+    public static func encode(_ s: Shape) -> [String]? {
         s.dims?.map { d in
             switch d {
             case .known(let v): return String(v)
@@ -32,13 +32,13 @@ enum TestSupport {
 
     /// A reference shape; a negative dim_value (Paddle exports write -1 for
     /// "dynamic") counts as unknown, which is how ModelLens reads it.
-    static func encode(_ any: Any?) -> [String]? {
+    public static func encode(_ any: Any?) -> [String]? {
         guard let a = any as? [Any] else { return nil }
         return a.map { if let i = $0 as? Int, i < 0 { return "?" }; return "\($0)" }
     }
 
     /// The modellens executable next to the test bundle.
-    static var binary: URL {
+    public static var binary: URL {
         var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         for _ in 0..<4 {
             let candidate = dir.appendingPathComponent("modellens")
@@ -48,17 +48,17 @@ enum TestSupport {
         return root.appendingPathComponent(".build/debug/modellens")
     }
 
-    struct RunResult {
-        var status: Int32
-        var signaled: Bool
-        var stdout: String
-        var stderr: String
-        var timedOut: Bool
+    public struct RunResult {
+        public var status: Int32
+        public var signaled: Bool
+        public var stdout: String
+        public var stderr: String
+        public var timedOut: Bool
     }
 
     /// Runs `modellens` with arguments, optionally under a virtual-memory limit (KiB) and with
     /// extra environment variables.
-    static func run(_ args: [String], memoryLimitKB: Int? = nil, timeout: TimeInterval = 30,
+    public static func run(_ args: [String], memoryLimitKB: Int? = nil, timeout: TimeInterval = 30,
                     environment: [String: String] = [:]) throws -> RunResult {
         let p = Process()
         if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }

@@ -1,6 +1,7 @@
 import Foundation
 import ModelImport
 import ModelIR
+import ModelLensTestSupport
 import XCTest
 
 /// ONNX external data is mapped, not copied, and reads the same bytes as the

@@ -2,6 +2,7 @@ import ModelAnalysis
 import ModelImport
 import ModelIR
 import ModelRuntime
+import ModelLensTestSupport
 import XCTest
 
 /// `analyze` reports the kernels the executor runs: the same steps, in the same order, with the

@@ -1,5 +1,6 @@
 import CKernels
 import ModelRuntime
+import ModelLensTestSupport
 import XCTest
 
 /// Channels-as-vectors, channel-blocked and Winograd convolutions against the NCHW paths.

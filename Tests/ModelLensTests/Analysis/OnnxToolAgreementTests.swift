@@ -2,6 +2,7 @@ import Foundation
 import ModelAnalysis
 import ModelImport
 import ModelIR
+import ModelLensTestSupport
 import XCTest
 
 /// Per node, MACs and parameters agree with onnx-tool on the torchvision

@@ -3,6 +3,7 @@ import ModelConformance
 import ModelImport
 import ModelIR
 import ModelRuntime
+import ModelLensTestSupport
 import XCTest
 
 /// The native executor against the ONNX backend node tests' own inputs,

@@ -1,4 +1,5 @@
 import Foundation
+import ModelLensTestSupport
 import XCTest
 
 /// Below the importers nothing knows a file format: ModelIR, ModelAnalysis and ModelRuntime do

@@ -1,4 +1,5 @@
 import Foundation
+import ModelLensTestSupport
 import XCTest
 
 /// `modellens run` holds no more memory than the weights as its kernels read them, the planner's

@@ -2,6 +2,7 @@ import Foundation
 import ModelAnalysis
 import ModelImport
 import ModelIR
+import ModelLensTestSupport
 import XCTest
 
 /// Costs and structure against published figures and independent tools.
