@@ -18,29 +18,14 @@
 // ([C/16][Hq][Wq][16], `pad_block`): the 7 pixels of a strip then read 7 or 8 cache lines for 16
 // channels of a tap row, where separate planes took a line or two per channel. Stride 2 reads
 // every other pixel of that layout (no phase split): a broadcast costs the same at any address.
-// Measured (harness, 1 thread, against the pixels-as-vectors path): 3x3 on 14x14 8-12% faster,
-// on 28x28 4-5%, on 56x56 even; on 7x7 5% slower (ResNet50's layer4: 9 MB of weights, which the
-// transposition reads and writes once more) and 1x1 convolutions 2-7% slower. Hence spatial
-// kernels on planes of 65 to 1024 outputs. The channel blocks made 3x3 convolutions on 14x14 and
-// 28x28 another 2-4% faster, and stride 2 (ResNet50's layer2.0 3x3, 56x56 -> 28x28) 13% faster
-// than its phase split on the pixels-as-vectors path. Measured again in the ninth session with the
-// harness's scratch 64-byte aligned, as the executor's is (malloc'd scratch had misaligned the
-// weight panel and the blocked input): 3x3 on 56x56 3-7% faster (64 channels; 256: 11%), on 112x112
-// 7% faster, on 224x224 10% slower (its [pixels][32] sums, 6.4 MB, leave the caches). Hence
-// planes of 65 to 12544 outputs. Not for stems: 3 input channels fill 3 of a block's 16, and
-// MobileNetV2's stem took 0.67-0.77 ms this way against 0.32 on the direct path.
-// 1x1 convolutions on 7x7 and 14x14 planes were tried here too (no column waste): the weights'
-// transposition then costs about 20% of the arithmetic (a 1x1 weight serves hw multiply-adds, a
-// 3x3 one 9 hw), and in ResNet50 they were 2-4% slower in all. With every transposed panel kept
-// (a throwaway cache, memory ignored) ResNet50 was 2% faster in all and MobileNetV2 no faster:
-// not worth a second copy of the weights beside the parsed model's (see Docs/execution.md).
-// With the weights packed at plan time (`prepacked`, mlk_conv_nchw_packed) the transposition is
-// gone, and the path also takes planes of 49 to 64 outputs (7x7), where the packed GEMM had been
-// faster only for the transposition's sake. Harness, 1 thread, hot / cold, against mlk_conv_nchw:
-// ResNet50's layer4 3x3 512->512 on 7x7 1.347 -> 1.156 / 1.500 -> 1.204 ms, stride 2 from 14x14
-// 1.419 -> 1.238 / 1.637 -> 1.337. 1x1 convolutions on 7x7 and 14x14 planes were measured this
-// way too and stay on the GEMM (2-15% slower here: 1024->256 on 14x14 0.497 -> 0.524, 2048->512
-// on 7x7 0.476 -> 0.545, 512->1024 stride 2 from 28x28 0.953 -> 1.074).
+// Where it pays (harness measurements in Docs/journal/2026-12-kernel-comment-history.md): spatial
+// kernels on planes of 65 to 12544 outputs, 3x3 on 14x14 to 112x112 faster than the pixels-as-vectors
+// path, 7x7 and 224x224 slower (the weights' transposition, and [pixels][32] sums that leave the
+// caches). Not for stems (3 input channels fill 3 of a block's 16). 1x1 convolutions stay on the
+// GEMM: the transposition costs about 20% of their arithmetic (a 1x1 weight serves hw
+// multiply-adds, a 3x3 one 9 hw), and keeping every transposed panel would cost a second copy of
+// the weights. With the weights packed at plan time (mlk_conv_nchw_packed) there is no
+// transposition, and the path also takes planes of 49 to 64 outputs (7x7).
 // `mode`: 0 weights transposed per call, 1 packed at plan time, 2 packed and the activations
 // channel-blocked on either side (mlk_conv_blocked: 1x1 convolutions too, channels in blocks of 16).
 int mlk_cot_fits_(const mlk_conv *p, int mode) {

@@ -10,13 +10,10 @@
 // where it lies, 12 x 256 floats) is multiplied with every 32-column panel of B, while the next
 // strip is requested into L2. B arrives already packed in panels (the convolution writes its im2col
 // straight into that form), so weights are read where they lie and never repacked.
-// Strips whose rows lie a multiple of 4 KB apart (K = 1024, 2048, ...) map onto the same L1 sets,
-// and were once copied to a buffer with another row stride (1024^2 x 256 standalone: 142-148 ->
-// 199-204 GFLOP/s, before the strips were prefetched). Measured again in the eleventh session (harness, 1
-// thread, hot / cold), reading them in place is faster: 2048->512 on 7x7 0.531 -> 0.475 / 0.626 ->
-// 0.507 ms, 1024->2048 on 7x7 1.040 -> 0.913 / 1.245 -> 0.983, the 1024->2048 stride-2
-// downsample 1.065 -> 0.944 / 1.268 -> 1.020, 1024->1024 on 16x16 2.39 -> 2.33, 1024->256 on
-// 14x14 even. The copy had stalled on the weights from L3 or DRAM (11% of the downsample's time).
+// Strips whose rows lie a multiple of 4 KB apart (K = 1024, 2048, ...) map onto the same L1 sets;
+// they are still read in place: once the next strip is requested ahead, a copy with another row
+// stride was slower (it stalled on the weights from L3 or DRAM; measurements in
+// Docs/journal/2026-12-kernel-comment-history.md).
 //
 // Every element of C is the bias plus its products summed in k order, whatever the tiling or
 // thread count, so results do not depend on how work is shared out. (One exception in order, not
