@@ -15,7 +15,7 @@ struct Convert: ParsableCommand {
             and output, none inside), permutes kernels to OHWI / 1HWO, folds BatchNormalization \
             into the preceding convolution and maps Conv, ConvTranspose, Gemm/MatMul, pools, Pad, \
             Concat, Split, Slice, Resize, Softmax, reductions and the activations onto TFLite \
-            builtins (the list is in Docs/convert.md). TFLite -> ONNX does the reverse. \
+            builtins (the list is in Docs/guide/convert.md; `modellens ops` prints it). TFLite -> ONNX does the reverse. \
             Converting to the same format rewrites the file through ModelLens' writer.
 
             An op with no counterpart stops the conversion with a message naming the node and \

@@ -14,7 +14,7 @@ struct Inspect: ParsableCommand {
             subgraphs, custom ops and warnings.
 
             --json prints one object instead; its fields are documented in \
-            Docs/inspect-json.md and are stable: format, formatVersion, producer, \
+            Docs/guide/inspect-json.md and are stable: format, formatVersion, producer, \
             opsets, nodeCount, opHistogram, canonicalOpHistogram, inputs, outputs \
             (each name, dtype, shape), parameterCount, parameterBytes, \
             parametersByDtype, subgraphCount, subgraphs, customOps, warnings.

@@ -61,7 +61,7 @@ final class AnalysisTests: XCTestCase {
     }
 
     /// Paper 002's networks for k = 100 classes, rebuilt by Tools/make-paper-models.py from its
-    /// architecture table: parameters match Table 3; FLOPs differ (Docs/analysis.md explains).
+    /// architecture table: parameters match Table 3; FLOPs differ (Docs/guide/analyze.md explains).
     func testPaper002NetworksMatchTable3Parameters() throws {
         for (name, params, residual, depthwise) in [("mobilenet_v2_k100", 2.35e6, 10, 17), ("sm_v2_k100", 1.54e6, 3, 9)] {
             let path = TestSupport.models.appendingPathComponent("paper/\(name).onnx").path

@@ -6,7 +6,7 @@ import ModelLensTestSupport
 import XCTest
 
 /// Per node, MACs and parameters agree with onnx-tool on the torchvision
-/// models; the systematic differences (Docs/analysis.md) are asserted exactly.
+/// models; the systematic differences (Docs/guide/analyze.md) are asserted exactly.
 final class OnnxToolAgreementTests: XCTestCase {
     func testPerNodeMACsAndParamsAgreeWithOnnxTool() throws {
         let refs = try TestSupport.reference("onnx-tool.json")
