@@ -3,28 +3,40 @@
 // `strides`, `dilations`, `pads` ([begin..., end...]), `auto_pad`
 // (NOTSET, SAME_UPPER, SAME_LOWER, VALID), `group`, `kernel_shape`, `ceil_mode`.
 
-/// Spatial output size of a sliding window.
+/// One spatial axis of a sliding window (convolution, pooling): the output size and the padding
+/// applied at each end. auto_pad SAME gives out = ceil(input / stride) and splits the padding it
+/// needs, the odd one at the end (SAME_UPPER) or the beginning (SAME_LOWER); ceil_mode drops a
+/// last window that would start inside the end padding. The shape rules and the kernels both
+/// use it.
+public enum SlidingWindow {
+    public static func geometry(_ input: Int, kernel: Int, stride: Int, dilation: Int, padBegin: Int, padEnd: Int,
+                                autoPad: String, ceilMode: Bool) -> (out: Int, begin: Int, end: Int) {
+        let stride = max(stride, 1)
+        let effective = dilation * (kernel - 1) + 1
+        switch autoPad {
+        case "SAME_UPPER", "SAME_LOWER", "SAME":
+            let out = (input + stride - 1) / stride
+            let total = max(0, (out - 1) * stride + effective - input)
+            let small = total / 2
+            return autoPad == "SAME_LOWER" ? (out, total - small, small) : (out, small, total - small)
+        case "VALID":
+            return (max(0, (input - effective) / stride + 1), 0, 0)
+        default:
+            let span = input + padBegin + padEnd - effective
+            if span < 0 { return (0, padBegin, padEnd) }
+            var out = ceilMode ? (span + stride - 1) / stride + 1 : span / stride + 1
+            if ceilMode && (out - 1) * stride >= input + padBegin { out -= 1 }
+            return (out, padBegin, padEnd)
+        }
+    }
+}
+
+/// Spatial output size of a sliding window over a possibly unknown size.
 func windowOutput(_ input: Dim, kernel: Int, stride: Int, dilation: Int, padBegin: Int, padEnd: Int,
                   autoPad: String, ceilMode: Bool) -> Dim {
     guard let n = input.value else { return .unknown }
-    let s = max(stride, 1)
-    let effective = dilation * (kernel - 1) + 1
-    switch autoPad {
-    case "SAME_UPPER", "SAME_LOWER", "SAME":
-        return .known((n + s - 1) / s)
-    case "VALID":
-        return .known(max(0, (n - effective) / s + 1))
-    default:
-        let span = n + padBegin + padEnd - effective
-        if span < 0 { return .known(0) }
-        if ceilMode {
-            var out = (span + s - 1) / s + 1
-            // A last window that would start inside the end padding is dropped.
-            if (out - 1) * s >= n + padBegin { out -= 1 }
-            return .known(out)
-        }
-        return .known(span / s + 1)
-    }
+    return .known(SlidingWindow.geometry(n, kernel: kernel, stride: stride, dilation: dilation, padBegin: padBegin, padEnd: padEnd,
+                                         autoPad: autoPad, ceilMode: ceilMode).out)
 }
 
 /// Splits an activation's dims into batch, channel and spatial parts by layout.

@@ -2,27 +2,6 @@ import CKernels
 import Foundation
 import ModelIR
 
-/// Output size and (begin, end) padding of one spatial axis, from the node's attributes.
-func windowGeometry(_ input: Int, kernel: Int, stride: Int, dilation: Int, padBegin: Int, padEnd: Int, autoPad: String,
-                    ceilMode: Bool) -> (out: Int, begin: Int, end: Int) {
-    let effective = dilation * (kernel - 1) + 1
-    switch autoPad {
-    case "SAME_UPPER", "SAME_LOWER", "SAME":
-        let out = (input + stride - 1) / stride
-        let total = max(0, (out - 1) * stride + effective - input)
-        let small = total / 2
-        return autoPad == "SAME_LOWER" ? (out, total - small, small) : (out, small, total - small)
-    case "VALID":
-        return (max(0, (input - effective) / stride + 1), 0, 0)
-    default:
-        let span = input + padBegin + padEnd - effective
-        if span < 0 { return (0, padBegin, padEnd) }
-        var out = ceilMode ? (span + stride - 1) / stride + 1 : span / stride + 1
-        if ceilMode && (out - 1) * stride >= input + padBegin { out -= 1 }
-        return (out, padBegin, padEnd)
-    }
-}
-
 /// A window op's attributes, read from the node once when the step is planned (looking them up by
 /// name on every run cost about 1% of MobileNetV2).
 struct WindowAttributes {
@@ -66,7 +45,7 @@ func convGeometry(_ a: WindowAttributes, x: [Int], kernel: [Int], outChannels: I
     }
     var g = [(out: Int, begin: Int, end: Int)]()
     for i in 0..<spatialRank {
-        g.append(windowGeometry(spatial[i], kernel: kernel[i], stride: strides[i], dilation: dil[i], padBegin: pads[i],
+        g.append(SlidingWindow.geometry(spatial[i], kernel: kernel[i], stride: strides[i], dilation: dil[i], padBegin: pads[i],
                                 padEnd: pads[i + spatialRank], autoPad: autoPad, ceilMode: ceil))
     }
     // 1-D: a 2-D problem with height 1.
