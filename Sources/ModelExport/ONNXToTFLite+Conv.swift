@@ -20,10 +20,10 @@ extension ONNXToTFLite {
         let auto = node.string("auto_pad") ?? "NOTSET"
         var sameWants = [Int](repeating: 0, count: 4)
         for d in 0..<2 {
-            let inSize = input[2 + d], outSame = (inSize + strides[d] - 1) / strides[d]
-            let total = max((outSame - 1) * strides[d] + (kernel[d] - 1) * dilations[d] + 1 - inSize, 0)
-            sameWants[d] = total / 2
-            sameWants[d + 2] = total - total / 2
+            let g = SlidingWindow.geometry(input[2 + d], kernel: kernel[d], stride: strides[d], dilation: dilations[d],
+                                           padBegin: 0, padEnd: 0, autoPad: "SAME_UPPER", ceilMode: false)
+            sameWants[d] = g.begin
+            sameWants[d + 2] = g.end
         }
         if auto == "SAME_UPPER" { return (sameWants, true) }
         if auto == "SAME_LOWER" { pads = [sameWants[2], sameWants[3], sameWants[0], sameWants[1]] }

@@ -16,10 +16,10 @@ extension TFLiteToONNX {
         guard node.string("padding") != "VALID" else { return [0, 0, 0, 0] }
         var p = [0, 0, 0, 0]
         for d in 0..<2 {
-            let inSize = input[1 + d], out = (inSize + strides[d] - 1) / strides[d]
-            let total = max((out - 1) * strides[d] + (kernel[d] - 1) * dilations[d] + 1 - inSize, 0)
-            p[d] = total / 2
-            p[d + 2] = total - total / 2
+            let g = SlidingWindow.geometry(input[1 + d], kernel: kernel[d], stride: strides[d], dilation: dilations[d],
+                                           padBegin: 0, padEnd: 0, autoPad: "SAME_UPPER", ceilMode: false)
+            p[d] = g.begin
+            p[d + 2] = g.end
         }
         return p
     }
