@@ -168,16 +168,8 @@ final class BadInputTests: XCTestCase {
         }
         let sources = [TestSupport.samples.appendingPathComponent("tiny_cnn.onnx"),
                        TestSupport.samples.appendingPathComponent("tiny_cnn.tflite")] + realModels(limit: 4, maxBytes: 1_500_000)
-        let originals = try sources.map { try Data(contentsOf: $0) }
-        let perFile = max(2000 / originals.count + 1, 1)
-        var jobs: [(URL, Data)] = []
         var rng = SplitMix(seed: 2026)
-        for (src, data) in zip(sources, originals) {
-            for i in 0..<perFile {
-                let url = tmp.appendingPathComponent("m\(jobs.count)-\(i).\(src.pathExtension)")
-                jobs.append((url, mutate(data, &rng)))
-            }
-        }
+        let jobs = try mutants(of: sources, each: max(2000 / sources.count + 1, 1), prefix: "m", &rng)
         XCTAssertGreaterThanOrEqual(jobs.count, 2000)
         let (exitCodes, problems) = runMutations(jobs, command: { ["inspect", $0, "--json"] }, memoryLimitKB: 2 * 1024 * 1024,
                                                  timeout: 20, namesFile: true)
@@ -192,11 +184,7 @@ final class BadInputTests: XCTestCase {
         guard FileManager.default.isExecutableFile(atPath: TestSupport.binary.path) else { throw XCTSkip("build modellens first") }
         let sources = ["tiny_cnn.onnx", "tiny_cnn.tflite", "mobilenet_int8.tflite", "tiny_cnn_qdq.onnx"].map { TestSupport.samples.appendingPathComponent($0) }
         var rng = SplitMix(seed: 99)
-        var jobs: [(URL, Data)] = []
-        for src in sources {
-            let data = try Data(contentsOf: src)
-            for i in 0..<150 { jobs.append((tmp.appendingPathComponent("r\(jobs.count)-\(i).\(src.pathExtension)"), mutate(data, &rng))) }
-        }
+        let jobs = try mutants(of: sources, each: 150, prefix: "r", &rng)
         let (codes, problems) = runMutations(jobs, command: { ["run", $0, "--random", "--threads", "1"] }, memoryLimitKB: 4 * 1024 * 1024,
                                              timeout: 30, namesFile: false)
         print("executor mutations: \(jobs.count) runs, exit codes \(codes.sorted { $0.key < $1.key })")
@@ -213,11 +201,7 @@ final class BadInputTests: XCTestCase {
         guard sources.count >= 2 else { throw XCTSkip("run Tools/fetch-models.sh") }
         var rng = SplitMix(seed: 22)
         for (command, perModel) in [("analyze", 40), ("run", 40), ("convert", 25)] {
-            var jobs: [(URL, Data)] = []
-            for src in sources {
-                let data = try Data(contentsOf: src)
-                for i in 0..<perModel { jobs.append((tmp.appendingPathComponent("\(command)\(jobs.count)-\(i).\(src.pathExtension)"), mutate(data, &rng))) }
-            }
+            let jobs = try mutants(of: sources, each: perModel, prefix: command, &rng)
             let (codes, problems) = runMutations(jobs, command: { path in
                 switch command {
                 case "run": return ["run", path, "--random", "--threads", "1"]
@@ -264,6 +248,16 @@ final class BadInputTests: XCTestCase {
     }
 
     // MARK: helpers
+
+    /// `each` mutations of every file in `sources`, in order, with the paths they will be written to.
+    func mutants(of sources: [URL], each: Int, prefix: String, _ rng: inout SplitMix) throws -> [(URL, Data)] {
+        var jobs: [(URL, Data)] = []
+        for src in sources {
+            let data = try Data(contentsOf: src)
+            for i in 0..<each { jobs.append((tmp.appendingPathComponent("\(prefix)\(jobs.count)-\(i).\(src.pathExtension)"), mutate(data, &rng))) }
+        }
+        return jobs
+    }
 
     /// Writes each mutated file, runs `modellens ARGS... FILE` on it in parallel under a memory limit,
     /// and returns the exit-code histogram and every run that died from a signal, hung, exited with
