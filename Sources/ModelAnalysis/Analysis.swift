@@ -140,7 +140,8 @@ public enum ModelAnalyzer {
             }
             nodes.append(a)
         }
-        predict(&nodes, g, profile: profile, loadTime: loadTime, weights: weights, bindings: bindings)
+        let kernelPlan = KernelPlan.make(g)
+        predict(&nodes, g, profile: profile, loadTime: loadTime, weights: weights, bindings: bindings, kernels: kernelPlan)
 
         var totals = Totals()
         var byOp: [String: Totals] = [:]
@@ -158,7 +159,6 @@ public enum ModelAnalyzer {
         p.denseConcats = structure.denseConcats.count
         p.squeezeExcitations = structure.squeezeExcitations.count
         p.foldableBatchNorms = structure.foldableBatchNorms.count
-        let kernelPlan = KernelPlan.make(g)
         return AnalysisReport(model: model, profile: profile, bindings: bindings, nodes: nodes, totals: totals,
                               symbolicMACs: symMACs, symbolicFLOPs: symFLOPs, symbolicParams: symParams, byOpType: byOp,
                               patterns: p, structure: structure, skippableMACs: skippable, weightDTypes: dtypes,
@@ -266,8 +266,15 @@ public enum ModelAnalyzer {
     /// * an output is written to DRAM when it is larger than the cache, is a graph output, or some
     ///   consumer will have to read it from DRAM.
     /// Time = max(FLOPs / peak, DRAM bytes / bandwidth) + launch overhead, for nodes that do work.
+    /// Roofline prediction per kernel the executor runs (KernelPlan): a kernel does its node's work
+    /// and that of the nodes fused into it (their FLOPs in its epilogue), reads its node's inputs
+    /// and a fused residual's other operand, and writes only the last fused node's output; it pays
+    /// one launch overhead. The fused nodes and those computed at load time are predicted at zero
+    /// and tagged so. DRAM traffic: an input is read from DRAM unless it was written recently
+    /// enough to be in the last-level cache; an output is written to DRAM when it exceeds the cache,
+    /// is a graph output, or is read from DRAM later.
     static func predict(_ nodes: inout [NodeAnalysis], _ g: Graph, profile: HardwareProfile, loadTime: Set<Int>,
-                        weights: Set<ValueID>, bindings: [String: Int]) {
+                        weights: Set<ValueID>, bindings: [String: Int], kernels: (kernels: [KernelStep], folded: Set<Int>)) {
         let llc = profile.lastLevelCacheBytes
         func bytes(_ v: ValueID) -> Int {
             let t = g.values[v].type
@@ -281,37 +288,70 @@ public enum ModelAnalyzer {
         var touched = [Int](repeating: 0, count: nodes.count + 1)
         for (i, a) in nodes.enumerated() { touched[i + 1] = touched[i] + a.bytesRead + a.bytesWritten }
         var missReaders = Set<ValueID>()
-        var readFromDRAM = [Int](repeating: 0, count: nodes.count)
+        // Bytes each node reads from DRAM, per input slot.
+        var readFromDRAM = [[Int]](repeating: [], count: nodes.count)
         for (i, node) in g.nodes.enumerated() {
+            readFromDRAM[i] = [Int](repeating: 0, count: node.inputs.count)
             guard !loadTime.contains(i), !views.contains(node.op.rawValue) else { continue }
-            for case let v? in node.inputs where !weights.contains(v) {
+            for (slot, input) in node.inputs.enumerated() {
+                guard let v = input, !weights.contains(v) else { continue }
                 let size = bytes(v)
                 // Follow views back to the producer that did the work.
                 var src = v
                 while let p = g.values[src].producer, views.contains(g.nodes[p].op.rawValue), let up = g.nodes[p].inputs.first ?? nil { src = up }
                 let written = g.values[src].producer.map { touched[$0 + 1] } ?? -1
                 let hit = written >= 0 && size + (touched[i] - written) <= llc
-                if !hit { readFromDRAM[i] += size; missReaders.insert(src) }
+                if !hit { readFromDRAM[i][slot] = size; missReaders.insert(src) }
             }
         }
         let outputs = Set(g.outputs)
+        func writtenToDRAM(_ node: Node) -> Int {
+            node.outputs.reduce(0) { total, o in
+                let size = bytes(o)
+                return total + (size > llc || outputs.contains(o) || missReaders.contains(o) ? size : 0)
+            }
+        }
+        func roofline(_ a: inout NodeAnalysis, flops: Int, dram: Int, dtype: DType) {
+            a.dramBytes = dram
+            guard flops > 0 || a.bytesRead + a.bytesWritten > 0 else { a.bound = "none"; return }
+            let peak = profile.peak(for: dtype == .int8 || dtype == .uint8 ? "int8" : dtype.rawValue)
+            let compute = Double(flops) / peak
+            let memory = Double(dram) / profile.dramBytesPerSecond
+            a.bound = compute >= memory ? "compute" : "memory"
+            a.predictedSeconds = max(compute, memory) + profile.launchOverheadSeconds
+        }
         for (i, node) in g.nodes.enumerated() {
             var a = nodes[i]
             defer { nodes[i] = a }
             if loadTime.contains(i) || views.contains(node.op.rawValue) { a.bound = "none"; continue }
-            var dram = readFromDRAM[i] + (weightsResident ? 0 : a.weightBytes)
-            for o in node.outputs {
-                let size = bytes(o)
-                if size > llc || outputs.contains(o) || missReaders.contains(o) { dram += size }
+            roofline(&a, flops: a.flops, dram: readFromDRAM[i].reduce(0, +) + (weightsResident ? 0 : a.weightBytes) + writtenToDRAM(node),
+                     dtype: g.values[node.outputs.first ?? 0].type.dtype)
+        }
+        // Per kernel: the node's reads, a fused residual Add's read of its other operand, the last
+        // fused node's writes, all the group's FLOPs.
+        for i in kernels.folded where !loadTime.contains(i) {
+            nodes[i].predictedSeconds = 0; nodes[i].dramBytes = 0; nodes[i].bound = "none"; nodes[i].tags.append("load-time")
+        }
+        for step in kernels.kernels where !step.fused.isEmpty {
+            let root = step.node
+            let node = g.nodes[root]
+            guard !views.contains(node.op.rawValue) else { continue }
+            var flops = nodes[root].flops
+            var dram = readFromDRAM[root].reduce(0, +) + (weightsResident ? 0 : nodes[root].weightBytes)
+            var groupValues = Set(node.outputs)
+            for f in step.fused {
+                flops += nodes[f].flops
+                for (slot, input) in g.nodes[f].inputs.enumerated() where input.map({ !groupValues.contains($0) }) ?? false {
+                    dram += readFromDRAM[f][slot]
+                }
+                groupValues.formUnion(g.nodes[f].outputs)
+                nodes[f].predictedSeconds = 0
+                nodes[f].dramBytes = 0
+                nodes[f].bound = "none"
+                nodes[f].tags.append("fused")
             }
-            a.dramBytes = dram
-            guard a.flops > 0 || a.bytesRead + a.bytesWritten > 0 else { a.bound = "none"; continue }
-            let dtype = g.values[node.outputs.first ?? 0].type.dtype
-            let peak = profile.peak(for: dtype == .int8 || dtype == .uint8 ? "int8" : dtype.rawValue)
-            let compute = Double(a.flops) / peak
-            let memory = Double(dram) / profile.dramBytesPerSecond
-            a.bound = compute >= memory ? "compute" : "memory"
-            a.predictedSeconds = max(compute, memory) + profile.launchOverheadSeconds
+            let last = step.fused.last.map { g.nodes[$0] } ?? node
+            roofline(&nodes[root], flops: flops, dram: dram + writtenToDRAM(last), dtype: g.values[node.outputs.first ?? 0].type.dtype)
         }
     }
 }

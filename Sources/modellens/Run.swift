@@ -140,9 +140,10 @@ struct Profile: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Time a model layer by layer on the native executor, next to the analysis' prediction.",
         discussion: """
-            Runs the model --warmup times, then --runs times with per-node timing, on random inputs \
-            (or --input files). Prints each layer's median measured time beside the time the \
-            hardware profile predicts (roofline with the DRAM model; default: this host's built-in \
+            Runs the model --warmup times, then --runs times with per-kernel timing, on random inputs \
+            (or --input files). Prints each kernel's median measured time (a kernel runs a node and \
+            the nodes fused into it: folded BatchNorms, activations, residual adds) beside the time \
+            the hardware profile predicts (roofline with the DRAM model; default: this host's built-in \
             profile, or pass `--profile host.json` from `modellens profiles --measure`), the totals \
             and their ratio. A progress line goes to standard error.
 
@@ -188,25 +189,37 @@ struct Profile: ParsableCommand {
         let measured = perNode.map(median)
         let medianMs = median(totals)
         let predictedMs = analysis.totals.predictedSeconds * 1000
+        // One row per kernel the executor ran (the analysis' KernelPlan, equal to the executor's
+        // plan): its node, the nodes fused into it, their measured and predicted time.
+        struct KernelRow { var name: String, op: String, fused: [String], measured: Double, predicted: Double, macs: Int, flops: Int, dram: Int, bound: String }
+        let kernels = analysis.kernels.map { step -> KernelRow in
+            let a = analysis.nodes[step.node]
+            let group = [step.node] + step.fused
+            return KernelRow(name: a.name, op: a.op, fused: step.fused.map { analysis.nodes[$0].name },
+                             measured: group.reduce(0) { $0 + measured[$1] }, predicted: a.predictedSeconds * 1000,
+                             macs: group.reduce(0) { $0 + analysis.nodes[$1].macs }, flops: group.reduce(0) { $0 + analysis.nodes[$1].flops },
+                             dram: a.dramBytes, bound: a.bound)
+        }
         if format == "json" {
-            let nodes: [[String: Any]] = analysis.nodes.map { a in
-                ["name": a.name, "op": a.op, "measuredMs": measured[a.index], "predictedMs": a.predictedSeconds * 1000,
-                 "macs": a.macs, "flops": a.flops, "dramBytes": a.dramBytes, "bound": a.bound]
+            let nodes: [[String: Any]] = kernels.map { k in
+                ["name": k.name, "op": k.op, "fused": k.fused, "measuredMs": k.measured, "predictedMs": k.predicted,
+                 "macs": k.macs, "flops": k.flops, "dramBytes": k.dram, "bound": k.bound]
             }
             let obj: [String: Any] = ["model": model, "threads": threads, "runs": runs, "warmup": warmup, "medianMs": medianMs,
                                       "predictedMs": predictedMs, "profile": hw.id, "nodes": nodes]
             print(renderJSON(obj))
             return
         }
-        print("model: \(model); \(threads) thread(s), median of \(runs) runs after \(warmup) warm-up; prediction: \(hw.id)\n")
-        var rows = [["node", "op", "measured ms", "predicted ms", "measured/predicted", "GFLOP/s", "bound"]]
-        for a in analysis.nodes.sorted(by: { measured[$0.index] > measured[$1.index] }).prefix(top) {
-            let ms = measured[a.index], pred = a.predictedSeconds * 1000
-            rows.append([a.name, a.op, String(format: "%.3f", ms), String(format: "%.3f", pred), pred > 0 ? String(format: "%.2f", ms / pred) : "-",
-                         ms > 0 ? String(format: "%.1f", Double(a.flops) / ms / 1e6) : "-", a.bound])
+        print("model: \(model); \(threads) thread(s), median of \(runs) runs after \(warmup) warm-up; prediction: \(hw.id)")
+        print("\(kernels.count) kernels (\(analysis.kernels.reduce(0) { $0 + $1.fused.count }) nodes fused into them); the slowest \(min(top, kernels.count)):\n")
+        var rows = [["kernel", "op", "fused", "measured ms", "predicted ms", "measured/predicted", "GFLOP/s", "bound"]]
+        for k in kernels.sorted(by: { $0.measured > $1.measured }).prefix(top) {
+            rows.append([k.name, k.op, k.fused.isEmpty ? "" : "+\(k.fused.count)", String(format: "%.3f", k.measured), String(format: "%.3f", k.predicted),
+                         k.predicted > 0 ? String(format: "%.2f", k.measured / k.predicted) : "-",
+                         k.measured > 0 ? String(format: "%.1f", Double(k.flops) / k.measured / 1e6) : "-", k.bound])
         }
         print(InspectReport.table(rows, indent: ""))
-        let sumNodes = measured.reduce(0, +)
-        print(String(format: "\ntotal: measured %.3f ms (median; layers sum to %.3f ms), predicted %.3f ms, measured/predicted %.2f", medianMs, sumNodes, predictedMs, predictedMs > 0 ? medianMs / predictedMs : 0))
+        let sumKernels = kernels.reduce(0) { $0 + $1.measured }
+        print(String(format: "\ntotal: measured %.3f ms (median; kernels sum to %.3f ms), predicted %.3f ms, measured/predicted %.2f", medianMs, sumKernels, predictedMs, predictedMs > 0 ? medianMs / predictedMs : 0))
     }
 }

@@ -30,3 +30,44 @@ final class KernelPlanTests: XCTestCase {
         }
     }
 }
+
+/// The prediction is per kernel: a node fused into another's kernel costs nothing of its own (its
+/// FLOPs count in the kernel, its tensors never reach memory), and `profile` reports the kernels.
+final class KernelPredictionTests: XCTestCase {
+    func testFusedNodesArePredictedInsideTheirKernel() throws {
+        let path = TestSupport.models.appendingPathComponent("torchvision/mobilenet_v2.onnx").path
+        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("run make models") }
+        let model = try ModelImporter.load(path, options: .init(inputShapes: ["input": Shape(known: [1, 3, 224, 224])]))
+        let r = ModelAnalyzer.analyze(model, profile: try HardwareProfile.resolve("odroid-xu4-mali-t628"))
+        let fused = Set(r.kernels.flatMap(\.fused))
+        XCTAssertEqual(fused.count, 97)
+        for i in fused {
+            XCTAssertEqual(r.nodes[i].predictedSeconds, 0, r.nodes[i].name)
+            XCTAssertTrue(r.nodes[i].tags.contains("fused"), r.nodes[i].name)
+        }
+        // The 35 Clips (ReLU6) of MobileNetV2 run inside convolutions: none is predicted to take time.
+        XCTAssertEqual(r.nodes.filter { $0.op == "Clip" }.count, 35)
+        XCTAssertTrue(r.nodes.filter { $0.op == "Clip" }.allSatisfy { $0.predictedSeconds == 0 })
+        // A kernel's FLOPs are its group's; it is never predicted faster than its compute alone.
+        for step in r.kernels where !step.fused.isEmpty {
+            let flops = ([step.node] + step.fused).reduce(0) { $0 + r.nodes[$1].flops }
+            XCTAssertGreaterThanOrEqual(r.nodes[step.node].predictedSeconds, Double(flops) / r.profile.peak(for: "float32"))
+        }
+        let total = r.nodes.reduce(0) { $0 + $1.predictedSeconds }
+        XCTAssertEqual(r.totals.predictedSeconds, total, accuracy: 1e-12)
+    }
+
+    func testProfileReportsKernels() throws {
+        let path = TestSupport.models.appendingPathComponent("torchvision/mobilenet_v2.onnx").path
+        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("run make models") }
+        let out = try TestSupport.run(["profile", path, "--runs", "2", "--warmup", "1", "--threads", "1", "--format", "json",
+                                       "--input-shape", "input=1,3,224,224"], timeout: 120)
+        XCTAssertEqual(out.status, 0, out.stderr)
+        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any])
+        let nodes = try XCTUnwrap(obj["nodes"] as? [[String: Any]])
+        XCTAssertEqual(nodes.count, 55)
+        XCTAssertEqual(nodes.reduce(0) { $0 + (($1["fused"] as? [String])?.count ?? -1000) }, 97)
+        for key in ["medianMs", "predictedMs", "threads", "runs"] { XCTAssertNotNil(obj[key], key) }
+        for n in nodes { for key in ["name", "op", "measuredMs", "predictedMs", "fused"] { XCTAssertNotNil(n[key], key) } }
+    }
+}
