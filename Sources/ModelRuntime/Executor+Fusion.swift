@@ -78,6 +78,4 @@ extension Executor {
         default: return nil
         }
     }
-
-    /// TFLite nodes computing on quantized tensors (int8/uint8 with scale and zero point), other
 }

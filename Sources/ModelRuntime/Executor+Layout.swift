@@ -56,7 +56,4 @@ extension Executor {
         }
         return blocked
     }
-
-    /// Gives back the pages of the model's mapped files that no step reads where they lie: the
-    /// format's metadata, weights that were converted or packed, tensors too small to own a page
 }

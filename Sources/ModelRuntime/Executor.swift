@@ -189,6 +189,7 @@ public final class Executor {
         return graph.values.count + synthetic.count - 1
     }
 
+    /// Nodes computing on quantized tensors (int8/uint8 values with a scale and zero point), other
     /// than the ones that convert or only move bytes. (Only TFLite's importer gives values
     /// quantization parameters; ONNX spells quantization out in QuantizeLinear / DequantizeLinear.)
     func needsQuantizedWrapper(_ node: Node) -> Bool {
@@ -318,6 +319,9 @@ public final class Executor {
         }
         releaseUnreadFilePages(used: used)
     }
+
+    /// Gives back the pages of the model's mapped files that no step reads where they lie: the
+    /// format's metadata, weights that were converted or packed, tensors too small to own a page
     /// (importing and planning touched them all). A page touched again later is read back from
     /// the file.
     func releaseUnreadFilePages(used: Set<ValueID>) {

@@ -75,8 +75,6 @@ func castAny(_ x: RTensor, to dtype: DType, _ ctx: RunContext, roundBFloat16: Bo
     return y
 }
 
-/// Unary maps in Double for float64 (and float16) inputs.
-
 /// CastLike (Cast itself is in Kernels+Tensor.swift).
 let castKernels: [(String, KernelFactory)] = [
     ("CastLike", { pc in

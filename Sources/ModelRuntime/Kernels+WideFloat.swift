@@ -2,6 +2,7 @@ import CKernels
 import Foundation
 import ModelIR
 
+/// Unary maps in Double for float64 (and float16) inputs.
 private let doubleUnary: [String: (Double) -> Double] = [
     "Neg": { -$0 }, "Abs": { abs($0) }, "Sqrt": { $0.squareRoot() }, "Exp": { exp($0) }, "Log": { log($0) },
     "Reciprocal": { 1 / $0 }, "Floor": { $0.rounded(.down) }, "Ceil": { $0.rounded(.up) }, "Relu": { max($0, 0) },
