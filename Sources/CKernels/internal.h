@@ -141,13 +141,6 @@ void mlk_conv1x1_nhwc_small_avx512_(const mlk_conv *p, const float *x, const flo
 /// Max pooling of one NCHW plane, for geometries where mlk_maxpool_avx512_ok_ (which also checks
 /// that the AVX-512 kernels are in use).
 int mlk_maxpool_avx512_ok_(const mlk_conv *p);
-/// Output channels as the vector dimension, for small planes (see conv_cot.c): for
-/// output pixels [q0, q0 + n) of one row, n <= MLK_COT_PIXELS, whose tap k reads x[off[k] + s i]
-/// for pixel q0 + i (s = 16 or 32: the input is in blocks of 16 channels, 16 floats per pixel,
-/// and the convolution's stride is 1 or 2), ct[i][0..32) (+)= sum over k < kc of
-/// x[off[k] + s i] * wt[k][0..32) (wt: 32 output channels per row). `first`: ct starts at zero,
-/// else it holds the earlier blocks' sums. The lines pf + 16 j, j < npf <= kc, are prefetched
-/// meanwhile, one per step of k (pf may be NULL with npf = 0).
 /// mlk_global_mean's AVX-512 path.
 void mlk_global_mean_avx512_(int planes, int inner, int blocked, const float *x, float *y);
 /// y[j] = alpha * sum_q w[j * ldw + q] x[q] + beta * y[j] for j < n, q < k (y unread for beta 0).
@@ -163,6 +156,13 @@ void mlk_wino_input_avx512_(const float *x, int c16, int h, int w, int th0, int 
 void mlk_wino_output_avx512_(const float *m, int nco, int th0, int nth, int tw, int h, int w, const float *scale,
                              const float *bias, const float *res, float *y, int pixel_major, int row0,
                              mlk_epilogue act);
+/// Output channels as the vector dimension, for small planes (see conv_cot.c): for
+/// output pixels [q0, q0 + n) of one row, n <= MLK_COT_PIXELS, whose tap k reads x[off[k] + s i]
+/// for pixel q0 + i (s = 16 or 32: the input is in blocks of 16 channels, 16 floats per pixel,
+/// and the convolution's stride is 1 or 2), ct[i][0..32) (+)= sum over k < kc of
+/// x[off[k] + s i] * wt[k][0..32) (wt: 32 output channels per row). `first`: ct starts at zero,
+/// else it holds the earlier blocks' sums. The lines pf + 16 j, j < npf <= kc, are prefetched
+/// meanwhile, one per step of k (pf may be NULL with npf = 0).
 #define MLK_COT_PIXELS 7
 void mlk_cot_strip_avx512_(int n, int s, int kc, const float *x, const long *off, const float *wt, float *ct,
                            int first, const float *pf, int npf);
