@@ -171,11 +171,8 @@ final class BadInputTests: XCTestCase {
         var rng = SplitMix(seed: 2026)
         let jobs = try mutants(of: sources, each: max(2000 / sources.count + 1, 1), prefix: "m", &rng)
         XCTAssertGreaterThanOrEqual(jobs.count, 2000)
-        let (exitCodes, problems) = runMutations(jobs, command: { ["inspect", $0, "--json"] }, memoryLimitKB: 2 * 1024 * 1024,
-                                                 timeout: 20, namesFile: true)
-        print("mutations: \(jobs.count) runs, exit codes \(exitCodes.sorted { $0.key < $1.key })")
-        for p in problems.prefix(20) { print("  \(p)") }
-        XCTAssertEqual(problems.count, 0)
+        let result = runMutations(jobs, command: { ["inspect", $0, "--json"] }, memoryLimitKB: 2 * 1024 * 1024, timeout: 20, namesFile: true)
+        expectNoProblems(result, "mutations", runs: jobs.count, show: 20)
     }
 
     /// Mutated small models through `modellens run --random`: the executor must stop cleanly
@@ -185,11 +182,9 @@ final class BadInputTests: XCTestCase {
         let sources = ["tiny_cnn.onnx", "tiny_cnn.tflite", "mobilenet_int8.tflite", "tiny_cnn_qdq.onnx"].map { TestSupport.samples.appendingPathComponent($0) }
         var rng = SplitMix(seed: 99)
         let jobs = try mutants(of: sources, each: 150, prefix: "r", &rng)
-        let (codes, problems) = runMutations(jobs, command: { ["run", $0, "--random", "--threads", "1"] }, memoryLimitKB: 4 * 1024 * 1024,
-                                             timeout: 30, namesFile: false)
-        print("executor mutations: \(jobs.count) runs, exit codes \(codes.sorted { $0.key < $1.key })")
-        for p in problems.prefix(10) { print("  \(p)") }
-        XCTAssertEqual(problems.count, 0)
+        let result = runMutations(jobs, command: { ["run", $0, "--random", "--threads", "1"] }, memoryLimitKB: 4 * 1024 * 1024,
+                                  timeout: 30, namesFile: false)
+        expectNoProblems(result, "executor mutations", runs: jobs.count, show: 10)
     }
 
     /// Mutated real models (mediapipe, rapidocr, magika) through `analyze`, `run` and `convert`
@@ -202,16 +197,14 @@ final class BadInputTests: XCTestCase {
         var rng = SplitMix(seed: 22)
         for (command, perModel) in [("analyze", 40), ("run", 40), ("convert", 25)] {
             let jobs = try mutants(of: sources, each: perModel, prefix: command, &rng)
-            let (codes, problems) = runMutations(jobs, command: { path in
+            let result = runMutations(jobs, command: { path in
                 switch command {
                 case "run": return ["run", path, "--random", "--threads", "1"]
                 case "convert": return ["convert", path, path + (path.hasSuffix(".onnx") ? ".tflite" : ".onnx")]
                 default: return ["analyze", path]
                 }
             }, memoryLimitKB: 4 * 1024 * 1024, timeout: 60, namesFile: false)
-            print("\(command) mutations: \(jobs.count) runs, exit codes \(codes.sorted { $0.key < $1.key })")
-            for p in problems.prefix(10) { print("  \(p)") }
-            XCTAssertEqual(problems.count, 0, command)
+            expectNoProblems(result, "\(command) mutations", runs: jobs.count, show: 10)
         }
     }
 
@@ -248,6 +241,14 @@ final class BadInputTests: XCTestCase {
     }
 
     // MARK: helpers
+
+    /// Prints the exit-code histogram and the first `show` problems, and fails on any problem.
+    func expectNoProblems(_ result: (codes: [Int32: Int], problems: [String]), _ label: String, runs: Int, show: Int,
+                          file: StaticString = #filePath, line: UInt = #line) {
+        print("\(label): \(runs) runs, exit codes \(result.codes.sorted { $0.key < $1.key })")
+        for p in result.problems.prefix(show) { print("  \(p)") }
+        XCTAssertEqual(result.problems.count, 0, label, file: file, line: line)
+    }
 
     /// `each` mutations of every file in `sources`, in order, with the paths they will be written to.
     func mutants(of sources: [URL], each: Int, prefix: String, _ rng: inout SplitMix) throws -> [(URL, Data)] {
