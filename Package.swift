@@ -49,13 +49,15 @@ let package = Package(
         // IR -> ONNX (protobuf-c) and IR -> TFLite (flatbuffers) writers, and the converters between the two
         // (which fold constant subgraphs with the runtime's kernels).
         .target(name: "ModelExport", dependencies: ["ModelIR", "ModelImport", "ModelRuntime", "CONNX", "CTFLite"]),
+        // `calibrate`: times benchmark networks on the executor and fits kernel cost models.
+        .target(name: "ModelCalibration", dependencies: ["ModelIR", "ModelImport", "ModelAnalysis", "ModelRuntime", "ModelExport"]),
         // Model rewrites: width scaling (writes ONNX through protobuf-c).
         .target(name: "ModelTransform", dependencies: ["ModelIR", "ModelImport", "CONNX"]),
         .executableTarget(
             name: "modellens",
             dependencies: [
                 "ModelIR", "ModelImport", "ModelAnalysis", "ModelTransform", "ModelRuntime", "ModelConformance", "ModelExport",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "ModelCalibration", "CKernels", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // What the tests share: paths, reference data, running the CLI, seeded generators.
@@ -63,7 +65,7 @@ let package = Package(
         // Tests grouped by the module they check (Import/, Analysis/, Runtime/, Export/, CLI/, Architecture/).
         .testTarget(
             name: "ModelLensTests",
-            dependencies: ["ModelIR", "ModelImport", "ModelAnalysis", "ModelTransform", "ModelRuntime", "ModelConformance", "ModelExport", "CONNX", "CKernels",
+            dependencies: ["ModelIR", "ModelImport", "ModelAnalysis", "ModelTransform", "ModelRuntime", "ModelConformance", "ModelExport", "ModelCalibration", "CONNX", "CKernels",
                            "ModelLensTestSupport"]
         ),
     ],

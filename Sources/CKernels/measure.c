@@ -1,4 +1,7 @@
+#define _GNU_SOURCE
 #include "ckernels.h"
+
+#include <sched.h>
 
 #include <immintrin.h>
 #include <stdint.h>
@@ -182,3 +185,30 @@ long long mlk_heap_in_use(void) {
   return -1;
 #endif
 }
+
+#if defined(__linux__)
+static cpu_set_t saved_cpus;
+static int pinned;
+
+int mlk_pin_thread(void) {
+  if (pinned || sched_getaffinity(0, sizeof saved_cpus, &saved_cpus) != 0) return 0;
+  int seen = 0;
+  for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+    if (!CPU_ISSET(cpu, &saved_cpus) || ++seen < 2) continue;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    pinned = sched_setaffinity(0, sizeof one, &one) == 0;
+    return pinned;
+  }
+  return 0;
+}
+
+void mlk_unpin_thread(void) {
+  if (pinned) sched_setaffinity(0, sizeof saved_cpus, &saved_cpus);
+  pinned = 0;
+}
+#else
+int mlk_pin_thread(void) { return 0; }
+void mlk_unpin_thread(void) {}
+#endif

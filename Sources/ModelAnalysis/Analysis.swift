@@ -64,8 +64,18 @@ public struct AnalysisReport: Sendable {
     public var weightDTypes: [String: Int]
     /// The kernels the executor runs, each with the nodes fused into it (KernelPlan).
     public var kernels: [KernelStep]
+    /// Class and work of each kernel of `kernels`, in the same order.
+    public var kernelFeatures: [KernelFeatures]
     /// Nodes computed once at load time (no kernel at run time).
     public var foldedAtLoad: Int
+    /// The thread count predicted for, and how: "calibrated" (the profile's fitted kernel
+    /// models for that count; kernels of a class it has no model for fall back to the roofline)
+    /// or "roofline".
+    public var threads: Int
+    public var method: String
+    /// Kernels predicted by the roofline although the profile has fitted models (no model for
+    /// their class or its wider class).
+    public var rooflineKernels: Int
     public var convention: String { CostModel.convention }
 }
 
@@ -81,7 +91,7 @@ public enum ModelAnalyzer {
     /// Ops that are views in every runtime: no data moves.
     static let views: Set<String> = ["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "ExpandDims", "Constant"]
 
-    public static func analyze(_ model: Model, profile: HardwareProfile, bindings given: [String: Int] = [:]) -> AnalysisReport {
+    public static func analyze(_ model: Model, profile: HardwareProfile, bindings given: [String: Int] = [:], threads: Int = 1) -> AnalysisReport {
         let g = model.graph
         // Weights: constants, and constants decoded at load time (TFLite DEQUANTIZE, ONNX DequantizeLinear of a constant).
         var weights = Set(g.values.filter { $0.constant != nil }.map(\.id))
@@ -142,6 +152,18 @@ public enum ModelAnalyzer {
         }
         let kernelPlan = KernelPlan.make(g)
         predict(&nodes, g, profile: profile, loadTime: loadTime, weights: weights, bindings: bindings, kernels: kernelPlan)
+        let features = KernelClassifier.features(kernelPlan.kernels, nodes, in: g, bindings: bindings)
+        var method = "roofline", rooflineKernels = 0
+        if let models = profile.kernelModels(threads: threads) {
+            method = "calibrated"
+            for (step, f) in zip(kernelPlan.kernels, features) {
+                guard let m = models[f.kernelClass] ?? f.fallbackClass.flatMap({ models[$0] }) else {
+                    if nodes[step.node].predictedSeconds > 0 { rooflineKernels += 1; nodes[step.node].tags.append("roofline") }
+                    continue
+                }
+                nodes[step.node].predictedSeconds = m.seconds(f)
+            }
+        }
 
         var totals = Totals()
         var byOp: [String: Totals] = [:]
@@ -162,7 +184,9 @@ public enum ModelAnalyzer {
         return AnalysisReport(model: model, profile: profile, bindings: bindings, nodes: nodes, totals: totals,
                               symbolicMACs: symMACs, symbolicFLOPs: symFLOPs, symbolicParams: symParams, byOpType: byOp,
                               patterns: p, structure: structure, skippableMACs: skippable, weightDTypes: dtypes,
-                              kernels: kernelPlan.kernels, foldedAtLoad: kernelPlan.folded.count)
+                              kernels: kernelPlan.kernels,
+                              kernelFeatures: features, foldedAtLoad: kernelPlan.folded.count,
+                              threads: threads, method: method, rooflineKernels: rooflineKernels)
     }
 
     /// Zeros, elements, and 2:4 structure (every aligned group of 4 along the

@@ -22,6 +22,14 @@ public struct HardwareProfile: Codable, Sendable {
     public var launchOverheadSeconds: Double
     /// Where each figure comes from.
     public var sources: [String: String]
+    /// Cost models fitted by `modellens calibrate`, by thread count ("1", "2", ...) and kernel
+    /// class (`KernelFeatures.kernelClass`). Absent: the prediction is the roofline.
+    public var kernels: [String: [String: KernelCostModel]]?
+
+    /// The fitted kernel models for a thread count, if the profile has them.
+    public func kernelModels(threads: Int) -> [String: KernelCostModel]? {
+        kernels?[String(threads)]
+    }
 
     /// The last-level cache an activation can stay in between layers (the largest shared one).
     public var lastLevelCacheBytes: Int {
@@ -44,11 +52,44 @@ public struct HardwareProfile: Codable, Sendable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ProfileError("\(path): cannot read the profile file")
         }
+        let profile: HardwareProfile
         do {
-            return try JSONDecoder().decode(HardwareProfile.self, from: data)
+            profile = try JSONDecoder().decode(HardwareProfile.self, from: data)
+        } catch let DecodingError.keyNotFound(key, context) {
+            throw ProfileError("\(path): not a hardware profile: field '\(fieldPath(context.codingPath + [key]))' is missing")
+        } catch let DecodingError.typeMismatch(_, context) {
+            throw ProfileError("\(path): not a hardware profile: field '\(fieldPath(context.codingPath))' has the wrong type")
+        } catch let DecodingError.valueNotFound(_, context) {
+            throw ProfileError("\(path): not a hardware profile: field '\(fieldPath(context.codingPath))' is null")
         } catch {
-            throw ProfileError("\(path): not a hardware profile (\(error))")
+            throw ProfileError("\(path): not a hardware profile: not valid JSON")
         }
+        if let problem = profile.problem() { throw ProfileError("\(path): \(problem)") }
+        return profile
+    }
+
+    static func fieldPath(_ keys: [CodingKey]) -> String {
+        keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+    }
+
+    /// A figure that would make every prediction meaningless (zero or negative rates, a
+    /// coefficient that is not a finite non-negative number), named; nil when there is none.
+    func problem() -> String? {
+        if !(dramBytesPerSecond > 0) || !dramBytesPerSecond.isFinite { return "field 'dramBytesPerSecond' must be a positive number" }
+        for (k, v) in peakFlopsPerSecond where !(v > 0) || !v.isFinite { return "field 'peakFlopsPerSecond.\(k)' must be a positive number" }
+        if !(launchOverheadSeconds >= 0) { return "field 'launchOverheadSeconds' must not be negative" }
+        for (threads, models) in kernels ?? [:] {
+            guard let t = Int(threads), t >= 1 else { return "field 'kernels.\(threads)': keys are thread counts (1, 2, ...)" }
+            for (cls, m) in models {
+                for (term, c) in m.coefficients where !(c >= 0) || !c.isFinite {
+                    return "field 'kernels.\(threads).\(cls).coefficients.\(term)' must be a finite number, not negative"
+                }
+                for term in m.coefficients.keys where !KernelFeatures.termNames.contains(term) {
+                    return "field 'kernels.\(threads).\(cls).coefficients.\(term)': unknown term (known: \(KernelFeatures.termNames.sorted().joined(separator: ", ")))"
+                }
+            }
+        }
+        return nil
     }
 
     /// A built-in id, or a path to a JSON file.
@@ -60,6 +101,28 @@ public struct HardwareProfile: Codable, Sendable {
     }
 
     public static let defaultID = "host-sapphire-rapids-1core"
+}
+
+/// A kernel class's fitted cost: seconds = Σ coefficient × term, over the terms of
+/// `KernelFeatures.terms` (`call`: once per kernel; `flops`; `bytes`: activations read and
+/// written; `weightBytes`). Each coefficient is seconds per unit, never negative, so each reads
+/// as a cost: `flops` is 1 / the attained FLOP rate, `bytes` 1 / the attained bandwidth.
+public struct KernelCostModel: Codable, Sendable, Equatable {
+    public var coefficients: [String: Double]
+    /// Micro-benchmark kernels the fit saw, and the median of |predicted / measured − 1| on them.
+    public var samples: Int
+    public var medianAbsError: Double
+
+    public init(coefficients: [String: Double], samples: Int, medianAbsError: Double) {
+        self.coefficients = coefficients
+        self.samples = samples
+        self.medianAbsError = medianAbsError
+    }
+
+    public func seconds(_ f: KernelFeatures) -> Double {
+        let terms = f.terms
+        return coefficients.reduce(0) { $0 + $1.value * (terms[$1.key] ?? 0) }
+    }
 }
 
 public struct ProfileError: Error, CustomStringConvertible {

@@ -56,7 +56,18 @@ public enum AnalysisRenderer {
         let bound = r.bindings.isEmpty ? "" : " (symbols bound: " + r.bindings.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ") + ")"
         return ["model:    \(r.model.path) (\(r.model.format.rawValue))",
                 "profile:  \(r.profile.id) — \(r.profile.name)\(bound)",
+                "predict:  \(methodLine(r))",
                 "counting: \(CostModel.convention)"]
+    }
+
+    static func methodLine(_ r: AnalysisReport) -> String {
+        if r.method == "calibrated" {
+            let fallback = r.rooflineKernels > 0 ? "; \(r.rooflineKernels) kernel(s) of classes it has no model for by the roofline" : ""
+            return "the profile's calibrated kernel models, \(r.threads) thread(s)\(fallback)"
+        }
+        let others = (r.profile.kernels ?? [:]).keys.sorted()
+        let note = others.isEmpty ? "calibrate one with `modellens calibrate`" : "the profile has kernel models for \(others.joined(separator: ", ")) thread(s), not \(r.threads)"
+        return "roofline over the profile's peak and bandwidth (no kernel models: \(note))"
     }
 
     static func symbolicLine(_ r: AnalysisReport) -> String? {
@@ -167,6 +178,7 @@ public enum AnalysisRenderer {
             "convention": CostModel.convention,
             "model": ["file": r.model.path, "format": r.model.format.rawValue],
             "profile": ["id": r.profile.id, "name": r.profile.name],
+            "prediction": ["method": r.method, "threads": r.threads, "rooflineKernels": r.rooflineKernels],
             "bindings": r.bindings,
             "totals": totals,
             "byOpType": r.byOpType.mapValues(totalsJSON),
@@ -180,8 +192,9 @@ public enum AnalysisRenderer {
                 return ["merge": r.nodes[s.merge].name, "bypassed": g.values[s.bypassed].name, "span": s.span, "kind": s.kind, "bypassedBytes": bytes]
             },
             "weights": ["dtypes": r.weightDTypes, "skippableMACs": r.skippableMACs],
-            "kernels": r.kernels.map { step -> [String: Any] in
-                ["node": r.nodes[step.node].name, "op": r.nodes[step.node].op, "fused": step.fused.map { r.nodes[$0].name }]
+            "kernels": zip(r.kernels, r.kernelFeatures).map { step, f -> [String: Any] in
+                ["node": r.nodes[step.node].name, "op": r.nodes[step.node].op, "fused": step.fused.map { r.nodes[$0].name },
+                 "class": f.kernelClass, "predictedMs": ms(r.nodes[step.node].predictedSeconds)]
             },
             "computedAtLoad": r.foldedAtLoad,
             "nodes": r.nodes.map { a -> [String: Any] in

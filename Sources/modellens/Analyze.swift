@@ -34,8 +34,10 @@ struct Analyze: ParsableCommand {
     @Argument(help: "The .onnx or .tflite file.")
     var model: String
 
-    @Option(help: "A built-in profile id (see `modellens profiles`) or a JSON file.")
+    @Option(help: "A built-in profile id (see `modellens profiles`), or a JSON file such as `modellens calibrate` writes.")
     var profile: String = HardwareProfile.defaultID
+    @Option(help: "Threads to predict for (a calibrated profile has models per thread count; see `modellens calibrate`).")
+    var threads: Int = 1
 
     @Option(help: "Output format: table, json, csv, markdown or html (one self-contained page with a roofline plot).")
     var format: String = "table"
@@ -80,7 +82,7 @@ struct Analyze: ParsableCommand {
         let t0 = DispatchTime.now().uptimeNanoseconds
         let model = try ModelImporter.load(self.model, options: .init(inputShapes: shapes))
         let t1 = DispatchTime.now().uptimeNanoseconds
-        let report = ModelAnalyzer.analyze(model, profile: hw, bindings: bindings)
+        let report = ModelAnalyzer.analyze(model, profile: hw, bindings: bindings, threads: threads)
         let t2 = DispatchTime.now().uptimeNanoseconds
         if rank {
             let (findings, skipped) = LowRank.analyze(report, limit: rankLimit)
@@ -175,14 +177,16 @@ struct Compare: ParsableCommand {
     var b: String
     @Option(help: "A built-in profile id or a JSON file.")
     var profile: String = HardwareProfile.defaultID
+    @Option(help: "Threads to predict for (a calibrated profile has models per thread count; see `modellens calibrate`).")
+    var threads: Int = 1
     @Option(help: "table or json.")
     var format: String = "table"
 
     func run() throws {
         guard format == "table" || format == "json" else { throw ValidationError("--format must be table or json") }
         let hw = try resolveProfile(profile)
-        let ra = ModelAnalyzer.analyze(try ModelImporter.load(a), profile: hw)
-        let rb = ModelAnalyzer.analyze(try ModelImporter.load(b), profile: hw)
+        let ra = ModelAnalyzer.analyze(try ModelImporter.load(a), profile: hw, threads: threads)
+        let rb = ModelAnalyzer.analyze(try ModelImporter.load(b), profile: hw, threads: threads)
         print(Comparison(ra, rb).render(json: format == "json"))
     }
 }
@@ -240,6 +244,8 @@ struct Study: ParsableCommand {
     var widths: String = "0.25,0.5,0.75,1.0"
     @Option(help: "A built-in profile id or a JSON file.")
     var profile: String = HardwareProfile.defaultID
+    @Option(help: "Threads to predict for (a calibrated profile has models per thread count; see `modellens calibrate`).")
+    var threads: Int = 1
     @Option(help: "table or json.")
     var format: String = "table"
 
@@ -260,7 +266,7 @@ struct Study: ParsableCommand {
             do { _ = try WidthScaler.scale(model, width: w, output: path) } catch let e as WidthScaler.ScaleError {
                 throw CommandError(message: e.description, code: 1)
             }
-            let r = ModelAnalyzer.analyze(try ModelImporter.load(path), profile: hw)
+            let r = ModelAnalyzer.analyze(try ModelImporter.load(path), profile: hw, threads: threads)
             try? FileManager.default.removeItem(atPath: path)
             let t = r.totals
             rows.append(["width": w, "macs": t.macs, "flops": t.flops, "params": t.params, "bytesRead": t.bytesRead,

@@ -8,6 +8,7 @@ struct Progress {
     let total: Int
     let terminal = isatty(STDERR_FILENO) != 0
     private var lastDecile = -1
+    private var lastLine = 0.0
 
     init(_ label: String, total: Int) {
         self.label = label
@@ -23,6 +24,19 @@ struct Progress {
         let decile = done * 10 / total
         guard decile != lastDecile || done == total else { return }
         lastDecile = decile
+        FileHandle.standardError.write(Data("\(label): \(what)\n".utf8))
+    }
+
+    /// Reports work whose total is not known ahead: in place on a terminal; elsewhere at most one
+    /// line every five seconds.
+    mutating func update(_ what: String) {
+        if terminal {
+            FileHandle.standardError.write(Data("\r\(label): \(what)\u{1B}[K".utf8))
+            return
+        }
+        let now = Date().timeIntervalSince1970
+        guard now - lastLine >= 5 else { return }
+        lastLine = now
         FileHandle.standardError.write(Data("\(label): \(what)\n".utf8))
     }
 

@@ -185,32 +185,35 @@ struct Profile: ParsableCommand {
         }
         progress.finish()
         func median(_ v: [Double]) -> Double { v.isEmpty ? 0 : v.sorted()[v.count / 2] }
-        let analysis = ModelAnalyzer.analyze(m, profile: hw)
+        let analysis = ModelAnalyzer.analyze(m, profile: hw, threads: threads)
         let measured = perNode.map(median)
         let medianMs = median(totals)
         let predictedMs = analysis.totals.predictedSeconds * 1000
         // One row per kernel the executor ran (the analysis' KernelPlan, equal to the executor's
         // plan): its node, the nodes fused into it, their measured and predicted time.
-        struct KernelRow { var name: String, op: String, fused: [String], measured: Double, predicted: Double, macs: Int, flops: Int, dram: Int, bound: String }
-        let kernels = analysis.kernels.map { step -> KernelRow in
+        struct KernelRow { var name: String, op: String, fused: [String], measured: Double, predicted: Double, macs: Int, flops: Int, dram: Int, bound: String, features: KernelFeatures }
+        let kernels = zip(analysis.kernels, analysis.kernelFeatures).map { step, features -> KernelRow in
             let a = analysis.nodes[step.node]
             let group = [step.node] + step.fused
             return KernelRow(name: a.name, op: a.op, fused: step.fused.map { analysis.nodes[$0].name },
                              measured: group.reduce(0) { $0 + measured[$1] }, predicted: a.predictedSeconds * 1000,
                              macs: group.reduce(0) { $0 + analysis.nodes[$1].macs }, flops: group.reduce(0) { $0 + analysis.nodes[$1].flops },
-                             dram: a.dramBytes, bound: a.bound)
+                             dram: a.dramBytes, bound: a.bound, features: features)
         }
         if format == "json" {
             let nodes: [[String: Any]] = kernels.map { k in
                 ["name": k.name, "op": k.op, "fused": k.fused, "measuredMs": k.measured, "predictedMs": k.predicted,
-                 "macs": k.macs, "flops": k.flops, "dramBytes": k.dram, "bound": k.bound]
+                 "macs": k.macs, "flops": k.flops, "dramBytes": k.dram, "bound": k.bound, "class": k.features.kernelClass,
+                 "bytesRead": k.features.bytesRead, "bytesWritten": k.features.bytesWritten, "weightBytes": k.features.weightBytes,
+                 "geometry": [k.features.inChannels, k.features.outChannels, k.features.groups, k.features.kernelH, k.features.kernelW,
+                              k.features.outH, k.features.outW, k.features.stride]]
             }
             let obj: [String: Any] = ["model": model, "threads": threads, "runs": runs, "warmup": warmup, "medianMs": medianMs,
-                                      "predictedMs": predictedMs, "profile": hw.id, "nodes": nodes]
+                                      "predictedMs": predictedMs, "profile": hw.id, "prediction": analysis.method, "nodes": nodes]
             print(renderJSON(obj))
             return
         }
-        print("model: \(model); \(threads) thread(s), median of \(runs) runs after \(warmup) warm-up; prediction: \(hw.id)")
+        print("model: \(model); \(threads) thread(s), median of \(runs) runs after \(warmup) warm-up; prediction: \(hw.id) (\(analysis.method))")
         print("\(kernels.count) kernels (\(analysis.kernels.reduce(0) { $0 + $1.fused.count }) nodes fused into them); the slowest \(min(top, kernels.count)):\n")
         var rows = [["kernel", "op", "fused", "measured ms", "predicted ms", "measured/predicted", "GFLOP/s", "bound"]]
         for k in kernels.sorted(by: { $0.measured > $1.measured }).prefix(top) {

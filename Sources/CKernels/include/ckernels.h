@@ -32,6 +32,12 @@ double mlk_triad_gbps(size_t bytes, int reps);
 /// size follows the CPU model), mapped files.
 long long mlk_heap_in_use(void);
 
+/// Pins the calling thread to one CPU, the second it may run on when there are two or more (as
+/// `taskset -c 1` pins a benchmark), and returns 1; 0 when it could not (one CPU, no affinity).
+/// mlk_unpin_thread gives back the CPUs it had before.
+int mlk_pin_thread(void);
+void mlk_unpin_thread(void);
+
 /// Singular values of the m x n row-major matrix `a` (copied; not modified), largest
 /// first, into `s` (min(m, n) values). Returns 0 on success.
 int mlk_singular_values(const float *a, int m, int n, float *s);

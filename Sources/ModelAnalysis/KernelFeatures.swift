@@ -1,0 +1,127 @@
+import ModelIR
+
+/// What a calibrated cost model needs to know of one kernel the executor runs: its class (the
+/// op family, layout and window shape that pick a kernel path) and the work it does, summed over
+/// the nodes fused into it.
+public struct KernelFeatures: Sendable, Equatable {
+    /// For example `conv.pointwise.nchw`, `conv.depthwise.s2.nhwc`, `gemm`, `elementwise.Tanh`.
+    public var kernelClass: String
+    /// The wider class whose model stands in when a profile has none for `kernelClass`
+    /// (`conv.depthwise.nhwc`, `elementwise`), or nil.
+    public var fallbackClass: String?
+    public var macs = 0
+    public var flops = 0
+    /// Activation bytes read (the node's non-weight inputs and a fused residual's other operand).
+    public var bytesRead = 0
+    /// Bytes of the last fused node's outputs.
+    public var bytesWritten = 0
+    public var weightBytes = 0
+    /// Convolution geometry (zero for other classes): channels per group in and out, groups,
+    /// kernel and output size, stride.
+    public var inChannels = 0, outChannels = 0, groups = 0, kernelH = 0, kernelW = 0, outH = 0, outW = 0, stride = 0
+
+    /// The named quantities a cost model weighs (see `KernelCostModel`).
+    public var terms: [String: Double] {
+        ["call": 1, "flops": Double(flops), "bytes": Double(bytesRead + bytesWritten), "weightBytes": Double(weightBytes)]
+    }
+    public static let termNames: Set<String> = ["call", "flops", "bytes", "weightBytes"]
+}
+
+/// Sorts kernels into classes and sums their work, from the IR only (op, layout, shapes and
+/// window attributes): which code path runs inside a class is for its fitted cost model to absorb.
+public enum KernelClassifier {
+    static let movement: Set<String> = ["Concat", "Transpose", "Pad", "Slice", "Gather", "Split", "Tile", "Expand",
+                                        "DepthToSpace", "SpaceToDepth", "Reshape", "Flatten", "Squeeze", "Unsqueeze",
+                                        "Identity", "Cast", "GatherND", "ScatterND", "Shape"]
+    static let pooling: Set<String> = ["MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool"]
+    static let linear: Set<String> = ["Gemm", "MatMul", "FullyConnected", "BatchMatMul", "MatMulInteger", "QLinearMatMul"]
+    static let reduction: Set<String> = ["Softmax", "LogSoftmax", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin",
+                                         "ReduceProd", "ReduceL2", "ReduceL1", "ReduceSumSquare", "ReduceLogSumExp",
+                                         "LayerNormalization", "InstanceNormalization", "GroupNormalization",
+                                         "LpNormalization", "L2Normalization", "ArgMax", "ArgMin", "TopK"]
+
+    /// The class of a node's kernel and the wider class that stands in for it. Convolutions
+    /// by layout and window (pointwise; depthwise, stride 2 apart; 3x3 stride 1, which the
+    /// executor may run as Winograd; other windows; grouped); the other ops by family and op.
+    public static func classify(_ node: Node, in g: Graph, bindings: [String: Int] = [:]) -> (String, String?) {
+        let op = node.op.rawValue
+        let layout = node.dataLayout == .nhwc ? "nhwc" : "nchw"
+        switch op {
+        case "Conv", "ConvInteger", "QLinearConv":
+            let geo = convGeometry(node, in: g, bindings: bindings)
+            if geo.groups > 1 && geo.inChannels == 1 && geo.outChannels == 1 {
+                return geo.stride > 1 ? ("conv.depthwise.s2.\(layout)", "conv.depthwise.\(layout)") : ("conv.depthwise.\(layout)", nil)
+            }
+            if geo.groups > 1 { return ("conv.grouped.\(layout)", "conv.spatial.\(layout)") }
+            if geo.kernelH * geo.kernelW == 1 { return ("conv.pointwise.\(layout)", nil) }
+            if geo.kernelH == 3 && geo.kernelW == 3 && geo.stride == 1 { return ("conv.3x3s1.\(layout)", "conv.spatial.\(layout)") }
+            return ("conv.spatial.\(layout)", nil)
+        case "ConvTranspose": return ("convtranspose", "conv.spatial.\(layout)")
+        default:
+            let family: String
+            if linear.contains(op) { family = "gemm" }
+            else if pooling.contains(op) { family = "pool" }
+            else if op == "Resize" { family = "resize" }
+            else if reduction.contains(op) { family = "reduce" }
+            else if movement.contains(op) { family = "movement" }
+            else { family = "elementwise" }
+            return ("\(family).\(op)", family)
+        }
+    }
+
+    /// Channels per group in and out, groups, kernel, output size and the larger stride.
+    static func convGeometry(_ node: Node, in g: Graph, bindings: [String: Int]) -> (inChannels: Int, outChannels: Int, groups: Int, kernelH: Int, kernelW: Int, outH: Int, outW: Int, stride: Int) {
+        func dims(_ v: ValueID?) -> [Int] {
+            guard let v, let d = g.values[v].type.shape.dims else { return [] }
+            return d.map { $0.value ?? SymCount(product: [$0]).evaluate(bindings) }
+        }
+        let wi = node.op.rawValue == "QLinearConv" ? 3 : 1
+        let x = dims(node.inputs.first ?? nil), y = dims(node.outputs.first)
+        let w = dims(wi < node.inputs.count ? node.inputs[wi] : nil)
+        let nhwc = node.dataLayout == .nhwc
+        guard x.count == 4, y.count == 4, w.count == 4 else { return (0, 0, 1, 1, 1, 0, 0, 1) }
+        let groups = max(1, node.int("group") ?? 1)
+        let cin = nhwc ? x[3] : x[1], cout = nhwc ? y[3] : y[1]
+        let (oh, ow) = nhwc ? (y[1], y[2]) : (y[2], y[3])
+        let kernel = node.ints("kernel_shape") ?? {
+            switch node.kernelLayout ?? .oihw {
+            case .oihw, .iohw: return [w[2], w[3]]
+            case .ohwi, .ihwo1: return [w[1], w[2]]
+            }
+        }()
+        let strides = node.ints("strides") ?? [1, 1]
+        return (cin / groups, cout / groups, groups, kernel.first ?? 1, kernel.last ?? 1, oh, ow, strides.max() ?? 1)
+    }
+
+    /// The features of each kernel of `kernels`, from the per-node counts of `nodes`.
+    public static func features(_ kernels: [KernelStep], _ nodes: [NodeAnalysis], in g: Graph, bindings: [String: Int]) -> [KernelFeatures] {
+        func bytes(_ v: ValueID) -> Int {
+            let t = g.values[v].type
+            guard let dims = t.shape.dims else { return 0 }
+            return SymCount(product: dims).evaluate(bindings) * (t.dtype.bitWidth ?? 32) / 8
+        }
+        return kernels.map { step in
+            let node = g.nodes[step.node]
+            let (cls, fallback) = classify(node, in: g, bindings: bindings)
+            var f = KernelFeatures(kernelClass: cls, fallbackClass: fallback)
+            let group = [step.node] + step.fused
+            for k in group {
+                f.macs += nodes[k].macs
+                f.flops += nodes[k].flops
+                f.weightBytes += nodes[k].weightBytes
+            }
+            f.bytesRead = nodes[step.node].activationBytesRead
+            var inside = Set(node.outputs)
+            for k in step.fused {
+                for case let v? in g.nodes[k].inputs where !inside.contains(v) && g.values[v].constant == nil { f.bytesRead += bytes(v) }
+                inside.formUnion(g.nodes[k].outputs)
+            }
+            f.bytesWritten = (step.fused.last.map { g.nodes[$0] } ?? node).outputs.reduce(0) { $0 + bytes($1) }
+            if f.kernelClass.hasPrefix("conv.") {
+                let geo = convGeometry(node, in: g, bindings: bindings)
+                (f.inChannels, f.outChannels, f.groups, f.kernelH, f.kernelW, f.outH, f.outW, f.stride) = geo
+            }
+            return f
+        }
+    }
+}

@@ -1,0 +1,224 @@
+import Foundation
+import ModelIR
+
+/// The networks `calibrate` times: chains of the layers real vision models are made of
+/// (inverted residual blocks, 3x3 and strided convolutions, stems, pooling, a classifier head,
+/// the common activations and data movement), each at one width and resolution of a designed
+/// sample. Every kernel of every network is one sample of its class, timed where it sits in a
+/// network (layouts, fusion and caches as in a real model), not alone.
+///
+/// The networks are ONNX graphs; `calibrate` writes them to files and imports them as a user's
+/// model would be (and converts them to TFLite for the NHWC kernels).
+public struct BenchmarkNetwork {
+    public var name: String
+    public var model: Model
+}
+
+public enum BenchmarkNetworks {
+    /// One point of the design: channels, resolution and the expansion of the inverted residual.
+    public struct Point: Sendable, Equatable {
+        public var channels: Int
+        public var resolution: Int
+        public var expansion: Int
+    }
+
+    /// A sample of (channels, resolution) that covers what mobile and server CNNs use, from
+    /// wide-and-small to narrow-and-large, with the work per network bounded so that no one
+    /// network dominates the time. `quick` takes every third point.
+    public static func design(quick: Bool) -> [Point] {
+        let widths = [8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
+        let resolutions = [7, 14, 28, 56, 112]
+        var points: [Point] = []
+        var k = 0
+        for r in resolutions {
+            for c in widths {
+                // 3x3 C->C at R: 9 C^2 R^2 MACs; keep each network under about 0.6 GMAC.
+                let macs = 9 * c * c * r * r
+                guard macs <= 600_000_000, c * r * r >= 2048 else { continue }
+                let e = [1, 4, 6][k % 3]
+                k += 1
+                points.append(Point(channels: c, resolution: r, expansion: e))
+            }
+        }
+        return quick ? points.enumerated().filter { $0.offset % 3 == 0 }.map(\.element) : points
+    }
+
+    /// The network of one design point (NCHW, batch 1).
+    public static func network(_ p: Point, seed: UInt64) -> BenchmarkNetwork {
+        var b = GraphBuilder(seed: seed)
+        let c = p.channels, r = p.resolution, e = max(1, p.expansion) * c
+        // Stem on an image-like input: 3 channels at twice the resolution, strided.
+        let image = b.input("image", [1, 3, 2 * r, 2 * r])
+        let stem = b.conv(image, 3, c, k: 3, stride: 2, act: "Relu")
+        // Inverted residual: expand, depthwise, project, residual add.
+        let expanded = b.conv(stem, c, e, k: 1, act: "Clip")
+        let dw = b.conv(expanded, e, e, k: 3, group: e, act: "Clip")
+        let projected = b.conv(dw, e, c, k: 1)
+        let block = b.binary("Add", projected, stem)
+        // A plain 3x3 layer, then a strided 3x3 that doubles the channels, and a 5x5 depthwise.
+        let plain = b.conv(block, c, c, k: 3, act: "Relu")
+        let down = b.conv(plain, c, 2 * c, k: 3, stride: 2, act: "Relu")
+        let dw5 = b.conv(plain, c, c, k: 5, stride: 2, group: c)
+        // Activations and arithmetic a fused kernel does not absorb.
+        let sig = b.unary("Sigmoid", down)
+        let swish = b.binary("Mul", down, sig)
+        let hs = b.unary("HardSwish", swish)
+        let th = b.unary("Tanh", dw5)
+        // Data movement and pooling.
+        let cat = b.concat([hs, th], axis: 1)
+        let pooled = b.pool("MaxPool", cat, k: 3, stride: 2)
+        let transposed = b.transpose(cat, [0, 1, 3, 2])
+        let cropped = b.crop(transposed, 1)
+        let up = b.resize(pooled, linear: true)
+        // Classifier head.
+        let gap = b.globalPool(cat)
+        let flat = b.flatten(gap)
+        let logits = b.gemm(flat, 3 * c, 1000)
+        let soft = b.softmax(logits)
+        b.outputs([soft, cropped, up])
+        let graph = b.graph
+        let model = Model(format: Model.Format(rawValue: "onnx"), path: "calibration-\(c)x\(r)", fileSize: 0, graph: graph)
+        model.opsets = ["": 17]
+        return BenchmarkNetwork(name: "c\(c)-r\(r)-e\(p.expansion)", model: model)
+    }
+}
+
+/// Builds an NCHW float graph with known shapes and seeded random weights.
+struct GraphBuilder {
+    let graph = Graph(name: "calibration")
+    var state: UInt64
+    var count = 0
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func random() -> Float {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Float(state >> 40) / Float(1 << 24) - 0.5
+    }
+
+    mutating func name(_ prefix: String) -> String {
+        count += 1
+        return "\(prefix)_\(count)"
+    }
+
+    func shape(_ v: ValueID) -> [Int] { graph.values[v].type.shape.dims?.compactMap(\.value) ?? [] }
+
+    mutating func value(_ prefix: String, _ shape: [Int], _ dtype: DType = .float32) -> ValueID {
+        graph.addValue(name: name(prefix), type: TensorType(dtype: dtype, shape: Shape(known: shape)))
+    }
+
+    mutating func input(_ n: String, _ shape: [Int]) -> ValueID {
+        let v = graph.addValue(name: n, type: TensorType(dtype: .float32, shape: Shape(known: shape)))
+        graph.inputs.append(v)
+        return v
+    }
+
+    mutating func constant(_ shape: [Int], scale: Float) -> ValueID {
+        let n = shape.reduce(1, *)
+        var bytes = [UInt8](repeating: 0, count: n * 4)
+        bytes.withUnsafeMutableBytes { raw in
+            let f = raw.bindMemory(to: Float.self)
+            for i in 0..<n { f[i] = random() * scale }
+        }
+        return constant(TensorData(dtype: .float32, shape: shape, storage: .owned(bytes)))
+    }
+
+    mutating func constant(_ data: TensorData) -> ValueID {
+        let v = graph.addValue(name: name("w"), type: TensorType(dtype: data.dtype, shape: Shape(known: data.shape)))
+        graph.values[v].constant = data
+        return v
+    }
+
+    mutating func int64s(_ values: [Int]) -> ValueID {
+        var bytes = [UInt8]()
+        for x in values { withUnsafeBytes(of: Int64(x).littleEndian) { bytes += $0 } }
+        return constant(TensorData(dtype: .int64, shape: [values.count], storage: .owned(bytes)))
+    }
+
+    mutating func floats(_ values: [Float], shape: [Int]? = nil) -> ValueID {
+        var bytes = [UInt8]()
+        for x in values { withUnsafeBytes(of: x.bitPattern.littleEndian) { bytes += $0 } }
+        return constant(TensorData(dtype: .float32, shape: shape ?? [values.count], storage: .owned(bytes)))
+    }
+
+    mutating func scalar(_ x: Float) -> ValueID { floats([x], shape: []) }
+
+    @discardableResult
+    mutating func node(_ op: String, _ inputs: [ValueID?], _ outShape: [Int], _ attributes: [String: Attribute] = [:]) -> ValueID {
+        let out = value(op.lowercased(), outShape)
+        graph.nodes.append(Node(name: name(op), op: OpKind(op), sourceOp: op, inputs: inputs, outputs: [out], attributes: attributes))
+        return out
+    }
+
+    /// A convolution with "same" padding and a bias, then an optional activation node
+    /// ("Relu", or "Clip" to [0, 6]).
+    mutating func conv(_ x: ValueID, _ cin: Int, _ cout: Int, k: Int, stride: Int = 1, group: Int = 1, act: String? = nil) -> ValueID {
+        let s = shape(x)
+        let oh = (s[2] + 2 * (k / 2) - k) / stride + 1, ow = (s[3] + 2 * (k / 2) - k) / stride + 1
+        let w = constant([cout, cin / group, k, k], scale: 2 / Float(max(1, cin / group * k * k)).squareRoot())
+        let bias = constant([cout], scale: 0.1)
+        var y = node("Conv", [x, w, bias], [s[0], cout, oh, ow],
+                     ["kernel_shape": .ints([k, k]), "strides": .ints([stride, stride]), "pads": .ints([k / 2, k / 2, k / 2, k / 2]),
+                      "group": .int(group), "dilations": .ints([1, 1])])
+        switch act {
+        case "Relu": y = unary("Relu", y)
+        case "Clip": y = node("Clip", [y, scalar(0), scalar(6)], shape(y))
+        default: break
+        }
+        return y
+    }
+
+    mutating func unary(_ op: String, _ x: ValueID) -> ValueID { node(op, [x], shape(x)) }
+    mutating func binary(_ op: String, _ a: ValueID, _ b: ValueID) -> ValueID { node(op, [a, b], shape(a)) }
+
+    mutating func concat(_ xs: [ValueID], axis: Int) -> ValueID {
+        var s = shape(xs[0])
+        s[axis] = xs.reduce(0) { $0 + shape($1)[axis] }
+        return node("Concat", xs, s, ["axis": .int(axis)])
+    }
+
+    mutating func pool(_ op: String, _ x: ValueID, k: Int, stride: Int) -> ValueID {
+        let s = shape(x)
+        let oh = (s[2] + 2 * (k / 2) - k) / stride + 1, ow = (s[3] + 2 * (k / 2) - k) / stride + 1
+        return node(op, [x], [s[0], s[1], oh, ow], ["kernel_shape": .ints([k, k]), "strides": .ints([stride, stride]), "pads": .ints([k / 2, k / 2, k / 2, k / 2])])
+    }
+
+    mutating func globalPool(_ x: ValueID) -> ValueID {
+        let s = shape(x)
+        return node("GlobalAveragePool", [x], [s[0], s[1], 1, 1])
+    }
+
+    mutating func transpose(_ x: ValueID, _ perm: [Int]) -> ValueID {
+        let s = shape(x)
+        return node("Transpose", [x], perm.map { s[$0] }, ["perm": .ints(perm)])
+    }
+
+    /// Drops `p` rows and columns at each border.
+    mutating func crop(_ x: ValueID, _ p: Int) -> ValueID {
+        let s = shape(x)
+        return node("Slice", [x, int64s([p, p]), int64s([s[2] - p, s[3] - p]), int64s([2, 3])], [s[0], s[1], s[2] - 2 * p, s[3] - 2 * p])
+    }
+
+    mutating func resize(_ x: ValueID, linear: Bool) -> ValueID {
+        let s = shape(x)
+        let scales = floats([1, 1, 2, 2])
+        return node("Resize", [x, nil, scales], [s[0], s[1], 2 * s[2], 2 * s[3]],
+                    ["mode": .string(linear ? "linear" : "nearest"), "coordinate_transformation_mode": .string(linear ? "half_pixel" : "asymmetric"),
+                     "nearest_mode": .string("floor")])
+    }
+
+    mutating func flatten(_ x: ValueID) -> ValueID {
+        let s = shape(x)
+        return node("Flatten", [x], [s[0], s.dropFirst().reduce(1, *)], ["axis": .int(1)])
+    }
+
+    mutating func gemm(_ x: ValueID, _ k: Int, _ n: Int) -> ValueID {
+        let w = constant([n, k], scale: 1 / Float(k).squareRoot())
+        let bias = constant([n], scale: 0.1)
+        return node("Gemm", [x, w, bias], [shape(x)[0], n], ["transB": .int(1)])
+    }
+
+    mutating func softmax(_ x: ValueID) -> ValueID { node("Softmax", [x], shape(x), ["axis": .int(-1)]) }
+
+    mutating func outputs(_ vs: [ValueID]) { graph.outputs = vs }
+}

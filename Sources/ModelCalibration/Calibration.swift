@@ -1,0 +1,138 @@
+import Foundation
+import ModelAnalysis
+import ModelExport
+import ModelIR
+import ModelImport
+import ModelRuntime
+
+/// Calibrates a hardware profile on this machine: times the benchmark networks on the executor
+/// (NCHW as imported from ONNX, NHWC as converted to TFLite), kernel by kernel, and fits one
+/// cost model per kernel class. The protocol repeats on a noisy machine: every network is
+/// warmed up, then timed in `rounds` rounds interleaved across networks, and each kernel's time
+/// is the minimum of its round medians.
+public struct Calibration {
+    public struct Options: Sendable {
+        public var threads = 1
+        public var quick = false
+        public var rounds = 3
+        public var runsPerRound = 5
+        public init() {}
+    }
+
+    public struct Result {
+        public var models: [String: KernelCostModel]
+        /// Kernels timed, and networks.
+        public var samples: Int
+        public var networks: Int
+        /// Median over networks of (largest / smallest round median − 1) of the network's time.
+        public var spread: Double
+        public var seconds: Double
+        /// Per-kernel time of each class, measured and predicted by the fit, for the report.
+        public var residuals: [(kernelClass: String, measured: Double, predicted: Double)]
+    }
+
+    public struct CalibrationError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    struct Timed {
+        var name: String
+        var executor: Executor
+        var feeds: [String: RTensor]
+        var kernels: [KernelStep]
+        var features: [KernelFeatures]
+        var rounds: [[Double]] = []    // per round, per kernel: median seconds
+        var totals: [Double] = []      // per round: median of the whole run (with per-kernel timing)
+    }
+
+    public static func run(_ options: Options, progress: (String) -> Void) throws -> Result {
+        let start = Date()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("modellens-calibrate-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let points = BenchmarkNetworks.design(quick: options.quick)
+        var timed: [Timed] = []
+        let profile = try HardwareProfile.resolve(HardwareProfile.defaultID)
+        for (i, p) in points.enumerated() {
+            progress("building network \(i + 1)/\(points.count) (\(p.channels) channels at \(p.resolution)x\(p.resolution))")
+            let net = BenchmarkNetworks.network(p, seed: UInt64(1000 + i))
+            let onnxPath = dir.appendingPathComponent("\(net.name).onnx").path
+            var writer = ONNXWriter(opsets: net.model.opsets)
+            writer.irVersion = 8
+            try writer.write(net.model.graph, to: onnxPath)
+            let onnx = try ModelImporter.load(onnxPath)
+            let tflitePath = dir.appendingPathComponent("\(net.name).tflite").path
+            var convert = Converter.Options()
+            convert.keepIOLayout = false
+            try Converter.convert(onnx, to: tflitePath, options: convert)
+            let tflite = try ModelImporter.load(tflitePath)
+            for (layout, m) in [("nchw", onnx), ("nhwc", tflite)] {
+                let exec = try Executor(model: m, threads: options.threads)
+                let report = ModelAnalyzer.analyze(m, profile: profile, threads: options.threads)
+                timed.append(Timed(name: "\(net.name)-\(layout)", executor: exec, feeds: inputs(m),
+                                   kernels: report.kernels, features: report.kernelFeatures))
+            }
+        }
+        func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
+        for i in timed.indices { for _ in 0..<2 { _ = try timed[i].executor.run(timed[i].feeds) } }
+        for round in 0..<options.rounds {
+            for i in timed.indices {
+                progress("round \(round + 1)/\(options.rounds): network \(i + 1)/\(timed.count)")
+                var perKernel = [[Double]](repeating: [], count: timed[i].kernels.count)
+                var totals: [Double] = []
+                for _ in 0..<options.runsPerRound {
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    _ = try timed[i].executor.run(timed[i].feeds, profile: true)
+                    totals.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+                    let seconds = timed[i].executor.nodeSeconds
+                    for (k, step) in timed[i].kernels.enumerated() {
+                        perKernel[k].append(([step.node] + step.fused).reduce(0) { $0 + (seconds[$1] ?? 0) })
+                    }
+                }
+                timed[i].rounds.append(perKernel.map(median))
+                timed[i].totals.append(median(totals))
+            }
+        }
+        var byClass: [String: [(features: KernelFeatures, seconds: Double)]] = [:]
+        var byFallback: [String: [(features: KernelFeatures, seconds: Double)]] = [:]
+        var samples = 0
+        for t in timed {
+            for (k, f) in t.features.enumerated() {
+                let s = t.rounds.map { $0[k] }.min() ?? 0
+                guard s > 0 else { continue }
+                samples += 1
+                byClass[f.kernelClass, default: []].append((f, s))
+                if let fb = f.fallbackClass { byFallback[fb, default: []].append((f, s)) }
+            }
+        }
+        progress("fitting \(byClass.count) kernel classes on \(samples) kernels")
+        var models: [String: KernelCostModel] = [:]
+        for (cls, s) in byFallback { if let m = CostFit.fit(s) { models[cls] = m } }
+        for (cls, s) in byClass { if let m = CostFit.fit(s) { models[cls] = m } }
+        var residuals: [(String, Double, Double)] = []
+        for (cls, s) in byClass {
+            guard let m = models[cls] ?? s.first?.features.fallbackClass.flatMap({ models[$0] }) else { continue }
+            for (f, sec) in s { residuals.append((cls, sec, m.seconds(f))) }
+        }
+        let spreads = timed.map { t -> Double in (t.totals.max() ?? 0) / max(1e-12, t.totals.min() ?? 1) - 1 }
+        return Result(models: models, samples: samples, networks: timed.count, spread: median(spreads),
+                      seconds: Date().timeIntervalSince(start), residuals: residuals)
+    }
+
+    /// Seeded random inputs for a model's float inputs.
+    static func inputs(_ m: Model) -> [String: RTensor] {
+        var feeds: [String: RTensor] = [:]
+        var state: UInt64 = 7
+        for id in m.graph.inputs {
+            let v = m.graph.values[id]
+            let shape = v.type.shape.dims?.map { $0.value ?? 1 } ?? [1]
+            let t = RTensor.allocate(shape, .float32)
+            for i in 0..<t.count {
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                t.floats[i] = Float(state >> 40) / Float(1 << 24) * 2 - 1
+            }
+            feeds[v.name] = t
+        }
+        return feeds
+    }
+}

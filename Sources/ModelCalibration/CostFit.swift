@@ -1,0 +1,61 @@
+import Foundation
+import ModelAnalysis
+
+/// Fits a kernel class's cost model: seconds = Σ c_term × term with every c ≥ 0, minimising the
+/// squared *relative* error (each sample weighted by 1 / its time, so a 10 µs kernel counts as
+/// much as a 10 ms one). With four terms the non-negative least-squares solution is found
+/// exactly by solving the unconstrained problem on every subset of terms and keeping the best
+/// feasible one.
+enum CostFit {
+    static let terms = ["call", "flops", "bytes", "weightBytes"]
+
+    static func fit(_ samples: [(features: KernelFeatures, seconds: Double)]) -> KernelCostModel? {
+        let usable = samples.filter { $0.seconds > 0 }
+        guard usable.count > terms.count else { return nil }
+        let x = usable.map { s in terms.map { s.features.terms[$0] ?? 0 } }
+        let y = usable.map(\.seconds)
+        // Scale columns to comparable magnitudes before solving.
+        let scale = (0..<terms.count).map { j in max(1e-30, x.map { abs($0[j]) / 1 }.max() ?? 1) }
+        var best: (coef: [Double], loss: Double)?
+        for mask in 1..<(1 << terms.count) {
+            let cols = (0..<terms.count).filter { mask & (1 << $0) != 0 }
+            guard cols.allSatisfy({ j in x.contains { $0[j] != 0 } }) else { continue }
+            guard let sol = weightedLeastSquares(x, y, cols: cols, scale: scale), sol.allSatisfy({ $0 >= 0 }) else { continue }
+            var coef = [Double](repeating: 0, count: terms.count)
+            for (k, j) in cols.enumerated() { coef[j] = sol[k] / scale[j] }
+            let loss = zip(x, y).reduce(0.0) { acc, s in
+                let p = zip(s.0, coef).reduce(0) { $0 + $1.0 * $1.1 }
+                return acc + (p / s.1 - 1) * (p / s.1 - 1)
+            }
+            if best == nil || loss < best!.loss { best = (coef, loss) }
+        }
+        guard let best else { return nil }
+        let errors = zip(x, y).map { s -> Double in abs(zip(s.0, best.coef).reduce(0) { $0 + $1.0 * $1.1 } / s.1 - 1) }.sorted()
+        var coefficients: [String: Double] = [:]
+        for (j, t) in terms.enumerated() where best.coef[j] > 0 { coefficients[t] = best.coef[j] }
+        return KernelCostModel(coefficients: coefficients, samples: usable.count, medianAbsError: errors[errors.count / 2])
+    }
+
+    /// min Σ ((x·c)/y − 1)² over the columns `cols` (pre-divided by `scale`): normal equations,
+    /// Gaussian elimination with partial pivoting. Nil when singular.
+    static func weightedLeastSquares(_ x: [[Double]], _ y: [Double], cols: [Int], scale: [Double]) -> [Double]? {
+        let p = cols.count
+        var a = [[Double]](repeating: [Double](repeating: 0, count: p + 1), count: p)
+        for (row, t) in zip(x, y) {
+            let r = cols.map { row[$0] / scale[$0] / t }
+            for i in 0..<p {
+                for j in 0..<p { a[i][j] += r[i] * r[j] }
+                a[i][p] += r[i]
+            }
+        }
+        for col in 0..<p {
+            guard let pivot = (col..<p).max(by: { abs(a[$0][col]) < abs(a[$1][col]) }), abs(a[pivot][col]) > 1e-12 else { return nil }
+            a.swapAt(col, pivot)
+            for r in 0..<p where r != col {
+                let f = a[r][col] / a[col][col]
+                for c in col...p { a[r][c] -= f * a[col][c] }
+            }
+        }
+        return (0..<p).map { a[$0][p] / a[$0][$0] }
+    }
+}

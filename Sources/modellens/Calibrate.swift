@@ -1,0 +1,113 @@
+import ArgumentParser
+import CKernels
+import Foundation
+import ModelAnalysis
+import ModelCalibration
+
+struct Calibrate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fit this machine's kernel cost models, for predictions you can trust.",
+        discussion: """
+            Times a designed sample of small networks on the executor (inverted residual blocks, \
+            3x3 and strided convolutions, stems, pooling, a classifier head, common activations \
+            and data movement; NCHW as from ONNX and NHWC as from TFLite), kernel by kernel, in \
+            interleaved rounds (each kernel's time is the minimum of its round medians), and fits \
+            one cost model per kernel class: seconds = call + flops/rate + bytes/bandwidth + \
+            weight bytes/bandwidth, every term non-negative. Writes a hardware profile (this \
+            host's measured peak and bandwidth, plus a `kernels` section per thread count) that \
+            `analyze`, `profile`, `study` and `compare` take with --profile.
+
+            1-thread timings are pinned to one CPU, as the benchmarks are. When the machine is too \
+            busy for repeatable timings (round medians differ by more than --max-spread), nothing \
+            is written: run it again when the machine is quiet, or pass --allow-unstable.
+
+            Examples:
+              modellens calibrate -o host.json
+              modellens calibrate --threads 1,2 -o host.json
+              modellens analyze resnet50.onnx --profile host.json --threads 2
+            """
+    )
+
+    @Option(help: "Thread counts to calibrate, comma-separated (1,2).") var threads: String = "1"
+    @Flag(help: "A third of the networks (about a quarter of the time).") var quick = false
+    @Option(name: [.customShort("o"), .long], help: "Write the profile to this JSON file (default: print it).") var output: String?
+    @Option(help: "Largest tolerated spread of round medians (0.1 = 10%).") var maxSpread: Double = 0.1
+    @Flag(help: "Write the profile even when the timings were unstable (the profile records it).") var allowUnstable = false
+    @Option(help: "table or json (the summary on standard output when -o is given).") var format: String = "table"
+
+    func run() throws {
+        let counts = threads.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !counts.isEmpty, counts.allSatisfy({ ($0 ?? 0) >= 1 }) else { throw ValidationError("--threads takes thread counts separated by commas, e.g. 1,2") }
+        guard format == "table" || format == "json" else { throw ValidationError("--format must be table or json") }
+        guard maxSpread > 0 else { throw ValidationError("--max-spread must be positive") }
+        var progress = Progress("calibrate", total: 1)
+        var profile = HostMeasurement.measure(threads: 1) { progress.update($0) }
+        profile.id = "host-calibrated"
+        profile.kernels = [:]
+        var summaries: [[String: Any]] = []
+        var unstable: [String] = []
+        for n in counts.compactMap({ $0 }) {
+            var options = Calibration.Options()
+            options.threads = n
+            options.quick = quick
+            let result: Calibration.Result
+            do {
+                result = try withPinnedCPU(n == 1) { try Calibration.run(options) { progress.update("\(n) thread(s): \($0)") } }
+            } catch {
+                progress.finish()
+                throw CommandError(message: "calibrate: \(error)", code: 1)
+            }
+            profile.kernels?[String(n)] = result.models
+            profile.sources["kernels.\(n)"] = String(format: "modellens calibrate %@: %d kernels of %d networks, %d rounds, %.0f s; round medians spread %.1f%%",
+                                                     ISO8601DateFormatter().string(from: Date()), result.samples, result.networks,
+                                                     options.rounds, result.seconds, result.spread * 100)
+            if result.spread > maxSpread { unstable.append(String(format: "%d thread(s): round medians differ by %.1f%% (more than %.0f%%)", n, result.spread * 100, maxSpread * 100)) }
+            summaries.append(["threads": n, "samples": result.samples, "networks": result.networks, "seconds": result.seconds,
+                              "spread": result.spread, "classes": result.models.keys.sorted()])
+            progress.finish()
+            if format == "table" || output == nil {
+                printSummary(result, threads: n)
+            }
+        }
+        if !unstable.isEmpty {
+            let message = "the machine was too busy for repeatable timings: \(unstable.joined(separator: "; ")); a profile from them would mispredict"
+            guard allowUnstable else { throw CommandError(message: "calibrate: \(message); nothing written (run again on a quiet machine, or pass --allow-unstable)", code: 1) }
+            profile.sources["warning"] = message
+            FileHandle.standardError.write(Data("calibrate: warning: \(message)\n".utf8))
+        }
+        profile.name = profile.name.replacingOccurrences(of: "(measured, 1 thread(s))", with: "(calibrated)")
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let data = try enc.encode(profile)
+        guard let output else {
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        do { try data.write(to: URL(fileURLWithPath: output), options: .atomic) } catch {
+            throw CommandError(message: "\(output): cannot write the profile: \(error.localizedDescription)", code: 1)
+        }
+        if format == "json" { print(renderJSON(["output": output, "calibrations": summaries])) }
+        FileHandle.standardError.write(Data("calibrate: saved \(output); use it with `modellens analyze MODEL --profile \(output) --threads N`\n".utf8))
+    }
+
+    func printSummary(_ r: Calibration.Result, threads: Int) {
+        print(String(format: "%d thread(s): %d kernels timed in %d networks (%.0f s); round medians spread %.1f%%", threads, r.samples, r.networks, r.seconds, r.spread * 100))
+        var rows = [["class", "samples", "per call us", "GFLOP/s", "GB/s act.", "GB/s weights", "median |error|"]]
+        func rate(_ c: Double?, _ unit: Double) -> String { c.map { $0 > 0 ? String(format: "%.1f", 1 / $0 / unit) : "-" } ?? "-" }
+        for (cls, m) in r.models.sorted(by: { $0.key < $1.key }) {
+            rows.append([cls, "\(m.samples)", m.coefficients["call"].map { String(format: "%.1f", $0 * 1e6) } ?? "-",
+                         rate(m.coefficients["flops"], 1e9), rate(m.coefficients["bytes"], 1e9), rate(m.coefficients["weightBytes"], 1e9),
+                         String(format: "%.0f%%", m.medianAbsError * 100)])
+        }
+        print(InspectReport.table(rows, indent: "  "))
+        let errors = r.residuals.map { abs($0.predicted / $0.measured - 1) }.sorted()
+        if !errors.isEmpty { print(String(format: "  all kernels: median |predicted/measured - 1| %.1f%%\n", errors[errors.count / 2] * 100)) }
+    }
+}
+
+/// Runs `body` with the calling thread pinned to one CPU (mlk_pin_thread) when `pin` is set.
+func withPinnedCPU<T>(_ pin: Bool, _ body: () throws -> T) rethrows -> T {
+    guard pin, mlk_pin_thread() != 0 else { return try body() }
+    defer { mlk_unpin_thread() }
+    return try body()
+}
