@@ -20,6 +20,11 @@ public struct KernelFeatures: Sendable, Equatable {
     /// kernel and output size, stride.
     public var inChannels = 0, outChannels = 0, groups = 0, kernelH = 0, kernelW = 0, outH = 0, outW = 0, stride = 0
 
+    public init(kernelClass: String, fallbackClass: String? = nil) {
+        self.kernelClass = kernelClass
+        self.fallbackClass = fallbackClass
+    }
+
     /// The named quantities a cost model weighs (see `KernelCostModel`).
     public var terms: [String: Double] {
         ["call": 1, "flops": Double(flops), "bytes": Double(bytesRead + bytesWritten), "weightBytes": Double(weightBytes)]

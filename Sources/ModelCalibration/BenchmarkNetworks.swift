@@ -64,8 +64,13 @@ public enum BenchmarkNetworks {
         let swish = b.binary("Mul", down, sig)
         let hs = b.unary("HardSwish", swish)
         let th = b.unary("Tanh", dw5)
-        // Data movement and pooling.
+        // Data movement and pooling; a DenseNet-style pre-activation (BatchNorm, ReLU, then a
+        // 1x1 conv) and PReLU as mediapipe's models use it.
         let cat = b.concat([hs, th], axis: 1)
+        let bn = b.batchNorm(cat)
+        let pre = b.conv(b.unary("Relu", bn), 3 * c, c, k: 1)
+        let pr = b.prelu(pre)
+        let avg = b.pool("AveragePool", pr, k: 2, stride: 2, pad: 0)
         let pooled = b.pool("MaxPool", cat, k: 3, stride: 2)
         let transposed = b.transpose(cat, [0, 1, 3, 2])
         let cropped = b.crop(transposed, 1)
@@ -75,7 +80,7 @@ public enum BenchmarkNetworks {
         let flat = b.flatten(gap)
         let logits = b.gemm(flat, 3 * c, 1000)
         let soft = b.softmax(logits)
-        b.outputs([soft, cropped, up])
+        b.outputs([soft, cropped, up, avg])
         let graph = b.graph
         let model = Model(format: Model.Format(rawValue: "onnx"), path: "calibration-\(c)x\(r)", fileSize: 0, graph: graph)
         model.opsets = ["": 17]
@@ -177,10 +182,25 @@ struct GraphBuilder {
         return node("Concat", xs, s, ["axis": .int(axis)])
     }
 
-    mutating func pool(_ op: String, _ x: ValueID, k: Int, stride: Int) -> ValueID {
+    mutating func pool(_ op: String, _ x: ValueID, k: Int, stride: Int, pad: Int? = nil) -> ValueID {
         let s = shape(x)
-        let oh = (s[2] + 2 * (k / 2) - k) / stride + 1, ow = (s[3] + 2 * (k / 2) - k) / stride + 1
-        return node(op, [x], [s[0], s[1], oh, ow], ["kernel_shape": .ints([k, k]), "strides": .ints([stride, stride]), "pads": .ints([k / 2, k / 2, k / 2, k / 2])])
+        let p = pad ?? k / 2
+        let oh = (s[2] + 2 * p - k) / stride + 1, ow = (s[3] + 2 * p - k) / stride + 1
+        return node(op, [x], [s[0], s[1], oh, ow], ["kernel_shape": .ints([k, k]), "strides": .ints([stride, stride]), "pads": .ints([p, p, p, p])])
+    }
+
+    /// Inference BatchNormalization with per-channel statistics (not folded: no conv before it).
+    mutating func batchNorm(_ x: ValueID) -> ValueID {
+        let c = shape(x)[1]
+        let scale = constant([c], scale: 1), bias = constant([c], scale: 0.1), mean = constant([c], scale: 0.1)
+        let variance = floats([Float](repeating: 1, count: c))
+        return node("BatchNormalization", [x, scale, bias, mean, variance], shape(x), ["epsilon": .float(1e-5)])
+    }
+
+    /// PReLU with one slope per channel.
+    mutating func prelu(_ x: ValueID) -> ValueID {
+        let c = shape(x)[1]
+        return node("PRelu", [x, constant([c, 1, 1], scale: 0.5)], shape(x))
     }
 
     mutating func globalPool(_ x: ValueID) -> ValueID {

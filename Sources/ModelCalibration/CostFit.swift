@@ -6,7 +6,7 @@ import ModelAnalysis
 /// much as a 10 ms one). With four terms the non-negative least-squares solution is found
 /// exactly by solving the unconstrained problem on every subset of terms and keeping the best
 /// feasible one.
-enum CostFit {
+public enum CostFit {
     static let terms = ["call", "flops", "bytes", "weightBytes"]
 
     static func fit(_ samples: [(features: KernelFeatures, seconds: Double)]) -> KernelCostModel? {
@@ -14,14 +14,24 @@ enum CostFit {
         guard usable.count > terms.count else { return nil }
         let x = usable.map { s in terms.map { s.features.terms[$0] ?? 0 } }
         let y = usable.map(\.seconds)
+        guard let coef = nonNegativeRelativeFit(x, y) else { return nil }
+        let errors = zip(x, y).map { s -> Double in abs(zip(s.0, coef).reduce(0) { $0 + $1.0 * $1.1 } / s.1 - 1) }.sorted()
+        var coefficients: [String: Double] = [:]
+        for (j, t) in terms.enumerated() where coef[j] > 0 { coefficients[t] = coef[j] }
+        return KernelCostModel(coefficients: coefficients, samples: usable.count, medianAbsError: errors[errors.count / 2])
+    }
+
+    /// argmin over c ≥ 0 of Σ ((x_i · c) / y_i − 1)², for a few columns (every subset is tried).
+    static func nonNegativeRelativeFit(_ x: [[Double]], _ y: [Double]) -> [Double]? {
+        guard let width = x.first?.count, width > 0, width <= 12 else { return nil }
         // Scale columns to comparable magnitudes before solving.
-        let scale = (0..<terms.count).map { j in max(1e-30, x.map { abs($0[j]) / 1 }.max() ?? 1) }
+        let scale = (0..<width).map { j in max(1e-30, x.map { abs($0[j]) }.max() ?? 1) }
         var best: (coef: [Double], loss: Double)?
-        for mask in 1..<(1 << terms.count) {
-            let cols = (0..<terms.count).filter { mask & (1 << $0) != 0 }
+        for mask in 1..<(1 << width) {
+            let cols = (0..<width).filter { mask & (1 << $0) != 0 }
             guard cols.allSatisfy({ j in x.contains { $0[j] != 0 } }) else { continue }
             guard let sol = weightedLeastSquares(x, y, cols: cols, scale: scale), sol.allSatisfy({ $0 >= 0 }) else { continue }
-            var coef = [Double](repeating: 0, count: terms.count)
+            var coef = [Double](repeating: 0, count: width)
             for (k, j) in cols.enumerated() { coef[j] = sol[k] / scale[j] }
             let loss = zip(x, y).reduce(0.0) { acc, s in
                 let p = zip(s.0, coef).reduce(0) { $0 + $1.0 * $1.1 }
@@ -29,11 +39,7 @@ enum CostFit {
             }
             if best == nil || loss < best!.loss { best = (coef, loss) }
         }
-        guard let best else { return nil }
-        let errors = zip(x, y).map { s -> Double in abs(zip(s.0, best.coef).reduce(0) { $0 + $1.0 * $1.1 } / s.1 - 1) }.sorted()
-        var coefficients: [String: Double] = [:]
-        for (j, t) in terms.enumerated() where best.coef[j] > 0 { coefficients[t] = best.coef[j] }
-        return KernelCostModel(coefficients: coefficients, samples: usable.count, medianAbsError: errors[errors.count / 2])
+        return best?.coef
     }
 
     /// min Σ ((x·c)/y − 1)² over the columns `cols` (pre-divided by `scale`): normal equations,

@@ -21,10 +21,20 @@ struct Calibrate: ParsableCommand {
             busy for repeatable timings (round medians differ by more than --max-spread), nothing \
             is written: run it again when the machine is quiet, or pass --allow-unstable.
 
+            With --from-timings, nothing is timed here: the profile is fitted to the latencies of \
+            a runtime or device ModelLens does not run (LiteRT on a phone, onnxruntime on a server). \
+            Each CSV row is `model,milliseconds[,op_profile]`: a model file, its measured median, and \
+            optionally onnxruntime's per-op profile of it (the JSON that \
+            `SessionOptions.enable_profiling` writes). The --base profile's kernel models (or its \
+            roofline) give each kernel's time up to one factor per kernel family (conv, depthwise, \
+            gemm, other) plus a per-kernel overhead; the fit finds those five numbers and prints \
+            its residuals. It needs at least five samples (models or per-op rows).
+
             Examples:
               modellens calibrate -o host.json
               modellens calibrate --threads 1,2 -o host.json
               modellens analyze resnet50.onnx --profile host.json --threads 2
+              modellens calibrate --from-timings ort.csv --base host.json -o ort.json
             """
     )
 
@@ -34,6 +44,8 @@ struct Calibrate: ParsableCommand {
     @Option(help: "Largest tolerated spread of round medians (0.1 = 10%).") var maxSpread: Double = 0.1
     @Flag(help: "Write the profile even when the timings were unstable (the profile records it).") var allowUnstable = false
     @Option(help: "table or json (the summary on standard output when -o is given).") var format: String = "table"
+    @Option(name: .customLong("from-timings"), help: ArgumentHelp("Fit to measured latencies instead: a CSV of model,milliseconds[,op_profile].", valueName: "csv")) var fromTimings: String?
+    @Option(help: "With --from-timings: the profile to start from (built-in id or JSON file).") var base: String = HardwareProfile.defaultID
 
     func run() throws {
         let counts = threads.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -41,6 +53,11 @@ struct Calibrate: ParsableCommand {
         guard format == "table" || format == "json" else { throw ValidationError("--format must be table or json") }
         guard maxSpread > 0 else { throw ValidationError("--max-spread must be positive") }
         var progress = Progress("calibrate", total: 1)
+        if let fromTimings {
+            guard counts.count == 1, let n = counts[0] else { throw ValidationError("--from-timings fits one thread count: pass --threads N") }
+            try fitTimings(fromTimings, threads: n, progress: &progress)
+            return
+        }
         var profile = HostMeasurement.measure(threads: 1) { progress.update($0) }
         profile.id = "host-calibrated"
         profile.kernels = [:]
@@ -50,6 +67,7 @@ struct Calibrate: ParsableCommand {
             var options = Calibration.Options()
             options.threads = n
             options.quick = quick
+            if quick { (options.rounds, options.runsPerRound) = (3, 5) }
             let result: Calibration.Result
             do {
                 result = try withPinnedCPU(n == 1) { try Calibration.run(options) { progress.update("\(n) thread(s): \($0)") } }
@@ -88,6 +106,45 @@ struct Calibrate: ParsableCommand {
         }
         if format == "json" { print(renderJSON(["output": output, "calibrations": summaries])) }
         FileHandle.standardError.write(Data("calibrate: saved \(output); use it with `modellens analyze MODEL --profile \(output) --threads N`\n".utf8))
+    }
+
+    func fitTimings(_ csv: String, threads n: Int, progress: inout Progress) throws {
+        let baseProfile = try resolveProfile(base)
+        let result: TimingsFit.Result
+        do {
+            let rows = try TimingsFit.readCSV(csv)
+            result = try TimingsFit.fit(rows, base: baseProfile, threads: n) { progress.update($0) }
+        } catch let e as TimingsFit.FitError {
+            progress.finish()
+            throw CommandError(message: "calibrate: \(csv): \(e)", code: 1)
+        }
+        progress.finish()
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let data = try enc.encode(result.profile)
+        if format == "json" {
+            print(renderJSON(["factors": result.factors, "perKernelSeconds": result.perKernelSeconds, "samples": result.samples,
+                              "opSamples": result.opSamples, "output": output ?? NSNull(),
+                              "residuals": result.residuals.map { ["model": $0.model, "measuredMs": $0.measuredMs, "baseMs": $0.baseMs, "fittedMs": $0.fittedMs] }]))
+        } else {
+            print("fitted to \(result.residuals.count) model(s) and \(result.opSamples) per-op sample(s), base \(baseProfile.id), \(n) thread(s):")
+            print("  " + TimingsFit.families.map { String(format: "%@ x%.3g", $0, result.factors[$0] ?? 0) }.joined(separator: ", ")
+                  + String(format: "; %.2f us per kernel\n", result.perKernelSeconds * 1e6))
+            var rows = [["model", "measured ms", "base ms", "fitted ms", "fitted/measured"]]
+            for r in result.residuals {
+                rows.append([(r.model as NSString).lastPathComponent, String(format: "%.3f", r.measuredMs), String(format: "%.3f", r.baseMs),
+                             String(format: "%.3f", r.fittedMs), String(format: "%.2f", r.fittedMs / r.measuredMs)])
+            }
+            print(InspectReport.table(rows, indent: "  "))
+        }
+        guard let output else {
+            if format != "json" { print(String(decoding: data, as: UTF8.self)) }
+            return
+        }
+        do { try data.write(to: URL(fileURLWithPath: output), options: .atomic) } catch {
+            throw CommandError(message: "\(output): cannot write the profile: \(error.localizedDescription)", code: 1)
+        }
+        FileHandle.standardError.write(Data("calibrate: saved \(output)\n".utf8))
     }
 
     func printSummary(_ r: Calibration.Result, threads: Int) {

@@ -1,0 +1,190 @@
+import Foundation
+import ModelAnalysis
+import ModelIR
+import ModelImport
+
+/// Fits a profile to timings of a runtime or device ModelLens does not run (onnxruntime on a
+/// server, LiteRT on a phone): whole-model latencies, and optionally the runtime's per-op
+/// profile. The base profile's kernel models give each kernel's time up to a factor per kernel
+/// family; the fit finds those factors and a per-kernel overhead:
+///
+///     t(model) = Σ_family s_family × Σ_{kernels of the family} base(kernel) + c × kernels
+///
+/// with every s and c non-negative, minimising the squared relative error. A per-op profile gives
+/// one sample per kernel it names (t(kernel) = s_family × base(kernel) + c). The fitted profile is
+/// the base with each class's coefficients scaled by its family's factor and c added per call.
+public enum TimingsFit {
+    public static let families = ["conv", "depthwise", "gemm", "other"]
+    public static var parameters: Int { families.count + 1 }
+
+    public struct Row: Sendable {
+        public var line: Int
+        public var model: String
+        public var milliseconds: Double
+        public var opProfile: String?
+    }
+
+    public struct FitError: Error, CustomStringConvertible {
+        public let description: String
+        init(_ d: String) { description = d }
+    }
+
+    public struct Residual: Sendable {
+        public var model: String
+        public var measuredMs: Double
+        public var baseMs: Double
+        public var fittedMs: Double
+    }
+
+    public struct Result {
+        public var profile: HardwareProfile
+        public var factors: [String: Double]
+        public var perKernelSeconds: Double
+        public var samples: Int
+        public var opSamples: Int
+        public var residuals: [Residual]
+    }
+
+    /// Reads `model,milliseconds[,op_profile]` rows (a header row and `#` comments are skipped;
+    /// paths are relative to the CSV's folder).
+    public static func readCSV(_ path: String) throws -> [Row] {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw FitError("\(path): cannot read the timings file")
+        }
+        let dir = (path as NSString).deletingLastPathComponent
+        func resolve(_ p: String) -> String { p.hasPrefix("/") || dir.isEmpty ? p : (dir as NSString).appendingPathComponent(p) }
+        var rows: [Row] = []
+        var first = true
+        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            let fields = line.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard fields.count == 2 || fields.count == 3, !fields[0].isEmpty else {
+                throw FitError("\(path) line \(i + 1): expected model,milliseconds[,op_profile], got \(fields.count) field(s)")
+            }
+            defer { first = false }
+            guard let ms = Double(fields[1]) else {
+                if first { continue }  // a header row
+                throw FitError("\(path) line \(i + 1): '\(fields[1])' is not a number of milliseconds")
+            }
+            guard ms > 0, ms.isFinite else { throw FitError("\(path) line \(i + 1): milliseconds must be positive, got \(fields[1])") }
+            rows.append(Row(line: i + 1, model: resolve(fields[0]), milliseconds: ms,
+                            opProfile: fields.count == 3 && !fields[2].isEmpty ? resolve(fields[2]) : nil))
+        }
+        guard !rows.isEmpty else { throw FitError("\(path): no timings (rows of model,milliseconds[,op_profile])") }
+        return rows
+    }
+
+    static func family(_ cls: String) -> Int {
+        if cls.hasPrefix("conv.depthwise") { return 1 }
+        if cls.hasPrefix("conv") { return 0 }
+        if cls.hasPrefix("gemm") { return 2 }
+        return 3
+    }
+
+    /// The base's model for a kernel class, or the roofline's costs summed (a profile without
+    /// kernel models): a call, FLOPs at the peak, every byte at the DRAM bandwidth.
+    static func baseModel(_ base: HardwareProfile, threads: Int, _ f: KernelFeatures) -> KernelCostModel {
+        if let m = base.kernelModels(threads: threads), let k = m[f.kernelClass] ?? f.fallbackClass.flatMap({ m[$0] }) { return k }
+        return rooflineModel(base)
+    }
+
+    static func rooflineModel(_ p: HardwareProfile) -> KernelCostModel {
+        KernelCostModel(coefficients: ["call": p.launchOverheadSeconds, "flops": 1 / p.peak(for: "float32"),
+                                       "bytes": 1 / p.dramBytesPerSecond, "weightBytes": 1 / p.dramBytesPerSecond],
+                        samples: 0, medianAbsError: 0)
+    }
+
+    public static func fit(_ rows: [Row], base: HardwareProfile, threads: Int, progress: (String) -> Void = { _ in }) throws -> Result {
+        var x: [[Double]] = [], y: [Double] = []
+        var perModel: [(row: Row, columns: [Double])] = []
+        var opSamples = 0
+        var classesSeen = Set<String>()
+        for (k, row) in rows.enumerated() {
+            progress("model \(k + 1)/\(rows.count): \((row.model as NSString).lastPathComponent)")
+            let model: Model
+            do { model = try ModelImporter.load(row.model) } catch {
+                throw FitError("line \(row.line): model '\(row.model)': \(error)")
+            }
+            let report = ModelAnalyzer.analyze(model, profile: base, threads: threads)
+            var columns = [Double](repeating: 0, count: parameters)
+            var kernelColumns: [String: (Int, Double)] = [:]
+            for (step, f) in zip(report.kernels, report.kernelFeatures) {
+                classesSeen.insert(f.kernelClass)
+                let t = baseModel(base, threads: threads, f).seconds(f)
+                columns[family(f.kernelClass)] += t
+                columns[parameters - 1] += 1
+                for n in [step.node] + step.fused { kernelColumns[report.nodes[n].name] = (family(f.kernelClass), t) }
+            }
+            x.append(columns)
+            y.append(row.milliseconds / 1000)
+            perModel.append((row, columns))
+            if let op = row.opProfile {
+                for (name, seconds) in try OpProfile.read(op) {
+                    guard let (fam, t) = kernelColumns[name], seconds > 0 else { continue }
+                    var c = [Double](repeating: 0, count: parameters)
+                    c[fam] = t
+                    c[parameters - 1] = 1
+                    x.append(c)
+                    y.append(seconds)
+                    opSamples += 1
+                }
+            }
+        }
+        guard x.count >= parameters else {
+            throw FitError("\(x.count) sample(s) for \(parameters) parameters (a factor per kernel family: \(families.joined(separator: ", ")); and a per-kernel overhead): give at least \(parameters) models, or per-op profiles")
+        }
+        guard let coef = CostFit.nonNegativeRelativeFit(x, y) else { throw FitError("the timings do not determine the parameters (every model the same mix of kernels?)") }
+        var profile = base
+        profile.id = "fitted-from-timings"
+        profile.name = "\(base.name), fitted to \(rows.count) measured model(s)"
+        var fitted: [String: KernelCostModel] = [:]
+        var classes = classesSeen
+        for (cls, _) in base.kernelModels(threads: threads) ?? [:] { classes.insert(cls) }
+        for cls in classes {
+            let f = KernelFeatures(kernelClass: cls)
+            var m = baseModel(base, threads: threads, f)
+            let s = coef[family(cls)]
+            m.coefficients = m.coefficients.mapValues { $0 * s }
+            m.coefficients["call", default: 0] += coef[parameters - 1]
+            m.coefficients = m.coefficients.filter { $0.value > 0 }
+            fitted[cls] = m
+        }
+        // The wider classes stand in for kernels of classes no model in the timings had.
+        for (cls, fb) in [("elementwise", 3), ("movement", 3), ("pool", 3), ("reduce", 3), ("resize", 3), ("gemm", 2)] where fitted[cls] == nil {
+            var m = base.kernelModels(threads: threads)?[cls] ?? rooflineModel(base)
+            m.coefficients = m.coefficients.mapValues { $0 * coef[fb] }
+            m.coefficients["call", default: 0] += coef[parameters - 1]
+            m.coefficients = m.coefficients.filter { $0.value > 0 }
+            fitted[cls] = m
+        }
+        profile.kernels = [String(threads): fitted]
+        profile.sources["kernels.\(threads)"] = "modellens calibrate --from-timings: \(rows.count) model(s), \(opSamples) per-op sample(s); base \(base.id); factors " +
+            zip(families, coef).map { String(format: "%@ %.3g", $0, $1) }.joined(separator: ", ") + String(format: ", %.2f us per kernel", coef[parameters - 1] * 1e6)
+        let residuals = perModel.map { row, c in
+            Residual(model: row.model, measuredMs: row.milliseconds, baseMs: c[0..<(parameters - 1)].reduce(0, +) * 1000,
+                     fittedMs: zip(c, coef).reduce(0) { $0 + $1.0 * $1.1 } * 1000)
+        }
+        var factors: [String: Double] = [:]
+        for (k, f) in families.enumerated() { factors[f] = coef[k] }
+        return Result(profile: profile, factors: factors, perKernelSeconds: coef[parameters - 1], samples: x.count, opSamples: opSamples, residuals: residuals)
+    }
+}
+
+/// A runtime's per-op profile: the seconds each node took, median over the runs it holds.
+enum OpProfile {
+    /// onnxruntime's JSON trace (`SessionOptions.enable_profiling`): events of category "Node"
+    /// named `<node>_kernel_time` with their duration in microseconds.
+    static func read(_ path: String) throws -> [(String, Double)] {
+        guard let data = FileManager.default.contents(atPath: path) else { throw TimingsFit.FitError("\(path): cannot read the op profile") }
+        guard let events = (try? JSONSerialization.jsonObject(with: data)) as? [[String: Any]] else {
+            throw TimingsFit.FitError("\(path): not an onnxruntime profile (a JSON array of trace events); LiteRT's op profiling output is not read yet")
+        }
+        var byNode: [String: [Double]] = [:]
+        for e in events where (e["cat"] as? String) == "Node" {
+            guard let name = e["name"] as? String, name.hasSuffix("_kernel_time"), let dur = (e["dur"] as? NSNumber)?.doubleValue else { continue }
+            byNode[String(name.dropLast("_kernel_time".count)), default: []].append(dur / 1e6)
+        }
+        return byNode.map { ($0.key, $0.value.sorted()[$0.value.count / 2]) }
+    }
+}

@@ -1,0 +1,117 @@
+@testable import ModelCalibration
+import ModelAnalysis
+import ModelImport
+import ModelIR
+import ModelLensTestSupport
+import XCTest
+
+/// `calibrate` and calibrated profiles: the fit, the prediction from fitted kernel models, bad
+/// profiles, and the command itself (structure only: timings are for `Tools/study.py`).
+final class CalibrationTests: XCTestCase {
+    /// Samples made from known costs (with ±2% noise) give those costs back.
+    func testFitRecoversTheCostsThatMadeTheSamples() throws {
+        var rng = SplitMix(seed: 3)
+        let truth: [String: Double] = ["call": 2e-6, "flops": 1 / 80e9, "bytes": 1 / 20e9]
+        var samples: [(features: KernelFeatures, seconds: Double)] = []
+        for _ in 0..<60 {
+            var f = KernelFeatures(kernelClass: "conv.pointwise.nchw")
+            f.flops = Int(rng.next() % 400_000_000) + 1000
+            f.bytesRead = Int(rng.next() % 8_000_000) + 100
+            f.bytesWritten = Int(rng.next() % 4_000_000)
+            let noise = 1 + (Double(rng.next() % 4001) / 100_000 - 0.02)
+            samples.append((f, truth.reduce(0) { $0 + $1.value * f.terms[$1.key]! } * noise))
+        }
+        let m = try XCTUnwrap(CostFit.fit(samples))
+        XCTAssertEqual(m.samples, 60)
+        for (term, c) in truth { XCTAssertEqual(m.coefficients[term] ?? 0, c, accuracy: c * 0.05, term) }
+        XCTAssertLessThan(m.coefficients["weightBytes"] ?? 0, 1e-12)
+        XCTAssertLessThan(m.medianAbsError, 0.02)
+        // Fewer samples than terms + 1: no fit.
+        XCTAssertNil(CostFit.fit(Array(samples.prefix(4))))
+    }
+
+    /// With kernel models for the thread count asked, each kernel is predicted by its class's
+    /// model (or its wider class's); without, the roofline, and the report says which.
+    func testCalibratedProfilePredictsEachKernelByItsClass() throws {
+        let model = try ModelImporter.load(TestSupport.samples.appendingPathComponent("tiny_cnn.onnx").path)
+        var profile = try HardwareProfile.resolve(HardwareProfile.defaultID)
+        let conv = KernelCostModel(coefficients: ["call": 1e-6, "flops": 1e-11], samples: 10, medianAbsError: 0.05)
+        let other = KernelCostModel(coefficients: ["call": 3e-6, "bytes": 1e-10], samples: 10, medianAbsError: 0.05)
+        profile.kernels = ["1": ["conv.pointwise.nchw": conv, "conv.spatial.nchw": conv, "conv.depthwise.nchw": conv,
+                                 "elementwise": other, "movement": other, "pool": other, "gemm": other, "reduce": other, "resize": other]]
+        let r = ModelAnalyzer.analyze(model, profile: profile, threads: 1)
+        XCTAssertEqual(r.method, "calibrated")
+        var expected = 0.0
+        for (step, f) in zip(r.kernels, r.kernelFeatures) where r.nodes[step.node].predictedSeconds > 0 || f.flops > 0 {
+            let m = profile.kernels!["1"]![f.kernelClass] ?? f.fallbackClass.flatMap { profile.kernels!["1"]![$0] }
+            guard let m else { continue }
+            let terms = f.terms
+            let hand = m.coefficients.reduce(0) { $0 + $1.value * terms[$1.key]! }
+            XCTAssertEqual(r.nodes[step.node].predictedSeconds, hand, accuracy: 1e-15, r.nodes[step.node].name)
+            expected += hand
+        }
+        XCTAssertGreaterThan(expected, 0)
+        // Two threads: the profile has no models for them, so the roofline, said so.
+        let r2 = ModelAnalyzer.analyze(model, profile: profile, threads: 2)
+        XCTAssertEqual(r2.method, "roofline")
+        XCTAssertTrue(AnalysisRenderer.render(r2, format: .table, perLayer: false, top: 3).contains("not 2"))
+    }
+
+    /// A profile file that is not JSON, lacks a field or carries a negative cost is refused with
+    /// the file and the field named.
+    func testBadProfilesNameTheFileAndTheField() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("calib-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let good = try JSONEncoder().encode(try HardwareProfile.resolve(HardwareProfile.defaultID))
+        var obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: good) as? [String: Any])
+        func check(_ name: String, _ data: Data, mentions: String) throws {
+            let p = dir.appendingPathComponent(name).path
+            try data.write(to: URL(fileURLWithPath: p))
+            XCTAssertThrowsError(try HardwareProfile.load(p), name) { e in
+                XCTAssertTrue("\(e)".contains(p), "\(e)")
+                XCTAssertTrue("\(e)".contains(mentions), "\(e)")
+            }
+        }
+        try check("truncated.json", good.prefix(good.count / 2), mentions: "not valid JSON")
+        obj.removeValue(forKey: "dramBytesPerSecond")
+        try check("missing.json", try JSONSerialization.data(withJSONObject: obj), mentions: "'dramBytesPerSecond'")
+        obj["dramBytesPerSecond"] = 1e10
+        obj["kernels"] = ["1": ["gemm": ["coefficients": ["flops": -1e-11], "samples": 9, "medianAbsError": 0.1]]]
+        try check("negative.json", try JSONSerialization.data(withJSONObject: obj), mentions: "kernels.1.gemm.coefficients.flops")
+        obj["kernels"] = ["one": [String: Any]()]
+        try check("threads.json", try JSONSerialization.data(withJSONObject: obj), mentions: "kernels.one")
+        obj["kernels"] = ["1": ["gemm": ["coefficients": ["cycles": 1e-11], "samples": 9, "medianAbsError": 0.1]]]
+        try check("term.json", try JSONSerialization.data(withJSONObject: obj), mentions: "unknown term")
+    }
+
+    /// `calibrate --quick` writes a profile that loads, with a model for every conv class in both
+    /// layouts, that `analyze` then uses; on a machine whose timings moved more than it
+    /// tolerates, it writes nothing.
+    func testCalibrateWritesAProfileThatAnalyzeUses() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("calibrate-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("host.json").path
+        let r = try TestSupport.run(["calibrate", "--quick", "-o", out, "--allow-unstable"], timeout: 600)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let p = try HardwareProfile.load(out)
+        let models = try XCTUnwrap(p.kernelModels(threads: 1))
+        for layout in ["nchw", "nhwc"] {
+            for cls in ["conv.pointwise", "conv.3x3s1", "conv.spatial", "conv.depthwise", "conv.depthwise.s2"] {
+                let m = try XCTUnwrap(models["\(cls).\(layout)"], "\(cls).\(layout)")
+                XCTAssertGreaterThan(m.samples, m.coefficients.count)
+                XCTAssertTrue(m.coefficients.values.allSatisfy { $0 >= 0 })
+            }
+        }
+        XCTAssertTrue(r.stdout.contains("median |error|"), r.stdout)
+        let a = try TestSupport.run(["analyze", TestSupport.samples.appendingPathComponent("tiny_cnn.onnx").path, "--profile", out])
+        XCTAssertEqual(a.status, 0, a.stderr)
+        XCTAssertTrue(a.stdout.contains("calibrated kernel models, 1 thread(s)"), a.stdout)
+        let refused = dir.appendingPathComponent("refused.json").path
+        let u = try TestSupport.run(["calibrate", "--quick", "-o", refused, "--max-spread", "0.0000001"], timeout: 600)
+        XCTAssertEqual(u.status, 1)
+        XCTAssertTrue(u.stderr.contains("too busy for repeatable timings"), u.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: refused))
+    }
+}
