@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Exports torchvision classification models to ONNX in .models/torchvision/ (git-ignored;
 VGG16 alone is 553 MB): VGG16, ResNet50, MobileNetV2, GoogLeNet, DenseNet121, ShuffleNetV2 x1.0,
-and MobileNetV3-Small (squeeze-excitation blocks).
+and MobileNetV3-Small (squeeze-excitation blocks). With --study, the latency study's further
+architectures (Tools/study.py) go to .models/study-torchvision/ instead: ResNet18/34/101, ResNeXt,
+Wide ResNet, MobileNetV3-Large, EfficientNet-B0/B1, RegNet, SqueezeNet, MNASNet, Inception v3,
+AlexNet, ConvNeXt-Tiny, ShuffleNetV2 x0.5.
 Made once per machine; an existing file is kept.
 
 Weights are random (no download) and jittered so that no two initializers are equal
@@ -29,6 +32,26 @@ MODELS = {
     'mobilenet_v3_small': lambda tv: tv.models.mobilenet_v3_small(weights=None),
 }
 
+STUDY = {
+    'resnet18': lambda tv: tv.models.resnet18(weights=None),
+    'resnet34': lambda tv: tv.models.resnet34(weights=None),
+    'resnet101': lambda tv: tv.models.resnet101(weights=None),
+    'resnext50_32x4d': lambda tv: tv.models.resnext50_32x4d(weights=None),
+    'wide_resnet50_2': lambda tv: tv.models.wide_resnet50_2(weights=None),
+    'mobilenet_v3_large': lambda tv: tv.models.mobilenet_v3_large(weights=None),
+    'efficientnet_b0': lambda tv: tv.models.efficientnet_b0(weights=None),
+    'efficientnet_b1': lambda tv: tv.models.efficientnet_b1(weights=None),
+    'regnet_x_400mf': lambda tv: tv.models.regnet_x_400mf(weights=None),
+    'regnet_y_400mf': lambda tv: tv.models.regnet_y_400mf(weights=None),
+    'squeezenet1_0': lambda tv: tv.models.squeezenet1_0(weights=None),
+    'squeezenet1_1': lambda tv: tv.models.squeezenet1_1(weights=None),
+    'mnasnet1_0': lambda tv: tv.models.mnasnet1_0(weights=None),
+    'inception_v3': lambda tv: tv.models.inception_v3(weights=None, aux_logits=False, init_weights=True),
+    'alexnet': lambda tv: tv.models.alexnet(weights=None),
+    'convnext_tiny': lambda tv: tv.models.convnext_tiny(weights=None),
+    'shufflenet_v2_x0_5': lambda tv: tv.models.shufflenet_v2_x0_5(weights=None),
+}
+
 
 def import_torchvision():
     try:
@@ -53,7 +76,12 @@ def import_torchvision():
 
 
 def main():
-    names = sys.argv[1:] or list(MODELS)
+    global OUT, MODELS
+    args = sys.argv[1:]
+    if '--study' in args:
+        args.remove('--study')
+        OUT, MODELS = os.path.join(ROOT, '.models', 'study-torchvision'), STUDY
+    names = args or list(MODELS)
     os.makedirs(OUT, exist_ok=True)
     tv = import_torchvision()
     torch.manual_seed(0)
@@ -68,7 +96,7 @@ def main():
                 if t.dim() == 1 and t.numel() > 1 and torch.all(t > 0.5):   # BatchNorm variance / scale stay positive
                     t.abs_()
         params = sum(p.numel() for p in model.parameters())
-        x = torch.randn(1, 3, 224, 224)
+        x = torch.randn(1, 3, 299, 299) if name == 'inception_v3' else torch.randn(1, 3, 224, 224)
         tmp = path + '.tmp'
         torch.onnx.export(model, (x,), tmp, input_names=['input'], output_names=['logits'], opset_version=17,
                           dynamic_axes={'input': {0: 'batch'}, 'logits': {0: 'batch'}},

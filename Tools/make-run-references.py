@@ -92,7 +92,30 @@ def tflite_ref(path):
     return ins, outs, meta
 
 
+def ort_profiles():
+    """onnxruntime's per-op profiles (the JSON trace enable_profiling writes), 1 thread, 5 runs:
+    the files `modellens calibrate --from-timings` reads, for its tests."""
+    import onnxruntime as ort
+    d = os.path.join(ROOT, '.refdata', 'ort-profiles')
+    os.makedirs(d, exist_ok=True)
+    for p in (os.path.join(ROOT, 'SampleModels', 'tiny_cnn.onnx'), os.path.join(ROOT, '.models', 'torchvision', 'mobilenet_v2.onnx')):
+        out = os.path.join(d, os.path.splitext(os.path.basename(p))[0] + '.json')
+        if os.path.exists(out) or not os.path.exists(p):
+            continue
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.enable_profiling = True
+        opts.profile_file_prefix = os.path.join(d, 'tmp')
+        s = ort.InferenceSession(p, opts, providers=['CPUExecutionProvider'])
+        feeds = {i.name: np.random.default_rng(0).standard_normal([x if isinstance(x, int) else 1 for x in i.shape]).astype(np.float32)
+                 for i in s.get_inputs()}
+        for _ in range(5):
+            s.run(None, feeds)
+        os.replace(s.end_profiling(), out)
+
+
 def main():
+    ort_profiles()
     models = sorted(glob.glob(os.path.join(ROOT, '.models', d, '*.onnx')) for d in ('torchvision', 'paper', 'rapidocr', 'nudenet', 'magika'))
     models = [p for group in models for p in group] + sorted(glob.glob(os.path.join(ROOT, '.models', 'mediapipe', '*.tflite')))
     models += [os.path.join(ROOT, 'SampleModels', f) for f in ('tiny_cnn.onnx', 'depthwise_cases.onnx', 'tiny_cnn.tflite', 'tiny_cnn_qdq.onnx',

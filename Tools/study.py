@@ -12,7 +12,7 @@ Protocol (these machines are noisy): 1-thread runs pinned to one CPU (taskset -c
 interleaved across models, each model's latency the minimum of its round medians; the spread of
 the round medians is reported per model.
 
-The models: the real ones Tools/fetch-models.sh and Tools/export-torchvision.py put in .models/,
+The models: the real ones Tools/fetch-models.sh and Tools/export-torchvision.py [--study] put in .models/,
 width-scaled copies of the torchvision CNNs (`modellens scale`), and other input sizes.
 
 Usage: Tools/study.py [--threads 1,2] [--rounds 3] [--runs 10] [--profile host.json] [--quick]
@@ -27,6 +27,9 @@ WORK = os.path.join(ROOT, '.study')
 # Width sweeps (paper 000's models) and input sizes, made from the torchvision exports.
 SWEEPS = {'vgg16': [0.125, 0.25, 0.5, 0.75], 'resnet50': [0.125, 0.25, 0.5, 0.75, 1.25, 1.5],
           'mobilenet_v2': [0.25, 0.5, 0.75, 1.5, 2.0, 3.0], 'googlenet': [0.25, 0.5]}
+# Models whose symbolic inputs need a real size to run (as Tools/make-run-references.py gives).
+FIXED = {'rapidocr_onnxruntime__models__ch_PP-OCRv4_det_infer': '1,3,320,320', 'rapidocr_onnxruntime__models__ch_PP-OCRv4_rec_infer': '1,3,48,320',
+         'rapidocr_onnxruntime__models__ch_ppocr_mobile_v2.0_cls_infer': '1,3,48,192', 'nudenet__320n': '1,3,320,320'}
 SIZES = {'mobilenet_v2': [128, 160, 192, 256], 'resnet50': [128, 160, 192, 288], 'shufflenet_v2_x1_0': [160, 320],
          'densenet121': [160], 'mobilenet_v3_small': [160, 320]}
 
@@ -37,9 +40,14 @@ def sh(args, **kw):
 
 def models(quick):
     out = []
-    for d in ['torchvision', 'mediapipe', 'rapidocr', 'nudenet', 'magika', 'paper', 'keras', 'quantized']:
+    for d in ['torchvision', 'study-torchvision', 'mediapipe', 'rapidocr', 'nudenet', 'magika', 'paper', 'keras', 'quantized']:
         for p in sorted(glob.glob(os.path.join(ROOT, '.models', d, '*.onnx')) + glob.glob(os.path.join(ROOT, '.models', d, '*.tflite'))):
-            out.append((os.path.relpath(p, ROOT), []))
+            stem = os.path.splitext(os.path.basename(p))[0]
+            extra = []
+            if stem in FIXED:
+                info = json.loads(sh([BIN, 'inspect', p, '--json']).stdout or '{}')
+                extra = ['--input-shape', f"{info['inputs'][0]['name']}={FIXED[stem]}"] if info.get('inputs') else []
+            out.append((os.path.relpath(p, ROOT), extra))
     tv = os.path.join(ROOT, '.models', 'torchvision')
     os.makedirs(os.path.join(WORK, 'models'), exist_ok=True)
     for name, widths in SWEEPS.items():

@@ -97,7 +97,7 @@ public enum ModelAnalyzer {
         var weights = Set(g.values.filter { $0.constant != nil }.map(\.id))
         var loadTime = Set<Int>()
         var weightSource: [ValueID: ValueID] = [:]
-        for (i, n) in g.nodes.enumerated() where ["Dequantize", "DequantizeLinear", "Cast"].contains(n.op.rawValue) {
+        for (i, n) in g.nodes.enumerated() where ["Dequantize", "DequantizeLinear", "Cast", "Densify"].contains(n.op.rawValue) {
             if let src = n.inputs.first ?? nil, weights.contains(src), let out = n.outputs.first {
                 weights.insert(out)
                 weightSource[out] = weightSource[src] ?? src
@@ -152,16 +152,25 @@ public enum ModelAnalyzer {
         }
         let kernelPlan = KernelPlan.make(g)
         predict(&nodes, g, profile: profile, loadTime: loadTime, weights: weights, bindings: bindings, kernels: kernelPlan)
-        let features = KernelClassifier.features(kernelPlan.kernels, nodes, in: g, bindings: bindings)
+        let features = KernelClassifier.features(kernelPlan.kernels, nodes, in: g, bindings: bindings, cacheBytes: profile.coreCacheBytes)
         var method = "roofline", rooflineKernels = 0
         if let models = profile.kernelModels(threads: threads) {
             method = "calibrated"
+            let dispatch = models[KernelCostModel.dispatchClass]?.coefficients["call"] ?? 0
+            // Weights stream from DRAM on every run when the model's weights and largest working
+            // set exceed the last-level cache (the DRAM model's rule): at least the measured
+            // bandwidth's time per byte, whatever the calibration networks (small, cache-resident) saw.
+            let totalWeights = nodes.reduce(0) { $0 + $1.weightBytes }
+            let largestWorkingSet = nodes.map { $0.bytesRead + $0.bytesWritten - $0.weightBytes }.max() ?? 0
+            let weightsStream = totalWeights + largestWorkingSet > profile.lastLevelCacheBytes
             for (step, f) in zip(kernelPlan.kernels, features) {
                 guard let m = models[f.kernelClass] ?? f.fallbackClass.flatMap({ models[$0] }) else {
                     if nodes[step.node].predictedSeconds > 0 { rooflineKernels += 1; nodes[step.node].tags.append("roofline") }
                     continue
                 }
-                nodes[step.node].predictedSeconds = m.seconds(f)
+                var t = m.seconds(f) + dispatch
+                if weightsStream { t += Double(f.weightBytes) * max(0, 1 / profile.dramBytesPerSecond - (m.coefficients["weightBytes"] ?? 0)) }
+                nodes[step.node].predictedSeconds = t
             }
         }
 

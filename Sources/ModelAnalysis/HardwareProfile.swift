@@ -36,6 +36,11 @@ public struct HardwareProfile: Codable, Sendable {
         caches.filter { $0.perCore != true }.map(\.bytes).max() ?? caches.map(\.bytes).max() ?? 0
     }
 
+    /// The largest cache a core has to itself (L2 on the usual CPU), 0 when none is listed.
+    public var coreCacheBytes: Int {
+        caches.filter { $0.perCore != false && $0.level != "L3" }.map(\.bytes).max() ?? 0
+    }
+
     /// Peak for a dtype, falling back to float32.
     public func peak(for dtype: String) -> Double {
         peakFlopsPerSecond[dtype] ?? peakFlopsPerSecond["float32"] ?? 1e9
@@ -118,6 +123,11 @@ public struct KernelCostModel: Codable, Sendable, Equatable {
         self.samples = samples
         self.medianAbsError = medianAbsError
     }
+
+    /// The entry of a profile's kernel models that is no kernel class: what running a kernel
+    /// costs beyond the kernel itself (the executor's step from one kernel to the next), under
+    /// its `call` term; added to every kernel.
+    public static let dispatchClass = "dispatch"
 
     public func seconds(_ f: KernelFeatures) -> Double {
         let terms = f.terms

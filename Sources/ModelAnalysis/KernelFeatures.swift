@@ -16,6 +16,8 @@ public struct KernelFeatures: Sendable, Equatable {
     /// Bytes of the last fused node's outputs.
     public var bytesWritten = 0
     public var weightBytes = 0
+    /// The core's own cache (L2): a kernel whose tensors exceed it streams the rest from farther.
+    public var cacheBytes = 0
     /// Convolution geometry (zero for other classes): channels per group in and out, groups,
     /// kernel and output size, stride.
     public var inChannels = 0, outChannels = 0, groups = 0, kernelH = 0, kernelW = 0, outH = 0, outW = 0, stride = 0
@@ -25,11 +27,14 @@ public struct KernelFeatures: Sendable, Equatable {
         self.fallbackClass = fallbackClass
     }
 
-    /// The named quantities a cost model weighs (see `KernelCostModel`).
+    /// The named quantities a cost model weighs (see `KernelCostModel`): `spillBytes` is the
+    /// part of the kernel's activations beyond the core's cache.
     public var terms: [String: Double] {
-        ["call": 1, "flops": Double(flops), "bytes": Double(bytesRead + bytesWritten), "weightBytes": Double(weightBytes)]
+        let all = bytesRead + bytesWritten
+        return ["call": 1, "flops": Double(flops), "bytes": Double(bytesRead + bytesWritten), "weightBytes": Double(weightBytes),
+                "spillBytes": Double(max(0, all - cacheBytes))]
     }
-    public static let termNames: Set<String> = ["call", "flops", "bytes", "weightBytes"]
+    public static let termNames: Set<String> = ["call", "flops", "bytes", "weightBytes", "spillBytes"]
 }
 
 /// Sorts kernels into classes and sums their work, from the IR only (op, layout, shapes and
@@ -70,6 +75,13 @@ public enum KernelClassifier {
             else if reduction.contains(op) { family = "reduce" }
             else if movement.contains(op) { family = "movement" }
             else { family = "elementwise" }
+            // A binary op whose operands differ in shape (a squeeze-excitation's per-channel scale)
+            // runs a broadcasting loop, slower per element than the same-shape one.
+            if family == "elementwise", node.inputs.count == 2, let a = node.inputs[0], let b = node.inputs[1],
+               g.values[a].constant == nil, g.values[b].constant == nil,
+               let da = g.values[a].type.shape.dims, let db = g.values[b].type.shape.dims, da != db {
+                return ("elementwise.\(op).broadcast", "elementwise.\(op)")
+            }
             return ("\(family).\(op)", family)
         }
     }
@@ -99,7 +111,7 @@ public enum KernelClassifier {
     }
 
     /// The features of each kernel of `kernels`, from the per-node counts of `nodes`.
-    public static func features(_ kernels: [KernelStep], _ nodes: [NodeAnalysis], in g: Graph, bindings: [String: Int]) -> [KernelFeatures] {
+    public static func features(_ kernels: [KernelStep], _ nodes: [NodeAnalysis], in g: Graph, bindings: [String: Int], cacheBytes: Int) -> [KernelFeatures] {
         func bytes(_ v: ValueID) -> Int {
             let t = g.values[v].type
             guard let dims = t.shape.dims else { return 0 }
@@ -109,6 +121,7 @@ public enum KernelClassifier {
             let node = g.nodes[step.node]
             let (cls, fallback) = classify(node, in: g, bindings: bindings)
             var f = KernelFeatures(kernelClass: cls, fallbackClass: fallback)
+            f.cacheBytes = cacheBytes
             let group = [step.node] + step.fused
             for k in group {
                 f.macs += nodes[k].macs

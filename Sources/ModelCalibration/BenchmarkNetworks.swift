@@ -27,7 +27,7 @@ public enum BenchmarkNetworks {
     /// network dominates the time. `quick` takes every third point.
     public static func design(quick: Bool) -> [Point] {
         let widths = [8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
-        let resolutions = [7, 14, 28, 56, 112]
+        let resolutions = [7, 14, 28, 56, 112, 224]
         var points: [Point] = []
         var k = 0
         for r in resolutions {
@@ -71,6 +71,8 @@ public enum BenchmarkNetworks {
         let pre = b.conv(b.unary("Relu", bn), 3 * c, c, k: 1)
         let pr = b.prelu(pre)
         let avg = b.pool("AveragePool", pr, k: 2, stride: 2, pad: 0)
+        // Squeeze-excitation: a per-channel scale, broadcast over the plane.
+        let se = b.binary("Mul", pr, b.unary("Sigmoid", b.globalPool(pr)))
         let pooled = b.pool("MaxPool", cat, k: 3, stride: 2)
         let transposed = b.transpose(cat, [0, 1, 3, 2])
         let cropped = b.crop(transposed, 1)
@@ -80,7 +82,7 @@ public enum BenchmarkNetworks {
         let flat = b.flatten(gap)
         let logits = b.gemm(flat, 3 * c, 1000)
         let soft = b.softmax(logits)
-        b.outputs([soft, cropped, up, avg])
+        b.outputs([soft, cropped, up, avg, se])
         let graph = b.graph
         let model = Model(format: Model.Format(rawValue: "onnx"), path: "calibration-\(c)x\(r)", fileSize: 0, graph: graph)
         model.opsets = ["": 17]

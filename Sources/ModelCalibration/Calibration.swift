@@ -47,14 +47,15 @@ public struct Calibration {
         var totals: [Double] = []      // per round: median of the whole run (with per-kernel timing)
     }
 
-    public static func run(_ options: Options, progress: (String) -> Void) throws -> Result {
+    /// `host`: this machine's measured profile (its caches place each kernel's spill).
+    public static func run(_ options: Options, host: HardwareProfile, progress: (String) -> Void) throws -> Result {
         let start = Date()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("modellens-calibrate-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let points = BenchmarkNetworks.design(quick: options.quick)
         var timed: [Timed] = []
-        let profile = try HardwareProfile.resolve(HardwareProfile.defaultID)
+        let profile = host
         for (i, p) in points.enumerated() {
             progress("building network \(i + 1)/\(points.count) (\(p.channels) channels at \(p.resolution)x\(p.resolution))")
             let net = BenchmarkNetworks.network(p, seed: UInt64(1000 + i))
@@ -107,10 +108,18 @@ public struct Calibration {
                 if let fb = f.fallbackClass, !Self.notInWiderClass.contains(f.kernelClass) { byFallback[fb, default: []].append((f, s)) }
             }
         }
+        // What a run costs beyond its kernels (the executor's stepping from one to the next), per
+        // kernel: the whole run's time less its kernels', over the networks.
+        let dispatch = timed.map { t -> Double in
+            let kernels = t.rounds.indices.map { r in t.rounds[r].reduce(0, +) }
+            let best = zip(t.totals, kernels).min { $0.0 < $1.0 }!
+            return max(0, best.0 - best.1) / Double(max(1, t.kernels.count))
+        }
         progress("fitting \(byClass.count) kernel classes on \(samples) kernels")
         var models: [String: KernelCostModel] = [:]
         for (cls, s) in byFallback { if let m = CostFit.fit(s) { models[cls] = m } }
         for (cls, s) in byClass { if let m = CostFit.fit(s) { models[cls] = m } }
+        models[KernelCostModel.dispatchClass] = KernelCostModel(coefficients: ["call": median(dispatch)], samples: timed.count, medianAbsError: 0)
         var residuals: [(String, Double, Double)] = []
         for (cls, s) in byClass {
             guard let m = models[cls] ?? s.first?.features.fallbackClass.flatMap({ models[$0] }) else { continue }

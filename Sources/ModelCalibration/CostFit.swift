@@ -3,11 +3,11 @@ import ModelAnalysis
 
 /// Fits a kernel class's cost model: seconds = Σ c_term × term with every c ≥ 0, minimising the
 /// squared *relative* error (each sample weighted by 1 / its time, so a 10 µs kernel counts as
-/// much as a 10 ms one). With four terms the non-negative least-squares solution is found
+/// much as a 10 ms one). With five terms the non-negative least-squares solution is found
 /// exactly by solving the unconstrained problem on every subset of terms and keeping the best
 /// feasible one.
 public enum CostFit {
-    static let terms = ["call", "flops", "bytes", "weightBytes"]
+    static let terms = ["call", "flops", "bytes", "weightBytes", "spillBytes"]
 
     static func fit(_ samples: [(features: KernelFeatures, seconds: Double)]) -> KernelCostModel? {
         let usable = samples.filter { $0.seconds > 0 }

@@ -11,8 +11,11 @@ import ModelImport
 ///     t(model) = Σ_family s_family × Σ_{kernels of the family} base(kernel) + c × kernels
 ///
 /// with every s and c non-negative, minimising the squared relative error. A per-op profile gives
-/// one sample per kernel it names (t(kernel) = s_family × base(kernel) + c). The fitted profile is
-/// the base with each class's coefficients scaled by its family's factor and c added per call.
+/// one sample per kernel it names (t(kernel) = s_family × base(kernel) + c). With fewer than
+/// three samples per parameter, one factor is shared by all families (two parameters), so that
+/// a handful of whole-model timings is fitted, not interpolated. The fitted profile is the base
+/// with each class's coefficients scaled by its family's factor, and c as its dispatch cost per
+/// kernel (`KernelCostModel.dispatchClass`).
 public enum TimingsFit {
     public static let families = ["conv", "depthwise", "gemm", "other"]
     public static var parameters: Int { families.count + 1 }
@@ -43,6 +46,8 @@ public enum TimingsFit {
         public var samples: Int
         public var opSamples: Int
         public var residuals: [Residual]
+        /// One factor for all families (too few samples for one each).
+        public var sharedFactor: Bool
     }
 
     /// Reads `model,milliseconds[,op_profile]` rows (a header row and `#` comments are skipped;
@@ -131,33 +136,40 @@ public enum TimingsFit {
                 }
             }
         }
-        guard x.count >= parameters else {
-            throw FitError("\(x.count) sample(s) for \(parameters) parameters (a factor per kernel family: \(families.joined(separator: ", ")); and a per-kernel overhead): give at least \(parameters) models, or per-op profiles")
+        let shared = x.count < 3 * parameters
+        let needed = shared ? 2 : parameters
+        guard x.count >= needed + 1 else {
+            throw FitError("\(x.count) sample(s) for \(needed) parameters (a factor for the kernels' base times and a per-kernel overhead): give at least \(needed + 1) models, or per-op profiles")
         }
-        guard let coef = CostFit.nonNegativeRelativeFit(x, y) else { throw FitError("the timings do not determine the parameters (every model the same mix of kernels?)") }
+        var coef: [Double]
+        if shared {
+            let collapsed = x.map { [$0[0..<(parameters - 1)].reduce(0, +), $0[parameters - 1]] }
+            guard let c = CostFit.nonNegativeRelativeFit(collapsed, y) else { throw FitError("the timings do not determine the parameters") }
+            coef = [Double](repeating: c[0], count: parameters - 1) + [c[1]]
+        } else {
+            guard let c = CostFit.nonNegativeRelativeFit(x, y) else { throw FitError("the timings do not determine the parameters (every model the same mix of kernels?)") }
+            coef = c
+        }
         var profile = base
         profile.id = "fitted-from-timings"
         profile.name = "\(base.name), fitted to \(rows.count) measured model(s)"
         var fitted: [String: KernelCostModel] = [:]
         var classes = classesSeen
-        for (cls, _) in base.kernelModels(threads: threads) ?? [:] { classes.insert(cls) }
+        for (cls, _) in base.kernelModels(threads: threads) ?? [:] where cls != KernelCostModel.dispatchClass { classes.insert(cls) }
         for cls in classes {
             let f = KernelFeatures(kernelClass: cls)
             var m = baseModel(base, threads: threads, f)
             let s = coef[family(cls)]
-            m.coefficients = m.coefficients.mapValues { $0 * s }
-            m.coefficients["call", default: 0] += coef[parameters - 1]
-            m.coefficients = m.coefficients.filter { $0.value > 0 }
+            m.coefficients = m.coefficients.mapValues { $0 * s }.filter { $0.value > 0 }
             fitted[cls] = m
         }
         // The wider classes stand in for kernels of classes no model in the timings had.
         for (cls, fb) in [("elementwise", 3), ("movement", 3), ("pool", 3), ("reduce", 3), ("resize", 3), ("gemm", 2)] where fitted[cls] == nil {
             var m = base.kernelModels(threads: threads)?[cls] ?? rooflineModel(base)
-            m.coefficients = m.coefficients.mapValues { $0 * coef[fb] }
-            m.coefficients["call", default: 0] += coef[parameters - 1]
-            m.coefficients = m.coefficients.filter { $0.value > 0 }
+            m.coefficients = m.coefficients.mapValues { $0 * coef[fb] }.filter { $0.value > 0 }
             fitted[cls] = m
         }
+        fitted[KernelCostModel.dispatchClass] = KernelCostModel(coefficients: ["call": coef[parameters - 1]], samples: x.count, medianAbsError: 0)
         profile.kernels = [String(threads): fitted]
         profile.sources["kernels.\(threads)"] = "modellens calibrate --from-timings: \(rows.count) model(s), \(opSamples) per-op sample(s); base \(base.id); factors " +
             zip(families, coef).map { String(format: "%@ %.3g", $0, $1) }.joined(separator: ", ") + String(format: ", %.2f us per kernel", coef[parameters - 1] * 1e6)
@@ -167,7 +179,8 @@ public enum TimingsFit {
         }
         var factors: [String: Double] = [:]
         for (k, f) in families.enumerated() { factors[f] = coef[k] }
-        return Result(profile: profile, factors: factors, perKernelSeconds: coef[parameters - 1], samples: x.count, opSamples: opSamples, residuals: residuals)
+        return Result(profile: profile, factors: factors, perKernelSeconds: coef[parameters - 1], samples: x.count, opSamples: opSamples,
+                      residuals: residuals, sharedFactor: shared)
     }
 }
 

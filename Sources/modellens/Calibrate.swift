@@ -28,7 +28,8 @@ struct Calibrate: ParsableCommand {
             `SessionOptions.enable_profiling` writes). The --base profile's kernel models (or its \
             roofline) give each kernel's time up to one factor per kernel family (conv, depthwise, \
             gemm, other) plus a per-kernel overhead; the fit finds those five numbers and prints \
-            its residuals. It needs at least five samples (models or per-op rows).
+            its residuals. With fewer than 15 samples (models or per-op rows) one factor serves all \
+            families; it needs at least three.
 
             Examples:
               modellens calibrate -o host.json
@@ -70,7 +71,7 @@ struct Calibrate: ParsableCommand {
             if quick { (options.rounds, options.runsPerRound) = (3, 5) }
             let result: Calibration.Result
             do {
-                result = try withPinnedCPU(n == 1) { try Calibration.run(options) { progress.update("\(n) thread(s): \($0)") } }
+                result = try withPinnedCPU(n == 1) { try Calibration.run(options, host: profile) { progress.update("\(n) thread(s): \($0)") } }
             } catch {
                 progress.finish()
                 throw CommandError(message: "calibrate: \(error)", code: 1)
@@ -127,7 +128,8 @@ struct Calibrate: ParsableCommand {
                               "opSamples": result.opSamples, "output": output ?? NSNull(),
                               "residuals": result.residuals.map { ["model": $0.model, "measuredMs": $0.measuredMs, "baseMs": $0.baseMs, "fittedMs": $0.fittedMs] }]))
         } else {
-            print("fitted to \(result.residuals.count) model(s) and \(result.opSamples) per-op sample(s), base \(baseProfile.id), \(n) thread(s):")
+            print("fitted to \(result.residuals.count) model(s) and \(result.opSamples) per-op sample(s), base \(baseProfile.id), \(n) thread(s)"
+                  + (result.sharedFactor ? " (one factor for all families: fewer than \(3 * TimingsFit.parameters) samples):" : ":"))
             print("  " + TimingsFit.families.map { String(format: "%@ x%.3g", $0, result.factors[$0] ?? 0) }.joined(separator: ", ")
                   + String(format: "; %.2f us per kernel\n", result.perKernelSeconds * 1e6))
             var rows = [["model", "measured ms", "base ms", "fitted ms", "fitted/measured"]]

@@ -115,3 +115,92 @@ final class CalibrationTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: refused))
     }
 }
+
+/// `calibrate --from-timings`: a profile fitted to a runtime's measured latencies.
+final class TimingsFitTests: XCTestCase {
+    func profileWithKernelModels() throws -> HardwareProfile {
+        var profile = try HardwareProfile.resolve(HardwareProfile.defaultID)
+        let conv = KernelCostModel(coefficients: ["call": 1e-6, "flops": 1e-11], samples: 10, medianAbsError: 0.05)
+        let other = KernelCostModel(coefficients: ["call": 3e-6, "bytes": 1e-10], samples: 10, medianAbsError: 0.05)
+        var models: [String: KernelCostModel] = [:]
+        for layout in ["nchw", "nhwc"] {
+            for c in ["pointwise", "spatial", "depthwise", "3x3s1", "grouped"] { models["conv.\(c).\(layout)"] = conv }
+        }
+        for c in ["elementwise", "movement", "pool", "gemm", "reduce", "resize", "convtranspose"] { models[c] = other }
+        profile.kernels = ["1": models]
+        return profile
+    }
+
+    func write(_ text: String, _ name: String) throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("timings-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let p = dir.appendingPathComponent(name).path
+        try text.write(toFile: p, atomically: true, encoding: .utf8)
+        return p
+    }
+
+    /// Latencies that are twice what the base predicts come back as a factor of 2 (few models:
+    /// one factor shared by the families), and the fitted profile predicts them.
+    func testWholeModelTimingsGiveTheirFactorBack() throws {
+        let base = try profileWithKernelModels()
+        let files = ["tiny_cnn.onnx", "depthwise_cases.onnx", "tiny_cnn.tflite", "tiny_int8.tflite"].map { TestSupport.samples.appendingPathComponent($0).path }
+        var csv = "model,milliseconds\n"
+        var truth: [String: Double] = [:]
+        for f in files {
+            let ms = ModelAnalyzer.analyze(try ModelImporter.load(f), profile: base).totals.predictedSeconds * 1000 * 2
+            truth[f] = ms
+            csv += "\(f),\(ms)\n"
+        }
+        let rows = try TimingsFit.readCSV(try write(csv, "double.csv"))
+        XCTAssertEqual(rows.count, 4)
+        let r = try TimingsFit.fit(rows, base: base, threads: 1)
+        XCTAssertTrue(r.sharedFactor)
+        for f in TimingsFit.families { XCTAssertEqual(r.factors[f]!, 2, accuracy: 0.02, f) }
+        for f in files {
+            let p = ModelAnalyzer.analyze(try ModelImporter.load(f), profile: r.profile).totals.predictedSeconds * 1000
+            XCTAssertEqual(p, truth[f]!, accuracy: truth[f]! * 0.02, f)
+        }
+    }
+
+    /// onnxruntime's own per-op profile of MobileNetV2 (Tools/make-run-references.py): its node
+    /// names find the kernels they ran as, one sample each, and the fit reproduces the profile's
+    /// total within 25%.
+    func testOnnxruntimeProfileGivesOneSamplePerKernel() throws {
+        let trace = TestSupport.refdata.appendingPathComponent("ort-profiles/mobilenet_v2.json").path
+        let model = TestSupport.models.appendingPathComponent("torchvision/mobilenet_v2.onnx").path
+        guard FileManager.default.fileExists(atPath: trace), FileManager.default.fileExists(atPath: model) else { throw XCTSkip("run make reference") }
+        // The trace's total per run, read here independently: the median of each node's kernel time, summed.
+        let events = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: trace))) as? [[String: Any]])
+        var byNode: [String: [Double]] = [:]
+        for e in events where e["cat"] as? String == "Node" {
+            if let n = e["name"] as? String, n.hasSuffix("_kernel_time"), let d = e["dur"] as? Double { byNode[n, default: []].append(d) }
+        }
+        let totalMs = byNode.values.reduce(0) { $0 + $1.sorted()[$1.count / 2] } / 1000
+        XCTAssertGreaterThan(byNode.count, 40)
+        let rows = try TimingsFit.readCSV(try write("\(model),\(totalMs),\(trace)\n", "ort.csv"))
+        let r = try TimingsFit.fit(rows, base: try profileWithKernelModels(), threads: 1)
+        XCTAssertGreaterThanOrEqual(r.opSamples, 40, "onnxruntime node names should name MobileNetV2's kernels")
+        XCTAssertFalse(r.sharedFactor)
+        XCTAssertGreaterThan(r.factors["conv"]!, 0)
+        XCTAssertGreaterThan(r.factors["depthwise"]!, 0)
+        let fitted = ModelAnalyzer.analyze(try ModelImporter.load(model), profile: r.profile).totals.predictedSeconds * 1000
+        XCTAssertEqual(fitted, totalMs, accuracy: totalMs * 0.25)
+    }
+
+    func testBadTimingsNameTheFileAndLine() throws {
+        let tiny = TestSupport.samples.appendingPathComponent("tiny_cnn.onnx").path
+        func refused(_ csv: String, _ mentions: String) throws {
+            let p = try write(csv, "bad.csv")
+            XCTAssertThrowsError(try TimingsFit.fit(try TimingsFit.readCSV(p), base: try profileWithKernelModels(), threads: 1)) { e in
+                XCTAssertTrue("\(e)".contains(mentions), "\(e)")
+            }
+        }
+        try refused("model,milliseconds\n\(tiny),12\n\(tiny),abc\n", "line 3: 'abc' is not a number")
+        try refused("\(tiny),12,x,y\n", "line 1: expected model,milliseconds[,op_profile]")
+        try refused("\(tiny),-3\n", "must be positive")
+        try refused("/nonexistent/model.onnx,3\n/nonexistent/model.onnx,4\n/nonexistent/model.onnx,5\n", "model '/nonexistent/model.onnx'")
+        try refused("\(tiny),3\n\(tiny),3.1\n", "2 sample(s) for 2 parameters")
+        try refused("\(tiny),3,/nonexistent/profile.json\n", "cannot read the op profile")
+        try refused("# only a comment\n", "no timings")
+    }
+}

@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Predicting a runtime ModelLens does not run: onnxruntime on this host.
+
+1. Measures onnxruntime's 1-thread latency on the study's .onnx models (pinned to one CPU,
+   rounds interleaved across models, the minimum of the round medians) and writes its per-op
+   profile (SessionOptions.enable_profiling) for each.
+2. Fits a profile with `modellens calibrate --from-timings` on at most --fit models (chosen
+   spread over the latency range, per-op profiles included), from the calibrated host profile.
+3. Predicts onnxruntime's latency on every other model with `modellens analyze --profile` and
+   prints each prediction beside the measurement, and the share within +-10% and +-5%.
+
+Usage: Tools/study-runtime.py [--fit 10] [--rounds 3] [--runs 10] [--base .study/host.json]
+The models are those of Tools/study.py (run it first: it makes the sweeps and the host profile).
+"""
+import argparse, glob, json, os, subprocess, sys, time
+
+import numpy as np
+import onnxruntime as ort
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, '.build', 'release', 'modellens')
+WORK = os.path.join(ROOT, '.study', 'onnxruntime')
+
+
+def session(path, profile_prefix=None):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if profile_prefix:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(path, so, providers=['CPUExecutionProvider'])
+
+
+def feeds(sess):
+    rng = np.random.default_rng(1)
+    out = {}
+    for i in sess.get_inputs():
+        shape = [d if isinstance(d, int) else 1 for d in i.shape]
+        if 'float' in i.type:
+            out[i.name] = rng.standard_normal(shape).astype(np.float32)
+        else:
+            out[i.name] = np.zeros(shape, dtype=np.int64)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--fit', type=int, default=10)
+    ap.add_argument('--rounds', type=int, default=3)
+    ap.add_argument('--runs', type=int, default=10)
+    ap.add_argument('--base', default=os.path.join(ROOT, '.study', 'host.json'))
+    args = ap.parse_args()
+    if (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {1})
+    os.makedirs(WORK, exist_ok=True)
+    models = sorted(glob.glob(os.path.join(ROOT, '.models', '*', '*.onnx')) + glob.glob(os.path.join(ROOT, '.study', 'models', '*.onnx')))
+    sessions = {}
+    for m in models:
+        try:
+            s = session(m)
+            f = feeds(s)
+            s.run(None, f)
+            r = subprocess.run([BIN, 'analyze', m, '--format', 'json'], capture_output=True, text=True)
+            if r.returncode != 0:
+                continue
+            sessions[m] = (s, f)
+        except Exception as e:  # a model onnxruntime cannot run at the default shapes
+            print(f'study-runtime: {os.path.relpath(m, ROOT)}: {e}', file=sys.stderr)
+    medians = {m: [] for m in sessions}
+    for rd in range(args.rounds):
+        for k, (m, (s, f)) in enumerate(sessions.items()):
+            print(f'\rstudy-runtime: round {rd + 1}/{args.rounds}, model {k + 1}/{len(sessions)}\033[K', end='', file=sys.stderr)
+            s.run(None, f)
+            t = []
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                s.run(None, f)
+                t.append((time.perf_counter() - t0) * 1000)
+            medians[m].append(sorted(t)[len(t) // 2])
+    print(file=sys.stderr)
+    measured = {m: min(v) for m, v in medians.items()}
+    # Per-op profiles of the models fitted on: chosen spread over the latency range.
+    order = sorted(measured, key=measured.get)
+    step = max(1, len(order) // args.fit)
+    fit = order[::step][:args.fit]
+    rows = []
+    for m in fit:
+        s = session(m, os.path.join(WORK, os.path.basename(m)))
+        f = feeds(s)
+        for _ in range(args.runs):
+            s.run(None, f)
+        prof = s.end_profiling()
+        rows.append(f'{os.path.abspath(m)},{measured[m]:.4f},{os.path.abspath(prof)}')
+    csv = os.path.join(WORK, 'timings.csv')
+    with open(csv, 'w') as fh:
+        fh.write('model,milliseconds,op_profile\n' + '\n'.join(rows) + '\n')
+    fitted = os.path.join(WORK, 'onnxruntime.json')
+    r = subprocess.run([BIN, 'calibrate', '--from-timings', csv, '--base', args.base, '-o', fitted], capture_output=True, text=True)
+    print(r.stdout)
+    if r.returncode != 0:
+        sys.exit(r.stderr)
+    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), '?')
+    print(f'## onnxruntime {ort.__version__}, 1 thread, CPU {cpu}: fitted on {len(fit)} models, predicted on {len(measured) - len(fit)}\n')
+    print('| model | onnxruntime ms | round spread | predicted ms | ratio |')
+    print('|---|---|---|---|---|')
+    errs = []
+    for m in order:
+        if m in fit:
+            continue
+        a = json.loads(subprocess.run([BIN, 'analyze', m, '--profile', fitted, '--format', 'json'], capture_output=True, text=True).stdout)
+        p = a['totals']['predictedMs']
+        errs.append(p / measured[m] - 1)
+        print(f'| {os.path.relpath(m, ROOT)} | {measured[m]:.2f} | {100 * (max(medians[m]) / min(medians[m]) - 1):.1f}% | {p:.2f} | {p / measured[m]:.2f} |')
+    e = np.abs(np.array(errs))
+    print(f'\nwithin ±10%: {100 * np.mean(e <= 0.10):.0f}%; within ±5%: {100 * np.mean(e <= 0.05):.0f}%; '
+          f'mean abs. error {100 * e.mean():.1f}% over {len(e)} models')
+
+
+if __name__ == '__main__':
+    main()
