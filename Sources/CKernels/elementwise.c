@@ -68,6 +68,27 @@ static inline float binop(int op, float a, float b) {
   }
 }
 
+// One row of y = a op b for the four IEEE arithmetic ops, with each operand either a row
+// (stride 1) or one value repeated (stride 0): a loop per case that the compiler vectorises,
+// where the generic path switches on the op per element. Returns 0 for other ops and strides.
+#define MLK_ROW(OP)                                                                   \
+  do {                                                                                \
+    if (ai == 1 && bi == 1) for (long k = 0; k < n; k++) out[k] = pa[k] OP pb[k];     \
+    else if (ai == 1) { float v = pb[0]; for (long k = 0; k < n; k++) out[k] = pa[k] OP v; } \
+    else { float v = pa[0]; for (long k = 0; k < n; k++) out[k] = v OP pb[k]; }       \
+  } while (0)
+static int arithmetic_row(int op, const float *pa, long ai, const float *pb, long bi, float *out, long n) {
+  if ((ai != 0 && ai != 1) || (bi != 0 && bi != 1) || (ai == 0 && bi == 0)) return 0;
+  switch (op) {
+    case MLK_ADD: MLK_ROW(+); return 1;
+    case MLK_SUB: MLK_ROW(-); return 1;
+    case MLK_MUL: MLK_ROW(*); return 1;
+    case MLK_DIV: MLK_ROW(/); return 1;
+    default: return 0;
+  }
+}
+#undef MLK_ROW
+
 void mlk_binary(int op, int rank, const long *shape, const float *a, const long *as, const float *b, const long *bs, float *y) {
   long total = 1;
   for (int i = 0; i < rank; i++) total *= shape[i];
@@ -76,8 +97,7 @@ void mlk_binary(int op, int rank, const long *shape, const float *a, const long 
   int flat = 1;
   for (int i = rank - 1, step = 1; i >= 0; step *= (int)shape[i], i--)
     if (shape[i] != 1 && (as[i] != step || bs[i] != step)) flat = 0;
-  if (flat && op == MLK_ADD) { for (long k = 0; k < total; k++) y[k] = a[k] + b[k]; return; }
-  if (flat && op == MLK_MUL) { for (long k = 0; k < total; k++) y[k] = a[k] * b[k]; return; }
+  if (flat && arithmetic_row(op, a, 1, b, 1, y, total)) return;
   long idx[8] = {0};
   long inner = rank > 0 ? shape[rank - 1] : 1;
   long ai = rank > 0 ? as[rank - 1] : 0, bi = rank > 0 ? bs[rank - 1] : 0;
@@ -87,15 +107,12 @@ void mlk_binary(int op, int rank, const long *shape, const float *a, const long 
     long aoff = 0, boff = 0;
     for (int d = 0; d < rank - 1; d++) { aoff += idx[d] * as[d]; boff += idx[d] * bs[d]; }
     const float *pa = a + aoff, *pb = b + boff;
-    if (ai == 1 && bi == 1 && op == MLK_ADD) for (long k = 0; k < inner; k++) out[k] = pa[k] + pb[k];
-    else if (ai == 1 && bi == 1 && op == MLK_MUL) for (long k = 0; k < inner; k++) out[k] = pa[k] * pb[k];
-    else if (ai == 1 && bi == 1 && op == MLK_PRELU)
+    if (arithmetic_row(op, pa, ai, pb, bi, out, inner)) {
+    } else if (ai == 1 && bi == 1 && op == MLK_PRELU)
       for (long k = 0; k < inner; k++) {   // both sides computed, then a select: no branch on the sign
         float v = pa[k], m = v * pb[k];
         out[k] = v < 0 ? m : v;
       }
-    else if (ai == 1 && bi == 0 && op == MLK_ADD) { float v = pb[0]; for (long k = 0; k < inner; k++) out[k] = pa[k] + v; }
-    else if (ai == 1 && bi == 0 && op == MLK_MUL) { float v = pb[0]; for (long k = 0; k < inner; k++) out[k] = pa[k] * v; }
     else for (long k = 0; k < inner; k++) out[k] = binop(op, pa[k * ai], pb[k * bi]);
     out += inner;
     for (int d = rank - 2; d >= 0; d--) { if (++idx[d] < shape[d]) break; idx[d] = 0; }

@@ -75,10 +75,9 @@ public enum KernelClassifier {
             else if reduction.contains(op) { family = "reduce" }
             else if movement.contains(op) { family = "movement" }
             else { family = "elementwise" }
-            // A binary op whose operands differ in shape (a squeeze-excitation's per-channel scale)
-            // runs a broadcasting loop, slower per element than the same-shape one.
+            // A binary op whose operands differ in shape (a squeeze-excitation's per-channel scale,
+            // a scalar constant) runs a broadcasting loop, unlike the same-shape one.
             if family == "elementwise", node.inputs.count == 2, let a = node.inputs[0], let b = node.inputs[1],
-               g.values[a].constant == nil, g.values[b].constant == nil,
                let da = g.values[a].type.shape.dims, let db = g.values[b].type.shape.dims, da != db {
                 return ("elementwise.\(op).broadcast", "elementwise.\(op)")
             }

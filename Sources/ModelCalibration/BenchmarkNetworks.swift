@@ -72,7 +72,10 @@ public enum BenchmarkNetworks {
         let pr = b.prelu(pre)
         let avg = b.pool("AveragePool", pr, k: 2, stride: 2, pad: 0)
         // Squeeze-excitation: a per-channel scale, broadcast over the plane.
-        let se = b.binary("Mul", pr, b.unary("Sigmoid", b.globalPool(pr)))
+        let se = b.binary("Mul", b.unary("Sigmoid", b.globalPool(pr)), pr)
+        // Hard-sigmoid written out with scalar constants, as exporters often leave it.
+        let gate = b.binary("Div", b.binary("Add", avg, b.scalar(3)), b.scalar(6))
+        let gated = b.binary("Mul", avg, gate)
         let pooled = b.pool("MaxPool", cat, k: 3, stride: 2)
         let transposed = b.transpose(cat, [0, 1, 3, 2])
         let cropped = b.crop(transposed, 1)
@@ -82,7 +85,7 @@ public enum BenchmarkNetworks {
         let flat = b.flatten(gap)
         let logits = b.gemm(flat, 3 * c, 1000)
         let soft = b.softmax(logits)
-        b.outputs([soft, cropped, up, avg, se])
+        b.outputs([soft, cropped, up, gated, se])
         let graph = b.graph
         let model = Model(format: Model.Format(rawValue: "onnx"), path: "calibration-\(c)x\(r)", fileSize: 0, graph: graph)
         model.opsets = ["": 17]
@@ -176,7 +179,12 @@ struct GraphBuilder {
     }
 
     mutating func unary(_ op: String, _ x: ValueID) -> ValueID { node(op, [x], shape(x)) }
-    mutating func binary(_ op: String, _ a: ValueID, _ b: ValueID) -> ValueID { node(op, [a, b], shape(a)) }
+    /// A binary op; the output takes the larger operand's shape (a scalar or a per-channel
+    /// operand broadcasts over it).
+    mutating func binary(_ op: String, _ a: ValueID, _ b: ValueID) -> ValueID {
+        let sa = shape(a), sb = shape(b)
+        return node(op, [a, b], sa.reduce(1, *) >= sb.reduce(1, *) ? sa : sb)
+    }
 
     mutating func concat(_ xs: [ValueID], axis: Int) -> ValueID {
         var s = shape(xs[0])
