@@ -31,7 +31,9 @@ SWEEPS = {'vgg16': [0.125, 0.25, 0.5, 0.75], 'resnet50': [0.125, 0.25, 0.5, 0.75
 FIXED = {'rapidocr_onnxruntime__models__ch_PP-OCRv4_det_infer': '1,3,320,320', 'rapidocr_onnxruntime__models__ch_PP-OCRv4_rec_infer': '1,3,48,320',
          'rapidocr_onnxruntime__models__ch_ppocr_mobile_v2.0_cls_infer': '1,3,48,192', 'nudenet__320n': '1,3,320,320'}
 SIZES = {'mobilenet_v2': [128, 160, 192, 256], 'resnet50': [128, 160, 192, 288], 'shufflenet_v2_x1_0': [160, 320],
-         'densenet121': [160], 'mobilenet_v3_small': [160, 320]}
+         'densenet121': [160], 'mobilenet_v3_small': [160, 320], 'resnet18': [160, 288], 'mobilenet_v3_large': [160, 288],
+         'efficientnet_b0': [160, 288], 'squeezenet1_1': [160, 288], 'regnet_x_400mf': [160], 'mnasnet1_0': [160],
+         'googlenet': [160, 288], 'vgg16': [160]}
 
 
 def sh(args, **kw):
@@ -64,6 +66,8 @@ def models(quick):
             out.append((os.path.relpath(dst, ROOT), []))
     for name, sizes in SIZES.items():
         src = os.path.join(tv, name + '.onnx')
+        if not os.path.exists(src):
+            src = os.path.join(ROOT, '.models', 'study-torchvision', name + '.onnx')
         if not os.path.exists(src):
             continue
         info = json.loads(sh([BIN, 'inspect', src, '--json']).stdout or '{}')

@@ -164,7 +164,7 @@ public enum ModelAnalyzer {
             let largestWorkingSet = nodes.map { $0.bytesRead + $0.bytesWritten - $0.weightBytes }.max() ?? 0
             let weightsStream = totalWeights + largestWorkingSet > profile.lastLevelCacheBytes
             for (step, f) in zip(kernelPlan.kernels, features) {
-                guard let m = models[f.kernelClass] ?? f.fallbackClass.flatMap({ models[$0] }) else {
+                guard let m = f.model(in: models) else {
                     if nodes[step.node].predictedSeconds > 0 { rooflineKernels += 1; nodes[step.node].tags.append("roofline") }
                     continue
                 }

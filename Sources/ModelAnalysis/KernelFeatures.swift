@@ -1,3 +1,4 @@
+import CKernels
 import ModelIR
 
 /// What a calibrated cost model needs to know of one kernel the executor runs: its class (the
@@ -6,9 +7,9 @@ import ModelIR
 public struct KernelFeatures: Sendable, Equatable {
     /// For example `conv.pointwise.nchw`, `conv.depthwise.s2.nhwc`, `gemm`, `elementwise.Tanh`.
     public var kernelClass: String
-    /// The wider class whose model stands in when a profile has none for `kernelClass`
-    /// (`conv.depthwise.nhwc`, `elementwise`), or nil.
-    public var fallbackClass: String?
+    /// The wider classes whose models stand in, in order, when a profile has none for
+    /// `kernelClass` (`elementwise.Mul.broadcast` → `elementwise.Mul` → `elementwise`).
+    public var fallbackClasses: [String]
     public var macs = 0
     public var flops = 0
     /// Activation bytes read (the node's non-weight inputs and a fused residual's other operand).
@@ -22,9 +23,15 @@ public struct KernelFeatures: Sendable, Equatable {
     /// kernel and output size, stride.
     public var inChannels = 0, outChannels = 0, groups = 0, kernelH = 0, kernelW = 0, outH = 0, outW = 0, stride = 0
 
-    public init(kernelClass: String, fallbackClass: String? = nil) {
+    public init(kernelClass: String, fallbackClasses: [String] = []) {
         self.kernelClass = kernelClass
-        self.fallbackClass = fallbackClass
+        self.fallbackClasses = fallbackClasses
+    }
+
+    /// The model for this kernel among `models`: its class's, else the first wider class's.
+    public func model(in models: [String: KernelCostModel]) -> KernelCostModel? {
+        for c in [kernelClass] + fallbackClasses { if let m = models[c] { return m } }
+        return nil
     }
 
     /// The named quantities a cost model weighs (see `KernelCostModel`): `spillBytes` is the
@@ -53,20 +60,27 @@ public enum KernelClassifier {
     /// The class of a node's kernel and the wider class that stands in for it. Convolutions
     /// by layout and window (pointwise; depthwise, stride 2 apart; 3x3 stride 1, which the
     /// executor may run as Winograd; other windows; grouped); the other ops by family and op.
-    public static func classify(_ node: Node, in g: Graph, bindings: [String: Int] = [:]) -> (String, String?) {
+    public static func classify(_ node: Node, in g: Graph, bindings: [String: Int] = [:]) -> (String, [String]) {
         let op = node.op.rawValue
         let layout = node.dataLayout == .nhwc ? "nhwc" : "nchw"
         switch op {
         case "Conv", "ConvInteger", "QLinearConv":
             let geo = convGeometry(node, in: g, bindings: bindings)
+            let (cls, wider): (String, [String])
             if geo.groups > 1 && geo.inChannels == 1 && geo.outChannels == 1 {
-                return geo.stride > 1 ? ("conv.depthwise.s2.\(layout)", "conv.depthwise.\(layout)") : ("conv.depthwise.\(layout)", nil)
+                (cls, wider) = geo.stride > 1 ? ("conv.depthwise.s2.\(layout)", ["conv.depthwise.\(layout)"]) : ("conv.depthwise.\(layout)", [])
+            } else if geo.groups > 1 {
+                (cls, wider) = ("conv.grouped.\(layout)", ["conv.spatial.\(layout)"])
+            } else if geo.kernelH * geo.kernelW == 1 {
+                (cls, wider) = ("conv.pointwise.\(layout)", [])
+            } else if geo.kernelH == 3 && geo.kernelW == 3 && geo.stride == 1 {
+                (cls, wider) = ("conv.3x3s1.\(layout)", ["conv.spatial.\(layout)"])
+            } else {
+                (cls, wider) = ("conv.spatial.\(layout)", [])
             }
-            if geo.groups > 1 { return ("conv.grouped.\(layout)", "conv.spatial.\(layout)") }
-            if geo.kernelH * geo.kernelW == 1 { return ("conv.pointwise.\(layout)", nil) }
-            if geo.kernelH == 3 && geo.kernelW == 3 && geo.stride == 1 { return ("conv.3x3s1.\(layout)", "conv.spatial.\(layout)") }
-            return ("conv.spatial.\(layout)", nil)
-        case "ConvTranspose": return ("convtranspose", "conv.spatial.\(layout)")
+            if geo.groups == 1, !weightsPacked(node, in: g, bindings: bindings) { return ("\(cls).unpacked", [cls] + wider) }
+            return (cls, wider)
+        case "ConvTranspose": return ("convtranspose", ["conv.spatial.\(layout)"])
         default:
             let family: String
             if linear.contains(op) { family = "gemm" }
@@ -79,10 +93,48 @@ public enum KernelClassifier {
             // a scalar constant) runs a broadcasting loop, unlike the same-shape one.
             if family == "elementwise", node.inputs.count == 2, let a = node.inputs[0], let b = node.inputs[1],
                let da = g.values[a].type.shape.dims, let db = g.values[b].type.shape.dims, da != db {
-                return ("elementwise.\(op).broadcast", "elementwise.\(op)")
+                return ("elementwise.\(op).broadcast", ["elementwise.\(op)", "elementwise"])
             }
-            return ("\(family).\(op)", family)
+            return ("\(family).\(op)", [family])
         }
+    }
+
+    /// Whether the executor packs a convolution's weights once at plan time, asked of the kernels'
+    /// own predicates (mlk_conv_nhwc_packs; mlk_conv_nchw_cot_packs for NCHW windows larger
+    /// than 1x1): only weights stored in the file are packed, so weights decoded at load (fp16,
+    /// sparse) run the per-call path. NCHW 1x1 convolutions pack when the planner blocks their
+    /// activations, which the analysis does not see: they count as packed.
+    static func weightsPacked(_ node: Node, in g: Graph, bindings: [String: Int]) -> Bool {
+        let wi = node.op.rawValue == "QLinearConv" ? 3 : 1
+        guard wi < node.inputs.count, let w = node.inputs[wi], g.values[w].constant != nil else { return false }
+        guard node.op.rawValue == "Conv", var p = convParameters(node, in: g, bindings: bindings) else { return true }
+        if node.dataLayout == .nhwc { return mlk_conv_nhwc_packs(&p) != 0 }
+        if p.k_h * p.k_w == 1 { return true }
+        return mlk_avx512_available() != 0 && mlk_conv_nchw_cot_packs(&p) != 0
+    }
+
+    /// The kernels' description of a 2-D convolution (batch 1 where symbolic).
+    static func convParameters(_ node: Node, in g: Graph, bindings: [String: Int]) -> mlk_conv? {
+        func dims(_ v: ValueID?) -> [Int]? {
+            guard let v, let d = g.values[v].type.shape.dims else { return nil }
+            return d.map { $0.value ?? SymCount(product: [$0]).evaluate(bindings) }
+        }
+        guard let x = dims(node.inputs.first ?? nil), let y = dims(node.outputs.first), x.count == 4, y.count == 4 else { return nil }
+        let geo = convGeometry(node, in: g, bindings: bindings)
+        let nhwc = node.dataLayout == .nhwc
+        let (ih, iw) = nhwc ? (x[1], x[2]) : (x[2], x[3])
+        let strides = node.ints("strides") ?? [1, 1], dil = node.ints("dilations") ?? [1, 1], pads = node.ints("pads") ?? [0, 0, 0, 0]
+        let autoPad = node.string("auto_pad") ?? "NOTSET"
+        let hGeo = SlidingWindow.geometry(ih, kernel: geo.kernelH, stride: strides.first ?? 1, dilation: dil.first ?? 1,
+                                          padBegin: pads.count > 0 ? pads[0] : 0, padEnd: pads.count > 2 ? pads[2] : 0, autoPad: autoPad, ceilMode: false)
+        let wGeo = SlidingWindow.geometry(iw, kernel: geo.kernelW, stride: strides.last ?? 1, dilation: dil.last ?? 1,
+                                          padBegin: pads.count > 1 ? pads[1] : 0, padEnd: pads.count > 3 ? pads[3] : 0, autoPad: autoPad, ceilMode: false)
+        let cin = geo.inChannels * geo.groups, cout = geo.outChannels * geo.groups
+        return mlk_conv(batch: Int32(x[0]), in_c: Int32(cin), in_h: Int32(ih), in_w: Int32(iw), out_c: Int32(cout),
+                        out_h: Int32(geo.outH), out_w: Int32(geo.outW), k_h: Int32(geo.kernelH), k_w: Int32(geo.kernelW),
+                        stride_h: Int32(strides.first ?? 1), stride_w: Int32(strides.last ?? 1), dil_h: Int32(dil.first ?? 1), dil_w: Int32(dil.last ?? 1),
+                        pad_top: Int32(hGeo.begin), pad_left: Int32(wGeo.begin), pad_bottom: Int32(hGeo.end), pad_right: Int32(wGeo.end),
+                        groups: Int32(geo.groups))
     }
 
     /// Channels per group in and out, groups, kernel, output size and the larger stride.
@@ -119,7 +171,7 @@ public enum KernelClassifier {
         return kernels.map { step in
             let node = g.nodes[step.node]
             let (cls, fallback) = classify(node, in: g, bindings: bindings)
-            var f = KernelFeatures(kernelClass: cls, fallbackClass: fallback)
+            var f = KernelFeatures(kernelClass: cls, fallbackClasses: fallback)
             f.cacheBytes = cacheBytes
             let group = [step.node] + step.fused
             for k in group {

@@ -27,7 +27,7 @@ public enum BenchmarkNetworks {
     /// network dominates the time. `quick` takes every third point.
     public static func design(quick: Bool) -> [Point] {
         let widths = [8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
-        let resolutions = [7, 14, 28, 56, 112, 224]
+        let resolutions = [4, 7, 14, 28, 56, 112, 224]
         var points: [Point] = []
         var k = 0
         for r in resolutions {

@@ -105,7 +105,7 @@ public struct Calibration {
                 guard s > 0 else { continue }
                 samples += 1
                 byClass[f.kernelClass, default: []].append((f, s))
-                if let fb = f.fallbackClass, !Self.notInWiderClass.contains(f.kernelClass) { byFallback[fb, default: []].append((f, s)) }
+                if !Self.notInWiderClass.contains(f.kernelClass) { for fb in f.fallbackClasses { byFallback[fb, default: []].append((f, s)) } }
             }
         }
         // What a run costs beyond its kernels (the executor's stepping from one to the next), per
@@ -122,7 +122,7 @@ public struct Calibration {
         models[KernelCostModel.dispatchClass] = KernelCostModel(coefficients: ["call": median(dispatch)], samples: timed.count, medianAbsError: 0)
         var residuals: [(String, Double, Double)] = []
         for (cls, s) in byClass {
-            guard let m = models[cls] ?? s.first?.features.fallbackClass.flatMap({ models[$0] }) else { continue }
+            guard let m = s.first?.features.model(in: models) else { continue }
             for (f, sec) in s { residuals.append((cls, sec, m.seconds(f))) }
         }
         let spreads = timed.map { t -> Double in

@@ -90,7 +90,7 @@ public enum TimingsFit {
     /// The base's model for a kernel class, or the roofline's costs summed (a profile without
     /// kernel models): a call, FLOPs at the peak, every byte at the DRAM bandwidth.
     static func baseModel(_ base: HardwareProfile, threads: Int, _ f: KernelFeatures) -> KernelCostModel {
-        if let m = base.kernelModels(threads: threads), let k = m[f.kernelClass] ?? f.fallbackClass.flatMap({ m[$0] }) { return k }
+        if let m = base.kernelModels(threads: threads), let k = f.model(in: m) { return k }
         return rooflineModel(base)
     }
 
@@ -104,7 +104,7 @@ public enum TimingsFit {
         var x: [[Double]] = [], y: [Double] = []
         var perModel: [(row: Row, columns: [Double])] = []
         var opSamples = 0
-        var classesSeen = Set<String>()
+        var classesSeen: [String: [String]] = [:]
         for (k, row) in rows.enumerated() {
             progress("model \(k + 1)/\(rows.count): \((row.model as NSString).lastPathComponent)")
             let model: Model
@@ -115,7 +115,7 @@ public enum TimingsFit {
             var columns = [Double](repeating: 0, count: parameters)
             var kernelColumns: [String: (Int, Double)] = [:]
             for (step, f) in zip(report.kernels, report.kernelFeatures) {
-                classesSeen.insert(f.kernelClass)
+                classesSeen[f.kernelClass] = f.fallbackClasses
                 let t = baseModel(base, threads: threads, f).seconds(f)
                 columns[family(f.kernelClass)] += t
                 columns[parameters - 1] += 1
@@ -155,9 +155,9 @@ public enum TimingsFit {
         profile.name = "\(base.name), fitted to \(rows.count) measured model(s)"
         var fitted: [String: KernelCostModel] = [:]
         var classes = classesSeen
-        for (cls, _) in base.kernelModels(threads: threads) ?? [:] where cls != KernelCostModel.dispatchClass { classes.insert(cls) }
-        for cls in classes {
-            let f = KernelFeatures(kernelClass: cls)
+        for (cls, _) in base.kernelModels(threads: threads) ?? [:] where cls != KernelCostModel.dispatchClass && classes[cls] == nil { classes[cls] = [] }
+        for (cls, fallbacks) in classes {
+            let f = KernelFeatures(kernelClass: cls, fallbackClasses: fallbacks)
             var m = baseModel(base, threads: threads, f)
             let s = coef[family(cls)]
             m.coefficients = m.coefficients.mapValues { $0 * s }.filter { $0.value > 0 }
