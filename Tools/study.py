@@ -129,6 +129,7 @@ def main():
     ap.add_argument('--profile', help='a calibrated profile to use instead of calibrating now')
     ap.add_argument('--quick', action='store_true', help='fewer sweep points and a quick calibration')
     ap.add_argument('--json', help='write the per-model results here')
+    ap.add_argument('--repeat', action='store_true', help='calibrate a second time and compare the two profiles\' predictions')
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(',')]
     r = sh(['swift', 'build', '-c', 'release', '--product', 'modellens'], cwd=ROOT)
@@ -146,6 +147,24 @@ def main():
         print(f'calibrated in {time.time() - t0:.0f} s: {profile}')
     cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), '?')
     todo = models(args.quick)
+    if args.repeat:
+        # Two calibrations in a row: how far apart are their predictions on the study's models?
+        second = os.path.join(WORK, 'host-again.json')
+        if subprocess.run([BIN, 'calibrate', '--threads', args.threads, '-o', second] + (['--quick'] if args.quick else []), cwd=ROOT).returncode != 0:
+            sys.exit('study: the second calibration failed')
+        for t in threads:
+            diffs = []
+            for m, extra in todo:
+                p = []
+                for prof in (profile, second):
+                    r = sh([BIN, 'analyze', m, '--profile', prof, '--threads', str(t), '--format', 'json'] + extra, cwd=ROOT)
+                    if r.returncode == 0:
+                        p.append(json.loads(r.stdout)['totals']['predictedMs'])
+                if len(p) == 2:
+                    diffs.append(abs(p[1] / p[0] - 1))
+            diffs.sort()
+            print(f'two calibrations, {t} thread(s): predictions differ by a median {100 * diffs[len(diffs) // 2]:.1f}%, '
+                  f'at most {100 * diffs[-1]:.1f}%; within 3% on {sum(d <= 0.03 for d in diffs)} of {len(diffs)} models')
     print(f'{len(todo)} models; CPU: {cpu}; {os.cpu_count()} CPUs', file=sys.stderr)
     results = {}
     for t in threads:

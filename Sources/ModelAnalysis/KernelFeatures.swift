@@ -99,14 +99,13 @@ public enum KernelClassifier {
         }
     }
 
-    /// Whether the executor packs a convolution's weights once at plan time, asked of the kernels'
-    /// own predicates (mlk_conv_nhwc_packs; mlk_conv_nchw_cot_packs for NCHW windows larger
-    /// than 1x1): only weights stored in the file are packed, so weights decoded at load (fp16,
-    /// sparse) run the per-call path. NCHW 1x1 convolutions pack when the planner blocks their
-    /// activations, which the analysis does not see: they count as packed.
+    /// Whether the executor's geometry lets it pack a convolution's weights once at plan time,
+    /// asked of the kernels' own predicates (mlk_conv_nhwc_packs; mlk_conv_nchw_cot_packs for NCHW
+    /// windows larger than 1x1). NCHW 1x1 convolutions pack when the planner blocks their
+    /// activations, which the analysis does not see: they count as packed. (Weights decoded at
+    /// load time, fp16 or sparse, are not packed either; the calibration networks have none, so
+    /// those convolutions keep their geometry's class and are under-predicted.)
     static func weightsPacked(_ node: Node, in g: Graph, bindings: [String: Int]) -> Bool {
-        let wi = node.op.rawValue == "QLinearConv" ? 3 : 1
-        guard wi < node.inputs.count, let w = node.inputs[wi], g.values[w].constant != nil else { return false }
         guard node.op.rawValue == "Conv", var p = convParameters(node, in: g, bindings: bindings) else { return true }
         if node.dataLayout == .nhwc { return mlk_conv_nhwc_packs(&p) != 0 }
         if p.k_h * p.k_w == 1 { return true }

@@ -43,8 +43,9 @@ public enum BenchmarkNetworks {
         return quick ? points.enumerated().filter { $0.offset % 3 == 0 }.map(\.element) : points
     }
 
-    /// The network of one design point (NCHW, batch 1).
-    public static func network(_ p: Point, seed: UInt64) -> BenchmarkNetwork {
+    /// The network of one design point (NCHW, batch 1). `forTFLite` leaves out what TFLite has no
+    /// builtin for (grouped convolution).
+    public static func network(_ p: Point, seed: UInt64, forTFLite: Bool = false) -> BenchmarkNetwork {
         var b = GraphBuilder(seed: seed)
         let c = p.channels, r = p.resolution, e = max(1, p.expansion) * c
         // Stem on an image-like input: 3 channels at twice the resolution, strided.
@@ -59,6 +60,11 @@ public enum BenchmarkNetworks {
         let plain = b.conv(block, c, c, k: 3, act: "Relu")
         let down = b.conv(plain, c, 2 * c, k: 3, stride: 2, act: "Relu")
         let dw5 = b.conv(plain, c, c, k: 5, stride: 2, group: c)
+        // A 7x7 depthwise (ConvNeXt) and a grouped 3x3 with groups of 8 or 16 channels (RegNet, ResNeXt).
+        let dw7 = b.conv(block, c, c, k: 7, group: c)
+        let grouped = c >= 16 && !forTFLite ? b.conv(dw7, c, c, k: 3, group: c / (c >= 64 ? 16 : 8), act: "Relu") : dw7
+        // ShuffleNet's channel shuffle: reshape to two groups, swap them with the channels, reshape back.
+        let shuffled = c % 2 == 0 ? b.channelShuffle(grouped) : grouped
         // Activations and arithmetic a fused kernel does not absorb.
         let sig = b.unary("Sigmoid", down)
         let swish = b.binary("Mul", down, sig)
@@ -85,7 +91,7 @@ public enum BenchmarkNetworks {
         let flat = b.flatten(gap)
         let logits = b.gemm(flat, 3 * c, 1000)
         let soft = b.softmax(logits)
-        b.outputs([soft, cropped, up, gated, se])
+        b.outputs([soft, cropped, up, gated, se, shuffled])
         let graph = b.graph
         let model = Model(format: Model.Format(rawValue: "onnx"), path: "calibration-\(c)x\(r)", fileSize: 0, graph: graph)
         model.opsets = ["": 17]
@@ -235,6 +241,14 @@ struct GraphBuilder {
         return node("Resize", [x, nil, scales], [s[0], s[1], 2 * s[2], 2 * s[3]],
                     ["mode": .string(linear ? "linear" : "nearest"), "coordinate_transformation_mode": .string(linear ? "half_pixel" : "asymmetric"),
                      "nearest_mode": .string("floor")])
+    }
+
+    mutating func channelShuffle(_ x: ValueID) -> ValueID {
+        let s = shape(x)
+        let five = [s[0], 2, s[1] / 2, s[2], s[3]]
+        let r = node("Reshape", [x, int64s(five)], five)
+        let t = node("Transpose", [r], [s[0], s[1] / 2, 2, s[2], s[3]], ["perm": .ints([0, 2, 1, 3, 4])])
+        return node("Reshape", [t, int64s(s)], s)
     }
 
     mutating func flatten(_ x: ValueID) -> ValueID {

@@ -58,16 +58,20 @@ public struct Calibration {
         let profile = host
         for (i, p) in points.enumerated() {
             progress("building network \(i + 1)/\(points.count) (\(p.channels) channels at \(p.resolution)x\(p.resolution))")
+            func imported(_ net: BenchmarkNetwork, _ name: String) throws -> Model {
+                let path = dir.appendingPathComponent("\(name).onnx").path
+                var writer = ONNXWriter(opsets: net.model.opsets)
+                writer.irVersion = 8
+                try writer.write(net.model.graph, to: path)
+                return try ModelImporter.load(path)
+            }
             let net = BenchmarkNetworks.network(p, seed: UInt64(1000 + i))
-            let onnxPath = dir.appendingPathComponent("\(net.name).onnx").path
-            var writer = ONNXWriter(opsets: net.model.opsets)
-            writer.irVersion = 8
-            try writer.write(net.model.graph, to: onnxPath)
-            let onnx = try ModelImporter.load(onnxPath)
+            let onnx = try imported(net, net.name)
             let tflitePath = dir.appendingPathComponent("\(net.name).tflite").path
             var convert = Converter.Options()
             convert.keepIOLayout = false
-            try Converter.convert(onnx, to: tflitePath, options: convert)
+            try Converter.convert(try imported(BenchmarkNetworks.network(p, seed: UInt64(1000 + i), forTFLite: true), "\(net.name)-tflite"),
+                                  to: tflitePath, options: convert)
             let tflite = try ModelImporter.load(tflitePath)
             for (layout, m) in [("nchw", onnx), ("nhwc", tflite)] {
                 let exec = try Executor(model: m, threads: options.threads)
