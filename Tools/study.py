@@ -33,7 +33,7 @@ FIXED = {'rapidocr_onnxruntime__models__ch_PP-OCRv4_det_infer': '1,3,320,320', '
 SIZES = {'mobilenet_v2': [128, 160, 192, 256], 'resnet50': [128, 160, 192, 288], 'shufflenet_v2_x1_0': [160, 320],
          'densenet121': [160], 'mobilenet_v3_small': [160, 320], 'resnet18': [160, 288], 'mobilenet_v3_large': [160, 288],
          'efficientnet_b0': [160, 288], 'squeezenet1_1': [160, 288], 'regnet_x_400mf': [160], 'mnasnet1_0': [160],
-         'googlenet': [160, 288], 'vgg16': [160]}
+         'googlenet': [160, 288]}
 
 
 def sh(args, **kw):

@@ -119,14 +119,20 @@ public enum TimingsFit {
                 let t = baseModel(base, threads: threads, f).seconds(f)
                 columns[family(f.kernelClass)] += t
                 columns[parameters - 1] += 1
-                for n in [step.node] + step.fused { kernelColumns[report.nodes[n].name] = (family(f.kernelClass), t) }
+                // A runtime names a kernel after one of its nodes, or (onnxruntime's NCHWc kernels,
+                // fused groups) after the value the group outputs.
+                for n in [step.node] + step.fused {
+                    kernelColumns[report.nodes[n].name] = (family(f.kernelClass), t)
+                    for o in model.graph.nodes[n].outputs { kernelColumns[model.graph.values[o].name] = (family(f.kernelClass), t) }
+                }
             }
             x.append(columns)
             y.append(row.milliseconds / 1000)
             perModel.append((row, columns))
             if let op = row.opProfile {
                 for (name, seconds) in try OpProfile.read(op) {
-                    guard let (fam, t) = kernelColumns[name], seconds > 0 else { continue }
+                    let plain = name.hasSuffix("_nchwc") ? String(name.dropLast("_nchwc".count)) : name
+                    guard let (fam, t) = kernelColumns[name] ?? kernelColumns[plain], seconds > 0 else { continue }
                     var c = [Double](repeating: 0, count: parameters)
                     c[fam] = t
                     c[parameters - 1] = 1

@@ -16,9 +16,12 @@ final class CalibrationTests: XCTestCase {
         for _ in 0..<60 {
             var f = KernelFeatures(kernelClass: "conv.pointwise.nchw")
             f.cacheBytes = 1 << 40   // nothing spills: the spill term stays out of the fit
-            f.flops = Int(rng.next() % 400_000_000) + 1000
-            f.bytesRead = Int(rng.next() % 8_000_000) + 100
-            f.bytesWritten = Int(rng.next() % 4_000_000)
+            // Sizes spread over six decades, as a network's kernels are: the per-call cost shows
+            // on the small ones, the rates on the large.
+            func logUniform(_ lo: Double, _ hi: Double) -> Int { Int(lo * pow(hi / lo, Double(rng.next() % 10_000) / 10_000)) }
+            f.flops = logUniform(1e3, 1e9)
+            f.bytesRead = logUniform(1e2, 1e7)
+            f.bytesWritten = logUniform(1e2, 1e7)
             let noise = 1 + (Double(rng.next() % 4001) / 100_000 - 0.02)
             samples.append((f, truth.reduce(0) { $0 + $1.value * f.terms[$1.key]! } * noise))
         }
@@ -29,6 +32,29 @@ final class CalibrationTests: XCTestCase {
         XCTAssertLessThan(m.medianAbsError, 0.02)
         // Fewer samples than terms + 1: no fit.
         XCTAssertNil(CostFit.fit(Array(samples.prefix(4))))
+    }
+
+    /// MobileNetV2's kernels sort into the classes its published architecture implies (paper 002's
+    /// table: 17 bottlenecks, each a 3x3 depthwise, stride 2 at the first block of 4 stages; a
+    /// 1x1 expansion in all but the first, a 1x1 projection in each, the final 1x1 conv to 1280;
+    /// one 3x3 stride-2 stem; one classifier), in both layouts.
+    func testMobileNetV2KernelClassesFollowItsArchitecture() throws {
+        let path = TestSupport.models.appendingPathComponent("torchvision/mobilenet_v2.onnx").path
+        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("run make models") }
+        let model = try ModelImporter.load(path, options: .init(inputShapes: ["input": Shape(known: [1, 3, 224, 224])]))
+        let r = ModelAnalyzer.analyze(model, profile: try HardwareProfile.resolve(HardwareProfile.defaultID))
+        var count: [String: Int] = [:]
+        for f in r.kernelFeatures { count[f.kernelClass, default: 0] += 1 }
+        XCTAssertEqual(count["conv.depthwise.nchw"], 13, "\(count)")
+        XCTAssertEqual(count["conv.depthwise.s2.nchw"], 4, "\(count)")
+        XCTAssertEqual(count["conv.pointwise.nchw"], 16 + 17 + 1, "\(count)")
+        // The stem: packed or not (".unpacked") as the kernels' own predicate says.
+        XCTAssertEqual(count.filter { $0.key.hasPrefix("conv.spatial.nchw") }.values.reduce(0, +), 1, "\(count)")
+        XCTAssertEqual(count["gemm.Gemm"], 1, "\(count)")
+        // Every depthwise kernel has one input and one output channel per group, 3x3.
+        for f in r.kernelFeatures where f.kernelClass.hasPrefix("conv.depthwise") {
+            XCTAssertEqual([f.inChannels, f.outChannels, f.kernelH, f.kernelW], [1, 1, 3, 3])
+        }
     }
 
     /// With kernel models for the thread count asked, each kernel is predicted by its class's
