@@ -51,6 +51,7 @@ def main():
     ap.add_argument('--rounds', type=int, default=3)
     ap.add_argument('--runs', type=int, default=10)
     ap.add_argument('--base', default=os.path.join(ROOT, '.study', 'host.json'))
+    ap.add_argument('--reuse', action='store_true', help='refit on the last measurement instead of measuring again')
     args = ap.parse_args()
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
@@ -68,8 +69,11 @@ def main():
             sessions[m] = (s, f)
         except Exception as e:  # a model onnxruntime cannot run at the default shapes
             print(f'study-runtime: {os.path.relpath(m, ROOT)}: {e}', file=sys.stderr)
+    saved = os.path.join(WORK, 'measured.json')
     medians = {m: [] for m in sessions}
-    for rd in range(args.rounds):
+    if args.reuse and os.path.exists(saved):
+        medians = {m: v for m, v in json.load(open(saved)).items() if m in sessions}
+    for rd in range(0 if args.reuse and os.path.exists(saved) else args.rounds):
         for k, (m, (s, f)) in enumerate(sessions.items()):
             print(f'\rstudy-runtime: round {rd + 1}/{args.rounds}, model {k + 1}/{len(sessions)}\033[K', end='', file=sys.stderr)
             s.run(None, f)
@@ -80,6 +84,7 @@ def main():
                 t.append((time.perf_counter() - t0) * 1000)
             medians[m].append(sorted(t)[len(t) // 2])
     print(file=sys.stderr)
+    json.dump(medians, open(saved, 'w'))
     measured = {m: min(v) for m, v in medians.items()}
     # Per-op profiles of the models fitted on: chosen spread over the latency range.
     order = sorted(measured, key=measured.get)

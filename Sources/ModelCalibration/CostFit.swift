@@ -21,8 +21,9 @@ public enum CostFit {
         return KernelCostModel(coefficients: coefficients, samples: usable.count, medianAbsError: errors[errors.count / 2])
     }
 
-    /// argmin over c ≥ 0 of Σ ((x_i · c) / y_i − 1)², for a few columns (every subset is tried).
-    static func nonNegativeRelativeFit(_ x: [[Double]], _ y: [Double]) -> [Double]? {
+    /// argmin over c ≥ 0 of Σ w_i ((x_i · c) / y_i − 1)², for a few columns (every subset is tried).
+    static func nonNegativeRelativeFit(_ x: [[Double]], _ y: [Double], weights: [Double]? = nil) -> [Double]? {
+        let w = weights ?? [Double](repeating: 1, count: y.count)
         guard let width = x.first?.count, width > 0, width <= 12 else { return nil }
         // Scale columns to comparable magnitudes before solving.
         let scale = (0..<width).map { j in max(1e-30, x.map { abs($0[j]) }.max() ?? 1) }
@@ -30,28 +31,29 @@ public enum CostFit {
         for mask in 1..<(1 << width) {
             let cols = (0..<width).filter { mask & (1 << $0) != 0 }
             guard cols.allSatisfy({ j in x.contains { $0[j] != 0 } }) else { continue }
-            guard let sol = weightedLeastSquares(x, y, cols: cols, scale: scale), sol.allSatisfy({ $0 >= 0 }) else { continue }
+            guard let sol = weightedLeastSquares(x, y, w, cols: cols, scale: scale), sol.allSatisfy({ $0 >= 0 }) else { continue }
             var coef = [Double](repeating: 0, count: width)
             for (k, j) in cols.enumerated() { coef[j] = sol[k] / scale[j] }
-            let loss = zip(x, y).reduce(0.0) { acc, s in
-                let p = zip(s.0, coef).reduce(0) { $0 + $1.0 * $1.1 }
-                return acc + (p / s.1 - 1) * (p / s.1 - 1)
+            var loss = 0.0
+            for i in x.indices {
+                let p = zip(x[i], coef).reduce(0) { $0 + $1.0 * $1.1 }
+                loss += w[i] * (p / y[i] - 1) * (p / y[i] - 1)
             }
             if best == nil || loss < best!.loss { best = (coef, loss) }
         }
         return best?.coef
     }
 
-    /// min Σ ((x·c)/y − 1)² over the columns `cols` (pre-divided by `scale`): normal equations,
+    /// min Σ w ((x·c)/y − 1)² over the columns `cols` (pre-divided by `scale`): normal equations,
     /// Gaussian elimination with partial pivoting. Nil when singular.
-    static func weightedLeastSquares(_ x: [[Double]], _ y: [Double], cols: [Int], scale: [Double]) -> [Double]? {
+    static func weightedLeastSquares(_ x: [[Double]], _ y: [Double], _ w: [Double], cols: [Int], scale: [Double]) -> [Double]? {
         let p = cols.count
         var a = [[Double]](repeating: [Double](repeating: 0, count: p + 1), count: p)
-        for (row, t) in zip(x, y) {
-            let r = cols.map { row[$0] / scale[$0] / t }
+        for k in x.indices {
+            let r = cols.map { x[k][$0] / scale[$0] / y[k] }
             for i in 0..<p {
-                for j in 0..<p { a[i][j] += r[i] * r[j] }
-                a[i][p] += r[i]
+                for j in 0..<p { a[i][j] += w[k] * r[i] * r[j] }
+                a[i][p] += w[k] * r[i]
             }
         }
         for col in 0..<p {

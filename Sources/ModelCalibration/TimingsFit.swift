@@ -12,8 +12,8 @@ import ModelImport
 ///
 /// with every s and c non-negative, minimising the squared relative error. A per-op profile gives
 /// one sample per kernel it names (t(kernel) = s_family × base(kernel) + c). With fewer than
-/// three samples per parameter, one factor is shared by all families (two parameters), so that
-/// a handful of whole-model timings is fitted, not interpolated. The fitted profile is the base
+/// three samples per parameter, one factor scales everything the base predicts (its dispatch
+/// included), so that a handful of whole-model timings is fitted, not interpolated. The fitted profile is the base
 /// with each class's coefficients scaled by its family's factor, and c as its dispatch cost per
 /// kernel (`KernelCostModel.dispatchClass`).
 public enum TimingsFit {
@@ -101,7 +101,7 @@ public enum TimingsFit {
     }
 
     public static func fit(_ rows: [Row], base: HardwareProfile, threads: Int, progress: (String) -> Void = { _ in }) throws -> Result {
-        var x: [[Double]] = [], y: [Double] = []
+        var x: [[Double]] = [], y: [Double] = [], weight: [Double] = []
         var perModel: [(row: Row, columns: [Double])] = []
         var opSamples = 0
         var classesSeen: [String: [String]] = [:]
@@ -128,8 +128,12 @@ public enum TimingsFit {
             }
             x.append(columns)
             y.append(row.milliseconds / 1000)
+            weight.append(1)
+            let modelRow = x.count - 1
             perModel.append((row, columns))
             if let op = row.opProfile {
+                var matched = 0
+                defer { weight[modelRow] = Double(max(1, matched)) }
                 for (name, seconds) in try OpProfile.read(op) {
                     let plain = name.hasSuffix("_nchwc") ? String(name.dropLast("_nchwc".count)) : name
                     guard let (fam, t) = kernelColumns[name] ?? kernelColumns[plain], seconds > 0 else { continue }
@@ -138,23 +142,37 @@ public enum TimingsFit {
                     c[parameters - 1] = 1
                     x.append(c)
                     y.append(seconds)
+                    weight.append(1)
                     opSamples += 1
+                    matched += 1
                 }
             }
         }
+        // A model's own latency weighs as much as all its per-op rows together: the ops a
+        // runtime reports under names we cannot place, and its time between ops, are in it alone.
         let shared = x.count < 3 * parameters
-        let needed = shared ? 2 : parameters
-        guard x.count >= needed + 1 else {
-            throw FitError("\(x.count) sample(s) for \(needed) parameters (a factor for the kernels' base times and a per-kernel overhead): give at least \(needed + 1) models, or per-op profiles")
+        guard x.count >= (shared ? 3 : parameters) else {
+            throw FitError("\(x.count) sample(s): give at least 3 models, or per-op profiles")
         }
         var coef: [Double]
         if shared {
-            let collapsed = x.map { [$0[0..<(parameters - 1)].reduce(0, +), $0[parameters - 1]] }
-            guard let c = CostFit.nonNegativeRelativeFit(collapsed, y) else { throw FitError("the timings do not determine the parameters") }
-            coef = [Double](repeating: c[0], count: parameters - 1) + [c[1]]
+            // Few samples: one factor for everything the base predicts, its dispatch included.
+            let dispatch = base.kernelModels(threads: threads)?[KernelCostModel.dispatchClass]?.coefficients["call"] ?? 0
+            let collapsed = x.map { [$0[0..<(parameters - 1)].reduce(0, +) + dispatch * $0[parameters - 1]] }
+            guard let c = CostFit.nonNegativeRelativeFit(collapsed, y, weights: weight), c[0] > 0 else { throw FitError("the timings do not determine the factor") }
+            coef = [Double](repeating: c[0], count: parameters - 1) + [dispatch * c[0]]
         } else {
-            guard let c = CostFit.nonNegativeRelativeFit(x, y) else { throw FitError("the timings do not determine the parameters (every model the same mix of kernels?)") }
+            guard let c = CostFit.nonNegativeRelativeFit(x, y, weights: weight) else { throw FitError("the timings do not determine the parameters (every model the same mix of kernels?)") }
             coef = c
+            // Per-op rows set the mix; the whole-model latencies set the scale. A runtime's per-op
+            // times leave out what it does between ops and the ops it names differently, so a fit
+            // dominated by them runs short: one factor k, the median over the models of measured /
+            // predicted (the median: a small model's overheads should not set a large one's scale).
+            if opSamples > 0 {
+                let r = perModel.map { row, cols in (row.milliseconds / 1000) / max(1e-30, zip(cols, coef).reduce(0) { $0 + $1.0 * $1.1 }) }.sorted()
+                let k = r.count % 2 == 1 ? r[r.count / 2] : (r[r.count / 2 - 1] + r[r.count / 2]) / 2
+                if k.isFinite, k > 0 { coef = coef.map { $0 * k } }
+            }
         }
         var profile = base
         profile.id = "fitted-from-timings"

@@ -225,7 +225,7 @@ final class TimingsFitTests: XCTestCase {
         try refused("\(tiny),12,x,y\n", "line 1: expected model,milliseconds[,op_profile]")
         try refused("\(tiny),-3\n", "must be positive")
         try refused("/nonexistent/model.onnx,3\n/nonexistent/model.onnx,4\n/nonexistent/model.onnx,5\n", "model '/nonexistent/model.onnx'")
-        try refused("\(tiny),3\n\(tiny),3.1\n", "2 sample(s) for 2 parameters")
+        try refused("\(tiny),3\n\(tiny),3.1\n", "2 sample(s): give at least 3 models")
         try refused("\(tiny),3,/nonexistent/profile.json\n", "cannot read the op profile")
         try refused("# only a comment\n", "no timings")
     }
