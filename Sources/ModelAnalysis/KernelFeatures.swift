@@ -17,8 +17,11 @@ public struct KernelFeatures: Sendable, Equatable {
     /// Bytes of the last fused node's outputs.
     public var bytesWritten = 0
     public var weightBytes = 0
-    /// The core's own cache (L2): a kernel whose tensors exceed it streams the rest from farther.
+    /// The core's own cache (L2).
     public var cacheBytes = 0
+    /// Activation bytes from beyond the core's cache: inputs whose reuse distance (they, and all
+    /// bytes touched since they were written) exceeds it, and output beyond it.
+    public var spill = 0
     /// Convolution geometry (zero for other classes): channels per group in and out, groups,
     /// kernel and output size, stride.
     public var inChannels = 0, outChannels = 0, groups = 0, kernelH = 0, kernelW = 0, outH = 0, outW = 0, stride = 0
@@ -34,12 +37,10 @@ public struct KernelFeatures: Sendable, Equatable {
         return nil
     }
 
-    /// The named quantities a cost model weighs (see `KernelCostModel`): `spillBytes` is the
-    /// part of the kernel's activations beyond the core's cache.
+    /// The named quantities a cost model weighs (see `KernelCostModel`): `spillBytes` is `spill`.
     public var terms: [String: Double] {
-        let all = bytesRead + bytesWritten
-        return ["call": 1, "flops": Double(flops), "bytes": Double(bytesRead + bytesWritten), "weightBytes": Double(weightBytes),
-                "spillBytes": Double(max(0, all - cacheBytes))]
+        ["call": 1, "flops": Double(flops), "bytes": Double(bytesRead + bytesWritten), "weightBytes": Double(weightBytes),
+         "spillBytes": Double(spill)]
     }
     public static let termNames: Set<String> = ["call", "flops", "bytes", "weightBytes", "spillBytes"]
 }
@@ -74,6 +75,12 @@ public enum KernelClassifier {
             } else if geo.kernelH * geo.kernelW == 1 {
                 (cls, wider) = ("conv.pointwise.\(layout)", [])
             } else if geo.kernelH == 3 && geo.kernelW == 3 && geo.stride == 1 {
+                // Winograd where the kernels' own predicate takes it (NCHW, AVX-512, 3x3 "same" on
+                // planes of 196 outputs or more, channels in sixteens): its own cost per FLOP.
+                if node.dataLayout != .nhwc, node.op.rawValue == "Conv", var p = convParameters(node, in: g, bindings: bindings),
+                   mlk_conv_winograd_ok(&p) != 0 {
+                    return ("conv.3x3s1.winograd.nchw", ["conv.3x3s1.nchw", "conv.spatial.nchw"])
+                }
                 (cls, wider) = ("conv.3x3s1.\(layout)", ["conv.spatial.\(layout)"])
             } else {
                 (cls, wider) = ("conv.spatial.\(layout)", [])
@@ -167,6 +174,14 @@ public enum KernelClassifier {
             guard let dims = t.shape.dims else { return 0 }
             return SymCount(product: dims).evaluate(bindings) * (t.dtype.bitWidth ?? 32) / 8
         }
+        // Bytes touched by the schedule before each node, to judge reuse distance (as the DRAM
+        // model does against the last-level cache).
+        var touched = [Int](repeating: 0, count: nodes.count + 1)
+        for (i, a) in nodes.enumerated() { touched[i + 1] = touched[i] + a.bytesRead + a.bytesWritten }
+        func fromBeyondCache(_ v: ValueID, readAt i: Int) -> Bool {
+            guard let p = g.values[v].producer else { return true }   // a graph input: written outside the run
+            return bytes(v) + touched[i] - touched[p + 1] > cacheBytes
+        }
         return kernels.map { step in
             let node = g.nodes[step.node]
             let (cls, fallback) = classify(node, in: g, bindings: bindings)
@@ -185,6 +200,14 @@ public enum KernelClassifier {
                 inside.formUnion(g.nodes[k].outputs)
             }
             f.bytesWritten = (step.fused.last.map { g.nodes[$0] } ?? node).outputs.reduce(0) { $0 + bytes($1) }
+            var seen = Set<ValueID>(), produced = Set<ValueID>()
+            for k in group {
+                for case let v? in g.nodes[k].inputs where g.values[v].constant == nil && !produced.contains(v) && seen.insert(v).inserted {
+                    if fromBeyondCache(v, readAt: step.node) { f.spill += bytes(v) }
+                }
+                produced.formUnion(g.nodes[k].outputs)
+            }
+            f.spill += max(0, f.bytesWritten - cacheBytes)
             if f.kernelClass.hasPrefix("conv.") {
                 let geo = convGeometry(node, in: g, bindings: bindings)
                 (f.inChannels, f.outChannels, f.groups, f.kernelH, f.kernelW, f.outH, f.outW, f.stride) = geo
