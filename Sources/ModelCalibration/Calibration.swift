@@ -121,8 +121,8 @@ public struct Calibration {
         }
         progress("fitting \(byClass.count) kernel classes on \(samples) kernels")
         var models: [String: KernelCostModel] = [:]
-        for (cls, s) in byFallback { if let m = CostFit.fit(s) { models[cls] = m } }
-        for (cls, s) in byClass { if let m = CostFit.fit(s) { models[cls] = m } }
+        for (cls, s) in byFallback { if let m = CostFit.fit(s, weights: CostFit.hasWeights(cls)) { models[cls] = m } }
+        for (cls, s) in byClass { if let m = CostFit.fit(s, weights: CostFit.hasWeights(cls)) { models[cls] = m } }
         models[KernelCostModel.dispatchClass] = KernelCostModel(coefficients: ["call": median(dispatch)], samples: timed.count, medianAbsError: 0)
         var residuals: [(String, Double, Double)] = []
         for (cls, s) in byClass {

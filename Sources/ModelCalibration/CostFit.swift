@@ -9,10 +9,13 @@ import ModelAnalysis
 public enum CostFit {
     static let terms = ["call", "flops", "bytes", "weightBytes", "spillBytes"]
 
-    static func fit(_ samples: [(features: KernelFeatures, seconds: Double)]) -> KernelCostModel? {
+    /// `weights`: whether the class has weights to stream (convolutions, matrix products). Other
+    /// ops' constant inputs (axes, a scalar) are a few bytes that would only stand in for `call`
+    /// and, fitted so, turn a larger constant into a large cost.
+    static func fit(_ samples: [(features: KernelFeatures, seconds: Double)], weights: Bool = true) -> KernelCostModel? {
         let usable = samples.filter { $0.seconds > 0 }
         guard usable.count > terms.count else { return nil }
-        let x = usable.map { s in terms.map { s.features.terms[$0] ?? 0 } }
+        let x = usable.map { s in terms.map { $0 == "weightBytes" && !weights ? 0 : s.features.terms[$0] ?? 0 } }
         let y = usable.map(\.seconds)
         guard let coef = nonNegativeRelativeFit(x, y) else { return nil }
         let errors = zip(x, y).map { s -> Double in abs(zip(s.0, coef).reduce(0) { $0 + $1.0 * $1.1 } / s.1 - 1) }.sorted()
@@ -46,6 +49,9 @@ public enum CostFit {
 
     /// min Σ w ((x·c)/y − 1)² over the columns `cols` (pre-divided by `scale`): normal equations,
     /// Gaussian elimination with partial pivoting. Nil when singular.
+    /// Whether a class's kernels have weights to stream.
+    static func hasWeights(_ kernelClass: String) -> Bool { kernelClass.hasPrefix("conv") || kernelClass.hasPrefix("gemm") }
+
     static func weightedLeastSquares(_ x: [[Double]], _ y: [Double], _ w: [Double], cols: [Int], scale: [Double]) -> [Double]? {
         let p = cols.count
         var a = [[Double]](repeating: [Double](repeating: 0, count: p + 1), count: p)
