@@ -156,22 +156,7 @@ public enum ModelAnalyzer {
         var method = "roofline", rooflineKernels = 0
         if let models = profile.kernelModels(threads: threads) {
             method = "calibrated"
-            let dispatch = models[KernelCostModel.dispatchClass]?.coefficients["call"] ?? 0
-            // Weights stream from DRAM on every run when the model's weights and largest working
-            // set exceed the last-level cache (the DRAM model's rule): at least the measured
-            // bandwidth's time per byte, whatever the calibration networks (small, cache-resident) saw.
-            let totalWeights = nodes.reduce(0) { $0 + $1.weightBytes }
-            let largestWorkingSet = nodes.map { $0.bytesRead + $0.bytesWritten - $0.weightBytes }.max() ?? 0
-            let weightsStream = totalWeights + largestWorkingSet > profile.lastLevelCacheBytes
-            for (step, f) in zip(kernelPlan.kernels, features) {
-                guard let m = f.model(in: models) else {
-                    if nodes[step.node].predictedSeconds > 0 { rooflineKernels += 1; nodes[step.node].tags.append("roofline") }
-                    continue
-                }
-                var t = m.seconds(f) + dispatch
-                if weightsStream { t += Double(f.weightBytes) * max(0, 1 / profile.dramBytesPerSecond - (m.coefficients["weightBytes"] ?? 0)) }
-                nodes[step.node].predictedSeconds = t
-            }
+            rooflineKernels = predictCalibrated(&nodes, kernelPlan.kernels, features, models: models, profile: profile)
         }
 
         var totals = Totals()
