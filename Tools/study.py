@@ -30,10 +30,12 @@ SWEEPS = {'vgg16': [0.125, 0.25, 0.5, 0.75], 'resnet50': [0.125, 0.25, 0.5, 0.75
 # Models whose symbolic inputs need a real size to run (as Tools/make-run-references.py gives).
 FIXED = {'rapidocr_onnxruntime__models__ch_PP-OCRv4_det_infer': '1,3,320,320', 'rapidocr_onnxruntime__models__ch_PP-OCRv4_rec_infer': '1,3,48,320',
          'rapidocr_onnxruntime__models__ch_ppocr_mobile_v2.0_cls_infer': '1,3,48,192', 'nudenet__320n': '1,3,320,320'}
-SIZES = {'mobilenet_v2': [128, 160, 192, 256], 'resnet50': [128, 160, 192, 288], 'shufflenet_v2_x1_0': [160, 320],
-         'densenet121': [160], 'mobilenet_v3_small': [160, 320], 'resnet18': [160, 288], 'mobilenet_v3_large': [160, 288],
-         'efficientnet_b0': [160, 288], 'squeezenet1_1': [160, 288], 'regnet_x_400mf': [160], 'mnasnet1_0': [160],
-         'googlenet': [160, 288]}
+SIZES = {'mobilenet_v2': [96, 128, 160, 192, 256, 320], 'resnet50': [128, 160, 192, 288], 'shufflenet_v2_x1_0': [160, 320],
+         'densenet121': [160, 288], 'mobilenet_v3_small': [160, 320], 'resnet18': [160, 288], 'mobilenet_v3_large': [160, 288],
+         'efficientnet_b0': [160, 288], 'squeezenet1_1': [160, 288], 'regnet_x_400mf': [160], 'mnasnet1_0': [160, 288],
+         'googlenet': [160, 288], 'resnet34': [160], 'resnet101': [160], 'resnext50_32x4d': [160], 'efficientnet_b1': [160],
+         'regnet_y_400mf': [160], 'shufflenet_v2_x0_5': [160, 320], 'squeezenet1_0': [160], 'wide_resnet50_2': [160],
+         'convnext_tiny': [160]}
 
 
 def sh(args, **kw):
