@@ -55,7 +55,6 @@ public struct Calibration {
         defer { try? FileManager.default.removeItem(at: dir) }
         let points = BenchmarkNetworks.design(quick: options.quick)
         var timed: [Timed] = []
-        let profile = host
         for (i, p) in points.enumerated() {
             progress("building network \(i + 1)/\(points.count) (\(p.channels) channels at \(p.resolution)x\(p.resolution))")
             func imported(_ net: BenchmarkNetwork, _ name: String) throws -> Model {
@@ -75,7 +74,7 @@ public struct Calibration {
             let tflite = try ModelImporter.load(tflitePath)
             for (layout, m) in [("nchw", onnx), ("nhwc", tflite)] {
                 let exec = try Executor(model: m, threads: options.threads)
-                let report = ModelAnalyzer.analyze(m, profile: profile, threads: options.threads)
+                let report = ModelAnalyzer.analyze(m, profile: host, threads: options.threads)
                 timed.append(Timed(name: "\(net.name)-\(layout)", executor: exec, feeds: inputs(m),
                                    kernels: report.kernels, features: report.kernelFeatures))
             }
