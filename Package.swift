@@ -34,7 +34,7 @@ let package = Package(
             path: "Sources/CKernels",
             // Optimised in debug builds too: the tests run real models through these kernels.
             cSettings: [.unsafeFlags(["-O2"])],
-            linkerSettings: [.linkedLibrary("openblas"), .linkedLibrary("m")]
+            linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("m")]
         ),
         // The format-neutral graph: types, ops and their shape rules, shape inference.
         .target(name: "ModelIR"),

@@ -50,7 +50,7 @@ static void conv_nchw_tile(const mlk_conv *p, const float *xg, const float *wg, 
     for (int kh = 0; kh < p->k_h; kh++)
       for (int kw = 0; kw < p->k_w; kw++)
         im2col_row(p, xg + (size_t)c * in_hw, kh, kw, col, width, cols + ((size_t)(c * p->k_h + kh) * p->k_w + kw) * width);
-  cblas_sgemm(MLK_ROW_MAJOR_, MLK_NO_TRANS_, MLK_NO_TRANS_, cout_g, width, kk, 1.0f, wg, kk, cols, width, 0.0f, yg + col, out_hw);
+  mlk_cblas_sgemm_(MLK_ROW_MAJOR_, MLK_NO_TRANS_, MLK_NO_TRANS_, cout_g, width, kk, 1.0f, wg, kk, cols, width, 0.0f, yg + col, out_hw);
 }
 
 typedef struct {

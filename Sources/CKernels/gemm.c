@@ -30,23 +30,39 @@ static void gemm_tile(void *ctx, int t) {
       mlk_gemv_rows_avx512_(width, j->k, b, j->ldb, j->a, j->alpha, j->beta, j->c + col);
       return;
     }
-    if (j->trans_b) cblas_sgemv(MLK_ROW_MAJOR_, MLK_NO_TRANS_, width, j->k, j->alpha, b, j->ldb, j->a, incx, j->beta, j->c + col, 1);
-    else cblas_sgemv(MLK_ROW_MAJOR_, MLK_TRANS_, j->k, width, j->alpha, b, j->ldb, j->a, incx, j->beta, j->c + col, 1);
+    if (j->trans_b) mlk_cblas_sgemv_(MLK_ROW_MAJOR_, MLK_NO_TRANS_, width, j->k, j->alpha, b, j->ldb, j->a, incx, j->beta, j->c + col, 1);
+    else mlk_cblas_sgemv_(MLK_ROW_MAJOR_, MLK_TRANS_, j->k, width, j->alpha, b, j->ldb, j->a, incx, j->beta, j->c + col, 1);
     return;
   }
-  cblas_sgemm(MLK_ROW_MAJOR_, j->trans_a ? MLK_TRANS_ : MLK_NO_TRANS_, j->trans_b ? MLK_TRANS_ : MLK_NO_TRANS_, j->m, width,
+  mlk_cblas_sgemm_(MLK_ROW_MAJOR_, j->trans_a ? MLK_TRANS_ : MLK_NO_TRANS_, j->trans_b ? MLK_TRANS_ : MLK_NO_TRANS_, j->m, width,
               j->k, j->alpha, j->a, j->lda, b, j->ldb, j->beta, j->c + col, j->ldc);
+}
+
+// Rows [t * MLK_TILE, ...) of C.
+static void gemm_row_tile(void *ctx, int t) {
+  const gemm_job *j = ctx;
+  int row = t * MLK_TILE, h = j->m - row < MLK_TILE ? j->m - row : MLK_TILE;
+  const float *a = j->trans_a ? j->a + row : j->a + (size_t)row * j->lda;
+  mlk_cblas_sgemm_(MLK_ROW_MAJOR_, j->trans_a ? MLK_TRANS_ : MLK_NO_TRANS_, j->trans_b ? MLK_TRANS_ : MLK_NO_TRANS_, h, j->n, j->k,
+              j->alpha, a, j->lda, j->b, j->ldb, j->beta, j->c + (size_t)row * j->ldc, j->ldc);
 }
 
 void mlk_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                int ldb, float beta, float *c, int ldc) {
+  gemm_job job = {trans_a, trans_b, m, n, k, lda, ldb, ldc, alpha, beta, a, b, c};
+  if (m > n && m >= 2 * MLK_TILE) {
+    // Tall products (a Linear layer over every pixel: ConvNeXt's 3136 x 96 by 96 x 384; NHWC
+    // grouped convolutions, pixels by channels) share rows among threads: their columns make
+    // one tile or a few uneven ones.
+    mlk_parallel_((m + MLK_TILE - 1) / MLK_TILE, gemm_row_tile, &job);
+    return;
+  }
   int tiles = (n + MLK_TILE - 1) / MLK_TILE;
   if (tiles <= 1 && m != 1) {
-    cblas_sgemm(MLK_ROW_MAJOR_, trans_a ? MLK_TRANS_ : MLK_NO_TRANS_, trans_b ? MLK_TRANS_ : MLK_NO_TRANS_, m, n, k,
+    mlk_cblas_sgemm_(MLK_ROW_MAJOR_, trans_a ? MLK_TRANS_ : MLK_NO_TRANS_, trans_b ? MLK_TRANS_ : MLK_NO_TRANS_, m, n, k,
                 alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
-  gemm_job job = {trans_a, trans_b, m, n, k, lda, ldb, ldc, alpha, beta, a, b, c};
   mlk_parallel_(tiles, gemm_tile, &job);
 }
 
@@ -57,7 +73,7 @@ typedef struct { int m, n, k; const float *x, *w; float *y; } rows_job;
 static void rows_tile(void *ctx, int t) {
   const rows_job *j = ctx;
   int row = t * MLK_TILE, h = j->m - row < MLK_TILE ? j->m - row : MLK_TILE;
-  cblas_sgemm(MLK_ROW_MAJOR_, MLK_NO_TRANS_, MLK_TRANS_, h, j->n, j->k, 1.0f, j->x + (size_t)row * j->k, j->k, j->w, j->k, 0.0f,
+  mlk_cblas_sgemm_(MLK_ROW_MAJOR_, MLK_NO_TRANS_, MLK_TRANS_, h, j->n, j->k, 1.0f, j->x + (size_t)row * j->k, j->k, j->w, j->k, 0.0f,
               j->y + (size_t)row * j->n, j->n);
 }
 

@@ -6,14 +6,17 @@
 
 #include <stdint.h>
 
-/// OpenBLAS (Debian's libopenblas: CBLAS and LAPACK in one library), declared here so the build
-/// needs no include path for Debian's per-variant cblas.h.
+/// OpenBLAS (Debian's libopenblas: CBLAS and LAPACK in one library), opened at start-up by
+/// blas.c with the kernel set this CPU runs; these call into it.
 enum { MLK_ROW_MAJOR_ = 101, MLK_NO_TRANS_ = 111, MLK_TRANS_ = 112 };
-extern void cblas_sgemm(int order, int transa, int transb, int m, int n, int k, float alpha, const float *a, int lda,
-                        const float *b, int ldb, float beta, float *c, int ldc);
-extern void cblas_sgemv(int order, int trans, int m, int n, float alpha, const float *a, int lda, const float *x, int incx,
-                        float beta, float *y, int incy);
-extern void openblas_set_num_threads(int n);
+void mlk_cblas_sgemm_(int order, int transa, int transb, int m, int n, int k, float alpha, const float *a, int lda,
+                      const float *b, int ldb, float beta, float *c, int ldc);
+void mlk_cblas_sgemv_(int order, int trans, int m, int n, float alpha, const float *a, int lda, const float *x, int incx,
+                      float beta, float *y, int incy);
+void mlk_sgesdd_(const char *jobz, const int *m, const int *n, float *a, const int *lda, float *s, float *u, const int *ldu,
+                 float *vt, const int *ldvt, float *work, const int *lwork, int *iwork, int *info);
+void mlk_blas_set_threads_(int n);
+int mlk_blas_threads_(void);
 
 /// Threads of the next parallel section (mlk_set_threads), and the scratch slot of the calling
 /// thread in one (0 for the section's caller, i + 1 for pool worker i).
@@ -184,6 +187,11 @@ void mlk_cot_store_blocked_avx512_(int hw, long ld, int nco, const float *ct, co
 /// dst = act(src + res) over n floats (res may be NULL; kind 4, tanh, is left to the caller):
 /// the direct convolution's copy of its kept columns into place.
 void mlk_store_act_avx512_(float *dst, const float *src, const float *res, int n, mlk_epilogue act);
+
+/// Unary ops as AVX-512 vectors (elementwise_avx512.c): whether `op` has a vector form, and
+/// y[i] = op(x[i]) for i < n.
+int mlk_unary_avx512_ok_(int op);
+void mlk_unary_avx512_(int op, const float *x, float *y, size_t n, float alpha, float beta);
 /// dst[i] = src[2 i] for i < n (reads src[0 .. 2n-2] only): stride-2 im2col rows and phases.
 void mlk_even_lanes_(float *dst, const float *src, int n);
 void mlk_subsample2_row_avx512_(float *row, const float *plane, int in_w, int out_w, int col, int width,

@@ -1,5 +1,5 @@
 #define _GNU_SOURCE
-#include "ckernels.h"
+#include "internal.h"
 
 #include <sched.h>
 
@@ -11,16 +11,6 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
-
-// OpenBLAS (Debian's libopenblas: CBLAS and LAPACK in one library). Declared here so the
-// build needs no include path for Debian's per-variant cblas.h.
-enum { MLK_ROW_MAJOR = 101, MLK_NO_TRANS = 111 };
-extern void cblas_sgemm(int order, int transa, int transb, int m, int n, int k, float alpha, const float *a, int lda,
-                        const float *b, int ldb, float beta, float *c, int ldc);
-extern void openblas_set_num_threads(int n);
-extern int openblas_get_num_threads(void);
-extern void sgesdd_(const char *jobz, const int *m, const int *n, float *a, const int *lda, float *s, float *u,
-                    const int *ldu, float *vt, const int *ldvt, float *work, const int *lwork, int *iwork, int *info);
 
 static double now(void) {
   struct timespec t;
@@ -101,17 +91,17 @@ double mlk_sgemm_gflops(int n, int reps, int threads) {
   float *a = malloc(sz * sizeof(float)), *b = malloc(sz * sizeof(float)), *c = malloc(sz * sizeof(float));
   if (!a || !b || !c) { free(a); free(b); free(c); return 0; }
   for (size_t i = 0; i < sz; i++) { a[i] = (float)(i % 7) * 0.1f; b[i] = (float)(i % 5) * 0.2f; c[i] = 0; }
-  int before = openblas_get_num_threads();
-  openblas_set_num_threads(threads);
+  int before = mlk_blas_threads_();
+  mlk_blas_set_threads_(threads);
   double best = 0;
   for (int r = 0; r < reps + 1; r++) {
     double t0 = now();
-    cblas_sgemm(MLK_ROW_MAJOR, MLK_NO_TRANS, MLK_NO_TRANS, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    mlk_cblas_sgemm_(MLK_ROW_MAJOR_, MLK_NO_TRANS_, MLK_NO_TRANS_, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
     double dt = now() - t0;
     double gflops = 2.0 * n * (double)n * n / dt / 1e9;
     if (r > 0 && gflops > best) best = gflops;  // the first run warms up
   }
-  openblas_set_num_threads(before);
+  mlk_blas_set_threads_(before);
   free(a); free(b); free(c);
   return best;
 }
@@ -168,11 +158,11 @@ int mlk_singular_values(const float *a, int m, int n, float *s) {
   if (!copy || !iwork) { free(copy); free(iwork); return -1; }
   memcpy(copy, a, (size_t)m * (size_t)n * sizeof(float));
   float query, dummy;
-  sgesdd_("N", &rows, &cols, copy, &lda, s, &dummy, &one, &dummy, &one, &query, &lwork, iwork, &info);
+  mlk_sgesdd_("N", &rows, &cols, copy, &lda, s, &dummy, &one, &dummy, &one, &query, &lwork, iwork, &info);
   lwork = (int)query + 1;
   float *work = malloc((size_t)lwork * sizeof(float));
   if (!work) { free(copy); free(iwork); return -1; }
-  sgesdd_("N", &rows, &cols, copy, &lda, s, &dummy, &one, &dummy, &one, work, &lwork, iwork, &info);
+  mlk_sgesdd_("N", &rows, &cols, copy, &lda, s, &dummy, &one, &dummy, &one, work, &lwork, iwork, &info);
   free(work); free(copy); free(iwork);
   return info;
 }

@@ -15,21 +15,9 @@
 
 int mlk_threads = 1;
 
-// OpenBLAS runs on one thread (parallelism is ours, in fixed tiles), from the start. The pthread
-// build starts its server threads when it loads, and they spin in sched_yield for their first
-// 0.1-0.2 s: during the warm-up and first timed runs of a `profile`, on the other vCPU. Timed
-// runs of MobileNetV2 then took 7.5-8 ms instead of 5.3-6 in about half of the processes. Its
-// threads are stopped here (blas_thread_shutdown_, where the library has it: weak, so other
-// OpenBLAS builds link too); single-threaded calls never start them again.
-extern int blas_thread_shutdown_(void) __attribute__((weak));
-__attribute__((constructor)) static void mlk_openblas_single_thread(void) {
-  openblas_set_num_threads(1);
-  if (blas_thread_shutdown_) blas_thread_shutdown_();
-}
-
 void mlk_set_threads(int threads) {
-  // (OpenBLAS stays at the one thread the constructor above set: setting it again restarts its
-  // server threads, which then spin.)
+  // (OpenBLAS stays at the one thread blas.c set: setting it again restarts its server
+  // threads, which then spin.)
   mlk_threads = threads < 1 ? 1 : (threads > 16 ? 16 : threads);
 }
 

@@ -92,8 +92,12 @@ int mlk_avx512_available(void);
 /// has MODELLENS_KERNELS=blas) or the portable ones (OpenBLAS sgemm, scalar loops).
 void mlk_prefer_avx512(int on);
 
-/// Threads OpenBLAS may use.
+/// Threads of the executor's parallel sections (OpenBLAS itself stays on one).
 void mlk_set_threads(int threads);
+
+/// The OpenBLAS kernel set in use ("SkylakeX", "Haswell", ...): blas.c chooses it from the CPU's
+/// features unless the environment sets OPENBLAS_CORETYPE.
+const char *mlk_blas_kernels(void);
 
 /// Convolution geometry, shared by the NCHW and NHWC kernels (2-D; 1-D convs use h = 1).
 typedef struct mlk_conv {
