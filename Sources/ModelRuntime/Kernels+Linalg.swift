@@ -77,6 +77,15 @@ func batchedMatMul(_ a0: RTensor, _ b0: RTensor, adjA: Bool, adjB: Bool, _ n: No
     if !aVec { outShape.append(m) }
     if !bVec { outShape.append(nn) }
     let y = try ctx.alloc(outShape, .float32)
+    if bb.isEmpty && !adjA && !aVec {
+        // A stack of matrices times one matrix (a Linear layer on [N, H, W, C] activations, as in
+        // ConvNeXt and transformers): the stack is one [batch * m, k] matrix, so one GEMM with
+        // all its rows instead of a small GEMM per matrix (56 GEMMs of 56 rows ran at 18 GFLOP/s).
+        let rows = batch.reduce(1, *) * m
+        mlk_sgemm(0, adjB ? 1 : 0, Int32(rows), Int32(nn), Int32(k), 1, a0.floats, Int32(k),
+                  b0.floats, Int32(b[b.count - 1]), 0, y.floats, Int32(nn))
+        return y
+    }
     let sa = broadcastStrides(ba, to: batch), sb = broadcastStrides(bb, to: batch)
     let count = batch.reduce(1, *)
     var idx = [Int](repeating: 0, count: batch.count)
