@@ -35,6 +35,11 @@ void mlk_subsample2_row_avx512_(float *row, const float *plane, int in_w, int ou
                                 const float *ahead) {
   (void)row; (void)plane; (void)in_w; (void)out_w; (void)col; (void)width; (void)ahead;
 }
+int mlk_unary_avx512_ok_(int op) { (void)op; return 0; }
+void mlk_unary_avx512_(int op, const float *x, float *y, size_t n, float alpha, float beta) {
+  (void)op; (void)x; (void)y; (void)n; (void)alpha; (void)beta;
+  abort();
+}
 void mlk_store_act_avx512_(float *dst, const float *src, const float *res, int n, mlk_epilogue act) {
   (void)dst; (void)src; (void)res; (void)n; (void)act;
 }

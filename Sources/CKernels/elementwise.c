@@ -45,7 +45,10 @@ void mlk_activate(float *y, size_t n, int kind, float lo, float hi) {
     case 1: for (size_t i = 0; i < n; i++) y[i] = y[i] > 0 ? y[i] : 0; break;
     case 2: for (size_t i = 0; i < n; i++) y[i] = fminf(fmaxf(y[i], 0.0f), 6.0f); break;
     case 3: for (size_t i = 0; i < n; i++) y[i] = fminf(fmaxf(y[i], -1.0f), 1.0f); break;
-    case 4: for (size_t i = 0; i < n; i++) y[i] = tanhf(y[i]); break;
+    case 4:
+      if (mlk_use_avx512_()) mlk_unary_avx512_(MLK_TANH, y, y, n, 0, 0);
+      else for (size_t i = 0; i < n; i++) y[i] = tanhf(y[i]);
+      break;
     case 5: for (size_t i = 0; i < n; i++) y[i] = fminf(fmaxf(y[i], lo), hi); break;
     default: break;
   }
@@ -119,9 +122,13 @@ void mlk_binary(int op, int rank, const long *shape, const float *a, const long 
   }
 }
 
-void mlk_unary(int op, const float *x, float *y, size_t n, float alpha, float beta) {
+static void unary_range(int op, const float *x, float *y, size_t n, float alpha, float beta) {
   if (op == MLK_RELU) {   // the common case, as a loop the compiler vectorises
     for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
+    return;
+  }
+  if (mlk_unary_avx512_ok_(op) && mlk_use_avx512_()) {
+    mlk_unary_avx512_(op, x, y, n, alpha, beta);
     return;
   }
   for (size_t i = 0; i < n; i++) {
@@ -137,7 +144,7 @@ void mlk_unary(int op, const float *x, float *y, size_t n, float alpha, float be
       case MLK_NEG: r = -v; break;
       case MLK_ERF: r = erff(v); break;
       case MLK_HARDSWISH: r = v * fminf(fmaxf(v / 6.0f + 0.5f, 0.0f), 1.0f); break;
-      case MLK_HARDSIGMOID: r = fminf(fmaxf(alpha * v + beta, 0.0f), 1.0f); break;
+      case MLK_HARDSIGMOID: r = isnan(v) ? v : fminf(fmaxf(alpha * v + beta, 0.0f), 1.0f); break;
       case MLK_LEAKYRELU: r = v < 0 ? alpha * v : v; break;
       case MLK_ELU: r = v < 0 ? alpha * (expf(v) - 1.0f) : v; break;
       case MLK_SOFTPLUS: r = v > 20 ? v : log1pf(expf(v)); break;
@@ -175,6 +182,31 @@ void mlk_unary(int op, const float *x, float *y, size_t n, float alpha, float be
     }
     y[i] = r;
   }
+}
+
+typedef struct {
+  int op;
+  const float *x;
+  float *y;
+  size_t n;
+  float alpha, beta;
+} unary_job;
+
+#define UNARY_CHUNK 16384   // elements per task: fixed, so the split never depends on the thread count
+
+static void unary_task(void *ctx, int t) {
+  const unary_job *j = ctx;
+  const size_t i0 = (size_t)t * UNARY_CHUNK, m = j->n - i0 < UNARY_CHUNK ? j->n - i0 : UNARY_CHUNK;
+  unary_range(j->op, j->x + i0, j->y + i0, m, j->alpha, j->beta);
+}
+
+void mlk_unary(int op, const float *x, float *y, size_t n, float alpha, float beta) {
+  if (n <= UNARY_CHUNK) {
+    unary_range(op, x, y, n, alpha, beta);
+    return;
+  }
+  unary_job job = {op, x, y, n, alpha, beta};
+  mlk_parallel_((int)((n + UNARY_CHUNK - 1) / UNARY_CHUNK), unary_task, &job);
 }
 
 void mlk_softmax(const float *x, float *y, long outer, long axis, long inner, int log) {
