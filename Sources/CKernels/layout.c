@@ -47,18 +47,75 @@ void mlk_weight_panels_unpack(int out_c, int kk, const float *panels, float *w) 
     for (int k = 0; k < kk; k++) w[(size_t)o * kk + k] = panels[((size_t)(o / 32) * kk + k) * 32 + o % 32];
 }
 
+// A strided copy after its dimensions are simplified: no size-1 dimensions, and neighbours
+// merged where the outer one steps over exactly the inner one's extent, so that a slice of
+// whole rows or a transpose that keeps the last dimensions together copies long runs.
+typedef struct {
+  const char *x;
+  char *y;
+  int rank, elem;
+  long shape[8], stride[8];   // elements; strides may be 0 (broadcast) or negative (reversed slices)
+  long rows, run, per;        // rows of `run` output elements, `per` rows a task
+} strided_job;
+
+static void strided_rows(void *ctx, int t) {
+  const strided_job *j = ctx;
+  const int r = j->rank, e = j->elem;
+  long r0 = (long)t * j->per, r1 = r0 + j->per < j->rows ? r0 + j->per : j->rows;
+  // Odometer over the outer dimensions (all but the last), started at row r0.
+  long idx[8] = {0}, off = 0, rem = r0;
+  for (int d = r - 2; d >= 0; d--) { idx[d] = rem % j->shape[d]; rem /= j->shape[d]; off += idx[d] * j->stride[d]; }
+  const long n = j->run, st = j->stride[r - 1];
+  char *dst = j->y + (size_t)r0 * (size_t)n * (size_t)e;
+  for (long row = r0; row < r1; row++) {
+    const char *src = j->x + off * e;
+    if (st == 1) memcpy(dst, src, (size_t)n * (size_t)e);
+    else if (e == 4) { const uint32_t *s = (const uint32_t *)src; uint32_t *d = (uint32_t *)dst; for (long i = 0; i < n; i++) d[i] = s[i * st]; }
+    else if (e == 8) { const uint64_t *s = (const uint64_t *)src; uint64_t *d = (uint64_t *)dst; for (long i = 0; i < n; i++) d[i] = s[i * st]; }
+    else if (e == 2) { const uint16_t *s = (const uint16_t *)src; uint16_t *d = (uint16_t *)dst; for (long i = 0; i < n; i++) d[i] = s[i * st]; }
+    else if (e == 1) { for (long i = 0; i < n; i++) dst[i] = src[i * st]; }
+    else for (long i = 0; i < n; i++) memcpy(dst + i * e, src + i * st * e, (size_t)e);
+    dst += (size_t)n * (size_t)e;
+    for (int d = r - 2; d >= 0; d--) {
+      off += j->stride[d];
+      if (++idx[d] < j->shape[d]) break;
+      off -= j->stride[d] * j->shape[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+void mlk_copy_strided(const void *x, void *y, int rank, const long *shape, const long *stride, int elem) {
+  strided_job j = {.x = x, .y = y, .elem = elem};
+  long total = 1;
+  for (int d = 0; d < rank; d++) total *= shape[d];
+  if (total == 0) return;
+  for (int d = 0; d < rank; d++) {
+    if (shape[d] == 1) continue;
+    if (j.rank > 0 && j.stride[j.rank - 1] == stride[d] * shape[d]) {   // merges with the dimension before
+      j.shape[j.rank - 1] *= shape[d];
+      j.stride[j.rank - 1] = stride[d];
+      continue;
+    }
+    j.shape[j.rank] = shape[d];
+    j.stride[j.rank] = stride[d];
+    j.rank++;
+  }
+  if (j.rank == 0) { j.shape[0] = 1; j.stride[0] = 1; j.rank = 1; }
+  j.run = j.shape[j.rank - 1];
+  j.rows = total / j.run;
+  // Tasks of at least 64 KB of output: a copy is bound by memory, and small ones are not worth
+  // a second thread.
+  const long per_bytes = 65536, row_bytes = j.run * elem;
+  j.per = row_bytes >= per_bytes ? 1 : per_bytes / row_bytes;
+  mlk_parallel_((int)((j.rows + j.per - 1) / j.per), strided_rows, &j);
+}
+
 void mlk_transpose(const void *x, void *y, int rank, const long *shape, const int *perm, int elem) {
-  long in_strides[8], out_shape[8], total = 1;
+  if (rank == 0) { memcpy(y, x, (size_t)elem); return; }
+  long in_strides[8], out_shape[8], strides[8];
   in_strides[rank - 1] = 1;
   for (int i = rank - 2; i >= 0; i--) in_strides[i] = in_strides[i + 1] * shape[i + 1];
-  for (int i = 0; i < rank; i++) { out_shape[i] = shape[perm[i]]; total *= out_shape[i]; }
-  long idx[8] = {0};
-  const char *src = x;
-  char *dst = y;
-  for (long t = 0; t < total; t++) {
-    long off = 0;
-    for (int d = 0; d < rank; d++) off += idx[d] * in_strides[perm[d]];
-    memcpy(dst + t * elem, src + off * elem, (size_t)elem);
-    for (int d = rank - 1; d >= 0; d--) { if (++idx[d] < out_shape[d]) break; idx[d] = 0; }
-  }
+  for (int i = 0; i < rank; i++) { out_shape[i] = shape[perm[i]]; strides[i] = in_strides[perm[i]]; }
+  mlk_copy_strided(x, y, rank, out_shape, strides, elem);
 }

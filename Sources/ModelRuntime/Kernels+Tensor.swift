@@ -418,34 +418,41 @@ let tensorKernels: [(String, KernelFactory)] = [
 func gatherStrided(_ x: RTensor, begin: [Int], step: [Int], size: [Int], _ ctx: RunContext) throws -> RTensor {
     let r = x.shape.count
     let y = try ctx.alloc(size, x.dtype)
-    let e = x.elementSize
     guard size.reduce(1, *) > 0 else { return y }
     var xs = [Int](repeating: 1, count: r)
     for i in stride(from: r - 2, through: 0, by: -1) { xs[i] = xs[i + 1] * x.shape[i + 1] }
-    var idx = [Int](repeating: 0, count: r)
-    for t in 0..<size.reduce(1, *) {
-        var off = 0
-        for d in 0..<r { off += (begin[d] + idx[d] * step[d]) * xs[d] }
-        (y.raw + t * e).copyMemory(from: x.raw + off * e, byteCount: e)
-        var d = r - 1
-        while d >= 0 { idx[d] += 1; if idx[d] < size[d] { break }; idx[d] = 0; d -= 1 }
-    }
+    let offset = (0..<r).reduce(0) { $0 + begin[$1] * xs[$1] }
+    copyStrided(x.raw + offset * x.elementSize, into: y, strides: (0..<r).map { xs[$0] * step[$0] })
     return y
 }
 
 func broadcastCopy(_ x: RTensor, to shape: [Int], _ ctx: RunContext) throws -> RTensor {
     let y = try ctx.alloc(shape, x.dtype)
-    let st = broadcastStrides(x.shape, to: shape)
-    let e = x.elementSize
-    var idx = [Int](repeating: 0, count: shape.count)
-    for t in 0..<shape.reduce(1, *) {
-        var off = 0
-        for d in 0..<shape.count { off += idx[d] * st[d] }
-        (y.raw + t * e).copyMemory(from: x.raw + off * e, byteCount: e)
-        var d = shape.count - 1
-        while d >= 0 { idx[d] += 1; if idx[d] < shape[d] { break }; idx[d] = 0; d -= 1 }
-    }
+    guard y.count > 0 else { return y }
+    copyStrided(x.raw, into: y, strides: broadcastStrides(x.shape, to: shape))
     return y
+}
+
+/// y = the elements of `base` at the given element strides, in y's shape (mlk_copy_strided up to
+/// rank 8, an element loop beyond).
+func copyStrided(_ base: UnsafeRawPointer, into y: RTensor, strides: [Int]) {
+    let r = y.shape.count, e = y.elementSize
+    guard r > 8 else {
+        y.shape.map { CLong($0) }.withUnsafeBufferPointer { sh in
+            strides.map { CLong($0) }.withUnsafeBufferPointer { st in
+                mlk_copy_strided(base, y.raw, Int32(r), sh.baseAddress, st.baseAddress, Int32(e))
+            }
+        }
+        return
+    }
+    var idx = [Int](repeating: 0, count: r)
+    for t in 0..<y.count {
+        var off = 0
+        for d in 0..<r { off += idx[d] * strides[d] }
+        (y.raw + t * e).copyMemory(from: base + off * e, byteCount: e)
+        var d = r - 1
+        while d >= 0 { idx[d] += 1; if idx[d] < y.shape[d] { break }; idx[d] = 0; d -= 1 }
+    }
 }
 
 func depthSpace(_ pc: PlanContext, toSpace: Bool) throws -> Kernel {

@@ -65,6 +65,9 @@ void mlk_softmax(const float *x, float *y, long outer, long axis, long inner, in
 
 /// Transposes a tensor of `elem` bytes per element (rank <= 8): y[i] = x[perm-permuted index].
 void mlk_transpose(const void *x, void *y, int rank, const long *shape, const int *perm, int elem);
+/// y (contiguous, `shape`) = x read at sum(idx[d] * stride[d]) elements of `elem` bytes; strides
+/// may be 0 (broadcast) or negative. Rank at most 8. Runs of contiguous elements are copied whole.
+void mlk_copy_strided(const void *x, void *y, int rank, const long *shape, const long *stride, int elem);
 
 /// Resizes the two innermost spatial axes. len_h / len_w: the resized lengths before rounding
 /// (input x scale), which align_corners and pytorch_half_pixel use. nhwc: data is [N, H, W, C], else [N, C, H, W].

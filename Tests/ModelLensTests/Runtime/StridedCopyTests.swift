@@ -1,0 +1,59 @@
+import CKernels
+import Foundation
+import ModelLensTestSupport
+import XCTest
+
+/// mlk_copy_strided (Transpose, Slice, Expand): against an element-by-element index walk, for
+/// permutations, reversed and stepped slices, broadcasts and element sizes 1-8, on 1 and 2 threads
+/// (large copies split into tasks).
+final class StridedCopyTests: XCTestCase {
+    func testStridedCopiesMatchAnIndexWalk() {
+        defer { mlk_set_threads(1) }
+        var rng = Rng(s: 31)
+        for trial in 0..<300 {
+            let big = trial % 10 == 0   // 16K-80K elements: several tasks
+            let rank = big ? 3 : 1 + rng.next(5)
+            let shape = (0..<rank).map { _ in big ? 25 + rng.next(18) : 1 + rng.next(7) }
+            let elem = [1, 2, 4, 8, 4, 3][rng.next(6)]
+            // Source strides: a transpose (a permutation of the dense strides), with some dimensions
+            // broadcast (stride 0) or reversed (negative, starting at the far end).
+            var perm = Array(0..<rank)
+            for i in stride(from: rank - 1, to: 0, by: -1) { perm.swapAt(i, rng.next(i + 1)) }
+            var dense = [Int](repeating: 1, count: rank)
+            for d in stride(from: rank - 2, through: 0, by: -1) { dense[d] = dense[d + 1] * shape[perm[d + 1]] }
+            var strides = [Int](repeating: 0, count: rank)
+            for d in 0..<rank { strides[perm[d]] = dense[d] }
+            var offset = 0
+            for d in 0..<rank {
+                switch rng.next(6) {
+                case 0: strides[d] = 0
+                case 1: offset += (shape[d] - 1) * strides[d]; strides[d] = -strides[d]
+                default: break
+                }
+            }
+            let srcCount = shape.reduce(1, *)
+            let src = (0..<(srcCount * elem)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 8) }
+            let count = shape.reduce(1, *)
+            var want = [UInt8](repeating: 0, count: count * elem)
+            var idx = [Int](repeating: 0, count: rank)
+            for t in 0..<count {
+                var off = offset
+                for d in 0..<rank { off += idx[d] * strides[d] }
+                for b in 0..<elem { want[t * elem + b] = src[off * elem + b] }
+                var d = rank - 1
+                while d >= 0 { idx[d] += 1; if idx[d] < shape[d] { break }; idx[d] = 0; d -= 1 }
+            }
+            for threads: Int32 in [1, 2] {
+                mlk_set_threads(threads)
+                var got = [UInt8](repeating: 0xAB, count: count * elem)
+                src.withUnsafeBytes { s in
+                    got.withUnsafeMutableBytes { g in
+                        mlk_copy_strided(s.baseAddress! + offset * elem, g.baseAddress!, Int32(rank), shape.map { CLong($0) },
+                                         strides.map { CLong($0) }, Int32(elem))
+                    }
+                }
+                XCTAssertEqual(got, want, "shape \(shape) strides \(strides) elem \(elem), \(threads) thread(s)")
+            }
+        }
+    }
+}
