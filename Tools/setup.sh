@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libprotobuf-c-dev protobuf-c-compiler libflatbuffers-dev flatbuffers-compiler libopenblas-dev pkg-config)
+packages=(libprotobuf-c-dev protobuf-c-compiler libflatbuffers-dev flatbuffers-compiler libopenblas-dev libdnnl-dev pkg-config)
 # Tools/fetch-models.sh downloads wheels with pip (no virtual environment): Debian's python3 needs python3-pip.
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 build_only=0

@@ -60,6 +60,12 @@ enum {
 };
 void mlk_unary(int op, const float *x, float *y, size_t n, float alpha, float beta);
 
+/// Layer normalization of each of `rows` rows of `inner` floats: (x - mean) / sqrt(var + eps), times
+/// scale and plus bias (each NULL, one value, or repeated every scale_n / bias_n elements);
+/// mean_out and inv_out (may be NULL) receive each row's mean and 1 / sqrt(var + eps).
+void mlk_layer_norm(const float *x, float *y, long rows, long inner, const float *scale, long scale_n, const float *bias,
+                    long bias_n, float eps, float *mean_out, float *inv_out);
+
 /// Softmax (log = 0), LogSoftmax (log = 1) or Hardmax (log = 2) over the middle axis of [outer, axis, inner].
 void mlk_softmax(const float *x, float *y, long outer, long axis, long inner, int log);
 
@@ -101,6 +107,9 @@ void mlk_set_threads(int threads);
 /// The OpenBLAS kernel set in use ("SkylakeX", "Haswell", ...): blas.c chooses it from the CPU's
 /// features unless the environment sets OPENBLAS_CORETYPE.
 const char *mlk_blas_kernels(void);
+/// The library that runs matrix products: "oneDNN" where it is installed (and MODELLENS_GEMM is not
+/// "openblas"), else "OpenBLAS".
+const char *mlk_gemm_library(void);
 
 /// Convolution geometry, shared by the NCHW and NHWC kernels (2-D; 1-D convs use h = 1).
 typedef struct mlk_conv {

@@ -20,6 +20,15 @@ final class BLASTests: XCTestCase {
         }
     }
 
+    /// Where oneDNN is installed (Tools/setup.sh installs it), it runs the matrix products.
+    func testOneDNNRunsMatrixProductsWhereInstalled() throws {
+        guard ProcessInfo.processInfo.environment["MODELLENS_GEMM"] == nil else { throw XCTSkip("MODELLENS_GEMM is set") }
+        let installed = ["/usr/lib/x86_64-linux-gnu/libdnnl.so.2", "/usr/lib/aarch64-linux-gnu/libdnnl.so.2", "/usr/lib/libdnnl.so.2"]
+            .contains { FileManager.default.fileExists(atPath: $0) }
+        guard installed else { throw XCTSkip("libdnnl is not installed: OpenBLAS runs the products") }
+        XCTAssertEqual(String(cString: mlk_gemm_library()), "oneDNN")
+    }
+
     /// A tall product shares its rows among threads (mlk_sgemm's row tiles) and a wide one its
     /// columns: both equal a double-precision sum, and 1 and 2 threads give the same bits.
     func testTallAndWideProductsMatchADirectSum() {
