@@ -328,40 +328,6 @@ let elementwiseKernels: [(String, KernelFactory)] = {
             return [y]
         }
     }))
-    k.append(("LayerNormalization", { pc in
-        let n = pc.node
-        let eps = Double(n.float("epsilon") ?? 1e-5)
-        let statistics = n.outputs.count > 1
-        return { ins, ctx in
-            let x = try requireFloat(ins.first ?? nil, node: n)
-            let axis = try normalize(n.int("axis") ?? -1, x.shape.count, n)
-            let outer = x.shape[..<axis].reduce(1, *), inner = x.shape[axis...].reduce(1, *)
-            let y = try ctx.alloc(x.shape, .float32)
-            let statShape = Array(x.shape[..<axis]) + Array(repeating: 1, count: x.shape.count - axis)
-            let meanOut = statistics ? try ctx.alloc(statShape, .float32) : nil
-            let invOut = statistics ? try ctx.alloc(statShape, .float32) : nil
-            let scale = ins.count > 1 ? ins[1] : nil, bias = ins.count > 2 ? ins[2] : nil
-            let sv = scale?.toFloats() ?? [], bv = bias?.toFloats() ?? []
-            for o in 0..<outer {
-                let base = o * inner
-                var mean = 0.0, sq = 0.0
-                for i in 0..<inner { mean += Double(x.floats[base + i]) }
-                mean /= Double(inner)
-                for i in 0..<inner { let d = Double(x.floats[base + i]) - mean; sq += d * d }
-                let inv = 1 / (sq / Double(inner) + eps).squareRoot()
-                meanOut?.floats[o] = Float(mean)
-                invOut?.floats[o] = Float(inv)
-                for i in 0..<inner {
-                    var v = Float((Double(x.floats[base + i]) - mean) * inv)
-                    if !sv.isEmpty { v *= sv[sv.count == 1 ? 0 : i % sv.count] }
-                    if !bv.isEmpty { v += bv[bv.count == 1 ? 0 : i % bv.count] }
-                    y.floats[base + i] = v
-                }
-            }
-            if let meanOut, let invOut { return [y, meanOut, invOut] }
-            return [y]
-        }
-    }))
     k.append(("Cast", { pc in
         let n = pc.node
         let supported: Set<DType> = [.float32, .float64, .float16, .bfloat16, .int64, .int32, .int16, .int8, .uint8, .uint16, .uint32, .uint64, .bool]

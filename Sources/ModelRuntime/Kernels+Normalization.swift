@@ -3,6 +3,32 @@ import Foundation
 import ModelIR
 
 let normalizationKernels: [(String, KernelFactory)] = [
+    ("LayerNormalization", { pc in
+        let n = pc.node
+        let eps = Float(n.float("epsilon") ?? 1e-5)
+        let statistics = n.outputs.count > 1
+        return { ins, ctx in
+            let x = try requireFloat(ins.first ?? nil, node: n)
+            let axis = try normalize(n.int("axis") ?? -1, x.shape.count, n)
+            let outer = x.shape[..<axis].reduce(1, *), inner = x.shape[axis...].reduce(1, *)
+            let y = try ctx.alloc(x.shape, .float32)
+            let statShape = Array(x.shape[..<axis]) + Array(repeating: 1, count: x.shape.count - axis)
+            let meanOut = statistics ? try ctx.alloc(statShape, .float32) : nil
+            let invOut = statistics ? try ctx.alloc(statShape, .float32) : nil
+            let sv = (ins.count > 1 ? ins[1] : nil)?.toFloats() ?? [], bv = (ins.count > 2 ? ins[2] : nil)?.toFloats() ?? []
+            for p in [sv, bv] where !p.isEmpty && p.count != 1 && inner % p.count != 0 {
+                throw RuntimeError.invalid(node: n.label, reason: "scale or bias of \(p.count) for rows of \(inner)")
+            }
+            sv.withUnsafeBufferPointer { s in
+                bv.withUnsafeBufferPointer { b in
+                    mlk_layer_norm(x.floats, y.floats, outer, inner, sv.isEmpty ? nil : s.baseAddress, sv.count, bv.isEmpty ? nil : b.baseAddress,
+                                   bv.count, eps, meanOut?.floats, invOut?.floats)
+                }
+            }
+            if let meanOut, let invOut { return [y, meanOut, invOut] }
+            return [y]
+        }
+    }),
     ("RMSNormalization", { pc in
         let n = pc.node
         let eps = n.float("epsilon") ?? 1e-5
