@@ -9,6 +9,11 @@
   depthwise_cases.onnx     depthwise convolutions at the edges of the kernels' fast paths: odd sizes,
                            stride 2 with asymmetric pads, dilation 2, a 5x5 kernel with depth
                            multiplier 2; input [1, 6, 15, 13].
+  convnext_block.onnx      two ConvNeXt-style blocks as torch writes them below opset 20, input [1, 8, 12, 12]:
+                           a 3x3 conv with SiLU (Sigmoid * x), 7x7 depthwise, Transpose to NHWC,
+                           LayerNormalization, MatMul + bias (a Linear over every pixel), GELU written out
+                           (x / sqrt 2 -> Erf -> + 1 -> * x -> * 0.5; the second block x * (1 / sqrt 2) and
+                           * 0.5 before * x), MatMul + bias, a layer-scale Mul, Transpose back, residual Add.
   bad/cycle.onnx           two nodes that feed each other.
   bad/huge_tensor.onnx     an initializer declaring 2^40 float elements with 16 bytes of data.
   bad/undefined_input.onnx a node reading a value nothing defines.
@@ -29,6 +34,46 @@ rng = np.random.default_rng(7)
 
 def w(*shape):
     return (rng.standard_normal(shape) * 0.1).astype(np.float32)
+
+
+def convnext_block_onnx():
+    c, e = 16, 64
+    nodes, inits = [], []
+
+    def const(name, array):
+        inits.append(numpy_helper.from_array(np.asarray(array, np.float32), name))
+        return name
+
+    def node(op, ins, out, **attrs):
+        nodes.append(helper.make_node(op, ins, [out], name=out, **attrs))
+        return out
+
+    x = node('Conv', ['x', const('stem.w', w(c, 8, 3, 3)), const('stem.b', w(c))], 'stem', pads=[1, 1, 1, 1])
+    x = node('Mul', [x, node('Sigmoid', [x], 'stem.sigmoid')], 'stem.silu')
+    for b in range(2):
+        p = f'block{b}.'
+        h = node('Conv', [x, const(p + 'dw.w', w(c, 1, 7, 7)), const(p + 'dw.b', w(c))], p + 'dw', pads=[3, 3, 3, 3], group=c)
+        h = node('Transpose', [h], p + 'nhwc', perm=[0, 2, 3, 1])
+        h = node('LayerNormalization', [h, const(p + 'ln.scale', 1 + w(c)), const(p + 'ln.bias', w(c))], p + 'ln', axis=-1, epsilon=1e-6)
+        h = node('Add', [node('MatMul', [h, const(p + 'fc1.w', w(c, e))], p + 'fc1'), const(p + 'fc1.b', w(e))], p + 'fc1.bias')
+        if b == 0:
+            d = node('Div', [h, const(p + 'sqrt2', np.float32(np.sqrt(2)))], p + 'gelu.div')
+            a = node('Add', [node('Erf', [d], p + 'gelu.erf'), const(p + 'one', np.float32(1))], p + 'gelu.add')
+            g = node('Mul', [node('Mul', [h, a], p + 'gelu.mul'), const(p + 'half', np.float32(0.5))], p + 'gelu')
+        else:
+            d = node('Mul', [const(p + 'rsqrt2', np.float32(1 / np.sqrt(2))), h], p + 'gelu.scale')
+            a = node('Add', [const(p + 'one', np.float32(1)), node('Erf', [d], p + 'gelu.erf')], p + 'gelu.add')
+            g = node('Mul', [node('Mul', [a, const(p + 'half', np.float32(0.5))], p + 'gelu.half'), h], p + 'gelu')
+        h = node('Add', [node('MatMul', [g, const(p + 'fc2.w', w(e, c))], p + 'fc2'), const(p + 'fc2.b', w(c))], p + 'fc2.bias')
+        h = node('Mul', [h, const(p + 'gamma', 0.5 + w(c))], p + 'scale')
+        h = node('Transpose', [h], p + 'nchw', perm=[0, 3, 1, 2])
+        x = node('Add', [x, h], p + 'out')
+    graph = helper.make_graph(nodes, 'convnext_block', [helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, 8, 12, 12])],
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, c, 12, 12])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)], producer_name='make-samples.py')
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, os.path.join(HERE, 'convnext_block.onnx'))
 
 
 def tiny_onnx():
@@ -325,6 +370,9 @@ def main():
     depthwise_cases_onnx()   # last: it draws from its own generator, the others from the shared one
     s = ort.InferenceSession(os.path.join(HERE, 'depthwise_cases.onnx'))
     print('make-samples: depthwise_cases.onnx runs in onnxruntime, output', s.run(None, {'input': np.ones((1, 6, 15, 13), np.float32)})[0].shape)
+    convnext_block_onnx()   # after the others, so that their weights stay as they were
+    s = ort.InferenceSession(os.path.join(HERE, 'convnext_block.onnx'))
+    print('make-samples: convnext_block.onnx runs in onnxruntime, output', s.run(None, {'x': np.ones((1, 8, 12, 12), np.float32)})[0].shape)
 
 
 if __name__ == '__main__':

@@ -178,6 +178,7 @@ static void unary_range(int op, const float *x, float *y, size_t n, float alpha,
       case MLK_CELU: r = fmaxf(0.0f, v) + fminf(0.0f, alpha * (expf(v / alpha) - 1.0f)); break;
       case MLK_MISH: r = v * tanhf(v > 20 ? v : log1pf(expf(v))); break;
       case MLK_SHRINK: r = v < -alpha ? v + beta : (v > alpha ? v - beta : 0); break;
+      case MLK_SILU: r = v * (1.0f / (1.0f + expf(-v))); break;
       default: r = v;
     }
     y[i] = r;

@@ -184,7 +184,8 @@ public enum KernelClassifier {
         }
         return kernels.map { step in
             let node = g.nodes[step.node]
-            let (cls, fallback) = classify(node, in: g, bindings: bindings)
+            // An elementwise chain runs as one unary kernel over its input.
+            let (cls, fallback) = step.chainOp.map { ("elementwise.\($0)", ["elementwise"]) } ?? classify(node, in: g, bindings: bindings)
             var f = KernelFeatures(kernelClass: cls, fallbackClasses: fallback)
             f.cacheBytes = cacheBytes
             let group = [step.node] + step.fused
@@ -195,7 +196,7 @@ public enum KernelClassifier {
             }
             f.bytesRead = nodes[step.node].activationBytesRead
             var inside = Set(node.outputs)
-            for k in step.fused {
+            for k in step.fused where step.chainOp == nil {
                 for case let v? in g.nodes[k].inputs where !inside.contains(v) && g.values[v].constant == nil { f.bytesRead += bytes(v) }
                 inside.formUnion(g.nodes[k].outputs)
             }

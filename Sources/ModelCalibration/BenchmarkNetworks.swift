@@ -62,7 +62,10 @@ public enum BenchmarkNetworks {
         let dw5 = b.conv(plain, c, c, k: 5, stride: 2, group: c)
         // A 7x7 depthwise (ConvNeXt) and a grouped 3x3 with groups of 8 or 16 channels (RegNet, ResNeXt).
         let dw7 = b.conv(block, c, c, k: 7, group: c)
-        let grouped = c >= 16 && !forTFLite ? b.conv(dw7, c, c, k: 3, group: c / (c >= 64 ? 16 : 8), act: "Relu") : dw7
+        // GELU written out, as torch exports it below opset 20 (ConvNeXt, transformers); TFLite
+        // has no Erf.
+        let act7 = forTFLite ? dw7 : b.gelu(dw7)
+        let grouped = c >= 16 && !forTFLite ? b.conv(act7, c, c, k: 3, group: c / (c >= 64 ? 16 : 8), act: "Relu") : act7
         // ShuffleNet's channel shuffle: reshape to two groups, swap them with the channels, reshape back.
         let shuffled = c % 2 == 0 ? b.channelShuffle(grouped) : grouped
         // Activations and arithmetic a fused kernel does not absorb.
@@ -127,6 +130,12 @@ struct GraphBuilder {
         let v = graph.addValue(name: n, type: TensorType(dtype: .float32, shape: Shape(known: shape)))
         graph.inputs.append(v)
         return v
+    }
+
+    /// x / sqrt(2) -> Erf -> + 1 -> * x -> * 0.5: GELU as torch writes it out.
+    mutating func gelu(_ x: ValueID) -> ValueID {
+        let e = unary("Erf", binary("Div", x, scalar(Float(2).squareRoot())))
+        return binary("Mul", binary("Mul", x, binary("Add", e, scalar(1))), scalar(0.5))
     }
 
     mutating func constant(_ shape: [Int], scale: Float) -> ValueID {

@@ -246,7 +246,7 @@ public final class Executor {
                 steps.append(Step(node: i, kernel: { ins, _ in [ins[0]!] }, inputs: viewOf, outputs: node.outputs, release: release))
                 continue
             }
-            guard let factory = KernelRegistry.table[node.op.rawValue] else {
+            guard let factory = fusion.unaryChain[i].flatMap({ KernelRegistry.table[$0.op] }) ?? KernelRegistry.table[node.op.rawValue] else {
                 throw RuntimeError.unsupported(op: node.sourceOp, node: node.name.isEmpty ? "#\(i)" : node.name,
                                                reason: node.op == .opaque ? "custom or unknown op" : "no kernel for this op yet")
             }

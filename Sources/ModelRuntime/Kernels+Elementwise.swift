@@ -29,6 +29,8 @@ private let unaryOps: [String: Int32] = [
     "Sign": Int32(MLK_SIGN), "Tan": Int32(MLK_TAN), "Asin": Int32(MLK_ASIN), "Acos": Int32(MLK_ACOS), "Atan": Int32(MLK_ATAN),
     "Sinh": Int32(MLK_SINH), "Cosh": Int32(MLK_COSH), "Asinh": Int32(MLK_ASINH), "Acosh": Int32(MLK_ACOSH), "Atanh": Int32(MLK_ATANH),
     "ThresholdedRelu": Int32(MLK_THRESHOLDED_RELU), "Celu": Int32(MLK_CELU), "Mish": Int32(MLK_MISH), "Shrink": Int32(MLK_SHRINK),
+    // No op of either format: the planner's kernel for Sigmoid(x) * x (FusionPlan.unaryChain).
+    "SiLU": Int32(MLK_SILU),
 ]
 
 private let binaryOps: [String: Int32] = [

@@ -13,6 +13,11 @@ public struct FusionPlan: Sendable {
     /// Every node whose work another's kernel does -> that node (for an activation moved with its
     /// Add onto a conv: the Add).
     public var fusedInto: [Int: Int] = [:]
+    /// First node of a chain of elementwise nodes that one unary kernel runs -> that kernel's op
+    /// and input: "SiLU" for Sigmoid(x) * x, "Gelu" for GELU written out as x / sqrt(2) (or
+    /// x * 1/sqrt(2)) -> Erf -> + 1 -> * x -> * 0.5 (or * 0.5 -> * x). The chain's other nodes are
+    /// in `fusedInto`.
+    public var unaryChain: [Int: (op: String, input: ValueID)] = [:]
 
     /// What the plan needs to know of constant values (the executor also counts values it
     /// computed at plan time, such as fp16 weights widened; the analysis the file's constants).
@@ -116,6 +121,7 @@ public struct FusionPlan: Sendable {
             plan.activation[i] = k
             plan.fusedInto[k] = i
         }
+        findUnaryChains(graph, constants, readers, &plan)
         // Conv (-> BatchNorm) -> Add: the other operand becomes the conv's residual, added as the
         // conv stores its results (then the Add's activation). The conv must be the later of the
         // two producers, so that the residual is ready when it runs; only NCHW convs of one group
@@ -152,6 +158,54 @@ public struct FusionPlan: Sendable {
     }
 }
 
+extension FusionPlan {
+    /// SiLU and GELU written out as elementwise ops (as torch exports nn.SiLU and nn.GELU below
+    /// opset 20): each chain becomes one kernel, as onnxruntime fuses them.
+    static func findUnaryChains(_ graph: Graph, _ constants: Constants, _ readers: Readers, _ plan: inout FusionPlan) {
+        func scalar(_ v: ValueID?) -> Float? {
+            guard let v, let t = constants.type(v), t.dtype == .float32, t.shape.reduce(1, *) == 1 else { return nil }
+            return constants.floats(v)?.first
+        }
+        func isFloat(_ v: ValueID) -> Bool { graph.values[v].type.dtype == .float32 && graph.values[v].quantization == nil }
+        /// The node that alone reads `value`, of op `op`, not fused yet, with `value` as one of its two inputs; and its other input.
+        func next(_ value: ValueID, _ op: String) -> (node: Int, other: ValueID)? {
+            guard let k = readers.sole(value), plan.fusedInto[k] == nil, plan.unaryChain[k] == nil else { return nil }
+            let n = graph.nodes[k]
+            guard n.op.rawValue == op, n.fusedActivation == nil, n.outputs.count == 1, isFloat(n.outputs[0]) else { return nil }
+            if op == "Erf" || op == "Sigmoid" { return n.inputs.first == value ? (k, value) : nil }
+            guard n.inputs.count == 2, let a = n.inputs[0], let b = n.inputs[1], a != b || op == "Mul" else { return nil }
+            if a == value { return (k, b) }
+            if b == value && op != "Div" { return (k, a) }
+            return nil
+        }
+        func near(_ v: Float?, _ target: Float) -> Bool { v.map { abs($0 - target) <= 1e-4 * abs(target) } ?? false }
+        for (i, node) in graph.nodes.enumerated() where plan.fusedInto[i] == nil && node.outputs.count == 1 {
+            let out = node.outputs[0]
+            switch node.op.rawValue {
+            case "Sigmoid":
+                guard let x = node.inputs.first ?? nil, isFloat(x), let m = next(out, "Mul"), m.other == x else { continue }
+                plan.unaryChain[i] = ("SiLU", x)
+                plan.fusedInto[m.node] = i
+            case "Div", "Mul":
+                guard node.inputs.count == 2, let a = node.inputs[0], let b = node.inputs[1] else { continue }
+                let x: ValueID
+                if node.op.rawValue == "Div", near(scalar(b), Float(2).squareRoot()) { x = a }
+                else if node.op.rawValue == "Mul", near(scalar(b), Float(0.5).squareRoot()) { x = a }
+                else if node.op.rawValue == "Mul", near(scalar(a), Float(0.5).squareRoot()) { x = b }
+                else { continue }
+                guard isFloat(x), scalar(x) == nil, let erf = next(out, "Erf"), let add = next(graph.nodes[erf.node].outputs[0], "Add"),
+                      near(scalar(add.other), 1), let m1 = next(graph.nodes[add.node].outputs[0], "Mul"),
+                      let m2 = next(graph.nodes[m1.node].outputs[0], "Mul") else { continue }
+                // (x * (erf + 1)) * 0.5, or ((erf + 1) * 0.5) * x.
+                guard (m1.other == x && near(scalar(m2.other), 0.5)) || (near(scalar(m1.other), 0.5) && m2.other == x) else { continue }
+                plan.unaryChain[i] = ("Gelu", x)
+                for k in [erf.node, add.node, m1.node, m2.node] { plan.fusedInto[k] = i }
+            default: continue
+            }
+        }
+    }
+}
+
 /// Folding inference BatchNorm into the convolution before it: y = scale * (W x + bias - mean)
 /// + beta with scale = gamma / sqrt(variance + epsilon), per output channel. The executor keeps
 /// W and applies `scale` as it stores (or folds it into a copy of small weights); the converter
@@ -175,10 +229,13 @@ public enum BatchNormFold {
 public struct KernelStep: Sendable, Equatable {
     public var node: Int
     public var fused: [Int]
+    /// The unary op the kernel runs where it stands for an elementwise chain (FusionPlan.unaryChain).
+    public var chainOp: String?
 
-    public init(node: Int, fused: [Int]) {
+    public init(node: Int, fused: [Int], chainOp: String? = nil) {
         self.node = node
         self.fused = fused
+        self.chainOp = chainOp
     }
 }
 
@@ -194,6 +251,6 @@ extension FusionPlan {
         }
         var fused: [Int: [Int]] = [:]
         for k in fusedInto.keys.sorted() { fused[root(k), default: []].append(k) }
-        return stepNodes.filter { fusedInto[$0] == nil }.map { KernelStep(node: $0, fused: fused[$0] ?? []) }
+        return stepNodes.filter { fusedInto[$0] == nil }.map { KernelStep(node: $0, fused: fused[$0] ?? [], chainOp: unaryChain[$0]?.op) }
     }
 }

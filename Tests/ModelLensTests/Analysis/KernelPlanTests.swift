@@ -31,6 +31,32 @@ final class KernelPlanTests: XCTestCase {
     }
 }
 
+/// SiLU and GELU written out as elementwise ops (torch below opset 20) run as one kernel each, in
+/// the executor and in the analysis alike; the outputs match onnxruntime (ReferenceRuntimeTests).
+final class UnaryChainTests: XCTestCase {
+    func testWrittenOutSiLUAndGELURunAsOneKernelEach() throws {
+        let model = try ModelImporter.load(TestSupport.samples.appendingPathComponent("convnext_block.onnx").path)
+        let exec = try Executor(model: model, threads: 1)
+        let analysis = KernelPlan.make(model.graph)
+        XCTAssertEqual(analysis.kernels, exec.kernelSteps)
+        let chains = exec.kernelSteps.filter { $0.chainOp != nil }
+        XCTAssertEqual(chains.map { $0.chainOp! }, ["SiLU", "Gelu", "Gelu"])
+        // Sigmoid + Mul; then Div (or Mul by 1/sqrt 2), Erf, Add, Mul, Mul.
+        XCTAssertEqual(chains.map { 1 + $0.fused.count }, [2, 5, 5])
+        let names = chains.map { c in ([c.node] + c.fused).map { model.graph.nodes[$0].name } }
+        XCTAssertEqual(names[0], ["stem.sigmoid", "stem.silu"])
+        XCTAssertEqual(Set(names[2]), ["block1.gelu.scale", "block1.gelu.erf", "block1.gelu.add", "block1.gelu.half", "block1.gelu"])
+        let ops = Set(exec.kernelSteps.map { model.graph.nodes[$0.node].op.rawValue })
+        XCTAssertFalse(ops.contains("Erf"), "an Erf ran as a kernel of its own")
+
+        // Not fused where an intermediate value is also a graph output (run --all-values).
+        let graph = model.graph
+        graph.outputs.append(graph.nodes.first { $0.name == "block0.gelu.erf" }!.outputs[0])
+        let partial = try Executor(model: model, threads: 1)
+        XCTAssertEqual(partial.kernelSteps.compactMap(\.chainOp), ["SiLU", "Gelu"])
+    }
+}
+
 /// The prediction is per kernel: a node fused into another's kernel costs nothing of its own (its
 /// FLOPs count in the kernel, its tensors never reach memory), and `profile` reports the kernels.
 final class KernelPredictionTests: XCTestCase {

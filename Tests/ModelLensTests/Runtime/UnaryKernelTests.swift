@@ -17,6 +17,7 @@ final class UnaryKernelTests: XCTestCase {
     static let cases: [Case] = [
         Case(op: Int32(MLK_EXP), name: "Exp", alpha: 0, beta: 0, reference: { Foundation.exp($0) }),
         Case(op: Int32(MLK_SIGMOID), name: "Sigmoid", alpha: 0, beta: 0, reference: { 1 / (1 + Foundation.exp(-$0)) }),
+        Case(op: Int32(MLK_SILU), name: "SiLU", alpha: 0, beta: 0, reference: { $0 / (1 + Foundation.exp(-$0)) }),
         Case(op: Int32(MLK_TANH), name: "Tanh", alpha: 0, beta: 0, reference: { Foundation.tanh($0) }),
         Case(op: Int32(MLK_ERF), name: "Erf", alpha: 0, beta: 0, reference: { Foundation.erf($0) }),
         Case(op: Int32(MLK_GELU), name: "Gelu", alpha: 0, beta: 0, reference: { 0.5 * $0 * (1 + Foundation.erf($0 / 2.0.squareRoot())) }),
