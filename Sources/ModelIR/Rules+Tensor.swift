@@ -158,6 +158,28 @@ let tensorRules: [(String, ShapeRule)] = [
         if allKnown { ctx.outputValues[0] = joined }
         return [.of(first.dtype, out)]
     }),
+    // TFLite PACK: N tensors of one shape stacked along a new axis; UNPACK: the reverse.
+    ("Pack", { ctx in
+        let types = ctx.inputTypes.compactMap { $0 }
+        guard let first = types.first, let d0 = first.shape.dims, types.count == ctx.node.inputs.compactMap({ $0 }).count else { return [nil] }
+        let axis = try normalizeAxis(ctx.int("axis") ?? 0, rank: d0.count + 1)
+        var out = d0
+        out.insert(.known(types.count), at: axis)
+        // Contents: scalars packed into a shape vector (shape arithmetic before a Reshape).
+        if d0.isEmpty {
+            var joined: [Dim] = []
+            for i in ctx.node.inputs.indices { if let v = ctx.values(i), v.count == 1 { joined += v } }
+            if joined.count == types.count { ctx.outputValues[0] = joined }
+        }
+        return [.of(first.dtype, out)]
+    }),
+    ("Unpack", { ctx in
+        guard let x = ctx.type(0), let d = x.shape.dims, !d.isEmpty else { return Array(repeating: nil, count: ctx.node.outputs.count) }
+        let axis = try normalizeAxis(ctx.int("axis") ?? 0, rank: d.count)
+        var out = d
+        out.remove(at: axis)
+        return Array(repeating: .of(x.dtype, out), count: ctx.node.outputs.count)
+    }),
     ("Split", { ctx in
         guard let x = ctx.type(0), let d = x.shape.dims else { return [] }
         let n = ctx.node.outputs.count

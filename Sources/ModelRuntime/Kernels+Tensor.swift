@@ -121,6 +121,52 @@ let tensorKernels: [(String, KernelFactory)] = [
             return [y]
         }
     }),
+    ("Pack", { pc in
+        let n = pc.node
+        let declared = n.outputs.first.map { pc.graph.values[$0].type.dtype }
+        return { ins, ctx in
+            var xs = ins.compactMap { $0 }
+            guard !xs.isEmpty, xs.count == ins.count else { throw RuntimeError.invalid(node: n.label, reason: "missing input") }
+            // Shape arithmetic mixes the executor's int64 shapes with the file's int32 constants:
+            // integers are packed as the output's declared type.
+            let integers: Set<DType> = [.int32, .int64]
+            if let to = declared, integers.contains(to), xs.contains(where: { $0.dtype != to && integers.contains($0.dtype) }) {
+                xs = try xs.map { $0.dtype == to ? $0 : try castAny($0, to: to, ctx, roundBFloat16: true) }
+            }
+            let first = xs[0]
+            guard xs.allSatisfy({ $0.shape == first.shape && $0.dtype == first.dtype }) else {
+                throw RuntimeError.invalid(node: n.label, reason: "inputs differ in shape or type")
+            }
+            let axis = try normalize(n.int("axis") ?? 0, first.shape.count + 1, n)
+            var shape = first.shape
+            shape.insert(xs.count, at: axis)
+            let y = try ctx.alloc(shape, first.dtype)
+            let outer = first.shape[..<axis].reduce(1, *), chunk = first.shape[axis...].reduce(1, *) * first.elementSize
+            for o in 0..<outer {
+                for (k, x) in xs.enumerated() {
+                    (y.raw + (o * xs.count + k) * chunk).copyMemory(from: x.raw + o * chunk, byteCount: chunk)
+                }
+            }
+            return [y]
+        }
+    }),
+    ("Unpack", { pc in
+        let n = pc.node
+        return { ins, ctx in
+            guard let x = ins.first ?? nil, !x.shape.isEmpty else { throw RuntimeError.invalid(node: n.label, reason: "missing input") }
+            let axis = try normalize(n.int("axis") ?? 0, x.shape.count, n)
+            let parts = x.shape[axis]
+            guard parts == n.outputs.count else { throw RuntimeError.invalid(node: n.label, reason: "\(parts) slices for \(n.outputs.count) outputs") }
+            var shape = x.shape
+            shape.remove(at: axis)
+            let outer = x.shape[..<axis].reduce(1, *), chunk = x.shape[(axis + 1)...].reduce(1, *) * x.elementSize
+            return try (0..<parts).map { k in
+                let y = try ctx.alloc(shape, x.dtype)
+                for o in 0..<outer { (y.raw + o * chunk).copyMemory(from: x.raw + (o * parts + k) * chunk, byteCount: chunk) }
+                return y
+            }
+        }
+    }),
     ("Split", { pc in
         let n = pc.node
         let outputs = n.outputs.count
