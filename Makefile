@@ -61,6 +61,8 @@ bench: setup models
 	$(SWIFT) build -c release --product modellens
 	.venv/bin/python Tools/bench-import.py
 	.venv/bin/python Tools/bench-analysis.py
+	.venv/bin/python Tools/export-torchvision.py --study
+	.venv/bin/python Tools/make-bench-models.py
 	.venv/bin/python Tools/bench-runtime.py
 
 clean:

@@ -11,12 +11,7 @@
                              (QDQ format, int8 weights per channel, uint8 activations), calibrated
                              on random data.
 Needs tensorflow (pip install tensorflow-cpu); Tools/setup.sh does not install it (it is large),
-so the files are committed. Seeds are fixed.
-
-With --bench it writes instead, for Tools/bench-runtime.py (not committed, 3-4 MB each):
-  .models/bench/mobilenet_v2_int8.tflite   Keras MobileNetV2 (224x224, width 1.0, random weights, no classifier),
-                                           full integer, calibrated on random data
-  .models/bench/mobilenet_v2_fp32.tflite   the same model in float"""
+so the files are committed. Seeds are fixed."""
 import sys
 import os
 
@@ -77,34 +72,7 @@ def qdq_onnx():
     os.remove(fixed)
 
 
-def bench_models():
-    import tensorflow as tf
-    tf.keras.utils.set_random_seed(5)
-    # Without the classifier: the output is the last feature map (7x7x1280), so a comparison of
-    # outputs sees every layer rather than a few saturated logits.
-    model = tf.keras.applications.MobileNetV2(input_shape=(224, 224, 3), weights=None, include_top=False)
-    out = os.path.join(ROOT, '.models', 'bench')
-    os.makedirs(out, exist_ok=True)
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    with open(os.path.join(out, 'mobilenet_v2_fp32.tflite'), 'wb') as f:
-        f.write(conv.convert())
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    rng = np.random.default_rng(0)
-    conv.representative_dataset = lambda: ([rng.uniform(-1, 1, (1, 224, 224, 3)).astype(np.float32)] for _ in range(8))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    with open(os.path.join(out, 'mobilenet_v2_int8.tflite'), 'wb') as f:
-        f.write(conv.convert())
-    for n in ('mobilenet_v2_fp32.tflite', 'mobilenet_v2_int8.tflite'):
-        print('make-quantized-models:', n, os.path.getsize(os.path.join(out, n)), 'bytes')
-
-
 def main():
-    if '--bench' in sys.argv[1:]:
-        bench_models()
-        return
     model = keras_model()
     with open(os.path.join(SAMPLES, 'mobilenet_int8.tflite'), 'wb') as f:
         f.write(convert(model, True))
