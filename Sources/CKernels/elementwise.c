@@ -227,3 +227,60 @@ void mlk_softmax(const float *x, float *y, long outer, long axis, long inner, in
       }
     }
 }
+
+// Integer arithmetic and comparisons with broadcasting: int32 or int64 operands, read as int64
+// (wrapping like two's complement), int64, int32 or bool (0/1 bytes) results. A row of the
+// innermost dimension at a time, the op chosen once per row.
+static inline int64_t load_int(const void *p, long i, int elem) {
+  return elem == 8 ? ((const int64_t *)p)[i] : (int64_t)((const int32_t *)p)[i];
+}
+
+static inline int64_t int_op(int op, int64_t x, int64_t z) {
+  switch (op) {
+    case MLK_IADD: return (int64_t)((uint64_t)x + (uint64_t)z);
+    case MLK_ISUB: return (int64_t)((uint64_t)x - (uint64_t)z);
+    case MLK_IMUL: return (int64_t)((uint64_t)x * (uint64_t)z);
+    case MLK_IDIV: return z == 0 ? 0 : (z == -1 ? (int64_t)(0 - (uint64_t)x) : x / z);
+    case MLK_IFMOD: return z == 0 || z == -1 ? 0 : x % z;
+    case MLK_IMOD: {
+      int64_t m = z == 0 || z == -1 ? 0 : x % z;
+      return m != 0 && ((m < 0) != (z < 0)) ? m + z : m;
+    }
+    case MLK_IMAX: return x > z ? x : z;
+    case MLK_IMIN: return x < z ? x : z;
+    case MLK_IEQ: return x == z;
+    case MLK_IGT: return x > z;
+    case MLK_ILT: return x < z;
+    case MLK_IGE: return x >= z;
+    case MLK_ILE: return x <= z;
+    case MLK_INE: return x != z;
+    case MLK_IAND: return x != 0 && z != 0;
+    case MLK_IOR: return x != 0 || z != 0;
+    case MLK_IXOR: return (x != 0) != (z != 0);
+    default: return 0;
+  }
+}
+
+#define INT_ROW(STORE)                                                                        \
+  for (long k = 0; k < n; k++) {                                                             \
+    const int64_t r = int_op(op, load_int(a, ao + k * ai, ae), load_int(b, bo + k * bi, be)); \
+    STORE;                                                                                   \
+  }
+
+void mlk_binary_int(int op, int rank, const long *shape, const void *a, const long *as, int ae, const void *b, const long *bs,
+                    int be, void *y, int ye) {
+  long total = 1;
+  for (int i = 0; i < rank; i++) total *= shape[i];
+  if (total == 0) return;
+  const long n = rank > 0 ? shape[rank - 1] : 1, ai = rank > 0 ? as[rank - 1] : 0, bi = rank > 0 ? bs[rank - 1] : 0;
+  long idx[8] = {0};
+  for (long row = 0, out = 0; row < total / n; row++, out += n) {
+    long ao = 0, bo = 0;
+    for (int d = 0; d < rank - 1; d++) { ao += idx[d] * as[d]; bo += idx[d] * bs[d]; }
+    if (ye == 8) { int64_t *dst = (int64_t *)y + out; INT_ROW(dst[k] = r) }
+    else if (ye == 4) { int32_t *dst = (int32_t *)y + out; INT_ROW(dst[k] = (int32_t)r) }
+    else { uint8_t *dst = (uint8_t *)y + out; INT_ROW(dst[k] = r != 0) }
+    for (int d = rank - 2; d >= 0; d--) { if (++idx[d] < shape[d]) break; idx[d] = 0; }
+  }
+}
+#undef INT_ROW

@@ -50,6 +50,16 @@ enum {
 void mlk_binary(int op, int rank, const long *shape, const float *a, const long *a_strides, const float *b,
                 const long *b_strides, float *y);
 
+/// Integer arithmetic and comparisons with numpy broadcasting (rank <= 8): operands of a_elem /
+/// b_elem bytes (4: int32, 8: int64), results of y_elem bytes (8: int64, 4: int32, 1: bool).
+/// Arithmetic wraps; division and modulo by 0 give 0.
+enum {
+  MLK_IADD = 0, MLK_ISUB, MLK_IMUL, MLK_IDIV, MLK_IMOD, MLK_IFMOD, MLK_IMAX, MLK_IMIN, MLK_IEQ, MLK_IGT, MLK_ILT, MLK_IGE,
+  MLK_ILE, MLK_INE, MLK_IAND, MLK_IOR, MLK_IXOR
+};
+void mlk_binary_int(int op, int rank, const long *shape, const void *a, const long *a_strides, int a_elem, const void *b,
+                    const long *b_strides, int b_elem, void *y, int y_elem);
+
 /// Elementwise unary float ops; alpha and beta parametrise some of them.
 enum {
   MLK_RELU = 0, MLK_SIGMOID, MLK_TANH, MLK_EXP, MLK_LOG, MLK_SQRT, MLK_ABS, MLK_NEG, MLK_ERF, MLK_HARDSWISH,
