@@ -12,10 +12,10 @@
 // 5x5 stride 2 over 3 channels: 15 floats a copy instead of five memcpy calls of 3; harness, 1
 // thread: the convolution 0.90 -> 0.46 ms, im2col and memcpy had been two thirds of it; 16->32
 // 3x3 on 112x112 0.91 -> 0.73; 64 channels and up even).
-static void im2col_nhwc(const mlk_conv *p, const float *xn, float *cols, int gi) {
+static void im2col_nhwc_rows(const mlk_conv *p, const float *xn, float *cols, int gi, int oh0, int oh1) {
   const int cin_g = p->in_c / p->groups, kk = p->k_h * p->k_w * cin_g;
   const int span = p->k_w * cin_g, whole = p->dil_w == 1 && cin_g == p->in_c;
-  for (int oh = 0; oh < p->out_h; oh++)
+  for (int oh = oh0; oh < oh1; oh++)
     for (int ow = 0; ow < p->out_w; ow++) {
       float *row = cols + ((size_t)oh * p->out_w + ow) * kk;
       const int iw0 = ow * p->stride_w - p->pad_left;
@@ -39,6 +39,30 @@ static void im2col_nhwc(const mlk_conv *p, const float *xn, float *cols, int gi)
         }
       }
     }
+}
+
+static void im2col_nhwc(const mlk_conv *p, const float *xn, float *cols, int gi) {
+  im2col_nhwc_rows(p, xn, cols, gi, 0, p->out_h);
+}
+
+typedef struct { const mlk_conv *p; const float *xn; float *cols; } im2col_job;
+
+static void im2col_task(void *ctx, int t) {
+  const im2col_job *j = ctx;
+  const int oh1 = (t + 1) * 4 < j->p->out_h ? (t + 1) * 4 : j->p->out_h;
+  im2col_nhwc_rows(j->p, j->xn, j->cols, 0, t * 4, oh1);
+}
+
+// The im2col rows of one group-1 convolution, four output rows a task: a copy, so sharing it
+// among threads changes nothing (alone on one thread, it held back 2-thread runs of stems such as
+// hand_landmark's 3 -> 24 channels at 112 x 112).
+static void im2col_nhwc_parallel(const mlk_conv *p, const float *xn, float *cols) {
+  im2col_job job = {p, xn, cols};
+  if ((size_t)p->out_h * p->out_w * p->k_h * p->k_w * p->in_c < 65536) {
+    im2col_nhwc(p, xn, cols, 0);
+    return;
+  }
+  mlk_parallel_((p->out_h + 3) / 4, im2col_task, &job);
 }
 
 size_t mlk_conv_nhwc_scratch(const mlk_conv *p) {
@@ -120,17 +144,26 @@ typedef struct {
   long lda;
   const float *panels, *bias;
   float *y;
-  int rows, o, kk;
+  int rows, o, kk, cols, col_tasks;
   mlk_epilogue act;
 } nhwc_job;
 
 #define NHWC_ROWS 96   // output pixels per task (a multiple of the GEMM's 12-row tile)
+#define NHWC_COLS 64   // output channels per task where the weights are large (a multiple of the 32-channel panels)
+#define NHWC_WEIGHTS_WHOLE (256 << 10)   // weight bytes above which tasks take NHWC_COLS channels each
 
+// Rows [r0, r0 + 96) by channels [c0, c0 + cols): the GEMM streams its weight panels once per
+// 12 rows, so a task keeps its share of them small enough to stay in L2. With all channels in
+// one task, a 7x7 layer of 192 -> 1152 channels (884 KB of weights) read them five times from
+// L3 (0.27-0.32 ms in hand_landmark_full where they take 0.15 from L2) and left a second thread
+// nothing to do (49 pixels: one task).
 static void nhwc_task(void *ctx, int t) {
   const nhwc_job *j = ctx;
-  int r0 = t * NHWC_ROWS, rows = j->rows - r0 < NHWC_ROWS ? j->rows - r0 : NHWC_ROWS;
-  mlk_gemm_packed_avx512_(rows, j->o, j->kk, j->a + (size_t)r0 * j->lda, j->lda, j->panels, j->y + (size_t)r0 * j->o, j->o,
-                          NULL, j->bias, NULL, NULL, j->act, 0, 1);
+  const int rt = t / j->col_tasks, ct = t % j->col_tasks;
+  const int r0 = rt * NHWC_ROWS, rows = j->rows - r0 < NHWC_ROWS ? j->rows - r0 : NHWC_ROWS;
+  const int c0 = ct * j->cols, cols = j->o - c0 < j->cols ? j->o - c0 : j->cols;
+  mlk_gemm_packed_avx512_(rows, cols, j->kk, j->a + (size_t)r0 * j->lda, j->lda, j->panels + (size_t)c0 * j->kk,
+                          j->y + (size_t)r0 * j->o + c0, j->o, NULL, j->bias ? j->bias + c0 : NULL, NULL, NULL, j->act, 0, 1);
 }
 
 int mlk_conv_nhwc_packs(const mlk_conv *p) {
@@ -173,11 +206,13 @@ static void conv_nhwc(const mlk_conv *p, const float *x, const float *w, const f
       }
       const float *a = xn;
       if (!plain) {
-        im2col_nhwc(p, xn, scratch, 0);
+        im2col_nhwc_parallel(p, xn, scratch);
         a = scratch;
       }
-      nhwc_job job = {a, kk, panels, bias, y + (size_t)n * out_hw * p->out_c, out_hw, p->out_c, kk, {act, lo, hi}};
-      mlk_parallel_((out_hw + NHWC_ROWS - 1) / NHWC_ROWS, nhwc_task, &job);
+      const int cols = (size_t)p->out_c * kk * sizeof(float) > NHWC_WEIGHTS_WHOLE ? NHWC_COLS : p->out_c;
+      const int col_tasks = (p->out_c + cols - 1) / cols;
+      nhwc_job job = {a, kk, panels, bias, y + (size_t)n * out_hw * p->out_c, out_hw, p->out_c, kk, cols, col_tasks, {act, lo, hi}};
+      mlk_parallel_((out_hw + NHWC_ROWS - 1) / NHWC_ROWS * col_tasks, nhwc_task, &job);
     }
     if (act == 4) mlk_activate(y, (size_t)p->batch * out_hw * p->out_c, act, lo, hi);
     return;

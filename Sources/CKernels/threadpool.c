@@ -32,17 +32,29 @@ static int pool_size = 0;               // worker threads started (excluding the
 static long pool_generation = 0;
 static int pool_active = 0;             // workers taking part in the current section
 static int pool_pending = 0;            // workers not yet finished
-static int pool_tasks = 0, pool_next = 0;
 static mlk_task_fn pool_fn = NULL;
 static void *pool_ctx = NULL;
 static pthread_mutex_t section_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void pool_drain(void) {
-  // Tasks are handed out by an atomic counter (a lock per task costs more than small tasks take).
-  for (;;) {
-    int t = __atomic_fetch_add(&pool_next, 1, __ATOMIC_ACQ_REL);
-    if (t >= pool_tasks) return;
-    pool_fn(pool_ctx, t);
+// Each participant of a section owns a contiguous range of its tasks and takes them in order,
+// then helps with the others' ranges (an atomic cursor per range: a lock per task costs more
+// than small tasks take). Contiguous ranges keep locality between layers: a task is mostly a
+// band of output rows, so the rows a thread writes in one layer are the ones it reads in the
+// next, from its own core's cache. Handing tasks out from one shared counter scattered them:
+// half of every layer's input came from the other core, and mediapipe's NHWC models ran 1.2x
+// faster on 2 threads than on 1 where onnxruntime and LiteRT gain 1.9x.
+typedef struct { long next, end; char pad[48]; } task_range;
+static task_range pool_ranges[17];
+static int pool_parts = 1;
+
+static void pool_drain(int me) {
+  for (int k = 0; k < pool_parts; k++) {
+    task_range *r = &pool_ranges[(me + k) % pool_parts];
+    for (;;) {
+      long t = __atomic_fetch_add(&r->next, 1, __ATOMIC_ACQ_REL);
+      if (t >= r->end) break;
+      pool_fn(pool_ctx, (int)t);
+    }
   }
 }
 
@@ -69,7 +81,7 @@ static void *pool_worker(void *arg) {
     }
     seen = pool_generation;
     pthread_mutex_unlock(&pool_lock);
-    pool_drain();
+    pool_drain((int)index + 1);
     pthread_mutex_lock(&pool_lock);
     if (__atomic_sub_fetch(&pool_pending, 1, __ATOMIC_RELEASE) == 0) pthread_cond_signal(&pool_done);
     pthread_mutex_unlock(&pool_lock);
@@ -96,14 +108,18 @@ void mlk_parallel_(int tasks, mlk_task_fn fn, void *ctx) {
     pool_size++;
   }
   if (helpers > pool_size) helpers = pool_size;
-  pool_fn = fn; pool_ctx = ctx; pool_tasks = tasks;
-  __atomic_store_n(&pool_next, 0, __ATOMIC_RELAXED);
+  pool_fn = fn; pool_ctx = ctx;
+  pool_parts = helpers + 1;
+  for (int r = 0; r < pool_parts; r++) {
+    __atomic_store_n(&pool_ranges[r].next, (long)tasks * r / pool_parts, __ATOMIC_RELAXED);
+    pool_ranges[r].end = (long)tasks * (r + 1) / pool_parts;
+  }
   pool_active = helpers;
   __atomic_store_n(&pool_pending, helpers, __ATOMIC_RELAXED);
   __atomic_add_fetch(&pool_generation, 1, __ATOMIC_RELEASE);
   pthread_cond_broadcast(&pool_wake);
   pthread_mutex_unlock(&pool_lock);
-  pool_drain();
+  pool_drain(0);
   for (int i = 0; i < MLK_SPIN && __atomic_load_n(&pool_pending, __ATOMIC_ACQUIRE) > 0; i++) spin_pause();
   pthread_mutex_lock(&pool_lock);
   while (pool_pending > 0) pthread_cond_wait(&pool_done, &pool_lock);

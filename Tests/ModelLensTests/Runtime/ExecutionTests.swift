@@ -134,8 +134,10 @@ final class ExecutionTests: XCTestCase {
 
     /// Results are identical for any thread count (OpenBLAS splits rows and columns, never the sum).
     func testResultsIdenticalForAnyThreadCount() throws {
-        var paths = [TestSupport.samples.appendingPathComponent("tiny_cnn.onnx").path]
-        for m in ["torchvision/mobilenet_v2.onnx", "torchvision/resnet50.onnx", "mediapipe/mediapipe__modules__palm_detection__palm_detection_full.tflite"] {
+        var paths = ["tiny_cnn.onnx", "convnext_block.onnx"].map { TestSupport.samples.appendingPathComponent($0).path }
+        // hand_landmark_full: 7x7 layers of 1152 channels whose NHWC GEMM shares channels among tasks.
+        for m in ["torchvision/mobilenet_v2.onnx", "torchvision/resnet50.onnx", "mediapipe/mediapipe__modules__palm_detection__palm_detection_full.tflite",
+                  "mediapipe/mediapipe__modules__hand_landmark__hand_landmark_full.tflite"] {
             let p = TestSupport.models.appendingPathComponent(m).path
             if FileManager.default.fileExists(atPath: p) { paths.append(p) }
         }
