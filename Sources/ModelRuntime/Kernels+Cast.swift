@@ -65,6 +65,25 @@ private let castable: Set<DType> = [.float32, .float64, .float16, .bfloat16, .in
 func castAny(_ x: RTensor, to dtype: DType, _ ctx: RunContext, roundBFloat16: Bool = true) throws -> RTensor {
     if x.dtype == dtype { return x }
     let y = try ctx.alloc(x.shape, dtype)
+    // The common casts to float32 (a one-hot or mask to float, indices to float): typed loops.
+    if dtype == .float32 {
+        let out = y.floats
+        switch x.dtype {
+        case .bool, .uint8:
+            let p = x.raw.assumingMemoryBound(to: UInt8.self)
+            for i in 0..<x.count { out[i] = Float(p[i]) }
+            return y
+        case .int32:
+            let p = x.raw.assumingMemoryBound(to: Int32.self)
+            for i in 0..<x.count { out[i] = Float(p[i]) }
+            return y
+        case .int64:
+            let p = x.raw.assumingMemoryBound(to: Int64.self)
+            for i in 0..<x.count { out[i] = Float(Double(p[i])) }
+            return y
+        default: break
+        }
+    }
     for i in 0..<x.count {
         if x.dtype == .int64 && (dtype == .int64 || dtype == .int32) {
             y.store(Double(x.raw.load(fromByteOffset: i * 8, as: Int64.self)), at: i)
