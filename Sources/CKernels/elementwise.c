@@ -92,24 +92,27 @@ static int arithmetic_row(int op, const float *pa, long ai, const float *pb, lon
 }
 #undef MLK_ROW
 
-void mlk_binary(int op, int rank, const long *shape, const float *a, const long *as, const float *b, const long *bs, float *y) {
-  long total = 1;
-  for (int i = 0; i < rank; i++) total *= shape[i];
-  if (total == 0) return;
-  // Operands that are both whole, contiguous tensors of the output's shape: one flat loop.
-  int flat = 1;
-  for (int i = rank - 1, step = 1; i >= 0; step *= (int)shape[i], i--)
-    if (shape[i] != 1 && (as[i] != step || bs[i] != step)) flat = 0;
-  if (flat && arithmetic_row(op, a, 1, b, 1, y, total)) return;
-  long idx[8] = {0};
-  long inner = rank > 0 ? shape[rank - 1] : 1;
-  long ai = rank > 0 ? as[rank - 1] : 0, bi = rank > 0 ? bs[rank - 1] : 0;
-  long outer = total / (inner ? inner : 1);
-  float *out = y;
-  for (long o = 0; o < outer; o++) {
+typedef struct {
+  int op, rank, flat;
+  const long *shape, *as, *bs;
+  const float *a, *b;
+  float *y;
+  long total, inner, rows, per;
+} binary_job;
+
+#define BINARY_CHUNK 16384   // elements per task: fixed, so the split never depends on the thread count
+
+// Rows [r0, r1) of the [rows, inner] view of the output.
+static void binary_rows(const binary_job *j, long r0, long r1) {
+  const int rank = j->rank, op = j->op;
+  const long inner = j->inner, ai = rank > 0 ? j->as[rank - 1] : 0, bi = rank > 0 ? j->bs[rank - 1] : 0;
+  long idx[8] = {0}, rem = r0;
+  for (int d = rank - 2; d >= 0; d--) { idx[d] = rem % j->shape[d]; rem /= j->shape[d]; }
+  float *out = j->y + r0 * inner;
+  for (long o = r0; o < r1; o++) {
     long aoff = 0, boff = 0;
-    for (int d = 0; d < rank - 1; d++) { aoff += idx[d] * as[d]; boff += idx[d] * bs[d]; }
-    const float *pa = a + aoff, *pb = b + boff;
+    for (int d = 0; d < rank - 1; d++) { aoff += idx[d] * j->as[d]; boff += idx[d] * j->bs[d]; }
+    const float *pa = j->a + aoff, *pb = j->b + boff;
     if (arithmetic_row(op, pa, ai, pb, bi, out, inner)) {
     } else if (ai == 1 && bi == 1 && op == MLK_PRELU)
       for (long k = 0; k < inner; k++) {   // both sides computed, then a select: no branch on the sign
@@ -118,8 +121,36 @@ void mlk_binary(int op, int rank, const long *shape, const float *a, const long 
       }
     else for (long k = 0; k < inner; k++) out[k] = binop(op, pa[k * ai], pb[k * bi]);
     out += inner;
-    for (int d = rank - 2; d >= 0; d--) { if (++idx[d] < shape[d]) break; idx[d] = 0; }
+    for (int d = rank - 2; d >= 0; d--) { if (++idx[d] < j->shape[d]) break; idx[d] = 0; }
   }
+}
+
+static void binary_task(void *ctx, int t) {
+  const binary_job *j = ctx;
+  if (j->flat) {
+    const long i0 = (long)t * BINARY_CHUNK, n = j->total - i0 < BINARY_CHUNK ? j->total - i0 : BINARY_CHUNK;
+    arithmetic_row(j->op, j->a + i0, 1, j->b + i0, 1, j->y + i0, n);
+    return;
+  }
+  const long r0 = (long)t * j->per, r1 = r0 + j->per < j->rows ? r0 + j->per : j->rows;
+  binary_rows(j, r0, r1);
+}
+
+void mlk_binary(int op, int rank, const long *shape, const float *a, const long *as, const float *b, const long *bs, float *y) {
+  long total = 1;
+  for (int i = 0; i < rank; i++) total *= shape[i];
+  if (total == 0) return;
+  // Operands that are both whole, contiguous tensors of the output's shape: one flat loop.
+  int flat = 1;
+  for (int i = rank - 1, step = 1; i >= 0; step *= (int)shape[i], i--)
+    if (shape[i] != 1 && (as[i] != step || bs[i] != step)) flat = 0;
+  flat = flat && (op == MLK_ADD || op == MLK_SUB || op == MLK_MUL || op == MLK_DIV);
+  const long inner = rank > 0 ? shape[rank - 1] : 1;
+  binary_job job = {op, rank, flat, shape, as, bs, a, b, y, total, inner, total / (inner ? inner : 1), 1};
+  job.per = inner >= BINARY_CHUNK ? 1 : BINARY_CHUNK / inner;
+  // Outputs are independent: tasks of a fixed size, shared among threads, change no result.
+  const long tasks = flat ? (total + BINARY_CHUNK - 1) / BINARY_CHUNK : (job.rows + job.per - 1) / job.per;
+  mlk_parallel_((int)tasks, binary_task, &job);
 }
 
 static void unary_range(int op, const float *x, float *y, size_t n, float alpha, float beta) {

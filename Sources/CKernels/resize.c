@@ -27,13 +27,88 @@ static long nearest_index(float v, int mode, long len) {
   return i < 0 ? 0 : (i >= len ? len - 1 : i);
 }
 
+typedef struct {
+  const float *x;
+  float *y;
+  int nhwc, mode, coord, nearest;
+  long n, c, ih, iw, oh, ow;
+  float scale_h, scale_w, len_h, len_w;
+  const long *cx0, *cx1;
+  const float *cdx;
+} resize_job;
+
+// Output row yy of image b, channels [c0, c1): every channel of the row in NHWC, the row of one
+// plane in NCHW. The arithmetic per element is the same either way.
+static void resize_row(const resize_job *j, long b, long yy, long c0, long c1) {
+  const long c = j->c, ih = j->ih, iw = j->iw, oh = j->oh, ow = j->ow;
+  const long cs = j->nhwc ? 1 : ih * iw, ps = j->nhwc ? c : 1;   // channel stride, pixel stride in x
+  const float *xb = j->x + b * c * ih * iw;
+  const float sy = source_coord(yy, j->scale_h, ih, j->len_h, j->coord);
+  long y0 = 0, y1 = 0;
+  float dy = 0;
+  if (j->mode == 0) {
+    y0 = nearest_index(sy, j->nearest, ih);
+  } else {
+    float fy = sy < 0 ? 0 : sy;
+    y0 = (long)fy;
+    if (y0 > ih - 1) y0 = ih - 1;
+    y1 = y0 + 1 < ih ? y0 + 1 : ih - 1;
+    dy = fy - (float)y0;
+    if (dy > 1) dy = 1;
+  }
+  const float ey = 1 - dy;
+  if (j->nhwc) {
+    for (long xx = 0; xx < ow; xx++) {
+      float *dst = j->y + ((b * oh + yy) * ow + xx) * c;
+      if (j->mode == 0) {
+        const float *src = xb + (y0 * iw + j->cx0[xx]) * ps;
+        for (long ch = 0; ch < c; ch++) dst[ch] = src[ch * cs];
+        continue;
+      }
+      const long x0 = j->cx0[xx], x1 = j->cx1[xx];
+      const float dx = j->cdx[xx], ex = 1 - dx;
+      const float *p00 = xb + (y0 * iw + x0) * ps, *p01 = xb + (y0 * iw + x1) * ps;
+      const float *p10 = xb + (y1 * iw + x0) * ps, *p11 = xb + (y1 * iw + x1) * ps;
+      for (long ch = 0; ch < c; ch++)
+        dst[ch] = p00[ch] * ey * ex + p01[ch] * ey * dx + p10[ch] * dy * ex + p11[ch] * dy * dx;
+    }
+    return;
+  }
+  for (long ch = c0; ch < c1; ch++) {
+    float *dst = j->y + ((b * c + ch) * oh + yy) * ow;
+    const long o = ch * cs;
+    if (j->mode == 0) {
+      const float *src = xb + y0 * iw * ps + o;
+      for (long xx = 0; xx < ow; xx++) dst[xx] = src[j->cx0[xx] * ps];
+      continue;
+    }
+    for (long xx = 0; xx < ow; xx++) {
+      const long x0 = j->cx0[xx], x1 = j->cx1[xx];
+      const float dx = j->cdx[xx], ex = 1 - dx;
+      const float *p00 = xb + (y0 * iw + x0) * ps, *p01 = xb + (y0 * iw + x1) * ps;
+      const float *p10 = xb + (y1 * iw + x0) * ps, *p11 = xb + (y1 * iw + x1) * ps;
+      dst[xx] = p00[o] * ey * ex + p01[o] * ey * dx + p10[o] * dy * ex + p11[o] * dy * dx;
+    }
+  }
+}
+
+// NHWC: task t is row t of the n * oh output rows. NCHW: task t is plane t of the n * c output
+// planes, row by row (each plane is read and written in order, where a pixel at a time touched
+// every plane).
+static void resize_task(void *ctx, int t) {
+  const resize_job *j = ctx;
+  if (j->nhwc) {
+    resize_row(j, t / j->oh, t % j->oh, 0, j->c);
+    return;
+  }
+  const long b = t / j->c, ch = t % j->c;
+  for (long yy = 0; yy < j->oh; yy++) resize_row(j, b, yy, ch, ch + 1);
+}
+
 void mlk_resize(const float *x, float *y, int nhwc, long n, long c, long ih, long iw, long oh, long ow,
                 float scale_h, float scale_w, float len_h, float len_w, int mode, int coord, int nearest) {
-  // Per output pixel: the source rows and columns and their weights once, then every channel
-  // (contiguous in NHWC, a plane apart in NCHW).
   // The columns' source positions and weights are the same on every row: worked out once per
   // call (pose_landmark's 128x128x8 -> 256x256x8 spent most of its time on them, per pixel).
-  const long cs = nhwc ? 1 : ih * iw, ps = nhwc ? c : 1;   // channel stride, pixel stride in x
   long *cx0 = malloc(sizeof(long) * (size_t)(ow > 0 ? ow : 1) * 2);
   float *cdx = malloc(sizeof(float) * (size_t)(ow > 0 ? ow : 1));
   if (!cx0 || !cdx) { free(cx0); free(cdx); return; }
@@ -49,40 +124,14 @@ void mlk_resize(const float *x, float *y, int nhwc, long n, long c, long ih, lon
     cx1[xx] = x0 + 1 < iw ? x0 + 1 : iw - 1;
     cdx[xx] = dx > 1 ? 1 : dx;
   }
-  for (long b = 0; b < n; b++)
-    for (long yy = 0; yy < oh; yy++) {
-      float sy = source_coord(yy, scale_h, ih, len_h, coord);
-      for (long xx = 0; xx < ow; xx++) {
-        const float *xb = x + b * c * ih * iw;
-        float *dst = nhwc ? y + ((b * oh + yy) * ow + xx) * c : y + (b * c * oh + yy) * ow + xx;
-        const long ds = nhwc ? 1 : oh * ow;
-        if (mode == 0) {
-          const float *src = xb + (nearest_index(sy, nearest, ih) * iw + cx0[xx]) * ps;
-          for (long ch = 0; ch < c; ch++) dst[ch * ds] = src[ch * cs];
-          continue;
-        }
-        float fy = sy < 0 ? 0 : sy;
-        long y0 = (long)fy;
-        if (y0 > ih - 1) y0 = ih - 1;
-        const long x0 = cx0[xx], x1 = cx1[xx];
-        long y1 = y0 + 1 < ih ? y0 + 1 : ih - 1;
-        float dy = fy - (float)y0;
-        const float dx = cdx[xx];
-        if (dy > 1) dy = 1;
-        const float *p00 = xb + (y0 * iw + x0) * ps, *p01 = xb + (y0 * iw + x1) * ps;
-        const float *p10 = xb + (y1 * iw + x0) * ps, *p11 = xb + (y1 * iw + x1) * ps;
-        const float ey = 1 - dy, ex = 1 - dx;
-        if (nhwc) {
-          for (long ch = 0; ch < c; ch++)
-            dst[ch] = p00[ch] * ey * ex + p01[ch] * ey * dx + p10[ch] * dy * ex + p11[ch] * dy * dx;
-        } else {
-          for (long ch = 0; ch < c; ch++) {
-            const long o = ch * cs;
-            dst[ch * ds] = p00[o] * ey * ex + p01[o] * ey * dx + p10[o] * dy * ex + p11[o] * dy * dx;
-          }
-        }
-      }
-    }
+  resize_job job = {x, y, nhwc, mode, coord, nearest, n, c, ih, iw, oh, ow, scale_h, scale_w, len_h, len_w, cx0, cx1, cdx};
+  const long tasks = nhwc ? n * oh : n * c;
+  // Outputs are independent: sharing them among threads changes no result. Small ones stay on
+  // the caller's thread.
+  const int saved = mlk_threads;
+  if (n * c * oh * ow < 65536) mlk_threads = 1;
+  mlk_parallel_((int)tasks, resize_task, &job);
+  mlk_threads = saved;
   free(cx0);
   free(cdx);
 }
