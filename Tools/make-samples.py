@@ -13,7 +13,8 @@
                            a 3x3 conv with SiLU (Sigmoid * x), 7x7 depthwise, Transpose to NHWC,
                            LayerNormalization, MatMul + bias (a Linear over every pixel), GELU written out
                            (x / sqrt 2 -> Erf -> + 1 -> * x -> * 0.5; the second block x * (1 / sqrt 2) and
-                           * 0.5 before * x), MatMul + bias, a layer-scale Mul, Transpose back, residual Add.
+                           * 0.5 before * x), MatMul + bias, a layer-scale Mul, Transpose back, residual Add;
+                           then hard-swish written out (x + 3 -> Clip(0, 6) -> * x -> / 6).
   bad/cycle.onnx           two nodes that feed each other.
   bad/huge_tensor.onnx     an initializer declaring 2^40 float elements with 16 bytes of data.
   bad/undefined_input.onnx a node reading a value nothing defines.
@@ -68,6 +69,10 @@ def convnext_block_onnx():
         h = node('Mul', [h, const(p + 'gamma', 0.5 + w(c))], p + 'scale')
         h = node('Transpose', [h], p + 'nchw', perm=[0, 3, 1, 2])
         x = node('Add', [x, h], p + 'out')
+    # Hard-swish as paddle2onnx writes it: x + 3 -> Clip(0, 6) -> * x -> / 6.
+    c3 = node('Clip', [node('Add', [x, const('three', np.float32(3))], 'hswish.add'), const('zero', np.float32(0)),
+                       const('six', np.float32(6))], 'hswish.clip')
+    x = node('Div', [node('Mul', [x, c3], 'hswish.mul'), const('six.div', np.float32(6))], 'hswish')
     graph = helper.make_graph(nodes, 'convnext_block', [helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, 8, 12, 12])],
                               [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, c, 12, 12])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)], producer_name='make-samples.py')

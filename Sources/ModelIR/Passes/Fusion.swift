@@ -15,8 +15,9 @@ public struct FusionPlan: Sendable {
     public var fusedInto: [Int: Int] = [:]
     /// First node of a chain of elementwise nodes that one unary kernel runs -> that kernel's op
     /// and input: "SiLU" for Sigmoid(x) * x, "Gelu" for GELU written out as x / sqrt(2) (or
-    /// x * 1/sqrt(2)) -> Erf -> + 1 -> * x -> * 0.5 (or * 0.5 -> * x). The chain's other nodes are
-    /// in `fusedInto`.
+    /// x * 1/sqrt(2)) -> Erf -> + 1 -> * x -> * 0.5 (or * 0.5 -> * x), "HardSwish" for
+    /// x + 3 -> Clip(0, 6) -> * x -> / 6 (or / 6 -> * x; / 6 also as * 1/6). The chain's other
+    /// nodes are in `fusedInto`.
     public var unaryChain: [Int: (op: String, input: ValueID)] = [:]
 
     /// What the plan needs to know of constant values (the executor also counts values it
@@ -114,14 +115,16 @@ public struct FusionPlan: Sendable {
             plan.activation[i] = k
             plan.fusedInto[k] = i
         }
+        // Elementwise chains that one unary kernel runs (before the Adds take their Clips).
+        findUnaryChains(graph, constants, readers, &plan)
         // Add -> Relu / Clip (residual blocks).
-        for (i, add) in graph.nodes.enumerated() where add.op.rawValue == "Add" && add.fusedActivation == nil && add.inputs.count == 2 {
+        for (i, add) in graph.nodes.enumerated() where add.op.rawValue == "Add" && add.fusedActivation == nil && add.inputs.count == 2
+            && plan.fusedInto[i] == nil && plan.unaryChain[i] == nil {
             guard let out = add.outputs.first, graph.values[out].type.dtype == .float32, graph.values[out].quantization == nil,
                   let k = readers.soleActivation(out, in: graph.nodes, fusable) else { continue }
             plan.activation[i] = k
             plan.fusedInto[k] = i
         }
-        findUnaryChains(graph, constants, readers, &plan)
         // Conv (-> BatchNorm) -> Add: the other operand becomes the conv's residual, added as the
         // conv stores its results (then the Add's activation). The conv must be the later of the
         // two producers, so that the residual is ready when it runs; only NCHW convs of one group
@@ -159,8 +162,9 @@ public struct FusionPlan: Sendable {
 }
 
 extension FusionPlan {
-    /// SiLU and GELU written out as elementwise ops (as torch exports nn.SiLU and nn.GELU below
-    /// opset 20): each chain becomes one kernel, as onnxruntime fuses them.
+    /// SiLU, GELU and hard-swish written out as elementwise ops (as torch exports nn.SiLU and
+    /// nn.GELU below opset 20, paddle2onnx hard-swish): each chain becomes one kernel, as
+    /// onnxruntime fuses them.
     static func findUnaryChains(_ graph: Graph, _ constants: Constants, _ readers: Readers, _ plan: inout FusionPlan) {
         func scalar(_ v: ValueID?) -> Float? {
             guard let v, let t = constants.type(v), t.dtype == .float32, t.shape.reduce(1, *) == 1 else { return nil }
@@ -172,13 +176,20 @@ extension FusionPlan {
             guard let k = readers.sole(value), plan.fusedInto[k] == nil, plan.unaryChain[k] == nil else { return nil }
             let n = graph.nodes[k]
             guard n.op.rawValue == op, n.fusedActivation == nil, n.outputs.count == 1, isFloat(n.outputs[0]) else { return nil }
-            if op == "Erf" || op == "Sigmoid" { return n.inputs.first == value ? (k, value) : nil }
+            if op == "Erf" || op == "Sigmoid" || op == "Clip" { return n.inputs.first == value ? (k, value) : nil }
             guard n.inputs.count == 2, let a = n.inputs[0], let b = n.inputs[1], a != b || op == "Mul" else { return nil }
             if a == value { return (k, b) }
             if b == value && op != "Div" { return (k, a) }
             return nil
         }
         func near(_ v: Float?, _ target: Float) -> Bool { v.map { abs($0 - target) <= 1e-4 * abs(target) } ?? false }
+        /// A Clip's constant bounds (inputs from opset 11, attributes before), nil where one is missing or not constant.
+        func clipBounds(_ n: Node) -> (Float, Float)? {
+            let lo = n.inputs.count > 1 ? scalar(n.inputs[1]) : n.float("min").map(Float.init)
+            let hi = n.inputs.count > 2 ? scalar(n.inputs[2]) : n.float("max").map(Float.init)
+            guard let lo, let hi else { return nil }
+            return (lo, hi)
+        }
         for (i, node) in graph.nodes.enumerated() where plan.fusedInto[i] == nil && node.outputs.count == 1 {
             let out = node.outputs[0]
             switch node.op.rawValue {
@@ -186,6 +197,26 @@ extension FusionPlan {
                 guard let x = node.inputs.first ?? nil, isFloat(x), let m = next(out, "Mul"), m.other == x else { continue }
                 plan.unaryChain[i] = ("SiLU", x)
                 plan.fusedInto[m.node] = i
+            case "Add":
+                // Hard-swish: x + 3 -> Clip(0, 6) -> * x -> / 6, or -> / 6 -> * x.
+                guard node.inputs.count == 2, let a = node.inputs[0], let b = node.inputs[1] else { continue }
+                let x: ValueID
+                if near(scalar(b), 3) { x = a } else if near(scalar(a), 3) { x = b } else { continue }
+                guard isFloat(x), scalar(x) == nil, let clip = next(out, "Clip"), let bounds = clipBounds(graph.nodes[clip.node]), bounds == (0, 6) else { continue }
+                let clipOut = graph.nodes[clip.node].outputs[0]
+                func sixth(_ v: ValueID) -> (node: Int, out: ValueID)? {
+                    if let d = next(v, "Div"), near(scalar(d.other), 6) { return (d.node, graph.nodes[d.node].outputs[0]) }
+                    if let m = next(v, "Mul"), near(scalar(m.other), 1.0 / 6) { return (m.node, graph.nodes[m.node].outputs[0]) }
+                    return nil
+                }
+                var rest: [Int] = []
+                if let m = next(clipOut, "Mul"), m.other == x, let d = sixth(graph.nodes[m.node].outputs[0]) {
+                    rest = [m.node, d.node]
+                } else if let d = sixth(clipOut), let m = next(d.out, "Mul"), m.other == x {
+                    rest = [d.node, m.node]
+                } else { continue }
+                plan.unaryChain[i] = ("HardSwish", x)
+                for k in [clip.node] + rest { plan.fusedInto[k] = i }
             case "Div", "Mul":
                 guard node.inputs.count == 2, let a = node.inputs[0], let b = node.inputs[1] else { continue }
                 let x: ValueID

@@ -31,8 +31,9 @@ final class KernelPlanTests: XCTestCase {
     }
 }
 
-/// SiLU and GELU written out as elementwise ops (torch below opset 20) run as one kernel each, in
-/// the executor and in the analysis alike; the outputs match onnxruntime (ReferenceRuntimeTests).
+/// SiLU and GELU written out as elementwise ops (torch below opset 20), and hard-swish as
+/// paddle2onnx writes it, run as one kernel each, in the executor and in the analysis alike; the
+/// outputs match onnxruntime (ReferenceRuntimeTests).
 final class UnaryChainTests: XCTestCase {
     func testWrittenOutSiLUAndGELURunAsOneKernelEach() throws {
         let model = try ModelImporter.load(TestSupport.samples.appendingPathComponent("convnext_block.onnx").path)
@@ -40,9 +41,9 @@ final class UnaryChainTests: XCTestCase {
         let analysis = KernelPlan.make(model.graph)
         XCTAssertEqual(analysis.kernels, exec.kernelSteps)
         let chains = exec.kernelSteps.filter { $0.chainOp != nil }
-        XCTAssertEqual(chains.map { $0.chainOp! }, ["SiLU", "Gelu", "Gelu"])
-        // Sigmoid + Mul; then Div (or Mul by 1/sqrt 2), Erf, Add, Mul, Mul.
-        XCTAssertEqual(chains.map { 1 + $0.fused.count }, [2, 5, 5])
+        XCTAssertEqual(chains.map { $0.chainOp! }, ["SiLU", "Gelu", "Gelu", "HardSwish"])
+        // Sigmoid + Mul; then Div (or Mul by 1/sqrt 2), Erf, Add, Mul, Mul; Add, Clip, Mul, Div.
+        XCTAssertEqual(chains.map { 1 + $0.fused.count }, [2, 5, 5, 4])
         let names = chains.map { c in ([c.node] + c.fused).map { model.graph.nodes[$0].name } }
         XCTAssertEqual(names[0], ["stem.sigmoid", "stem.silu"])
         XCTAssertEqual(Set(names[2]), ["block1.gelu.scale", "block1.gelu.erf", "block1.gelu.add", "block1.gelu.half", "block1.gelu"])
@@ -53,7 +54,7 @@ final class UnaryChainTests: XCTestCase {
         let graph = model.graph
         graph.outputs.append(graph.nodes.first { $0.name == "block0.gelu.erf" }!.outputs[0])
         let partial = try Executor(model: model, threads: 1)
-        XCTAssertEqual(partial.kernelSteps.compactMap(\.chainOp), ["SiLU", "Gelu"])
+        XCTAssertEqual(partial.kernelSteps.compactMap(\.chainOp), ["SiLU", "Gelu", "HardSwish"])
     }
 }
 
