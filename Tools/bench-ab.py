@@ -9,6 +9,8 @@ and the geometric mean of the ratios.
                     [--rounds 3] [--runs 20] [--cpu 1] [--threads 1]"""
 import argparse, glob, json, math, os, shutil, statistics, subprocess, sys
 
+from hostcpu import cpu_model
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = [
     'torchvision/mobilenet_v2.onnx', 'torchvision/resnet50.onnx', 'torchvision/vgg16.onnx', 'torchvision/densenet121.onnx',
@@ -19,16 +21,6 @@ MODELS = [
     'mediapipe/mediapipe__modules__face_detection__face_detection_short_range.tflite',
     'rapidocr/rapidocr_onnxruntime__models__ch_PP-OCRv4_det_infer.onnx',
 ]
-
-
-def cpu_model():
-    try:
-        for line in open('/proc/cpuinfo'):
-            if line.startswith('model name'):
-                return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return 'unknown CPU'
 
 
 def median_ms(binary, model, args):

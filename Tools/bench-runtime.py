@@ -22,6 +22,8 @@ import argparse, json, math, os, platform, shutil, statistics, subprocess, sys, 
 
 import numpy as np
 
+from hostcpu import cpu_model
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, '.build', 'release', 'modellens')
 M = os.path.join(ROOT, '.models')
@@ -51,16 +53,6 @@ SHAPES = {
     'rapidocr_onnxruntime__models__ch_PP-OCRv4_rec_infer': [1, 3, 48, 320],
     'nudenet__320n': [1, 3, 320, 320],
 }
-
-
-def cpu_model():
-    try:
-        for line in open('/proc/cpuinfo'):
-            if line.startswith('model name'):
-                return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or 'unknown CPU'
 
 
 def short(path):
@@ -179,7 +171,7 @@ def main():
                     errors[(p, 'peer')] = str(e).splitlines()[0][:100]
     print(file=sys.stderr)
     best = {key: min(v) for key, v in times.items()}
-    print(f'{cpu_model()}, {os.cpu_count()} CPUs; batch 1; per case the minimum of {args.rounds} round medians of '
+    print(f'{cpu_model()}; batch 1; per case the minimum of {args.rounds} round medians of '
           f'{args.runs} runs (1 thread pinned to CPU {args.cpu}); peer: onnxruntime for .onnx, LiteRT (XNNPACK) for .tflite')
     print()
     head = '| model | ' + ' | '.join(f'ModelLens {t}t | peer {t}t | ratio {t}t' for t in threads)
