@@ -66,6 +66,9 @@ public enum BenchmarkNetworks {
         // has no Erf.
         let act7 = forTFLite ? dw7 : b.gelu(dw7)
         let grouped = c >= 16 && !forTFLite ? b.conv(act7, c, c, k: 3, group: c / (c >= 64 ? 16 : 8), act: "Relu") : act7
+        // ConvNeXt's pointwise layers: Linear over the pixels of NHWC activations (a MatMul of a
+        // stack by one matrix).
+        let pixels = forTFLite ? nil : b.linear(b.transpose(act7, [0, 2, 3, 1]), 2 * c)
         // ShuffleNet's channel shuffle: reshape to two groups, swap them with the channels, reshape back.
         let shuffled = c % 2 == 0 ? b.channelShuffle(grouped) : grouped
         // Activations and arithmetic a fused kernel does not absorb.
@@ -94,7 +97,7 @@ public enum BenchmarkNetworks {
         let flat = b.flatten(gap)
         let logits = b.gemm(flat, 3 * c, 1000)
         let soft = b.softmax(logits)
-        b.outputs([soft, cropped, up, gated, se, shuffled])
+        b.outputs([soft, cropped, up, gated, se, shuffled] + (pixels.map { [$0] } ?? []))
         let graph = b.graph
         let model = Model(format: Model.Format(rawValue: "onnx"), path: "calibration-\(c)x\(r)", fileSize: 0, graph: graph)
         model.opsets = ["": 17]
@@ -269,6 +272,14 @@ struct GraphBuilder {
         let w = constant([n, k], scale: 1 / Float(k).squareRoot())
         let bias = constant([n], scale: 0.1)
         return node("Gemm", [x, w, bias], [shape(x)[0], n], ["transB": .int(1)])
+    }
+
+    /// A Linear layer over every pixel of NHWC activations: [1, H, W, C] x [C, n] (ConvNeXt,
+    /// transformers), one product of H * W rows.
+    mutating func linear(_ x: ValueID, _ n: Int) -> ValueID {
+        let s = shape(x)
+        let w = constant([s[3], n], scale: 1 / Float(s[3]).squareRoot())
+        return node("MatMul", [x, w], [s[0], s[1], s[2], n])
     }
 
     mutating func softmax(_ x: ValueID) -> ValueID { node("Softmax", [x], shape(x), ["axis": .int(-1)]) }
