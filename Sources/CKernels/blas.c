@@ -1,4 +1,5 @@
-// OpenBLAS, loaded when the process starts with the kernel set this CPU runs best.
+// The linear-algebra libraries, opened at run time: OpenBLAS with the kernel set this CPU runs best,
+// and oneDNN's sgemm where it is installed.
 //
 // Debian's libopenblas is a DYNAMIC_ARCH build: when it loads, it picks its kernels by the CPU's
 // family and model numbers, and a model it does not know gets the SSE3 ("Prescott") kernels.
