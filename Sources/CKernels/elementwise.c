@@ -93,7 +93,7 @@ static int arithmetic_row(int op, const float *pa, long ai, const float *pb, lon
 #undef MLK_ROW
 
 typedef struct {
-  int op, rank, flat;
+  int op, rank, flat, a_rows;   // a_rows: a is whole and contiguous, b one row repeated
   const long *shape, *as, *bs;
   const float *a, *b;
   float *y;
@@ -106,9 +106,21 @@ typedef struct {
 static void binary_rows(const binary_job *j, long r0, long r1) {
   const int rank = j->rank, op = j->op;
   const long inner = j->inner, ai = rank > 0 ? j->as[rank - 1] : 0, bi = rank > 0 ? j->bs[rank - 1] : 0;
+  float *out = j->y + r0 * inner;
+  if (j->a_rows && ai == 1 && bi == 1) {
+    // a whole and contiguous, b one row repeated (a per-channel PRelu slope, bias or scale over
+    // NHWC pixels): no index arithmetic per row, where rows are a few channels long.
+    for (long o = r0; o < r1; o++, out += inner) {
+      const float *pa = j->a + o * inner;
+      if (arithmetic_row(op, pa, 1, j->b, 1, out, inner)) continue;
+      if (op == MLK_PRELU)
+        for (long k = 0; k < inner; k++) { float v = pa[k], m = v * j->b[k]; out[k] = v < 0 ? m : v; }
+      else for (long k = 0; k < inner; k++) out[k] = binop(op, pa[k], j->b[k]);
+    }
+    return;
+  }
   long idx[8] = {0}, rem = r0;
   for (int d = rank - 2; d >= 0; d--) { idx[d] = rem % j->shape[d]; rem /= j->shape[d]; }
-  float *out = j->y + r0 * inner;
   for (long o = r0; o < r1; o++) {
     long aoff = 0, boff = 0;
     for (int d = 0; d < rank - 1; d++) { aoff += idx[d] * j->as[d]; boff += idx[d] * j->bs[d]; }
@@ -146,7 +158,12 @@ void mlk_binary(int op, int rank, const long *shape, const float *a, const long 
     if (shape[i] != 1 && (as[i] != step || bs[i] != step)) flat = 0;
   flat = flat && (op == MLK_ADD || op == MLK_SUB || op == MLK_MUL || op == MLK_DIV);
   const long inner = rank > 0 ? shape[rank - 1] : 1;
-  binary_job job = {op, rank, flat, shape, as, bs, a, b, y, total, inner, total / (inner ? inner : 1), 1};
+  int a_rows = rank >= 1;
+  for (int i = rank - 1, step = 1; i >= 0; step *= (int)shape[i], i--) {
+    if (shape[i] != 1 && as[i] != step) a_rows = 0;
+    if (i < rank - 1 && shape[i] != 1 && bs[i] != 0) a_rows = 0;
+  }
+  binary_job job = {op, rank, flat, a_rows, shape, as, bs, a, b, y, total, inner, total / (inner ? inner : 1), 1};
   job.per = inner >= BINARY_CHUNK ? 1 : BINARY_CHUNK / inner;
   // Outputs are independent: tasks of a fixed size, shared among threads, change no result.
   const long tasks = flat ? (total + BINARY_CHUNK - 1) / BINARY_CHUNK : (job.rows + job.per - 1) / job.per;
