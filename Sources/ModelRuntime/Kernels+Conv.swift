@@ -177,12 +177,6 @@ let convKernels: [(String, KernelFactory)] = {
         // a conv is one or the other.)
         var prepacked: PrepackedWeights? = nil
         let storedWeight = n.inputs.count > 1 ? n.inputs[1].flatMap { pc.graph.values[$0].constant } : nil
-        if nhwc, layout == .ohwi, window.group == 1, Executor.avx512Available,
-           storedWeight?.isFileBacked == true,
-           let w = pc.constants.count > 1 ? pc.constants[1] : nil, w.dtype == .float32, w.shape.count == 4 || w.shape.count == 3,
-           w.shape[0] >= 16 {
-            prepacked = PrepackedWeights(w, pc)
-        }
         // Geometry and output shape for an input and weight shape (checked).
         func geometry(_ xs: [Int], _ ws: [Int]) throws -> (mlk_conv, [Int]) {
             guard xs.count == ws.count else { throw RuntimeError.invalid(node: n.label, reason: "input rank \(xs.count), weight rank \(ws.count)") }
@@ -203,11 +197,22 @@ let convKernels: [(String, KernelFactory)] = {
         // when the rest of it is static: a run with that shape skips the arithmetic and its arrays
         // (about a microsecond per convolution), and the weights can be packed for its path.
         let plannedX = declaredShape(n.inputs.first ?? nil, pc.graph)
-        let plannedW = prepacked?.shape ?? (pc.constants.count > 1 ? pc.constants[1]?.shape : nil)
+        let plannedW = pc.constants.count > 1 ? pc.constants[1]?.shape : nil
         let planned: (x: [Int], w: [Int], p: mlk_conv, y: [Int])? = {
             guard let xs = plannedX, let ws = plannedW, let (p, y) = try? geometry(xs, ws) else { return nil }
             return (xs, ws, p, y)
         }()
+        // (NHWC: not where the planned geometry takes a path that reads the weights as they are,
+        // such as the matrix-vector product of a one-pixel output.)
+        if nhwc, layout == .ohwi, window.group == 1, Executor.avx512Available,
+           storedWeight?.isFileBacked == true,
+           let w = pc.constants.count > 1 ? pc.constants[1] : nil, w.dtype == .float32, w.shape.count == 4 || w.shape.count == 3,
+           w.shape[0] >= 16 {
+            if var p = planned?.p, mlk_conv_nhwc_packs(&p) == 0 {
+            } else {
+                prepacked = PrepackedWeights(w, pc)
+            }
+        }
         // NCHW fp32 weights of convolutions the AVX-512 channels-as-vectors path runs (3x3 on
         // planes of 49 to 12544 outputs: all of ResNet50's): packed here into the panels that path
         // reads, instead of transposed block by block on every call (which had kept 7x7 planes
