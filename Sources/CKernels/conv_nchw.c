@@ -138,6 +138,55 @@ static void subsample_plane(void *ctx, int t) {
 // packed form the AVX-512 GEMM reads: panel j holds rows 0..kk-1 of columns 32j..32j+31 (zero
 // past width), 32 floats per row.
 // Only rows [k0, k1) of the im2col matrix are written (panel rows 0..k1-k0-1).
+// A stretch of a tile's output columns that lies in one output row: where it starts in the tile,
+// its output row and first column, its length; with the input columns inside the row for each kw.
+typedef struct { int j, oh, ow0, run; } tile_run;
+#define RUN_KW_MAX 16   // widest kernel whose column bounds are worked out once per tile
+
+// The tile's runs, and for each kw and run the columns [lo, hi) whose input lies inside the row:
+// worked out once per tile rather than once per im2col row (144 rows of a 3x3 convolution over 16
+// channels), where their integer divisions took most of the time of grouped convolutions on small
+// planes.
+static int tile_runs(const mlk_conv *p, int col, int width, tile_run *runs, int *lo, int *hi) {
+  int n = 0, oh = col / p->out_w, ow0 = col % p->out_w;
+  for (int j = 0; j < width; oh++, ow0 = 0) {
+    const int run = p->out_w - ow0 < width - j ? p->out_w - ow0 : width - j;
+    runs[n++] = (tile_run){j, oh, ow0, run};
+    j += run;
+  }
+  for (int kw = 0; kw < p->k_w; kw++)
+    for (int r = 0; r < n; r++) {
+      int l, h;
+      valid_range(runs[r].ow0 + runs[r].run, p->in_w, p->stride_w, p->pad_left, kw * p->dil_w, &l, &h);
+      if (l < runs[r].ow0) l = runs[r].ow0;
+      if (h < l) h = l;
+      lo[kw * n + r] = l;
+      hi[kw * n + r] = h;
+    }
+  return n;
+}
+
+// im2col_row over precomputed runs (the same values).
+static void im2col_row_runs(const mlk_conv *p, const float *plane, int kh, int kw, const tile_run *runs, int n,
+                            const int *lo, const int *hi, float *row) {
+  const int shift = -p->pad_left + kw * p->dil_w;
+  for (int r = 0; r < n; r++) {
+    const int ow0 = runs[r].ow0, run = runs[r].run, ih = runs[r].oh * p->stride_h - p->pad_top + kh * p->dil_h;
+    float *dst = row + runs[r].j;
+    if (ih < 0 || ih >= p->in_h) {
+      memset(dst, 0, sizeof(float) * (size_t)run);
+      continue;
+    }
+    const float *src = plane + (size_t)ih * p->in_w;
+    const int l = lo[kw * n + r], h = hi[kw * n + r];
+    for (int c = ow0; c < l; c++) dst[c - ow0] = 0.0f;
+    if (p->stride_w == 1) memcpy(dst + (l - ow0), src + l + shift, sizeof(float) * (size_t)(h - l));
+    else if (p->stride_w == 2) mlk_even_lanes_(dst + (l - ow0), src + l * 2 + shift, h - l);
+    else for (int c = l; c < h; c++) dst[c - ow0] = src[c * p->stride_w + shift];
+    for (int c = h; c < ow0 + run; c++) dst[c - ow0] = 0.0f;
+  }
+}
+
 static void im2col_panels(const mlk_conv *p, const float *xg, float *panels, int col, int width, int k0, int k1) {
   const int in_hw = p->in_h * p->in_w, taps = p->k_h * p->k_w;
   const int kk = k1 - k0, npanels = (width + 31) / 32;
@@ -145,6 +194,10 @@ static void im2col_panels(const mlk_conv *p, const float *xg, float *panels, int
                     p->pad_left == 0 && p->out_h == p->in_h && p->out_w == p->in_w;
   const int gathered = gathered_1x1(p);
   float row[MLK_TILE + 32];
+  tile_run runs[MLK_TILE + 32];
+  int lo[RUN_KW_MAX * (MLK_TILE + 32)], hi[RUN_KW_MAX * (MLK_TILE + 32)];
+  const int precomputed = !plain && !gathered && p->k_w <= RUN_KW_MAX && width <= MLK_TILE + 32;
+  const int nruns = precomputed ? tile_runs(p, col, width, runs, lo, hi) : 0;
   for (int kr = k0; kr < k1; kr++) {
         const int c = kr / taps, kh = (kr % taps) / p->k_w, kw = kr % p->k_w;
         const int krow = kr - k0;
@@ -163,6 +216,8 @@ static void im2col_panels(const mlk_conv *p, const float *xg, float *panels, int
         } else if (gathered) {
           mlk_subsample2_row_avx512_(row, plane, p->in_w, p->out_w, col, width,
                                      kr + PF_ROWS < k1 ? plane + (size_t)PF_ROWS * in_hw : NULL);
+        } else if (precomputed) {
+          im2col_row_runs(p, plane, kh, kw, runs, nruns, lo, hi, row);
         } else {
           im2col_row(p, plane, kh, kw, col, width, row);
         }
