@@ -30,7 +30,6 @@ typedef void (*sgemv_fn)(int, int, int, int, float, const float *, int, const fl
 typedef void (*sgesdd_fn)(const char *, const int *, const int *, float *, const int *, float *, float *, const int *,
                           float *, const int *, float *, const int *, int *, int *);
 typedef void (*threads_fn)(int);
-typedef int (*get_threads_fn)(void);
 typedef char *(*corename_fn)(void);
 typedef int (*shutdown_fn)(void);
 
@@ -39,7 +38,6 @@ static struct {
   sgemv_fn sgemv;
   sgesdd_fn sgesdd;
   threads_fn set_threads;
-  get_threads_fn get_threads;
   corename_fn corename;
 } blas;
 
@@ -79,7 +77,6 @@ __attribute__((constructor)) static void mlk_blas_load(void) {
   blas.sgemv = (sgemv_fn)symbol(lib, "cblas_sgemv");
   blas.sgesdd = (sgesdd_fn)symbol(lib, "sgesdd_");
   blas.set_threads = (threads_fn)symbol(lib, "openblas_set_num_threads");
-  blas.get_threads = (get_threads_fn)symbol(lib, "openblas_get_num_threads");
   blas.corename = (corename_fn)dlsym(lib, "openblas_get_corename");
   // OpenBLAS runs on one thread (parallelism is ours, in fixed tiles), from the start. The
   // pthread build starts its server threads when it loads, and they spin in sched_yield for their
@@ -147,9 +144,6 @@ void mlk_sgesdd_(const char *jobz, const int *m, const int *n, float *a, const i
                  float *vt, const int *ldvt, float *work, const int *lwork, int *iwork, int *info) {
   blas.sgesdd(jobz, m, n, a, lda, s, u, ldu, vt, ldvt, work, lwork, iwork, info);
 }
-
-void mlk_blas_set_threads_(int n) { blas.set_threads(n); }
-int mlk_blas_threads_(void) { return blas.get_threads(); }
 
 const char *mlk_gemm_library(void) { return dnnl_sgemm_here() ? "oneDNN" : "OpenBLAS"; }
 

@@ -102,37 +102,34 @@ typedef struct {
 
 #define BINARY_CHUNK 16384   // elements per task: fixed, so the split never depends on the thread count
 
+// One row of y = a op b, each operand a row (stride 1) or one value repeated (stride 0).
+static void binary_row(int op, const float *pa, long ai, const float *pb, long bi, float *out, long n) {
+  if (arithmetic_row(op, pa, ai, pb, bi, out, n)) return;
+  if (ai == 1 && bi == 1 && op == MLK_PRELU)
+    for (long k = 0; k < n; k++) {   // both sides computed, then a select: no branch on the sign
+      float v = pa[k], m = v * pb[k];
+      out[k] = v < 0 ? m : v;
+    }
+  else for (long k = 0; k < n; k++) out[k] = binop(op, pa[k * ai], pb[k * bi]);
+}
+
 // Rows [r0, r1) of the [rows, inner] view of the output.
 static void binary_rows(const binary_job *j, long r0, long r1) {
   const int rank = j->rank, op = j->op;
   const long inner = j->inner, ai = rank > 0 ? j->as[rank - 1] : 0, bi = rank > 0 ? j->bs[rank - 1] : 0;
   float *out = j->y + r0 * inner;
-  if (j->a_rows && ai == 1 && bi == 1) {
+  if (j->a_rows) {
     // a whole and contiguous, b one row repeated (a per-channel PRelu slope, bias or scale over
     // NHWC pixels): no index arithmetic per row, where rows are a few channels long.
-    for (long o = r0; o < r1; o++, out += inner) {
-      const float *pa = j->a + o * inner;
-      if (arithmetic_row(op, pa, 1, j->b, 1, out, inner)) continue;
-      if (op == MLK_PRELU)
-        for (long k = 0; k < inner; k++) { float v = pa[k], m = v * j->b[k]; out[k] = v < 0 ? m : v; }
-      else for (long k = 0; k < inner; k++) out[k] = binop(op, pa[k], j->b[k]);
-    }
+    for (long o = r0; o < r1; o++, out += inner) binary_row(op, j->a + o * inner, ai, j->b, bi, out, inner);
     return;
   }
   long idx[8] = {0}, rem = r0;
   for (int d = rank - 2; d >= 0; d--) { idx[d] = rem % j->shape[d]; rem /= j->shape[d]; }
-  for (long o = r0; o < r1; o++) {
+  for (long o = r0; o < r1; o++, out += inner) {
     long aoff = 0, boff = 0;
     for (int d = 0; d < rank - 1; d++) { aoff += idx[d] * j->as[d]; boff += idx[d] * j->bs[d]; }
-    const float *pa = j->a + aoff, *pb = j->b + boff;
-    if (arithmetic_row(op, pa, ai, pb, bi, out, inner)) {
-    } else if (ai == 1 && bi == 1 && op == MLK_PRELU)
-      for (long k = 0; k < inner; k++) {   // both sides computed, then a select: no branch on the sign
-        float v = pa[k], m = v * pb[k];
-        out[k] = v < 0 ? m : v;
-      }
-    else for (long k = 0; k < inner; k++) out[k] = binop(op, pa[k * ai], pb[k * bi]);
-    out += inner;
+    binary_row(op, j->a + aoff, ai, j->b + boff, bi, out, inner);
     for (int d = rank - 2; d >= 0; d--) { if (++idx[d] < j->shape[d]) break; idx[d] = 0; }
   }
 }
@@ -152,17 +149,18 @@ void mlk_binary(int op, int rank, const long *shape, const float *a, const long 
   long total = 1;
   for (int i = 0; i < rank; i++) total *= shape[i];
   if (total == 0) return;
-  // Operands that are both whole, contiguous tensors of the output's shape: one flat loop.
-  int flat = 1;
-  for (int i = rank - 1, step = 1; i >= 0; step *= (int)shape[i], i--)
-    if (shape[i] != 1 && (as[i] != step || bs[i] != step)) flat = 0;
+  // Operands that are both whole, contiguous tensors of the output's shape: one flat loop. Or a
+  // whole and contiguous with b one row repeated along the rows (b's outer strides all 0, its row
+  // a row or one value).
+  int flat = 1, a_rows = rank >= 1;
+  for (int i = rank - 1, step = 1; i >= 0; step *= (int)shape[i], i--) {
+    if (shape[i] == 1) continue;
+    if (as[i] != step) flat = a_rows = 0;
+    if (bs[i] != step) flat = 0;
+    if (i < rank - 1 && bs[i] != 0) a_rows = 0;
+  }
   flat = flat && (op == MLK_ADD || op == MLK_SUB || op == MLK_MUL || op == MLK_DIV);
   const long inner = rank > 0 ? shape[rank - 1] : 1;
-  int a_rows = rank >= 1;
-  for (int i = rank - 1, step = 1; i >= 0; step *= (int)shape[i], i--) {
-    if (shape[i] != 1 && as[i] != step) a_rows = 0;
-    if (i < rank - 1 && shape[i] != 1 && bs[i] != 0) a_rows = 0;
-  }
   binary_job job = {op, rank, flat, a_rows, shape, as, bs, a, b, y, total, inner, total / (inner ? inner : 1), 1};
   job.per = inner >= BINARY_CHUNK ? 1 : BINARY_CHUNK / inner;
   // Outputs are independent: tasks of a fixed size, shared among threads, change no result.

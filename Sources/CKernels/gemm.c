@@ -68,16 +68,7 @@ void mlk_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const
 
 // y[M, N] = x[M, K] * w[N, K]^T in fixed tiles of MLK_TILE rows shared among threads (NHWC
 // pointwise convolutions: many pixels, few channels).
-typedef struct { int m, n, k; const float *x, *w; float *y; } rows_job;
-
-static void rows_tile(void *ctx, int t) {
-  const rows_job *j = ctx;
-  int row = t * MLK_TILE, h = j->m - row < MLK_TILE ? j->m - row : MLK_TILE;
-  mlk_cblas_sgemm_(MLK_ROW_MAJOR_, MLK_NO_TRANS_, MLK_TRANS_, h, j->n, j->k, 1.0f, j->x + (size_t)row * j->k, j->k, j->w, j->k, 0.0f,
-              j->y + (size_t)row * j->n, j->n);
-}
-
 void mlk_sgemm_rows_(int m, int n, int k, const float *x, const float *w, float *y) {
-  rows_job job = {m, n, k, x, w, y};
-  mlk_parallel_((m + MLK_TILE - 1) / MLK_TILE, rows_tile, &job);
+  gemm_job job = {0, 1, m, n, k, k, k, n, 1.0f, 0.0f, x, w, y};
+  mlk_parallel_((m + MLK_TILE - 1) / MLK_TILE, gemm_row_tile, &job);
 }

@@ -2,7 +2,7 @@ import CKernels
 import Foundation
 
 /// Measures this machine and describes it as a hardware profile: FMA peak, the
-/// executor's own convolution (GEMM) rate and OpenBLAS's sgemm rate on one core,
+/// executor's own convolution (GEMM) rate and its library sgemm rate (oneDNN or OpenBLAS),
 /// streaming (triad) bandwidth, cache sizes from sysfs. The profile's float32 peak
 /// is the faster of the two GEMM rates (what convolutions can attain here); the
 /// FMA peak is kept beside it.
@@ -11,7 +11,7 @@ public enum HostMeasurement {
         progress("measuring FMA peak")
         var isa: UnsafePointer<CChar>?
         let fma = mlk_fma_peak_gflops(1.0, &isa)
-        progress("measuring OpenBLAS sgemm (1024^3, \(threads) thread(s))")
+        progress("measuring the library sgemm (1024^3, \(threads) thread(s))")
         let blas = mlk_sgemm_gflops(1024, 5, Int32(threads))
         progress("measuring the executor's convolution GEMM (1024^3, \(threads) thread(s))")
         let own = mlk_conv_gflops(1024, 5, Int32(threads))
@@ -29,7 +29,7 @@ public enum HostMeasurement {
             caches: caches,
             launchOverheadSeconds: 1e-6,
             sources: [
-                "peakFlopsPerSecond": String(format: "measured %@: the executor's convolution GEMM 1024^3 %.1f GFLOP/s, OpenBLAS sgemm 1024^3 %.1f GFLOP/s, on %d thread(s) (the faster used as float32 peak); %@ FMA chains %.1f GFLOP/s per core", date, own, blas, threads, isaName, fma),
+                "peakFlopsPerSecond": String(format: "measured %@: the executor's convolution GEMM 1024^3 %.1f GFLOP/s, library sgemm (oneDNN or OpenBLAS) 1024^3 %.1f GFLOP/s, on %d thread(s) (the faster used as float32 peak); %@ FMA chains %.1f GFLOP/s per core", date, own, blas, threads, isaName, fma),
                 "dramBytesPerSecond": String(format: "measured %@: triad a = b + s*c over 256 MB arrays, one thread, %.1f GB/s", date, triad),
                 "caches": "/sys/devices/system/cpu/cpu0/cache",
                 "launchOverheadSeconds": "estimate: per-layer dispatch on a CPU",

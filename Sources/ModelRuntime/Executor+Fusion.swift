@@ -57,11 +57,10 @@ extension Executor {
             let convOut = graph.nodes[c].outputs[0]
             newInputs[r.add] = [plan.batchNorm[c].map { graph.nodes[$0].outputs[0] } ?? convOut]
         }
-        for (first, chain) in plan.unaryChain {
-            // The chain's first node runs the whole chain on its input; the others are views of its output.
-            newInputs[first] = [chain.input]
-            for (k, into) in plan.fusedInto where into == first { newInputs[k] = [graph.nodes[first].outputs[0]] }
-        }
+        // An elementwise chain's first node runs the whole chain on its input; the others are views
+        // of its output.
+        for (first, chain) in plan.unaryChain { newInputs[first] = [chain.input] }
+        for (k, into) in plan.fusedInto where plan.unaryChain[into] != nil { newInputs[k] = [graph.nodes[into].outputs[0]] }
         for (k, into) in plan.fusedInto {
             fusedNodes[k] = (graph.nodes[k].op == .batchNormalization && plan.batchNorm[into] == k ? "folded into " : "fused into ") + graph.nodes[into].name
         }

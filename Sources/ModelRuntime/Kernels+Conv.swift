@@ -204,14 +204,12 @@ let convKernels: [(String, KernelFactory)] = {
         }()
         // (NHWC: not where the planned geometry takes a path that reads the weights as they are,
         // such as the matrix-vector product of a one-pixel output.)
-        if nhwc, layout == .ohwi, window.group == 1, Executor.avx512Available,
+        let readsWeightsAsStored = planned.map { var p = $0.p; return mlk_conv_nhwc_packs(&p) == 0 } ?? false
+        if nhwc, layout == .ohwi, window.group == 1, Executor.avx512Available, !readsWeightsAsStored,
            storedWeight?.isFileBacked == true,
            let w = pc.constants.count > 1 ? pc.constants[1] : nil, w.dtype == .float32, w.shape.count == 4 || w.shape.count == 3,
            w.shape[0] >= 16 {
-            if var p = planned?.p, mlk_conv_nhwc_packs(&p) == 0 {
-            } else {
-                prepacked = PrepackedWeights(w, pc)
-            }
+            prepacked = PrepackedWeights(w, pc)
         }
         // NCHW fp32 weights of convolutions the AVX-512 channels-as-vectors path runs (3x3 on
         // planes of 49 to 12544 outputs: all of ResNet50's): packed here into the panels that path

@@ -57,6 +57,15 @@ func binaryFloat(_ op: Int32, _ a: RTensor, _ b: RTensor, _ node: Node, _ ctx: R
     return y
 }
 
+/// mlk_binary_int's ops and result sizes.
+private let integerOps: [String: Int32] = [
+    "Add": Int32(MLK_IADD), "Sum": Int32(MLK_IADD), "Sub": Int32(MLK_ISUB), "Mul": Int32(MLK_IMUL), "Div": Int32(MLK_IDIV),
+    "Mod": Int32(MLK_IMOD), "Max": Int32(MLK_IMAX), "Min": Int32(MLK_IMIN), "Equal": Int32(MLK_IEQ), "Greater": Int32(MLK_IGT),
+    "Less": Int32(MLK_ILT), "GreaterOrEqual": Int32(MLK_IGE), "LessOrEqual": Int32(MLK_ILE), "NotEqual": Int32(MLK_INE),
+    "And": Int32(MLK_IAND), "Or": Int32(MLK_IOR), "Xor": Int32(MLK_IXOR),
+]
+private let integerResultBytes: [DType: Int32] = [.int64: 8, .int32: 4, .bool: 1]
+
 /// Integer (int64/int32) arithmetic and comparisons with broadcasting, computed in Int64.
 func binaryInteger(_ name: String, _ a: RTensor, _ b: RTensor, _ node: Node, _ ctx: RunContext, outType: DType) throws -> RTensor {
     guard let shape = broadcastShapes(a.shape, b.shape) else {
@@ -64,14 +73,9 @@ func binaryInteger(_ name: String, _ a: RTensor, _ b: RTensor, _ node: Node, _ c
     }
     let y = try ctx.alloc(shape, outType)
     let sa = broadcastStrides(a.shape, to: shape), sb = broadcastStrides(b.shape, to: shape)
-    let wide: Set<DType> = [.int32, .int64], out: [DType: Int32] = [.int64: 8, .int32: 4, .bool: 1]
-    let codes: [String: Int32] = [
-        "Add": Int32(MLK_IADD), "Sum": Int32(MLK_IADD), "Sub": Int32(MLK_ISUB), "Mul": Int32(MLK_IMUL), "Div": Int32(MLK_IDIV),
-        "Mod": (node.int("fmod") ?? 0) != 0 ? Int32(MLK_IFMOD) : Int32(MLK_IMOD), "Max": Int32(MLK_IMAX), "Min": Int32(MLK_IMIN),
-        "Equal": Int32(MLK_IEQ), "Greater": Int32(MLK_IGT), "Less": Int32(MLK_ILT), "GreaterOrEqual": Int32(MLK_IGE),
-        "LessOrEqual": Int32(MLK_ILE), "NotEqual": Int32(MLK_INE), "And": Int32(MLK_IAND), "Or": Int32(MLK_IOR), "Xor": Int32(MLK_IXOR),
-    ]
-    if wide.contains(a.dtype), wide.contains(b.dtype), let ye = out[outType], let op = codes[name], shape.count <= 8 {
+    if a.dtype == .int32 || a.dtype == .int64, b.dtype == .int32 || b.dtype == .int64, let ye = integerResultBytes[outType],
+       var op = integerOps[name], shape.count <= 8 {
+        if op == Int32(MLK_IMOD), (node.int("fmod") ?? 0) != 0 { op = Int32(MLK_IFMOD) }
         // int32/int64 operands (shape arithmetic, magika's one-hot Equal over 2048 x 257): the C loop.
         shape.map { CLong($0) }.withUnsafeBufferPointer { sh in
             sa.map { CLong($0) }.withUnsafeBufferPointer { pa in

@@ -131,7 +131,7 @@ let tensorKernels: [(String, KernelFactory)] = [
             // integers are packed as the output's declared type.
             let integers: Set<DType> = [.int32, .int64]
             if let to = declared, integers.contains(to), xs.contains(where: { $0.dtype != to && integers.contains($0.dtype) }) {
-                xs = try xs.map { $0.dtype == to ? $0 : try castAny($0, to: to, ctx, roundBFloat16: true) }
+                xs = try xs.map { $0.dtype == to ? $0 : try castAny($0, to: to, ctx) }
             }
             let first = xs[0]
             guard xs.allSatisfy({ $0.shape == first.shape && $0.dtype == first.dtype }) else {

@@ -114,7 +114,7 @@ struct Profiles: ParsableCommand {
     @Option(help: "Print one profile's JSON, sources included.")
     var show: String?
 
-    @Flag(help: "Measure this host (FMA peak, OpenBLAS sgemm, streaming bandwidth, caches) and print its profile.")
+    @Flag(help: "Measure this host (FMA peak, library sgemm, streaming bandwidth, caches) and print its profile.")
     var measure = false
 
     @Option(name: [.customShort("o"), .long], help: "With --measure: also save the profile to this JSON file (use it with --profile).")

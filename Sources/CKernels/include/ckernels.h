@@ -15,7 +15,8 @@ extern "C" {
 /// else scalar). Runs for about `seconds`. `isa` receives "avx512", "avx2" or "scalar".
 double mlk_fma_peak_gflops(double seconds, const char **isa);
 
-/// OpenBLAS sgemm rate for n x n x n on `threads` threads, in GFLOP/s (best of `reps`).
+/// The executor's sgemm (mlk_sgemm: oneDNN or OpenBLAS in tiles) for n x n x n on `threads` threads,
+/// in GFLOP/s (best of `reps`).
 double mlk_sgemm_gflops(int n, int reps, int threads);
 
 /// The executor's own convolution rate, in GFLOP/s: an n -> n channel 1x1 convolution over n
