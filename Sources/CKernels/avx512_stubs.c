@@ -12,6 +12,12 @@ int mlk_depthwise_flat_setup_(const mlk_conv *p, mlk_dw_flat *f) { (void)p; (voi
 int mlk_depthwise_nhwc_flat_ok_(const mlk_conv *p) { (void)p; return 0; }
 int mlk_conv_nhwc_single_ok_(const mlk_conv *p) { (void)p; return 0; }
 int mlk_conv1x1_nhwc_small_ok_(const mlk_conv *p) { (void)p; return 0; }
+int mlk_conv_nhwc_direct_ok_(const mlk_conv *p) { (void)p; return 0; }
+void mlk_conv_nhwc_direct_row_avx512_(const mlk_conv *p, const float *xn, const float *panels, const float *bias,
+                                      float *yn, int oh, mlk_epilogue act) {
+  (void)p; (void)xn; (void)panels; (void)bias; (void)yn; (void)oh; (void)act;
+  abort();
+}
 void mlk_conv1x1_nhwc_small_avx512_(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y,
                                     long px0, long npx, mlk_epilogue act) {
   (void)p; (void)x; (void)w; (void)bias; (void)y; (void)px0; (void)npx; (void)act;
@@ -36,6 +42,11 @@ void mlk_subsample2_row_avx512_(float *row, const float *plane, int in_w, int ou
   (void)row; (void)plane; (void)in_w; (void)out_w; (void)col; (void)width; (void)ahead;
 }
 int mlk_unary_avx512_ok_(int op) { (void)op; return 0; }
+int mlk_binary_avx512_ok_(int op) { (void)op; return 0; }
+void mlk_binary_rows_avx512_(int op, const float *a, const float *b, float *y, long rows, long inner) {
+  (void)op; (void)a; (void)b; (void)y; (void)rows; (void)inner;
+  abort();
+}
 void mlk_unary_avx512_(int op, const float *x, float *y, size_t n, float alpha, float beta) {
   (void)op; (void)x; (void)y; (void)n; (void)alpha; (void)beta;
   abort();

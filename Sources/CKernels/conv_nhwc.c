@@ -68,6 +68,7 @@ static void im2col_nhwc_parallel(const mlk_conv *p, const float *xn, float *cols
 size_t mlk_conv_nhwc_scratch(const mlk_conv *p) {
   const size_t kk = (size_t)p->k_h * p->k_w * (p->in_c / p->groups);
   const size_t panels = kk * (size_t)((p->out_c / p->groups + 31) / 32 * 32);
+  if (mlk_use_avx512_() && mlk_conv_nhwc_direct_ok_(p)) return panels;   // (packed here when not at plan time)
   if (p->out_c < 16 && p->groups == 1 && mlk_use_avx512_()) return (kk * MLK_TILE + 16 * MLK_TILE) * (size_t)(mlk_threads + 1);   // per-thread tiles
   return (size_t)p->out_h * p->out_w * kk + panels;
 }
@@ -94,6 +95,18 @@ typedef struct {
 static void single_row_task(void *ctx, int oh) {
   const single_job *j = ctx;
   mlk_conv_nhwc_row_single_avx512_(j->p, j->x, j->w, j->bias, j->y, oh, j->act);
+}
+
+typedef struct {
+  const mlk_conv *p;
+  const float *x, *panels, *bias;
+  float *y;
+  mlk_epilogue act;
+} direct_job;
+
+static void direct_row_task(void *ctx, int oh) {
+  const direct_job *j = ctx;
+  mlk_conv_nhwc_direct_row_avx512_(j->p, j->x, j->panels, j->bias, j->y, oh, j->act);
 }
 
 static void small1x1_task(void *ctx, int t) {
@@ -177,6 +190,8 @@ int mlk_conv_nhwc_packs(const mlk_conv *p) {
          !one_pixel(p);
 }
 
+int mlk_conv_nhwc_runs_direct(const mlk_conv *p) { return mlk_use_avx512_() && mlk_conv_nhwc_direct_ok_(p); }
+
 static void conv_nhwc(const mlk_conv *p, const float *x, const float *w, const float *packed, const float *bias, float *y,
                       float *scratch, int act, float lo, float hi) {
   const int g = p->groups, cin_g = p->in_c / g, cout_g = p->out_c / g;
@@ -202,7 +217,7 @@ static void conv_nhwc(const mlk_conv *p, const float *x, const float *w, const f
     // activation applied on store. In the Keras MobileNetV2 the copies took a fifth of the run.
     const float *panels = packed;
     if (!panels && p->out_c >= 16) {   // (the narrow path below packs nothing)
-      float *own = scratch + (plain ? 0 : (size_t)out_hw * kk);
+      float *own = scratch + (plain || mlk_conv_nhwc_direct_ok_(p) ? 0 : (size_t)out_hw * kk);
       mlk_weight_panels_pack(p->out_c, kk, w, own);
       panels = own;
     }
@@ -216,6 +231,11 @@ static void conv_nhwc(const mlk_conv *p, const float *x, const float *w, const f
       if (mlk_conv_nhwc_single_ok_(p)) {
         single_job job = {p, xn, w, bias, y + (size_t)n * out_hw, {act, lo, hi}};
         mlk_parallel_(p->out_h, single_row_task, &job);
+        continue;
+      }
+      if (mlk_conv_nhwc_direct_ok_(p)) {
+        direct_job job = {p, xn, panels, bias, y + (size_t)n * out_hw * p->out_c, {act, lo, hi}};
+        mlk_parallel_(p->out_h, direct_row_task, &job);
         continue;
       }
       if (p->out_c < 16) {

@@ -121,6 +121,10 @@ static void binary_rows(const binary_job *j, long r0, long r1) {
   if (j->a_rows) {
     // a whole and contiguous, b one row repeated (a per-channel PRelu slope, bias or scale over
     // NHWC pixels): no index arithmetic per row, where rows are a few channels long.
+    if (bi == 1 && mlk_binary_avx512_ok_(op) && mlk_use_avx512_()) {
+      mlk_binary_rows_avx512_(op, j->a + r0 * inner, j->b, out, r1 - r0, inner);
+      return;
+    }
     for (long o = r0; o < r1; o++, out += inner) binary_row(op, j->a + o * inner, ai, j->b, bi, out, inner);
     return;
   }
@@ -138,6 +142,10 @@ static void binary_task(void *ctx, int t) {
   const binary_job *j = ctx;
   if (j->flat) {
     const long i0 = (long)t * BINARY_CHUNK, n = j->total - i0 < BINARY_CHUNK ? j->total - i0 : BINARY_CHUNK;
+    if (mlk_use_avx512_()) {
+      mlk_binary_rows_avx512_(j->op, j->a + i0, j->b + i0, j->y + i0, 1, n);
+      return;
+    }
     arithmetic_row(j->op, j->a + i0, 1, j->b + i0, 1, j->y + i0, n);
     return;
   }

@@ -144,4 +144,44 @@ AVX512 void mlk_unary_avx512_(int op, const float *x, float *y, size_t n, float 
   }
 }
 
+// Binary arithmetic with 16-wide vectors: the portable file is built for baseline x86-64 (4-wide
+// SSE), and its rows over NHWC pixels are a few channels long (face_landmark's per-channel PRelu
+// over 16 channels: 0.1 ms for 147k elements). The results are the scalar ones (one IEEE
+// operation per element; PRelu selects x where x < 0 is false, NaN and -0 included).
+AVX512 static inline __attribute__((always_inline)) __m512 binary_vec(const int op, __m512 a, __m512 b) {
+  switch (op) {
+    case MLK_ADD: return _mm512_add_ps(a, b);
+    case MLK_SUB: return _mm512_sub_ps(a, b);
+    case MLK_MUL: return _mm512_mul_ps(a, b);
+    case MLK_DIV: return _mm512_div_ps(a, b);
+    default: return _mm512_mask_mul_ps(a, _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_LT_OQ), a, b);   // PRelu
+  }
+}
+
+AVX512 static inline __attribute__((always_inline)) void binary_rows(const int op, const float *a, const float *b, float *y,
+                                                                     long rows, long inner) {
+  const __mmask16 tail = (__mmask16)((1u << (inner % 16)) - 1);
+  const long whole = inner - inner % 16;
+  for (long r = 0; r < rows; r++, a += inner, y += inner) {
+    for (long k = 0; k < whole; k += 16) _mm512_storeu_ps(y + k, binary_vec(op, _mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k)));
+    if (tail)
+      _mm512_mask_storeu_ps(y + whole, tail, binary_vec(op, _mm512_maskz_loadu_ps(tail, a + whole), _mm512_maskz_loadu_ps(tail, b + whole)));
+  }
+}
+
+int mlk_binary_avx512_ok_(int op) {
+  return op == MLK_ADD || op == MLK_SUB || op == MLK_MUL || op == MLK_DIV || op == MLK_PRELU;
+}
+
+AVX512 void mlk_binary_rows_avx512_(int op, const float *a, const float *b, float *y, long rows, long inner) {
+  switch (op) {
+    case MLK_ADD: binary_rows(MLK_ADD, a, b, y, rows, inner); break;
+    case MLK_SUB: binary_rows(MLK_SUB, a, b, y, rows, inner); break;
+    case MLK_MUL: binary_rows(MLK_MUL, a, b, y, rows, inner); break;
+    case MLK_DIV: binary_rows(MLK_DIV, a, b, y, rows, inner); break;
+    case MLK_PRELU: binary_rows(MLK_PRELU, a, b, y, rows, inner); break;
+    default: abort();
+  }
+}
+
 #endif

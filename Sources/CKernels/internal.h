@@ -127,6 +127,12 @@ int mlk_depthwise_nhwc_flat_ok_(const mlk_conv *p);
 void mlk_depthwise_nhwc_row_flat_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias,
                                          float *yn, int oh, mlk_epilogue act);
 
+/// Output row `oh` of an NHWC convolution with few input channels (stems over images; see
+/// mlk_conv_nhwc_direct_ok_), computed from the input where it lies; weights as 32-channel panels.
+int mlk_conv_nhwc_direct_ok_(const mlk_conv *p);
+void mlk_conv_nhwc_direct_row_avx512_(const mlk_conv *p, const float *xn, const float *panels, const float *bias,
+                                      float *yn, int oh, mlk_epilogue act);
+
 /// Output row `oh` of an NHWC convolution to one output channel from 1-16 input channels
 /// (stride_w 1; see mlk_conv_nhwc_single_ok_, which also bounds out_w * C).
 int mlk_conv_nhwc_single_ok_(const mlk_conv *p);
@@ -189,6 +195,10 @@ void mlk_store_act_avx512_(float *dst, const float *src, const float *res, int n
 /// Unary ops as AVX-512 vectors (elementwise_avx512.c): whether `op` has a vector form, and
 /// y[i] = op(x[i]) for i < n.
 int mlk_unary_avx512_ok_(int op);
+/// Rows of y = a op b (ADD, SUB, MUL, DIV, PRELU; mlk_binary_avx512_ok_): a and y `rows` x `inner`
+/// contiguous, b one row of `inner` floats used for every row.
+int mlk_binary_avx512_ok_(int op);
+void mlk_binary_rows_avx512_(int op, const float *a, const float *b, float *y, long rows, long inner);
 void mlk_unary_avx512_(int op, const float *x, float *y, size_t n, float alpha, float beta);
 /// dst[i] = src[2 i] for i < n (reads src[0 .. 2n-2] only): stride-2 im2col rows and phases.
 void mlk_even_lanes_(float *dst, const float *src, int n);

@@ -74,6 +74,10 @@ public enum KernelClassifier {
                 (cls, wider) = ("conv.grouped.\(layout)", ["conv.spatial.\(layout)"])
             } else if geo.kernelH * geo.kernelW == 1 {
                 (cls, wider) = ("conv.pointwise.\(layout)", [])
+            } else if node.dataLayout == .nhwc, node.op.rawValue == "Conv", var p = convParameters(node, in: g, bindings: bindings),
+                      mlk_conv_nhwc_runs_direct(&p) != 0 {
+                // Stems over images (1-4 input channels): the direct kernel, no im2col rows.
+                return ("conv.stem.nhwc", ["conv.spatial.nhwc"])
             } else if geo.kernelH == 3 && geo.kernelW == 3 && geo.stride == 1 {
                 // Winograd where the kernels' own predicate takes it (NCHW, AVX-512, 3x3 "same" on
                 // planes of 196 outputs or more, channels in sixteens): its own cost per FLOP.
@@ -109,9 +113,9 @@ public enum KernelClassifier {
     /// Whether the executor's geometry lets it pack a convolution's weights once at plan time,
     /// asked of the kernels' own predicates (mlk_conv_nhwc_packs; mlk_conv_nchw_cot_packs for NCHW
     /// windows larger than 1x1). NCHW 1x1 convolutions pack when the planner blocks their
-    /// activations, which the analysis does not see: they count as packed. (Weights decoded at
-    /// load time, fp16 or sparse, are not packed either; the calibration networks have none, so
-    /// those convolutions keep their geometry's class and are under-predicted.)
+    /// activations, which the analysis does not see: they count as packed. Weights decoded at
+    /// load time (fp16 or sparse) are packed like stored ones where the convolution is their only
+    /// reader.
     static func weightsPacked(_ node: Node, in g: Graph, bindings: [String: Int]) -> Bool {
         guard node.op.rawValue == "Conv", var p = convParameters(node, in: g, bindings: bindings) else { return true }
         if node.dataLayout == .nhwc { return mlk_conv_nhwc_packs(&p) != 0 }

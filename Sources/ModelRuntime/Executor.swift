@@ -17,6 +17,9 @@ public struct PlanContext {
     /// ([C/16][H][W][16] per image; see Executor.blockedValues).
     public var blockedInput = false
     public var blockedOutput = false
+    /// Input slots holding a constant the planner made (a folded DEQUANTIZE of fp16 weights) that
+    /// only this node reads: a kernel that packs its own copy lets the planner free it.
+    public var madeAtPlanTime: Set<Int> = []
     /// What the factory did with the constants, for the planner to account for.
     public let packing = PlanPacking()
     public func fail(_ reason: String) -> RuntimeError {
@@ -237,14 +240,39 @@ public final class Executor {
             !(graph.nodes[i].outputs.count == 1 && alias[graph.nodes[i].outputs[0]] != nil) }, outputs: outputSet)
         blockedValueCount = blocked.count
         let foldContext = RunContext()
-        for (i, node) in graph.nodes.enumerated() {
+        // Nodes computed from constants alone (mediapipe's DEQUANTIZE of every fp16 weight, shape
+        // arithmetic) are folded when their first reader is planned, not where they stand: TFLite
+        // files list all the DEQUANTIZEs first, and folded in order all widened weights were alive
+        // at once, so a convolution could not pack its weight without holding one more copy.
+        var producer: [ValueID: Int] = [:]
+        for (i, n) in graph.nodes.enumerated() { for o in n.outputs { producer[o] = i } }
+        var foldable = [Bool](repeating: false, count: graph.nodes.count)
+        var folded = [Bool](repeating: false, count: graph.nodes.count)
+        for (i, node) in graph.nodes.enumerated() where fusedNodes[i] == nil && (!node.inputs.isEmpty || node.op.rawValue == "Constant") {
+            foldable[i] = stepInputs(i).allSatisfy { v in
+                guard let v else { return true }
+                if v >= graph.values.count || graph.values[v].constant != nil { return true }
+                return producer[v].map { foldable[$0] } ?? false
+            }
+        }
+        func foldInputs(of i: Int) throws {
+            for case let v? in stepInputs(i) where v < graph.values.count {
+                if let j = producer[v], foldable[j], !folded[j] {
+                    folded[j] = true
+                    try foldInputs(of: j)
+                    try planNode(j)
+                }
+            }
+        }
+        func planNode(_ i: Int) throws {
+            let node = graph.nodes[i]
             if fusedNodes[i] != nil {
-                if node.outputs.count == 1 && alias[node.outputs[0]] != nil { continue }
+                if node.outputs.count == 1 && alias[node.outputs[0]] != nil { return }
                 // A view of its (already transformed) input.
                 let viewOf = Array(stepInputs(i).prefix(1))
                 let release = viewOf.compactMap { $0 }.filter { lastUse[$0] == i && graph.values[$0].constant == nil }
                 steps.append(Step(node: i, kernel: { ins, _ in [ins[0]!] }, inputs: viewOf, outputs: node.outputs, release: release))
-                continue
+                return
             }
             guard let factory = fusion.unaryChain[i].flatMap({ KernelRegistry.table[$0.op] }) ?? KernelRegistry.table[node.op.rawValue] else {
                 throw RuntimeError.unsupported(op: node.sourceOp, node: node.name.isEmpty ? "#\(i)" : node.name,
@@ -257,6 +285,10 @@ public final class Executor {
             let consts = inputs.map { $0.flatMap { $0 >= graph.values.count ? synthetic[$0 - graph.values.count] : constantTensor($0) } }
             var pc = PlanContext(node: node, graph: graph, constants: consts)
             pc.activation = fusedActivations[i]
+            pc.madeAtPlanTime = Set(inputs.indices.filter { k in
+                guard let v = inputs[k], v < graph.values.count else { return false }
+                return graph.values[v].constant == nil && constants[v] != nil && consumerCount[v] == 1 && !outputSet.contains(v)
+            })
             if node.op == .conv || node.op.rawValue == "GlobalAveragePool" || node.op.rawValue == "MaxPool" {
                 pc.blockedInput = inputs.first.flatMap { $0 }.map(blocked.contains) ?? false
                 pc.blockedOutput = node.outputs.first.map(blocked.contains) ?? false
@@ -302,10 +334,19 @@ public final class Executor {
                 for case let v? in inputs where v < graph.values.count && consumerCount[v] == 1 && lastUse[v] == i && !outputSet.contains(v) {
                     letGo(v)
                 }
-                continue
+                return
             }
             let release = inputs.compactMap { $0 }.filter { $0 < graph.values.count && lastUse[$0] == i && graph.values[$0].constant == nil && constants[$0] == nil }
             steps.append(Step(node: i, kernel: kernel, inputs: inputs, outputs: node.outputs, release: Array(Set(release))))
+        }
+        for i in graph.nodes.indices where !foldable[i] {
+            try foldInputs(of: i)
+            try planNode(i)
+        }
+        // Folds no step reads (graph outputs, dead nodes): in order, as before.
+        for i in graph.nodes.indices where foldable[i] && !folded[i] {
+            folded[i] = true
+            try planNode(i)
         }
         nodeSeconds = Array(repeating: nil, count: graph.nodes.count)
         planValues = [RTensor?](repeating: nil, count: graph.values.count + synthetic.count)

@@ -169,10 +169,11 @@ let convKernels: [(String, KernelFactory)] = {
         // instead of on every run (in the Keras MobileNetV2 the per-run copies took a fifth of its
         // time). The kernel then reads the panels only, and the file's pages of the weights are
         // given back (for the portable path, should a run not take the AVX-512 one, the panels
-        // are unpacked again). Only weights that lie in the mapped file: where they were made at
-        // plan time (mediapipe's fp16 weights widened), all of them are alive when the first
-        // conv is planned, and the heap kept one more weight's worth resident than before
-        // (0.3-1 MB; over the memory bound on face_detection_full_range_sparse).
+        // are unpacked again). Only weights that lie in the mapped file, or that the planner made
+        // from constants for this node alone (mediapipe's fp16 weights widened, folded just before
+        // this node is planned): the planner frees that copy, so the panels take its place.
+        // Unpacked, mediapipe's convolutions copied their weights into panels on every run
+        // (face_landmark 1 thread 2.00 -> 1.90 ms, hand_landmark_full 8.85 -> 7.60).
         // (The NCHW channels-as-vectors path packs its weights below, once the geometry is known;
         // a conv is one or the other.)
         var prepacked: PrepackedWeights? = nil
@@ -206,7 +207,7 @@ let convKernels: [(String, KernelFactory)] = {
         // such as the matrix-vector product of a one-pixel output.)
         let readsWeightsAsStored = planned.map { var p = $0.p; return mlk_conv_nhwc_packs(&p) == 0 } ?? false
         if nhwc, layout == .ohwi, window.group == 1, Executor.avx512Available, !readsWeightsAsStored,
-           storedWeight?.isFileBacked == true,
+           (storedWeight?.isFileBacked == true || pc.madeAtPlanTime.contains(1)),
            let w = pc.constants.count > 1 ? pc.constants[1] : nil, w.dtype == .float32, w.shape.count == 4 || w.shape.count == 3,
            w.shape[0] >= 16 {
             prepacked = PrepackedWeights(w, pc)
@@ -215,11 +216,11 @@ let convKernels: [(String, KernelFactory)] = {
         // planes of 49 to 12544 outputs: all of ResNet50's): packed here into the panels that path
         // reads, instead of transposed block by block on every call (which had kept 7x7 planes
         // off it). As for NHWC, only for weights in the mapped file, whose pages then go back (the
-        // panels take their place).
+        // panels take their place), or made at plan time for this node.
         // Convolutions the planner put on channel-blocked activations (input, output or both) pack
         // theirs too: that path reads panels only (1x1 convolutions as well).
         let blockedIn = pc.blockedInput, blockedOut = pc.blockedOutput
-        if !nhwc, layout == .oihw, Executor.avx512Available, storedWeight?.isFileBacked == true,
+        if !nhwc, layout == .oihw, Executor.avx512Available, (storedWeight?.isFileBacked == true || pc.madeAtPlanTime.contains(1)),
            var p = planned?.p, mlk_conv_nchw_cot_packs(&p) != 0 || blockedIn || blockedOut,
            let w = pc.constants.count > 1 ? pc.constants[1] : nil, w.dtype == .float32, w.shape.count == 4, w.shape[0] > 0 {
             prepacked = PrepackedWeights(w, pc)

@@ -19,25 +19,11 @@ extension ConvKernelTests {
             let g = 1 + rng.next(3), ci = g * (1 + rng.next(7)), co = g * (1 + rng.next(12))
             let h = 1 + rng.next(20), wd = 1 + rng.next(20)
             guard var p = randomWindow(&rng, ci: ci, co: co, h: h, wd: wd, groups: g) else { continue }
-            let (kh, kw, s, d, pt, pl) = (Int(p.k_h), Int(p.k_w), Int(p.stride_h), Int(p.dil_h), Int(p.pad_top), Int(p.pad_left))
-            let (oh, ow) = (Int(p.out_h), Int(p.out_w))
-            let cg = ci / g, og = co / g
+            let (kh, kw, cg) = (Int(p.k_h), Int(p.k_w), ci / g)
             let x = (0..<(h * wd * ci)).map { _ in rng.float() }
             let w = (0..<(co * kh * kw * cg)).map { _ in rng.float() }   // OHWI, I = channels per group
             let b = (0..<co).map { _ in rng.float() }
-            var expected = [Float](repeating: 0, count: oh * ow * co)
-            for y in 0..<oh { for xo in 0..<ow { for o in 0..<co {
-                var sum = Double(b[o])
-                let gi = o / og
-                for i in 0..<kh { for j in 0..<kw {
-                    let iy = y * s - pt + i * d, ix = xo * s - pl + j * d
-                    guard iy >= 0, iy < h, ix >= 0, ix < wd else { continue }
-                    for c in 0..<cg {
-                        sum += Double(x[(iy * wd + ix) * ci + gi * cg + c]) * Double(w[((o * kh + i) * kw + j) * cg + c])
-                    }
-                } }
-                expected[(y * ow + xo) * co + o] = Float(sum)
-            } } }
+            let expected = directNHWC(p, x, w, b)
             for avx512 in [false, true] where !avx512 || Executor.avx512Available {
                 Executor.preferAVX512(avx512)
                 mlk_set_threads(Int32(1 + rng.next(2)))
@@ -85,5 +71,72 @@ extension ConvKernelTests {
             XCTAssertEqual(perCall, prepacked, "\(ci)->\(co) \(h)x\(wd) k\(k) s\(s) pad \(pad)")
             checked += 1
         }
+    }
+    /// An NHWC convolution (OHWI weights, I the channels per group) summed directly, in Double.
+    func directNHWC(_ p: mlk_conv, _ x: [Float], _ w: [Float], _ b: [Float]) -> [Float] {
+        let (h, wd, ci, co, g) = (Int(p.in_h), Int(p.in_w), Int(p.in_c), Int(p.out_c), Int(p.groups))
+        let (kh, kw, oh, ow) = (Int(p.k_h), Int(p.k_w), Int(p.out_h), Int(p.out_w))
+        let cg = ci / g, og = co / g
+        var expected = [Float](repeating: 0, count: oh * ow * co)
+        for y in 0..<oh { for xo in 0..<ow { for o in 0..<co {
+            var sum = Double(b[o])
+            let gi = o / og
+            for i in 0..<kh { for j in 0..<kw {
+                let iy = y * Int(p.stride_h) - Int(p.pad_top) + i * Int(p.dil_h), ix = xo * Int(p.stride_w) - Int(p.pad_left) + j * Int(p.dil_w)
+                guard iy >= 0, iy < h, ix >= 0, ix < wd else { continue }
+                for c in 0..<cg {
+                    sum += Double(x[(iy * wd + ix) * ci + gi * cg + c]) * Double(w[((o * kh + i) * kw + j) * cg + c])
+                }
+            } }
+            expected[(y * ow + xo) * co + o] = Float(sum)
+        } } }
+        return expected
+    }
+
+    /// Stems (1-4 input channels to 16-70 outputs) take the direct kernel, which reads the input
+    /// where it lies: pixels inside the row in blocks of 12 with the stride and channels fixed at
+    /// compile time for the common ones, pixels near either edge tap by tap. Against the direct
+    /// sum, for kernels 2-7 (not square), stride 1-3 per axis, dilation 1-2, asymmetric pads,
+    /// rows of 1-40 pixels, weights packed per call and at plan time, a clamp, 1 and 2 threads.
+    func testNHWCStemConvolutionsMatchADirectSum() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: the direct stem kernel is not used") }
+        defer { mlk_set_threads(1) }
+        var rng = Rng(s: 2027)
+        var checked = 0, blocks = 0
+        while checked < 80 {
+            let ci = 1 + rng.next(4), co = 16 + rng.next(55), h = 1 + rng.next(12), wd = 1 + rng.next(40)
+            let kh = 2 + rng.next(6), kw = 1 + rng.next(7), sh = 1 + rng.next(3), sw = 1 + rng.next(3)
+            let dh = 1 + rng.next(2), dw = checked % 4 == 0 ? 2 : 1
+            let (pt, pl, pb, pr) = (rng.next(kh), rng.next(kw), rng.next(kh), rng.next(kw))
+            let eh = (kh - 1) * dh + 1, ew = (kw - 1) * dw + 1
+            guard h + pt + pb >= eh, wd + pl + pr >= ew else { continue }
+            var p = mlk_conv(batch: 1, in_c: Int32(ci), in_h: Int32(h), in_w: Int32(wd), out_c: Int32(co),
+                             out_h: Int32((h + pt + pb - eh) / sh + 1), out_w: Int32((wd + pl + pr - ew) / sw + 1),
+                             k_h: Int32(kh), k_w: Int32(kw), stride_h: Int32(sh), stride_w: Int32(sw), dil_h: Int32(dh),
+                             dil_w: Int32(dw), pad_top: Int32(pt), pad_left: Int32(pl), pad_bottom: Int32(pb), pad_right: Int32(pr), groups: 1)
+            XCTAssertEqual(mlk_conv_nhwc_runs_direct(&p), 1, windowLabel(p))
+            if p.out_w >= 14 { blocks += 1 }
+            let x = (0..<(h * wd * ci)).map { _ in rng.float() }
+            let w = (0..<(co * kh * kw * ci)).map { _ in rng.float() }
+            let b = (0..<co).map { _ in rng.float() }
+            // Relu6 on the direct sum.
+            let expected = directNHWC(p, x, w, b).map { min(max($0, 0), 6) }
+            let kk = Int32(kh * kw * ci)
+            var panels = [Float](repeating: 0, count: Int(mlk_weight_panel_floats(Int32(co), kk)))
+            mlk_weight_panels_pack(Int32(co), kk, w, &panels)
+            for prepacked in [false, true] {
+                mlk_set_threads(Int32(1 + rng.next(2)))
+                var scratch = [Float](repeating: 0, count: Int(mlk_conv_nhwc_scratch(&p)))
+                var out = [Float](repeating: Self.guardValue, count: expected.count + Self.guardFloats)
+                if prepacked { mlk_conv_nhwc_packed(&p, x, panels, b, &out, &scratch, 2, 0, 0) }
+                else { mlk_conv_nhwc(&p, x, w, b, &out, &scratch, 2, 0, 0) }
+                let label = "stem \(windowLabel(p)) stride_w \(sw) dil_w \(dw) prepacked \(prepacked)"
+                XCTAssertTrue(out[expected.count...].allSatisfy { $0 == Self.guardValue }, "\(label): wrote past its output")
+                let worst = zip(expected, out).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
+                XCTAssertLessThan(worst, 1e-5, label)
+            }
+            checked += 1
+        }
+        XCTAssertGreaterThan(blocks, 10, "rows long enough for whole 12-pixel blocks")
     }
 }

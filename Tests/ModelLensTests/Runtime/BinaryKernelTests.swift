@@ -1,0 +1,52 @@
+import CKernels
+import ModelRuntime
+import XCTest
+
+/// mlk_binary's whole-tensor and repeated-row forms (a per-channel slope, bias or scale over NHWC
+/// pixels), which take 16-wide vectors where the CPU has AVX-512, against one Float operation per
+/// element written here: rows of 1-40 channels (a partial vector at each row's end), both forms, 1
+/// and 2 threads, with NaN, infinities and signed zeros among the values. Equal bits are asked for
+/// (NaN: any NaN).
+final class BinaryKernelTests: XCTestCase {
+    func testRowAndWholeTensorOpsMatchScalarArithmetic() {
+        defer { mlk_set_threads(1); Executor.preferAVX512(true) }
+        let ops: [(Int32, String, (Float, Float) -> Float)] = [
+            (Int32(MLK_ADD), "Add", { $0 + $1 }), (Int32(MLK_SUB), "Sub", { $0 - $1 }), (Int32(MLK_MUL), "Mul", { $0 * $1 }),
+            (Int32(MLK_DIV), "Div", { $0 / $1 }), (Int32(MLK_PRELU), "PRelu", { $0 < 0 ? $0 * $1 : $0 }),
+        ]
+        var state: UInt64 = 11
+        func value() -> Float {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            switch state >> 59 {
+            case 0: return [Float.nan, .infinity, -.infinity, 0, -0.0][Int(state >> 20) % 5]
+            default: return Float(Int64(state >> 33) - (1 << 30)) / Float(1 << 26)
+            }
+        }
+        for avx512 in [false, true] where !avx512 || Executor.avx512Available {
+            Executor.preferAVX512(avx512)
+            for inner in [1, 3, 15, 16, 17, 24, 32, 40] {
+                let rows = 700 + inner   // over one task of 16384 elements for most widths
+                let a = (0..<(rows * inner)).map { _ in value() }
+                let whole = (0..<(rows * inner)).map { _ in value() }
+                let row = (0..<inner).map { _ in value() }
+                for (op, name, f) in ops {
+                    for threads in [1, 2] {
+                        mlk_set_threads(Int32(threads))
+                        let shape = [rows, inner]
+                        for repeated in [false, true] {
+                            let b = repeated ? row : whole
+                            let bs = repeated ? [0, 1] : [inner, 1]
+                            var y = [Float](repeating: 0, count: rows * inner)
+                            mlk_binary(op, 2, shape, a, [inner, 1], b, bs, &y)
+                            let bad = (0..<y.count).first { i in
+                                let e = f(a[i], b[repeated ? i % inner : i])
+                                return e.isNaN ? !y[i].isNaN : e.bitPattern != y[i].bitPattern
+                            }
+                            XCTAssertNil(bad, "\(name) rows of \(inner) repeated \(repeated) threads \(threads) avx512 \(avx512)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
