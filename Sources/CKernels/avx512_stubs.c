@@ -34,6 +34,10 @@ void mlk_depthwise_nhwc_row_flat_avx512_(const mlk_conv *p, const float *xn, con
   abort();
 }
 int mlk_maxpool_avx512_ok_(const mlk_conv *p) { (void)p; return 0; }
+void mlk_maxpool_nhwc_row_avx512_(const mlk_conv *p, const float *xn, float *yn, int oh) {
+  (void)p; (void)xn; (void)yn; (void)oh;
+  abort();
+}
 void mlk_even_lanes_(float *dst, const float *src, int n) {
   for (int i = 0; i < n; i++) dst[i] = src[2 * i];
 }

@@ -148,6 +148,8 @@ void mlk_conv1x1_nhwc_small_avx512_(const mlk_conv *p, const float *x, const flo
 /// Max pooling of one NCHW plane, for geometries where mlk_maxpool_avx512_ok_ (which also checks
 /// that the AVX-512 kernels are in use).
 int mlk_maxpool_avx512_ok_(const mlk_conv *p);
+/// Output row `oh` of a max pooling over NHWC data (one image: xn, yn).
+void mlk_maxpool_nhwc_row_avx512_(const mlk_conv *p, const float *xn, float *yn, int oh);
 /// mlk_global_mean's AVX-512 path.
 void mlk_global_mean_avx512_(int planes, int inner, int blocked, const float *x, float *y);
 /// y[j] = alpha * sum_q w[j * ldw + q] x[q] + beta * y[j] for j < n, q < k (y unread for beta 0).

@@ -119,3 +119,43 @@ void mlk_transpose(const void *x, void *y, int rank, const long *shape, const in
   for (int i = 0; i < rank; i++) { out_shape[i] = shape[perm[i]]; strides[i] = in_strides[perm[i]]; }
   mlk_copy_strided(x, y, rank, out_shape, strides, elem);
 }
+
+// Rows of x (the outer indices before axis k, enumerated in x's order) copied to their place in y.
+typedef struct {
+  const char *x;
+  char *y;
+  int k;
+  long run, ystride[8], xshape[8], before[8], rows, per;
+} place_job;
+
+static void place_rows(void *ctx, int t) {
+  const place_job *j = ctx;
+  const long r0 = (long)t * j->per, r1 = r0 + j->per < j->rows ? r0 + j->per : j->rows;
+  long idx[8] = {0}, rem = r0;
+  for (int d = j->k - 1; d >= 0; d--) { idx[d] = rem % j->xshape[d]; rem /= j->xshape[d]; }
+  for (long r = r0; r < r1; r++) {
+    long at = j->before[j->k] * j->ystride[j->k];
+    for (int d = 0; d < j->k; d++) at += (idx[d] + j->before[d]) * j->ystride[d];
+    memcpy(j->y + at, j->x + r * j->run, (size_t)j->run);
+    for (int d = j->k - 1; d >= 0; d--) { if (++idx[d] < j->xshape[d]) break; idx[d] = 0; }
+  }
+}
+
+void mlk_place(const void *x, void *y, int rank, const long *xshape, const long *yshape, const long *before, int elem) {
+  if (rank < 1 || rank > 8) return;
+  long total = 1;
+  for (int d = 0; d < rank; d++) total *= xshape[d];
+  if (total == 0) return;
+  place_job j = {.x = x, .y = y};
+  // Axes after the last one that differs are copied whole with it: one run per outer index.
+  j.k = rank - 1;
+  while (j.k > 0 && xshape[j.k] == yshape[j.k] && before[j.k] == 0) j.k--;
+  long stride = elem;
+  for (int d = rank - 1; d >= 0; d--) { j.ystride[d] = stride; stride *= yshape[d]; }
+  for (int d = 0; d < rank; d++) { j.xshape[d] = xshape[d]; j.before[d] = before[d]; }
+  j.run = (long)elem;
+  for (int d = j.k; d < rank; d++) j.run *= xshape[d];
+  j.rows = total * elem / j.run;
+  j.per = j.run >= 65536 ? 1 : 65536 / j.run;
+  mlk_parallel_((int)((j.rows + j.per - 1) / j.per), place_rows, &j);
+}

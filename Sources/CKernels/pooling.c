@@ -70,8 +70,22 @@ static void maxpool_plane_task(void *ctx, int t) {
   mlk_maxpool_plane_avx512_(p, j->x + (size_t)t * p->in_h * p->in_w, j->y + (size_t)t * p->out_h * p->out_w);
 }
 
+static void maxpool_nhwc_task(void *ctx, int t) {
+  const pool_job *j = ctx;
+  const mlk_conv *p = j->p;
+  const int n = t / p->out_h;
+  mlk_maxpool_nhwc_row_avx512_(p, j->x + (size_t)n * p->in_h * p->in_w * p->in_c, j->y + (size_t)n * p->out_h * p->out_w * p->in_c,
+                               t % p->out_h);
+}
+
 void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, const float *x, float *y) {
   const int C = p->in_c;
+  if (nhwc && kind == 0 && mlk_use_avx512_()) {
+    // Output rows are independent: sharing them among threads cannot change any result.
+    pool_job job = {p, x, y};
+    mlk_parallel_(p->batch * p->out_h, maxpool_nhwc_task, &job);
+    return;
+  }
   if (nhwc && kind == 0) {
     // Max over NHWC: per output pixel, channels contiguous.
     for (int n = 0; n < p->batch; n++)

@@ -158,4 +158,40 @@ AVX512 void mlk_global_mean_avx512_(int planes, int inner, int blocked, const fl
   }
 }
 
+// Max pooling over NHWC data, output row oh of one image: channels as vectors, 64 at a time,
+// each window's taps a run of vector maxima. As the portable loop: a NaN input is passed over
+// (max(v, acc) keeps acc when v is NaN), and a window with no input inside gives -inf.
+AVX512 void mlk_maxpool_nhwc_row_avx512_(const mlk_conv *p, const float *xn, float *yn, int oh) {
+  const int C = p->in_c, whole = C / 16 * 16;
+  const __mmask16 tail = (__mmask16)((1u << (C % 16)) - 1);
+  const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
+  int kh0 = 0, kh1 = p->k_h;
+  while (kh0 < kh1 && oh * p->stride_h - p->pad_top + kh0 * p->dil_h < 0) kh0++;
+  while (kh1 > kh0 && oh * p->stride_h - p->pad_top + (kh1 - 1) * p->dil_h >= p->in_h) kh1--;
+  const float *rows = xn + (size_t)(oh * p->stride_h - p->pad_top) * p->in_w * C;
+  const long row_step = (long)p->dil_h * p->in_w * C;
+  for (int ow = 0; ow < p->out_w; ow++) {
+    const int iw0 = ow * p->stride_w - p->pad_left;
+    int kw0 = 0, kw1 = p->k_w;
+    while (kw0 < kw1 && iw0 + kw0 * p->dil_w < 0) kw0++;
+    while (kw1 > kw0 && iw0 + (kw1 - 1) * p->dil_w >= p->in_w) kw1--;
+    float *dst = yn + ((size_t)oh * p->out_w + ow) * C;
+    const float *base = rows + (long)iw0 * C;
+    for (int c = 0; c < whole; c += 16) {
+      __m512 acc = ninf;
+      for (int kh = kh0; kh < kh1; kh++)
+        for (int kw = kw0; kw < kw1; kw++)
+          acc = _mm512_max_ps(_mm512_loadu_ps(base + kh * row_step + (long)kw * p->dil_w * C + c), acc);
+      _mm512_storeu_ps(dst + c, acc);
+    }
+    if (tail) {
+      __m512 acc = ninf;
+      for (int kh = kh0; kh < kh1; kh++)
+        for (int kw = kw0; kw < kw1; kw++)
+          acc = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, tail, base + kh * row_step + (long)kw * p->dil_w * C + whole), acc);
+      _mm512_mask_storeu_ps(dst + whole, tail, acc);
+    }
+  }
+}
+
 #endif

@@ -85,6 +85,10 @@ void mlk_transpose(const void *x, void *y, int rank, const long *shape, const in
 /// y (contiguous, `shape`) = x read at sum(idx[d] * stride[d]) elements of `elem` bytes; strides
 /// may be 0 (broadcast) or negative. Rank at most 8. Runs of contiguous elements are copied whole.
 void mlk_copy_strided(const void *x, void *y, int rank, const long *shape, const long *stride, int elem);
+/// Places x (contiguous, `xshape`) into y (contiguous, `yshape`) at offset before[d] along each
+/// axis: constant padding, once the caller has filled y. Rank 1 to 8; every x index plus its
+/// offset lies inside y.
+void mlk_place(const void *x, void *y, int rank, const long *xshape, const long *yshape, const long *before, int elem);
 
 /// Resizes the two innermost spatial axes. len_h / len_w: the resized lengths before rounding
 /// (input x scale), which align_corners and pytorch_half_pixel use. nhwc: data is [N, H, W, C], else [N, C, H, W].

@@ -50,6 +50,45 @@ extension ConvKernelTests {
         XCTAssertGreaterThan(resnet, 100)
     }
 
+    /// NHWC max pooling (TFLite's), AVX-512 rows of channel vectors against the portable loop, bit
+    /// for bit: 1-40 channels (a partial vector), windows 1-4 with stride 1-3, dilation 1-2, pads,
+    /// two images, 1 and 2 threads; NaN inputs are passed over by both, -inf and -0 kept.
+    func testAVX512NHWCMaxPoolingAgreesWithPortable() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: only the portable path runs") }
+        defer { Executor.preferAVX512(true); mlk_set_threads(1) }
+        var rng = Rng(s: 113)
+        var checked = 0
+        while checked < 200 {
+            let c = 1 + rng.next(40), h = 1 + rng.next(20), wd = 1 + rng.next(20), n = 1 + rng.next(2)
+            let kh = 1 + rng.next(4), kw = 1 + rng.next(4), s = 1 + rng.next(3), d = 1 + rng.next(2)
+            let (pt, pl, pb, pr) = (rng.next(kh), rng.next(kw), rng.next(kh), rng.next(kw))
+            let eh = (kh - 1) * d + 1, ew = (kw - 1) * d + 1
+            guard h + pt + pb >= eh, wd + pl + pr >= ew else { continue }
+            let oh = (h + pt + pb - eh) / s + 1, ow = (wd + pl + pr - ew) / s + 1
+            var p = mlk_conv(batch: Int32(n), in_c: Int32(c), in_h: Int32(h), in_w: Int32(wd), out_c: Int32(c), out_h: Int32(oh),
+                             out_w: Int32(ow), k_h: Int32(kh), k_w: Int32(kw), stride_h: Int32(s), stride_w: Int32(s),
+                             dil_h: Int32(d), dil_w: Int32(d), pad_top: Int32(pt), pad_left: Int32(pl), pad_bottom: Int32(pb),
+                             pad_right: Int32(pr), groups: 1)
+            let x: [Float] = (0..<(n * c * h * wd)).map { _ in
+                switch rng.next(40) {
+                case 0: return .nan
+                case 1: return -.infinity
+                case 2: return -0.0
+                default: return rng.float()
+                }
+            }
+            var portable = [Float](repeating: 7, count: n * c * oh * ow), fast = portable
+            Executor.preferAVX512(false)
+            mlk_pool(0, 1, 0, &p, x, &portable)
+            Executor.preferAVX512(true)
+            mlk_set_threads(Int32(1 + rng.next(2)))
+            mlk_pool(0, 1, 0, &p, x, &fast)
+            let label = "NHWC max pool \(n)x\(h)x\(wd)x\(c) k\(kh)x\(kw) s\(s) d\(d) pads \(pt),\(pl),\(pb),\(pr)"
+            XCTAssertEqual(portable.map(\.bitPattern), fast.map(\.bitPattern), label)
+            checked += 1
+        }
+    }
+
     /// A fully-connected layer at batch 1 (mlk_sgemm with one row of A and B transposed, the
     /// AVX-512 matrix-vector path): against a double-precision sum for lengths with and without a
     /// tail of k and row counts around the 8-row blocks, with alpha and beta (and beta 0 over an
