@@ -103,8 +103,16 @@ public struct Calibration {
         var byFallback: [String: [(features: KernelFeatures, seconds: Double)]] = [:]
         var samples = 0
         for t in timed {
+            // Each kernel's minimum over the rounds (the steadiest estimate of it), scaled so that
+            // the network's kernels sum to what they took in its best round (the smallest median
+            // of whole runs): a model's latency is measured so (the minimum of its round medians),
+            // and the kernels' own minima, each from whichever round was luckiest for it, sum to
+            // less than any round took.
+            let best = t.totals.indices.min { t.totals[$0] < t.totals[$1] } ?? 0
+            let minima = t.features.indices.map { k in t.rounds.map { $0[k] }.min() ?? 0 }
+            let scale = t.rounds.isEmpty ? 1 : t.rounds[best].reduce(0, +) / max(1e-12, minima.reduce(0, +))
             for (k, f) in t.features.enumerated() {
-                let s = t.rounds.map { $0[k] }.min() ?? 0
+                let s = minima[k] * scale
                 guard s > 0 else { continue }
                 samples += 1
                 byClass[f.kernelClass, default: []].append((f, s))
