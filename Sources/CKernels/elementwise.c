@@ -264,7 +264,30 @@ void mlk_unary(int op, const float *x, float *y, size_t n, float alpha, float be
   mlk_parallel_((int)((n + UNARY_CHUNK - 1) / UNARY_CHUNK), unary_task, &job);
 }
 
+typedef struct { const float *x; float *y; long outer, axis, inner, per, cols; int log; } softmax_job;
+
+#define SOFTMAX_COLS 256   // inner columns per task where the axis is strided
+
+static void softmax_task(void *ctx, int t) {
+  const softmax_job *j = ctx;
+  if (j->inner == 1) {
+    const long o0 = (long)t * j->per, o1 = o0 + j->per < j->outer ? o0 + j->per : j->outer;
+    for (long o = o0; o < o1; o++) mlk_softmax_avx512_(j->x + o * j->axis, j->y + o * j->axis, j->axis, 1, j->log, 0, 1);
+    return;
+  }
+  const long o = t / j->cols, c0 = (t % j->cols) * SOFTMAX_COLS, c1 = c0 + SOFTMAX_COLS < j->inner ? c0 + SOFTMAX_COLS : j->inner;
+  mlk_softmax_avx512_(j->x + o * j->axis * j->inner, j->y + o * j->axis * j->inner, j->axis, j->inner, j->log, c0, c1);
+}
+
 void mlk_softmax(const float *x, float *y, long outer, long axis, long inner, int log) {
+  if (log != 2 && axis > 0 && mlk_use_avx512_()) {
+    // Rows (or column blocks) are independent: shared among threads, no result changes.
+    softmax_job j = {x, y, outer, axis, inner, 1, (inner + SOFTMAX_COLS - 1) / SOFTMAX_COLS, log};
+    j.per = axis >= 16384 ? 1 : 16384 / axis;
+    const long tasks = inner == 1 ? (outer + j.per - 1) / j.per : outer * j.cols;
+    mlk_parallel_((int)tasks, softmax_task, &j);
+    return;
+  }
   for (long o = 0; o < outer; o++)
     for (long i = 0; i < inner; i++) {
       const float *px = x + o * axis * inner + i;

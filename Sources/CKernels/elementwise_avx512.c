@@ -9,6 +9,8 @@
 // error stays near 1e-7 where the result is tiny. NaN in gives NaN out.
 #include "avx512.h"
 
+#include <math.h>
+
 #if MLK_AVX512_BUILD
 
 AVX512 static inline __attribute__((always_inline)) __m512 poly_exp(__m512 x) {
@@ -181,6 +183,82 @@ AVX512 void mlk_binary_rows_avx512_(int op, const float *a, const float *b, floa
     case MLK_DIV: binary_rows(MLK_DIV, a, b, y, rows, inner); break;
     case MLK_PRELU: binary_rows(MLK_PRELU, a, b, y, rows, inner); break;
     default: abort();
+  }
+}
+
+// Softmax (log 0) and LogSoftmax (log 1) over the middle axis of [outer, axis, inner], for
+// outer index o and the inner columns [c0, c1): 16 columns a vector, the axis walked at a
+// stride of `inner` (YOLOv8's distribution softmax: 16 bins over 8400 columns), or, where
+// inner is 1, along a contiguous row 16 elements at a time. The scalar loop (a double exp per
+// element, strided) took 3 ms on PP-OCRv4's recognizer and 1.6 ms on nudenet. The exponential
+// and the sums are float (within a few ulp of the double ones); a NaN makes its column NaN.
+AVX512 static inline __attribute__((always_inline)) float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+AVX512 static void softmax_row(const float *x, float *y, long n, int log) {
+  const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
+  const long whole = n - n % 16;
+  const __mmask16 tail = (__mmask16)((1u << (n % 16)) - 1);
+  __m512 vm = ninf;
+  __mmask16 nan = 0;
+  for (long k = 0; k < whole; k += 16) { const __m512 v = _mm512_loadu_ps(x + k); nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q); vm = _mm512_max_ps(vm, v); }
+  if (tail) { const __m512 v = _mm512_mask_loadu_ps(ninf, tail, x + whole); nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q); vm = _mm512_max_ps(vm, v); }
+  const float mx = nan ? __builtin_nanf("") : _mm512_reduce_max_ps(vm);
+  const __m512 m = _mm512_set1_ps(mx);
+  __m512 acc = _mm512_setzero_ps();
+  for (long k = 0; k < whole; k += 16) {
+    const __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x + k), m), e = keep_nan(poly_exp(d), d);
+    acc = _mm512_add_ps(acc, e);
+    if (!log) _mm512_storeu_ps(y + k, e);
+  }
+  if (tail) {
+    const __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + whole), m), e = _mm512_maskz_mov_ps(tail, keep_nan(poly_exp(d), d));
+    acc = _mm512_add_ps(acc, e);
+    if (!log) _mm512_mask_storeu_ps(y + whole, tail, e);
+  }
+  const float sum = hsum(acc);
+  if (log) {
+    // (x - max) - log(sum): each difference rounded once at the result's own magnitude.
+    const __m512 ls = _mm512_set1_ps(logf(sum));
+    for (long k = 0; k < whole; k += 16) _mm512_storeu_ps(y + k, _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + k), m), ls));
+    if (tail) _mm512_mask_storeu_ps(y + whole, tail, _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + whole), m), ls));
+    return;
+  }
+  const __m512 inv = _mm512_set1_ps(1.0f / sum);
+  for (long k = 0; k < whole; k += 16) _mm512_storeu_ps(y + k, _mm512_mul_ps(_mm512_loadu_ps(y + k), inv));
+  if (tail) _mm512_mask_storeu_ps(y + whole, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, y + whole), inv));
+}
+
+AVX512 void mlk_softmax_avx512_(const float *x, float *y, long axis, long inner, int log, long c0, long c1) {
+  if (inner == 1) { softmax_row(x, y, axis, log); return; }
+  for (long c = c0; c < c1; c += 16) {
+    const __mmask16 m = c1 - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (c1 - c)) - 1);
+    const float *px = x + c;
+    float *py = y + c;
+    __m512 mx = _mm512_set1_ps(-__builtin_inff());
+    __mmask16 nan = 0;
+    for (long k = 0; k < axis; k++) {
+      const __m512 v = _mm512_maskz_loadu_ps(m, px + k * inner);
+      nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+      mx = _mm512_max_ps(mx, v);
+    }
+    mx = _mm512_mask_mov_ps(mx, nan, _mm512_set1_ps(__builtin_nanf("")));
+    __m512 sum = _mm512_setzero_ps();
+    for (long k = 0; k < axis; k++) {
+      const __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, px + k * inner), mx), e = keep_nan(poly_exp(d), d);
+      sum = _mm512_add_ps(sum, e);
+      if (!log) _mm512_mask_storeu_ps(py + k * inner, m, e);
+    }
+    if (log) {
+      float s[16], l[16];
+      _mm512_storeu_ps(s, sum);
+      for (int i = 0; i < 16; i++) l[i] = logf(s[i]);
+      const __m512 ls = _mm512_loadu_ps(l);
+      for (long k = 0; k < axis; k++)
+        _mm512_mask_storeu_ps(py + k * inner, m, _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, px + k * inner), mx), ls));
+    } else {
+      const __m512 inv = _mm512_div_ps(_mm512_set1_ps(1.0f), sum);
+      for (long k = 0; k < axis; k++) _mm512_mask_storeu_ps(py + k * inner, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, py + k * inner), inv));
+    }
   }
 }
 

@@ -148,6 +148,12 @@ void mlk_conv1x1_nhwc_small_avx512_(const mlk_conv *p, const float *x, const flo
 /// Max pooling of one NCHW plane, for geometries where mlk_maxpool_avx512_ok_ (which also checks
 /// that the AVX-512 kernels are in use).
 int mlk_maxpool_avx512_ok_(const mlk_conv *p);
+/// Average pooling of one NCHW plane (stride_w 1 or 2, in_w + pads <= MLK_POOL_ROW), divided by
+/// rows[oh] * cols[ow] taps.
+#define MLK_POOL_ROW 4096
+void mlk_avgpool_plane_avx512_(const mlk_conv *p, const float *plane, float *dst, const float *rows, const float *cols);
+/// Output row `oh` of an average pooling over NHWC data (one image: xn, yn).
+void mlk_avgpool_nhwc_row_avx512_(const mlk_conv *p, int include_pad, const float *xn, float *yn, int oh);
 /// Output row `oh` of a max pooling over NHWC data (one image: xn, yn).
 void mlk_maxpool_nhwc_row_avx512_(const mlk_conv *p, const float *xn, float *yn, int oh);
 /// mlk_global_mean's AVX-512 path.
@@ -199,6 +205,9 @@ void mlk_store_act_avx512_(float *dst, const float *src, const float *res, int n
 int mlk_unary_avx512_ok_(int op);
 /// Rows of y = a op b (ADD, SUB, MUL, DIV, PRELU; mlk_binary_avx512_ok_): a and y `rows` x `inner`
 /// contiguous, b one row of `inner` floats used for every row.
+/// Softmax (log 0) or LogSoftmax (log 1) of outer index x, y (pointing at [axis, inner]) over the
+/// axis, for the inner columns [c0, c1) (inner 1: the whole row).
+void mlk_softmax_avx512_(const float *x, float *y, long axis, long inner, int log, long c0, long c1);
 int mlk_binary_avx512_ok_(int op);
 void mlk_binary_rows_avx512_(int op, const float *a, const float *b, float *y, long rows, long inner);
 void mlk_unary_avx512_(int op, const float *x, float *y, size_t n, float alpha, float beta);

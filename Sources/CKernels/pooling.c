@@ -70,6 +70,22 @@ static void maxpool_plane_task(void *ctx, int t) {
   mlk_maxpool_plane_avx512_(p, j->x + (size_t)t * p->in_h * p->in_w, j->y + (size_t)t * p->out_h * p->out_w);
 }
 
+typedef struct { const mlk_conv *p; const float *x; float *y; const float *rows, *cols; int include_pad; } avg_job;
+
+static void avgpool_nhwc_task(void *ctx, int t) {
+  const avg_job *j = ctx;
+  const mlk_conv *p = j->p;
+  const int n = t / p->out_h;
+  mlk_avgpool_nhwc_row_avx512_(p, j->include_pad, j->x + (size_t)n * p->in_h * p->in_w * p->in_c,
+                               j->y + (size_t)n * p->out_h * p->out_w * p->in_c, t % p->out_h);
+}
+
+static void avgpool_plane_task(void *ctx, int t) {
+  const avg_job *j = ctx;
+  const mlk_conv *p = j->p;
+  mlk_avgpool_plane_avx512_(p, j->x + (size_t)t * p->in_h * p->in_w, j->y + (size_t)t * p->out_h * p->out_w, j->rows, j->cols);
+}
+
 static void maxpool_nhwc_task(void *ctx, int t) {
   const pool_job *j = ctx;
   const mlk_conv *p = j->p;
@@ -84,6 +100,11 @@ void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, cons
     // Output rows are independent: sharing them among threads cannot change any result.
     pool_job job = {p, x, y};
     mlk_parallel_(p->batch * p->out_h, maxpool_nhwc_task, &job);
+    return;
+  }
+  if (nhwc && kind == 1 && mlk_use_avx512_()) {
+    avg_job job = {p, x, y, NULL, NULL, count_include_pad};
+    mlk_parallel_(p->batch * p->out_h, avgpool_nhwc_task, &job);
     return;
   }
   if (nhwc && kind == 0) {
@@ -129,6 +150,12 @@ void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, cons
     float rows[4096], cols[4096];
     tap_counts(p->out_h, p->k_h, p->stride_h, p->dil_h, p->pad_top, p->pad_bottom, p->in_h, count_include_pad, rows);
     tap_counts(p->out_w, p->k_w, p->stride_w, p->dil_w, p->pad_left, p->pad_right, p->in_w, count_include_pad, cols);
+    if (mlk_use_avx512_() && (p->stride_w == 1 || p->stride_w == 2) && p->pad_left + p->in_w + p->pad_right <= MLK_POOL_ROW) {
+      // Planes are independent: shared among threads, no result changes.
+      avg_job job = {p, x, y, rows, cols, count_include_pad};
+      mlk_parallel_(p->batch * C, avgpool_plane_task, &job);
+      return;
+    }
     for (int n = 0; n < p->batch; n++)
       for (int c = 0; c < C; c++) {
         const float *plane = x + ((size_t)n * C + c) * in_hw;

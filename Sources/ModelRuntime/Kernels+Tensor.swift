@@ -519,22 +519,22 @@ func depthSpace(_ pc: PlanContext, toSpace: Bool) throws -> Kernel {
         let outC = toSpace ? C / (b * b) : C * b * b, outH = toSpace ? H * b : H / b, outW = toSpace ? W * b : W / b
         guard toSpace ? C % (b * b) == 0 : (H % b == 0 && W % b == 0) else { throw RuntimeError.invalid(node: n.label, reason: "sizes do not divide by the block") }
         let y = try ctx.alloc(nhwc ? [N, outH, outW, outC] : [N, outC, outH, outW], x.dtype)
-        let e = x.elementSize
-        func xIndex(_ n: Int, _ c: Int, _ h: Int, _ w: Int) -> Int { nhwc ? ((n * H + h) * W + w) * C + c : ((n * C + c) * H + h) * W + w }
-        func yIndex(_ n: Int, _ c: Int, _ h: Int, _ w: Int) -> Int { nhwc ? ((n * outH + h) * outW + w) * outC + c : ((n * outC + c) * outH + h) * outW + w }
-        for nn in 0..<N { for c in 0..<outC { for h in 0..<outH { for w in 0..<outW {
-            let src: Int
-            if toSpace {
-                let bh = h % b, bw = w % b
-                let ic = crd ? c * b * b + bh * b + bw : (bh * b + bw) * outC + c
-                src = xIndex(nn, ic, h / b, w / b)
-            } else {
-                // SpaceToDepth (DCR order): output channel = (bh * b + bw) * C + c.
-                let ic = c % C, blk = c / C
-                src = xIndex(nn, ic, h * b + blk / b, w * b + blk % b)
-            }
-            (y.raw + yIndex(nn, c, h, w) * e).copyMemory(from: x.raw + src * e, byteCount: e)
-        } } } }
+        // A 6-D transpose: x read as [N, ...] with the block split out, y written as the output
+        // with the block split out, one strided copy (element by element, pose_detection's three
+        // took 1.2 ms).
+        let xView: [Int], perm: [Int], yView: [Int]
+        switch (toSpace, nhwc, crd) {
+        case (true, false, false): xView = [N, b, b, outC, H, W]; perm = [0, 3, 4, 1, 5, 2]          // y[n, c, h, bh, w, bw]
+        case (true, false, true): xView = [N, outC, b, b, H, W]; perm = [0, 1, 4, 2, 5, 3]
+        case (true, true, false): xView = [N, H, W, b, b, outC]; perm = [0, 1, 3, 2, 4, 5]           // y[n, h, bh, w, bw, c]
+        case (true, true, true): xView = [N, H, W, outC, b, b]; perm = [0, 1, 4, 2, 5, 3]
+        case (false, false, _): xView = [N, C, outH, b, outW, b]; perm = [0, 3, 5, 1, 2, 4]          // y[n, bh, bw, c, h, w]
+        case (false, true, _): xView = [N, outH, b, outW, b, C]; perm = [0, 1, 3, 2, 4, 5]           // y[n, h, w, bh, bw, c]
+        }
+        yView = perm.map { xView[$0] }
+        var xStrides = [Int](repeating: 1, count: 6)
+        for i in stride(from: 4, through: 0, by: -1) { xStrides[i] = xStrides[i + 1] * xView[i + 1] }
+        copyStrided(x.raw, into: RTensor(shape: yView, dtype: y.dtype, buffer: y.buffer), strides: perm.map { xStrides[$0] })
         return [y]
     }
 }

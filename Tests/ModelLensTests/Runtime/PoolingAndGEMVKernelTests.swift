@@ -89,6 +89,44 @@ extension ConvKernelTests {
         }
     }
 
+    /// Average pooling, AVX-512 against the portable loop: NCHW planes (stride 1-2, rows summed
+    /// first, then columns: within 1e-6 relative) and NHWC rows of channel vectors (any stride,
+    /// dilation 1: bit for bit), windows 1-5 with pads, with and without count_include_pad, 1 and
+    /// 2 threads.
+    func testAVX512AveragePoolingAgreesWithPortable() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: only the portable path runs") }
+        defer { Executor.preferAVX512(true); mlk_set_threads(1) }
+        var rng = Rng(s: 114)
+        var checked = 0
+        while checked < 200 {
+            let nhwc = checked % 2 == 1
+            let c = 1 + rng.next(nhwc ? 40 : 4), h = 1 + rng.next(24), wd = 1 + rng.next(nhwc ? 20 : 70)
+            let kh = 1 + rng.next(5), kw = 1 + rng.next(5), s = 1 + rng.next(nhwc ? 3 : 2), includePad = Int32(rng.next(2))
+            let (pt, pl, pb, pr) = (rng.next(kh), rng.next(kw), rng.next(kh), rng.next(kw))
+            guard h + pt + pb >= kh, wd + pl + pr >= kw else { continue }
+            let oh = (h + pt + pb - kh) / s + 1, ow = (wd + pl + pr - kw) / s + 1
+            var p = mlk_conv(batch: 1, in_c: Int32(c), in_h: Int32(h), in_w: Int32(wd), out_c: Int32(c), out_h: Int32(oh),
+                             out_w: Int32(ow), k_h: Int32(kh), k_w: Int32(kw), stride_h: Int32(s), stride_w: Int32(s),
+                             dil_h: 1, dil_w: 1, pad_top: Int32(pt), pad_left: Int32(pl), pad_bottom: Int32(pb),
+                             pad_right: Int32(pr), groups: 1)
+            let x = (0..<(c * h * wd)).map { _ in rng.float() }
+            var portable = [Float](repeating: 7, count: c * oh * ow), fast = portable
+            Executor.preferAVX512(false)
+            mlk_pool(1, nhwc ? 1 : 0, includePad, &p, x, &portable)
+            Executor.preferAVX512(true)
+            mlk_set_threads(Int32(1 + rng.next(2)))
+            mlk_pool(1, nhwc ? 1 : 0, includePad, &p, x, &fast)
+            let label = "\(nhwc ? "NHWC" : "NCHW") average pool \(c)x\(h)x\(wd) k\(kh)x\(kw) s\(s) pads \(pt),\(pl),\(pb),\(pr) include_pad \(includePad)"
+            if nhwc {
+                XCTAssertEqual(portable.map(\.bitPattern), fast.map(\.bitPattern), label)
+            } else {
+                let worst = zip(portable, fast).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
+                XCTAssertLessThan(worst, 1e-6, label)
+            }
+            checked += 1
+        }
+    }
+
     /// A fully-connected layer at batch 1 (mlk_sgemm with one row of A and B transposed, the
     /// AVX-512 matrix-vector path): against a double-precision sum for lengths with and without a
     /// tail of k and row counts around the 8-row blocks, with alpha and beta (and beta 0 over an
