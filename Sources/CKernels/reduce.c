@@ -2,11 +2,19 @@
 #include "internal.h"
 
 #include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 void mlk_reduce_contiguous(const float *x, long outer, long red, long inner, int kind, float *y) {
+  if (kind == 1 && inner == 1 && outer <= INT_MAX && red <= INT_MAX) {
+    // A mean over the trailing axes (global pooling written as ReduceMean over H and W): the
+    // vector double sums of global pooling, where one dependent double add per element took
+    // ShuffleNet's last reduction 0.1 ms.
+    mlk_global_mean((int)outer, (int)red, 0, x, y);
+    return;
+  }
   double *acc = malloc(sizeof(double) * (size_t)(inner > 0 ? inner : 1));
   if (!acc) return;
   for (long o = 0; o < outer; o++) {
