@@ -110,8 +110,8 @@ void mlk_cot_store_avx512_(int hw, long ld, int nco, const float *ct, const floa
                            const float *res, float *y, mlk_epilogue act) {
   (void)hw; (void)ld; (void)nco; (void)ct; (void)scale; (void)bias; (void)res; (void)y; (void)act;
 }
-void mlk_maxpool_plane_avx512_(const mlk_conv *p, const float *plane, float *dst) {
-  (void)p; (void)plane; (void)dst;
+void mlk_maxpool_planes_avx512_(const mlk_conv *p, const float *x, float *y, int planes) {
+  (void)p; (void)x; (void)y; (void)planes;
   abort();
 }
 void mlk_gemm_direct_avx512_(int m, int width, int k, const float *a, long lda, const float *b, const long *boff,

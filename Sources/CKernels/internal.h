@@ -145,7 +145,7 @@ int mlk_conv1x1_nhwc_small_ok_(const mlk_conv *p);
 void mlk_conv1x1_nhwc_small_avx512_(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y,
                                     long px0, long npx, mlk_epilogue act);
 
-/// Max pooling of one NCHW plane, for geometries where mlk_maxpool_avx512_ok_ (which also checks
+/// Max pooling of NCHW planes (mlk_maxpool_planes_avx512_), for geometries where mlk_maxpool_avx512_ok_ (which also checks
 /// that the AVX-512 kernels are in use).
 int mlk_maxpool_avx512_ok_(const mlk_conv *p);
 /// Average pooling of one NCHW plane (stride_w 1 or 2, in_w + pads <= MLK_POOL_ROW), divided by
@@ -215,6 +215,6 @@ void mlk_unary_avx512_(int op, const float *x, float *y, size_t n, float alpha, 
 void mlk_even_lanes_(float *dst, const float *src, int n);
 void mlk_subsample2_row_avx512_(float *row, const float *plane, int in_w, int out_w, int col, int width,
                                 const float *ahead);
-void mlk_maxpool_plane_avx512_(const mlk_conv *p, const float *plane, float *dst);
+void mlk_maxpool_planes_avx512_(const mlk_conv *p, const float *x, float *y, int planes);
 
 #endif

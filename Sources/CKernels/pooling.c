@@ -64,10 +64,14 @@ static void tap_counts(int out, int k, int stride, int dil, int pad_begin, int p
 
 typedef struct { const mlk_conv *p; const float *x; float *y; } pool_job;
 
+// Planes [t * per, ...) of the batch's n * C planes: at least 4096 input floats a task.
 static void maxpool_plane_task(void *ctx, int t) {
   const pool_job *j = ctx;
   const mlk_conv *p = j->p;
-  mlk_maxpool_plane_avx512_(p, j->x + (size_t)t * p->in_h * p->in_w, j->y + (size_t)t * p->out_h * p->out_w);
+  const size_t in_hw = (size_t)p->in_h * p->in_w, total = (size_t)p->batch * p->in_c;
+  const size_t per = in_hw >= 4096 ? 1 : 4096 / in_hw, first = (size_t)t * per;
+  mlk_maxpool_planes_avx512_(p, j->x + first * in_hw, j->y + first * p->out_h * p->out_w,
+                             (int)(total - first < per ? total - first : per));
 }
 
 typedef struct { const mlk_conv *p; const float *x; float *y; const float *rows, *cols; int include_pad; } avg_job;
@@ -130,7 +134,8 @@ void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, cons
   if (!nhwc && kind == 0 && mlk_maxpool_avx512_ok_(p)) {
     // Planes are independent: sharing them among threads cannot change any result.
     pool_job job = {p, x, y};
-    mlk_parallel_(p->batch * C, maxpool_plane_task, &job);
+    const size_t in_hw = (size_t)p->in_h * p->in_w, per = in_hw >= 4096 ? 1 : 4096 / in_hw;
+    mlk_parallel_((int)(((size_t)p->batch * C + per - 1) / per), maxpool_plane_task, &job);
     return;
   }
   if (!nhwc && kind == 0) {

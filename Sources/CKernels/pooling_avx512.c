@@ -102,9 +102,13 @@ AVX512 static void max3s2_plane(const mlk_conv *p, const float *plane, float *ds
   }
 }
 
-AVX512 void mlk_maxpool_plane_avx512_(const mlk_conv *p, const float *plane, float *dst) {
+// Planes [0, planes) of x into y. The windows' load masks depend on the geometry only: worked out
+// once for all the planes (per plane, they had taken most of the time on small planes: GoogLeNet's
+// 3x3 pools over 7x7x832, 0.11 ms each).
+AVX512 void mlk_maxpool_planes_avx512_(const mlk_conv *p, const float *x, float *y, int planes) {
+  const size_t in_hw = (size_t)p->in_h * p->in_w, out_hw = (size_t)p->out_h * p->out_w;
   if (p->k_h == 3 && p->k_w == 3 && p->stride_h == 2 && p->stride_w == 2 && p->pad_left == 1 && p->pad_top <= 1) {
-    max3s2_plane(p, plane, dst);
+    for (int i = 0; i < planes; i++) max3s2_plane(p, x + i * in_hw, y + i * out_hw);
     return;
   }
   const int sw = p->stride_w, nchunks = (p->out_w + 15) / 16;
@@ -112,13 +116,17 @@ AVX512 void mlk_maxpool_plane_avx512_(const mlk_conv *p, const float *plane, flo
   for (int ow0 = 0; ow0 < p->out_w; ow0 += 16 * 8) {
     const int left = nchunks - ow0 / 16, nch = left >= 8 ? 8 : left;
     window_masks(p, ow0, nch, m0, m1);
+    for (int i = 0; i < planes; i++) {
+      const float *plane = x + i * in_hw;
+      float *dst = y + i * out_hw;
 #define MAX_CASE(N) \
-    case N: sw == 1 ? max_rows(N, 1, p, plane, dst, ow0, m0, m1) : max_rows(N, 2, p, plane, dst, ow0, m0, m1); break;
-    switch (nch) {
-      MAX_CASE(1) MAX_CASE(2) MAX_CASE(3) MAX_CASE(4) MAX_CASE(5) MAX_CASE(6) MAX_CASE(7) MAX_CASE(8)
-      default: break;
-    }
+      case N: sw == 1 ? max_rows(N, 1, p, plane, dst, ow0, m0, m1) : max_rows(N, 2, p, plane, dst, ow0, m0, m1); break;
+      switch (nch) {
+        MAX_CASE(1) MAX_CASE(2) MAX_CASE(3) MAX_CASE(4) MAX_CASE(5) MAX_CASE(6) MAX_CASE(7) MAX_CASE(8)
+        default: break;
+      }
 #undef MAX_CASE
+    }
   }
 }
 
