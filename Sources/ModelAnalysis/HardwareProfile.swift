@@ -25,15 +25,22 @@ public struct HardwareProfile: Codable, Sendable {
     /// Cost models fitted by `modellens calibrate`, by thread count ("1", "2", ...) and kernel
     /// class (`KernelFeatures.kernelClass`). Absent: the prediction is the roofline.
     public var kernels: [String: [String: KernelCostModel]]?
+    /// The working set a stream of reads and writes still runs at cache speed on this host, in
+    /// bytes (measured: beyond it a triad falls to memory's bandwidth). On a shared machine far
+    /// less than the last-level cache's size: on a 2-vCPU slice of a Xeon with a 260 MB L3, 48 MB.
+    /// Absent in profiles that did not measure it.
+    public var streamingCacheBytes: Int?
 
     /// The fitted kernel models for a thread count, if the profile has them.
     public func kernelModels(threads: Int) -> [String: KernelCostModel]? {
         kernels?[String(threads)]
     }
 
-    /// The last-level cache an activation can stay in between layers (the largest shared one).
+    /// The last-level cache an activation can stay in between layers (the largest shared one), no
+    /// more than the measured `streamingCacheBytes` where the profile has it.
     public var lastLevelCacheBytes: Int {
-        caches.filter { $0.perCore != true }.map(\.bytes).max() ?? caches.map(\.bytes).max() ?? 0
+        let listed = caches.filter { $0.perCore != true }.map(\.bytes).max() ?? caches.map(\.bytes).max() ?? 0
+        return streamingCacheBytes.map { min($0, listed) } ?? listed
     }
 
     /// The largest cache a core has to itself (L2 on the usual CPU), 0 when none is listed.
