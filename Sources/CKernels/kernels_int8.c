@@ -394,8 +394,32 @@ VNNI static void qdw_row_avx512(const qdw_job *j, int t, int in_signed) {
     const __mmask16 m = c - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (c - c0)) - 1u);
     for (int k = 0; k < p->k_h * kw_n; k++) wv[k] = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, j->w + (size_t)k * c + c0));
     const qvec qv = qvec_of(j->bias ? j->bias + c0 : NULL, j->mult + c0, j->shift + c0, j->q, m);
+    const size_t step = (size_t)p->stride_w * c;
     for (int ow = 0; ow < p->out_w; ow++) {
       const int iw0 = ow * p->stride_w - p->pad_left;
+      if (ow >= ow_in0 && ow + 4 <= ow_in1) {
+        // Four pixels inside the row at once: each tap's weights serve all four, and four
+        // independent sums are in flight (one pixel at a time waited on its own chain).
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+        for (int kh = kh0; kh < kh1; kh++) {
+          const uint8_t *src = xn + ((size_t)(oh * p->stride_h - p->pad_top + kh * p->dil_h) * p->in_w + iw0) * c + c0;
+          const __m512i *wk = wv + kh * kw_n;
+          for (int kw = 0; kw < kw_n; kw++) {
+            const uint8_t *s0 = src + (size_t)kw * p->dil_w * c;
+            a0 = _mm512_add_epi32(a0, _mm512_mullo_epi32(qdw_load(s0, m, in_signed, zx), wk[kw]));
+            a1 = _mm512_add_epi32(a1, _mm512_mullo_epi32(qdw_load(s0 + step, m, in_signed, zx), wk[kw]));
+            a2 = _mm512_add_epi32(a2, _mm512_mullo_epi32(qdw_load(s0 + 2 * step, m, in_signed, zx), wk[kw]));
+            a3 = _mm512_add_epi32(a3, _mm512_mullo_epi32(qdw_load(s0 + 3 * step, m, in_signed, zx), wk[kw]));
+          }
+        }
+        uint8_t *d = yrow + (size_t)ow * c + c0;
+        store16(a0, &qv, d);
+        store16(a1, &qv, d + c);
+        store16(a2, &qv, d + 2 * c);
+        store16(a3, &qv, d + 3 * c);
+        ow += 3;
+        continue;
+      }
       __m512i acc = _mm512_setzero_si512();
       if (ow >= ow_in0 && ow < ow_in1) {
         for (int kh = kh0; kh < kh1; kh++) {
