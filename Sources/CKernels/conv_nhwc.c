@@ -216,7 +216,7 @@ static void conv_nhwc(const mlk_conv *p, const float *x, const float *w, const f
     // weights-sized: made here on each call unless the caller packed them once), the bias and
     // activation applied on store. In the Keras MobileNetV2 the copies took a fifth of the run.
     const float *panels = packed;
-    if (!panels && p->out_c >= 16) {   // (the narrow path below packs nothing)
+    if (!panels && (p->out_c >= 16 || mlk_conv_nhwc_direct_ok_(p))) {   // (the narrow path below packs nothing)
       float *own = scratch + (plain || mlk_conv_nhwc_direct_ok_(p) ? 0 : (size_t)out_hw * kk);
       mlk_weight_panels_pack(p->out_c, kk, w, own);
       panels = own;

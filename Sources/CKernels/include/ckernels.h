@@ -215,7 +215,7 @@ int mlk_conv_nhwc_packs(const mlk_conv *p);
 void mlk_conv_nhwc_packed(const mlk_conv *p, const float *x, const float *panels, const float *bias, float *y, float *scratch,
                           int act, float lo, float hi);
 /// Whether mlk_conv_nhwc runs `p` on the direct kernel for few input channels (stems over images:
-/// 1-4 input channels, one group, a window larger than 1x1, 16 or more outputs, AVX-512), which
+/// 1-4 input channels, one group, a window larger than 1x1, 2 or more outputs, AVX-512), which
 /// reads the input where it lies instead of through im2col rows.
 int mlk_conv_nhwc_runs_direct(const mlk_conv *p);
 
