@@ -155,7 +155,7 @@ static void narrow_task(void *ctx, int t) {
 typedef struct {
   const float *a;
   long lda;
-  const float *panels, *bias;
+  const float *panels, *bias, *res;   // res: laid out like y, or NULL
   float *y;
   int rows, o, kk, cols, col_tasks;
   mlk_epilogue act;
@@ -176,7 +176,8 @@ static void nhwc_task(void *ctx, int t) {
   const int r0 = rt * NHWC_ROWS, rows = j->rows - r0 < NHWC_ROWS ? j->rows - r0 : NHWC_ROWS;
   const int c0 = ct * j->cols, cols = j->o - c0 < j->cols ? j->o - c0 : j->cols;
   mlk_gemm_packed_avx512_(rows, cols, j->kk, j->a + (size_t)r0 * j->lda, j->lda, j->panels + (size_t)c0 * j->kk,
-                          j->y + (size_t)r0 * j->o + c0, j->o, NULL, j->bias ? j->bias + c0 : NULL, NULL, NULL, j->act, 0, 1);
+                          j->y + (size_t)r0 * j->o + c0, j->o, NULL, j->bias ? j->bias + c0 : NULL, NULL,
+                          j->res ? j->res + (size_t)r0 * j->o + c0 : NULL, j->act, 0, 1);
 }
 
 // One output pixel per image with many output channels (face_landmark's 3x3 convolution of a
@@ -192,8 +193,18 @@ int mlk_conv_nhwc_packs(const mlk_conv *p) {
 
 int mlk_conv_nhwc_runs_direct(const mlk_conv *p) { return mlk_use_avx512_() && mlk_conv_nhwc_direct_ok_(p); }
 
-static void conv_nhwc(const mlk_conv *p, const float *x, const float *w, const float *packed, const float *bias, float *y,
-                      float *scratch, int act, float lo, float hi) {
+static void conv_nhwc(const mlk_conv *p, const float *x, const float *w, const float *packed, const float *bias, const float *res,
+                      float *y, float *scratch, int act, float lo, float hi) {
+  if (res && !(mlk_conv_nhwc_packs(p) && !mlk_conv_nhwc_direct_ok_(p))) {
+    // Off the packed GEMM (whose stores add the residual): the sums, then the residual, then
+    // the activation, each over the whole output.
+    conv_nhwc(p, x, w, packed, bias, NULL, y, scratch, 0, 0, 0);
+    const size_t n = (size_t)p->batch * p->out_h * p->out_w * p->out_c;
+    const long shape[1] = {(long)n}, unit[1] = {1};
+    mlk_binary(MLK_ADD, 1, shape, y, unit, res, unit, y);
+    mlk_activate(y, n, act, lo, hi);
+    return;
+  }
   const int g = p->groups, cin_g = p->in_c / g, cout_g = p->out_c / g;
   const int out_hw = p->out_h * p->out_w;
   const int kk = p->k_h * p->k_w * cin_g;
@@ -250,7 +261,8 @@ static void conv_nhwc(const mlk_conv *p, const float *x, const float *w, const f
       }
       const int cols = (size_t)p->out_c * kk * sizeof(float) > NHWC_WEIGHTS_WHOLE ? NHWC_COLS : p->out_c;
       const int col_tasks = (p->out_c + cols - 1) / cols;
-      nhwc_job job = {a, kk, panels, bias, y + (size_t)n * out_hw * p->out_c, out_hw, p->out_c, kk, cols, col_tasks, {act, lo, hi}};
+      nhwc_job job = {a, kk, panels, bias, res ? res + (size_t)n * out_hw * p->out_c : NULL, y + (size_t)n * out_hw * p->out_c,
+                      out_hw, p->out_c, kk, cols, col_tasks, {act, lo, hi}};
       mlk_parallel_((out_hw + NHWC_ROWS - 1) / NHWC_ROWS * col_tasks, nhwc_task, &job);
     }
     if (act == 4) mlk_activate(y, (size_t)p->batch * out_hw * p->out_c, act, lo, hi);
@@ -284,12 +296,12 @@ static void conv_nhwc(const mlk_conv *p, const float *x, const float *w, const f
   mlk_activate(y, (size_t)p->batch * out_hw * p->out_c, act, lo, hi);
 }
 
-void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch, int act,
-                   float lo, float hi) {
-  conv_nhwc(p, x, w, NULL, bias, y, scratch, act, lo, hi);
+void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *res, float *y, float *scratch,
+                   int act, float lo, float hi) {
+  conv_nhwc(p, x, w, NULL, bias, res, y, scratch, act, lo, hi);
 }
 
-void mlk_conv_nhwc_packed(const mlk_conv *p, const float *x, const float *panels, const float *bias, float *y, float *scratch,
-                          int act, float lo, float hi) {
-  conv_nhwc(p, x, NULL, panels, bias, y, scratch, act, lo, hi);
+void mlk_conv_nhwc_packed(const mlk_conv *p, const float *x, const float *panels, const float *bias, const float *res, float *y,
+                          float *scratch, int act, float lo, float hi) {
+  conv_nhwc(p, x, NULL, panels, bias, res, y, scratch, act, lo, hi);
 }

@@ -239,7 +239,7 @@ let convKernels: [(String, KernelFactory)] = {
                 ?? geometry(x.shape, w.shape)
             var p = p0
             let outC = Int(p.out_c)
-            // A residual the planner fused in (Conv -> Add, NCHW): when no later step reads it, the
+            // A residual the planner fused in (Conv -> Add; NCHW): when no later step reads it, the
             // output is written over it. Its lines are read anyway; storing the sums there spares
             // the cache misses of a second, cold output buffer. Each element's residual is read
             // before its sum is stored, so the bits equal those of a separate output.
@@ -266,11 +266,20 @@ let convKernels: [(String, KernelFactory)] = {
                 mlk_depthwise_nchw(&p, x.floats, w.floats, b, y.floats, act.kind, act.lo, act.hi)
             } else if nhwc {
                 let scratch = try ctx.scratchFloats(Int(mlk_conv_nhwc_scratch(&p)))
+                if let r = residual, !(r.dtype == .float32 && r.shape == y.shape) {
+                    // Not exactly the output's shape: the Add runs on its own, with broadcasting.
+                    let weights = prepacked?.unpacked() ?? w
+                    mlk_conv_nhwc(&p, x.floats, weights.floats, b, nil, y.floats, scratch, 0, 0, 0)
+                    let sum = try binaryFloat(Int32(MLK_ADD), y, try requireFloat(r, node: n), n, ctx)
+                    mlk_activate(sum.floats, sum.count, act.kind, act.lo, act.hi)
+                    return [sum]
+                }
+                // The residual (a fused Add) is added as the GEMM stores its sums, before the activation.
                 if let prepacked, mlk_conv_nhwc_packs(&p) != 0 {
-                    mlk_conv_nhwc_packed(&p, x.floats, prepacked.panels.floats, b, y.floats, scratch, act.kind, act.lo, act.hi)
+                    mlk_conv_nhwc_packed(&p, x.floats, prepacked.panels.floats, b, residual?.floats, y.floats, scratch, act.kind, act.lo, act.hi)
                 } else {
                     let weights = prepacked?.unpacked() ?? w
-                    mlk_conv_nhwc(&p, x.floats, weights.floats, b, y.floats, scratch, act.kind, act.lo, act.hi)
+                    mlk_conv_nhwc(&p, x.floats, weights.floats, b, residual?.floats, y.floats, scratch, act.kind, act.lo, act.hi)
                 }
             } else if blockedIn || blockedOut {
                 // The planner checked that a residual has the output's shape (and layout).

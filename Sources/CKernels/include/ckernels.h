@@ -202,18 +202,19 @@ void mlk_maxpool_blocked(const mlk_conv *p, const float *x, float *y, float *scr
 void mlk_depthwise_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, int act, float lo,
                         float hi);
 
-/// NHWC input, OHWI weights (O x kH x kW x I/g), then the activation `act`; `scratch` holds
+/// NHWC input, OHWI weights (O x kH x kW x I/g), plus an optional residual `res` (a tensor of y's
+/// shape, added before the activation), then the activation `act`; `scratch` holds
 /// mlk_conv_nhwc_scratch(p) floats.
 size_t mlk_conv_nhwc_scratch(const mlk_conv *p);
-void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, float *scratch, int act,
-                   float lo, float hi);
+void mlk_conv_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *res, float *y, float *scratch,
+                   int act, float lo, float hi);
 
 /// The weight panels the AVX-512 path of mlk_conv_nhwc builds on every call (mlk_weight_panels_pack
 /// of the OHWI weights), built once: for a convolution with one group and at least 16 output
 /// channels (mlk_conv_nhwc_packs). mlk_conv_nhwc_packed then runs it with those panels, `w` unread.
 int mlk_conv_nhwc_packs(const mlk_conv *p);
-void mlk_conv_nhwc_packed(const mlk_conv *p, const float *x, const float *panels, const float *bias, float *y, float *scratch,
-                          int act, float lo, float hi);
+void mlk_conv_nhwc_packed(const mlk_conv *p, const float *x, const float *panels, const float *bias, const float *res, float *y,
+                          float *scratch, int act, float lo, float hi);
 /// Whether mlk_conv_nhwc runs `p` on the direct kernel for few input channels (stems over images:
 /// 1-4 input channels, one group, a window larger than 1x1, 2 or more outputs, AVX-512), which
 /// reads the input where it lies instead of through im2col rows.

@@ -127,8 +127,8 @@ public struct FusionPlan: Sendable {
         }
         // Conv (-> BatchNorm) -> Add: the other operand becomes the conv's residual, added as the
         // conv stores its results (then the Add's activation). The conv must be the later of the
-        // two producers, so that the residual is ready when it runs; only NCHW convs of one group
-        // with OIHW weights take a residual.
+        // two producers, so that the residual is ready when it runs; convs of one group with OIHW
+        // weights (NCHW) or OHWI weights (NHWC, TFLite's residual blocks) take a residual.
         var convOfTail: [ValueID: Int] = [:]
         for (i, conv) in graph.nodes.enumerated() where conv.op == .conv {
             guard let out = conv.outputs.first else { continue }
@@ -151,7 +151,8 @@ public struct FusionPlan: Sendable {
                 return producer < cand.0
             }).max(by: { $0.0 < $1.0 }) else { continue }
             let conv = graph.nodes[c]
-            guard plan.activation[c] == nil, conv.fusedActivation == nil, conv.dataLayout != .nhwc, (conv.kernelLayout ?? .oihw) == .oihw,
+            let layoutTakesResidual = conv.dataLayout == .nhwc ? conv.kernelLayout == .ohwi : (conv.kernelLayout ?? .oihw) == .oihw
+            guard plan.activation[c] == nil, conv.fusedActivation == nil, layoutTakesResidual,
                   (conv.int("group") ?? 1) == 1, conv.inputs.count >= 2 else { continue }
             plan.residual[c] = (a, other)
             if let k = plan.activation.removeValue(forKey: a) { plan.activation[c] = k }

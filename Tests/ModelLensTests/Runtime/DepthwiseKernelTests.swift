@@ -157,7 +157,7 @@ extension ConvKernelTests {
             let (portable, fast) = portableAndFast(n, label) { y in
                 if single {
                     var scratch = [Float](repeating: 0, count: Int(mlk_conv_nhwc_scratch(&p)))
-                    mlk_conv_nhwc(&p, x, w, b, y, &scratch, act, 0, 6)
+                    mlk_conv_nhwc(&p, x, w, b, nil, y, &scratch, act, 0, 6)
                 } else {
                     mlk_depthwise_nhwc(&p, x, w, b, y, act, 0, 6)
                 }

@@ -29,7 +29,7 @@ extension ConvKernelTests {
                 mlk_set_threads(Int32(1 + rng.next(2)))
                 var scratch = [Float](repeating: 0, count: Int(mlk_conv_nhwc_scratch(&p)))
                 var out = [Float](repeating: Self.guardValue, count: expected.count + Self.guardFloats)
-                mlk_conv_nhwc(&p, x, w, b, &out, &scratch, 0, 0, 0)
+                mlk_conv_nhwc(&p, x, w, b, nil, &out, &scratch, 0, 0, 0)
                 let label = "NHWC \(windowLabel(p)) groups \(g) avx512 \(avx512)"
                 XCTAssertTrue(out[expected.count...].allSatisfy { $0 == Self.guardValue }, "\(label): wrote past its output")
                 let worst = zip(expected, out).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
@@ -66,8 +66,8 @@ extension ConvKernelTests {
             mlk_weight_panels_unpack(Int32(co), Int32(k * k * ci), panels, &unpacked)
             XCTAssertEqual(unpacked, w, "weights unpacked from their panels")
             var perCall = [Float](repeating: 0, count: n), prepacked = perCall
-            mlk_conv_nhwc(&p, x, w, b, &perCall, &scratch, 1, 0, 0)
-            mlk_conv_nhwc_packed(&p, x, panels, b, &prepacked, &scratch, 1, 0, 0)
+            mlk_conv_nhwc(&p, x, w, b, nil, &perCall, &scratch, 1, 0, 0)
+            mlk_conv_nhwc_packed(&p, x, panels, b, nil, &prepacked, &scratch, 1, 0, 0)
             XCTAssertEqual(perCall, prepacked, "\(ci)->\(co) \(h)x\(wd) k\(k) s\(s) pad \(pad)")
             checked += 1
         }
@@ -128,8 +128,8 @@ extension ConvKernelTests {
                 mlk_set_threads(Int32(1 + rng.next(2)))
                 var scratch = [Float](repeating: 0, count: Int(mlk_conv_nhwc_scratch(&p)))
                 var out = [Float](repeating: Self.guardValue, count: expected.count + Self.guardFloats)
-                if prepacked { mlk_conv_nhwc_packed(&p, x, panels, b, &out, &scratch, 2, 0, 0) }
-                else { mlk_conv_nhwc(&p, x, w, b, &out, &scratch, 2, 0, 0) }
+                if prepacked { mlk_conv_nhwc_packed(&p, x, panels, b, nil, &out, &scratch, 2, 0, 0) }
+                else { mlk_conv_nhwc(&p, x, w, b, nil, &out, &scratch, 2, 0, 0) }
                 let label = "stem \(windowLabel(p)) stride_w \(sw) dil_w \(dw) prepacked \(prepacked)"
                 XCTAssertTrue(out[expected.count...].allSatisfy { $0 == Self.guardValue }, "\(label): wrote past its output")
                 let worst = zip(expected, out).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
