@@ -139,4 +139,48 @@ extension ConvKernelTests {
         }
         XCTAssertGreaterThan(blocks, 10, "rows long enough for whole 12-pixel blocks")
     }
+    /// A residual (the Add the planner fuses into an NHWC convolution) is added before the
+    /// activation, on the packed GEMM (added as its sums are stored) and on the other paths
+    /// (stems, few outputs, grouped; added afterwards), with weights packed per call and at plan
+    /// time: against the direct sum plus the residual, then Relu6.
+    func testNHWCConvolutionsAddTheirResidualBeforeTheActivation() throws {
+        defer { mlk_set_threads(1) }
+        var rng = Rng(s: 77)
+        var checked = 0, onGEMM = 0
+        while checked < 60 {
+            let g = checked % 5 == 4 ? 2 : 1
+            let ci = g * (1 + rng.next(checked % 3 == 0 ? 4 : 24)), co = g * (2 + rng.next(40)), h = 1 + rng.next(14), wd = 1 + rng.next(14)
+            let k = 1 + 2 * rng.next(2), s = 1 + rng.next(2), pad = rng.next(k)
+            guard h + 2 * pad >= k, wd + 2 * pad >= k else { continue }
+            var p = square(ci, h, wd, co, (h + 2 * pad - k) / s + 1, (wd + 2 * pad - k) / s + 1, k: k, s: s, pad: pad)
+            p.groups = Int32(g)
+            let x = (0..<(h * wd * ci)).map { _ in rng.float() }
+            let w = (0..<(co * k * k * (ci / g))).map { _ in rng.float() }
+            let b = (0..<co).map { _ in rng.float() }
+            let direct = directNHWC(p, x, w, b)
+            let res = direct.map { _ in 2 * rng.float() }
+            let expected = zip(direct, res).map { min(max($0 + $1, 0), 6) }
+            let packs = mlk_conv_nhwc_packs(&p) != 0
+            if packs && mlk_conv_nhwc_runs_direct(&p) == 0 { onGEMM += 1 }
+            for prepacked in packs ? [false, true] : [false] {
+                mlk_set_threads(Int32(1 + rng.next(2)))
+                var scratch = [Float](repeating: 0, count: Int(mlk_conv_nhwc_scratch(&p)))
+                var out = [Float](repeating: Self.guardValue, count: expected.count + Self.guardFloats)
+                if prepacked {
+                    let kk = Int32(k * k * ci)
+                    var panels = [Float](repeating: 0, count: Int(mlk_weight_panel_floats(Int32(co), kk)))
+                    mlk_weight_panels_pack(Int32(co), kk, w, &panels)
+                    mlk_conv_nhwc_packed(&p, x, panels, b, res, &out, &scratch, 2, 0, 0)
+                } else {
+                    mlk_conv_nhwc(&p, x, w, b, res, &out, &scratch, 2, 0, 0)
+                }
+                let label = "residual \(windowLabel(p)) groups \(g) prepacked \(prepacked)"
+                XCTAssertTrue(out[expected.count...].allSatisfy { $0 == Self.guardValue }, "\(label): wrote past its output")
+                let worst = zip(expected, out).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
+                XCTAssertLessThan(worst, 1e-5, label)
+            }
+            checked += 1
+        }
+        if Executor.avx512Available { XCTAssertGreaterThan(onGEMM, 10, "convolutions on the packed GEMM") }
+    }
 }
