@@ -11,7 +11,8 @@ struct Calibrate: ParsableCommand {
             Times a designed sample of small networks on the executor (inverted residual blocks, \
             3x3 and strided convolutions, stems, pooling, a classifier head, common activations \
             and data movement; NCHW as from ONNX and NHWC as from TFLite), kernel by kernel, in \
-            interleaved rounds (each kernel's time is the minimum of its round medians), and fits \
+            interleaved rounds (each kernel's time is the minimum of its round medians, scaled so \
+            that a network's kernels sum to its best round), and fits \
             one cost model per kernel class: seconds = call + flops/rate + bytes/bandwidth + \
             weight bytes/bandwidth, every term non-negative. Writes a hardware profile (this \
             host's measured peak and bandwidth, plus a `kernels` section per thread count) that \
