@@ -97,16 +97,10 @@ static void single_row_task(void *ctx, int oh) {
   mlk_conv_nhwc_row_single_avx512_(j->p, j->x, j->w, j->bias, j->y, oh, j->act);
 }
 
-typedef struct {
-  const mlk_conv *p;
-  const float *x, *panels, *bias;
-  float *y;
-  mlk_epilogue act;
-} direct_job;
 
 static void direct_row_task(void *ctx, int oh) {
-  const direct_job *j = ctx;
-  mlk_conv_nhwc_direct_row_avx512_(j->p, j->x, j->panels, j->bias, j->y, oh, j->act);
+  const single_job *j = ctx;   // (w: the weight panels)
+  mlk_conv_nhwc_direct_row_avx512_(j->p, j->x, j->w, j->bias, j->y, oh, j->act);
 }
 
 static void small1x1_task(void *ctx, int t) {
@@ -245,7 +239,7 @@ static void conv_nhwc(const mlk_conv *p, const float *x, const float *w, const f
         continue;
       }
       if (mlk_conv_nhwc_direct_ok_(p)) {
-        direct_job job = {p, xn, panels, bias, y + (size_t)n * out_hw * p->out_c, {act, lo, hi}};
+        single_job job = {p, xn, panels, bias, y + (size_t)n * out_hw * p->out_c, {act, lo, hi}};
         mlk_parallel_(p->out_h, direct_row_task, &job);
         continue;
       }

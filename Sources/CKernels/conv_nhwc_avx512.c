@@ -50,13 +50,11 @@ AVX512 void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, c
                                            int oh, mlk_epilogue act) {
   const int C = p->out_c;
   const vclamp cl = clamp_of(act);
-  int kh0 = 0, kh1 = p->k_h;
-  while (kh0 < kh1 && oh * p->stride_h - p->pad_top + kh0 * p->dil_h < 0) kh0++;
-  while (kh1 > kh0 && oh * p->stride_h - p->pad_top + (kh1 - 1) * p->dil_h >= p->in_h) kh1--;
+  int kh0, kh1;
+  mlk_taps_inside(oh * p->stride_h - p->pad_top, p->k_h, p->dil_h, p->in_h, &kh0, &kh1);
   // Output columns whose taps all lie inside the row: [lo, hi).
-  int lo = 0, hi = p->out_w;
-  while (lo < hi && lo * p->stride_w - p->pad_left < 0) lo++;
-  while (hi > lo && (hi - 1) * p->stride_w - p->pad_left + (p->k_w - 1) * p->dil_w >= p->in_w) hi--;
+  int lo, hi;
+  mlk_columns_inside(p, &lo, &hi);
   for (int c0 = 0; c0 < C; c0 += 32) {
     const __mmask16 m0 = lanes_inside(c0, C), m1 = lanes_inside(c0 + 16, C);
     const __m512 b0 = bias ? load16(m0, bias + c0) : _mm512_setzero_ps();

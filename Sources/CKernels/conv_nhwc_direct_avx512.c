@@ -93,13 +93,11 @@ AVX512 void mlk_conv_nhwc_direct_row_avx512_(const mlk_conv *p, const float *xn,
                                              float *yn, int oh, mlk_epilogue act) {
   const int O = p->out_c, kk = p->k_h * p->k_w * p->in_c;
   const vclamp cl = clamp_of(act);
-  int kh0 = 0, kh1 = p->k_h;
-  while (kh0 < kh1 && oh * p->stride_h - p->pad_top + kh0 * p->dil_h < 0) kh0++;
-  while (kh1 > kh0 && oh * p->stride_h - p->pad_top + (kh1 - 1) * p->dil_h >= p->in_h) kh1--;
+  int kh0, kh1;
+  mlk_taps_inside(oh * p->stride_h - p->pad_top, p->k_h, p->dil_h, p->in_h, &kh0, &kh1);
   // Output columns whose taps all lie inside the row: [lo, hi).
-  int lo = 0, hi = p->out_w;
-  while (lo < hi && lo * p->stride_w - p->pad_left < 0) lo++;
-  while (hi > lo && (hi - 1) * p->stride_w - p->pad_left + (p->k_w - 1) * p->dil_w >= p->in_w) hi--;
+  int lo, hi;
+  mlk_columns_inside(p, &lo, &hi);
   for (int c0 = 0; c0 < O; c0 += 32) {
     const float *panel = panels + (size_t)(c0 / 32) * kk * 32;
     const __mmask16 m0 = lanes_inside(c0, O), m1 = lanes_inside(c0 + 16, O);

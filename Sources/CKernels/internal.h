@@ -68,6 +68,25 @@ int mlk_use_avx512_(void);
 /// Steps of k the AVX-512 GEMM sums per pass over a tile of C (partial sums are stored between).
 #define MLK_GEMM_KC 256
 
+/// The taps [*t0, *t1) of a window of k taps at dilation dil, starting at input index `start`,
+/// that lie inside [0, n): a kernel row's or column's valid taps for one output position.
+static inline void mlk_taps_inside(int start, int k, int dil, int n, int *t0, int *t1) {
+  int a = 0, b = k;
+  while (a < b && start + a * dil < 0) a++;
+  while (b > a && start + (b - 1) * dil >= n) b--;
+  *t0 = a;
+  *t1 = b;
+}
+
+/// The output columns [*lo, *hi) of a window whose taps all lie inside the input row.
+static inline void mlk_columns_inside(const mlk_conv *p, int *lo, int *hi) {
+  int a = 0, b = p->out_w;
+  while (a < b && a * p->stride_w - p->pad_left < 0) a++;
+  while (b > a && (b - 1) * p->stride_w - p->pad_left + (p->k_w - 1) * p->dil_w >= p->in_w) b--;
+  *lo = a;
+  *hi = b;
+}
+
 /// Activation applied as results are stored (kinds as in mlk_activate; 4, tanh, is not
 /// handled here and is left to mlk_activate).
 typedef struct { int kind; float lo, hi; } mlk_epilogue;

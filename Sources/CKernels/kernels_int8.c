@@ -99,9 +99,8 @@ static void qim2col(const mlk_conv *p, const uint8_t *xn, uint8_t flip, uint8_t 
     const int oh = (int)(r / p->out_w), ow = (int)(r % p->out_w);
     uint8_t *row = dst + (size_t)i * kp;
     const int iw0 = ow * p->stride_w - p->pad_left;
-    int kw0 = 0, kw1 = p->k_w;
-    while (kw0 < kw1 && iw0 + kw0 * p->dil_w < 0) kw0++;
-    while (kw1 > kw0 && iw0 + (kw1 - 1) * p->dil_w >= p->in_w) kw1--;
+    int kw0, kw1;
+    mlk_taps_inside(iw0, p->k_w, p->dil_w, p->in_w, &kw0, &kw1);
     for (int kh = 0; kh < p->k_h; kh++) {
       uint8_t *seg = row + (size_t)kh * run;
       const int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
@@ -382,13 +381,11 @@ VNNI static void qdw_row_avx512(const qdw_job *j, int t, int in_signed) {
   const uint8_t *xn = j->x + (size_t)n * p->in_h * p->in_w * c;
   uint8_t *yrow = j->y + ((size_t)n * p->out_h + oh) * p->out_w * c;
   const __m512i zx = _mm512_set1_epi32(j->q->in_zero);
-  int kh0 = 0, kh1 = p->k_h;
-  while (kh0 < kh1 && oh * p->stride_h - p->pad_top + kh0 * p->dil_h < 0) kh0++;
-  while (kh1 > kh0 && oh * p->stride_h - p->pad_top + (kh1 - 1) * p->dil_h >= p->in_h) kh1--;
+  int kh0, kh1;
+  mlk_taps_inside(oh * p->stride_h - p->pad_top, p->k_h, p->dil_h, p->in_h, &kh0, &kh1);
   // Output columns whose taps all lie inside the row: no bounds to check there.
-  int ow_in0 = 0, ow_in1 = p->out_w;
-  while (ow_in0 < ow_in1 && ow_in0 * p->stride_w - p->pad_left < 0) ow_in0++;
-  while (ow_in1 > ow_in0 && (ow_in1 - 1) * p->stride_w - p->pad_left + (kw_n - 1) * p->dil_w >= p->in_w) ow_in1--;
+  int ow_in0, ow_in1;
+  mlk_columns_inside(p, &ow_in0, &ow_in1);
   __m512i wv[QDW_TAPS];
   for (int c0 = 0; c0 < c; c0 += 16) {
     const __mmask16 m = c - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (c - c0)) - 1u);
@@ -429,9 +426,8 @@ VNNI static void qdw_row_avx512(const qdw_job *j, int t, int in_signed) {
             acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(qdw_load(src + (size_t)kw * p->dil_w * c, m, in_signed, zx), wk[kw]));
         }
       } else {
-        int kw0 = 0, kw1 = kw_n;
-        while (kw0 < kw1 && iw0 + kw0 * p->dil_w < 0) kw0++;
-        while (kw1 > kw0 && iw0 + (kw1 - 1) * p->dil_w >= p->in_w) kw1--;
+        int kw0, kw1;
+        mlk_taps_inside(iw0, kw_n, p->dil_w, p->in_w, &kw0, &kw1);
         for (int kh = kh0; kh < kh1; kh++) {
           const uint8_t *src = xn + ((size_t)(oh * p->stride_h - p->pad_top + kh * p->dil_h) * p->in_w + iw0) * c + c0;
           for (int kw = kw0; kw < kw1; kw++)

@@ -173,16 +173,14 @@ AVX512 void mlk_maxpool_nhwc_row_avx512_(const mlk_conv *p, const float *xn, flo
   const int C = p->in_c, whole = C / 16 * 16;
   const __mmask16 tail = (__mmask16)((1u << (C % 16)) - 1);
   const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
-  int kh0 = 0, kh1 = p->k_h;
-  while (kh0 < kh1 && oh * p->stride_h - p->pad_top + kh0 * p->dil_h < 0) kh0++;
-  while (kh1 > kh0 && oh * p->stride_h - p->pad_top + (kh1 - 1) * p->dil_h >= p->in_h) kh1--;
+  int kh0, kh1;
+  mlk_taps_inside(oh * p->stride_h - p->pad_top, p->k_h, p->dil_h, p->in_h, &kh0, &kh1);
   const float *rows = xn + (size_t)(oh * p->stride_h - p->pad_top) * p->in_w * C;
   const long row_step = (long)p->dil_h * p->in_w * C;
   for (int ow = 0; ow < p->out_w; ow++) {
     const int iw0 = ow * p->stride_w - p->pad_left;
-    int kw0 = 0, kw1 = p->k_w;
-    while (kw0 < kw1 && iw0 + kw0 * p->dil_w < 0) kw0++;
-    while (kw1 > kw0 && iw0 + (kw1 - 1) * p->dil_w >= p->in_w) kw1--;
+    int kw0, kw1;
+    mlk_taps_inside(iw0, p->k_w, p->dil_w, p->in_w, &kw0, &kw1);
     float *dst = yn + ((size_t)oh * p->out_w + ow) * C;
     const float *base = rows + (long)iw0 * C;
     for (int c = 0; c < whole; c += 16) {
@@ -254,24 +252,22 @@ AVX512 void mlk_avgpool_plane_avx512_(const mlk_conv *p, const float *plane, flo
 AVX512 void mlk_avgpool_nhwc_row_avx512_(const mlk_conv *p, int include_pad, const float *xn, float *yn, int oh) {
   const int C = p->in_c, whole = C / 16 * 16;
   const __mmask16 tail = (__mmask16)((1u << (C % 16)) - 1);
-  int kh0 = 0, kh1 = p->k_h, taps_h = 0;
+  int kh0, kh1, taps_h = 0;
   for (int kh = 0; kh < p->k_h; kh++) {
     const int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
     taps_h += ih >= -p->pad_top && ih < p->in_h + p->pad_bottom;
   }
-  while (kh0 < kh1 && oh * p->stride_h - p->pad_top + kh0 * p->dil_h < 0) kh0++;
-  while (kh1 > kh0 && oh * p->stride_h - p->pad_top + (kh1 - 1) * p->dil_h >= p->in_h) kh1--;
+  mlk_taps_inside(oh * p->stride_h - p->pad_top, p->k_h, p->dil_h, p->in_h, &kh0, &kh1);
   const float *rows = xn + (size_t)(oh * p->stride_h - p->pad_top) * p->in_w * C;
   const long row_step = (long)p->dil_h * p->in_w * C;
   for (int ow = 0; ow < p->out_w; ow++) {
     const int iw0 = ow * p->stride_w - p->pad_left;
-    int kw0 = 0, kw1 = p->k_w, taps_w = 0;
+    int kw0, kw1, taps_w = 0;
     for (int kw = 0; kw < p->k_w; kw++) {
       const int iw = iw0 + kw * p->dil_w;
       taps_w += iw >= -p->pad_left && iw < p->in_w + p->pad_right;
     }
-    while (kw0 < kw1 && iw0 + kw0 * p->dil_w < 0) kw0++;
-    while (kw1 > kw0 && iw0 + (kw1 - 1) * p->dil_w >= p->in_w) kw1--;
+    mlk_taps_inside(iw0, p->k_w, p->dil_w, p->in_w, &kw0, &kw1);
     const int count = (kh1 - kh0) * (kw1 - kw0), taps = taps_h * taps_w;
     const float div = (float)(include_pad ? (taps ? taps : 1) : (count ? count : 1));
     const __m512 vdiv = _mm512_set1_ps(div);
