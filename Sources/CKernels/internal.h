@@ -62,6 +62,10 @@ void mlk_parallel_(int tasks, mlk_task_fn fn, void *ctx);
 int mlk_thread_count_(void);
 int mlk_thread_slot_(void);
 
+/// mlk_dequantize_8 / mlk_quantize_8 on the calling thread only (vector forms where the CPU has them).
+void mlk_dequantize_row_(const void *x, int in_signed, size_t n, float scale, int32_t zero, float *y);
+void mlk_quantize_row_(const float *x, size_t n, float scale, int32_t zero, int out_signed, int half_even, void *y);
+
 /// True when this CPU runs the AVX-512 kernels (and MODELLENS_KERNELS is not "blas").
 int mlk_use_avx512_(void);
 

@@ -457,45 +457,15 @@ void mlk_qdepthwise_nhwc(const mlk_conv *p, const mlk_qconv *q, const void *x, c
   mlk_parallel_(p->batch * p->out_h, mlk_vnni_available_() ? qdw_task_avx512 : qdw_task, &job);
 }
 
-// Per-tensor (de)quantization of int8 / uint8 tensors, for the ops that compute in float.
-void mlk_dequantize_8(const void *x, int in_signed, size_t n, float scale, int32_t zero, float *y) {
-  if (in_signed)
-    for (size_t i = 0; i < n; i++) y[i] = (float)((int32_t)((const int8_t *)x)[i] - zero) * scale;
-  else
-    for (size_t i = 0; i < n; i++) y[i] = (float)((int32_t)((const uint8_t *)x)[i] - zero) * scale;
-}
-
-void mlk_quantize_8(const float *x, size_t n, float scale, int32_t zero, int out_signed, int half_even, void *y) {
-  const int32_t lo = out_signed ? -128 : 0, hi = out_signed ? 127 : 255;
-  uint8_t *dst = y;
-  for (size_t i = 0; i < n; i++) {
-    float v = x[i] / scale;
-    int32_t q = zero;
-    if (v == v) {
-      // Beyond +-1e6 every value saturates anyway; within, v - trunc(v) is exact.
-      v = v < -1e6f ? -1e6f : (v > 1e6f ? 1e6f : v);
-      int32_t t = (int32_t)v;
-      const float f = v - (float)t;
-      if (half_even)
-        t += (f > 0.5f || (f == 0.5f && (t & 1))) ? 1 : ((f < -0.5f || (f == -0.5f && (t & 1))) ? -1 : 0);
-      else
-        t += f >= 0.5f ? 1 : (f <= -0.5f ? -1 : 0);
-      q = t + zero;
-      q = q < lo ? lo : (q > hi ? hi : q);
-    }
-    dst[i] = (uint8_t)q;
-  }
-}
-
 void mlk_qadd_8(const void *a, int a_signed, float sa, int32_t za, const void *b, int b_signed, float sb, int32_t zb,
                 size_t n, int act, float so, int32_t zo, int out_signed, void *y) {
   float fa[256], fb[256];
   for (size_t i0 = 0; i0 < n; i0 += 256) {
     const size_t m = n - i0 < 256 ? n - i0 : 256;
-    mlk_dequantize_8((const uint8_t *)a + i0, a_signed, m, sa, za, fa);
-    mlk_dequantize_8((const uint8_t *)b + i0, b_signed, m, sb, zb, fb);
+    mlk_dequantize_row_((const uint8_t *)a + i0, a_signed, m, sa, za, fa);
+    mlk_dequantize_row_((const uint8_t *)b + i0, b_signed, m, sb, zb, fb);
     for (size_t i = 0; i < m; i++) fa[i] += fb[i];
     if (act) mlk_activate(fa, m, act, 0, 0);
-    mlk_quantize_8(fa, m, so, zo, out_signed, 0, (uint8_t *)y + i0);
+    mlk_quantize_row_(fa, m, so, zo, out_signed, 0, (uint8_t *)y + i0);
   }
 }

@@ -56,7 +56,7 @@ enum Quant {
     }
 }
 
-/// ONNX QuantizeLinear / DequantizeLinear (per tensor or per axis), and TFLite QUANTIZE.
+/// ONNX QuantizeLinear / DequantizeLinear (per tensor or per axis), TFLite QUANTIZE, and the pair of them.
 let quantizationKernels: [(String, KernelFactory)] = [
     ("DequantizeLinear", { pc in
         let n = pc.node
@@ -98,7 +98,24 @@ let quantizationKernels: [(String, KernelFactory)] = [
             return [y]
         }
     }),
+    quantizeDequantizeKernel,
 ]
+
+/// QuantizeLinear -> DequantizeLinear with one scale and 8-bit zero point, run as one float pass
+/// (FusionPlan.unaryChain "QuantizeDequantize"; the node is the QuantizeLinear, its input x).
+let quantizeDequantizeKernel: (String, KernelFactory) = ("QuantizeDequantize", { pc in
+    let n = pc.node
+    guard n.inputs.count == 3, let s = n.inputs[1], let z = n.inputs[2],
+          let scale = pc.graph.values[s].constant?.doubles(limit: 1)?.first, let zc = pc.graph.values[z].constant,
+          let zero = zc.doubles(limit: 1)?.first else { throw pc.fail("quantization parameters that are not constants") }
+    let signed: Int32 = zc.dtype == .int8 ? 1 : 0
+    return { ins, ctx in
+        let x = try requireFloat(ins.first ?? nil, node: n)
+        let y = try ctx.alloc(x.shape, .float32)
+        mlk_quantize_dequantize_8(x.floats, x.count, Float(scale), Int32(zero), signed, y.floats)
+        return [y]
+    }
+})
 
 /// Runs a float kernel on a TFLite node with quantized tensors: quantized inputs are dequantized
 /// (constants once, at plan time), the float kernel computes, and quantized outputs are

@@ -270,6 +270,9 @@ void mlk_dequantize_8(const void *x, int in_signed, size_t n, float scale, int32
 /// Per-tensor quantization to int8 / uint8: round(x / scale) (half to even, or half away from
 /// zero) + zero, saturated; NaN becomes the zero point.
 void mlk_quantize_8(const float *x, size_t n, float scale, int32_t zero, int out_signed, int half_even, void *y);
+/// y = dequantize(quantize(x)) with one scale and zero point (ONNX rounding, half to even): a
+/// QuantizeLinear -> DequantizeLinear pair in one pass; y may be x.
+void mlk_quantize_dequantize_8(const float *x, size_t n, float scale, int32_t zero, int is_signed, float *y);
 /// y = quantize(dequantize(a) + dequantize(b)), elementwise over n values of int8 / uint8, with a
 /// clamping activation (kinds 1-3 of mlk_activate) before quantizing: the float path of a quantized
 /// ADD in one pass.

@@ -16,8 +16,9 @@ public struct FusionPlan: Sendable {
     /// First node of a chain of elementwise nodes that one unary kernel runs -> that kernel's op
     /// and input: "SiLU" for Sigmoid(x) * x, "Gelu" for GELU written out as x / sqrt(2) (or
     /// x * 1/sqrt(2)) -> Erf -> + 1 -> * x -> * 0.5 (or * 0.5 -> * x), "HardSwish" for
-    /// x + 3 -> Clip(0, 6) -> * x -> / 6 (or / 6 -> * x; / 6 also as * 1/6). The chain's other
-    /// nodes are in `fusedInto`.
+    /// x + 3 -> Clip(0, 6) -> * x -> / 6 (or / 6 -> * x; / 6 also as * 1/6), "QuantizeDequantize"
+    /// for QuantizeLinear -> DequantizeLinear with the same per-tensor parameters. The chain's
+    /// other nodes are in `fusedInto`.
     public var unaryChain: [Int: (op: String, input: ValueID)] = [:]
 
     /// What the plan needs to know of constant values (the executor also counts values it
@@ -165,7 +166,8 @@ public struct FusionPlan: Sendable {
 extension FusionPlan {
     /// SiLU, GELU and hard-swish written out as elementwise ops (as torch exports nn.SiLU and
     /// nn.GELU below opset 20, paddle2onnx hard-swish): each chain becomes one kernel, as
-    /// onnxruntime fuses them.
+    /// onnxruntime fuses them. Also QuantizeLinear -> DequantizeLinear with one scale and zero
+    /// point: "QuantizeDequantize".
     static func findUnaryChains(_ graph: Graph, _ constants: Constants, _ readers: Readers, _ plan: inout FusionPlan) {
         func scalar(_ v: ValueID?) -> Float? {
             guard let v, let t = constants.type(v), t.dtype == .float32, t.shape.reduce(1, *) == 1 else { return nil }
@@ -232,8 +234,25 @@ extension FusionPlan {
                 guard (m1.other == x && near(scalar(m2.other), 0.5)) || (near(scalar(m1.other), 0.5) && m2.other == x) else { continue }
                 plan.unaryChain[i] = ("Gelu", x)
                 for k in [erf.node, add.node, m1.node, m2.node] { plan.fusedInto[k] = i }
+            case "QuantizeLinear":
+                // A float value quantized and at once dequantized with the same parameters (QDQ
+                // models between float ops): one pass, float to float, no int8 copy in between.
+                guard let x = node.inputs.first ?? nil, isFloat(x), node.inputs.count == 3, let q = sameQuantization(node, plan),
+                      let dq = readers.sole(out), plan.fusedInto[dq] == nil, plan.unaryChain[dq] == nil else { continue }
+                let d = graph.nodes[dq]
+                guard d.op.rawValue == "DequantizeLinear", d.inputs.count == 3, d.inputs[0] == out, d.outputs.count == 1,
+                      isFloat(d.outputs[0]), (d.int("block_size") ?? 0) == 0, sameQuantization(d, plan) == q else { continue }
+                plan.unaryChain[i] = ("QuantizeDequantize", x)
+                plan.fusedInto[dq] = i
             default: continue
             }
+        }
+        /// A (De)QuantizeLinear's constant per-tensor scale and 8-bit zero point, and whether it is signed.
+        func sameQuantization(_ n: Node, _ plan: FusionPlan) -> [Float]? {
+            guard (n.int("block_size") ?? 0) == 0, let s = n.inputs[1], let z = n.inputs[2], let st = constants.type(s), let zt = constants.type(z),
+                  st.dtype == .float32, st.shape.reduce(1, *) == 1, [DType.int8, .uint8].contains(zt.dtype), zt.shape.reduce(1, *) == 1,
+                  let scale = constants.floats(s)?.first, let zero = constants.floats(z)?.first, scale > 0, scale.isFinite else { return nil }
+            return [scale, zero, zt.dtype == .int8 ? 1 : 0]
         }
     }
 }

@@ -1,0 +1,66 @@
+import CKernels
+import ModelRuntime
+import XCTest
+
+/// Per-tensor quantization to int8 / uint8, dequantization, and the QuantizeLinear ->
+/// DequantizeLinear pair in one pass, which take 16-wide vectors where the CPU has AVX-512,
+/// against the ONNX and TFLite definitions written here one element at a time: q = saturate(
+/// round(x / scale) + zero), half to even (ONNX) or half away from zero (TFLite), NaN to the zero
+/// point; x' = (q - zero) * scale. Values include exact ties (k + 1/2 steps), NaN, infinities,
+/// values that saturate, and lengths that leave a partial vector and span several tasks.
+final class QuantizationKernelTests: XCTestCase {
+    func testVectorFormsMatchTheDefinition() {
+        defer { mlk_set_threads(1); Executor.preferAVX512(true) }
+        var state: UInt64 = 5
+        func next() -> UInt64 {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return state >> 33
+        }
+        let scale: Float = 0.0234375   // 3/128: k / 2 * scale is exact, so ties stay ties
+        let n = 40_003
+        let x: [Float] = (0..<n).map { _ in
+            switch next() % 8 {
+            case 0: return [Float.nan, .infinity, -.infinity, 0, -0.0, 1e30, -1e30][Int(next() % 7)]
+            case 1, 2: return Float(Int(next() % 600) - 300) / 2 * scale   // ties and integers
+            default: return (Float(next() % 1_000_000) / 1_000_000 - 0.5) * 400 * scale
+            }
+        }
+        func quantized(_ v: Float, zero: Int32, signed: Bool, halfEven: Bool) -> Int32 {
+            let q = v / scale
+            if q.isNaN { return zero }
+            let r = halfEven ? q.rounded(.toNearestOrEven) : q.rounded(.toNearestOrAwayFromZero)
+            let (lo, hi): (Float, Float) = signed ? (-128, 127) : (0, 255)
+            return Int32(min(max(r + Float(zero), lo), hi))
+        }
+        for avx512 in [false, true] where !avx512 || Executor.avx512Available {
+            Executor.preferAVX512(avx512)
+            for threads in [1, 2] {
+                mlk_set_threads(Int32(threads))
+                for (signed, zero) in [(true, Int32(-3)), (false, Int32(128)), (false, Int32(0))] {
+                    for halfEven in [true, false] {
+                        var q = [UInt8](repeating: 0, count: n)
+                        mlk_quantize_8(x, n, scale, zero, signed ? 1 : 0, halfEven ? 1 : 0, &q)
+                        let bad = (0..<n).first { i in
+                            let got = signed ? Int32(Int8(bitPattern: q[i])) : Int32(q[i])
+                            return got != quantized(x[i], zero: zero, signed: signed, halfEven: halfEven)
+                        }
+                        XCTAssertNil(bad.map { "x \(x[$0]) gave \(q[$0])" }, "quantize signed \(signed) zero \(zero) half-even \(halfEven) threads \(threads) avx512 \(avx512)")
+                        var y = [Float](repeating: 0, count: n)
+                        mlk_dequantize_8(q, signed ? 1 : 0, n, scale, zero, &y)
+                        let badD = (0..<n).first { i in
+                            let v = signed ? Int32(Int8(bitPattern: q[i])) : Int32(q[i])
+                            return y[i].bitPattern != (Float(v - zero) * scale).bitPattern
+                        }
+                        XCTAssertNil(badD, "dequantize signed \(signed) zero \(zero) threads \(threads) avx512 \(avx512)")
+                    }
+                    var pair = [Float](repeating: 0, count: n)
+                    mlk_quantize_dequantize_8(x, n, scale, zero, signed ? 1 : 0, &pair)
+                    let badP = (0..<n).first { i in
+                        pair[i].bitPattern != (Float(quantized(x[i], zero: zero, signed: signed, halfEven: true) - zero) * scale).bitPattern
+                    }
+                    XCTAssertNil(badP.map { "x \(x[$0]) gave \(pair[$0])" }, "quantize-dequantize signed \(signed) zero \(zero) threads \(threads) avx512 \(avx512)")
+                }
+            }
+        }
+    }
+}
