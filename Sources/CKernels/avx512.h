@@ -77,6 +77,41 @@ AVX512 static inline void window_masks(const mlk_conv *p, int ow0, int nch, __mm
     }
 }
 
+// dst[i * ldd + c] = src[c * lds + i] for i, c < 16: a 16 x 16 block transposed in registers
+// (unpack within 128-bit lanes, then two rounds of lane shuffles).
+// r[i] (row i of a 16 x 16 block) -> o[j] (column j).
+AVX512 static inline __attribute__((always_inline)) void transpose16_regs(__m512 *r, __m512 *o) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+  }
+  // r[4g + j], 128-bit lane L: column 4L + j of rows 4g .. 4g+3. Column 4L + j of all 16 rows is
+  // lane L of r[j], r[4 + j], r[8 + j], r[12 + j], gathered by two rounds of lane shuffles (0x88
+  // keeps lanes 0 and 2 of each source, 0xDD lanes 1 and 3).
+  for (int j = 0; j < 4; j++) {
+    const __m512 u = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88), v = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
+    const __m512 u2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88), v2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
+    o[j] = _mm512_shuffle_f32x4(u, u2, 0x88);
+    o[8 + j] = _mm512_shuffle_f32x4(u, u2, 0xDD);
+    o[4 + j] = _mm512_shuffle_f32x4(v, v2, 0x88);
+    o[12 + j] = _mm512_shuffle_f32x4(v, v2, 0xDD);
+  }
+}
+
+AVX512 static inline __attribute__((always_inline)) void transpose16(const float *src, long lds, float *dst, long ldd) {
+  __m512 r[16], o[16];
+  for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + (long)i * lds);
+  transpose16_regs(r, o);
+  for (int j = 0; j < 16; j++) _mm512_storeu_ps(dst + (long)j * ldd, o[j]);
+}
+
 #else
 #define MLK_AVX512_BUILD 0
 #endif

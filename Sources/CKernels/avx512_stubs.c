@@ -74,6 +74,10 @@ void mlk_cot_strip_avx512_(int n, int s, int kc, const float *x, const long *off
                            const float *pf, int npf) {
   (void)n; (void)s; (void)kc; (void)x; (void)off; (void)wt; (void)ct; (void)first; (void)pf; (void)npf;
 }
+void mlk_transpose_block_avx512_(const float *src, long lds, long ni, long nk, float *dst, long ldd) {
+  (void)src; (void)lds; (void)ni; (void)nk; (void)dst; (void)ldd;
+  abort();
+}
 void mlk_interleave16_avx512_(const float *src, long lds, int nch, int n, float *dst) {
   (void)src; (void)lds; (void)nch; (void)n; (void)dst;
 }

@@ -207,6 +207,8 @@ void mlk_cot_strip_avx512_(int n, int s, int kc, const float *x, const long *off
 /// wt[k][c] = w[c][k] for k < kk, c < 32 (rows c >= nrows are zero): 32 output channels' weights
 /// (rows of kk floats, row stride ldw) as the panel mlk_cot_strip_avx512_ reads.
 void mlk_cot_pack_avx512_(int kk, int nrows, const float *w, long ldw, float *wt);
+/// dst[i * ldd + k] = src[k * lds + i] for i < ni, k < nk: a transposition of 4-byte elements.
+void mlk_transpose_block_avx512_(const float *src, long lds, long ni, long nk, float *dst, long ldd);
 /// dst[i][c] = src[c * lds + i] for i < n, c < 16 (0 for c >= nch): n pixels of 16 NCHW planes
 /// (nch of them real) interleaved, as the channels-as-vectors path reads its input.
 void mlk_interleave16_avx512_(const float *src, long lds, int nch, int n, float *dst);

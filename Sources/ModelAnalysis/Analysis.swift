@@ -93,16 +93,20 @@ public enum ModelAnalyzer {
 
     public static func analyze(_ model: Model, profile: HardwareProfile, bindings given: [String: Int] = [:], threads: Int = 1) -> AnalysisReport {
         let g = model.graph
-        // Weights: constants, and constants decoded at load time (TFLite DEQUANTIZE, ONNX DequantizeLinear of a constant).
+        // Weights: constants, and what the executor computes from constants alone before the
+        // first run (ConstantFolding): weights decoded (TFLite DEQUANTIZE, ONNX DequantizeLinear,
+        // Cast, Densify) or transposed (torch's Linear exports MatMul(x, Transpose(W))), and shape
+        // arithmetic. Their nodes cost nothing per run; the reader of their outputs reads weights.
         var weights = Set(g.values.filter { $0.constant != nil }.map(\.id))
         var loadTime = Set<Int>()
         var weightSource: [ValueID: ValueID] = [:]
-        for (i, n) in g.nodes.enumerated() where ["Dequantize", "DequantizeLinear", "Cast", "Densify"].contains(n.op.rawValue) {
-            if let src = n.inputs.first ?? nil, weights.contains(src), let out = n.outputs.first {
+        for i in ConstantFolding.foldable(g).sorted() where g.nodes[i].op.rawValue != "Constant" {
+            let n = g.nodes[i]
+            for out in n.outputs {
                 weights.insert(out)
-                weightSource[out] = weightSource[src] ?? src
-                loadTime.insert(i)
+                if let src = n.inputs.first ?? nil { weightSource[out] = weightSource[src] ?? src }
             }
+            loadTime.insert(i)
         }
         let structure = Structure.analyze(g)
         var bindings = given

@@ -1,5 +1,6 @@
 import CKernels
 import Foundation
+import ModelRuntime
 import ModelLensTestSupport
 import XCTest
 
@@ -7,6 +8,33 @@ import XCTest
 /// permutations, reversed and stepped slices, broadcasts and element sizes 1-8, on 1 and 2 threads
 /// (large copies split into tasks).
 final class StridedCopyTests: XCTestCase {
+    /// Transpositions of 4-byte elements (the input's unit stride on the output's second-to-last
+    /// dimension: NCHW <-> NHWC), which go in 16 x 16 blocks, on both kernel paths, 1 and 2
+    /// threads, with ragged edges and several bands of rows per image.
+    func testTranspositionsMatchAnIndexWalk() {
+        defer { mlk_set_threads(1); Executor.preferAVX512(true) }
+        for avx512 in [false, true] where !avx512 || Executor.avx512Available {
+            Executor.preferAVX512(avx512)
+            for (n, c, hw) in [(1, 96, 3136), (2, 37, 700), (1, 1000, 19), (3, 16, 16), (1, 5, 4), (2, 700, 37)] {
+                for toChannelsLast in [true, false] {
+                    // Output [n][hw][c] from x[n][c][hw], or [n][c][hw] from x[n][hw][c].
+                    let (rows, cols) = toChannelsLast ? (hw, c) : (c, hw)
+                    let shape = [n, rows, cols], strides = [c * hw, 1, rows]
+                    let x = (0..<(n * c * hw)).map { Float($0) }
+                    var want = [Float](repeating: 0, count: x.count)
+                    for b in 0..<n { for i in 0..<rows { for k in 0..<cols { want[(b * rows + i) * cols + k] = x[b * c * hw + k * rows + i] } } }
+                    for threads: Int32 in [1, 2] {
+                        mlk_set_threads(threads)
+                        var got = [Float](repeating: -1, count: x.count)
+                        mlk_copy_strided(x, &got, 3, shape.map { CLong($0) }, strides.map { CLong($0) }, 4)
+                        XCTAssertEqual(got, want, "n \(n) c \(c) hw \(hw) to channels-last \(toChannelsLast), \(threads) thread(s), avx512 \(avx512)")
+                    }
+                }
+            }
+        }
+    }
+
+
     func testStridedCopiesMatchAnIndexWalk() {
         defer { mlk_set_threads(1) }
         var rng = Rng(s: 31)
