@@ -84,6 +84,10 @@ void mlk_interleave16_avx512_(const float *src, long lds, int nch, int n, float 
 void mlk_cot_pack_avx512_(int kk, int nrows, const float *w, long ldw, float *wt) {
   (void)kk; (void)nrows; (void)w; (void)ldw; (void)wt;
 }
+void mlk_global_max_avx512_(int planes, int inner, const float *x, float *y) {
+  (void)planes; (void)inner; (void)x; (void)y;
+  abort();
+}
 void mlk_global_mean_avx512_(int planes, int inner, int blocked, const float *x, float *y) {
   (void)planes; (void)inner; (void)blocked; (void)x; (void)y;
   abort();

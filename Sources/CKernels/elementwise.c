@@ -344,6 +344,56 @@ static inline int64_t int_op(int op, int64_t x, int64_t z) {
     STORE;                                                                                   \
   }
 
+// Rows of one integer type on both sides, each operand contiguous (step 1) or one value
+// repeated (step 0): the op chosen once for the whole row, so that the loops vectorise (a
+// one-hot Equal over 2048 x 257 int32 took 2 ns an element with the op chosen per element).
+#define FAST_LOOP(T, OUT, EXPR)                                              \
+  do {                                                                       \
+    const T *pa = (const T *)a, *pb = (const T *)b;                          \
+    OUT *dst = (OUT *)y;                                                     \
+    if (ai && bi) {                                                          \
+      for (long k = 0; k < n; k++) { const T x = pa[k], z = pb[k]; dst[k] = (OUT)(EXPR); } \
+    } else if (bi) {                                                         \
+      const T x = pa[0];                                                     \
+      for (long k = 0; k < n; k++) { const T z = pb[k]; dst[k] = (OUT)(EXPR); } \
+    } else if (ai) {                                                         \
+      const T z = pb[0];                                                     \
+      for (long k = 0; k < n; k++) { const T x = pa[k]; dst[k] = (OUT)(EXPR); } \
+    } else {                                                                 \
+      const T x = pa[0], z = pb[0];                                          \
+      for (long k = 0; k < n; k++) dst[k] = (OUT)(EXPR);                     \
+    }                                                                        \
+  } while (0)
+#define FAST_OPS(T, OUT)                                                     \
+  switch (op) {                                                              \
+    case MLK_IADD: FAST_LOOP(T, OUT, (T)((uint64_t)x + (uint64_t)z)); return 1; \
+    case MLK_ISUB: FAST_LOOP(T, OUT, (T)((uint64_t)x - (uint64_t)z)); return 1; \
+    case MLK_IMAX: FAST_LOOP(T, OUT, x > z ? x : z); return 1;                \
+    case MLK_IMIN: FAST_LOOP(T, OUT, x < z ? x : z); return 1;                \
+    case MLK_IEQ: FAST_LOOP(T, OUT, x == z); return 1;                       \
+    case MLK_INE: FAST_LOOP(T, OUT, x != z); return 1;                       \
+    case MLK_IGT: FAST_LOOP(T, OUT, x > z); return 1;                        \
+    case MLK_ILT: FAST_LOOP(T, OUT, x < z); return 1;                        \
+    case MLK_IGE: FAST_LOOP(T, OUT, x >= z); return 1;                       \
+    case MLK_ILE: FAST_LOOP(T, OUT, x <= z); return 1;                       \
+    default: return 0;                                                       \
+  }
+
+static int int_row_fast(int op, long n, const void *a, long ai, int ae, const void *b, long bi, int be, void *y, int ye) {
+  if (ae != be || ai < 0 || ai > 1 || bi < 0 || bi > 1) return 0;
+  const int compare = op == MLK_IEQ || op == MLK_INE || op == MLK_IGT || op == MLK_ILT || op == MLK_IGE || op == MLK_ILE;
+  // Comparisons give bool (1 byte); arithmetic keeps the operands' type.
+  if (compare ? ye != 1 : ye != ae) return 0;
+  if (ae == 4) {
+    if (compare) { FAST_OPS(int32_t, uint8_t) } else { FAST_OPS(int32_t, int32_t) }
+  } else if (ae == 8) {
+    if (compare) { FAST_OPS(int64_t, uint8_t) } else { FAST_OPS(int64_t, int64_t) }
+  }
+  return 0;
+}
+#undef FAST_OPS
+#undef FAST_LOOP
+
 void mlk_binary_int(int op, int rank, const long *shape, const void *a, const long *as, int ae, const void *b, const long *bs,
                     int be, void *y, int ye) {
   long total = 1;
@@ -354,6 +404,10 @@ void mlk_binary_int(int op, int rank, const long *shape, const void *a, const lo
   for (long row = 0, out = 0; row < total / n; row++, out += n) {
     long ao = 0, bo = 0;
     for (int d = 0; d < rank - 1; d++) { ao += idx[d] * as[d]; bo += idx[d] * bs[d]; }
+    if (int_row_fast(op, n, (const char *)a + ao * ae, ai, ae, (const char *)b + bo * be, bi, be, (char *)y + out * ye, ye)) {
+      for (int d = rank - 2; d >= 0; d--) { if (++idx[d] < shape[d]) break; idx[d] = 0; }
+      continue;
+    }
     if (ye == 8) { int64_t *dst = (int64_t *)y + out; INT_ROW(dst[k] = r) }
     else if (ye == 4) { int32_t *dst = (int32_t *)y + out; INT_ROW(dst[k] = (int32_t)r) }
     else { uint8_t *dst = (uint8_t *)y + out; INT_ROW(dst[k] = r != 0) }

@@ -179,6 +179,8 @@ void mlk_avgpool_plane_avx512_(const mlk_conv *p, const float *plane, float *dst
 void mlk_avgpool_nhwc_row_avx512_(const mlk_conv *p, int include_pad, const float *xn, float *yn, int oh);
 /// Output row `oh` of a max pooling over NHWC data (one image: xn, yn).
 void mlk_maxpool_nhwc_row_avx512_(const mlk_conv *p, const float *xn, float *yn, int oh);
+/// mlk_global_max's AVX-512 path, for `planes` planes from x.
+void mlk_global_max_avx512_(int planes, int inner, const float *x, float *y);
 /// mlk_global_mean's AVX-512 path.
 void mlk_global_mean_avx512_(int planes, int inner, int blocked, const float *x, float *y);
 /// y[j] = alpha * sum_q w[j * ldw + q] x[q] + beta * y[j] for j < n, q < k (y unread for beta 0).

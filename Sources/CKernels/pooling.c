@@ -24,6 +24,32 @@ void mlk_global_mean(int planes, int inner, int blocked, const float *x, float *
   }
 }
 
+// The largest value of each plane; a NaN is passed over (as the NHWC max pooling does) and an
+// empty plane gives -inf. Planes shared among threads in fixed groups.
+typedef struct { int inner, per, planes; const float *x; float *y; } gmax_job;
+
+static void global_max_task(void *ctx, int t) {
+  const gmax_job *j = ctx;
+  const int i0 = t * j->per, i1 = i0 + j->per < j->planes ? i0 + j->per : j->planes;
+  if (mlk_use_avx512_()) {
+    mlk_global_max_avx512_(i1 - i0, j->inner, j->x + (size_t)i0 * j->inner, j->y + i0);
+    return;
+  }
+  for (int i = i0; i < i1; i++) {
+    const float *xi = j->x + (size_t)i * j->inner;
+    float m = -INFINITY;
+    for (int k = 0; k < j->inner; k++) m = xi[k] > m ? xi[k] : m;
+    j->y[i] = m;
+  }
+}
+
+void mlk_global_max(int planes, int inner, const float *x, float *y) {
+  if (planes <= 0) return;
+  gmax_job job = {inner, 1, planes, x, y};
+  job.per = inner >= 16384 ? 1 : 16384 / (inner > 0 ? inner : 1);
+  mlk_parallel_((planes + job.per - 1) / job.per, global_max_task, &job);
+}
+
 // Pooling over one NCHW plane, tap by tap: every tap's valid outputs are combined into dst,
 // by max (NaN wins) or by sum.
 static void pool_taps(const mlk_conv *p, const float *plane, float *dst, int max) {

@@ -166,6 +166,27 @@ AVX512 void mlk_global_mean_avx512_(int planes, int inner, int blocked, const fl
   }
 }
 
+// mlk_global_max's planes: four vector maxima in flight, max(v, acc) passing over NaN.
+AVX512 void mlk_global_max_avx512_(int planes, int inner, const float *x, float *y) {
+  const int i16 = inner / 16 * 16;
+  const __mmask16 tail = (__mmask16)((1u << (inner - i16)) - 1);
+  const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
+  for (int i = 0; i < planes; i++) {
+    const float *xi = x + (size_t)i * inner;
+    __m512 m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
+    int j = 0;
+    for (; j + 64 <= i16; j += 64) {
+      m0 = _mm512_max_ps(_mm512_loadu_ps(xi + j), m0);
+      m1 = _mm512_max_ps(_mm512_loadu_ps(xi + j + 16), m1);
+      m2 = _mm512_max_ps(_mm512_loadu_ps(xi + j + 32), m2);
+      m3 = _mm512_max_ps(_mm512_loadu_ps(xi + j + 48), m3);
+    }
+    for (; j < i16; j += 16) m0 = _mm512_max_ps(_mm512_loadu_ps(xi + j), m0);
+    if (tail) m1 = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, tail, xi + i16), m1);
+    y[i] = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
+  }
+}
+
 // Max pooling over NHWC data, output row oh of one image: channels as vectors, 64 at a time,
 // each window's taps a run of vector maxima. As the portable loop: a NaN input is passed over
 // (max(v, acc) keeps acc when v is NaN), and a window with no input inside gives -inf.

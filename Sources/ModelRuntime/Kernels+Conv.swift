@@ -378,12 +378,7 @@ let convKernels: [(String, KernelFactory)] = {
                     mlk_global_mean(Int32(x.shape[0] * c), Int32(inner), blocked ? 1 : 0, x.floats, y.floats)
                     return [y]
                 }
-                for i in 0..<(x.shape[0] * c) {
-                    let base = x.floats + i * inner
-                    var m = -Float.infinity
-                    for j in 0..<inner { m = max(m, base[j]) }
-                    y.floats[i] = m
-                }
+                mlk_global_max(Int32(x.shape[0] * c), Int32(inner), x.floats, y.floats)
                 return [y]
             }
         }))

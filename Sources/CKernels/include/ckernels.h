@@ -192,6 +192,8 @@ void mlk_blocked_from_nchw(int n, int c, int hw, const float *x, float *y);
 /// (NCHW), or of channel-blocked input (`blocked`: planes a multiple of 16, [planes/16][inner][16]).
 /// Summed in double.
 void mlk_global_mean(int planes, int inner, int blocked, const float *x, float *y);
+/// y[i] = the largest of plane i's `inner` values (a NaN passed over; -inf for none): GlobalMaxPool.
+void mlk_global_max(int planes, int inner, const float *x, float *y);
 void mlk_nchw_from_blocked(int n, int c, int hw, const float *x, float *y);
 /// Max pooling of NCHW x (in_c a multiple of 16) into channel-blocked y, with scratch of
 /// 16 * out_h * out_w floats.

@@ -1,4 +1,5 @@
 import CKernels
+import ModelLensTestSupport
 import ModelRuntime
 import XCTest
 
@@ -45,6 +46,52 @@ final class BinaryKernelTests: XCTestCase {
                             XCTAssertNil(bad, "\(name) rows of \(inner) repeated \(repeated) threads \(threads) avx512 \(avx512)")
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// Integer comparisons and arithmetic with broadcasting (mlk_binary_int: shape arithmetic,
+    /// one-hot encodings), int32 and int64, against the same op on Swift integers element by element.
+    func testIntegerBinaryOpsMatchSwiftArithmetic() throws {
+        var rng = Rng(s: 13)
+        typealias IntOp = (code: Int32, name: String, f: (Int64, Int64) -> Int64, compare: Bool)
+        func flag(_ b: Bool) -> Int64 { b ? 1 : 0 }
+        var ops: [IntOp] = []
+        ops.append((Int32(MLK_IADD), "add", { $0 &+ $1 }, false))
+        ops.append((Int32(MLK_ISUB), "sub", { $0 &- $1 }, false))
+        ops.append((Int32(MLK_IMAX), "max", { max($0, $1) }, false))
+        ops.append((Int32(MLK_IMIN), "min", { min($0, $1) }, false))
+        ops.append((Int32(MLK_IEQ), "eq", { flag($0 == $1) }, true))
+        ops.append((Int32(MLK_INE), "ne", { flag($0 != $1) }, true))
+        ops.append((Int32(MLK_IGT), "gt", { flag($0 > $1) }, true))
+        ops.append((Int32(MLK_ILT), "lt", { flag($0 < $1) }, true))
+        ops.append((Int32(MLK_IGE), "ge", { flag($0 >= $1) }, true))
+        ops.append((Int32(MLK_ILE), "le", { flag($0 <= $1) }, true))
+        // [rows, cols] against [rows, cols], [1, cols] (a repeated row) and [rows, 1] (a repeated column).
+        let (rows, cols) = (37, 257)
+        for elem in [4, 8] {
+            let a = (0..<(rows * cols)).map { _ in Int64(rng.next(9)) - 4 }
+            let b = (0..<(rows * cols)).map { _ in Int64(rng.next(9)) - 4 }
+            func bytes(_ v: [Int64]) -> [UInt8] {
+                elem == 8 ? v.withUnsafeBytes { Array($0) } : v.map { Int32($0) }.withUnsafeBytes { Array($0) }
+            }
+            let ab = bytes(a), bb = bytes(b)
+            for (bStrides, label) in [([cols, 1], "whole"), ([0, 1], "row"), ([1, 0], "column")] {
+                for (op, name, f, compare) in ops {
+                    let ye = compare ? 1 : elem
+                    var y = [UInt8](repeating: 0xCD, count: rows * cols * ye)
+                    mlk_binary_int(op, 2, [CLong(rows), CLong(cols)], ab, [CLong(cols), 1], Int32(elem), bb, bStrides.map { CLong($0) },
+                                   Int32(elem), &y, Int32(ye))
+                    let bad = (0..<(rows * cols)).first { i in
+                        let (r, c) = (i / cols, i % cols)
+                        let want = f(a[i], b[r * bStrides[0] + c * bStrides[1]])
+                        let got: Int64 = y.withUnsafeBytes { p in
+                            ye == 1 ? Int64(p[i]) : ye == 4 ? Int64(p.load(fromByteOffset: i * 4, as: Int32.self)) : p.load(fromByteOffset: i * 8, as: Int64.self)
+                        }
+                        return got != want
+                    }
+                    XCTAssertNil(bad, "\(name) int\(elem * 8) against a \(label)")
                 }
             }
         }

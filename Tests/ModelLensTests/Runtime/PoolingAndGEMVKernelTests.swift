@@ -3,7 +3,7 @@ import ModelRuntime
 import ModelLensTestSupport
 import XCTest
 
-/// Max pooling, global means and the batch-1 matrix-vector product.
+/// Max pooling, global means and maxima, and the batch-1 matrix-vector product.
 /// (The helpers and geometry generators are ConvKernelTests'.)
 extension ConvKernelTests {
     /// NCHW max pooling, AVX-512 against the portable loop, bit for bit: 3x3 stride 2 with a left
@@ -176,6 +176,28 @@ extension ConvKernelTests {
                 let label = "\(planes) planes of \(inner) (\(avx ? "AVX-512" : "portable"))"
                 XCTAssertLessThanOrEqual(zip(y, want).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 1, 1e-7, label)
                 XCTAssertLessThanOrEqual(zip(yb, want).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 1, 1e-7, "\(label), blocked")
+            }
+        }
+    }
+
+    /// Global max pooling (mlk_global_max), AVX-512 and portable, 1 and 2 threads: against the
+    /// largest value found one by one, NaN passed over, on planes with and without a tail of 16
+    /// (and more planes than one task takes).
+    func testGlobalMaximaMatchALinearScan() throws {
+        defer { mlk_set_threads(1); Executor.preferAVX512(Executor.avx512Available) }
+        var rng = Rng(s: 9)
+        for (planes, inner) in [(1280, 49), (32, 1), (48, 17), (16, 64), (3, 508), (2, 20000)] {
+            var x = (0..<(planes * inner)).map { _ in rng.float() * 100 - 50 }
+            for i in stride(from: 7, to: x.count, by: 97) { x[i] = .nan }
+            let want = (0..<planes).map { i in (0..<inner).reduce(-Float.infinity) { m, k in x[i * inner + k] > m ? x[i * inner + k] : m } }
+            for avx in Executor.avx512Available ? [true, false] : [false] {
+                Executor.preferAVX512(avx)
+                for threads: Int32 in [1, 2] {
+                    mlk_set_threads(threads)
+                    var y = [Float](repeating: .nan, count: planes)
+                    mlk_global_max(Int32(planes), Int32(inner), x, &y)
+                    XCTAssertEqual(y, want, "\(planes) planes of \(inner) (\(avx ? "AVX-512" : "portable"), \(threads) threads)")
+                }
             }
         }
     }
