@@ -51,6 +51,45 @@ final class BinaryKernelTests: XCTestCase {
         }
     }
 
+    /// mlk_binary with numpy broadcasting over 4-D shapes (each operand's dimensions either the
+    /// output's or 1: a squeeze-excitation scale [1, C, 1, 1] against [1, C, H, W], a bias per
+    /// channel, a row against a column), against an index walk with one Float operation per element.
+    func testBroadcastOpsMatchAnIndexWalk() {
+        defer { mlk_set_threads(1) }
+        var state: UInt64 = 3
+        func next(_ n: Int) -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int(state >> 33) % n
+        }
+        let ops: [(Int32, (Float, Float) -> Float)] = [(Int32(MLK_ADD), { $0 + $1 }), (Int32(MLK_MUL), { $0 * $1 }), (Int32(MLK_DIV), { $0 / $1 })]
+        for trial in 0..<200 {
+            let shape = (0..<4).map { _ in [1, 2, 3, 7, 16, 17][next(6)] }
+            let aDims = shape.map { next(3) == 0 ? 1 : $0 }, bDims = shape.map { next(3) == 0 ? 1 : $0 }
+            func strides(_ dims: [Int]) -> [Int] {
+                var s = [Int](repeating: 0, count: 4), step = 1
+                for d in stride(from: 3, through: 0, by: -1) { s[d] = dims[d] == 1 ? 0 : step; step *= dims[d] }
+                return s
+            }
+            let sa = strides(aDims), sb = strides(bDims)
+            let a = (0..<aDims.reduce(1, *)).map { _ in Float(next(2000) - 1000) / 64 }
+            let b = (0..<bDims.reduce(1, *)).map { _ in Float(next(2000) + 1) / 64 }
+            let (op, f) = ops[trial % ops.count]
+            let total = shape.reduce(1, *)
+            var want = [Float](repeating: 0, count: total)
+            for i in 0..<total {
+                var rem = i, oa = 0, ob = 0
+                for d in stride(from: 3, through: 0, by: -1) { let k = rem % shape[d]; rem /= shape[d]; oa += k * sa[d]; ob += k * sb[d] }
+                want[i] = f(a[oa], b[ob])
+            }
+            for threads: Int32 in [1, 2] {
+                mlk_set_threads(threads)
+                var y = [Float](repeating: .nan, count: total)
+                mlk_binary(op, 4, shape.map { CLong($0) }, a, sa.map { CLong($0) }, b, sb.map { CLong($0) }, &y)
+                XCTAssertEqual(y, want, "shape \(shape), a \(aDims), b \(bDims), op \(op), \(threads) threads")
+            }
+        }
+    }
+
     /// Integer comparisons and arithmetic with broadcasting (mlk_binary_int: shape arithmetic,
     /// one-hot encodings), int32 and int64, against the same op on Swift integers element by element.
     func testIntegerBinaryOpsMatchSwiftArithmetic() throws {
