@@ -6,7 +6,7 @@ median moves 30-50%). Prints the CPU model, each model's times and the ratio cur
 and the geometric mean of the ratios.
 
   Tools/bench-ab.py --baseline OTHER/.build/release/modellens [--current .build/release/modellens]
-                    [--rounds 3] [--runs 20] [--cpu 1] [--threads 1]"""
+                    [--rounds 3] [--runs 20] [--cpu 1] [--threads 1] [--models FILE ...]"""
 import argparse, glob, json, math, os, shutil, statistics, subprocess, sys
 
 from hostcpu import cpu_model
@@ -45,8 +45,9 @@ def main():
     p.add_argument('--warmup', type=int, default=5)
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--cpu', type=int, default=1)
+    p.add_argument('--models', nargs='+', help='model files (default: the set above, under .models/)')
     args = p.parse_args()
-    models = [m for m in (os.path.join(ROOT, '.models', x) for x in MODELS) if os.path.exists(m)]
+    models = [m for m in (args.models or [os.path.join(ROOT, '.models', x) for x in MODELS]) if os.path.exists(m)]
     if not models:
         sys.exit('no models: run make models')
     times = {(m, b): [] for m in models for b in ('baseline', 'current')}

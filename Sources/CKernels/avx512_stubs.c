@@ -78,6 +78,11 @@ void mlk_transpose_block_avx512_(const float *src, long lds, long ni, long nk, f
   (void)src; (void)lds; (void)ni; (void)nk; (void)dst; (void)ldd;
   abort();
 }
+void mlk_conv_grouped_avx512_(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *scale,
+                              const float *res, float *y, mlk_epilogue act) {
+  (void)p; (void)x; (void)w; (void)bias; (void)scale; (void)res; (void)y; (void)act;
+  abort();
+}
 void mlk_interleave16_avx512_(const float *src, long lds, int nch, int n, float *dst) {
   (void)src; (void)lds; (void)nch; (void)n; (void)dst;
 }

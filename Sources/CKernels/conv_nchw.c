@@ -263,6 +263,12 @@ static void pconv_task(void *ctx, int t) {
   }
 }
 
+int mlk_conv_grouped_direct(const mlk_conv *p) {
+  if (!mlk_use_avx512_() || p->groups <= 1 || p->in_c % p->groups || p->out_c % p->groups) return 0;
+  const int cin_g = p->in_c / p->groups, cout_g = p->out_c / p->groups;
+  return cin_g >= 2 && cout_g >= 1 && cout_g <= 16 && (p->stride_w == 1 || p->stride_w == 2) && p->k_w <= 16;   // DW_MAX_KW
+}
+
 int mlk_conv_nchw_residual_in_place_ok(const mlk_conv *p) {
   // Both AVX-512 paths (packed im2col and direct) store partial sums into y between blocks of
   // the reduction; with a single block the residual is read and the sum stored in the same
@@ -285,6 +291,11 @@ void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const floa
     subsample_job job = {p, x, xs};
     mlk_parallel_(p->batch * p->in_c, subsample_plane, &job);
     mlk_conv_nchw(&compact, xs, w, bias, scale, res, y, scratch, act, lo, hi);
+    return;
+  }
+  if (mlk_conv_grouped_direct(p)) {
+    mlk_conv_grouped_avx512_(p, x, w, bias, scale, res, y, (mlk_epilogue){act, lo, hi});
+    if (act == 4) mlk_activate(y, (size_t)p->batch * p->out_c * out_hw, act, lo, hi);
     return;
   }
   if (mlk_direct_ok_(p)) {

@@ -209,6 +209,10 @@ void mlk_cot_strip_avx512_(int n, int s, int kc, const float *x, const long *off
 /// wt[k][c] = w[c][k] for k < kk, c < 32 (rows c >= nrows are zero): 32 output channels' weights
 /// (rows of kk floats, row stride ldw) as the panel mlk_cot_strip_avx512_ reads.
 void mlk_cot_pack_avx512_(int kk, int nrows, const float *w, long ldw, float *wt);
+/// A grouped NCHW convolution where mlk_conv_grouped_direct(p) holds: OIHW weights as stored,
+/// then scale (or NULL) and bias per output channel, the residual and the activation.
+void mlk_conv_grouped_avx512_(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *scale,
+                              const float *res, float *y, mlk_epilogue act);
 /// dst[i * ldd + k] = src[k * lds + i] for i < ni, k < nk: a transposition of 4-byte elements.
 void mlk_transpose_block_avx512_(const float *src, long lds, long ni, long nk, float *dst, long ldd);
 /// dst[i][c] = src[c * lds + i] for i < n, c < 16 (0 for c >= nch): n pixels of 16 NCHW planes

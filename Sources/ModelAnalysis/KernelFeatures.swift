@@ -60,7 +60,8 @@ public enum KernelClassifier {
 
     /// The class of a node's kernel and the wider class that stands in for it. Convolutions
     /// by layout and window (pointwise; depthwise, stride 2 apart; 3x3 stride 1, which the
-    /// executor may run as Winograd; other windows; grouped); the other ops by family and op.
+    /// executor may run as Winograd; other windows; grouped, with few channels a group on the
+    /// direct kernel); the other ops by family and op.
     public static func classify(_ node: Node, in g: Graph, bindings: [String: Int] = [:]) -> (String, [String]) {
         let op = node.op.rawValue
         let layout = node.dataLayout == .nhwc ? "nhwc" : "nchw"
@@ -71,6 +72,11 @@ public enum KernelClassifier {
             if geo.groups > 1 && geo.inChannels == 1 && geo.outChannels == 1 {
                 (cls, wider) = geo.stride > 1 ? ("conv.depthwise.s2.\(layout)", ["conv.depthwise.\(layout)"]) : ("conv.depthwise.\(layout)", [])
             } else if geo.groups > 1 {
+                // Few channels a group (RegNet's 8 and 16): the direct kernel, not im2col and a GEMM per group.
+                if node.dataLayout != .nhwc, node.op.rawValue == "Conv", var p = convParameters(node, in: g, bindings: bindings),
+                   mlk_conv_grouped_direct(&p) != 0 {
+                    return ("conv.grouped.direct.nchw", ["conv.grouped.nchw", "conv.spatial.nchw"])
+                }
                 (cls, wider) = ("conv.grouped.\(layout)", ["conv.spatial.\(layout)"])
             } else if geo.kernelH * geo.kernelW == 1 {
                 (cls, wider) = ("conv.pointwise.\(layout)", [])

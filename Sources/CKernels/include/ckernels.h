@@ -145,6 +145,9 @@ size_t mlk_conv_nchw_scratch(const mlk_conv *p);
 int mlk_conv_nchw_residual_in_place_ok(const mlk_conv *p);
 void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *scale,
                    const float *res, float *y, float *scratch, int act, float lo, float hi);
+/// Whether mlk_conv_nchw runs `p` on the direct kernel for grouped convolutions with few channels
+/// per group (2 or more inputs and at most 16 outputs a group, stride 1 or 2 across, AVX-512).
+int mlk_conv_grouped_direct(const mlk_conv *p);
 
 /// Weights of out_c x kk floats (OIHW for NCHW, OHWI for NHWC; kk the rest of the shape) as
 /// panels of 32 output channels, [ceil(out_c / 32)][kk][32] (zeros past out_c), in

@@ -3,15 +3,18 @@ import ModelRuntime
 import ModelLensTestSupport
 import XCTest
 
-/// NCHW grouped convolutions (RegNet, ResNeXt: 8-16 channels a group) through the executor against a
-/// direct sum written here: the im2col tiles with their runs of output columns worked out once per
-/// tile, on small and large planes, with pads, strides 1 and 2, on 1 and 2 threads.
+/// NCHW grouped convolutions (RegNet, ResNeXt: 3-32 channels a group, as many outputs or twice as
+/// many) through the executor against a direct sum written here: the direct kernel for groups of
+/// up to 16 outputs and the im2col tiles beyond (and on the portable path), on small and large
+/// planes, with pads, strides 1 and 2, on 1 and 2 threads.
 final class GroupedConvTests: XCTestCase {
     func testGroupedConvolutionsMatchADirectSum() throws {
         var rng = Rng(s: 17)
-        for trial in 0..<10 {
-            let groups = 2 + rng.next(5), per = [8, 16][trial % 2], k = [3, 5, 1][trial % 3]
-            let cin = groups * per, cout = groups * per, h = 5 + rng.next(40), wd = 5 + rng.next(40), stride = 1 + rng.next(2)
+        defer { Executor.preferAVX512(true) }
+        for trial in 0..<20 {
+            let groups = 2 + rng.next(5), per = [8, 16, 4, 3, 32][trial % 5], k = [3, 5, 1][trial % 3]
+            let outPer = per * (trial % 4 == 3 ? 2 : 1)
+            let cin = groups * per, cout = groups * outPer, h = 5 + rng.next(40), wd = 5 + rng.next(40), stride = 1 + rng.next(2)
             let pad = k / 2
             let oh = (h + 2 * pad - k) / stride + 1, ow = (wd + 2 * pad - k) / stride + 1
             let g = Graph(name: "grouped")
@@ -31,7 +34,7 @@ final class GroupedConvTests: XCTestCase {
             let xv = (0..<(cin * h * wd)).map { _ in rng.float() }
             var want = [Double](repeating: 0, count: cout * oh * ow)
             for o in 0..<cout {
-                let gi = o / per
+                let gi = o / outPer
                 for r in 0..<oh {
                     for c in 0..<ow {
                         var s = Double(bv[o])
@@ -49,10 +52,11 @@ final class GroupedConvTests: XCTestCase {
                 }
             }
             var results: [[Float]] = []
-            for threads in [1, 2] {
+            for (threads, avx512) in [(1, true), (2, true), (1, false)] {
+                Executor.preferAVX512(avx512)
                 let got = try XCTUnwrap(try Executor(model: model, threads: threads).run(["x": .make(xv, shape: [1, cin, h, wd])])["y"])
                 let worst = zip(got.toFloats(), want).map { abs(Double($0) - $1) }.max() ?? 0
-                XCTAssertLessThan(worst, 1e-4, "\(groups) groups of \(per), \(k)x\(k) stride \(stride) on \(h)x\(wd)")
+                XCTAssertLessThan(worst, 1e-4, "\(groups) groups of \(per) -> \(outPer), \(k)x\(k) stride \(stride) on \(h)x\(wd), avx512 \(avx512)")
                 results.append(got.toFloats())
             }
             XCTAssertEqual(results[0], results[1], "1 and 2 threads differ")
