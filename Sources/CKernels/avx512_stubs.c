@@ -83,6 +83,11 @@ void mlk_conv_grouped_avx512_(const mlk_conv *p, const float *x, const float *w,
   (void)p; (void)x; (void)w; (void)bias; (void)scale; (void)res; (void)y; (void)act;
   abort();
 }
+void mlk_channel_affine_rows_avx512_(const float *x, float *y, long r0, long r1, long c, long inner, const float *scale,
+                                     const float *shift, mlk_epilogue act) {
+  (void)x; (void)y; (void)r0; (void)r1; (void)c; (void)inner; (void)scale; (void)shift; (void)act;
+  abort();
+}
 void mlk_interleave16_avx512_(const float *src, long lds, int nch, int n, float *dst) {
   (void)src; (void)lds; (void)nch; (void)n; (void)dst;
 }

@@ -20,6 +20,10 @@ typedef struct {
 static void affine_task(void *ctx, int t) {
   const affine_job *j = ctx;
   const long r0 = (long)t * j->per, r1 = r0 + j->per < j->rows ? r0 + j->per : j->rows;
+  if (j->act != 4 && mlk_use_avx512_()) {
+    mlk_channel_affine_rows_avx512_(j->x, j->y, r0, r1, j->c, j->inner, j->scale, j->shift, (mlk_epilogue){j->act, j->lo, j->hi});
+    return;
+  }
   for (long r = r0; r < r1; r++) {
     const float a = j->scale[r % j->c], b = j->shift[r % j->c];
     const float *src = j->x + r * j->inner;

@@ -234,6 +234,9 @@ void mlk_store_act_avx512_(float *dst, const float *src, const float *res, int n
 /// Unary ops as AVX-512 vectors (elementwise_avx512.c): whether `op` has a vector form, and
 /// y[i] = op(x[i]) for i < n.
 int mlk_unary_avx512_ok_(int op);
+/// Rows [r0, r1) of mlk_channel_affine (activation kinds other than 4).
+void mlk_channel_affine_rows_avx512_(const float *x, float *y, long r0, long r1, long c, long inner, const float *scale,
+                                     const float *shift, mlk_epilogue act);
 /// Rows of y = a op b (ADD, SUB, MUL, DIV, PRELU; mlk_binary_avx512_ok_): a and y `rows` x `inner`
 /// contiguous, b one row of `inner` floats used for every row.
 /// Softmax (log 0) or LogSoftmax (log 1) of outer index x, y (pointing at [axis, inner]) over the
