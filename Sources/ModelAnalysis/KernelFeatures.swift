@@ -58,6 +58,34 @@ public enum KernelClassifier {
                                          "LayerNormalization", "InstanceNormalization", "GroupNormalization",
                                          "LpNormalization", "L2Normalization", "ArgMax", "ArgMin", "TopK"]
 
+    /// Elements of the input after the last axis a Slice cuts (its `axes` a constant, the input's
+    /// dimensions known): the least length of the runs it copies. Nil where unknown.
+    static func sliceRun(_ node: Node, in g: Graph, bindings: [String: Int]) -> Int? {
+        guard let x = node.inputs.first ?? nil, let dims = g.values[x].type.shape.dims else { return nil }
+        let axes: [Int]
+        if node.inputs.count > 3, let a = node.inputs[3] {
+            guard let c = g.values[a].constant?.doubles(limit: 16) else { return nil }
+            axes = c.map { Int($0) }
+        } else if let a = node.ints("axes") {
+            axes = a
+        } else {
+            axes = Array(0..<dims.count)   // all axes: the runs are the last dimension's
+        }
+        let last = axes.map { $0 < 0 ? $0 + dims.count : $0 }.max() ?? (dims.count - 1)
+        guard last >= 0, last < dims.count else { return nil }
+        var run = 1
+        for d in dims[(last + 1)...] {
+            let v: Int
+            switch d {
+            case .known(let k): v = k
+            case .symbol(let name): guard let k = bindings[name] else { return nil }; v = k
+            case .unknown: return nil
+            }
+            run *= v
+        }
+        return run
+    }
+
     /// The class of a node's kernel and the wider class that stands in for it. Convolutions
     /// by layout and window (pointwise; depthwise, stride 2 apart; 3x3 stride 1, which the
     /// executor may run as Winograd; other windows; grouped, with few channels a group on the
@@ -107,6 +135,11 @@ public enum KernelClassifier {
                let dims = g.values[out].type.shape.dims, dims.allSatisfy({ $0.value != nil }),
                dims.reduce(1, { $0 * ($1.value ?? 1) }) <= 64 {
                 return ("shape.\(op)", [])
+            }
+            // A Slice whose copies are runs of whole inner blocks (ShuffleNetV2's channel split
+            // over NCHW planes) is a few long copies; a crop of rows and columns, many short ones.
+            if op == "Slice", let run = sliceRun(node, in: g, bindings: bindings), run >= 16 {
+                return ("movement.Slice.planes", ["movement.Slice", "movement"])
             }
             let family: String
             if linear.contains(op) { family = "gemm" }

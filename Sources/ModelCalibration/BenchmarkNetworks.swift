@@ -70,7 +70,9 @@ public enum BenchmarkNetworks {
         // stack by one matrix).
         let pixels = forTFLite ? nil : b.linear(b.transpose(act7, [0, 2, 3, 1]), 2 * c)
         // ShuffleNet's channel shuffle: reshape to two groups, swap them with the channels, reshape back.
+        // and its channel split, a Slice of whole planes.
         let shuffled = c % 2 == 0 ? b.channelShuffle(grouped) : grouped
+        let half = b.channels(shuffled, c / 2, c)
         // Activations and arithmetic a fused kernel does not absorb.
         let sig = b.unary("Sigmoid", down)
         let swish = b.binary("Mul", down, sig)
@@ -97,7 +99,7 @@ public enum BenchmarkNetworks {
         let flat = b.flatten(gap)
         let logits = b.gemm(flat, 3 * c, 1000)
         let soft = b.softmax(logits)
-        b.outputs([soft, cropped, up, gated, se, shuffled] + (pixels.map { [$0] } ?? []))
+        b.outputs([soft, cropped, up, gated, se, shuffled, half] + (pixels.map { [$0] } ?? []))
         let graph = b.graph
         let model = Model(format: Model.Format(rawValue: "onnx"), path: "calibration-\(c)x\(r)", fileSize: 0, graph: graph)
         model.opsets = ["": 17]
@@ -239,6 +241,12 @@ struct GraphBuilder {
     mutating func transpose(_ x: ValueID, _ perm: [Int]) -> ValueID {
         let s = shape(x)
         return node("Transpose", [x], perm.map { s[$0] }, ["perm": .ints(perm)])
+    }
+
+    /// Channels [from, to) of an NCHW tensor (ShuffleNetV2's channel split): whole planes copied.
+    mutating func channels(_ x: ValueID, _ from: Int, _ to: Int) -> ValueID {
+        let s = shape(x)
+        return node("Slice", [x, int64s([from]), int64s([to]), int64s([1])], [s[0], to - from, s[2], s[3]])
     }
 
     /// Drops `p` rows and columns at each border.
