@@ -149,6 +149,29 @@ double mlk_triad_gbps(size_t bytes, int reps) {
   return best;
 }
 
+double mlk_weight_stream_gbps(size_t bytes, int reps, int threads) {
+  // A classifier layer at batch 1 (Gemm with transB: y = x W^T) whose weights are far larger
+  // than any cache: every run streams them from memory through the executor's own product.
+  const int k = 4096;
+  const int n = (int)(bytes / sizeof(float) / k);
+  float *w = malloc((size_t)n * k * sizeof(float)), *x = malloc((size_t)k * sizeof(float)), *y = malloc((size_t)n * sizeof(float));
+  if (!w || !x || !y || n < 1) { free(w); free(x); free(y); return 0; }
+  for (size_t i = 0; i < (size_t)n * k; i++) w[i] = (float)(i % 7) * 0.1f;
+  for (int i = 0; i < k; i++) x[i] = (float)(i % 5) * 0.2f;
+  mlk_set_threads(threads);
+  double best = 0;
+  for (int r = 0; r < reps; r++) {
+    double t0 = now();
+    mlk_sgemm(0, 1, 1, n, k, 1.0f, x, k, w, k, 0.0f, y, n);
+    double dt = now() - t0;
+    double gbps = (double)n * k * sizeof(float) / dt / 1e9;
+    if (gbps > best) best = gbps;
+  }
+  mlk_sink = y[n / 2];
+  free(w); free(x); free(y);
+  return best;
+}
+
 int mlk_singular_values(const float *a, int m, int n, float *s) {
   // LAPACK is column-major: the row-major m x n matrix is its n x m transpose, same singular values.
   int rows = n, cols = m, lda = n, info = 0, one = 1, lwork = -1;

@@ -160,7 +160,7 @@ public enum ModelAnalyzer {
         var method = "roofline", rooflineKernels = 0
         if let models = profile.kernelModels(threads: threads) {
             method = "calibrated"
-            rooflineKernels = predictCalibrated(&nodes, kernelPlan.kernels, features, models: models, profile: profile)
+            rooflineKernels = predictCalibrated(&nodes, kernelPlan.kernels, features, models: models, profile: profile, threads: threads)
         }
 
         var totals = Totals()

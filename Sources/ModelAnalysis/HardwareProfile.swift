@@ -30,6 +30,12 @@ public struct HardwareProfile: Codable, Sendable {
     /// less than the last-level cache's size: on a 2-vCPU slice of a Xeon with a 260 MB L3, 48 MB.
     /// Absent in profiles that did not measure it.
     public var streamingCacheBytes: Int?
+    /// Bytes per second at which the executor's batch-1 products read weights that stream from
+    /// memory on every run, by thread count ("1", "2", ...; measured with 256 MB of them). A read
+    /// stream: faster than the triad behind `dramBytesPerSecond`, whose writes cost a read for
+    /// ownership too (AlexNet's classifier read 14.8 GB/s where the triad measured 13). Absent in
+    /// older profiles.
+    public var weightStreamBytesPerSecond: [String: Double]?
 
     /// The fitted kernel models for a thread count, if the profile has them.
     public func kernelModels(threads: Int) -> [String: KernelCostModel]? {
@@ -90,6 +96,9 @@ public struct HardwareProfile: Codable, Sendable {
         if !(dramBytesPerSecond > 0) || !dramBytesPerSecond.isFinite { return "field 'dramBytesPerSecond' must be a positive number" }
         for (k, v) in peakFlopsPerSecond where !(v > 0) || !v.isFinite { return "field 'peakFlopsPerSecond.\(k)' must be a positive number" }
         if !(launchOverheadSeconds >= 0) { return "field 'launchOverheadSeconds' must not be negative" }
+        for (threads, w) in weightStreamBytesPerSecond ?? [:] where !(w > 0) || !w.isFinite || Int(threads) == nil {
+            return "field 'weightStreamBytesPerSecond.\(threads)' must be a positive number under a thread count"
+        }
         for (threads, models) in kernels ?? [:] {
             guard let t = Int(threads), t >= 1 else { return "field 'kernels.\(threads)': keys are thread counts (1, 2, ...)" }
             for (cls, m) in models {

@@ -18,6 +18,8 @@ public enum HostMeasurement {
         let gemm = max(blas, own)
         progress("measuring streaming bandwidth (3 x 256 MB triad)")
         let triad = mlk_triad_gbps(256 << 20, 5)
+        progress("measuring weights streamed by a batch-1 product (256 MB)")
+        let weights = weightStream(threads: threads)
         progress("measuring the working set streams stay in cache for")
         let (streaming, cacheRate) = streamingCache(dram: triad)
         let caches = cacheSizes()
@@ -34,11 +36,20 @@ public enum HostMeasurement {
                 "streamingCacheBytes": String(format: "measured %@: the largest triad working set (3 arrays, 6 MB to 192 MB in steps of 1.33-1.5x) still at half way or more from memory's %.1f GB/s to the cache's %.1f GB/s", date, triad, cacheRate),
                 "peakFlopsPerSecond": String(format: "measured %@: the executor's convolution GEMM 1024^3 %.1f GFLOP/s, library sgemm (oneDNN or OpenBLAS) 1024^3 %.1f GFLOP/s, on %d thread(s) (the faster used as float32 peak); %@ FMA chains %.1f GFLOP/s per core", date, own, blas, threads, isaName, fma),
                 "dramBytesPerSecond": String(format: "measured %@: triad a = b + s*c over 256 MB arrays, one thread, %.1f GB/s", date, triad),
+                "weightStreamBytesPerSecond": String(format: "measured %@: x W^T at batch 1 over 256 MB of weights, %d thread(s), %.1f GB/s", date, threads, (weights ?? 0) / 1e9),
                 "caches": "/sys/devices/system/cpu/cpu0/cache",
                 "launchOverheadSeconds": "estimate: per-layer dispatch on a CPU",
             ])
         profile.streamingCacheBytes = streaming
+        profile.weightStreamBytesPerSecond = weights.map { [String(threads): $0] }
         return profile
+    }
+
+    /// Bytes per second a batch-1 product on `threads` threads reads weights at when they stream
+    /// from memory (256 MB of them, the best of 4 calls); nil if the memory was not to be had.
+    public static func weightStream(threads: Int) -> Double? {
+        let gbps = mlk_weight_stream_gbps(256 << 20, 4, Int32(threads))
+        return gbps > 0 ? gbps * 1e9 : nil
     }
 
     /// The working set (bytes) up to which a triad stays nearer the cache's bandwidth than

@@ -78,6 +78,12 @@ struct Calibrate: ParsableCommand {
                 throw CommandError(message: "calibrate: \(error)", code: 1)
             }
             profile.kernels?[String(n)] = result.models
+            if profile.weightStreamBytesPerSecond?[String(n)] == nil {
+                progress.update("\(n) thread(s): measuring weights streamed by a batch-1 product (256 MB)")
+                if let rate = HostMeasurement.weightStream(threads: n) {
+                    profile.weightStreamBytesPerSecond = (profile.weightStreamBytesPerSecond ?? [:]).merging([String(n): rate]) { $1 }
+                }
+            }
             profile.sources["kernels.\(n)"] = String(format: "modellens calibrate %@: %d kernels of %d networks, %d rounds, %.0f s; round medians spread %.1f%%",
                                                      ISO8601DateFormatter().string(from: Date()), result.samples, result.networks,
                                                      options.rounds, result.seconds, result.spread * 100)

@@ -26,6 +26,9 @@ double mlk_conv_gflops(int n, int reps, int threads);
 /// Streaming bandwidth of a triad a = b + s*c over arrays of `bytes` each, in GB/s
 /// (3 arrays counted, best of `reps`).
 double mlk_triad_gbps(size_t bytes, int reps);
+/// GB/s of weights a batch-1 product (x W^T through mlk_sgemm, `threads` threads) reads when
+/// `bytes` of them stream from memory on every call: the best of `reps` calls.
+double mlk_weight_stream_gbps(size_t bytes, int reps, int threads);
 
 /// Bytes this process holds from malloc now (glibc's mallinfo2: in use in the heap plus chunks
 /// mapped on their own), -1 where the C library cannot tell. Unlike the resident set, it leaves

@@ -109,6 +109,9 @@ final class CalibrationTests: XCTestCase {
         try check("threads.json", try JSONSerialization.data(withJSONObject: obj), mentions: "kernels.one")
         obj["kernels"] = ["1": ["gemm": ["coefficients": ["cycles": 1e-11], "samples": 9, "medianAbsError": 0.1]]]
         try check("term.json", try JSONSerialization.data(withJSONObject: obj), mentions: "unknown term")
+        obj.removeValue(forKey: "kernels")
+        obj["weightStreamBytesPerSecond"] = ["1": 0.0]
+        try check("stream.json", try JSONSerialization.data(withJSONObject: obj), mentions: "weightStreamBytesPerSecond.1")
     }
 
     /// `calibrate --quick` writes a profile that loads, with a model for every conv class in both
@@ -122,6 +125,7 @@ final class CalibrationTests: XCTestCase {
         let r = try TestSupport.run(["calibrate", "--quick", "-o", out, "--allow-unstable"], timeout: 600)
         XCTAssertEqual(r.status, 0, r.stderr)
         let p = try HardwareProfile.load(out)
+        XCTAssertGreaterThan(p.weightStreamBytesPerSecond?["1"] ?? 0, 1e9, "weights streamed from memory, 1 thread")
         let models = try XCTUnwrap(p.kernelModels(threads: 1))
         for layout in ["nchw", "nhwc"] {
             for cls in ["conv.pointwise", "conv.3x3s1", "conv.spatial", "conv.depthwise", "conv.depthwise.s2"] {
