@@ -114,7 +114,14 @@ static void binary_row(int op, const float *pa, long ai, const float *pb, long b
       float v = pa[k], m = v * pb[k];
       out[k] = v < 0 ? m : v;
     }
-  else for (long k = 0; k < n; k++) out[k] = binop(op, pa[k * ai], pb[k * bi]);
+  else if (ai == 1 && bi == 0 && op == MLK_PRELU) {
+    // One slope for the row (a channel of NCHW data): the same select, vectorised.
+    const float s = pb[0];
+    for (long k = 0; k < n; k++) {
+      float v = pa[k], m = v * s;
+      out[k] = v < 0 ? m : v;
+    }
+  } else for (long k = 0; k < n; k++) out[k] = binop(op, pa[k * ai], pb[k * bi]);
 }
 
 // Rows [r0, r1) of the [rows, inner] view of the output.

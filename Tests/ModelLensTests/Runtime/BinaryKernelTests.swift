@@ -52,8 +52,8 @@ final class BinaryKernelTests: XCTestCase {
     }
 
     /// mlk_binary with numpy broadcasting over 4-D shapes (each operand's dimensions either the
-    /// output's or 1: a squeeze-excitation scale [1, C, 1, 1] against [1, C, H, W], a bias per
-    /// channel, a row against a column), against an index walk with one Float operation per element.
+    /// output's or 1: a squeeze-excitation scale [1, C, 1, 1] against [1, C, H, W], a bias or a
+    /// PRelu slope per channel, a row against a column), against an index walk with one Float operation per element.
     func testBroadcastOpsMatchAnIndexWalk() {
         defer { mlk_set_threads(1) }
         var state: UInt64 = 3
@@ -61,7 +61,8 @@ final class BinaryKernelTests: XCTestCase {
             state = state &* 6364136223846793005 &+ 1442695040888963407
             return Int(state >> 33) % n
         }
-        let ops: [(Int32, (Float, Float) -> Float)] = [(Int32(MLK_ADD), { $0 + $1 }), (Int32(MLK_MUL), { $0 * $1 }), (Int32(MLK_DIV), { $0 / $1 })]
+        let ops: [(Int32, (Float, Float) -> Float)] = [(Int32(MLK_ADD), { $0 + $1 }), (Int32(MLK_MUL), { $0 * $1 }), (Int32(MLK_DIV), { $0 / $1 }),
+                                                       (Int32(MLK_PRELU), { $0 < 0 ? $0 * $1 : $0 })]
         for trial in 0..<200 {
             let shape = (0..<4).map { _ in [1, 2, 3, 7, 16, 17][next(6)] }
             let aDims = shape.map { next(3) == 0 ? 1 : $0 }, bDims = shape.map { next(3) == 0 ? 1 : $0 }
