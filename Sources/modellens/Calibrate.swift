@@ -43,7 +43,7 @@ struct Calibrate: ParsableCommand {
     @Option(help: "Thread counts to calibrate, comma-separated (1,2).") var threads: String = "1"
     @Flag(help: "A third of the networks (about a quarter of the time).") var quick = false
     @Option(name: [.customShort("o"), .long], help: "Write the profile to this JSON file (default: print it).") var output: String?
-    @Option(help: "Largest tolerated spread of round medians (0.1 = 10%).") var maxSpread: Double = 0.1
+    @Option(help: "Largest tolerated spread of round medians (0.05 = 5%).") var maxSpread: Double = 0.05
     @Flag(help: "Write the profile even when the timings were unstable (the profile records it).") var allowUnstable = false
     @Option(help: "table or json (the summary on standard output when -o is given).") var format: String = "table"
     @Option(name: .customLong("from-timings"), help: ArgumentHelp("Fit to measured latencies instead: a CSV of model,milliseconds[,op_profile].", valueName: "csv")) var fromTimings: String?
