@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Compares two modellens builds on the benchmark set, as the machines here need: 1 thread pinned
-to one CPU (taskset -c CPU), ROUNDS rounds interleaved across models and builds, and for each
+to one CPU (taskset -c CPU; runs of more threads unpinned), ROUNDS rounds interleaved across models and builds, and for each
 model and build the minimum of the round medians (which repeats within about 5% where a single
 median moves 30-50%). Prints the CPU model, each model's times and the ratio current/baseline,
 and the geometric mean of the ratios.
@@ -28,7 +28,7 @@ def median_ms(binary, model, args):
            '--format', 'json']
     if model.endswith('.onnx') and 'rapidocr' in model:
         cmd += ['--input-shape', 'x=1,3,640,640']
-    if args.cpu is not None and shutil.which('taskset'):
+    if args.cpu is not None and args.threads == 1 and shutil.which('taskset'):   # more threads need more CPUs
         cmd = ['taskset', '-c', str(args.cpu)] + cmd
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
@@ -59,7 +59,8 @@ def main():
                 if t is not None:
                     times[(m, b)].append(t)
         print(f'round {r + 1}/{args.rounds} done', file=sys.stderr, flush=True)
-    print(f'{cpu_model()}; {args.threads} thread(s), pinned to CPU {args.cpu}; min of {args.rounds} round medians of {args.runs} runs')
+    pin = f'pinned to CPU {args.cpu}' if args.threads == 1 else 'not pinned'
+    print(f'{cpu_model()}; {args.threads} thread(s), {pin}; min of {args.rounds} round medians of {args.runs} runs')
     print(f"| model | baseline ms | current ms | current/baseline |\n|---|---|---|---|")
     ratios = []
     for m in models:

@@ -237,18 +237,18 @@ extension FusionPlan {
             case "QuantizeLinear":
                 // A float value quantized and at once dequantized with the same parameters (QDQ
                 // models between float ops): one pass, float to float, no int8 copy in between.
-                guard let x = node.inputs.first ?? nil, isFloat(x), node.inputs.count == 3, let q = sameQuantization(node, plan),
+                guard let x = node.inputs.first ?? nil, isFloat(x), node.inputs.count == 3, let q = perTensorQuantization(node),
                       let dq = readers.sole(out), plan.fusedInto[dq] == nil, plan.unaryChain[dq] == nil else { continue }
                 let d = graph.nodes[dq]
                 guard d.op.rawValue == "DequantizeLinear", d.inputs.count == 3, d.inputs[0] == out, d.outputs.count == 1,
-                      isFloat(d.outputs[0]), (d.int("block_size") ?? 0) == 0, sameQuantization(d, plan) == q else { continue }
+                      isFloat(d.outputs[0]), perTensorQuantization(d) == q else { continue }
                 plan.unaryChain[i] = ("QuantizeDequantize", x)
                 plan.fusedInto[dq] = i
             default: continue
             }
         }
         /// A (De)QuantizeLinear's constant per-tensor scale and 8-bit zero point, and whether it is signed.
-        func sameQuantization(_ n: Node, _ plan: FusionPlan) -> [Float]? {
+        func perTensorQuantization(_ n: Node) -> [Float]? {
             guard (n.int("block_size") ?? 0) == 0, let s = n.inputs[1], let z = n.inputs[2], let st = constants.type(s), let zt = constants.type(z),
                   st.dtype == .float32, st.shape.reduce(1, *) == 1, [DType.int8, .uint8].contains(zt.dtype), zt.shape.reduce(1, *) == 1,
                   let scale = constants.floats(s)?.first, let zero = constants.floats(z)?.first, scale > 0, scale.isFinite else { return nil }
