@@ -14,8 +14,10 @@ struct Calibrate: ParsableCommand {
             interleaved rounds (each kernel's time is the minimum of its round medians, scaled so \
             that a network's kernels sum to its best round), and fits \
             one cost model per kernel class: seconds = call + flops/rate + bytes/bandwidth + \
-            weight bytes/bandwidth, every term non-negative. Writes a hardware profile (this \
-            host's measured peak and bandwidth, plus a `kernels` section per thread count) that \
+            weight bytes/bandwidth, every term non-negative. It also measures, per thread count, \
+            the rate a batch-1 product streams weights from memory: what a model too large for \
+            the cache pays for its weights on every run. Writes a hardware profile (this host's \
+            measured peak and bandwidth, plus a `kernels` section per thread count) that \
             `analyze`, `profile`, `study` and `compare` take with --profile.
 
             1-thread timings are pinned to one CPU, as the benchmarks are. When the machine is too \
