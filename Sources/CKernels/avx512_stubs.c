@@ -33,13 +33,13 @@ void mlk_depthwise_nhwc_row_flat_avx512_(const mlk_conv *p, const float *xn, con
   (void)p; (void)xn; (void)w; (void)bias; (void)yn; (void)oh; (void)act;
   abort();
 }
-int mlk_maxpool_avx512_ok_(const mlk_conv *p) { (void)p; return 0; }
+int mlk_pool_planes_avx512_ok_(const mlk_conv *p) { (void)p; return 0; }
 void mlk_avgpool_nhwc_row_avx512_(const mlk_conv *p, int include_pad, const float *xn, float *yn, int oh) {
   (void)p; (void)include_pad; (void)xn; (void)yn; (void)oh;
   abort();
 }
-void mlk_avgpool_plane_avx512_(const mlk_conv *p, const float *plane, float *dst, const float *rows, const float *cols) {
-  (void)p; (void)plane; (void)dst; (void)rows; (void)cols;
+void mlk_avgpool_planes_avx512_(const mlk_conv *p, const float *x, float *y, int planes, const float *rows, const float *cols) {
+  (void)p; (void)x; (void)y; (void)planes; (void)rows; (void)cols;
   abort();
 }
 void mlk_maxpool_nhwc_row_avx512_(const mlk_conv *p, const float *xn, float *yn, int oh) {
@@ -55,6 +55,10 @@ void mlk_subsample2_row_avx512_(float *row, const float *plane, int in_w, int ou
 }
 int mlk_unary_avx512_ok_(int op) { (void)op; return 0; }
 int mlk_binary_avx512_ok_(int op) { (void)op; return 0; }
+void mlk_binary_row_avx512_(int op, const float *a, long ai, const float *b, long bi, float *y, long n) {
+  (void)op; (void)a; (void)ai; (void)b; (void)bi; (void)y; (void)n;
+  abort();
+}
 void mlk_softmax_avx512_(const float *x, float *y, long axis, long inner, int log, long c0, long c1) {
   (void)x; (void)y; (void)axis; (void)inner; (void)log; (void)c0; (void)c1;
   abort();

@@ -97,7 +97,7 @@ static int arithmetic_row(int op, const float *pa, long ai, const float *pb, lon
 #undef MLK_ROW
 
 typedef struct {
-  int op, rank, flat, a_rows;   // a_rows: a is whole and contiguous, b one row repeated
+  int op, rank, flat, a_rows, scalar;   // a_rows: a is whole and contiguous, b one row repeated (scalar: one value)
   const long *shape, *as, *bs;
   const float *a, *b;
   float *y;
@@ -108,6 +108,10 @@ typedef struct {
 
 // One row of y = a op b, each operand a row (stride 1) or one value repeated (stride 0).
 static void binary_row(int op, const float *pa, long ai, const float *pb, long bi, float *out, long n) {
+  if ((ai == 0 || ai == 1) && (bi == 0 || bi == 1) && (ai | bi) && mlk_binary_avx512_ok_(op) && mlk_use_avx512_()) {
+    mlk_binary_row_avx512_(op, pa, ai, pb, bi, out, n);
+    return;
+  }
   if (arithmetic_row(op, pa, ai, pb, bi, out, n)) return;
   if (ai == 1 && bi == 1 && op == MLK_PRELU)
     for (long k = 0; k < n; k++) {   // both sides computed, then a select: no branch on the sign
@@ -151,6 +155,11 @@ static void binary_rows(const binary_job *j, long r0, long r1) {
 
 static void binary_task(void *ctx, int t) {
   const binary_job *j = ctx;
+  if (j->scalar) {   // one row (the whole of a) against one value, in chunks as the flat loop
+    const long i0 = (long)t * BINARY_CHUNK, n = j->total - i0 < BINARY_CHUNK ? j->total - i0 : BINARY_CHUNK;
+    binary_row(j->op, j->a + i0, 1, j->b, 0, j->y + i0, n);
+    return;
+  }
   if (j->flat) {
     const long i0 = (long)t * BINARY_CHUNK, n = j->total - i0 < BINARY_CHUNK ? j->total - i0 : BINARY_CHUNK;
     if (mlk_use_avx512_()) {
@@ -164,15 +173,12 @@ static void binary_task(void *ctx, int t) {
   binary_rows(j, r0, r1);
 }
 
-void mlk_binary(int op, int rank0, const long *shape0, const float *a, const long *as0, const float *b, const long *bs0, float *y) {
-  long total = 1;
-  for (int i = 0; i < rank0; i++) total *= shape0[i];
-  if (total == 0) return;
-  // Dimensions of size 1 dropped, and neighbours merged where both operands step over the inner
-  // one's whole extent (or repeat along both): a squeeze-excitation scale [1, C, 1, 1] times
-  // [1, C, H, W] becomes C rows of H * W against one value each, where rows of W (7 on 7 x 7
-  // planes) ran at a fifth of the speed.
-  long shape[8], as[8], bs[8];
+// mlk_binary's operands after dimensions of size 1 are dropped and neighbours merged where both
+// operands step over the inner one's whole extent (or repeat along both): a squeeze-excitation
+// scale [1, C, 1, 1] times [1, C, H, W] becomes C rows of H * W against one value each, where rows
+// of W (7 on 7 x 7 planes) ran at a fifth of the speed. Returns the loop that runs them.
+static int binary_plan(int op, int rank0, const long *shape0, const long *as0, const long *bs0, long *shape, long *as, long *bs,
+                       int *rank_out) {
   int rank = 0;
   for (int d = 0; d < rank0 && d < 8; d++) {
     if (shape0[d] == 1) continue;
@@ -187,6 +193,7 @@ void mlk_binary(int op, int rank0, const long *shape0, const float *a, const lon
     bs[rank] = bs0[d];
     rank++;
   }
+  *rank_out = rank;
   // Operands that are both whole, contiguous tensors of the output's shape: one flat loop. Or a
   // whole and contiguous with b one row repeated along the rows (b's outer strides all 0, its row
   // a row or one value).
@@ -197,12 +204,32 @@ void mlk_binary(int op, int rank0, const long *shape0, const float *a, const lon
     if (bs[i] != step) flat = 0;
     if (i < rank - 1 && bs[i] != 0) a_rows = 0;
   }
-  flat = flat && (op == MLK_ADD || op == MLK_SUB || op == MLK_MUL || op == MLK_DIV);
+  if (flat && (op == MLK_ADD || op == MLK_SUB || op == MLK_MUL || op == MLK_DIV)) return MLK_BINARY_FLAT;
+  if (a_rows) return rank > 0 && bs[rank - 1] == 1 ? MLK_BINARY_ROWS : MLK_BINARY_SCALAR;
+  return MLK_BINARY_WALK;
+}
+
+int mlk_binary_loop(int op, int rank, const long *shape, const long *as, const long *bs) {
+  long s[8], a[8], b[8];
+  int r;
+  return binary_plan(op, rank, shape, as, bs, s, a, b, &r);
+}
+
+void mlk_binary(int op, int rank0, const long *shape0, const float *a, const long *as0, const float *b, const long *bs0, float *y) {
+  long total = 1;
+  for (int i = 0; i < rank0; i++) total *= shape0[i];
+  if (total == 0) return;
+  long shape[8], as[8], bs[8];
+  int rank;
+  const int loop = binary_plan(op, rank0, shape0, as0, bs0, shape, as, bs, &rank);
+  const int flat = loop == MLK_BINARY_FLAT, a_rows = loop == MLK_BINARY_ROWS || loop == MLK_BINARY_SCALAR;
+  // (A scalar's operands merge into one row: split like the flat loop's, or one thread takes it all.)
+  const int scalar = loop == MLK_BINARY_SCALAR && rank == 1;
   const long inner = rank > 0 ? shape[rank - 1] : 1;
-  binary_job job = {op, rank, flat, a_rows, shape, as, bs, a, b, y, total, inner, total / (inner ? inner : 1), 1};
+  binary_job job = {op, rank, flat, a_rows, scalar, shape, as, bs, a, b, y, total, inner, total / (inner ? inner : 1), 1};
   job.per = inner >= BINARY_CHUNK ? 1 : BINARY_CHUNK / inner;
   // Outputs are independent: tasks of a fixed size, shared among threads, change no result.
-  const long tasks = flat ? (total + BINARY_CHUNK - 1) / BINARY_CHUNK : (job.rows + job.per - 1) / job.per;
+  const long tasks = flat || scalar ? (total + BINARY_CHUNK - 1) / BINARY_CHUNK : (job.rows + job.per - 1) / job.per;
   mlk_parallel_((int)tasks, binary_task, &job);
 }
 

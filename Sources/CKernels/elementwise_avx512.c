@@ -171,6 +171,33 @@ AVX512 static inline __attribute__((always_inline)) void binary_rows(const int o
   }
 }
 
+// One row of y = a op b, each operand a row (stride 1) or one value repeated (stride 0): a
+// scalar constant, a per-channel bias or slope over an NCHW plane, a scale that comes first. The
+// generic C loop is built for the baseline x86-64 (four lanes): these ran at 2.5 G elements/s
+// where the same-shape op runs at 6.
+AVX512 static inline __attribute__((always_inline)) void binary_strided(const int op, const float *a, long ai, const float *b,
+                                                                        long bi, float *y, long n) {
+  const __mmask16 tail = (__mmask16)((1u << (n % 16)) - 1);
+  const long whole = n - n % 16;
+  const __m512 sa = _mm512_set1_ps(a[0]), sb = _mm512_set1_ps(b[0]);
+  for (long k = 0; k < whole; k += 16)
+    _mm512_storeu_ps(y + k, binary_vec(op, ai ? _mm512_loadu_ps(a + k) : sa, bi ? _mm512_loadu_ps(b + k) : sb));
+  if (tail)
+    _mm512_mask_storeu_ps(y + whole, tail, binary_vec(op, ai ? _mm512_maskz_loadu_ps(tail, a + whole) : sa,
+                                                      bi ? _mm512_maskz_loadu_ps(tail, b + whole) : sb));
+}
+
+AVX512 void mlk_binary_row_avx512_(int op, const float *a, long ai, const float *b, long bi, float *y, long n) {
+  switch (op) {
+    case MLK_ADD: binary_strided(MLK_ADD, a, ai, b, bi, y, n); break;
+    case MLK_SUB: binary_strided(MLK_SUB, a, ai, b, bi, y, n); break;
+    case MLK_MUL: binary_strided(MLK_MUL, a, ai, b, bi, y, n); break;
+    case MLK_DIV: binary_strided(MLK_DIV, a, ai, b, bi, y, n); break;
+    case MLK_PRELU: binary_strided(MLK_PRELU, a, ai, b, bi, y, n); break;
+    default: abort();
+  }
+}
+
 int mlk_binary_avx512_ok_(int op) {
   return op == MLK_ADD || op == MLK_SUB || op == MLK_MUL || op == MLK_DIV || op == MLK_PRELU;
 }

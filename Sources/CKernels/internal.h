@@ -168,13 +168,12 @@ int mlk_conv1x1_nhwc_small_ok_(const mlk_conv *p);
 void mlk_conv1x1_nhwc_small_avx512_(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y,
                                     long px0, long npx, mlk_epilogue act);
 
-/// Max pooling of NCHW planes (mlk_maxpool_planes_avx512_), for geometries where mlk_maxpool_avx512_ok_ (which also checks
-/// that the AVX-512 kernels are in use).
-int mlk_maxpool_avx512_ok_(const mlk_conv *p);
-/// Average pooling of one NCHW plane (stride_w 1 or 2, in_w + pads <= MLK_POOL_ROW), divided by
-/// rows[oh] * cols[ow] taps.
-#define MLK_POOL_ROW 4096
-void mlk_avgpool_plane_avx512_(const mlk_conv *p, const float *plane, float *dst, const float *rows, const float *cols);
+/// Max and average pooling of NCHW planes in vectors (mlk_maxpool_planes_avx512_,
+/// mlk_avgpool_planes_avx512_), for the geometries this admits (it also checks that the AVX-512
+/// kernels are in use): stride_w 1 or 2, k_w <= DW_MAX_KW, pads smaller than the window, no dilation.
+int mlk_pool_planes_avx512_ok_(const mlk_conv *p);
+/// Average pooling of `planes` NCHW planes, each output divided by rows[oh] * cols[ow] taps.
+void mlk_avgpool_planes_avx512_(const mlk_conv *p, const float *x, float *y, int planes, const float *rows, const float *cols);
 /// Output row `oh` of an average pooling over NHWC data (one image: xn, yn).
 void mlk_avgpool_nhwc_row_avx512_(const mlk_conv *p, int include_pad, const float *xn, float *yn, int oh);
 /// Output row `oh` of a max pooling over NHWC data (one image: xn, yn).
@@ -244,6 +243,9 @@ void mlk_channel_affine_rows_avx512_(const float *x, float *y, long r0, long r1,
 void mlk_softmax_avx512_(const float *x, float *y, long axis, long inner, int log, long c0, long c1);
 int mlk_binary_avx512_ok_(int op);
 void mlk_binary_rows_avx512_(int op, const float *a, const float *b, float *y, long rows, long inner);
+/// One row of y = a op b (the ops of mlk_binary_avx512_ok_), a and b each a row (stride 1) or
+/// one value (stride 0), not both one value.
+void mlk_binary_row_avx512_(int op, const float *a, long ai, const float *b, long bi, float *y, long n);
 void mlk_unary_avx512_(int op, const float *x, float *y, size_t n, float alpha, float beta);
 /// dst[i] = src[2 i] for i < n (reads src[0 .. 2n-2] only): stride-2 im2col rows and phases.
 void mlk_even_lanes_(float *dst, const float *src, int n);

@@ -110,10 +110,14 @@ static void avgpool_nhwc_task(void *ctx, int t) {
                                j->y + (size_t)n * p->out_h * p->out_w * p->in_c, t % p->out_h);
 }
 
+// Planes [t * per, ...): at least 4096 input floats a task, as the max pooling.
 static void avgpool_plane_task(void *ctx, int t) {
   const avg_job *j = ctx;
   const mlk_conv *p = j->p;
-  mlk_avgpool_plane_avx512_(p, j->x + (size_t)t * p->in_h * p->in_w, j->y + (size_t)t * p->out_h * p->out_w, j->rows, j->cols);
+  const size_t in_hw = (size_t)p->in_h * p->in_w, total = (size_t)p->batch * p->in_c;
+  const size_t per = in_hw >= 4096 ? 1 : 4096 / in_hw, first = (size_t)t * per;
+  mlk_avgpool_planes_avx512_(p, j->x + first * in_hw, j->y + first * p->out_h * p->out_w, (int)(total - first < per ? total - first : per),
+                             j->rows, j->cols);
 }
 
 static void maxpool_nhwc_task(void *ctx, int t) {
@@ -124,15 +128,25 @@ static void maxpool_nhwc_task(void *ctx, int t) {
                                t % p->out_h);
 }
 
+int mlk_pool_loop(int kind, int nhwc, const mlk_conv *p) {
+  if (nhwc) return (kind == 0 || kind == 1) && mlk_use_avx512_() ? MLK_POOL_NHWC_ROWS : MLK_POOL_PORTABLE;
+  if (kind == 0 && mlk_pool_planes_avx512_ok_(p))
+    return p->k_h == 3 && p->k_w == 3 && p->stride_h == 2 && p->stride_w == 2 && p->pad_left == 1 && p->pad_top <= 1 ? MLK_POOL_MAX_3X3S2
+                                                                                                                  : MLK_POOL_PLANES;
+  if (kind == 1 && p->out_h <= 4096 && p->out_w <= 4096 && mlk_pool_planes_avx512_ok_(p)) return MLK_POOL_PLANES;
+  return MLK_POOL_PORTABLE;
+}
+
 void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, const float *x, float *y) {
   const int C = p->in_c;
-  if (nhwc && kind == 0 && mlk_use_avx512_()) {
+  const int loop = mlk_pool_loop(kind, nhwc, p);
+  if (loop == MLK_POOL_NHWC_ROWS && kind == 0) {
     // Output rows are independent: sharing them among threads cannot change any result.
     pool_job job = {p, x, y};
     mlk_parallel_(p->batch * p->out_h, maxpool_nhwc_task, &job);
     return;
   }
-  if (nhwc && kind == 1 && mlk_use_avx512_()) {
+  if (loop == MLK_POOL_NHWC_ROWS) {
     avg_job job = {p, x, y, NULL, NULL, count_include_pad};
     mlk_parallel_(p->batch * p->out_h, avgpool_nhwc_task, &job);
     return;
@@ -157,7 +171,7 @@ void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, cons
     return;
   }
   const size_t in_hw = (size_t)p->in_h * p->in_w, out_hw = (size_t)p->out_h * p->out_w;
-  if (!nhwc && kind == 0 && mlk_maxpool_avx512_ok_(p)) {
+  if (!nhwc && kind == 0 && loop != MLK_POOL_PORTABLE) {
     // Planes are independent: sharing them among threads cannot change any result.
     pool_job job = {p, x, y};
     const size_t in_hw = (size_t)p->in_h * p->in_w, per = in_hw >= 4096 ? 1 : 4096 / in_hw;
@@ -181,10 +195,11 @@ void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, cons
     float rows[4096], cols[4096];
     tap_counts(p->out_h, p->k_h, p->stride_h, p->dil_h, p->pad_top, p->pad_bottom, p->in_h, count_include_pad, rows);
     tap_counts(p->out_w, p->k_w, p->stride_w, p->dil_w, p->pad_left, p->pad_right, p->in_w, count_include_pad, cols);
-    if (mlk_use_avx512_() && (p->stride_w == 1 || p->stride_w == 2) && p->pad_left + p->in_w + p->pad_right <= MLK_POOL_ROW) {
+    if (loop == MLK_POOL_PLANES) {
       // Planes are independent: shared among threads, no result changes.
       avg_job job = {p, x, y, rows, cols, count_include_pad};
-      mlk_parallel_(p->batch * C, avgpool_plane_task, &job);
+      const size_t per = in_hw >= 4096 ? 1 : 4096 / in_hw;
+      mlk_parallel_((int)(((size_t)p->batch * C + per - 1) / per), avgpool_plane_task, &job);
       return;
     }
     for (int n = 0; n < p->batch; n++)

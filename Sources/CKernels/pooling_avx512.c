@@ -45,7 +45,7 @@ AVX512 static inline __attribute__((always_inline)) void max_rows(const int nch,
   }
 }
 
-int mlk_maxpool_avx512_ok_(const mlk_conv *p) {
+int mlk_pool_planes_avx512_ok_(const mlk_conv *p) {
   return mlk_use_avx512_() && (p->stride_w == 1 || p->stride_w == 2) && p->k_w <= DW_MAX_KW && p->pad_top < p->k_h &&
          p->pad_bottom < p->k_h && p->pad_left < p->k_w && p->pad_right < p->k_w && p->dil_h == 1 && p->dil_w == 1;
 }
@@ -107,7 +107,7 @@ AVX512 static void max3s2_plane(const mlk_conv *p, const float *plane, float *ds
 // 3x3 pools over 7x7x832, 0.11 ms each).
 AVX512 void mlk_maxpool_planes_avx512_(const mlk_conv *p, const float *x, float *y, int planes) {
   const size_t in_hw = (size_t)p->in_h * p->in_w, out_hw = (size_t)p->out_h * p->out_w;
-  if (p->k_h == 3 && p->k_w == 3 && p->stride_h == 2 && p->stride_w == 2 && p->pad_left == 1 && p->pad_top <= 1) {
+  if (mlk_pool_loop(0, 0, p) == MLK_POOL_MAX_3X3S2) {
     for (int i = 0; i < planes; i++) max3s2_plane(p, x + i * in_hw, y + i * out_hw);
     return;
   }
@@ -221,48 +221,104 @@ AVX512 void mlk_maxpool_nhwc_row_avx512_(const mlk_conv *p, const float *xn, flo
   }
 }
 
-// Average pooling of one NCHW plane (stride_w 1 or 2, in_w + pads <= MLK_POOL_ROW): per output
-// row, the window's input rows summed first into a row padded with zeros on both sides, then the
-// window's columns summed from that row, 16 outputs a vector with no masks, and multiplied by the
-// reciprocals of the taps counted (rows[oh] and cols[ow]). Inception v3's 3x3 stride-1 pools took
-// 0.6-0.9 ms each, tap by tap; the sums' order (rows, then columns) and the reciprocals differ
-// from the portable loop's by rounding only.
-AVX512 void mlk_avgpool_plane_avx512_(const mlk_conv *p, const float *plane, float *dst, const float *rows, const float *cols) {
+// Average pooling over NCHW planes, shaped like max_rows: up to 8 chunks of 16 outputs in
+// registers, for `nr` output rows at once (each chunk's sum is a chain of dependent adds: on a
+// 17-wide plane two chains ran at the adds' latency), each tap a load masked to the input row
+// (-0.0 in the masked-off lanes, which leaves every sum as it is), summed in (kh, kw) order from
+// zero and multiplied by the reciprocals of the taps counted (1 / rows[oh], 1 / cols[ow]): the
+// portable loop's sums, divided by rounding only differently. The sums had gone through a row in
+// memory (input rows added, then the window's columns), whose loads overlapped the stores just
+// made: store forwarding failed on every one, and Inception v3's 3x3 pools over 17x17 planes ran
+// at 4 GFLOP/s.
+AVX512 static inline __attribute__((always_inline)) void avg_rows(const int nch, const int sw, const int nr, const mlk_conv *p,
+                                                                  const float *plane, float *dst, int ow0, int oh0,
+                                                                  const __mmask16 *m0, const __mmask16 *m1, const __m512 *inv_cols,
+                                                                  const float *inv_rows) {
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const int sw = p->stride_w, in_w = p->in_w, pl = p->pad_left;
-  float row[MLK_POOL_ROW + 96];
-  const int width = pl + in_w + p->pad_right + 64;   // room for the last vector's reads past the end
-  for (int i = 0; i < width + 32; i++) row[i] = 0.0f;
-  const int whole = in_w / 16 * 16;
-  const __mmask16 tail = (__mmask16)((1u << (in_w % 16)) - 1);
-  // Reciprocals of the taps counted (a multiply per vector: a divide took as long as the sums).
-  float inv_cols[MLK_POOL_ROW + 16];
-  for (int ow = 0; ow < p->out_w + 16; ow++) inv_cols[ow] = ow < p->out_w && cols[ow] > 0 ? 1.0f / cols[ow] : 1.0f;
-  for (int oh = 0; oh < p->out_h; oh++) {
-    const float inv_rows = rows[oh] > 0 ? 1.0f / rows[oh] : 1.0f;
-    int first = 1;
-    for (int kh = 0; kh < p->k_h; kh++) {
-      const int ih = oh * p->stride_h - p->pad_top + kh * p->dil_h;
-      if (ih < 0 || ih >= p->in_h) continue;
-      const float *src = plane + (size_t)ih * in_w;
-      float *r = row + pl;
-      for (int i = 0; i < whole; i += 16)
-        _mm512_storeu_ps(r + i, first ? _mm512_loadu_ps(src + i) : _mm512_add_ps(_mm512_loadu_ps(r + i), _mm512_loadu_ps(src + i)));
-      if (tail)
-        _mm512_mask_storeu_ps(r + whole, tail, first ? _mm512_maskz_loadu_ps(tail, src + whole)
-                                                     : _mm512_add_ps(_mm512_maskz_loadu_ps(tail, r + whole), _mm512_maskz_loadu_ps(tail, src + whole)));
-      first = 0;
+  const __m512 nzero = _mm512_set1_ps(-0.0f);
+  __m512 acc[4][8];
+#pragma clang loop unroll(full)
+  for (int r = 0; r < nr; r++)
+#pragma clang loop unroll(full)
+    for (int c = 0; c < nch; c++) acc[r][c] = _mm512_setzero_ps();
+  for (int kh = 0; kh < p->k_h; kh++) {
+    const float *src[4];
+    int inside[4];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < nr; r++) {
+      const int ih = (oh0 + r) * p->stride_h - p->pad_top + kh * p->dil_h;
+      inside[r] = ih >= 0 && ih < p->in_h;
+      src[r] = plane + (size_t)(inside[r] ? ih : 0) * p->in_w + (long)ow0 * sw - p->pad_left;
     }
-    if (first)
-      for (int i = 0; i < in_w; i++) row[pl + i] = 0.0f;
-    for (int ow0 = 0; ow0 < p->out_w; ow0 += 16) {
-      __m512 acc = _mm512_setzero_ps();
-      for (int kw = 0; kw < p->k_w; kw++) {
-        const float *at = row + (long)ow0 * sw + (long)kw * p->dil_w;
-        acc = _mm512_add_ps(acc, sw == 1 ? _mm512_loadu_ps(at) : _mm512_permutex2var_ps(_mm512_loadu_ps(at), even, _mm512_loadu_ps(at + 16)));
+    for (int kw = 0; kw < p->k_w; kw++) {
+#pragma clang loop unroll(full)
+      for (int r = 0; r < nr; r++) {
+        if (!inside[r]) continue;
+        const float *at = src[r] + (long)kw * p->dil_w;
+#pragma clang loop unroll(full)
+        for (int c = 0; c < nch; c++) {
+          __m512 v;
+          if (sw == 1) {
+            v = load_or(nzero, m0[kw * 8 + c], at + 16 * c);
+          } else {
+            const __m512 v0 = load_or(nzero, m0[kw * 8 + c], at + 32 * c);
+            const __m512 v1 = load_or(nzero, m1[kw * 8 + c], at + 32 * c + 16);
+            v = _mm512_permutex2var_ps(v0, even, v1);
+          }
+          acc[r][c] = _mm512_add_ps(acc[r][c], v);
+        }
       }
-      const __mmask16 m = lanes_inside(ow0, p->out_w);
-      store16(dst + (size_t)oh * p->out_w + ow0, m, _mm512_mul_ps(_mm512_mul_ps(acc, _mm512_set1_ps(inv_rows)), _mm512_loadu_ps(inv_cols + ow0)));
+    }
+  }
+#pragma clang loop unroll(full)
+  for (int r = 0; r < nr; r++) {
+    const __m512 inv_row = _mm512_set1_ps(inv_rows[oh0 + r]);
+    float *d = dst + (size_t)(oh0 + r) * p->out_w + ow0;
+#pragma clang loop unroll(full)
+    for (int c = 0; c < nch; c++)
+      store16(d + 16 * c, lanes_inside(ow0 + 16 * c, p->out_w), _mm512_mul_ps(_mm512_mul_ps(acc[r][c], inv_row), inv_cols[c]));
+  }
+}
+
+// One chunk of columns of a plane: rows four (one or two chunks), two (three or four) or one at a time.
+AVX512 static inline __attribute__((always_inline)) void avg_plane(const int nch, const int sw, const mlk_conv *p, const float *plane,
+                                                                   float *dst, int ow0, const __mmask16 *m0, const __mmask16 *m1,
+                                                                   const __m512 *inv_cols, const float *inv_rows) {
+  const int nr = nch <= 2 ? 4 : nch <= 4 ? 2 : 1;
+  int oh = 0;
+  for (; oh + nr <= p->out_h; oh += nr) avg_rows(nch, sw, nr, p, plane, dst, ow0, oh, m0, m1, inv_cols, inv_rows);
+  for (; oh < p->out_h; oh++) avg_rows(nch, sw, 1, p, plane, dst, ow0, oh, m0, m1, inv_cols, inv_rows);
+}
+
+// Planes [0, planes) of x into y; masks and reciprocals worked out once for all of them.
+AVX512 void mlk_avgpool_planes_avx512_(const mlk_conv *p, const float *x, float *y, int planes, const float *rows, const float *cols) {
+  const size_t in_hw = (size_t)p->in_h * p->in_w, out_hw = (size_t)p->out_h * p->out_w;
+  const int sw = p->stride_w, nchunks = (p->out_w + 15) / 16;
+  float inv_rows[4096];
+  for (int oh = 0; oh < p->out_h; oh++) inv_rows[oh] = rows[oh] > 0 ? 1.0f / rows[oh] : 1.0f;
+  __mmask16 m0[DW_MAX_KW * 8], m1[DW_MAX_KW * 8];
+  for (int ow0 = 0; ow0 < p->out_w; ow0 += 16 * 8) {
+    const int left = nchunks - ow0 / 16, nch = left >= 8 ? 8 : left;
+    window_masks(p, ow0, nch, m0, m1);
+    __m512 inv_cols[8];
+    for (int c = 0; c < 8; c++) {
+      float v[16];
+      for (int l = 0; l < 16; l++) {
+        const int ow = ow0 + 16 * c + l;
+        v[l] = ow < p->out_w && cols[ow] > 0 ? 1.0f / cols[ow] : 1.0f;
+      }
+      inv_cols[c] = _mm512_loadu_ps(v);
+    }
+    for (int i = 0; i < planes; i++) {
+      const float *plane = x + i * in_hw;
+      float *dst = y + i * out_hw;
+#define AVG_CASE(N) \
+      case N: sw == 1 ? avg_plane(N, 1, p, plane, dst, ow0, m0, m1, inv_cols, inv_rows) : avg_plane(N, 2, p, plane, dst, ow0, m0, m1, inv_cols, inv_rows); break;
+      switch (nch) {
+        AVG_CASE(1) AVG_CASE(2) AVG_CASE(3) AVG_CASE(4) AVG_CASE(5) AVG_CASE(6) AVG_CASE(7) AVG_CASE(8)
+        default: break;
+      }
+#undef AVG_CASE
     }
   }
 }

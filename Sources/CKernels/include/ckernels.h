@@ -54,6 +54,13 @@ enum {
 void mlk_binary(int op, int rank, const long *shape, const float *a, const long *a_strides, const float *b,
                 const long *b_strides, float *y);
 
+/// The loop mlk_binary runs for these operands (after merging dimensions): both whole and of the
+/// output's shape (FLAT, add/sub/mul/div only); a whole with b one row repeated (ROWS: a
+/// per-channel vector over NHWC pixels) or one value (SCALAR); else rows walked by index (WALK:
+/// a per-channel value over NCHW planes, a scale that comes first). Its cost differs per loop.
+enum { MLK_BINARY_FLAT = 0, MLK_BINARY_ROWS, MLK_BINARY_SCALAR, MLK_BINARY_WALK };
+int mlk_binary_loop(int op, int rank, const long *shape, const long *a_strides, const long *b_strides);
+
 /// Integer arithmetic and comparisons with numpy broadcasting (rank <= 8): operands of a_elem /
 /// b_elem bytes (4: int32, 8: int64), results of y_elem bytes (8: int64, 4: int32, 1: bool).
 /// Arithmetic wraps; division and modulo by 0 give 0.
@@ -240,6 +247,10 @@ void mlk_depthwise_nhwc(const mlk_conv *p, const float *x, const float *w, const
 /// Pooling over NCHW (nhwc = 0) or NHWC (nhwc = 1) data. kind 0 = max, 1 = average
 /// (count_include_pad chooses the divisor), 2 = L2.
 void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, const float *x, float *y);
+/// The loop mlk_pool runs: NHWC rows of channel vectors (max and average), ResNet's 3x3 stride-2
+/// max pooling of NCHW planes, other windows over NCHW planes in vectors, or the portable loop.
+enum { MLK_POOL_PORTABLE = 0, MLK_POOL_NHWC_ROWS, MLK_POOL_MAX_3X3S2, MLK_POOL_PLANES };
+int mlk_pool_loop(int kind, int nhwc, const mlk_conv *p);
 
 /// y = x * scale[ch] + shift[ch] over [outer, c, inner] (inference BatchNormalization), then the activation.
 void mlk_channel_affine(const float *x, float *y, long outer, long c, long inner, const float *scale, const float *shift,

@@ -91,6 +91,40 @@ final class BinaryKernelTests: XCTestCase {
         }
     }
 
+    /// The loop mlk_binary_loop names for the operand layouts models have (the analysis classes
+    /// binary kernels by it): same shape, a per-channel vector over NHWC pixels, a scalar, a
+    /// per-channel value over NCHW planes and a scale that comes first.
+    func testBinaryLoopFollowsTheOperandsLayout() {
+        func loop(_ op: Int32, _ shape: [Int], _ a: [Int], _ b: [Int]) -> Int32 {
+            mlk_binary_loop(op, Int32(shape.count), shape.map { CLong($0) }, a.map { CLong($0) }, b.map { CLong($0) })
+        }
+        let (add, prelu) = (Int32(MLK_ADD), Int32(MLK_PRELU))
+        let nchw = [1, 32, 14, 14], whole = [6272, 196, 14, 1]
+        XCTAssertEqual(loop(add, nchw, whole, whole), Int32(MLK_BINARY_FLAT))
+        // PRelu of two whole tensors: no flat loop (arithmetic only), one row of the whole.
+        XCTAssertEqual(loop(prelu, nchw, whole, whole), Int32(MLK_BINARY_ROWS))
+        XCTAssertEqual(loop(add, nchw, whole, [0, 0, 0, 0]), Int32(MLK_BINARY_SCALAR))
+        // A [C, 1, 1] slope or bias over NCHW planes: one value a row, rows walked.
+        XCTAssertEqual(loop(prelu, nchw, whole, [0, 1, 0, 0]), Int32(MLK_BINARY_WALK))
+        // A [C] slope over NHWC pixels [1, 14, 14, 32]: the row repeated.
+        XCTAssertEqual(loop(prelu, [1, 14, 14, 32], [6272, 448, 32, 1], [0, 0, 0, 1]), Int32(MLK_BINARY_ROWS))
+        // A squeeze-excitation scale first: a is not the whole tensor.
+        XCTAssertEqual(loop(Int32(MLK_MUL), nchw, [0, 1, 0, 0], whole), Int32(MLK_BINARY_WALK))
+        // A scalar over more elements than one task takes (split like the flat loop), 1 and 2
+        // threads: the elements of Swift's arithmetic.
+        defer { mlk_set_threads(1) }
+        let shape = [1, 64, 30, 30], n = shape.reduce(1, *)
+        let a = (0..<n).map { Float($0 % 977) / 64 - 7 }, three: [Float] = [3]
+        for (op, f) in [(Int32(MLK_ADD), { (x: Float) in x + 3 }), (Int32(MLK_DIV), { (x: Float) in x / 3 }), (Int32(MLK_PRELU), { (x: Float) in x < 0 ? x * 3 : x })] {
+            for threads: Int32 in [1, 2] {
+                mlk_set_threads(threads)
+                var y = [Float](repeating: .nan, count: n)
+                mlk_binary(op, 4, shape.map { CLong($0) }, a, [57600, 900, 30, 1], three, [0, 0, 0, 0], &y)
+                XCTAssertEqual(y, a.map(f), "op \(op), \(threads) threads")
+            }
+        }
+    }
+
     /// Integer comparisons and arithmetic with broadcasting (mlk_binary_int: shape arithmetic,
     /// one-hot encodings), int32 and int64, against the same op on Swift integers element by element.
     func testIntegerBinaryOpsMatchSwiftArithmetic() throws {
