@@ -178,7 +178,7 @@ static void nhwc_task(void *ctx, int t) {
 // 3x3x32 input into 1404 values): a matrix-vector product, which reads the OHWI weights as they
 // are, row by row. Through the packed GEMM (one row of twelve used) it streamed 1.6 MB of panels
 // at 5.5 GB/s.
-static int one_pixel(const mlk_conv *p) { return p->groups == 1 && p->out_h * p->out_w == 1 && p->out_c >= 64; }
+static int one_pixel(const mlk_conv *p) { return p->groups == 1 && p->out_h * p->out_w == 1 && (p->out_c >= 64 || p->out_c < 16); }
 
 int mlk_conv_nhwc_packs(const mlk_conv *p) {
   return p->groups == 1 && p->out_c >= 16 && mlk_use_avx512_() && !mlk_conv1x1_nhwc_small_ok_(p) && !mlk_conv_nhwc_single_ok_(p) &&

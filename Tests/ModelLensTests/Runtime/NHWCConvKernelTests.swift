@@ -39,6 +39,33 @@ extension ConvKernelTests {
         }
     }
 
+    /// Convolutions with one output pixel (iris_landmark's 2x2x128 -> 15 head, face_landmark's
+    /// 3x3x32 -> 1404): a matrix-vector product for fewer than 16 outputs and for 64 or more, the
+    /// packed GEMM between. Against the direct sum, 1 and 2 threads, AVX-512 and portable.
+    func testOnePixelNHWCConvolutionsMatchADirectSum() throws {
+        defer { Executor.preferAVX512(true); mlk_set_threads(1) }
+        var rng = Rng(s: 515)
+        for co in [1, 5, 15, 16, 40, 64, 213] {
+            let ci = 1 + rng.next(130), k = 1 + rng.next(3)
+            var p = square(ci, k, k, co, 1, 1, k: k, s: 1, pad: 0)
+            let x = (0..<(k * k * ci)).map { _ in rng.float() }
+            let w = (0..<(co * k * k * ci)).map { _ in rng.float() }
+            let b = (0..<co).map { _ in rng.float() }
+            let expected = directNHWC(p, x, w, b)
+            for avx512 in [false, true] where !avx512 || Executor.avx512Available {
+                Executor.preferAVX512(avx512)
+                mlk_set_threads(Int32(1 + rng.next(2)))
+                var scratch = [Float](repeating: 0, count: Int(mlk_conv_nhwc_scratch(&p)))
+                var out = [Float](repeating: Self.guardValue, count: expected.count + Self.guardFloats)
+                mlk_conv_nhwc(&p, x, w, b, nil, &out, &scratch, 0, 0, 0)
+                let label = "one pixel \(windowLabel(p)) avx512 \(avx512)"
+                XCTAssertTrue(out[expected.count...].allSatisfy { $0 == Self.guardValue }, "\(label): wrote past its output")
+                let worst = zip(expected, out).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
+                XCTAssertLessThan(worst, 1e-4, label)
+            }
+        }
+    }
+
     /// NHWC convolutions run with weight panels packed once (mlk_weight_panels_pack, as the planner
     /// does for TFLite models) give the bits of the call that packs them itself: 1x1, 3x3 and 5x5
     /// windows, stride 1-2, 16-70 output channels (a last panel part zeros), 1 and 2 threads; and
