@@ -141,6 +141,13 @@ public enum KernelClassifier {
             if op == "Slice", let run = sliceRun(node, in: g, bindings: bindings), run >= 16 {
                 return ("movement.Slice.planes", ["movement.Slice", "movement"])
             }
+            // Max and average pooling by the loop the kernels' own predicate picks: ResNet's 3x3
+            // stride-2 max pooling has its own (twice the others' speed), NHWC rows another.
+            if op == "MaxPool" || op == "AveragePool", var p = poolParameters(node, in: g, bindings: bindings) {
+                let loop = Int(mlk_pool_loop(op == "MaxPool" ? 0 : 1, node.dataLayout == .nhwc ? 1 : 0, &p))
+                let suffix = [Int(MLK_POOL_NHWC_ROWS): ".nhwc", Int(MLK_POOL_MAX_3X3S2): ".3x3s2", Int(MLK_POOL_PLANES): ""][loop] ?? ".portable"
+                return ("pool.\(op)\(suffix)", suffix.isEmpty ? ["pool"] : ["pool.\(op)", "pool"])
+            }
             let family: String
             if linear.contains(op) { family = "gemm" }
             else if pooling.contains(op) { family = "pool" }
@@ -148,14 +155,63 @@ public enum KernelClassifier {
             else if reduction.contains(op) { family = "reduce" }
             else if movement.contains(op) { family = "movement" }
             else { family = "elementwise" }
-            // A binary op whose operands differ in shape (a squeeze-excitation's per-channel scale,
-            // a scalar constant) runs a broadcasting loop, unlike the same-shape one.
+            // A binary op whose operands differ in shape runs the loop mlk_binary picks for them
+            // (mlk_binary_loop): a per-channel vector over NHWC pixels or a scalar constant in
+            // vectors as the same-shape op, a per-channel value over NCHW planes or a scale that
+            // comes first walked row by row.
             if family == "elementwise", node.inputs.count == 2, let a = node.inputs[0], let b = node.inputs[1],
                let da = g.values[a].type.shape.dims, let db = g.values[b].type.shape.dims, da != db {
-                return ("elementwise.\(op).broadcast", ["elementwise.\(op)", "elementwise"])
+                let wider = ["elementwise.\(op)", "elementwise"]
+                guard let loop = binaryLoop(op, da, db, bindings: bindings) else { return ("elementwise.\(op).broadcast", wider) }
+                switch Int(loop) {
+                case Int(MLK_BINARY_FLAT): return ("elementwise.\(op)", ["elementwise"])
+                case Int(MLK_BINARY_ROWS): return ("elementwise.\(op).rows", wider)
+                case Int(MLK_BINARY_SCALAR): return ("elementwise.\(op).scalar", wider)
+                default: return ("elementwise.\(op).broadcast", wider)
+                }
             }
             return ("\(family).\(op)", [family])
         }
+    }
+
+    /// The loop mlk_binary runs for a float binary op of these operand shapes (numpy broadcasting;
+    /// an early PRelu's [C] slope along axis 1, as the executor reads it). Nil where a dimension
+    /// is unknown.
+    static func binaryLoop(_ op: String, _ da: [Dim], _ db: [Dim], bindings: [String: Int]) -> Int32? {
+        func ints(_ d: [Dim]) -> [Int]? {
+            let v = d.map { $0.value ?? SymCount(product: [$0]).evaluate(bindings) }
+            return v.allSatisfy { $0 > 0 } ? v : nil
+        }
+        guard let a = ints(da), var b = ints(db) else { return nil }
+        if op == "PRelu", a.count > 2, b == [a[1]] { b = [a[1]] + [Int](repeating: 1, count: a.count - 2) }
+        guard let shape = Broadcast.shape(a, b), shape.count <= 8 else { return nil }
+        let sa = Broadcast.strides(a, to: shape).map { CLong($0) }, sb = Broadcast.strides(b, to: shape).map { CLong($0) }
+        let arithmetic = ["Add", "Sub", "Mul", "Div"].contains(op)
+        return mlk_binary_loop(Int32(arithmetic ? MLK_ADD : MLK_PRELU), Int32(shape.count), shape.map { CLong($0) }, sa, sb)
+    }
+
+    /// The kernels' description of a pooling window (batch 1 where symbolic).
+    static func poolParameters(_ node: Node, in g: Graph, bindings: [String: Int]) -> mlk_conv? {
+        func dims(_ v: ValueID?) -> [Int]? {
+            guard let v, let d = g.values[v].type.shape.dims else { return nil }
+            return d.map { $0.value ?? SymCount(product: [$0]).evaluate(bindings) }
+        }
+        guard let x = dims(node.inputs.first ?? nil), let y = dims(node.outputs.first), x.count == 4, y.count == 4,
+              let kernel = node.ints("kernel_shape"), kernel.count == 2 else { return nil }
+        let nhwc = node.dataLayout == .nhwc
+        let (c, ih, iw) = nhwc ? (x[3], x[1], x[2]) : (x[1], x[2], x[3])
+        let (oh, ow) = nhwc ? (y[1], y[2]) : (y[2], y[3])
+        let strides = node.ints("strides") ?? [1, 1], dil = node.ints("dilations") ?? [1, 1], pads = node.ints("pads") ?? [0, 0, 0, 0]
+        let autoPad = node.string("auto_pad") ?? "NOTSET", ceil = (node.int("ceil_mode") ?? 0) != 0
+        let hGeo = SlidingWindow.geometry(ih, kernel: kernel[0], stride: strides.first ?? 1, dilation: dil.first ?? 1,
+                                          padBegin: pads.count > 0 ? pads[0] : 0, padEnd: pads.count > 2 ? pads[2] : 0, autoPad: autoPad, ceilMode: ceil)
+        let wGeo = SlidingWindow.geometry(iw, kernel: kernel[1], stride: strides.last ?? 1, dilation: dil.last ?? 1,
+                                          padBegin: pads.count > 1 ? pads[1] : 0, padEnd: pads.count > 3 ? pads[3] : 0, autoPad: autoPad, ceilMode: ceil)
+        return mlk_conv(batch: Int32(x[0]), in_c: Int32(c), in_h: Int32(ih), in_w: Int32(iw), out_c: Int32(c),
+                        out_h: Int32(oh), out_w: Int32(ow), k_h: Int32(kernel[0]), k_w: Int32(kernel[1]),
+                        stride_h: Int32(strides.first ?? 1), stride_w: Int32(strides.last ?? 1), dil_h: Int32(dil.first ?? 1), dil_w: Int32(dil.last ?? 1),
+                        pad_top: Int32(hGeo.begin), pad_left: Int32(wGeo.begin), pad_bottom: Int32(hGeo.end), pad_right: Int32(wGeo.end),
+                        groups: 1)
     }
 
     /// Whether the executor's geometry lets it pack a convolution's weights once at plan time,

@@ -32,30 +32,10 @@ func requireFloat(_ t: RTensor?, _ ctx: PlanContext? = nil, node: Node) throws -
 }
 
 /// numpy broadcasting of two shapes; nil when they do not broadcast.
-func broadcastShapes(_ a: [Int], _ b: [Int]) -> [Int]? {
-    let r = max(a.count, b.count)
-    var out = [Int](repeating: 1, count: r)
-    for i in 0..<r {
-        let x = i < r - a.count ? 1 : a[i - (r - a.count)]
-        let y = i < r - b.count ? 1 : b[i - (r - b.count)]
-        if x != y && x != 1 && y != 1 { return nil }
-        out[i] = x == 1 ? y : x
-    }
-    return out
-}
+func broadcastShapes(_ a: [Int], _ b: [Int]) -> [Int]? { Broadcast.shape(a, b) }
 
 /// Element strides of `shape` seen through broadcasting to `target` (0 along broadcast axes).
-func broadcastStrides(_ shape: [Int], to target: [Int]) -> [Int] {
-    let r = target.count
-    var strides = [Int](repeating: 0, count: r)
-    var s = 1
-    for i in stride(from: shape.count - 1, through: 0, by: -1) {
-        let ti = i + (r - shape.count)
-        strides[ti] = shape[i] == 1 ? 0 : s
-        s *= shape[i]
-    }
-    return strides
-}
+func broadcastStrides(_ shape: [Int], to target: [Int]) -> [Int] { Broadcast.strides(shape, to: target) }
 
 func normalize(_ axis: Int, _ rank: Int, _ node: Node) throws -> Int {
     let a = axis < 0 ? axis + rank : axis

@@ -3,6 +3,7 @@ import ModelAnalysis
 import ModelImport
 import ModelIR
 import ModelLensTestSupport
+import ModelRuntime
 import XCTest
 
 /// `calibrate` and calibrated profiles: the fit, the prediction from fitted kernel models, bad
@@ -55,6 +56,23 @@ final class CalibrationTests: XCTestCase {
         for f in r.kernelFeatures where f.kernelClass.hasPrefix("conv.depthwise") {
             XCTAssertEqual([f.inChannels, f.outChannels, f.kernelH, f.kernelW], [1, 1, 3, 3])
         }
+    }
+
+    /// Pooling kernels are classed by the loop the kernels' own predicate picks (mlk_pool_loop):
+    /// ResNet50's 3x3 stride-2 max pool (one column of padding) has its own; GoogLeNet's 13 (3x3
+    /// stride 2 without padding, 3x3 stride 1 branch pools, 2x2) run the general one.
+    func testPoolingKernelClassesFollowTheLoopThatRuns() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: every pool runs the portable loop") }
+        var classes: [String: [String: Int]] = [:]
+        for name in ["resnet50", "googlenet"] {
+            let path = TestSupport.models.appendingPathComponent("torchvision/\(name).onnx").path
+            guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("run make models") }
+            let model = try ModelImporter.load(path, options: .init(inputShapes: ["input": Shape(known: [1, 3, 224, 224])]))
+            let r = ModelAnalyzer.analyze(model, profile: try HardwareProfile.resolve(HardwareProfile.defaultID))
+            for f in r.kernelFeatures where f.kernelClass.hasPrefix("pool.") { classes[name, default: [:]][f.kernelClass, default: 0] += 1 }
+        }
+        XCTAssertEqual(classes["resnet50"], ["pool.MaxPool.3x3s2": 1, "pool.GlobalAveragePool": 1])
+        XCTAssertEqual(classes["googlenet"], ["pool.MaxPool": 13, "pool.GlobalAveragePool": 1])
     }
 
     /// With kernel models for the thread count asked, each kernel is predicted by its class's
