@@ -90,7 +90,17 @@ public enum BenchmarkNetworks {
         // Hard-sigmoid written out with scalar constants, as exporters often leave it.
         let gate = b.binary("Div", b.binary("Add", avg, b.scalar(3)), b.scalar(6))
         let gated = b.binary("Mul", avg, gate)
+        // Two same-shape results added (no convolution to take the sum in), and a scalar added,
+        // on the small pooled activations and on larger ones (the loops' cost per element differs
+        // with where the operands sit).
+        let summed = b.binary("Add", gated, avg)
+        let thSum = b.binary("Add", th, b.binary("Add", th, b.scalar(3)))
         let pooled = b.pool("MaxPool", cat, k: 3, stride: 2)
+        // Inception's branch pools (3x3, stride 1) and GoogLeNet's 2x2 stride 2 run other loops
+        // than ResNet's 3x3 stride-2 max pool above.
+        let branchMax = b.pool("MaxPool", pr, k: 3, stride: 1)
+        let branchAvg = b.pool("AveragePool", pr, k: 3, stride: 1)
+        let halved = b.pool("MaxPool", cat, k: 2, stride: 2, pad: 0)
         let transposed = b.transpose(cat, [0, 1, 3, 2])
         let cropped = b.crop(transposed, 1)
         let up = b.resize(pooled, linear: true)
@@ -99,7 +109,7 @@ public enum BenchmarkNetworks {
         let flat = b.flatten(gap)
         let logits = b.gemm(flat, 3 * c, 1000)
         let soft = b.softmax(logits)
-        b.outputs([soft, cropped, up, gated, se, shuffled, half] + (pixels.map { [$0] } ?? []))
+        b.outputs([soft, cropped, up, summed, thSum, se, shuffled, half, branchMax, branchAvg, halved] + (pixels.map { [$0] } ?? []))
         let graph = b.graph
         let model = Model(format: Model.Format(rawValue: "onnx"), path: "calibration-\(c)x\(r)", fileSize: 0, graph: graph)
         model.opsets = ["": 17]
