@@ -170,7 +170,8 @@ void mlk_conv1x1_nhwc_small_avx512_(const mlk_conv *p, const float *x, const flo
 
 /// Max and average pooling of NCHW planes in vectors (mlk_maxpool_planes_avx512_,
 /// mlk_avgpool_planes_avx512_), for the geometries this admits (it also checks that the AVX-512
-/// kernels are in use): stride_w 1 or 2, k_w <= DW_MAX_KW, pads smaller than the window, no dilation.
+/// kernels are in use): stride_w 1 or 2 (any for one output column), k_w <= DW_MAX_KW, pads smaller
+/// than the window, no dilation.
 int mlk_pool_planes_avx512_ok_(const mlk_conv *p);
 /// Average pooling of `planes` NCHW planes, each output divided by rows[oh] * cols[ow] taps.
 void mlk_avgpool_planes_avx512_(const mlk_conv *p, const float *x, float *y, int planes, const float *rows, const float *cols);

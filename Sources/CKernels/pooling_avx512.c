@@ -45,8 +45,10 @@ AVX512 static inline __attribute__((always_inline)) void max_rows(const int nch,
   }
 }
 
+// One output column (a 7x7 stride-7 pool over a 7x7 plane, as Keras exports a global average)
+// reads as stride 1: only lane 0 of the first chunk is kept.
 int mlk_pool_planes_avx512_ok_(const mlk_conv *p) {
-  return mlk_use_avx512_() && (p->stride_w == 1 || p->stride_w == 2) && p->k_w <= DW_MAX_KW && p->pad_top < p->k_h &&
+  return mlk_use_avx512_() && (p->stride_w == 1 || p->stride_w == 2 || p->out_w == 1) && p->k_w <= DW_MAX_KW && p->pad_top < p->k_h &&
          p->pad_bottom < p->k_h && p->pad_left < p->k_w && p->pad_right < p->k_w && p->dil_h == 1 && p->dil_w == 1;
 }
 
@@ -111,7 +113,7 @@ AVX512 void mlk_maxpool_planes_avx512_(const mlk_conv *p, const float *x, float 
     for (int i = 0; i < planes; i++) max3s2_plane(p, x + i * in_hw, y + i * out_hw);
     return;
   }
-  const int sw = p->stride_w, nchunks = (p->out_w + 15) / 16;
+  const int sw = p->out_w == 1 ? 1 : p->stride_w, nchunks = (p->out_w + 15) / 16;
   __mmask16 m0[DW_MAX_KW * 8], m1[DW_MAX_KW * 8];
   for (int ow0 = 0; ow0 < p->out_w; ow0 += 16 * 8) {
     const int left = nchunks - ow0 / 16, nch = left >= 8 ? 8 : left;
@@ -293,7 +295,7 @@ AVX512 static inline __attribute__((always_inline)) void avg_plane(const int nch
 // Planes [0, planes) of x into y; masks and reciprocals worked out once for all of them.
 AVX512 void mlk_avgpool_planes_avx512_(const mlk_conv *p, const float *x, float *y, int planes, const float *rows, const float *cols) {
   const size_t in_hw = (size_t)p->in_h * p->in_w, out_hw = (size_t)p->out_h * p->out_w;
-  const int sw = p->stride_w, nchunks = (p->out_w + 15) / 16;
+  const int sw = p->out_w == 1 ? 1 : p->stride_w, nchunks = (p->out_w + 15) / 16;
   float inv_rows[4096];
   for (int oh = 0; oh < p->out_h; oh++) inv_rows[oh] = rows[oh] > 0 ? 1.0f / rows[oh] : 1.0f;
   __mmask16 m0[DW_MAX_KW * 8], m1[DW_MAX_KW * 8];

@@ -126,6 +126,24 @@ extension ConvKernelTests {
             }
             checked += 1
         }
+        // One output column at any stride (Keras's global pools as k x k, stride k), max and average.
+        for k in 2...7 {
+            let c = 3, h = k + 1
+            var p = mlk_conv(batch: 1, in_c: Int32(c), in_h: Int32(h), in_w: Int32(k), out_c: Int32(c), out_h: Int32((h - k) / k + 1),
+                             out_w: 1, k_h: Int32(k), k_w: Int32(k), stride_h: Int32(k), stride_w: Int32(k),
+                             dil_h: 1, dil_w: 1, pad_top: 0, pad_left: 0, pad_bottom: 0, pad_right: 0, groups: 1)
+            XCTAssertEqual(mlk_pool_loop(1, 0, &p), Int32(MLK_POOL_PLANES))
+            let x = (0..<(c * h * k)).map { _ in rng.float() }
+            for kind: Int32 in [0, 1] {
+                var portable = [Float](repeating: 7, count: c * Int(p.out_h)), fast = portable
+                Executor.preferAVX512(false)
+                mlk_pool(kind, 0, 0, &p, x, &portable)
+                Executor.preferAVX512(true)
+                mlk_pool(kind, 0, 0, &p, x, &fast)
+                let worst = zip(portable, fast).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
+                XCTAssertLessThan(worst, 1e-6, "\(kind == 0 ? "max" : "average") pool \(k)x\(k) stride \(k), one output column")
+            }
+        }
     }
 
     /// A fully-connected layer at batch 1 (mlk_sgemm with one row of A and B transposed, the
