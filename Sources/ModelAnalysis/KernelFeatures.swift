@@ -148,6 +148,9 @@ public enum KernelClassifier {
                 let suffix = [Int(MLK_POOL_NHWC_ROWS): ".nhwc", Int(MLK_POOL_MAX_3X3S2): ".3x3s2", Int(MLK_POOL_PLANES): ""][loop] ?? ".portable"
                 return ("pool.\(op)\(suffix)", suffix.isEmpty ? ["pool"] : ["pool.\(op)", "pool"])
             }
+            // Resize by mode and layout: nearest copies, linear interpolates, and the NCHW loop
+            // interpolates a plane's row element by element where NHWC takes a pixel's channels.
+            if op == "Resize" { return ("resize.\(node.string("mode") ?? "nearest").\(layout)", ["resize"]) }
             let family: String
             if linear.contains(op) { family = "gemm" }
             else if pooling.contains(op) { family = "pool" }

@@ -15,6 +15,8 @@ public struct BenchmarkNetwork {
 }
 
 public enum BenchmarkNetworks {
+    static let opset = 17
+
     /// One point of the design: channels, resolution and the expansion of the inverted residual.
     public struct Point: Sendable, Equatable {
         public var channels: Int
@@ -104,15 +106,17 @@ public enum BenchmarkNetworks {
         let transposed = b.transpose(cat, [0, 1, 3, 2])
         let cropped = b.crop(transposed, 1)
         let up = b.resize(pooled, linear: true)
+        // Feature-pyramid upsampling (detectors, PP-OCR's text detector): nearest, twice the size.
+        let upNearest = b.resize(th, linear: false)
         // Classifier head.
         let gap = b.globalPool(cat)
         let flat = b.flatten(gap)
         let logits = b.gemm(flat, 3 * c, 1000)
         let soft = b.softmax(logits)
-        b.outputs([soft, cropped, up, summed, thSum, se, shuffled, half, branchMax, branchAvg, halved] + (pixels.map { [$0] } ?? []))
+        b.outputs([soft, cropped, up, upNearest, summed, thSum, se, shuffled, half, branchMax, branchAvg, halved] + (pixels.map { [$0] } ?? []))
         let graph = b.graph
         let model = Model(format: Model.Format(rawValue: "onnx"), path: "calibration-\(c)x\(r)", fileSize: 0, graph: graph)
-        model.opsets = ["": 17]
+        model.opsets = ["": BenchmarkNetworks.opset]
         return BenchmarkNetwork(name: "c\(c)-r\(r)-e\(p.expansion)", model: model)
     }
 }
@@ -186,7 +190,10 @@ struct GraphBuilder {
     @discardableResult
     mutating func node(_ op: String, _ inputs: [ValueID?], _ outShape: [Int], _ attributes: [String: Attribute] = [:]) -> ValueID {
         let out = value(op.lowercased(), outShape)
-        graph.nodes.append(Node(name: name(op), op: OpKind(op), sourceOp: op, inputs: inputs, outputs: [out], attributes: attributes))
+        // The network's opset: the writer leaves out what equals that opset's defaults (at opset 0,
+        // a nearest Resize's asymmetric coordinates, which opset 17 reads back as half_pixel).
+        graph.nodes.append(Node(name: name(op), op: OpKind(op), sourceOp: op, version: BenchmarkNetworks.opset, inputs: inputs,
+                                outputs: [out], attributes: attributes))
         return out
     }
 
