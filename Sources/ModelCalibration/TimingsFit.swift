@@ -11,7 +11,8 @@ import ModelImport
 ///     t(model) = Σ_family s_family × Σ_{kernels of the family} base(kernel) + c × kernels
 ///
 /// with every s and c non-negative, minimising the squared relative error. A per-op profile gives
-/// one sample per kernel it names (t(kernel) = s_family × base(kernel) + c). With fewer than
+/// one sample per kernel it names (t(kernel) = s_family × base(kernel) + c), and a class with
+/// `minClassSamples` of them its own factor on top of its family's. With fewer than
 /// three samples per parameter, one factor scales everything the base predicts (its dispatch
 /// included), so that a handful of whole-model timings is fitted, not interpolated. The fitted profile is the base
 /// with each class's coefficients scaled by its family's factor, and c as its dispatch cost per
@@ -42,6 +43,8 @@ public enum TimingsFit {
     public struct Result {
         public var profile: HardwareProfile
         public var factors: [String: Double]
+        /// Classes with enough per-op samples: their factor on top of their family's.
+        public var classFactors: [String: Double]
         public var perKernelSeconds: Double
         public var samples: Int
         public var opSamples: Int
@@ -103,6 +106,9 @@ public enum TimingsFit {
     public static func fit(_ rows: [Row], base: HardwareProfile, threads: Int, progress: (String) -> Void = { _ in }) throws -> Result {
         var x: [[Double]] = [], y: [Double] = [], weight: [Double] = []
         var perModel: [(row: Row, columns: [Double])] = []
+        // Each model's kernels (class, family, base seconds), and each per-op sample's.
+        var modelKernels: [[(cls: String, fam: Int, t: Double)]] = []
+        var opRows: [(cls: String, fam: Int, t: Double, seconds: Double)] = []
         var opSamples = 0
         var classesSeen: [String: [String]] = [:]
         for (k, row) in rows.enumerated() {
@@ -113,19 +119,22 @@ public enum TimingsFit {
             }
             let report = ModelAnalyzer.analyze(model, profile: base, threads: threads)
             var columns = [Double](repeating: 0, count: parameters)
-            var kernelColumns: [String: (Int, Double)] = [:]
+            var kernelColumns: [String: (String, Int, Double)] = [:]
+            var kernels: [(cls: String, fam: Int, t: Double)] = []
             for (step, f) in zip(report.kernels, report.kernelFeatures) {
                 classesSeen[f.kernelClass] = f.fallbackClasses
                 let t = baseModel(base, threads: threads, f).seconds(f)
                 columns[family(f.kernelClass)] += t
                 columns[parameters - 1] += 1
+                kernels.append((f.kernelClass, family(f.kernelClass), t))
                 // A runtime names a kernel after one of its nodes, or (onnxruntime's NCHWc kernels,
                 // fused groups) after the value the group outputs.
                 for n in [step.node] + step.fused {
-                    kernelColumns[report.nodes[n].name] = (family(f.kernelClass), t)
-                    for o in model.graph.nodes[n].outputs { kernelColumns[model.graph.values[o].name] = (family(f.kernelClass), t) }
+                    kernelColumns[report.nodes[n].name] = (f.kernelClass, family(f.kernelClass), t)
+                    for o in model.graph.nodes[n].outputs { kernelColumns[model.graph.values[o].name] = (f.kernelClass, family(f.kernelClass), t) }
                 }
             }
+            modelKernels.append(kernels)
             x.append(columns)
             y.append(row.milliseconds / 1000)
             weight.append(1)
@@ -136,7 +145,8 @@ public enum TimingsFit {
                 defer { weight[modelRow] = Double(max(1, matched)) }
                 for (name, seconds) in try OpProfile.read(op) {
                     let plain = name.hasSuffix("_nchwc") ? String(name.dropLast("_nchwc".count)) : name
-                    guard let (fam, t) = kernelColumns[name] ?? kernelColumns[plain], seconds > 0 else { continue }
+                    guard let (cls, fam, t) = kernelColumns[name] ?? kernelColumns[plain], seconds > 0 else { continue }
+                    opRows.append((cls, fam, t, seconds))
                     var c = [Double](repeating: 0, count: parameters)
                     c[fam] = t
                     c[parameters - 1] = 1
@@ -155,6 +165,7 @@ public enum TimingsFit {
             throw FitError("\(x.count) sample(s): give at least 3 models, or per-op profiles")
         }
         var coef: [Double]
+        var classFactors: [String: Double] = [:]
         if shared {
             // Few samples: one factor for everything the base predicts, its dispatch included.
             let dispatch = base.kernelModels(threads: threads)?[KernelCostModel.dispatchClass]?.coefficients["call"] ?? 0
@@ -164,13 +175,25 @@ public enum TimingsFit {
         } else {
             guard let c = CostFit.nonNegativeRelativeFit(x, y, weights: weight) else { throw FitError("the timings do not determine the parameters (every model the same mix of kernels?)") }
             coef = c
+            // Within a family the runtime's kernels need not keep our kernels' proportions
+            // (onnxruntime's 1x1 and 3x3 convolutions, its LayerNorm against our chain of
+            // reductions): a class with enough per-op samples gets its own factor on top of its
+            // family's, the median of its samples' measured / fitted time.
+            var byClass: [String: [Double]] = [:]
+            for r in opRows {
+                let fitted = coef[r.fam] * r.t + coef[parameters - 1]
+                if fitted > 0 { byClass[r.cls, default: []].append(r.seconds / fitted) }
+            }
+            for (cls, ratios) in byClass where ratios.count >= minClassSamples { classFactors[cls] = median(ratios) }
             // Per-op rows set the mix; the whole-model latencies set the scale. A runtime's per-op
             // times leave out what it does between ops and the ops it names differently, so a fit
             // dominated by them runs short: one factor k, the median over the models of measured /
             // predicted (the median: a small model's overheads should not set a large one's scale).
             if opSamples > 0 {
-                let r = perModel.map { row, cols in (row.milliseconds / 1000) / max(1e-30, zip(cols, coef).reduce(0) { $0 + $1.0 * $1.1 }) }.sorted()
-                let k = r.count % 2 == 1 ? r[r.count / 2] : (r[r.count / 2 - 1] + r[r.count / 2]) / 2
+                let r = zip(perModel, modelKernels).map { m, kernels in
+                    (m.row.milliseconds / 1000) / max(1e-30, kernels.reduce(0) { $0 + (classFactors[$1.cls] ?? 1) * coef[$1.fam] * $1.t } + coef[parameters - 1] * Double(kernels.count))
+                }
+                let k = median(r)
                 if k.isFinite, k > 0 { coef = coef.map { $0 * k } }
             }
         }
@@ -183,7 +206,7 @@ public enum TimingsFit {
         for (cls, fallbacks) in classes {
             let f = KernelFeatures(kernelClass: cls, fallbackClasses: fallbacks)
             var m = baseModel(base, threads: threads, f)
-            let s = coef[family(cls)]
+            let s = coef[family(cls)] * (classFactors[cls] ?? 1)
             m.coefficients = m.coefficients.mapValues { $0 * s }.filter { $0.value > 0 }
             fitted[cls] = m
         }
@@ -196,15 +219,25 @@ public enum TimingsFit {
         fitted[KernelCostModel.dispatchClass] = KernelCostModel(coefficients: ["call": coef[parameters - 1]], samples: x.count, medianAbsError: 0)
         profile.kernels = [String(threads): fitted]
         profile.sources["kernels.\(threads)"] = "modellens calibrate --from-timings: \(rows.count) model(s), \(opSamples) per-op sample(s); base \(base.id); factors " +
-            zip(families, coef).map { String(format: "%@ %.3g", $0, $1) }.joined(separator: ", ") + String(format: ", %.2f us per kernel", coef[parameters - 1] * 1e6)
-        let residuals = perModel.map { row, c in
-            Residual(model: row.model, measuredMs: row.milliseconds, baseMs: c[0..<(parameters - 1)].reduce(0, +) * 1000,
-                     fittedMs: zip(c, coef).reduce(0) { $0 + $1.0 * $1.1 } * 1000)
+            zip(families, coef).map { String(format: "%@ %.3g", $0, $1) }.joined(separator: ", ") + String(format: ", %.2f us per kernel", coef[parameters - 1] * 1e6) +
+            (classFactors.isEmpty ? "" : "; classes " + classFactors.sorted { $0.key < $1.key }.map { String(format: "%@ x%.3g", $0.key, $0.value) }.joined(separator: ", "))
+        let residuals = zip(perModel, modelKernels).map { m, kernels in
+            Residual(model: m.row.model, measuredMs: m.row.milliseconds, baseMs: m.columns[0..<(parameters - 1)].reduce(0, +) * 1000,
+                     fittedMs: (kernels.reduce(0) { $0 + (classFactors[$1.cls] ?? 1) * coef[$1.fam] * $1.t } + coef[parameters - 1] * Double(kernels.count)) * 1000)
         }
         var factors: [String: Double] = [:]
         for (k, f) in families.enumerated() { factors[f] = coef[k] }
-        return Result(profile: profile, factors: factors, perKernelSeconds: coef[parameters - 1], samples: x.count, opSamples: opSamples,
-                      residuals: residuals, sharedFactor: shared)
+        return Result(profile: profile, factors: factors, classFactors: classFactors, perKernelSeconds: coef[parameters - 1], samples: x.count,
+                      opSamples: opSamples, residuals: residuals, sharedFactor: shared)
+    }
+
+    /// Per-op samples a kernel class needs for a factor of its own.
+    public static let minClassSamples = 8
+
+    static func median(_ v: [Double]) -> Double {
+        let s = v.sorted()
+        guard !s.isEmpty else { return .nan }
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
     }
 }
 

@@ -144,14 +144,19 @@ struct Calibrate: ParsableCommand {
         enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let data = try enc.encode(result.profile)
         if format == "json" {
-            print(renderJSON(["factors": result.factors, "perKernelSeconds": result.perKernelSeconds, "samples": result.samples,
+            print(renderJSON(["factors": result.factors, "classFactors": result.classFactors, "perKernelSeconds": result.perKernelSeconds, "samples": result.samples,
                               "opSamples": result.opSamples, "output": output ?? NSNull(),
                               "residuals": result.residuals.map { ["model": $0.model, "measuredMs": $0.measuredMs, "baseMs": $0.baseMs, "fittedMs": $0.fittedMs] }]))
         } else {
             print("fitted to \(result.residuals.count) model(s) and \(result.opSamples) per-op sample(s), base \(baseProfile.id), \(n) thread(s)"
                   + (result.sharedFactor ? " (one factor for all families: fewer than \(3 * TimingsFit.parameters) samples):" : ":"))
             print("  " + TimingsFit.families.map { String(format: "%@ x%.3g", $0, result.factors[$0] ?? 0) }.joined(separator: ", ")
-                  + String(format: "; %.2f us per kernel\n", result.perKernelSeconds * 1e6))
+                  + String(format: "; %.2f us per kernel", result.perKernelSeconds * 1e6))
+            if !result.classFactors.isEmpty {
+                print("  classes with \(TimingsFit.minClassSamples)+ per-op samples, on top of their family's: "
+                      + result.classFactors.sorted { $0.key < $1.key }.map { String(format: "%@ x%.3g", $0.key, $0.value) }.joined(separator: ", "))
+            }
+            print()
             var rows = [["model", "measured ms", "base ms", "fitted ms", "fitted/measured"]]
             for r in result.residuals {
                 rows.append([(r.model as NSString).lastPathComponent, String(format: "%.3f", r.measuredMs), String(format: "%.3f", r.baseMs),

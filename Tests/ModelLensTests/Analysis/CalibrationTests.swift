@@ -46,8 +46,8 @@ final class CalibrationTests: XCTestCase {
         let r = ModelAnalyzer.analyze(model, profile: try HardwareProfile.resolve(HardwareProfile.defaultID))
         var count: [String: Int] = [:]
         for f in r.kernelFeatures { count[f.kernelClass, default: 0] += 1 }
-        XCTAssertEqual(count["conv.depthwise.nchw"], 13, "\(count)")
-        XCTAssertEqual(count["conv.depthwise.s2.nchw"], 4, "\(count)")
+        XCTAssertEqual(count["conv.depthwise.k3.nchw"], 13, "\(count)")
+        XCTAssertEqual(count["conv.depthwise.s2.k3.nchw"], 4, "\(count)")
         XCTAssertEqual(count["conv.pointwise.nchw"], 16 + 17 + 1, "\(count)")
         // The stem: packed or not (".unpacked") as the kernels' own predicate says.
         XCTAssertEqual(count.filter { $0.key.hasPrefix("conv.spatial.nchw") }.values.reduce(0, +), 1, "\(count)")
@@ -233,6 +233,32 @@ final class TimingsFitTests: XCTestCase {
         XCTAssertGreaterThan(r.factors["depthwise"]!, 0)
         let fitted = ModelAnalyzer.analyze(try ModelImporter.load(model), profile: r.profile).totals.predictedSeconds * 1000
         XCTAssertEqual(fitted, totalMs, accuracy: totalMs * 0.25)
+    }
+
+    /// A per-op profile in which MobileNetV2's 3x3 stride-1 depthwise kernels take twice what the
+    /// base predicts and every other kernel what it predicts: that class gets its own factor, and
+    /// the fitted profile predicts its kernels at twice the base and the 1x1 convolutions at once.
+    func testAClassWithEnoughPerOpSamplesGetsItsOwnFactor() throws {
+        let path = TestSupport.models.appendingPathComponent("torchvision/mobilenet_v2.onnx").path
+        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("run make models") }
+        let base = try profileWithKernelModels()
+        let model = try ModelImporter.load(path)
+        let r0 = ModelAnalyzer.analyze(model, profile: base, threads: 1)
+        var events: [[String: Any]] = []
+        var total = 0.0
+        for (step, f) in zip(r0.kernels, r0.kernelFeatures) {
+            let t = r0.nodes[step.node].predictedSeconds * (f.kernelClass == "conv.depthwise.k3.nchw" ? 2 : 1)
+            total += t
+            events.append(["cat": "Node", "name": "\(r0.nodes[step.node].name)_kernel_time", "dur": t * 1e6])
+        }
+        let trace = try write(String(decoding: try JSONSerialization.data(withJSONObject: events), as: UTF8.self), "trace.json")
+        let r = try TimingsFit.fit(try TimingsFit.readCSV(try write("\(path),\(total * 1000),\(trace)\n", "classes.csv")), base: base, threads: 1)
+        XCTAssertNotNil(r.classFactors["conv.depthwise.k3.nchw"], "\(r.classFactors)")
+        let r1 = ModelAnalyzer.analyze(model, profile: r.profile, threads: 1)
+        for (step, f) in zip(r1.kernels, r1.kernelFeatures) where f.kernelClass == "conv.depthwise.k3.nchw" || f.kernelClass == "conv.pointwise.nchw" {
+            let want = r0.nodes[step.node].predictedSeconds * (f.kernelClass == "conv.depthwise.k3.nchw" ? 2 : 1)
+            XCTAssertEqual(r1.nodes[step.node].predictedSeconds, want, accuracy: want * 0.1, "\(r1.nodes[step.node].name) (\(f.kernelClass))")
+        }
     }
 
     func testBadTimingsNameTheFileAndLine() throws {
