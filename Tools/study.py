@@ -5,8 +5,9 @@ Calibrates this host (`modellens calibrate`), then measures every model of the s
 executor and compares the measured latency with: the calibrated per-kernel prediction, the
 uncalibrated roofline (built-in profile), and linear fits on FLOPs, parameters and modelled DRAM
 bytes (leave-one-out, so no model predicts itself). Prints, per predictor and thread count, the
-share of models within +-5% and +-10%, the mean absolute error and Spearman's rho; and the median
-per-kernel error of the calibrated prediction.
+share of models within +-5% and +-10%, the mean absolute error and Spearman's rho; the median
+per-kernel error of the calibrated prediction; and the kernel classes whose summed prediction over
+all models misses their summed time most (the causes shared by many models).
 
 Protocol (these machines are noisy): 1-thread runs pinned to one CPU (taskset -c 1), rounds
 interleaved across models, each model's latency the minimum of its round medians; the spread of
@@ -187,6 +188,7 @@ def main():
                 rounds[key] = prev
         print(file=sys.stderr)
         rows = []
+        by_class = {}   # kernel class -> [measured ms, predicted ms, kernels, models] over every model (its first round)
         for (m, extra), v in rounds.items():
             if not v:
                 print(f'study: {m} {" ".join(extra)} does not run; left out', file=sys.stderr)
@@ -194,6 +196,10 @@ def main():
             a = json.loads(sh([BIN, 'analyze', m, '--format', 'json'] + list(extra), cwd=ROOT).stdout)
             d = v['json']
             kernels = [(n['measuredMs'], n['predictedMs']) for n in d['nodes'] if n['measuredMs'] > 0.005]
+            cls = {k['node']: k['class'] for k in a.get('kernels', [])}
+            for n in d['nodes']:
+                c = by_class.setdefault(cls.get(n['name'], '?'), [0.0, 0.0, 0, set()])
+                c[0] += n['measuredMs']; c[1] += n['predictedMs']; c[2] += 1; c[3].add(m + ' '.join(extra))
             rows.append({'model': m + (' ' + ' '.join(extra[1:]) if extra else ''), 'measuredMs': min(v['medians']),
                          'spread': max(v['medians']) / min(v['medians']) - 1, 'predictedMs': d['predictedMs'],
                          'rooflineMs': a['totals']['predictedMs'], 'flops': a['totals']['flops'], 'params': a['totals']['params'],
@@ -220,6 +226,11 @@ def main():
         repeat = sum(r['spread'] <= 0.05 for r in rows)
         print(f"\nper kernel (calibrated, kernels over 5 us): median |predicted/measured - 1| {100 * ke[len(ke) // 2]:.1f}% over {len(ke)} kernels")
         print(f"round medians within 5% of each other on {repeat} of {len(rows)} models")
+        # Causes, not models: the classes whose summed prediction misses their summed time most.
+        print('\n| kernel class | kernels | models | measured ms | predicted ms | ratio |')
+        print('|---|---|---|---|---|---|')
+        for c, (mm, pp, n, ms) in sorted(by_class.items(), key=lambda kv: -abs(kv[1][1] - kv[1][0]))[:12]:
+            print(f"| {c} | {n} | {len(ms)} | {mm:.2f} | {pp:.2f} | {pp / mm if mm else float('nan'):.2f} |")
         # A shift of every prediction the same way is the machine's speed changing between the
         # calibration and these measurements (minutes apart), not the per-kernel models.
         ratios = sorted(r['predictedMs'] / r['measuredMs'] for r in rows)

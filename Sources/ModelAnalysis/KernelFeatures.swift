@@ -87,7 +87,7 @@ public enum KernelClassifier {
     }
 
     /// The class of a node's kernel and the wider class that stands in for it. Convolutions
-    /// by layout and window (pointwise; depthwise, stride 2 apart; 3x3 stride 1, which the
+    /// by layout and window (pointwise; depthwise by window, stride 2 apart; 3x3 stride 1, which the
     /// executor may run as Winograd; other windows; grouped, with few channels a group on the
     /// direct kernel); the other ops by family and op.
     public static func classify(_ node: Node, in g: Graph, bindings: [String: Int] = [:]) -> (String, [String]) {
@@ -98,7 +98,11 @@ public enum KernelClassifier {
             let geo = convGeometry(node, in: g, bindings: bindings)
             let (cls, wider): (String, [String])
             if geo.groups > 1 && geo.inChannels == 1 && geo.outChannels == 1 {
-                (cls, wider) = geo.stride > 1 ? ("conv.depthwise.s2.\(layout)", ["conv.depthwise.\(layout)"]) : ("conv.depthwise.\(layout)", [])
+                // By window too: per tap, a 3x3 depthwise costs less than a 7x7 (one pooled class
+                // put MobileNets' 3x3 layers 1.35-1.44x over and ConvNeXt's 7x7 0.72x under).
+                let k = geo.kernelH == geo.kernelW ? "k\(geo.kernelH)" : "k\(geo.kernelH)x\(geo.kernelW)"
+                (cls, wider) = geo.stride > 1 ? ("conv.depthwise.s2.\(k).\(layout)", ["conv.depthwise.s2.\(layout)", "conv.depthwise.\(layout)"])
+                                              : ("conv.depthwise.\(k).\(layout)", ["conv.depthwise.\(layout)"])
             } else if geo.groups > 1 {
                 // Few channels a group (RegNet's 8 and 16): the direct kernel, not im2col and a GEMM per group.
                 if node.dataLayout != .nhwc, node.op.rawValue == "Conv", var p = convParameters(node, in: g, bindings: bindings),

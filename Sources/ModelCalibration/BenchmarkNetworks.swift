@@ -62,6 +62,10 @@ public enum BenchmarkNetworks {
         let plain = b.conv(block, c, c, k: 3, act: "Relu")
         let down = b.conv(plain, c, 2 * c, k: 3, stride: 2, act: "Relu")
         let dw5 = b.conv(plain, c, c, k: 5, stride: 2, group: c)
+        // The other depthwise windows mobile models use: 3x3 stride 2 (MobileNets' downsampling)
+        // and 5x5 stride 1 (MnasNet, EfficientNet).
+        let dw3s2 = b.conv(block, c, c, k: 3, stride: 2, group: c, act: "Clip")
+        let dw5s1 = b.conv(block, c, c, k: 5, group: c, act: "Clip")
         // A 7x7 depthwise (ConvNeXt) and a grouped 3x3 with groups of 8 or 16 channels (RegNet, ResNeXt).
         let dw7 = b.conv(block, c, c, k: 7, group: c)
         // GELU written out, as torch exports it below opset 20 (ConvNeXt, transformers); TFLite
@@ -113,7 +117,7 @@ public enum BenchmarkNetworks {
         let flat = b.flatten(gap)
         let logits = b.gemm(flat, 3 * c, 1000)
         let soft = b.softmax(logits)
-        b.outputs([soft, cropped, up, upNearest, summed, thSum, se, shuffled, half, branchMax, branchAvg, halved] + (pixels.map { [$0] } ?? []))
+        b.outputs([soft, cropped, up, upNearest, dw3s2, dw5s1, summed, thSum, se, shuffled, half, branchMax, branchAvg, halved] + (pixels.map { [$0] } ?? []))
         let graph = b.graph
         let model = Model(format: Model.Format(rawValue: "onnx"), path: "calibration-\(c)x\(r)", fileSize: 0, graph: graph)
         model.opsets = ["": BenchmarkNetworks.opset]
