@@ -187,16 +187,24 @@ AVX512 static inline __attribute__((always_inline)) void binary_strided(const in
                                                       bi ? _mm512_maskz_loadu_ps(tail, b + whole) : sb));
 }
 
+// The strides are constants in each instance: tested in the loop, they cost a third of the time.
+#define STRIDED(OP)                                                    \
+  do {                                                                 \
+    if (ai && bi) binary_strided(OP, a, 1, b, 1, y, n);                \
+    else if (ai) binary_strided(OP, a, 1, b, 0, y, n);                 \
+    else binary_strided(OP, a, 0, b, 1, y, n);                         \
+  } while (0)
 AVX512 void mlk_binary_row_avx512_(int op, const float *a, long ai, const float *b, long bi, float *y, long n) {
   switch (op) {
-    case MLK_ADD: binary_strided(MLK_ADD, a, ai, b, bi, y, n); break;
-    case MLK_SUB: binary_strided(MLK_SUB, a, ai, b, bi, y, n); break;
-    case MLK_MUL: binary_strided(MLK_MUL, a, ai, b, bi, y, n); break;
-    case MLK_DIV: binary_strided(MLK_DIV, a, ai, b, bi, y, n); break;
-    case MLK_PRELU: binary_strided(MLK_PRELU, a, ai, b, bi, y, n); break;
+    case MLK_ADD: STRIDED(MLK_ADD); break;
+    case MLK_SUB: STRIDED(MLK_SUB); break;
+    case MLK_MUL: STRIDED(MLK_MUL); break;
+    case MLK_DIV: STRIDED(MLK_DIV); break;
+    case MLK_PRELU: STRIDED(MLK_PRELU); break;
     default: abort();
   }
 }
+#undef STRIDED
 
 int mlk_binary_avx512_ok_(int op) {
   return op == MLK_ADD || op == MLK_SUB || op == MLK_MUL || op == MLK_DIV || op == MLK_PRELU;
