@@ -31,6 +31,8 @@ public struct Calibration {
         public var seconds: Double
         /// Per-kernel time of each class, measured and predicted by the fit, for the report.
         public var residuals: [(kernelClass: String, measured: Double, predicted: Double)]
+        /// Every kernel timed: its network, features and time (what the fits saw).
+        public var kernels: [(network: String, kernel: String, features: KernelFeatures, seconds: Double)] = []
     }
 
     public struct CalibrationError: Error, CustomStringConvertible {
@@ -43,6 +45,7 @@ public struct Calibration {
         var feeds: [String: RTensor]
         var kernels: [KernelStep]
         var features: [KernelFeatures]
+        var kernelNames: [String]
         var rounds: [[Double]] = []    // per round, per kernel: median seconds
         var totals: [Double] = []      // per round: median of the whole run (with per-kernel timing)
     }
@@ -76,7 +79,8 @@ public struct Calibration {
                 let exec = try Executor(model: m, threads: options.threads)
                 let report = ModelAnalyzer.analyze(m, profile: host, threads: options.threads)
                 timed.append(Timed(name: "\(net.name)-\(layout)", executor: exec, feeds: inputs(m),
-                                   kernels: report.kernels, features: report.kernelFeatures))
+                                   kernels: report.kernels, features: report.kernelFeatures,
+                                   kernelNames: report.kernels.map { report.nodes[$0.node].name }))
             }
         }
         func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
@@ -102,6 +106,7 @@ public struct Calibration {
         var byClass: [String: [(features: KernelFeatures, seconds: Double)]] = [:]
         var byFallback: [String: [(features: KernelFeatures, seconds: Double)]] = [:]
         var samples = 0
+        var kernels: [(network: String, kernel: String, features: KernelFeatures, seconds: Double)] = []
         for t in timed {
             // Each kernel's minimum over the rounds (the steadiest estimate of it), scaled so that
             // the network's kernels sum to what they took in its best round (the smallest median
@@ -115,6 +120,7 @@ public struct Calibration {
                 let s = minima[k] * scale
                 guard s > 0 else { continue }
                 samples += 1
+                kernels.append((t.name, t.kernelNames[k], f, s))
                 byClass[f.kernelClass, default: []].append((f, s))
                 if !Self.notInWiderClass.contains(f.kernelClass) { for fb in f.fallbackClasses { byFallback[fb, default: []].append((f, s)) } }
             }
@@ -141,7 +147,7 @@ public struct Calibration {
             return r.count > 1 ? r[1] / max(1e-12, r[0]) - 1 : 0
         }
         return Result(models: models, samples: samples, networks: timed.count, spread: median(spreads),
-                      seconds: Date().timeIntervalSince(start), residuals: residuals)
+                      seconds: Date().timeIntervalSince(start), residuals: residuals, kernels: kernels)
     }
 
     /// Classes left out of their wider class's fit: the transcendental activations cost 5 to 50

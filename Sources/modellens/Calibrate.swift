@@ -50,6 +50,7 @@ struct Calibrate: ParsableCommand {
     @Option(help: "table or json (the summary on standard output when -o is given).") var format: String = "table"
     @Option(name: .customLong("from-timings"), help: ArgumentHelp("Fit to measured latencies instead: a CSV of model,milliseconds[,op_profile].", valueName: "csv")) var fromTimings: String?
     @Option(help: "With --from-timings: the profile to start from (built-in id or JSON file).") var base: String = HardwareProfile.defaultID
+    @Option(help: ArgumentHelp("Also write every kernel timed (network, kernel, class, its features, seconds) to this CSV: what each class's fit saw.", valueName: "csv")) var samples: String?
 
     func run() throws {
         let counts = threads.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -67,6 +68,7 @@ struct Calibrate: ParsableCommand {
         profile.kernels = [:]
         var summaries: [[String: Any]] = []
         var unstable: [String] = []
+        var sampleRows = ["threads,network,kernel,class,flops,bytes,weight_bytes,spill_bytes,seconds"]
         for n in counts.compactMap({ $0 }) {
             var options = Calibration.Options()
             options.threads = n
@@ -80,6 +82,10 @@ struct Calibrate: ParsableCommand {
                 throw CommandError(message: "calibrate: \(error)", code: 1)
             }
             profile.kernels?[String(n)] = result.models
+            for k in result.kernels {
+                let f = k.features
+                sampleRows.append("\(n),\(k.network),\(csvField(k.kernel)),\(f.kernelClass),\(f.flops),\(f.bytesRead + f.bytesWritten),\(f.weightBytes),\(f.spill),\(k.seconds)")
+            }
             if profile.weightStreamBytesPerSecond?[String(n)] == nil {
                 progress.update("\(n) thread(s): measuring weights streamed by a batch-1 product (256 MB)")
                 if let rate = HostMeasurement.weightStream(threads: n) {
@@ -113,6 +119,11 @@ struct Calibrate: ParsableCommand {
             guard allowUnstable else { throw CommandError(message: "calibrate: \(message); nothing written (run again on a quiet machine, or pass --allow-unstable)", code: 1) }
             profile.sources["warning"] = message
             FileHandle.standardError.write(Data("calibrate: warning: \(message)\n".utf8))
+        }
+        if let samples {
+            do { try Data((sampleRows.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: samples), options: .atomic) } catch {
+                throw CommandError(message: "\(samples): cannot write the samples: \(error.localizedDescription)", code: 1)
+            }
         }
         profile.name = profile.name.replacingOccurrences(of: "(measured, 1 thread(s))", with: "(calibrated)")
         let enc = JSONEncoder()
@@ -194,4 +205,9 @@ func withPinnedCPU<T>(_ pin: Bool, _ body: () throws -> T) rethrows -> T {
     guard pin, mlk_pin_thread() != 0 else { return try body() }
     defer { mlk_unpin_thread() }
     return try body()
+}
+
+/// A CSV field: quoted where it holds a comma or a quote.
+private func csvField(_ s: String) -> String {
+    s.contains(",") || s.contains("\"") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
 }

@@ -140,8 +140,14 @@ final class CalibrationTests: XCTestCase {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("host.json").path
-        let r = try TestSupport.run(["calibrate", "--quick", "-o", out, "--allow-unstable"], timeout: 600)
+        let samples = dir.appendingPathComponent("samples.csv").path
+        let r = try TestSupport.run(["calibrate", "--quick", "-o", out, "--allow-unstable", "--samples", samples], timeout: 600)
         XCTAssertEqual(r.status, 0, r.stderr)
+        // Every kernel timed, one row each: as many as the summary says, with positive seconds.
+        let rows = try String(contentsOfFile: samples, encoding: .utf8).split(separator: "\n").dropFirst()
+        XCTAssertGreaterThan(rows.count, 500)
+        XCTAssertTrue(rows.allSatisfy { ($0.split(separator: ",").last.flatMap { Double($0) } ?? 0) > 0 })
+        XCTAssertTrue(r.stdout.contains("\(rows.count) kernels timed"), r.stdout)
         let p = try HardwareProfile.load(out)
         XCTAssertGreaterThan(p.weightStreamBytesPerSecond?["1"] ?? 0, 1e9, "weights streamed from memory, 1 thread")
         let models = try XCTUnwrap(p.kernelModels(threads: 1))
