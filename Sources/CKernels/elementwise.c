@@ -209,10 +209,16 @@ static int binary_plan(int op, int rank0, const long *shape0, const long *as0, c
   return MLK_BINARY_WALK;
 }
 
-int mlk_binary_loop(int op, int rank, const long *shape, const long *as, const long *bs) {
+int mlk_binary_loop(int op, int rank, const long *shape, const long *as, const long *bs, long *rows) {
   long s[8], a[8], b[8];
   int r;
-  return binary_plan(op, rank, shape, as, bs, s, a, b, &r);
+  const int loop = binary_plan(op, rank, shape, as, bs, s, a, b, &r);
+  if (rows) {
+    long total = 1;
+    for (int i = 0; i < r; i++) total *= s[i];
+    *rows = loop == MLK_BINARY_FLAT || loop == MLK_BINARY_SCALAR || r == 0 ? 1 : total / (s[r - 1] ? s[r - 1] : 1);
+  }
+  return loop;
 }
 
 void mlk_binary(int op, int rank0, const long *shape0, const float *a, const long *as0, const float *b, const long *bs0, float *y) {

@@ -22,6 +22,10 @@ public struct KernelFeatures: Sendable, Equatable {
     /// Activation bytes from beyond the core's cache: inputs whose reuse distance (they, and all
     /// bytes touched since they were written) exceeds it, and output beyond it.
     public var spill = 0
+    /// Rows a broadcasting binary op's loop goes through (mlk_binary_loop), each a call of its row
+    /// kernel: a per-channel PRelu over NHWC pixels of 8 channels costs more per element than over
+    /// 128. Zero for other kernels.
+    public var rows = 0
     /// Convolution geometry (zero for other classes): channels per group in and out, groups,
     /// kernel and output size, stride.
     public var inChannels = 0, outChannels = 0, groups = 0, kernelH = 0, kernelW = 0, outH = 0, outW = 0, stride = 0
@@ -40,9 +44,9 @@ public struct KernelFeatures: Sendable, Equatable {
     /// The named quantities a cost model weighs (see `KernelCostModel`): `spillBytes` is `spill`.
     public var terms: [String: Double] {
         ["call": 1, "flops": Double(flops), "bytes": Double(bytesRead + bytesWritten), "weightBytes": Double(weightBytes),
-         "spillBytes": Double(spill)]
+         "spillBytes": Double(spill), "rows": Double(rows)]
     }
-    public static let termNames: Set<String> = ["call", "flops", "bytes", "weightBytes", "spillBytes"]
+    public static let termNames: Set<String> = ["call", "flops", "bytes", "weightBytes", "spillBytes", "rows"]
 }
 
 /// Sorts kernels into classes and sums their work, from the IR only (op, layout, shapes and
@@ -186,6 +190,11 @@ public enum KernelClassifier {
     /// an early PRelu's [C] slope along axis 1, as the executor reads it). Nil where a dimension
     /// is unknown.
     static func binaryLoop(_ op: String, _ da: [Dim], _ db: [Dim], bindings: [String: Int]) -> Int32? {
+        binaryPlan(op, da, db, bindings: bindings)?.loop
+    }
+
+    /// mlk_binary_loop's loop and the rows it goes through.
+    static func binaryPlan(_ op: String, _ da: [Dim], _ db: [Dim], bindings: [String: Int]) -> (loop: Int32, rows: Int)? {
         func ints(_ d: [Dim]) -> [Int]? {
             let v = d.map { $0.value ?? SymCount(product: [$0]).evaluate(bindings) }
             return v.allSatisfy { $0 > 0 } ? v : nil
@@ -195,7 +204,9 @@ public enum KernelClassifier {
         guard let shape = Broadcast.shape(a, b), shape.count <= 8 else { return nil }
         let sa = Broadcast.strides(a, to: shape).map { CLong($0) }, sb = Broadcast.strides(b, to: shape).map { CLong($0) }
         let arithmetic = ["Add", "Sub", "Mul", "Div"].contains(op)
-        return mlk_binary_loop(Int32(arithmetic ? MLK_ADD : MLK_PRELU), Int32(shape.count), shape.map { CLong($0) }, sa, sb)
+        var rows = 0
+        let loop = mlk_binary_loop(Int32(arithmetic ? MLK_ADD : MLK_PRELU), Int32(shape.count), shape.map { CLong($0) }, sa, sb, &rows)
+        return (loop, rows)
     }
 
     /// The kernels' description of a pooling window (batch 1 where symbolic).
@@ -331,6 +342,11 @@ public enum KernelClassifier {
                 produced.formUnion(g.nodes[k].outputs)
             }
             f.spill += max(0, f.bytesWritten - cacheBytes)
+            if f.kernelClass.hasSuffix(".rows") || f.kernelClass.hasSuffix(".broadcast"), step.chainOp == nil, node.inputs.count == 2,
+               let a = node.inputs[0], let b = node.inputs[1], let da = g.values[a].type.shape.dims, let db = g.values[b].type.shape.dims,
+               let plan = binaryPlan(node.op.rawValue, da, db, bindings: bindings) {
+                f.rows = plan.rows
+            }
             if f.kernelClass.hasPrefix("conv.") {
                 let geo = convGeometry(node, in: g, bindings: bindings)
                 (f.inChannels, f.outChannels, f.groups, f.kernelH, f.kernelW, f.outH, f.outW, f.stride) = geo

@@ -3,11 +3,11 @@ import ModelAnalysis
 
 /// Fits a kernel class's cost model: seconds = Σ c_term × term with every c ≥ 0, minimising the
 /// squared *relative* error (each sample weighted by 1 / its time, so a 10 µs kernel counts as
-/// much as a 10 ms one). With five terms the non-negative least-squares solution is found
+/// much as a 10 ms one). With six terms the non-negative least-squares solution is found
 /// exactly by solving the unconstrained problem on every subset of terms and keeping the best
-/// feasible one.
+/// feasible one (a term no sample has, such as `rows` outside broadcasting ops, is left out).
 public enum CostFit {
-    static let terms = ["call", "flops", "bytes", "weightBytes", "spillBytes"]
+    static let terms = ["call", "flops", "bytes", "weightBytes", "spillBytes", "rows"]
 
     /// `weights`: whether the class has weights to stream (convolutions, matrix products). Other
     /// ops' constant inputs (axes, a scalar) are a few bytes that would only stand in for `call`

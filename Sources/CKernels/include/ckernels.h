@@ -58,8 +58,10 @@ void mlk_binary(int op, int rank, const long *shape, const float *a, const long 
 /// output's shape (FLAT, add/sub/mul/div only); a whole with b one row repeated (ROWS: a
 /// per-channel vector over NHWC pixels) or one value (SCALAR); else rows walked by index (WALK:
 /// a per-channel value over NCHW planes, a scale that comes first). Its cost differs per loop.
+/// `rows` (may be NULL): the rows ROWS and WALK go through (each a call of the row kernel), 1 for
+/// the one-pass loops.
 enum { MLK_BINARY_FLAT = 0, MLK_BINARY_ROWS, MLK_BINARY_SCALAR, MLK_BINARY_WALK };
-int mlk_binary_loop(int op, int rank, const long *shape, const long *a_strides, const long *b_strides);
+int mlk_binary_loop(int op, int rank, const long *shape, const long *a_strides, const long *b_strides, long *rows);
 
 /// Integer arithmetic and comparisons with numpy broadcasting (rank <= 8): operands of a_elem /
 /// b_elem bytes (4: int32, 8: int64), results of y_elem bytes (8: int64, 4: int32, 1: bool).

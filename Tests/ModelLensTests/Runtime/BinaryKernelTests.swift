@@ -96,7 +96,7 @@ final class BinaryKernelTests: XCTestCase {
     /// per-channel value over NCHW planes and a scale that comes first.
     func testBinaryLoopFollowsTheOperandsLayout() {
         func loop(_ op: Int32, _ shape: [Int], _ a: [Int], _ b: [Int]) -> Int32 {
-            mlk_binary_loop(op, Int32(shape.count), shape.map { CLong($0) }, a.map { CLong($0) }, b.map { CLong($0) })
+            mlk_binary_loop(op, Int32(shape.count), shape.map { CLong($0) }, a.map { CLong($0) }, b.map { CLong($0) }, nil)
         }
         let (add, prelu) = (Int32(MLK_ADD), Int32(MLK_PRELU))
         let nchw = [1, 32, 14, 14], whole = [6272, 196, 14, 1]
@@ -110,6 +110,14 @@ final class BinaryKernelTests: XCTestCase {
         XCTAssertEqual(loop(prelu, [1, 14, 14, 32], [6272, 448, 32, 1], [0, 0, 0, 1]), Int32(MLK_BINARY_ROWS))
         // A squeeze-excitation scale first: a is not the whole tensor.
         XCTAssertEqual(loop(Int32(MLK_MUL), nchw, [0, 1, 0, 0], whole), Int32(MLK_BINARY_WALK))
+        // The rows those loops go through: 32 planes of 196; 196 pixels of 32 channels; one pass.
+        var rows = 0
+        XCTAssertEqual(mlk_binary_loop(prelu, 4, nchw.map { CLong($0) }, whole.map { CLong($0) }, [0, 1, 0, 0], &rows), Int32(MLK_BINARY_WALK))
+        XCTAssertEqual(rows, 32)
+        XCTAssertEqual(mlk_binary_loop(prelu, 4, [1, 14, 14, 32], [6272, 448, 32, 1], [0, 0, 0, 1], &rows), Int32(MLK_BINARY_ROWS))
+        XCTAssertEqual(rows, 196)
+        XCTAssertEqual(mlk_binary_loop(add, 4, nchw.map { CLong($0) }, whole.map { CLong($0) }, [0, 0, 0, 0], &rows), Int32(MLK_BINARY_SCALAR))
+        XCTAssertEqual(rows, 1)
         // A scalar over more elements than one task takes (split like the flat loop), 1 and 2
         // threads: the elements of Swift's arithmetic.
         defer { mlk_set_threads(1) }
