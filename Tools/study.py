@@ -118,6 +118,15 @@ def loo_linear(x, y):
     return preds
 
 
+def calibrate(cmd, tries=3):
+    """`calibrate` refuses to write a profile from unstable timings (a busy machine); try again."""
+    for k in range(tries):
+        if subprocess.run(cmd, cwd=ROOT).returncode == 0:
+            return True
+        print(f'study: calibration attempt {k + 1} of {tries} refused or failed', file=sys.stderr)
+    return False
+
+
 def stats(pred, meas):
     err = [p / m - 1 for p, m in zip(pred, meas)]
     return {'within5': sum(abs(e) <= 0.05 for e in err) / len(err), 'within10': sum(abs(e) <= 0.10 for e in err) / len(err),
@@ -144,8 +153,7 @@ def main():
         profile = os.path.join(WORK, 'host.json')
         t0 = time.time()
         cmd = [BIN, 'calibrate', '--threads', args.threads, '-o', profile] + (['--quick'] if args.quick else [])
-        r = subprocess.run(cmd, cwd=ROOT)
-        if r.returncode != 0:
+        if not calibrate(cmd):
             sys.exit('study: calibration failed')
         print(f'calibrated in {time.time() - t0:.0f} s: {profile}')
     cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), '?')
@@ -153,7 +161,7 @@ def main():
     if args.repeat:
         # Two calibrations in a row: how far apart are their predictions on the study's models?
         second = os.path.join(WORK, 'host-again.json')
-        if subprocess.run([BIN, 'calibrate', '--threads', args.threads, '-o', second] + (['--quick'] if args.quick else []), cwd=ROOT).returncode != 0:
+        if not calibrate([BIN, 'calibrate', '--threads', args.threads, '-o', second] + (['--quick'] if args.quick else [])):
             sys.exit('study: the second calibration failed')
         for t in threads:
             diffs = []
