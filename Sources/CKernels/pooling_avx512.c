@@ -3,6 +3,15 @@
 
 #if MLK_AVX512_BUILD
 
+// One tap for chunk c's 16 outputs: the input columns at stride sw (1 or 2) from src, read under
+// the chunk's masks (ma, and mb for a stride-2 chunk's second half) with `fill` outside the row.
+AVX512 static inline __attribute__((always_inline)) __m512 tap16(const int sw, __m512 fill, __mmask16 ma, __mmask16 mb,
+                                                                 const float *src, int c) {
+  if (sw == 1) return load_or(fill, ma, src + 16 * c);
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  return _mm512_permutex2var_ps(load_or(fill, ma, src + 32 * c), even, load_or(fill, mb, src + 32 * c + 16));
+}
+
 // Max pooling over one NCHW plane, shaped like the depthwise kernel: up to 8 chunks of 16
 // outputs in registers per row, loads masked to the input row with -inf in the masked-off
 // lanes. A NaN in any tap makes the output NaN (as the scalar kernel does). Callers ensure
@@ -10,7 +19,6 @@
 AVX512 static inline __attribute__((always_inline)) void max_rows(const int nch, const int sw, const mlk_conv *p,
                                                                   const float *plane, float *dst, int ow0,
                                                                   const __mmask16 *m0, const __mmask16 *m1) {
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512 ninf = _mm512_set1_ps(-__builtin_inff()), qnan = _mm512_set1_ps(__builtin_nanf(""));
   for (int oh = 0; oh < p->out_h; oh++) {
     __m512 acc[8];
@@ -25,14 +33,7 @@ AVX512 static inline __attribute__((always_inline)) void max_rows(const int nch,
         const float *src = row + (long)ow0 * sw - p->pad_left + (long)kw * p->dil_w;
 #pragma clang loop unroll(full)
         for (int c = 0; c < nch; c++) {
-          __m512 v;
-          if (sw == 1) {
-            v = load_or(ninf, m0[kw * 8 + c], src + 16 * c);
-          } else {
-            const __m512 v0 = load_or(ninf, m0[kw * 8 + c], src + 32 * c);
-            const __m512 v1 = load_or(ninf, m1[kw * 8 + c], src + 32 * c + 16);
-            v = _mm512_permutex2var_ps(v0, even, v1);
-          }
+          const __m512 v = tap16(sw, ninf, m0[kw * 8 + c], m1[kw * 8 + c], src, c);
           nan[c] |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
           acc[c] = _mm512_max_ps(acc[c], v);
         }
@@ -236,7 +237,6 @@ AVX512 static inline __attribute__((always_inline)) void avg_rows(const int nch,
                                                                   const float *plane, float *dst, int ow0, int oh0,
                                                                   const __mmask16 *m0, const __mmask16 *m1, const __m512 *inv_cols,
                                                                   const float *inv_rows) {
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512 nzero = _mm512_set1_ps(-0.0f);
   __m512 acc[4][8];
 #pragma clang loop unroll(full)
@@ -258,17 +258,7 @@ AVX512 static inline __attribute__((always_inline)) void avg_rows(const int nch,
         if (!inside[r]) continue;
         const float *at = src[r] + (long)kw * p->dil_w;
 #pragma clang loop unroll(full)
-        for (int c = 0; c < nch; c++) {
-          __m512 v;
-          if (sw == 1) {
-            v = load_or(nzero, m0[kw * 8 + c], at + 16 * c);
-          } else {
-            const __m512 v0 = load_or(nzero, m0[kw * 8 + c], at + 32 * c);
-            const __m512 v1 = load_or(nzero, m1[kw * 8 + c], at + 32 * c + 16);
-            v = _mm512_permutex2var_ps(v0, even, v1);
-          }
-          acc[r][c] = _mm512_add_ps(acc[r][c], v);
-        }
+        for (int c = 0; c < nch; c++) acc[r][c] = _mm512_add_ps(acc[r][c], tap16(sw, nzero, m0[kw * 8 + c], m1[kw * 8 + c], at, c));
       }
     }
   }

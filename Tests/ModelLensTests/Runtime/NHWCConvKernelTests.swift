@@ -23,18 +23,7 @@ extension ConvKernelTests {
             let x = (0..<(h * wd * ci)).map { _ in rng.float() }
             let w = (0..<(co * kh * kw * cg)).map { _ in rng.float() }   // OHWI, I = channels per group
             let b = (0..<co).map { _ in rng.float() }
-            let expected = directNHWC(p, x, w, b)
-            for avx512 in [false, true] where !avx512 || Executor.avx512Available {
-                Executor.preferAVX512(avx512)
-                mlk_set_threads(Int32(1 + rng.next(2)))
-                var scratch = [Float](repeating: 0, count: Int(mlk_conv_nhwc_scratch(&p)))
-                var out = [Float](repeating: Self.guardValue, count: expected.count + Self.guardFloats)
-                mlk_conv_nhwc(&p, x, w, b, nil, &out, &scratch, 0, 0, 0)
-                let label = "NHWC \(windowLabel(p)) groups \(g) avx512 \(avx512)"
-                XCTAssertTrue(out[expected.count...].allSatisfy { $0 == Self.guardValue }, "\(label): wrote past its output")
-                let worst = zip(expected, out).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
-                XCTAssertLessThan(worst, 1e-4, label)
-            }
+            checkNHWC(&p, x, w, b, &rng, "NHWC \(windowLabel(p)) groups \(g)")
             checked += 1
         }
     }
@@ -51,18 +40,24 @@ extension ConvKernelTests {
             let x = (0..<(k * k * ci)).map { _ in rng.float() }
             let w = (0..<(co * k * k * ci)).map { _ in rng.float() }
             let b = (0..<co).map { _ in rng.float() }
-            let expected = directNHWC(p, x, w, b)
-            for avx512 in [false, true] where !avx512 || Executor.avx512Available {
-                Executor.preferAVX512(avx512)
-                mlk_set_threads(Int32(1 + rng.next(2)))
-                var scratch = [Float](repeating: 0, count: Int(mlk_conv_nhwc_scratch(&p)))
-                var out = [Float](repeating: Self.guardValue, count: expected.count + Self.guardFloats)
-                mlk_conv_nhwc(&p, x, w, b, nil, &out, &scratch, 0, 0, 0)
-                let label = "one pixel \(windowLabel(p)) avx512 \(avx512)"
-                XCTAssertTrue(out[expected.count...].allSatisfy { $0 == Self.guardValue }, "\(label): wrote past its output")
-                let worst = zip(expected, out).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
-                XCTAssertLessThan(worst, 1e-4, label)
-            }
+            checkNHWC(&p, x, w, b, &rng, "one pixel \(windowLabel(p))")
+        }
+    }
+
+    /// mlk_conv_nhwc on the portable kernels and (where the CPU has them) the AVX-512 ones, on 1
+    /// or 2 threads, against the direct sum: within 1e-4 relative, nothing written past the output.
+    func checkNHWC(_ p: inout mlk_conv, _ x: [Float], _ w: [Float], _ b: [Float], _ rng: inout Rng, _ what: String) {
+        let expected = directNHWC(p, x, w, b)
+        for avx512 in [false, true] where !avx512 || Executor.avx512Available {
+            Executor.preferAVX512(avx512)
+            mlk_set_threads(Int32(1 + rng.next(2)))
+            var scratch = [Float](repeating: 0, count: Int(mlk_conv_nhwc_scratch(&p)))
+            var out = [Float](repeating: Self.guardValue, count: expected.count + Self.guardFloats)
+            mlk_conv_nhwc(&p, x, w, b, nil, &out, &scratch, 0, 0, 0)
+            let label = "\(what) avx512 \(avx512)"
+            XCTAssertTrue(out[expected.count...].allSatisfy { $0 == Self.guardValue }, "\(label): wrote past its output")
+            let worst = zip(expected, out).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
+            XCTAssertLessThan(worst, 1e-4, label)
         }
     }
 
