@@ -175,7 +175,7 @@ public enum KernelClassifier {
             if family == "elementwise", node.inputs.count == 2, let a = node.inputs[0], let b = node.inputs[1],
                let da = g.values[a].type.shape.dims, let db = g.values[b].type.shape.dims, da != db {
                 let wider = ["elementwise.\(op)", "elementwise"]
-                guard let loop = binaryLoop(op, da, db, bindings: bindings) else { return ("elementwise.\(op).broadcast", wider) }
+                guard let loop = binaryPlan(op, da, db, bindings: bindings)?.loop else { return ("elementwise.\(op).broadcast", wider) }
                 switch Int(loop) {
                 case Int(MLK_BINARY_FLAT), Int(MLK_BINARY_SCALAR): return ("elementwise.\(op)", ["elementwise"])
                 case Int(MLK_BINARY_ROWS): return ("elementwise.\(op).rows", wider)
@@ -186,14 +186,9 @@ public enum KernelClassifier {
         }
     }
 
-    /// The loop mlk_binary runs for a float binary op of these operand shapes (numpy broadcasting;
-    /// an early PRelu's [C] slope along axis 1, as the executor reads it). Nil where a dimension
-    /// is unknown.
-    static func binaryLoop(_ op: String, _ da: [Dim], _ db: [Dim], bindings: [String: Int]) -> Int32? {
-        binaryPlan(op, da, db, bindings: bindings)?.loop
-    }
-
-    /// mlk_binary_loop's loop and the rows it goes through.
+    /// The loop mlk_binary runs for a float binary op of these operand shapes, and the rows it goes
+    /// through (numpy broadcasting; an early PRelu's [C] slope along axis 1, as the executor reads
+    /// it). Nil where a dimension is unknown.
     static func binaryPlan(_ op: String, _ da: [Dim], _ db: [Dim], bindings: [String: Int]) -> (loop: Int32, rows: Int)? {
         func ints(_ d: [Dim]) -> [Int]? {
             let v = d.map { $0.value ?? SymCount(product: [$0]).evaluate(bindings) }
