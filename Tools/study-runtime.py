@@ -4,8 +4,10 @@
 1. Measures onnxruntime's 1-thread latency on the study's .onnx models (pinned to one CPU,
    rounds interleaved across models, the minimum of the round medians) and writes its per-op
    profile (SessionOptions.enable_profiling) for each.
-2. Fits a profile with `modellens calibrate --from-timings` on at most --fit models (chosen
-   spread over the latency range, per-op profiles included), from the calibrated host profile.
+2. Fits a profile with `modellens calibrate --from-timings` on at most --fit models (chosen to
+   cover the kernel classes that carry the study's predicted time, per-op profiles included),
+   from the calibrated host profile. Models with symbolic inputs are fitted on through a copy
+   fixed at the size they are measured at.
 3. Predicts onnxruntime's latency on every other model with `modellens analyze --profile` and
    prints each prediction beside the measurement, and the share within +-10% and +-5%.
 
@@ -60,6 +62,57 @@ def shape_args(sess, path):
     return ['--input-shape', f"{sess.get_inputs()[0].name}={','.join(map(str, fixed(path)))}"] if fixed(path) else []
 
 
+def fixed_copy(path):
+    """A model with symbolic inputs, saved with the size it is measured at: a timings row names a
+    file, so this is what a user would fit on."""
+    if not fixed(path):
+        return path
+    out = os.path.join(WORK, 'fixed', os.path.basename(path))
+    if not os.path.exists(out):
+        import onnx
+        m = onnx.load(path)
+        for d, v in zip(m.graph.input[0].type.tensor_type.shape.dim, fixed(path)):
+            d.dim_value = v
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        onnx.save(m, out)
+    return out
+
+
+def choose_fit_set(models, n, analyses):
+    """At most n models whose kernels cover the classes that carry the study's time (convolutions
+    also by channel alignment). A class's
+    weight is its share of each model's predicted time, summed over the models; a chosen model
+    gains the weight of each class it brings closer to the 8 kernels a class needs for a factor of
+    its own (calibrate --from-timings). Only ModelLens's analysis is used, no onnxruntime timing of
+    the models predicted later."""
+    need = 8
+    weight, counts = {}, {}
+    for m in models:
+        ks = analyses[m]['kernels']
+        total = sum(k['predictedMs'] for k in ks) or 1
+        counts[m] = {}
+        for k in ks:
+            # Convolutions by channel alignment too (up to 16 floats, AVX-512's width): a runtime's
+            # blocked kernels may take only aligned channels.
+            c = k['class'] + (f"@{min(16, k['channelAlignment'])}" if 'channelAlignment' in k else '')
+            weight[c] = weight.get(c, 0) + k['predictedMs'] / total
+            counts[m][c] = counts[m].get(c, 0) + 1
+    covered, chosen = {}, []
+    while len(chosen) < n:
+        def gain(m):
+            return sum(weight[c] * min(need - covered.get(c, 0), k) / need for c, k in counts[m].items() if covered.get(c, 0) < need)
+        rest = [m for m in models if m not in chosen]
+        if not rest:
+            break
+        best = max(rest, key=gain)
+        if gain(best) <= 0:
+            break
+        chosen.append(best)
+        for c, k in counts[best].items():
+            covered[c] = covered.get(c, 0) + k
+    return chosen
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--fit', type=int, default=10)
@@ -72,16 +125,17 @@ def main():
         os.sched_setaffinity(0, {1})
     os.makedirs(WORK, exist_ok=True)
     models = sorted(glob.glob(os.path.join(ROOT, '.models', '*', '*.onnx')) + glob.glob(os.path.join(ROOT, '.study', 'models', '*.onnx')))
-    sessions = {}
+    sessions, analyses = {}, {}
     for m in models:
         try:
             s = session(m)
             f = feeds(s, m)
             s.run(None, f)
-            r = subprocess.run([BIN, 'analyze', m, '--format', 'json'] + shape_args(s, m), capture_output=True, text=True)
+            r = subprocess.run([BIN, 'analyze', m, '--profile', args.base, '--format', 'json'] + shape_args(s, m), capture_output=True, text=True)
             if r.returncode != 0:
                 continue
             sessions[m] = (s, f)
+            analyses[m] = json.loads(r.stdout)
         except Exception as e:  # a model onnxruntime cannot run at the default shapes
             print(f'study-runtime: {os.path.relpath(m, ROOT)}: {e}', file=sys.stderr)
     saved = os.path.join(WORK, 'measured.json')
@@ -101,12 +155,9 @@ def main():
     print(file=sys.stderr)
     json.dump(medians, open(saved, 'w'))
     measured = {m: min(v) for m, v in medians.items()}
-    # Per-op profiles of the models fitted on: chosen spread over the latency range.
+    # Per-op profiles of the models fitted on: chosen to cover the kernel classes.
     order = sorted(measured, key=measured.get)
-    # (A timings row has no input shape: models with symbolic inputs are predicted, not fitted on.)
-    fittable = [m for m in order if not fixed(m)]
-    step = max(1, len(fittable) // args.fit)
-    fit = fittable[::step][:args.fit]
+    fit = choose_fit_set(order, args.fit, analyses)
     rows = []
     for m in fit:
         s = session(m, os.path.join(WORK, os.path.basename(m)))
@@ -114,7 +165,7 @@ def main():
         for _ in range(args.runs):
             s.run(None, f)
         prof = s.end_profiling()
-        rows.append(f'{os.path.abspath(m)},{measured[m]:.4f},{os.path.abspath(prof)}')
+        rows.append(f'{os.path.abspath(fixed_copy(m))},{measured[m]:.4f},{os.path.abspath(prof)}')
     csv = os.path.join(WORK, 'timings.csv')
     with open(csv, 'w') as fh:
         fh.write('model,milliseconds,op_profile\n' + '\n'.join(rows) + '\n')

@@ -29,6 +29,11 @@ public struct KernelFeatures: Sendable, Equatable {
     /// Convolution geometry (zero for other classes): channels per group in and out, groups,
     /// kernel and output size, stride.
     public var inChannels = 0, outChannels = 0, groups = 0, kernelH = 0, kernelW = 0, outH = 0, outW = 0, stride = 0
+    /// The largest power of two, up to 64, that divides a convolution's channels per group in and
+    /// out (a depthwise convolution's channels); 0 for other kernels. Another runtime's blocked
+    /// layouts may take only aligned channels (onnxruntime's NCHWc on AVX-512 takes multiples of
+    /// 16), so `calibrate --from-timings` may fit the kernels below an alignment apart.
+    public var channelAlignment = 0
 
     public init(kernelClass: String, fallbackClasses: [String] = []) {
         self.kernelClass = kernelClass
@@ -37,9 +42,19 @@ public struct KernelFeatures: Sendable, Equatable {
 
     /// The model for this kernel among `models`: its class's, else the first wider class's.
     public func model(in models: [String: KernelCostModel]) -> KernelCostModel? {
-        for c in [kernelClass] + fallbackClasses { if let m = models[c] { return m } }
+        for c in [kernelClass] + fallbackClasses {
+            for a in Self.alignmentSplits where channelAlignment > 0 && channelAlignment < a {
+                if let m = models[Self.unalignedClass(c, below: a)] { return m }
+            }
+            if let m = models[c] { return m }
+        }
         return nil
     }
+
+    /// The channel alignments a profile may fit kernels below apart (SIMD widths in floats).
+    public static let alignmentSplits = [4, 8, 16, 32, 64]
+    /// The class of `cls`'s kernels whose channels are not a multiple of `alignment`.
+    public static func unalignedClass(_ cls: String, below alignment: Int) -> String { "\(cls).under\(alignment)" }
 
     /// The named quantities a cost model weighs (see `KernelCostModel`): `spillBytes` is `spill`.
     public var terms: [String: Double] {
@@ -345,8 +360,12 @@ public enum KernelClassifier {
             if f.kernelClass.hasPrefix("conv.") {
                 let geo = convGeometry(node, in: g, bindings: bindings)
                 (f.inChannels, f.outChannels, f.groups, f.kernelH, f.kernelW, f.outH, f.outW, f.stride) = geo
+                let channels = geo.inChannels == 1 && geo.groups > 1 ? geo.groups : gcd(geo.inChannels, geo.outChannels)
+                f.channelAlignment = channels > 0 ? min(64, channels & -channels) : 0
             }
             return f
         }
     }
 }
+
+private func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }

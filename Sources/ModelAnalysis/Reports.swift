@@ -194,7 +194,8 @@ public enum AnalysisRenderer {
             "weights": ["dtypes": r.weightDTypes, "skippableMACs": r.skippableMACs],
             "kernels": zip(r.kernels, r.kernelFeatures).map { step, f -> [String: Any] in
                 ["node": r.nodes[step.node].name, "op": r.nodes[step.node].op, "fused": step.fused.map { r.nodes[$0].name },
-                 "class": f.kernelClass, "predictedMs": ms(r.nodes[step.node].predictedSeconds)]
+                 "class": f.kernelClass, "predictedMs": ms(r.nodes[step.node].predictedSeconds)].merging(
+                    f.channelAlignment > 0 ? ["channelAlignment": f.channelAlignment] : [:]) { a, _ in a }
             },
             "computedAtLoad": r.foldedAtLoad,
             "nodes": r.nodes.map { a -> [String: Any] in

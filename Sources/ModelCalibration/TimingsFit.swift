@@ -11,14 +11,18 @@ import ModelImport
 ///     t(model) = Σ_family s_family × Σ_{kernels of the family} base(kernel) + c × kernels
 ///
 /// with every s and c non-negative, minimising the squared relative error. A per-op profile gives
-/// one sample per kernel it names (t(kernel) = s_family × base(kernel) + c), and a class with
-/// `minClassSamples` of them its own factor on top of its family's. With fewer than
-/// three samples per parameter, one factor scales everything the base predicts (its dispatch
-/// included), so that a handful of whole-model timings is fitted, not interpolated. The fitted profile is the base
-/// with each class's coefficients scaled by its family's factor, and c as its dispatch cost per
-/// kernel (`KernelCostModel.dispatchClass`).
+/// one sample per kernel of ours that its ops ran in (t(kernel) = s_family × base(kernel) + c,
+/// the runtime's ops summed where it splits what we fuse), and a class with `minClassSamples`
+/// of them its own factor on top of its family's. With fewer than three samples per parameter,
+/// one factor scales everything the base predicts (its dispatch included), so that a handful of
+/// whole-model timings is fitted, not interpolated. The fitted profile is the base with each
+/// class's coefficients scaled by its family's factor, and c as its dispatch cost per kernel
+/// (`KernelCostModel.dispatchClass`).
 public enum TimingsFit {
-    public static let families = ["conv", "depthwise", "gemm", "other"]
+    /// Families whose kernels another runtime may run at a different speed from ours as a whole:
+    /// onnxruntime's elementwise ops run at about twice our time and its shape ops at ours, and
+    /// one factor for both (the `other` family before the split) came out at 0.08.
+    public static let families = ["conv", "depthwise", "gemm", "elementwise", "pool", "movement", "other"]
     public static var parameters: Int { families.count + 1 }
 
     public struct Row: Sendable {
@@ -51,6 +55,8 @@ public enum TimingsFit {
         public var residuals: [Residual]
         /// One factor for all families (too few samples for one each).
         public var sharedFactor: Bool
+        /// Convolutions with channels not a multiple of this were fitted apart (`<class>.under<N>`).
+        public var alignmentSplit: Int?
     }
 
     /// Reads `model,milliseconds[,op_profile]` rows (a header row and `#` comments are skipped;
@@ -87,7 +93,10 @@ public enum TimingsFit {
         if cls.hasPrefix("conv.depthwise") { return 1 }
         if cls.hasPrefix("conv") { return 0 }
         if cls.hasPrefix("gemm") { return 2 }
-        return 3
+        if cls.hasPrefix("elementwise") { return 3 }
+        if cls.hasPrefix("pool") { return 4 }
+        if cls.hasPrefix("movement") || cls.hasPrefix("shape") { return 5 }
+        return 6
     }
 
     /// The base's model for a kernel class, or the roofline's costs summed (a profile without
@@ -107,8 +116,8 @@ public enum TimingsFit {
         var x: [[Double]] = [], y: [Double] = [], weight: [Double] = []
         var perModel: [(row: Row, columns: [Double])] = []
         // Each model's kernels (class, family, base seconds), and each per-op sample's.
-        var modelKernels: [[(cls: String, fam: Int, t: Double)]] = []
-        var opRows: [(cls: String, fam: Int, t: Double, seconds: Double)] = []
+        var modelKernels: [[Kernel]] = []
+        var opRows: [(kernel: Kernel, seconds: Double)] = []
         var opSamples = 0
         var classesSeen: [String: [String]] = [:]
         for (k, row) in rows.enumerated() {
@@ -119,20 +128,20 @@ public enum TimingsFit {
             }
             let report = ModelAnalyzer.analyze(model, profile: base, threads: threads)
             var columns = [Double](repeating: 0, count: parameters)
-            var kernelColumns: [String: (String, Int, Double)] = [:]
-            var kernels: [(cls: String, fam: Int, t: Double)] = []
+            var kernelByName: [String: Int] = [:]
+            var kernels: [Kernel] = []
             for (step, f) in zip(report.kernels, report.kernelFeatures) {
                 classesSeen[f.kernelClass] = f.fallbackClasses
                 let t = baseModel(base, threads: threads, f).seconds(f)
                 columns[family(f.kernelClass)] += t
                 columns[parameters - 1] += 1
-                kernels.append((f.kernelClass, family(f.kernelClass), t))
                 // A runtime names a kernel after one of its nodes, or (onnxruntime's NCHWc kernels,
                 // fused groups) after the value the group outputs.
                 for n in [step.node] + step.fused {
-                    kernelColumns[report.nodes[n].name] = (f.kernelClass, family(f.kernelClass), t)
-                    for o in model.graph.nodes[n].outputs { kernelColumns[model.graph.values[o].name] = (f.kernelClass, family(f.kernelClass), t) }
+                    kernelByName[report.nodes[n].name] = kernels.count
+                    for o in model.graph.nodes[n].outputs { kernelByName[model.graph.values[o].name] = kernels.count }
                 }
+                kernels.append(Kernel(cls: f.kernelClass, fam: family(f.kernelClass), t: t, alignment: f.channelAlignment))
             }
             modelKernels.append(kernels)
             x.append(columns)
@@ -141,20 +150,23 @@ public enum TimingsFit {
             let modelRow = x.count - 1
             perModel.append((row, columns))
             if let op = row.opProfile {
-                var matched = 0
-                defer { weight[modelRow] = Double(max(1, matched)) }
-                for (name, seconds) in try OpProfile.read(op) {
-                    let plain = name.hasSuffix("_nchwc") ? String(name.dropLast("_nchwc".count)) : name
-                    guard let (cls, fam, t) = kernelColumns[name] ?? kernelColumns[plain], seconds > 0 else { continue }
-                    opRows.append((cls, fam, t, seconds))
+                // The runtime's ops summed per kernel of ours: where it runs a Relu or a Clip apart
+                // from the convolution we fuse it into, both are that kernel's time.
+                var seconds: [Int: Double] = [:]
+                for (name, s) in try OpProfile.read(op) where s > 0 {
+                    guard let k = OpProfile.candidates(name).lazy.compactMap({ kernelByName[$0] }).first else { continue }
+                    seconds[k, default: 0] += s
+                }
+                weight[modelRow] = Double(max(1, seconds.count))
+                for (k, s) in seconds.sorted(by: { $0.key < $1.key }) {
+                    opRows.append((kernels[k], s))
                     var c = [Double](repeating: 0, count: parameters)
-                    c[fam] = t
+                    c[kernels[k].fam] = kernels[k].t
                     c[parameters - 1] = 1
                     x.append(c)
-                    y.append(seconds)
+                    y.append(s)
                     weight.append(1)
                     opSamples += 1
-                    matched += 1
                 }
             }
         }
@@ -166,6 +178,8 @@ public enum TimingsFit {
         }
         var coef: [Double]
         var classFactors: [String: Double] = [:]
+        var split: Int?
+        func kernelSeconds(_ k: Kernel) -> Double { (classFactors[k.key(split)] ?? classFactors[k.cls] ?? 1) * coef[k.fam] * k.t }
         if shared {
             // Few samples: one factor for everything the base predicts, its dispatch included.
             let dispatch = base.kernelModels(threads: threads)?[KernelCostModel.dispatchClass]?.coefficients["call"] ?? 0
@@ -175,26 +189,67 @@ public enum TimingsFit {
         } else {
             guard let c = CostFit.nonNegativeRelativeFit(x, y, weights: weight) else { throw FitError("the timings do not determine the parameters (every model the same mix of kernels?)") }
             coef = c
+            // A family none of the timed models ran keeps the base's proportions: the median of
+            // the fitted families' factors.
+            let ran = (0..<(parameters - 1)).filter { j in x.contains { $0[j] > 0 } }
+            let typical = median(ran.map { coef[$0] }.filter { $0 > 0 })
+            for j in 0..<(parameters - 1) where !ran.contains(j) && typical.isFinite { coef[j] = typical }
             // Within a family the runtime's kernels need not keep our kernels' proportions
             // (onnxruntime's 1x1 and 3x3 convolutions, its LayerNorm against our chain of
             // reductions): a class with enough per-op samples gets its own factor on top of its
-            // family's, the median of its samples' measured / fitted time.
-            var byClass: [String: [Double]] = [:]
-            for r in opRows {
-                let fitted = coef[r.fam] * r.t + coef[parameters - 1]
-                if fitted > 0 { byClass[r.cls, default: []].append(r.seconds / fitted) }
-            }
-            for (cls, ratios) in byClass where ratios.count >= minClassSamples { classFactors[cls] = median(ratios) }
-            // Per-op rows set the mix; the whole-model latencies set the scale. A runtime's per-op
-            // times leave out what it does between ops and the ops it names differently, so a fit
-            // dominated by them runs short: one factor k, the median over the models of measured /
-            // predicted (the median: a small model's overheads should not set a large one's scale).
-            if opSamples > 0 {
-                let r = zip(perModel, modelKernels).map { m, kernels in
-                    (m.row.milliseconds / 1000) / max(1e-30, kernels.reduce(0) { $0 + (classFactors[$1.cls] ?? 1) * coef[$1.fam] * $1.t } + coef[parameters - 1] * Double(kernels.count))
+            // family's, the median of its samples' measured time less the per-kernel cost over
+            // their family's share.
+            // Another runtime's blocked layouts may take only channels aligned to its vector
+            // width (onnxruntime's NCHWc on AVX-512: multiples of 16; its 1x1 convolutions over 8
+            // or 24 channels ran at 1.3x the time of aligned ones, relative to ours). The split
+            // (none, or below 4, 8, ... 64 channels) whose class factors fit the per-op samples best
+            // is kept; a side with too few samples of a class stays in the class.
+            func factorsBy(split: Int?) -> (factors: [String: Double], loss: Double) {
+                var byKey: [String: [Double]] = [:]
+                for r in opRows {
+                    // The factor scales the family's share; the per-kernel cost stays as it is.
+                    let scaled = coef[r.kernel.fam] * r.kernel.t
+                    if scaled > 0 { byKey[r.kernel.key(split), default: []].append(max(0, r.seconds - coef[parameters - 1]) / scaled) }
                 }
-                let k = median(r)
-                if k.isFinite, k > 0 { coef = coef.map { $0 * k } }
+                for (key, ratios) in byKey where ratios.count < minClassSamples {
+                    if let r = opRows.first(where: { $0.kernel.key(split) == key }), r.kernel.cls != key {
+                        byKey[r.kernel.cls, default: []].append(contentsOf: ratios)
+                        byKey[key] = nil
+                    }
+                }
+                var factors: [String: Double] = [:]
+                for (key, ratios) in byKey where ratios.count >= minClassSamples { factors[key] = median(ratios) }
+                let loss = opRows.reduce(0.0) { sum, r in
+                    let f = factors[r.kernel.key(split)] ?? factors[r.kernel.cls] ?? 1
+                    let fitted = f * coef[r.kernel.fam] * r.kernel.t + coef[parameters - 1]
+                    return fitted > 0 ? sum + abs(log(r.seconds / fitted)) : sum
+                }
+                return (factors, loss)
+            }
+            var best = factorsBy(split: nil)
+            for a in KernelFeatures.alignmentSplits {
+                let c = factorsBy(split: a)
+                if c.loss < 0.99 * best.loss { (best, split) = (c, a) }
+            }
+            classFactors = best.factors
+            // Per-op rows set the mix; the whole-model latencies set the scale and the cost per
+            // kernel. A runtime's per-op times leave out what it does between ops and the ops it
+            // names differently, and its profiler adds its own cost to every op it times
+            // (onnxruntime's, a few microseconds: ShuffleNet's 180 shape ops summed to more than a
+            // run). So k × (the kernels' fitted time) + c' × kernels is fitted to the models alone.
+            if opSamples > 0 {
+                let columns = modelKernels.map { kernels in
+                    [kernels.reduce(0) { $0 + kernelSeconds($1) }, Double(kernels.count)]
+                }
+                let ms = perModel.map { $0.row.milliseconds / 1000 }
+                if let kc = CostFit.nonNegativeRelativeFit(columns, ms), kc[0] > 0 {
+                    for j in 0..<(parameters - 1) { coef[j] *= kc[0] }
+                    coef[parameters - 1] = kc[1]
+                } else {
+                    // Too few models for two numbers: one scale, their median measured / predicted.
+                    let k = median(zip(columns, ms).map { $1 / max(1e-30, $0[0] + coef[parameters - 1] * $0[1]) })
+                    if k.isFinite, k > 0 { coef = coef.map { $0 * k } }
+                }
             }
         }
         var profile = base
@@ -205,15 +260,20 @@ public enum TimingsFit {
         for (cls, _) in base.kernelModels(threads: threads) ?? [:] where cls != KernelCostModel.dispatchClass && classes[cls] == nil { classes[cls] = [] }
         for (cls, fallbacks) in classes {
             let f = KernelFeatures(kernelClass: cls, fallbackClasses: fallbacks)
-            var m = baseModel(base, threads: threads, f)
-            let s = coef[family(cls)] * (classFactors[cls] ?? 1)
-            m.coefficients = m.coefficients.mapValues { $0 * s }.filter { $0.value > 0 }
-            fitted[cls] = m
+            func scaled(_ factor: Double) -> KernelCostModel {
+                var m = baseModel(base, threads: threads, f)
+                m.coefficients = m.coefficients.mapValues { $0 * coef[family(cls)] * factor }.filter { $0.value > 0 }
+                return m
+            }
+            fitted[cls] = scaled(classFactors[cls] ?? 1)
+            if let a = split, let under = classFactors[KernelFeatures.unalignedClass(cls, below: a)] {
+                fitted[KernelFeatures.unalignedClass(cls, below: a)] = scaled(under)
+            }
         }
         // The wider classes stand in for kernels of classes no model in the timings had.
-        for (cls, fb) in [("elementwise", 3), ("movement", 3), ("pool", 3), ("reduce", 3), ("resize", 3), ("gemm", 2)] where fitted[cls] == nil {
+        for cls in ["elementwise", "movement", "pool", "reduce", "resize", "gemm"] where fitted[cls] == nil {
             var m = base.kernelModels(threads: threads)?[cls] ?? rooflineModel(base)
-            m.coefficients = m.coefficients.mapValues { $0 * coef[fb] }.filter { $0.value > 0 }
+            m.coefficients = m.coefficients.mapValues { $0 * coef[family(cls)] }.filter { $0.value > 0 }
             fitted[cls] = m
         }
         fitted[KernelCostModel.dispatchClass] = KernelCostModel(coefficients: ["call": coef[parameters - 1]], samples: x.count, medianAbsError: 0)
@@ -223,12 +283,26 @@ public enum TimingsFit {
             (classFactors.isEmpty ? "" : "; classes " + classFactors.sorted { $0.key < $1.key }.map { String(format: "%@ x%.3g", $0.key, $0.value) }.joined(separator: ", "))
         let residuals = zip(perModel, modelKernels).map { m, kernels in
             Residual(model: m.row.model, measuredMs: m.row.milliseconds, baseMs: m.columns[0..<(parameters - 1)].reduce(0, +) * 1000,
-                     fittedMs: (kernels.reduce(0) { $0 + (classFactors[$1.cls] ?? 1) * coef[$1.fam] * $1.t } + coef[parameters - 1] * Double(kernels.count)) * 1000)
+                     fittedMs: (kernels.reduce(0) { $0 + kernelSeconds($1) } + coef[parameters - 1] * Double(kernels.count)) * 1000)
         }
         var factors: [String: Double] = [:]
         for (k, f) in families.enumerated() { factors[f] = coef[k] }
         return Result(profile: profile, factors: factors, classFactors: classFactors, perKernelSeconds: coef[parameters - 1], samples: x.count,
-                      opSamples: opSamples, residuals: residuals, sharedFactor: shared)
+                      opSamples: opSamples, residuals: residuals, sharedFactor: shared, alignmentSplit: split)
+    }
+
+    /// One kernel of a timed model: its class, family, time by the base profile, and channel
+    /// alignment.
+    struct Kernel {
+        var cls: String
+        var fam: Int
+        var t: Double
+        var alignment: Int
+        /// The class whose factor it takes when kernels below `split` channels are fitted apart.
+        func key(_ split: Int?) -> String {
+            guard let s = split, alignment > 0, alignment < s else { return cls }
+            return KernelFeatures.unalignedClass(cls, below: s)
+        }
     }
 
     /// Per-op samples a kernel class needs for a factor of its own.
@@ -256,5 +330,30 @@ enum OpProfile {
             byNode[String(name.dropLast("_kernel_time".count)), default: []].append(dur / 1e6)
         }
         return byNode.map { ($0.key, $0.value.sorted()[$0.value.count / 2]) }
+    }
+
+    /// The model's node or value names an onnxruntime kernel may stand for, most literal first:
+    /// its graph optimisations rename what they rewrite (`fused <node>` for a Gemm with its
+    /// activation, `<node>_token_12` for QDQ groups and inserted transposes, `<node>_nchwc` for
+    /// blocked convolutions, `<node>/QuickGeluFusion/` for a Sigmoid and Mul made one).
+    static func candidates(_ name: String) -> [String] {
+        var out = [name]
+        var n = name
+        while true {
+            var m = n
+            if m.hasPrefix("fused ") { m.removeFirst("fused ".count) }
+            if m.hasSuffix("_nchwc") { m.removeLast("_nchwc".count) }
+            if let r = m.range(of: "_token_", options: .backwards), !m[r.upperBound...].isEmpty, m[r.upperBound...].allSatisfy(\.isNumber) {
+                m = String(m[..<r.lowerBound])
+            }
+            if m.hasSuffix("/") {
+                let trimmed = m.dropLast()
+                if let slash = trimmed.lastIndex(of: "/"), trimmed[trimmed.index(after: slash)...].hasSuffix("Fusion") { m = String(trimmed[..<slash]) }
+            }
+            if m == n || m.isEmpty { break }
+            out.append(m)
+            n = m
+        }
+        return out
     }
 }

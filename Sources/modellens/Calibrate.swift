@@ -29,10 +29,12 @@ struct Calibrate: ParsableCommand {
             Each CSV row is `model,milliseconds[,op_profile]`: a model file, its measured median, and \
             optionally onnxruntime's per-op profile of it (the JSON that \
             `SessionOptions.enable_profiling` writes). The --base profile's kernel models (or its \
-            roofline) give each kernel's time up to one factor per kernel family (conv, depthwise, \
-            gemm, other) plus a per-kernel overhead; the fit finds those five numbers and prints \
-            its residuals. With fewer than 15 samples (models or per-op rows) one factor serves all \
-            families; it needs at least three.
+            roofline) give each kernel's time up to one factor per kernel family (\(TimingsFit.families.joined(separator: ", "))) \
+            plus a per-kernel overhead; the fit finds those \(TimingsFit.parameters) numbers and prints \
+            its residuals. A per-op profile gives one sample per kernel (the runtime's ops summed \
+            where it splits what ModelLens fuses), and a class with \(TimingsFit.minClassSamples) or more samples a \
+            factor of its own. With fewer than \(3 * TimingsFit.parameters) samples (models or kernels) one \
+            factor serves all families; it needs at least three.
 
             Examples:
               modellens calibrate -o host.json
@@ -157,6 +159,7 @@ struct Calibrate: ParsableCommand {
         if format == "json" {
             print(renderJSON(["factors": result.factors, "classFactors": result.classFactors, "perKernelSeconds": result.perKernelSeconds, "samples": result.samples,
                               "opSamples": result.opSamples, "output": output ?? NSNull(),
+                              "alignmentSplit": result.alignmentSplit.map { $0 as Any } ?? NSNull(),
                               "residuals": result.residuals.map { ["model": $0.model, "measuredMs": $0.measuredMs, "baseMs": $0.baseMs, "fittedMs": $0.fittedMs] }]))
         } else {
             print("fitted to \(result.residuals.count) model(s) and \(result.opSamples) per-op sample(s), base \(baseProfile.id), \(n) thread(s)"
@@ -166,6 +169,9 @@ struct Calibrate: ParsableCommand {
             if !result.classFactors.isEmpty {
                 print("  classes with \(TimingsFit.minClassSamples)+ per-op samples, on top of their family's: "
                       + result.classFactors.sorted { $0.key < $1.key }.map { String(format: "%@ x%.3g", $0.key, $0.value) }.joined(separator: ", "))
+            }
+            if let a = result.alignmentSplit {
+                print("  convolutions with channels not a multiple of \(a) fitted apart (classes ending .under\(a))")
             }
             print()
             var rows = [["model", "measured ms", "base ms", "fitted ms", "fitted/measured"]]

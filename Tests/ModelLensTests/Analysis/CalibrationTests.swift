@@ -267,6 +267,72 @@ final class TimingsFitTests: XCTestCase {
         }
     }
 
+    /// onnxruntime renames what its graph optimisations rewrite; each form leads back to the
+    /// model's node (the names are those of its traces of Keras, torchvision and QDQ models).
+    func testOnnxruntimeKernelNamesLeadBackToTheModelsNodes() {
+        XCTAssertTrue(OpProfile.candidates("fused /classifier/classifier.1/Gemm").contains("/classifier/classifier.1/Gemm"))
+        XCTAssertTrue(OpProfile.candidates("/features/features.0/features.0.0/Conv_token_1").contains("/features/features.0/features.0.0/Conv"))
+        XCTAssertTrue(OpProfile.candidates("conv2d_3_nchwc").contains("conv2d_3"))
+        XCTAssertTrue(OpProfile.candidates("/features/features.2/block/block.0.2/Mul/QuickGeluFusion/").contains("/features/features.2/block/block.0.2/Mul"))
+        XCTAssertEqual(OpProfile.candidates("Relu_token_x"), ["Relu_token_x"], "only a number follows _token_")
+        XCTAssertEqual(OpProfile.candidates("BiasGelu").first, "BiasGelu")
+    }
+
+    /// MobileNetV2's trace written as onnxruntime splits what ModelLens fuses: each kernel's time
+    /// in two events, its convolution's and its Clip's. The fit sums them: one sample per kernel,
+    /// and the fitted profile gives the total back.
+    func testOpsOfOneKernelAreSummedIntoOneSample() throws {
+        let path = TestSupport.models.appendingPathComponent("torchvision/mobilenet_v2.onnx").path
+        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("run make models") }
+        let base = try profileWithKernelModels()
+        let r0 = ModelAnalyzer.analyze(try ModelImporter.load(path), profile: base, threads: 1)
+        var events: [[String: Any]] = []
+        var total = 0.0, split = 0
+        for step in r0.kernels {
+            let t = r0.nodes[step.node].predictedSeconds
+            total += t
+            let parts = [step.node] + step.fused.suffix(1)
+            if parts.count == 2 { split += 1 }
+            for n in parts { events.append(["cat": "Node", "name": "\(r0.nodes[n].name)_kernel_time", "dur": t / Double(parts.count) * 1e6]) }
+        }
+        XCTAssertGreaterThan(split, 30, "MobileNetV2's convolutions carry a fused Clip")
+        let trace = try write(String(decoding: try JSONSerialization.data(withJSONObject: events), as: UTF8.self), "split.json")
+        let r = try TimingsFit.fit(try TimingsFit.readCSV(try write("\(path),\(total * 1000),\(trace)\n", "split.csv")), base: base, threads: 1)
+        XCTAssertEqual(r.opSamples, r0.kernels.count)
+        for (cls, f) in r.classFactors { XCTAssertEqual(f, 1, accuracy: 0.05, cls) }
+        let fitted = ModelAnalyzer.analyze(try ModelImporter.load(path), profile: r.profile, threads: 1).totals.predictedSeconds
+        XCTAssertEqual(fitted, total, accuracy: total * 0.05)
+    }
+
+    /// A runtime whose 1x1 convolutions take twice our time where their channels are not a
+    /// multiple of 64 (MobileNetV2's layers of 16 to 160 channels) and our time elsewhere: the
+    /// fit splits the class at 64 channels, and the fitted profile predicts both kinds.
+    func testKernelsBelowAChannelAlignmentAreFittedApart() throws {
+        let path = TestSupport.models.appendingPathComponent("torchvision/mobilenet_v2.onnx").path
+        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("run make models") }
+        let base = try profileWithKernelModels()
+        let model = try ModelImporter.load(path)
+        let r0 = ModelAnalyzer.analyze(model, profile: base, threads: 1)
+        func slow(_ f: KernelFeatures) -> Bool { f.kernelClass == "conv.pointwise.nchw" && f.channelAlignment < 64 }
+        XCTAssertGreaterThanOrEqual(r0.kernelFeatures.filter(slow).count, 8)
+        var events: [[String: Any]] = []
+        var total = 0.0
+        for (step, f) in zip(r0.kernels, r0.kernelFeatures) {
+            let t = r0.nodes[step.node].predictedSeconds * (slow(f) ? 2 : 1)
+            total += t
+            events.append(["cat": "Node", "name": "\(r0.nodes[step.node].name)_kernel_time", "dur": t * 1e6])
+        }
+        let trace = try write(String(decoding: try JSONSerialization.data(withJSONObject: events), as: UTF8.self), "aligned.json")
+        let r = try TimingsFit.fit(try TimingsFit.readCSV(try write("\(path),\(total * 1000),\(trace)\n", "aligned.csv")), base: base, threads: 1)
+        XCTAssertGreaterThanOrEqual(r0.kernelFeatures.filter { $0.kernelClass == "conv.pointwise.nchw" && !slow($0) }.count, 8)
+        XCTAssertEqual(r.alignmentSplit, 64, "\(r.classFactors)")
+        let r1 = ModelAnalyzer.analyze(model, profile: r.profile, threads: 1)
+        for (step, f) in zip(r1.kernels, r1.kernelFeatures) where f.kernelClass == "conv.pointwise.nchw" {
+            let want = r0.nodes[step.node].predictedSeconds * (slow(f) ? 2 : 1)
+            XCTAssertEqual(r1.nodes[step.node].predictedSeconds, want, accuracy: want * 0.1, "\(r1.nodes[step.node].name) (\(f.channelAlignment) channels aligned)")
+        }
+    }
+
     func testBadTimingsNameTheFileAndLine() throws {
         let tiny = TestSupport.samples.appendingPathComponent("tiny_cnn.onnx").path
         func refused(_ csv: String, _ mentions: String) throws {
