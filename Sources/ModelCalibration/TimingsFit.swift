@@ -55,8 +55,9 @@ public enum TimingsFit {
         public var residuals: [Residual]
         /// One factor for all families (too few samples for one each).
         public var sharedFactor: Bool
-        /// Convolutions with channels not a multiple of this were fitted apart (`<class>.under<N>`).
-        public var alignmentSplit: Int?
+        /// Convolutions with channels not a multiple of these were fitted apart
+        /// (`<class>.under<N>`, N the smallest above a kernel's alignment).
+        public var alignmentSplits: [Int]
     }
 
     /// Reads `model,milliseconds[,op_profile]` rows (a header row and `#` comments are skipped;
@@ -178,8 +179,8 @@ public enum TimingsFit {
         }
         var coef: [Double]
         var classFactors: [String: Double] = [:]
-        var split: Int?
-        func kernelSeconds(_ k: Kernel) -> Double { (classFactors[k.key(split)] ?? classFactors[k.cls] ?? 1) * coef[k.fam] * k.t }
+        var splits: [Int] = []
+        func kernelSeconds(_ k: Kernel) -> Double { (classFactors[k.key(splits)] ?? classFactors[k.cls] ?? 1) * coef[k.fam] * k.t }
         if shared {
             // Few samples: one factor for everything the base predicts, its dispatch included.
             let dispatch = base.kernelModels(threads: threads)?[KernelCostModel.dispatchClass]?.coefficients["call"] ?? 0
@@ -201,18 +202,19 @@ public enum TimingsFit {
             // their family's share.
             // Another runtime's blocked layouts may take only channels aligned to its vector
             // width (onnxruntime's NCHWc on AVX-512: multiples of 16; its 1x1 convolutions over 8
-            // or 24 channels ran at 1.3x the time of aligned ones, relative to ours). The split
-            // (none, or below 4, 8, ... 64 channels) whose class factors fit the per-op samples best
-            // is kept; a side with too few samples of a class stays in the class.
-            func factorsBy(split: Int?) -> (factors: [String: Double], loss: Double) {
+            // or 24 channels ran at 1.3x the time of aligned ones, relative to ours, and over 2 or
+            // 4 channels at 3-6x). Splits (below 4, 8, ... 64 channels) are added one at a time
+            // while one improves the per-op samples' fit by 1%; a bucket with too few samples of
+            // a class stays in the class.
+            func factorsBy(splits: [Int]) -> (factors: [String: Double], loss: Double) {
                 var byKey: [String: [Double]] = [:]
                 for r in opRows {
                     // The factor scales the family's share; the per-kernel cost stays as it is.
                     let scaled = coef[r.kernel.fam] * r.kernel.t
-                    if scaled > 0 { byKey[r.kernel.key(split), default: []].append(max(0, r.seconds - coef[parameters - 1]) / scaled) }
+                    if scaled > 0 { byKey[r.kernel.key(splits), default: []].append(max(0, r.seconds - coef[parameters - 1]) / scaled) }
                 }
                 for (key, ratios) in byKey where ratios.count < minClassSamples {
-                    if let r = opRows.first(where: { $0.kernel.key(split) == key }), r.kernel.cls != key {
+                    if let r = opRows.first(where: { $0.kernel.key(splits) == key }), r.kernel.cls != key {
                         byKey[r.kernel.cls, default: []].append(contentsOf: ratios)
                         byKey[key] = nil
                     }
@@ -220,16 +222,18 @@ public enum TimingsFit {
                 var factors: [String: Double] = [:]
                 for (key, ratios) in byKey where ratios.count >= minClassSamples { factors[key] = median(ratios) }
                 let loss = opRows.reduce(0.0) { sum, r in
-                    let f = factors[r.kernel.key(split)] ?? factors[r.kernel.cls] ?? 1
+                    let f = factors[r.kernel.key(splits)] ?? factors[r.kernel.cls] ?? 1
                     let fitted = f * coef[r.kernel.fam] * r.kernel.t + coef[parameters - 1]
                     return fitted > 0 ? sum + abs(log(r.seconds / fitted)) : sum
                 }
                 return (factors, loss)
             }
-            var best = factorsBy(split: nil)
-            for a in KernelFeatures.alignmentSplits {
-                let c = factorsBy(split: a)
-                if c.loss < 0.99 * best.loss { (best, split) = (c, a) }
+            var best = factorsBy(splits: [])
+            while true {
+                let tries = KernelFeatures.alignmentSplits.filter { !splits.contains($0) }.map { a in (a, factorsBy(splits: (splits + [a]).sorted())) }
+                guard let t = tries.min(by: { $0.1.loss < $1.1.loss }), t.1.loss < 0.99 * best.loss else { break }
+                best = t.1
+                splits = (splits + [t.0]).sorted()
             }
             classFactors = best.factors
             // Per-op rows set the mix; the whole-model latencies set the scale and the cost per
@@ -266,8 +270,8 @@ public enum TimingsFit {
                 return m
             }
             fitted[cls] = scaled(classFactors[cls] ?? 1)
-            if let a = split, let under = classFactors[KernelFeatures.unalignedClass(cls, below: a)] {
-                fitted[KernelFeatures.unalignedClass(cls, below: a)] = scaled(under)
+            for a in splits {
+                if let under = classFactors[KernelFeatures.unalignedClass(cls, below: a)] { fitted[KernelFeatures.unalignedClass(cls, below: a)] = scaled(under) }
             }
         }
         // The wider classes stand in for kernels of classes no model in the timings had.
@@ -288,7 +292,7 @@ public enum TimingsFit {
         var factors: [String: Double] = [:]
         for (k, f) in families.enumerated() { factors[f] = coef[k] }
         return Result(profile: profile, factors: factors, classFactors: classFactors, perKernelSeconds: coef[parameters - 1], samples: x.count,
-                      opSamples: opSamples, residuals: residuals, sharedFactor: shared, alignmentSplit: split)
+                      opSamples: opSamples, residuals: residuals, sharedFactor: shared, alignmentSplits: splits)
     }
 
     /// One kernel of a timed model: its class, family, time by the base profile, and channel
@@ -298,9 +302,10 @@ public enum TimingsFit {
         var fam: Int
         var t: Double
         var alignment: Int
-        /// The class whose factor it takes when kernels below `split` channels are fitted apart.
-        func key(_ split: Int?) -> String {
-            guard let s = split, alignment > 0, alignment < s else { return cls }
+        /// The class whose factor it takes when kernels below each of `splits` (ascending) channels
+        /// are fitted apart: the smallest split above its alignment.
+        func key(_ splits: [Int]) -> String {
+            guard alignment > 0, let s = splits.first(where: { alignment < $0 }) else { return cls }
             return KernelFeatures.unalignedClass(cls, below: s)
         }
     }

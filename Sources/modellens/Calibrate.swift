@@ -159,7 +159,7 @@ struct Calibrate: ParsableCommand {
         if format == "json" {
             print(renderJSON(["factors": result.factors, "classFactors": result.classFactors, "perKernelSeconds": result.perKernelSeconds, "samples": result.samples,
                               "opSamples": result.opSamples, "output": output ?? NSNull(),
-                              "alignmentSplit": result.alignmentSplit.map { $0 as Any } ?? NSNull(),
+                              "alignmentSplits": result.alignmentSplits,
                               "residuals": result.residuals.map { ["model": $0.model, "measuredMs": $0.measuredMs, "baseMs": $0.baseMs, "fittedMs": $0.fittedMs] }]))
         } else {
             print("fitted to \(result.residuals.count) model(s) and \(result.opSamples) per-op sample(s), base \(baseProfile.id), \(n) thread(s)"
@@ -170,8 +170,9 @@ struct Calibrate: ParsableCommand {
                 print("  classes with \(TimingsFit.minClassSamples)+ per-op samples, on top of their family's: "
                       + result.classFactors.sorted { $0.key < $1.key }.map { String(format: "%@ x%.3g", $0.key, $0.value) }.joined(separator: ", "))
             }
-            if let a = result.alignmentSplit {
-                print("  convolutions with channels not a multiple of \(a) fitted apart (classes ending .under\(a))")
+            if !result.alignmentSplits.isEmpty {
+                print("  convolutions fitted apart by channel alignment, below " + result.alignmentSplits.map(String.init).joined(separator: ", ")
+                      + " (classes ending .under<N>)")
             }
             print()
             var rows = [["model", "measured ms", "base ms", "fitted ms", "fitted/measured"]]

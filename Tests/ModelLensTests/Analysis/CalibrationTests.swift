@@ -325,7 +325,7 @@ final class TimingsFitTests: XCTestCase {
         let trace = try write(String(decoding: try JSONSerialization.data(withJSONObject: events), as: UTF8.self), "aligned.json")
         let r = try TimingsFit.fit(try TimingsFit.readCSV(try write("\(path),\(total * 1000),\(trace)\n", "aligned.csv")), base: base, threads: 1)
         XCTAssertGreaterThanOrEqual(r0.kernelFeatures.filter { $0.kernelClass == "conv.pointwise.nchw" && !slow($0) }.count, 8)
-        XCTAssertEqual(r.alignmentSplit, 64, "\(r.classFactors)")
+        XCTAssertEqual(r.alignmentSplits, [64], "\(r.classFactors)")
         let r1 = ModelAnalyzer.analyze(model, profile: r.profile, threads: 1)
         for (step, f) in zip(r1.kernels, r1.kernelFeatures) where f.kernelClass == "conv.pointwise.nchw" {
             let want = r0.nodes[step.node].predictedSeconds * (slow(f) ? 2 : 1)
