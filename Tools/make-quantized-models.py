@@ -10,8 +10,15 @@
   tiny_cnn_qdq.onnx          SampleModels/tiny_cnn.onnx quantized by onnxruntime.quantization
                              (QDQ format, int8 weights per channel, uint8 activations), calibrated
                              on random data.
-Needs tensorflow (pip install tensorflow-cpu); Tools/setup.sh does not install it (it is large),
-so the files are committed. Seeds are fixed."""
+  tiny_cnn_qop.onnx          the same in the QOperator format: QLinearConv, and onnxruntime's
+                             QLinearAdd, QLinearGlobalAveragePool and QGemm (domain com.microsoft).
+  qlinear_cases.onnx         onnxruntime's QLinear ops where tiny_cnn_qop does not reach: QLinearAdd
+                             broadcasting per channel and from a scalar, QLinearMul, a channels-last
+                             QLinearGlobalAveragePool, QGemm with int8 weights per column and a
+                             float output.
+Needs tensorflow (pip install tensorflow-cpu) for the .tflite files; Tools/setup.sh does not
+install it (it is large), so the files are committed. `--onnx` makes the ONNX files alone
+(onnxruntime only). Seeds are fixed."""
 import sys
 import os
 
@@ -50,7 +57,7 @@ def convert(model, full_integer):
     return conv.convert()
 
 
-def qdq_onnx():
+def quantized_onnx(fmt, name):
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
@@ -67,19 +74,68 @@ def qdq_onnx():
     for t in list(m.graph.input) + list(m.graph.output):
         t.type.tensor_type.shape.dim[0].dim_value = 1   # calibration wants a fixed batch
     onnx.save(m, fixed)
-    quantize_static(fixed, os.path.join(SAMPLES, 'tiny_cnn_qdq.onnx'), Reader(), quant_format=QuantFormat.QDQ,
+    quantize_static(fixed, os.path.join(SAMPLES, name), Reader(), quant_format=getattr(QuantFormat, fmt),
                     per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     os.remove(fixed)
 
 
+def qlinear_cases_onnx():
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(5)
+    inits, nodes = [], []
+
+    def const(name, value):
+        inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def q(name, scale, zp, dtype):
+        return const(name + '_s', np.float32(scale)), const(name + '_z', np.asarray(zp, dtype=dtype))
+    xs, xz = q('x', 0.02, 128, np.uint8)
+    nodes.append(helper.make_node('QuantizeLinear', ['x', xs, xz], ['xq']))
+    # Per-channel operand [1, 8, 1, 1] and a scalar one, at other scales.
+    cs, cz = q('c', 0.05, 100, np.uint8)
+    const('c', rng.integers(0, 256, (1, 8, 1, 1)).astype(np.uint8))
+    ys, yz = q('y', 0.03, 120, np.uint8)
+    nodes.append(helper.make_node('QLinearAdd', ['xq', xs, xz, 'c', cs, cz, ys, yz], ['y'], domain='com.microsoft'))
+    ks, kz = q('k', 0.01, 90, np.uint8)
+    const('k', np.asarray([200], dtype=np.uint8))
+    ms, mz = q('m', 0.04, 110, np.uint8)
+    nodes.append(helper.make_node('QLinearMul', ['y', ys, yz, 'k', ks, kz, ms, mz], ['m'], domain='com.microsoft'))
+    as_, az = q('a', 0.05, 128, np.uint8)
+    nodes.append(helper.make_node('QLinearAdd', ['k', ks, kz, 'm', ms, mz, as_, az], ['a'], domain='com.microsoft'))
+    nodes.append(helper.make_node('Transpose', ['a'], ['a_nhwc'], perm=[0, 2, 3, 1]))
+    gs, gz = q('g', 0.02, 128, np.uint8)
+    nodes.append(helper.make_node('QLinearGlobalAveragePool', ['a_nhwc', as_, az, gs, gz], ['g'], domain='com.microsoft', channels_last=1))
+    nodes.append(helper.make_node('Reshape', ['g', const('flat', np.asarray([1, 8], dtype=np.int64))], ['gf']))
+    # QGemm: int8 weights per output column, int32 bias, float output.
+    const('w', rng.integers(-127, 128, (8, 5)).astype(np.int8))
+    const('w_s', rng.uniform(0.005, 0.02, 5).astype(np.float32))
+    const('w_z', np.zeros(5, dtype=np.int8))
+    const('bias', rng.integers(-500, 500, 5).astype(np.int32))
+    nodes.append(helper.make_node('QGemm', ['gf', gs, gz, 'w', 'w_s', 'w_z', 'bias'], ['logits'], domain='com.microsoft', alpha=1.0))
+    nodes.append(helper.make_node('DequantizeLinear', ['a', as_, az], ['a_float']))
+    graph = helper.make_graph(nodes, 'qlinear_cases', [helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, 8, 6, 6])],
+                              [helper.make_tensor_value_info('logits', TensorProto.FLOAT, [1, 5]),
+                               helper.make_tensor_value_info('a_float', TensorProto.FLOAT, [1, 8, 6, 6])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17), helper.make_opsetid('com.microsoft', 1)])
+    model.ir_version = 8
+    onnx.save(model, os.path.join(SAMPLES, 'qlinear_cases.onnx'))
+
+
 def main():
-    model = keras_model()
-    with open(os.path.join(SAMPLES, 'mobilenet_int8.tflite'), 'wb') as f:
-        f.write(convert(model, True))
-    with open(os.path.join(SAMPLES, 'mobilenet_dynamic.tflite'), 'wb') as f:
-        f.write(convert(model, False))
-    qdq_onnx()
-    for n in ('mobilenet_int8.tflite', 'mobilenet_dynamic.tflite', 'tiny_cnn_qdq.onnx'):
+    names = ['tiny_cnn_qdq.onnx', 'tiny_cnn_qop.onnx', 'qlinear_cases.onnx']
+    if '--onnx' not in sys.argv:
+        model = keras_model()
+        with open(os.path.join(SAMPLES, 'mobilenet_int8.tflite'), 'wb') as f:
+            f.write(convert(model, True))
+        with open(os.path.join(SAMPLES, 'mobilenet_dynamic.tflite'), 'wb') as f:
+            f.write(convert(model, False))
+        names = ['mobilenet_int8.tflite', 'mobilenet_dynamic.tflite'] + names
+    quantized_onnx('QDQ', 'tiny_cnn_qdq.onnx')
+    quantized_onnx('QOperator', 'tiny_cnn_qop.onnx')
+    qlinear_cases_onnx()
+    for n in names:
         print('make-quantized-models:', n, os.path.getsize(os.path.join(SAMPLES, n)), 'bytes')
 
 

@@ -118,7 +118,7 @@ def main():
     ort_profiles()
     models = sorted(glob.glob(os.path.join(ROOT, '.models', d, '*.onnx')) for d in ('torchvision', 'paper', 'rapidocr', 'nudenet', 'magika'))
     models = [p for group in models for p in group] + sorted(glob.glob(os.path.join(ROOT, '.models', 'mediapipe', '*.tflite')))
-    models += [os.path.join(ROOT, 'SampleModels', f) for f in ('tiny_cnn.onnx', 'depthwise_cases.onnx', 'convnext_block.onnx', 'tiny_cnn.tflite', 'tiny_cnn_qdq.onnx',
+    models += [os.path.join(ROOT, 'SampleModels', f) for f in ('tiny_cnn.onnx', 'depthwise_cases.onnx', 'convnext_block.onnx', 'tiny_cnn.tflite', 'tiny_cnn_qdq.onnx', 'tiny_cnn_qop.onnx', 'qlinear_cases.onnx',
                                                                 'tiny_int8.tflite', 'mobilenet_int8.tflite', 'mobilenet_dynamic.tflite')]
     for p in models:
         stem = os.path.splitext(os.path.basename(p))[0]

@@ -54,6 +54,7 @@ public enum OpSupportMatrix {
         let tflite = TFLiteImport.builtinsByCanonicalOp
         var onnx: [String: [String]] = [:]
         for name in ONNXOperators.names { onnx[ONNXImport.canonicalName(name), default: []].append(name) }
+        for name in ONNXImport.microsoftOps { onnx[name, default: []].append("com.microsoft:" + name) }
         let toTFLite = Converter.opsWrittenToTFLite
         let toONNX = Converter.builtinsWrittenToONNX
         let all = shapes.union(costs).union(kernels).union(tflite.keys).union(onnx.keys).union(toTFLite)

@@ -149,7 +149,7 @@ let convRules: [(String, ShapeRule)] = {
         let ones = [Dim](repeating: .known(1), count: parts.spatial.count)
         return [.of(x.dtype, joinLayout(batch: parts.batch, channels: parts.channels, spatial: ones, ctx.node.dataLayout))]
     }
-    for name in ["GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"] { rules.append((name, global)) }
+    for name in ["GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "QLinearGlobalAveragePool"] { rules.append((name, global)) }
     rules.append(("DepthToSpace", { ctx in
         guard let x = ctx.type(0), let d = x.shape.dims, d.count == 4, let b = ctx.int("blocksize") else { return [nil] }
         if ctx.node.dataLayout == .nhwc {
@@ -206,7 +206,7 @@ let convCosts: [(String, CostRule)] = {
         return (.zero, ctx.outElements() * k)
     }
     for name in ["MaxPool", "AveragePool", "LpPool"] { rules.append((name, pool)) }
-    for name in ["GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"] {
+    for name in ["GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "QLinearGlobalAveragePool"] {
         rules.append((name, { ctx in (.zero, ctx.inElements()) }))
     }
     for name in ["DepthToSpace", "SpaceToDepth"] { rules.append((name, { _ in (.zero, .zero) })) }

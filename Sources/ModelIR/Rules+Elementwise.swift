@@ -49,6 +49,14 @@ let elementwiseRules: [(String, ShapeRule)] = {
             return [.of(.bool, try broadcast([a, b]))]
         }))
     }
+    // onnxruntime's QLinearAdd / QLinearMul: a, a_scale, a_zero_point, b, b_scale, b_zero_point, c_scale, c_zero_point.
+    for name in ["QLinearAdd", "QLinearMul"] {
+        rules.append((name, { ctx in
+            guard let a = ctx.type(0) else { return [nil] }
+            guard let ad = a.shape.dims, let bd = ctx.dims(3) else { return [.of(a.dtype, nil)] }
+            return [.of(a.dtype, try broadcast([ad, bd]))]
+        }))
+    }
     rules.append(("IsNaN", { ctx in [ctx.type(0).map { .of(.bool, $0.shape.dims) }] }))
     rules.append(("IsInf", { ctx in [ctx.type(0).map { .of(.bool, $0.shape.dims) }] }))
     rules.append(("Where", { ctx in
@@ -118,6 +126,9 @@ let elementwiseCosts: [(String, CostRule)] = {
         }
         rules.append((name, { ctx in (.zero, ctx.outElements() * perElement) }))
     }
+    // Each operand rescaled to the output's scale and summed (multiplied), then rounded.
+    rules.append(("QLinearAdd", { ctx in (.zero, ctx.outElements() * 3) }))
+    rules.append(("QLinearMul", { ctx in (.zero, ctx.outElements() * 3) }))
     rules.append(("BatchNormalization", { ctx in (.zero, ctx.outElements() * 2) }))
     rules.append(("LayerNormalization", { ctx in (.zero, ctx.outElements() * 5) }))
     return rules

@@ -40,6 +40,14 @@ let linalgRules: [(String, ShapeRule)] = [
         let n = (ctx.int("transB") ?? 0) != 0 ? bd[0] : bd[1]
         return [.of(a.dtype, [m, n])]
     }),
+    // onnxruntime's QGemm: A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale,
+    // y_zero_point; 8-bit output with y_zero_point, float without.
+    ("QGemm", { ctx in
+        guard let ad = ctx.dims(0), let bd = ctx.dims(3), ad.count == 2, bd.count == 2 else { return [nil] }
+        let m = (ctx.int("transA") ?? 0) != 0 ? ad[1] : ad[0]
+        let n = (ctx.int("transB") ?? 0) != 0 ? bd[0] : bd[1]
+        return [.of(ctx.type(8)?.dtype ?? .float32, [m, n])]
+    }),
     // TFLite FULLY_CONNECTED: weights [out, in]; the input is read as
     // [elements / in, in] unless keep_num_dims keeps its leading dims.
     ("FullyConnected", { ctx in
@@ -74,6 +82,12 @@ let linalgCosts: [(String, CostRule)] = {
         ("MatMul", matmul),
         ("MatMulInteger", quantMatmul),
         ("QLinearMatMul", quantMatmul),
+        ("QGemm", { ctx in
+            guard let a = ctx.dims(0), a.count == 2 else { return (.zero, .zero) }
+            let k = (ctx.node.int("transA") ?? 0) != 0 ? a[0] : a[1]
+            let macs = ctx.outElements() * SymCount(product: [k])
+            return (macs, macs * 2)
+        }),
         ("BatchMatMul", { ctx in
             guard let a = ctx.dims(0), a.count >= 2 else { return (.zero, .zero) }
             let k = (ctx.node.int("adj_x") ?? 0) != 0 ? a[a.count - 2] : a[a.count - 1]

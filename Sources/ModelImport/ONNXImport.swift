@@ -21,6 +21,10 @@ public enum ONNXImport {
         mappings[node.sourceOp]?(&node, opset)
     }
 
+    /// onnxruntime's contrib ops (domain com.microsoft) that import as canonical ops of the same
+    /// name: the QOperator format's quantized ops that onnxruntime.quantization writes.
+    public static let microsoftOps: Set<String> = ["QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool", "QGemm"]
+
     /// The canonical op an ONNX op name imports as.
     public static func canonicalName(_ onnxName: String) -> String { onnxName == "Upsample" ? "Resize" : onnxName }
 

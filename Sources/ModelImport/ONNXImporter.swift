@@ -498,12 +498,15 @@ enum ONNXImporter {
                 default: attrs[aname] = value
                 }
             }
-            let standard = domain.isEmpty || domain == "ai.onnx.ml"
+            let standard = domain.isEmpty || domain == "ai.onnx.ml" || (domain == "com.microsoft" && ONNXImport.microsoftOps.contains(opType))
             var node = Node(name: name, op: standard ? OpKind(opType) : .opaque, sourceOp: opType, domain: domain,
                             version: opset, inputs: inputs, outputs: outputs, attributes: attrs)
             node.subgraphs = subgraphs
             if !standard { node.customName = domain.isEmpty ? opType : "\(domain):\(opType)" }
             if domain.isEmpty { ONNXImport.canonicalize(&node, opset: opset) }
+            if opType == "QLinearGlobalAveragePool", domain == "com.microsoft" {
+                node.dataLayout = (node.attributes["channels_last"]?.int ?? 0) != 0 ? .nhwc : .nchw
+            }
             switch opType {
             case "Constant":
                 // Constants keep their node (the file has it) and give their output the data.

@@ -223,3 +223,157 @@ let integerKernels: [(String, KernelFactory)] = [
     ("ConvInteger", integerOp("Conv", qlinear: false)),
     ("MatMulInteger", integerOp("MatMul", qlinear: false)),
 ]
+
+/// onnxruntime's QOperator ops (domain com.microsoft, written by onnxruntime.quantization), with
+/// onnxruntime's arithmetic so that outputs equal its own: QLinearAdd as its AVX2 kernel does it
+/// (the scales as ratios to the output's, one fused multiply-add per operand in float, rounding
+/// half to even, saturation); the global average pool and QGemm sum in int32 and requantize as
+/// MlasRequantizeOutput does (the sum times one float scale, rounded half to even, saturated).
+let qoperatorKernels: [(String, KernelFactory)] = [
+    ("QLinearAdd", qlinearBinary(add: true)),
+    ("QLinearMul", qlinearBinary(add: false)),
+    ("QLinearGlobalAveragePool", { pc in
+        let n = pc.node
+        let channelsLast = (n.int("channels_last") ?? 0) != 0
+        return { ins, ctx in
+            guard let x = ins.first ?? nil, x.dtype == .int8 || x.dtype == .uint8, x.shape.count >= 3 else {
+                throw RuntimeError.invalid(node: n.label, reason: "expects an 8-bit input of rank 3 or more")
+            }
+            let (sx, zx) = try quantParams(ins, 1, 2, n), (sy, zy) = try quantParams(ins, 3, 4, n)
+            let batch = x.shape[0], channels = channelsLast ? x.shape[x.shape.count - 1] : x.shape[1]
+            let image = x.count / max(1, batch * channels)
+            var shape = [Int](repeating: 1, count: x.shape.count)
+            shape[0] = batch
+            shape[channelsLast ? shape.count - 1 : 1] = channels
+            let y = try ctx.alloc(shape, x.dtype)
+            let scale = sx / (sy * Float(image))
+            for b in 0..<batch {
+                for c in 0..<channels {
+                    var acc = -zx * Int32(image)
+                    for i in 0..<image { acc &+= q8(x, channelsLast ? (b * image + i) * channels + c : (b * channels + c) * image + i) }
+                    store8(y, b * channels + c, roundHalfEven(Float(acc) * scale) &+ zy)
+                }
+            }
+            return [y]
+        }
+    }),
+    ("QGemm", { pc in
+        let n = pc.node
+        let transA = (n.int("transA") ?? 0) != 0, transB = (n.int("transB") ?? 0) != 0
+        let alpha = Float(n.float("alpha") ?? 1)
+        return { ins, ctx in
+            func input(_ i: Int) -> RTensor? { i < ins.count ? ins[i] : nil }
+            guard let a = input(0), let b = input(3), a.shape.count == 2, b.shape.count == 2,
+                  [.int8, .uint8].contains(a.dtype), [.int8, .uint8].contains(b.dtype) else {
+                throw RuntimeError.invalid(node: n.label, reason: "expects 8-bit matrices A and B")
+            }
+            let (m, k) = transA ? (a.shape[1], a.shape[0]) : (a.shape[0], a.shape[1])
+            let cols = transB ? b.shape[0] : b.shape[1]
+            guard (transB ? b.shape[1] : b.shape[0]) == k else { throw RuntimeError.invalid(node: n.label, reason: "A \(a.shape) and B \(b.shape) do not multiply") }
+            let (sa, za) = try quantParams(ins, 1, 2, n)
+            guard let bs = input(4) else { throw RuntimeError.invalid(node: n.label, reason: "missing b_scale") }
+            let sb = bs.toFloats(), zb = input(5)?.integers().map(Int32.init) ?? [0]
+            guard sb.count == 1 || sb.count == cols, zb.count == 1 || zb.count == cols else {
+                throw RuntimeError.invalid(node: n.label, reason: "b_scale and b_zero_point take 1 or \(cols) values")
+            }
+            let bias = input(6)
+            let ys = input(7)?.toFloats().first, yz = input(8)
+            let y = try ctx.alloc([m, cols], yz?.dtype ?? .float32)
+            let zy = Int32(yz?.integers().first ?? 0)
+            for j in 0..<cols {
+                let zbj = zb[zb.count == 1 ? 0 : j]
+                var scale = alpha * sa * sb[sb.count == 1 ? 0 : j]
+                if let ys { scale /= ys }
+                for i in 0..<m {
+                    var acc: Int32 = 0
+                    for kk in 0..<k {
+                        acc &+= (q8(a, transA ? kk * m + i : i * k + kk) - za) * (q8(b, transB ? j * k + kk : kk * cols + j) - zbj)
+                    }
+                    if let bias {
+                        // C broadcast to [M, N]: a scalar, a row of N, a column of M, or the matrix.
+                        let at = bias.count == 1 ? 0 : bias.count == cols && (bias.shape.count == 1 || bias.shape[0] == 1) ? j
+                            : bias.count == m ? i : i * cols + j
+                        acc &+= Int32(truncatingIfNeeded: bias.raw.load(fromByteOffset: at * 4, as: Int32.self))
+                    }
+                    if yz != nil {
+                        store8(y, i * cols + j, roundHalfEven(Float(acc) * scale) &+ zy)
+                    } else {
+                        y.floats[i * cols + j] = Float(acc) * scale
+                    }
+                }
+            }
+            return [y]
+        }
+    }),
+]
+
+/// QLinearAdd / QLinearMul (inputs a, a_scale, a_zero_point, b, b_scale, b_zero_point, c_scale,
+/// c_zero_point), broadcasting as numpy does. Add follows onnxruntime's kernel: zc - (za * ra + zb
+/// * rb) with ra = sa / sc and rb = sb / sc, then b and a multiplied in by fused multiply-adds
+/// (where one operand is constant along a row, its term joins the constant first, as there).
+/// Mul: (a - za)(b - zb) * (sa * sb / sc) + zc.
+private func qlinearBinary(add: Bool) -> KernelFactory {
+    { pc in
+        let n = pc.node
+        return { ins, ctx in
+            guard ins.count > 3, let a = ins[0], let b = ins[3], a.dtype == .int8 || a.dtype == .uint8, b.dtype == a.dtype else {
+                throw RuntimeError.invalid(node: n.label, reason: "expects two 8-bit inputs of one type")
+            }
+            let (sa, za) = try quantParams(ins, 1, 2, n), (sb, zb) = try quantParams(ins, 4, 5, n), (sc, zc) = try quantParams(ins, 6, 7, n)
+            guard let shape = broadcastShapes(a.shape, b.shape) else {
+                throw RuntimeError.invalid(node: n.label, reason: "shapes \(a.shape) and \(b.shape) do not broadcast")
+            }
+            let y = try ctx.alloc(shape, a.dtype)
+            let strideA = broadcastStrides(a.shape, to: shape), strideB = broadcastStrides(b.shape, to: shape)
+            let ra = sa / sc, rb = sb / sc, rab = sa * sb / sc
+            let base = Float(zc) - (ra * Float(za) + rb * Float(zb))
+            let innerA = strideA.last ?? 0, innerB = strideB.last ?? 0
+            func value(_ x: Int32, _ w: Int32) -> Int32 {
+                guard add else { return roundHalfEven(Float((x - za) * (w - zb)) * rab) &+ zc }
+                if innerA == 0, innerB != 0 { return roundHalfEven((base + Float(x) * ra).addingProduct(Float(w), rb)) }
+                if innerB == 0, innerA != 0 { return roundHalfEven((base + Float(w) * rb).addingProduct(Float(x), ra)) }
+                return roundHalfEven(base.addingProduct(Float(w), rb).addingProduct(Float(x), ra))
+            }
+            var index = [Int](repeating: 0, count: shape.count)
+            var ia = 0, ib = 0
+            for i in 0..<y.count {
+                store8(y, i, value(q8(a, ia), q8(b, ib)))
+                var d = shape.count - 1
+                while d >= 0 {
+                    index[d] += 1
+                    ia += strideA[d]
+                    ib += strideB[d]
+                    if index[d] < shape[d] { break }
+                    ia -= strideA[d] * shape[d]
+                    ib -= strideB[d] * shape[d]
+                    index[d] = 0
+                    d -= 1
+                }
+            }
+            return [y]
+        }
+    }
+}
+
+/// A per-tensor scale and 8-bit zero point at input slots `s` and `z` (zero when absent).
+private func quantParams(_ ins: [RTensor?], _ s: Int, _ z: Int, _ n: Node) throws -> (Float, Int32) {
+    guard s < ins.count, let scale = ins[s]?.toFloats().first else { throw RuntimeError.invalid(node: n.label, reason: "missing scale (input \(s))") }
+    let zero = z < ins.count ? ins[z]?.integers().first ?? 0 : 0
+    return (scale, Int32(clamping: zero))
+}
+
+/// Element `i` of an 8-bit tensor.
+private func q8(_ t: RTensor, _ i: Int) -> Int32 {
+    t.dtype == .int8 ? Int32(t.raw.load(fromByteOffset: i, as: Int8.self)) : Int32(t.raw.load(fromByteOffset: i, as: UInt8.self))
+}
+
+/// Stores `v` saturated to the 8-bit type of `t`.
+private func store8(_ t: RTensor, _ i: Int, _ v: Int32) {
+    if t.dtype == .int8 { t.raw.storeBytes(of: Int8(clamping: v), toByteOffset: i, as: Int8.self) } else { t.raw.storeBytes(of: UInt8(clamping: v), toByteOffset: i, as: UInt8.self) }
+}
+
+/// Rounds half to even into Int32, saturating (NaN as 0).
+private func roundHalfEven(_ v: Float) -> Int32 {
+    guard v.isFinite else { return v.isNaN ? 0 : (v > 0 ? .max : .min) }
+    return Int32(clamping: Int64(max(-2e9, min(2e9, v)).rounded(.toNearestOrEven)))
+}

@@ -70,7 +70,7 @@ struct Calibrate: ParsableCommand {
         profile.kernels = [:]
         var summaries: [[String: Any]] = []
         var unstable: [String] = []
-        var sampleRows = ["threads,network,kernel,class,flops,bytes,weight_bytes,spill_bytes,seconds"]
+        var sampleRows = ["threads,network,kernel,class,flops,bytes,weight_bytes,spill_bytes,rows,channel_alignment,seconds"]
         for n in counts.compactMap({ $0 }) {
             var options = Calibration.Options()
             options.threads = n
@@ -86,7 +86,7 @@ struct Calibrate: ParsableCommand {
             profile.kernels?[String(n)] = result.models
             for k in result.kernels {
                 let f = k.features
-                sampleRows.append("\(n),\(k.network),\(csvField(k.kernel)),\(f.kernelClass),\(f.flops),\(f.bytesRead + f.bytesWritten),\(f.weightBytes),\(f.spill),\(k.seconds)")
+                sampleRows.append("\(n),\(k.network),\(csvField(k.kernel)),\(f.kernelClass),\(f.flops),\(f.bytesRead + f.bytesWritten),\(f.weightBytes),\(f.spill),\(f.rows),\(f.channelAlignment),\(k.seconds)")
             }
             if profile.weightStreamBytesPerSecond?[String(n)] == nil {
                 progress.update("\(n) thread(s): measuring weights streamed by a batch-1 product (256 MB)")
