@@ -9,6 +9,8 @@
 // in float, exactly, since |v| is clamped to 1e6 first (every value beyond saturates anyway).
 #include "avx512.h"
 
+#include <math.h>
+
 #define QUANT_CHUNK 16384   // elements per task: fixed, so results never depend on the thread count
 
 static void dequantize_scalar(const void *x, int in_signed, size_t n, float scale, int32_t zero, float *y) {
@@ -191,4 +193,64 @@ void mlk_quantize_dequantize_8(const float *x, size_t n, float scale, int32_t ze
   if (n == 0) return;
   quant_job job = {x, y, n, scale, zero, is_signed, 1};
   mlk_parallel_(tasks_of(n), round_trip_task, &job);
+}
+
+// onnxruntime's QLinearAdd (its default AVX2 kernel): v = fma(a, ra, fma(b, rb, base)) with
+// ra = sa / sc, rb = sb / sc and base = zc - (za ra + zb rb), rounded half to even and saturated.
+// Both forms fuse the multiply-adds (fmaf, the vector FMA), so they agree to the bit.
+static void qlinear_add_scalar(const uint8_t *a, const uint8_t *b, size_t n, int is_signed, float ra, float rb, float base,
+                               uint8_t *y) {
+  const float lo = is_signed ? -128.0f : 0.0f, hi = is_signed ? 127.0f : 255.0f;
+  for (size_t i = 0; i < n; i++) {
+    const float fa = is_signed ? (float)(int8_t)a[i] : (float)a[i], fb = is_signed ? (float)(int8_t)b[i] : (float)b[i];
+    float v = fmaf(fa, ra, fmaf(fb, rb, base));
+    v = v < lo ? lo : (v > hi ? hi : v);
+    const int32_t q = (int32_t)nearbyintf(v);
+    y[i] = is_signed ? (uint8_t)(int8_t)q : (uint8_t)q;
+  }
+}
+
+#if MLK_AVX512_BUILD
+AVX512 static void qlinear_add_avx512(const uint8_t *a, const uint8_t *b, size_t n, int is_signed, float ra, float rb,
+                                      float base, uint8_t *y) {
+  const __m512 vra = _mm512_set1_ps(ra), vrb = _mm512_set1_ps(rb), vbase = _mm512_set1_ps(base);
+  const __m512 lo = _mm512_set1_ps(is_signed ? -128.0f : 0.0f), hi = _mm512_set1_ps(is_signed ? 127.0f : 255.0f);
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m128i qa = _mm_loadu_si128((const __m128i *)(a + i)), qb = _mm_loadu_si128((const __m128i *)(b + i));
+    const __m512 fa = _mm512_cvtepi32_ps(is_signed ? _mm512_cvtepi8_epi32(qa) : _mm512_cvtepu8_epi32(qa));
+    const __m512 fb = _mm512_cvtepi32_ps(is_signed ? _mm512_cvtepi8_epi32(qb) : _mm512_cvtepu8_epi32(qb));
+    __m512 v = _mm512_fmadd_ps(fa, vra, _mm512_fmadd_ps(fb, vrb, vbase));
+    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+    const __m512i q = _mm512_cvtps_epi32(v);   // the current rounding mode: half to even
+    _mm_storeu_si128((__m128i *)(y + i), _mm512_cvtepi32_epi8(q));
+  }
+  qlinear_add_scalar(a + i, b + i, n - i, is_signed, ra, rb, base, y + i);
+}
+#endif
+
+typedef struct {
+  const uint8_t *a, *b;
+  uint8_t *y;
+  size_t n;
+  int is_signed;
+  float ra, rb, base;
+} qlinear_add_job;
+
+static void qlinear_add_task(void *ctx, int t) {
+  const qlinear_add_job *j = ctx;
+  const size_t i0 = (size_t)t * QUANT_CHUNK, m = j->n - i0 < QUANT_CHUNK ? j->n - i0 : QUANT_CHUNK;
+#if MLK_AVX512_BUILD
+  if (mlk_use_avx512_()) {
+    qlinear_add_avx512(j->a + i0, j->b + i0, m, j->is_signed, j->ra, j->rb, j->base, j->y + i0);
+    return;
+  }
+#endif
+  qlinear_add_scalar(j->a + i0, j->b + i0, m, j->is_signed, j->ra, j->rb, j->base, j->y + i0);
+}
+
+void mlk_qlinear_add_8(const void *a, const void *b, size_t n, int is_signed, float ra, float rb, float base, void *y) {
+  if (n == 0) return;
+  qlinear_add_job job = {a, b, y, n, is_signed, ra, rb, base};
+  mlk_parallel_(tasks_of(n), qlinear_add_task, &job);
 }

@@ -63,4 +63,34 @@ final class QuantizationKernelTests: XCTestCase {
             }
         }
     }
+
+    /// onnxruntime's QLinearAdd over all 256 x 256 pairs of 8-bit values (and a length that
+    /// leaves a partial vector), vector and portable forms, 1 and 2 threads, against its formula
+    /// written here: round half to even of fma(a, ra, fma(b, rb, base)), saturated. Scales whose
+    /// ratios make exact ties of some pairs, so that the rounding direction is tested.
+    func testQLinearAddMatchesOnnxruntimesFormula() {
+        defer { mlk_set_threads(1); Executor.preferAVX512(true) }
+        let n = 256 * 256 + 7
+        let a: [UInt8] = (0..<n).map { UInt8(truncatingIfNeeded: $0 / 256) }, b: [UInt8] = (0..<n).map { UInt8(truncatingIfNeeded: $0) }
+        for (signed, sa, sb, sc, za, zb, zc) in [(false, Float(0.02), Float(0.03), Float(0.04), Int32(128), Int32(100), Int32(120)),
+                                                 (true, Float(0.5), Float(0.25), Float(1), Int32(-3), Int32(0), Int32(5))] {
+            let ra = sa / sc, rb = sb / sc
+            let base = Float(zc) - (ra * Float(za) + rb * Float(zb))
+            func want(_ i: Int) -> Int32 {
+                let fa = signed ? Float(Int8(bitPattern: a[i])) : Float(a[i]), fb = signed ? Float(Int8(bitPattern: b[i])) : Float(b[i])
+                let v = base.addingProduct(fb, rb).addingProduct(fa, ra).rounded(.toNearestOrEven)
+                return Int32(min(max(v, signed ? -128 : 0), signed ? 127 : 255))
+            }
+            for avx512 in [false, true] where !avx512 || Executor.avx512Available {
+                Executor.preferAVX512(avx512)
+                for threads in [1, 2] {
+                    mlk_set_threads(Int32(threads))
+                    var y = [UInt8](repeating: 0, count: n)
+                    mlk_qlinear_add_8(a, b, n, signed ? 1 : 0, ra, rb, base, &y)
+                    let bad = (0..<n).first { i in (signed ? Int32(Int8(bitPattern: y[i])) : Int32(y[i])) != want(i) }
+                    XCTAssertNil(bad.map { "a \(a[$0]) b \(b[$0]) gave \(y[$0]), want \(want($0))" }, "signed \(signed) threads \(threads) avx512 \(avx512)")
+                }
+            }
+        }
+    }
 }
