@@ -254,3 +254,59 @@ void mlk_qlinear_add_8(const void *a, const void *b, size_t n, int is_signed, fl
   qlinear_add_job job = {a, b, y, n, is_signed, ra, rb, base};
   mlk_parallel_(tasks_of(n), qlinear_add_task, &job);
 }
+
+// onnxruntime's requantization of int32 sums (MlasRequantizeOutput), here of sums held exactly as
+// floats: v * scale clamped to the output type's range less the zero point, rounded half to even,
+// plus the zero point. One scale per channel of NCHW planes (or one for all).
+static void requantize_plane_scalar(const float *y, size_t n, float scale, int32_t zero, int is_signed, uint8_t *out) {
+  const float lo = (float)((is_signed ? -128 : 0) - zero), hi = (float)((is_signed ? 127 : 255) - zero);
+  for (size_t i = 0; i < n; i++) {
+    float v = y[i] * scale;
+    v = v < lo ? lo : (v > hi ? hi : v);
+    const int32_t q = (int32_t)nearbyintf(v) + zero;
+    out[i] = is_signed ? (uint8_t)(int8_t)q : (uint8_t)q;
+  }
+}
+
+#if MLK_AVX512_BUILD
+AVX512 static void requantize_plane_avx512(const float *y, size_t n, float scale, int32_t zero, int is_signed, uint8_t *out) {
+  const __m512 s = _mm512_set1_ps(scale);
+  const __m512 lo = _mm512_set1_ps((float)((is_signed ? -128 : 0) - zero)), hi = _mm512_set1_ps((float)((is_signed ? 127 : 255) - zero));
+  const __m512i z = _mm512_set1_epi32(zero);
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_loadu_ps(y + i), s), lo), hi);
+    _mm_storeu_si128((__m128i *)(out + i), _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(v), z)));
+  }
+  requantize_plane_scalar(y + i, n - i, scale, zero, is_signed, out + i);
+}
+#endif
+
+typedef struct {
+  const float *y;
+  uint8_t *out;
+  size_t plane;
+  int channels, nscales, is_signed;
+  const float *scales;
+  int32_t zero;
+} requantize_job;
+
+static void requantize_task(void *ctx, int t) {
+  const requantize_job *j = ctx;
+  const float scale = j->scales[j->nscales == 1 ? 0 : t % j->channels];
+  const size_t at = (size_t)t * j->plane;
+#if MLK_AVX512_BUILD
+  if (mlk_use_avx512_()) {
+    requantize_plane_avx512(j->y + at, j->plane, scale, j->zero, j->is_signed, j->out + at);
+    return;
+  }
+#endif
+  requantize_plane_scalar(j->y + at, j->plane, scale, j->zero, j->is_signed, j->out + at);
+}
+
+void mlk_requantize_planes(const float *y, int planes, size_t plane, int channels, const float *scales, int nscales,
+                           int32_t zero, int is_signed, void *out) {
+  if (planes <= 0 || plane == 0) return;
+  requantize_job job = {y, out, plane, channels, nscales, is_signed, scales, zero};
+  mlk_parallel_(planes, requantize_task, &job);
+}

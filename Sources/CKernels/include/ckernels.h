@@ -294,6 +294,11 @@ void mlk_quantize_8(const float *x, size_t n, float scale, int32_t zero, int out
 /// y = dequantize(quantize(x)) with one scale and zero point (ONNX rounding, half to even): a
 /// QuantizeLinear -> DequantizeLinear pair in one pass; y may be x.
 void mlk_quantize_dequantize_8(const float *x, size_t n, float scale, int32_t zero, int is_signed, float *y);
+/// onnxruntime's requantization (MlasRequantizeOutput) of integer sums held as floats, NCHW:
+/// plane p of `plane` values (channel p % channels, scale scales[nscales == 1 ? 0 : channel]) to
+/// int8 / uint8: clamp(round half to even(y * scale), type range - zero) + zero.
+void mlk_requantize_planes(const float *y, int planes, size_t plane, int channels, const float *scales, int nscales,
+                           int32_t zero, int is_signed, void *out);
 /// onnxruntime's QLinearAdd over n same-shape int8 / uint8 values: y = saturate(round half to even
 /// of fma(a, ra, fma(b, rb, base))), ra = sa / sc, rb = sb / sc, base = zc - (za ra + zb rb).
 void mlk_qlinear_add_8(const void *a, const void *b, size_t n, int is_signed, float ra, float rb, float base, void *y);

@@ -93,4 +93,30 @@ final class QuantizationKernelTests: XCTestCase {
             }
         }
     }
+
+    /// onnxruntime's requantization of integer sums (here floats holding integers) per channel
+    /// of NCHW planes: every sum from -70000 to 70000 in steps that include exact ties of the
+    /// scale, vector and portable forms, against clamp(round half to even(v * scale)) + zero.
+    func testRequantizedPlanesMatchOnnxruntimesRounding() {
+        defer { mlk_set_threads(1); Executor.preferAVX512(true) }
+        let channels = 3, plane = 7001
+        let sums: [Float] = (0..<(2 * channels * plane)).map { Float(($0 % plane) * 20 - 70000 + ($0 / plane)) }
+        let scales: [Float] = [0.001953125, 0.0123, 0.5]   // 2^-9 and 0.5 make ties
+        for (signed, zero) in [(false, Int32(128)), (true, Int32(-5))] {
+            func want(_ i: Int) -> Int32 {
+                let v = (sums[i] * scales[(i / plane) % channels]).rounded(.toNearestOrEven) + Float(zero)
+                return Int32(min(max(v, signed ? -128 : 0), signed ? 127 : 255))
+            }
+            for avx512 in [false, true] where !avx512 || Executor.avx512Available {
+                Executor.preferAVX512(avx512)
+                for threads in [1, 2] {
+                    mlk_set_threads(Int32(threads))
+                    var y = [UInt8](repeating: 0, count: sums.count)
+                    mlk_requantize_planes(sums, Int32(2 * channels), plane, Int32(channels), scales, Int32(channels), zero, signed ? 1 : 0, &y)
+                    let bad = sums.indices.first { i in (signed ? Int32(Int8(bitPattern: y[i])) : Int32(y[i])) != want(i) }
+                    XCTAssertNil(bad.map { "sum \(sums[$0]) gave \(y[$0]), want \(want($0))" }, "signed \(signed) threads \(threads) avx512 \(avx512)")
+                }
+            }
+        }
+    }
 }
