@@ -11,7 +11,14 @@ static inline void max_row(float *restrict dst, const float *restrict src, int n
   for (int c = 0; c < n; c++) dst[c] = src[c] > dst[c] ? src[c] : dst[c];
 }
 
-void mlk_global_mean(int planes, int inner, int blocked, const float *x, float *y) {
+// Planes shared among threads in fixed groups of about 16384 values (blocked input: whole blocks
+// of 16 planes), each summed alone: the same results at any thread count. Contiguous groups keep
+// a thread on the planes the previous layer's contiguous tasks left in its own core's cache; one
+// thread reading them all took EfficientNet-B0's squeeze-excitation pools from 0.31 ms at 1 thread
+// to 0.49 at 2.
+typedef struct { int inner, per, planes, blocked; const float *x; float *y; } gmean_job;
+
+static void global_mean_planes(int planes, int inner, int blocked, const float *x, float *y) {
   if (mlk_use_avx512_()) {
     mlk_global_mean_avx512_(planes, inner, blocked, x, y);
     return;
@@ -22,6 +29,20 @@ void mlk_global_mean(int planes, int inner, int blocked, const float *x, float *
     for (int j = 0; j < inner; j++) s += blocked ? x[((size_t)(i / 16) * inner + j) * 16 + i % 16] : x[(size_t)i * inner + j];
     y[i] = (float)(s * inv);
   }
+}
+
+static void global_mean_task(void *ctx, int t) {
+  const gmean_job *j = ctx;
+  const int i0 = t * j->per, i1 = i0 + j->per < j->planes ? i0 + j->per : j->planes;
+  global_mean_planes(i1 - i0, j->inner, j->blocked, j->x + (size_t)i0 * j->inner, j->y + i0);
+}
+
+void mlk_global_mean(int planes, int inner, int blocked, const float *x, float *y) {
+  if (planes <= 0) return;
+  gmean_job job = {inner, 1, planes, blocked, x, y};
+  job.per = inner >= 16384 ? 1 : 16384 / (inner > 0 ? inner : 1);
+  if (blocked) job.per = (job.per + 15) / 16 * 16;
+  mlk_parallel_((planes + job.per - 1) / job.per, global_mean_task, &job);
 }
 
 // The largest value of each plane; a NaN is passed over (as the NHWC max pooling does) and an

@@ -177,11 +177,14 @@ extension ConvKernelTests {
         }
     }
 
-    /// Global average pooling (mlk_global_mean), NCHW and channel-blocked, AVX-512 and portable:
-    /// against a double-precision mean, on planes with and without a tail of 16 (49, 1, 17, 64).
+    /// Global average pooling (mlk_global_mean), NCHW and channel-blocked, AVX-512 and portable,
+    /// 1 and 2 threads: against a double-precision mean, on planes with and without a tail of 16
+    /// (49, 1, 17, 64), and more planes than one task takes (1280 of 49, 96 of 784).
     func testGlobalMeansMatchADirectSum() throws {
         var rng = Rng(s: 5)
-        for (planes, inner) in [(1280, 49), (32, 1), (48, 17), (16, 64)] {
+        defer { mlk_set_threads(1) }
+        for (planes, inner, threads) in [(1280, 49, 1), (1280, 49, 2), (96, 784, 2), (32, 1, 2), (48, 17, 1), (16, 64, 2)] {
+            mlk_set_threads(Int32(threads))
             let x = (0..<(planes * inner)).map { _ in rng.float() * 100 }
             var xb = [Float](repeating: 0, count: x.count)
             mlk_blocked_from_nchw(1, Int32(planes), Int32(inner), x, &xb)
@@ -192,7 +195,7 @@ extension ConvKernelTests {
                 var y = [Float](repeating: .nan, count: planes), yb = y
                 mlk_global_mean(Int32(planes), Int32(inner), 0, x, &y)
                 mlk_global_mean(Int32(planes), Int32(inner), 1, xb, &yb)
-                let label = "\(planes) planes of \(inner) (\(avx ? "AVX-512" : "portable"))"
+                let label = "\(planes) planes of \(inner) (\(avx ? "AVX-512" : "portable"), \(threads) thread(s))"
                 XCTAssertLessThanOrEqual(zip(y, want).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 1, 1e-7, label)
                 XCTAssertLessThanOrEqual(zip(yb, want).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 1, 1e-7, "\(label), blocked")
             }
