@@ -32,8 +32,8 @@ struct Calibrate: ParsableCommand {
             roofline) give each kernel's time up to one factor per kernel family (\(TimingsFit.families.joined(separator: ", "))) \
             plus a per-kernel overhead; the fit finds those \(TimingsFit.parameters) numbers and prints \
             its residuals. A per-op profile gives one sample per kernel (the runtime's ops summed \
-            where it splits what ModelLens fuses), and a class with \(TimingsFit.minClassSamples) or more samples a \
-            factor of its own. With fewer than \(3 * TimingsFit.parameters) samples (models or kernels) one \
+            where it splits what ModelLens fuses), and a class with \(TimingsFit.minClassSamples) or more samples (or \
+            \(TimingsFit.minAgreeingSamples) that agree) a factor of its own. With fewer than \(3 * TimingsFit.parameters) samples (models or kernels) one \
             factor serves all families; it needs at least three.
 
             Examples:
@@ -167,7 +167,7 @@ struct Calibrate: ParsableCommand {
             print("  " + TimingsFit.families.map { String(format: "%@ x%.3g", $0, result.factors[$0] ?? 0) }.joined(separator: ", ")
                   + String(format: "; %.2f us per kernel", result.perKernelSeconds * 1e6))
             if !result.classFactors.isEmpty {
-                print("  classes with \(TimingsFit.minClassSamples)+ per-op samples, on top of their family's: "
+                print("  classes with a factor of their own (\(TimingsFit.minClassSamples)+ per-op samples, or \(TimingsFit.minAgreeingSamples)+ that agree), on top of their family's: "
                       + result.classFactors.sorted { $0.key < $1.key }.map { String(format: "%@ x%.3g", $0.key, $0.value) }.joined(separator: ", "))
             }
             if !result.alignmentSplits.isEmpty {

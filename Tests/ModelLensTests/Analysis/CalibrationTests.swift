@@ -306,7 +306,8 @@ final class TimingsFitTests: XCTestCase {
 
     /// A runtime whose 1x1 convolutions take twice our time where their channels are not a
     /// multiple of 64 (MobileNetV2's layers of 16 to 160 channels) and our time elsewhere: the
-    /// fit splits the class at 64 channels, and the fitted profile predicts both kinds.
+    /// fit splits the class at 64 channels, and the fitted profile predicts both kinds (and the
+    /// 1x1 convolutions' prediction would miss by 2x on one side or the other without the split).
     func testKernelsBelowAChannelAlignmentAreFittedApart() throws {
         let path = TestSupport.models.appendingPathComponent("torchvision/mobilenet_v2.onnx").path
         guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("run make models") }
@@ -325,12 +326,23 @@ final class TimingsFitTests: XCTestCase {
         let trace = try write(String(decoding: try JSONSerialization.data(withJSONObject: events), as: UTF8.self), "aligned.json")
         let r = try TimingsFit.fit(try TimingsFit.readCSV(try write("\(path),\(total * 1000),\(trace)\n", "aligned.csv")), base: base, threads: 1)
         XCTAssertGreaterThanOrEqual(r0.kernelFeatures.filter { $0.kernelClass == "conv.pointwise.nchw" && !slow($0) }.count, 8)
-        XCTAssertEqual(r.alignmentSplits, [64], "\(r.classFactors)")
+        // (A split below 32 as well may fit its 7 agreeing samples apart, at the same factor.)
+        XCTAssertTrue(r.alignmentSplits.contains(64), "\(r.alignmentSplits) \(r.classFactors)")
         let r1 = ModelAnalyzer.analyze(model, profile: r.profile, threads: 1)
         for (step, f) in zip(r1.kernels, r1.kernelFeatures) where f.kernelClass == "conv.pointwise.nchw" {
             let want = r0.nodes[step.node].predictedSeconds * (slow(f) ? 2 : 1)
             XCTAssertEqual(r1.nodes[step.node].predictedSeconds, want, accuracy: want * 0.1, "\(r1.nodes[step.node].name) (\(f.channelAlignment) channels aligned)")
         }
+    }
+
+    /// A class's factor needs 8 per-op samples, or 3 that agree (their median's standard error
+    /// within 10%): ResNeXt's 16-channel groups at 0.26-0.27 of our time settle, a scatter does not.
+    func testFewSamplesSettleAClassOnlyWhenTheyAgree() {
+        XCTAssertTrue(TimingsFit.settled([0.26, 0.27, 0.26, 0.265, 0.27, 0.262]))
+        XCTAssertTrue(TimingsFit.settled([1.0, 1.05, 0.98]))
+        XCTAssertFalse(TimingsFit.settled([0.5, 1.0, 2.0]))
+        XCTAssertFalse(TimingsFit.settled([1.0, 1.0]), "two samples never settle a class")
+        XCTAssertTrue(TimingsFit.settled([0.1, 5, 0.3, 2, 9, 0.7, 1, 4]), "eight samples always do")
     }
 
     func testBadTimingsNameTheFileAndLine() throws {
