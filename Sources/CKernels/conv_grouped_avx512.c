@@ -68,9 +68,76 @@ AVX512 static inline __attribute__((always_inline)) void grouped_row(const group
   }
 }
 
+// Planes of at most 8 columns (RegNet's last stage: 7x7) filled 7 of a vector's 16 lanes; here
+// each task takes two output rows of one group, row 2r in lanes 0-7 and row 2r + 1 in lanes
+// 8-15, so every broadcast weight multiplies both. Each output's taps are summed in the same
+// order as in grouped_row (a row outside the input adds nothing there and zeros here, which
+// leave every sum's bits as they are), so results do not depend on the path.
+AVX512 static inline __attribute__((always_inline)) void grouped_row_pair(const grouped_job *j, int t, const int cout) {
+  const mlk_conv *p = j->p;
+  const int g = p->groups, cin_g = p->in_c / g, cout_g = p->out_c / g, pairs = (p->out_h + 1) / 2;
+  const int kk = cin_g * p->k_h * p->k_w;
+  const size_t in_hw = (size_t)p->in_h * p->in_w, out_hw = (size_t)p->out_h * p->out_w;
+  const int oh0 = t % pairs * 2, gi = (t / pairs) % g, n = t / pairs / g;
+  const int has1 = oh0 + 1 < p->out_h;
+  const float *xg = j->x + ((size_t)n * p->in_c + (size_t)gi * cin_g) * in_hw;
+  const float *wg = j->w + (size_t)gi * cout_g * kk;
+  const size_t at = ((size_t)n * p->out_c + (size_t)gi * cout_g) * out_hw + (size_t)oh0 * p->out_w;
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const vclamp cl = clamp_of(j->act);
+  __mmask16 m0[DW_MAX_KW * 8], m1[DW_MAX_KW * 8];
+  window_masks(p, 0, 1, m0, m1);
+  __m512 acc[16];
+#pragma clang loop unroll(full)
+  for (int o = 0; o < cout; o++) acc[o] = _mm512_setzero_ps();
+  for (int c = 0; c < cin_g; c++) {
+    for (int kh = 0; kh < p->k_h; kh++) {
+      const int ih0 = oh0 * p->stride_h - p->pad_top + kh * p->dil_h, ih1 = ih0 + p->stride_h;
+      const int in0 = ih0 >= 0 && ih0 < p->in_h, in1 = has1 && ih1 >= 0 && ih1 < p->in_h;
+      if (!in0 && !in1) continue;
+      const float *row0 = xg + (size_t)c * in_hw + (size_t)(in0 ? ih0 : 0) * p->in_w;
+      const float *row1 = xg + (size_t)c * in_hw + (size_t)(in1 ? ih1 : 0) * p->in_w;
+      const float *wk = wg + ((size_t)c * p->k_h + kh) * p->k_w;
+      for (int kw = 0; kw < p->k_w; kw++) {
+        const long off = -(long)p->pad_left + (long)kw * p->dil_w;
+        __m512 v;
+        if (p->stride_w == 1) {
+          const __mmask16 lo = (__mmask16)(m0[kw * 8] & 0xFF);
+          v = in0 ? _mm512_maskz_loadu_ps(lo, row0 + off) : _mm512_setzero_ps();
+          if (in1) v = _mm512_mask_loadu_ps(v, (__mmask16)(lo << 8), row1 + off - 8);
+        } else {
+          // Output columns 0-7 read input lanes 0-14 of the window: one vector a row.
+          v = _mm512_permutex2var_ps(in0 ? load16(m0[kw * 8], row0 + off) : _mm512_setzero_ps(), even,
+                                     in1 ? load16(m0[kw * 8], row1 + off) : _mm512_setzero_ps());
+        }
+#pragma clang loop unroll(full)
+        for (int o = 0; o < cout; o++) acc[o] = _mm512_fmadd_ps(_mm512_set1_ps(wk[(size_t)o * kk + kw]), v, acc[o]);
+      }
+    }
+  }
+  const __mmask16 m = lanes_inside(0, p->out_w);
+#pragma clang loop unroll(full)
+  for (int o = 0; o < cout; o++) {
+    const int ch = gi * cout_g + o;
+    __m512 v = acc[o];
+    const __m512 b = _mm512_set1_ps(j->bias ? j->bias[ch] : 0.0f);
+    v = j->scale ? _mm512_fmadd_ps(v, _mm512_set1_ps(j->scale[ch]), b) : _mm512_add_ps(v, b);
+    const size_t off0 = at + (size_t)o * out_hw, off1 = off0 + (size_t)p->out_w;
+    // Row 1's lanes moved down to 0-7 for its store.
+    const __m512 v1 = _mm512_castpd_ps(_mm512_shuffle_f64x2(_mm512_castps_pd(v), _mm512_castps_pd(v), 0xEE));
+    __m512 r0 = v, r1 = v1;
+    if (j->res) {
+      r0 = _mm512_add_ps(r0, load16(m, j->res + off0));
+      if (has1) r1 = _mm512_add_ps(r1, load16(m, j->res + off1));
+    }
+    store16(j->y + off0, m, apply_clamp(r0, cl));
+    if (has1) store16(j->y + off1, m, apply_clamp(r1, cl));
+  }
+}
+
 // One instance per group width, so that the accumulators stay in registers.
 #define GROUPED_CASE(C) \
-  case C: grouped_row(j, t, C); break;
+  case C: if (j->p->out_w <= 8) grouped_row_pair(j, t, C); else grouped_row(j, t, C); break;
 
 AVX512 static void grouped_task(void *ctx, int t) {
   const grouped_job *j = ctx;
@@ -86,7 +153,7 @@ AVX512 static void grouped_task(void *ctx, int t) {
 void mlk_conv_grouped_avx512_(const mlk_conv *p, const float *x, const float *w, const float *bias, const float *scale,
                               const float *res, float *y, mlk_epilogue act) {
   grouped_job job = {p, x, w, bias, scale, res, y, act};
-  mlk_parallel_(p->batch * p->groups * p->out_h, grouped_task, &job);
+  mlk_parallel_(p->batch * p->groups * (p->out_w <= 8 ? (p->out_h + 1) / 2 : p->out_h), grouped_task, &job);
 }
 
 #endif
