@@ -18,6 +18,12 @@ typedef struct {
   mlk_epilogue act;
 } grouped_job;
 
+// Channel ch's bias, after its scale (a folded BatchNorm) where there is one.
+AVX512 static inline __attribute__((always_inline)) __m512 with_bias(const grouped_job *j, int ch, __m512 v) {
+  const __m512 b = _mm512_set1_ps(j->bias ? j->bias[ch] : 0.0f);
+  return j->scale ? _mm512_fmadd_ps(v, _mm512_set1_ps(j->scale[ch]), b) : _mm512_add_ps(v, b);
+}
+
 AVX512 static inline __attribute__((always_inline)) void grouped_row(const grouped_job *j, int t, const int cout) {
   const mlk_conv *p = j->p;
   const int g = p->groups, cin_g = p->in_c / g, cout_g = p->out_c / g;
@@ -57,10 +63,7 @@ AVX512 static inline __attribute__((always_inline)) void grouped_row(const group
     const __mmask16 m = lanes_inside(ow0, p->out_w);
 #pragma clang loop unroll(full)
     for (int o = 0; o < cout; o++) {
-      const int ch = gi * cout_g + o;
-      __m512 v = acc[o];
-      const __m512 b = _mm512_set1_ps(j->bias ? j->bias[ch] : 0.0f);
-      v = j->scale ? _mm512_fmadd_ps(v, _mm512_set1_ps(j->scale[ch]), b) : _mm512_add_ps(v, b);
+      __m512 v = with_bias(j, gi * cout_g + o, acc[o]);
       const size_t off = at + (size_t)o * out_hw + (size_t)ow0;
       if (j->res) v = _mm512_add_ps(v, load16(m, j->res + off));
       store16(j->y + off, m, apply_clamp(v, cl));
@@ -118,10 +121,7 @@ AVX512 static inline __attribute__((always_inline)) void grouped_row_pair(const 
   const __mmask16 m = lanes_inside(0, p->out_w);
 #pragma clang loop unroll(full)
   for (int o = 0; o < cout; o++) {
-    const int ch = gi * cout_g + o;
-    __m512 v = acc[o];
-    const __m512 b = _mm512_set1_ps(j->bias ? j->bias[ch] : 0.0f);
-    v = j->scale ? _mm512_fmadd_ps(v, _mm512_set1_ps(j->scale[ch]), b) : _mm512_add_ps(v, b);
+    const __m512 v = with_bias(j, gi * cout_g + o, acc[o]);
     const size_t off0 = at + (size_t)o * out_hw, off1 = off0 + (size_t)p->out_w;
     // Row 1's lanes moved down to 0-7 for its store.
     const __m512 v1 = _mm512_castpd_ps(_mm512_shuffle_f64x2(_mm512_castps_pd(v), _mm512_castps_pd(v), 0xEE));

@@ -241,6 +241,21 @@ final class TimingsFitTests: XCTestCase {
         XCTAssertEqual(fitted, totalMs, accuracy: totalMs * 0.25)
     }
 
+    /// Fits `base` to an onnxruntime-style trace of the model at `path` in which every kernel takes
+    /// what `r0` (its analysis with `base`) predicts, twice that where `slowed` says so.
+    func fitSlowedTrace(_ path: String, _ r0: AnalysisReport, base: HardwareProfile, name: String,
+                        slowed: (KernelFeatures) -> Bool) throws -> TimingsFit.Result {
+        var events: [[String: Any]] = []
+        var total = 0.0
+        for (step, f) in zip(r0.kernels, r0.kernelFeatures) {
+            let t = r0.nodes[step.node].predictedSeconds * (slowed(f) ? 2 : 1)
+            total += t
+            events.append(["cat": "Node", "name": "\(r0.nodes[step.node].name)_kernel_time", "dur": t * 1e6])
+        }
+        let trace = try write(String(decoding: try JSONSerialization.data(withJSONObject: events), as: UTF8.self), "\(name).json")
+        return try TimingsFit.fit(try TimingsFit.readCSV(try write("\(path),\(total * 1000),\(trace)\n", "\(name).csv")), base: base, threads: 1)
+    }
+
     /// A per-op profile in which MobileNetV2's 3x3 stride-1 depthwise kernels take twice what the
     /// base predicts and every other kernel what it predicts: that class gets its own factor, and
     /// the fitted profile predicts its kernels at twice the base and the 1x1 convolutions at once.
@@ -250,15 +265,7 @@ final class TimingsFitTests: XCTestCase {
         let base = try profileWithKernelModels()
         let model = try ModelImporter.load(path)
         let r0 = ModelAnalyzer.analyze(model, profile: base, threads: 1)
-        var events: [[String: Any]] = []
-        var total = 0.0
-        for (step, f) in zip(r0.kernels, r0.kernelFeatures) {
-            let t = r0.nodes[step.node].predictedSeconds * (f.kernelClass == "conv.depthwise.k3.nchw" ? 2 : 1)
-            total += t
-            events.append(["cat": "Node", "name": "\(r0.nodes[step.node].name)_kernel_time", "dur": t * 1e6])
-        }
-        let trace = try write(String(decoding: try JSONSerialization.data(withJSONObject: events), as: UTF8.self), "trace.json")
-        let r = try TimingsFit.fit(try TimingsFit.readCSV(try write("\(path),\(total * 1000),\(trace)\n", "classes.csv")), base: base, threads: 1)
+        let r = try fitSlowedTrace(path, r0, base: base, name: "classes") { $0.kernelClass == "conv.depthwise.k3.nchw" }
         XCTAssertNotNil(r.classFactors["conv.depthwise.k3.nchw"], "\(r.classFactors)")
         let r1 = ModelAnalyzer.analyze(model, profile: r.profile, threads: 1)
         for (step, f) in zip(r1.kernels, r1.kernelFeatures) where f.kernelClass == "conv.depthwise.k3.nchw" || f.kernelClass == "conv.pointwise.nchw" {
@@ -316,15 +323,7 @@ final class TimingsFitTests: XCTestCase {
         let r0 = ModelAnalyzer.analyze(model, profile: base, threads: 1)
         func slow(_ f: KernelFeatures) -> Bool { f.kernelClass == "conv.pointwise.nchw" && f.channelAlignment < 64 }
         XCTAssertGreaterThanOrEqual(r0.kernelFeatures.filter(slow).count, 8)
-        var events: [[String: Any]] = []
-        var total = 0.0
-        for (step, f) in zip(r0.kernels, r0.kernelFeatures) {
-            let t = r0.nodes[step.node].predictedSeconds * (slow(f) ? 2 : 1)
-            total += t
-            events.append(["cat": "Node", "name": "\(r0.nodes[step.node].name)_kernel_time", "dur": t * 1e6])
-        }
-        let trace = try write(String(decoding: try JSONSerialization.data(withJSONObject: events), as: UTF8.self), "aligned.json")
-        let r = try TimingsFit.fit(try TimingsFit.readCSV(try write("\(path),\(total * 1000),\(trace)\n", "aligned.csv")), base: base, threads: 1)
+        let r = try fitSlowedTrace(path, r0, base: base, name: "aligned", slowed: slow)
         XCTAssertGreaterThanOrEqual(r0.kernelFeatures.filter { $0.kernelClass == "conv.pointwise.nchw" && !slow($0) }.count, 8)
         // (A split below 32 as well may fit its 7 agreeing samples apart, at the same factor.)
         XCTAssertTrue(r.alignmentSplits.contains(64), "\(r.alignmentSplits) \(r.classFactors)")
