@@ -15,7 +15,7 @@
   qlinear_cases.onnx         onnxruntime's QLinear ops where tiny_cnn_qop does not reach: QLinearAdd
                              broadcasting per channel and from a scalar, QLinearMul, a channels-last
                              QLinearGlobalAveragePool, QGemm with int8 weights per column and a
-                             float output.
+                             float output, QLinearLeakyRelu, QLinearConcat.
 Needs tensorflow (pip install tensorflow-cpu) for the .tflite files; Tools/setup.sh does not
 install it (it is large), so the files are committed. `--onnx` makes the ONNX files alone
 (onnxruntime only). Seeds are fixed."""
@@ -115,9 +115,16 @@ def qlinear_cases_onnx():
     const('bias', rng.integers(-500, 500, 5).astype(np.int32))
     nodes.append(helper.make_node('QGemm', ['gf', gs, gz, 'w', 'w_s', 'w_z', 'bias'], ['logits'], domain='com.microsoft', alpha=1.0))
     nodes.append(helper.make_node('DequantizeLinear', ['a', as_, az], ['a_float']))
+    # QLinearLeakyRelu, and a QLinearConcat that copies one input (its scale is the output's) and
+    # requantizes the other.
+    ls, lz = q('l', 0.025, 100, np.uint8)
+    nodes.append(helper.make_node('QLinearLeakyRelu', ['y', ys, yz, ls, lz], ['lr'], domain='com.microsoft', alpha=0.2))
+    nodes.append(helper.make_node('QLinearConcat', [ls, lz, 'lr', ls, lz, 'm', ms, mz], ['cat'], domain='com.microsoft', axis=1))
+    nodes.append(helper.make_node('DequantizeLinear', ['cat', ls, lz], ['cat_float']))
     graph = helper.make_graph(nodes, 'qlinear_cases', [helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, 8, 6, 6])],
                               [helper.make_tensor_value_info('logits', TensorProto.FLOAT, [1, 5]),
-                               helper.make_tensor_value_info('a_float', TensorProto.FLOAT, [1, 8, 6, 6])], inits)
+                               helper.make_tensor_value_info('a_float', TensorProto.FLOAT, [1, 8, 6, 6]),
+                               helper.make_tensor_value_info('cat_float', TensorProto.FLOAT, [1, 16, 6, 6])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17), helper.make_opsetid('com.microsoft', 1)])
     model.ir_version = 8
     onnx.save(model, os.path.join(SAMPLES, 'qlinear_cases.onnx'))

@@ -158,6 +158,20 @@ let tensorRules: [(String, ShapeRule)] = [
         if allKnown { ctx.outputValues[0] = joined }
         return [.of(first.dtype, out)]
     }),
+    // onnxruntime's QLinearConcat: y_scale, y_zero_point, then (x, x_scale, x_zero_point) per input.
+    ("QLinearConcat", { ctx in
+        let slots = Array(stride(from: 2, to: ctx.node.inputs.count, by: 3))
+        guard let first = slots.first.flatMap({ ctx.type($0) }), let d0 = first.shape.dims else { return [nil] }
+        let axis = try normalizeAxis(ctx.int("axis") ?? 0, rank: d0.count)
+        var out = d0
+        var total: Int? = 0
+        for i in slots {
+            guard let d = ctx.dims(i), d.count == d0.count else { return [.of(first.dtype, nil)] }
+            if let v = d[axis].value, let s = total { total = s + v } else { total = nil }
+        }
+        out[axis] = total.map { .known($0) } ?? .unknown
+        return [.of(first.dtype, out)]
+    }),
     // TFLite PACK: N tensors of one shape stacked along a new axis; UNPACK: the reverse.
     ("Pack", { ctx in
         let types = ctx.inputTypes.compactMap { $0 }

@@ -9,7 +9,7 @@ enum KernelRegistry {
         var t: [String: KernelFactory] = [:]
         for family in [elementwiseKernels, convKernels, convTransposeKernels, linalgKernels, tensorKernels, reduceKernels,
                        quantizationKernels, resizeKernels, castKernels, indexingKernels, einsumKernels, selectionKernels, recurrentKernels,
-                       lossKernels, normalizationKernels, bitwiseKernels, cumulativeKernels, integerKernels, qoperatorKernels, detectionKernels] {
+                       lossKernels, normalizationKernels, bitwiseKernels, cumulativeKernels, integerKernels, qoperatorKernels, qoperatorTableKernels, detectionKernels] {
             for (name, factory) in family { t[name] = factory }
         }
         // float64 / float16 inputs of common elementwise ops run through a Double path.

@@ -382,6 +382,71 @@ let qoperatorKernels: [(String, KernelFactory)] = [
     }),
 ]
 
+/// QLinearConcat and QLinearLeakyRelu map each 8-bit value through a table of 256, as
+/// onnxruntime builds it: dequantized ((q - zero) * scale in float), transformed, and quantized
+/// again (round half to even of value / scale, plus the zero point, saturated).
+private func requantTable(_ dtype: DType, _ sx: Float, _ zx: Int32, _ sy: Float, _ zy: Int32, _ f: (Float) -> Float) -> [UInt8] {
+    (0..<256).map { b in
+        let q = dtype == .int8 ? Int32(Int8(truncatingIfNeeded: b)) : Int32(b)
+        let v = (f(Float(q - zx) * sx) / sy).rounded(.toNearestOrEven)
+        let r = v.isNaN ? zy : Int32(max(-1e6, min(1e6, v))) &+ zy
+        return dtype == .int8 ? UInt8(bitPattern: Int8(clamping: r)) : UInt8(clamping: r)
+    }
+}
+
+private func mapped(_ x: RTensor, _ table: [UInt8], into y: RTensor) {
+    let src = x.raw.assumingMemoryBound(to: UInt8.self), dst = y.raw.assumingMemoryBound(to: UInt8.self)
+    for i in 0..<x.count { dst[i] = table[Int(src[i])] }
+}
+
+let qoperatorTableKernels: [(String, KernelFactory)] = [
+    ("QLinearLeakyRelu", { pc in
+        let n = pc.node
+        let alpha = Float(n.float("alpha") ?? 0.01)
+        return { ins, ctx in
+            guard let x = ins.first ?? nil, x.dtype == .int8 || x.dtype == .uint8 else {
+                throw RuntimeError.invalid(node: n.label, reason: "expects an 8-bit input")
+            }
+            let (sx, zx) = try quantParams(ins, 1, 2, n), (sy, zy) = try quantParams(ins, 3, 4, n)
+            let y = try ctx.alloc(x.shape, x.dtype)
+            mapped(x, requantTable(x.dtype, sx, zx, sy, zy) { $0 >= 0 ? $0 : $0 * alpha }, into: y)
+            return [y]
+        }
+    }),
+    ("QLinearConcat", { pc in
+        let n = pc.node
+        return { ins, ctx in
+            let (sy, zy) = try quantParams(ins, 0, 1, n)
+            let parts = stride(from: 2, to: ins.count, by: 3).compactMap { ins[$0] }
+            guard let first = parts.first, parts.allSatisfy({ $0.dtype == first.dtype && $0.shape.count == first.shape.count }),
+                  first.dtype == .int8 || first.dtype == .uint8 else {
+                throw RuntimeError.invalid(node: n.label, reason: "expects 8-bit inputs of one type and rank")
+            }
+            let axis = try normalize(n.int("axis") ?? 0, first.shape.count, n)
+            var shape = first.shape
+            shape[axis] = parts.reduce(0) { $0 + $1.shape[axis] }
+            for p in parts where p.shape.enumerated().contains(where: { $0.offset != axis && $0.element != shape[$0.offset] }) {
+                throw RuntimeError.invalid(node: n.label, reason: "shapes \(first.shape) and \(p.shape) do not concatenate on axis \(axis)")
+            }
+            let y = try ctx.alloc(shape, first.dtype)
+            let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *), row = shape[axis] * inner
+            var at = 0
+            for (k, part) in parts.enumerated() {
+                let (sx, zx) = try quantParams(ins, 2 + 3 * k + 1, 2 + 3 * k + 2, n)
+                // Same scale and zero point: the bytes as they are.
+                let table = sx == sy && zx == zy ? (0..<256).map { UInt8($0) } : requantTable(first.dtype, sx, zx, sy, zy) { $0 }
+                let chunk = part.shape[axis] * inner
+                let src = part.raw.assumingMemoryBound(to: UInt8.self), dst = y.raw.assumingMemoryBound(to: UInt8.self)
+                for o in 0..<outer {
+                    for i in 0..<chunk { dst[o * row + at + i] = table[Int(src[o * chunk + i])] }
+                }
+                at += chunk
+            }
+            return [y]
+        }
+    }),
+]
+
 /// QLinearAdd / QLinearMul (inputs a, a_scale, a_zero_point, b, b_scale, b_zero_point, c_scale,
 /// c_zero_point), broadcasting as numpy does. Add follows onnxruntime's kernel: zc - (za * ra + zb
 /// * rb) with ra = sa / sc and rb = sb / sc, then b and a multiplied in by fused multiply-adds
