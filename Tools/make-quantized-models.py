@@ -15,7 +15,8 @@
   qlinear_cases.onnx         onnxruntime's QLinear ops where tiny_cnn_qop does not reach: QLinearAdd
                              broadcasting per channel and from a scalar, QLinearMul, a channels-last
                              QLinearGlobalAveragePool, QGemm with int8 weights per column and a
-                             float output, QLinearLeakyRelu, QLinearConcat.
+                             float output, QLinearLeakyRelu, QLinearConcat, QLinearSigmoid and a
+                             per-channel QLinearMul (a squeeze-excitation gate).
 Needs tensorflow (pip install tensorflow-cpu) for the .tflite files; Tools/setup.sh does not
 install it (it is large), so the files are committed. `--onnx` makes the ONNX files alone
 (onnxruntime only). Seeds are fixed."""
@@ -121,10 +122,17 @@ def qlinear_cases_onnx():
     nodes.append(helper.make_node('QLinearLeakyRelu', ['y', ys, yz, ls, lz], ['lr'], domain='com.microsoft', alpha=0.2))
     nodes.append(helper.make_node('QLinearConcat', [ls, lz, 'lr', ls, lz, 'm', ms, mz], ['cat'], domain='com.microsoft', axis=1))
     nodes.append(helper.make_node('DequantizeLinear', ['cat', ls, lz], ['cat_float']))
+    # A squeeze-excitation's gate: QLinearSigmoid, then a per-channel QLinearMul of the plane.
+    ss, sz = q('sg', 1 / 256, 0, np.uint8)
+    nodes.append(helper.make_node('QLinearSigmoid', ['c', cs, cz, ss, sz], ['gate'], domain='com.microsoft'))
+    es, ez = q('e', 0.02, 128, np.uint8)
+    nodes.append(helper.make_node('QLinearMul', ['lr', ls, lz, 'gate', ss, sz, es, ez], ['se'], domain='com.microsoft'))
+    nodes.append(helper.make_node('DequantizeLinear', ['se', es, ez], ['se_float']))
     graph = helper.make_graph(nodes, 'qlinear_cases', [helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, 8, 6, 6])],
                               [helper.make_tensor_value_info('logits', TensorProto.FLOAT, [1, 5]),
                                helper.make_tensor_value_info('a_float', TensorProto.FLOAT, [1, 8, 6, 6]),
-                               helper.make_tensor_value_info('cat_float', TensorProto.FLOAT, [1, 16, 6, 6])], inits)
+                               helper.make_tensor_value_info('cat_float', TensorProto.FLOAT, [1, 16, 6, 6]),
+                               helper.make_tensor_value_info('se_float', TensorProto.FLOAT, [1, 8, 6, 6])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17), helper.make_opsetid('com.microsoft', 1)])
     model.ir_version = 8
     onnx.save(model, os.path.join(SAMPLES, 'qlinear_cases.onnx'))

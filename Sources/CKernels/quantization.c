@@ -310,3 +310,57 @@ void mlk_requantize_planes(const float *y, int planes, size_t plane, int channel
   requantize_job job = {y, out, plane, channels, nscales, is_signed, scales, zero};
   mlk_parallel_(planes, requantize_task, &job);
 }
+
+// onnxruntime's QLinearMul: round half to even of (float)((a - za)(b - zb)) * scale, plus zc,
+// saturated; b one value for the whole row where b_scalar (a per-channel squeeze-excitation
+// scale over its plane). The product of two 8-bit differences is exact in a float.
+static void qlinear_mul_scalar(const uint8_t *a, const uint8_t *b, size_t n, int b_scalar, int is_signed, int32_t za,
+                               int32_t zb, float scale, int32_t zc, uint8_t *y) {
+  const int32_t lo = is_signed ? -128 : 0, hi = is_signed ? 127 : 255;
+  for (size_t i = 0; i < n; i++) {
+    const int32_t va = (is_signed ? (int32_t)(int8_t)a[i] : (int32_t)a[i]) - za;
+    const uint8_t bb = b_scalar ? b[0] : b[i];
+    const int32_t vb = (is_signed ? (int32_t)(int8_t)bb : (int32_t)bb) - zb;
+    int32_t q = (int32_t)nearbyintf((float)(va * vb) * scale) + zc;
+    q = q < lo ? lo : (q > hi ? hi : q);
+    y[i] = (uint8_t)q;
+  }
+}
+
+#if MLK_AVX512_BUILD
+AVX512 static void qlinear_mul_avx512(const uint8_t *a, const uint8_t *b, size_t n, int b_scalar, int is_signed, int32_t za,
+                                      int32_t zb, float scale, int32_t zc, uint8_t *y) {
+  const __m512i vza = _mm512_set1_epi32(za), vzb = _mm512_set1_epi32(zb), vzc = _mm512_set1_epi32(zc);
+  const __m512i lo = _mm512_set1_epi32(is_signed ? -128 : 0), hi = _mm512_set1_epi32(is_signed ? 127 : 255);
+  const __m512 s = _mm512_set1_ps(scale);
+  const int32_t b0 = b_scalar ? (is_signed ? (int32_t)(int8_t)b[0] : (int32_t)b[0]) : 0;
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m128i qa = _mm_loadu_si128((const __m128i *)(a + i));
+    const __m512i va = _mm512_sub_epi32(is_signed ? _mm512_cvtepi8_epi32(qa) : _mm512_cvtepu8_epi32(qa), vza);
+    __m512i vb;
+    if (b_scalar) {
+      vb = _mm512_set1_epi32(b0 - zb);
+    } else {
+      const __m128i qb = _mm_loadu_si128((const __m128i *)(b + i));
+      vb = _mm512_sub_epi32(is_signed ? _mm512_cvtepi8_epi32(qb) : _mm512_cvtepu8_epi32(qb), vzb);
+    }
+    const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_mullo_epi32(va, vb)), s);
+    const __m512i q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(v), vzc), lo), hi);
+    _mm_storeu_si128((__m128i *)(y + i), _mm512_cvtepi32_epi8(q));
+  }
+  qlinear_mul_scalar(a + i, b_scalar ? b : b + i, n - i, b_scalar, is_signed, za, zb, scale, zc, y + i);
+}
+#endif
+
+void mlk_qlinear_mul_8(const void *a, const void *b, size_t n, int b_scalar, int is_signed, int32_t za, int32_t zb,
+                       float scale, int32_t zc, void *y) {
+#if MLK_AVX512_BUILD
+  if (mlk_use_avx512_()) {
+    qlinear_mul_avx512(a, b, n, b_scalar, is_signed, za, zb, scale, zc, y);
+    return;
+  }
+#endif
+  qlinear_mul_scalar(a, b, n, b_scalar, is_signed, za, zb, scale, zc, y);
+}
+

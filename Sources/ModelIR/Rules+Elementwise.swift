@@ -59,6 +59,7 @@ let elementwiseRules: [(String, ShapeRule)] = {
     }
     // onnxruntime's QLinearLeakyRelu: x, x_scale, x_zero_point, y_scale, y_zero_point.
     rules.append(("QLinearLeakyRelu", { ctx in [ctx.type(0)] }))
+    rules.append(("QLinearSigmoid", { ctx in [ctx.type(0)] }))
     rules.append(("IsNaN", { ctx in [ctx.type(0).map { .of(.bool, $0.shape.dims) }] }))
     rules.append(("IsInf", { ctx in [ctx.type(0).map { .of(.bool, $0.shape.dims) }] }))
     rules.append(("Where", { ctx in
@@ -132,6 +133,7 @@ let elementwiseCosts: [(String, CostRule)] = {
     rules.append(("QLinearAdd", { ctx in (.zero, ctx.outElements() * 3) }))
     rules.append(("QLinearMul", { ctx in (.zero, ctx.outElements() * 3) }))
     rules.append(("QLinearLeakyRelu", { ctx in (.zero, ctx.outElements()) }))   // a table lookup
+    rules.append(("QLinearSigmoid", { ctx in (.zero, ctx.outElements()) }))
     rules.append(("BatchNormalization", { ctx in (.zero, ctx.outElements() * 2) }))
     rules.append(("LayerNormalization", { ctx in (.zero, ctx.outElements() * 5) }))
     return rules

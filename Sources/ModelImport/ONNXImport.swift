@@ -24,7 +24,7 @@ public enum ONNXImport {
     /// onnxruntime's contrib ops (domain com.microsoft) that import as canonical ops of the same
     /// name: the QOperator format's quantized ops that onnxruntime.quantization writes.
     public static let microsoftOps: Set<String> = ["QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool", "QGemm",
-                                                       "QLinearConcat", "QLinearLeakyRelu"]
+                                                       "QLinearConcat", "QLinearLeakyRelu", "QLinearSigmoid"]
 
     /// The canonical op an ONNX op name imports as.
     public static func canonicalName(_ onnxName: String) -> String { onnxName == "Upsample" ? "Resize" : onnxName }

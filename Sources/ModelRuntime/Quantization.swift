@@ -303,7 +303,16 @@ let qoperatorKernels: [(String, KernelFactory)] = [
             for b in 0..<batch {
                 for c in 0..<channels {
                     var acc = -zx * Int32(image)
-                    for i in 0..<image { acc &+= q8(x, channelsLast ? (b * image + i) * channels + c : (b * channels + c) * image + i) }
+                    if channelsLast {
+                        for i in 0..<image { acc &+= q8(x, (b * image + i) * channels + c) }
+                    } else if x.dtype == .uint8 {
+                        // A plane's bytes summed as they lie (the loop vectorizes).
+                        let plane = UnsafeBufferPointer(start: x.raw.assumingMemoryBound(to: UInt8.self) + (b * channels + c) * image, count: image)
+                        acc &+= plane.reduce(Int32(0)) { $0 &+ Int32($1) }
+                    } else {
+                        let plane = UnsafeBufferPointer(start: x.raw.assumingMemoryBound(to: Int8.self) + (b * channels + c) * image, count: image)
+                        acc &+= plane.reduce(Int32(0)) { $0 &+ Int32($1) }
+                    }
                     store8(y, b * channels + c, roundHalfEven(Float(acc) * scale) &+ zy)
                 }
             }
@@ -396,7 +405,9 @@ private func requantTable(_ dtype: DType, _ sx: Float, _ zx: Int32, _ sy: Float,
 
 private func mapped(_ x: RTensor, _ table: [UInt8], into y: RTensor) {
     let src = x.raw.assumingMemoryBound(to: UInt8.self), dst = y.raw.assumingMemoryBound(to: UInt8.self)
-    for i in 0..<x.count { dst[i] = table[Int(src[i])] }
+    table.withUnsafeBufferPointer { t in
+        for i in 0..<x.count { dst[i] = t[Int(src[i])] }
+    }
 }
 
 let qoperatorTableKernels: [(String, KernelFactory)] = [
@@ -410,6 +421,18 @@ let qoperatorTableKernels: [(String, KernelFactory)] = [
             let (sx, zx) = try quantParams(ins, 1, 2, n), (sy, zy) = try quantParams(ins, 3, 4, n)
             let y = try ctx.alloc(x.shape, x.dtype)
             mapped(x, requantTable(x.dtype, sx, zx, sy, zy) { $0 >= 0 ? $0 : $0 * alpha }, into: y)
+            return [y]
+        }
+    }),
+    ("QLinearSigmoid", { pc in
+        let n = pc.node
+        return { ins, ctx in
+            guard let x = ins.first ?? nil, x.dtype == .int8 || x.dtype == .uint8 else {
+                throw RuntimeError.invalid(node: n.label, reason: "expects an 8-bit input")
+            }
+            let (sx, zx) = try quantParams(ins, 1, 2, n), (sy, zy) = try quantParams(ins, 3, 4, n)
+            let y = try ctx.alloc(x.shape, x.dtype)
+            mapped(x, requantTable(x.dtype, sx, zx, sy, zy) { 1 / (1 + Foundation.exp(-$0)) }, into: y)
             return [y]
         }
     }),
@@ -473,6 +496,32 @@ private func qlinearBinary(add: Bool) -> KernelFactory {
                 if innerA == 0, innerB != 0 { return roundHalfEven((base + Float(x) * ra).addingProduct(Float(w), rb)) }
                 if innerB == 0, innerA != 0 { return roundHalfEven((base + Float(w) * rb).addingProduct(Float(x), ra)) }
                 return roundHalfEven(base.addingProduct(Float(w), rb).addingProduct(Float(x), ra))
+            }
+            if !add {
+                // Multiplication commutes: the full operand first, the broadcast one second.
+                let (x, w, zx, zw, sw) = a.shape == shape ? (a, b, za, zb, strideB) : (b, a, zb, za, strideA)
+                if x.shape == shape, x.count > 0 {
+                    // The trailing axes along which w stays one value (none: w is x's shape).
+                    var run = 1, d = shape.count
+                    while d > 0, sw[d - 1] == 0 { d -= 1; run *= shape[d] }
+                    let signed: Int32 = a.dtype == .int8 ? 1 : 0
+                    if w.shape == shape {
+                        mlk_qlinear_mul_8(x.raw, w.raw, x.count, 0, signed, zx, zw, rab, zc, y.raw)
+                        return [y]
+                    }
+                    if run > 1 {
+                        for r in 0..<(x.count / run) {
+                            // w's element for this run: the leading axes' index through w's strides.
+                            var rest = r, at = 0
+                            for k in stride(from: d - 1, through: 0, by: -1) {
+                                at += (rest % shape[k]) * sw[k]
+                                rest /= shape[k]
+                            }
+                            mlk_qlinear_mul_8(x.raw + r * run, w.raw + at, run, 1, signed, zx, zw, rab, zc, y.raw + r * run)
+                        }
+                        return [y]
+                    }
+                }
             }
             if a.shape == b.shape, add {
                 // The common case (residual adds): one vector pass in C.

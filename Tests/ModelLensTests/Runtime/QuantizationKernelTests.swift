@@ -119,4 +119,31 @@ final class QuantizationKernelTests: XCTestCase {
             }
         }
     }
+
+    /// onnxruntime's QLinearMul over all 256 x 256 pairs of 8-bit values, and with one b for a
+    /// whole row (a squeeze-excitation gate), vector and portable forms, against round half to
+    /// even of (float)((a - za)(b - zb)) * scale, plus zc, saturated.
+    func testQLinearMulMatchesOnnxruntimesFormula() {
+        defer { Executor.preferAVX512(true) }
+        let n = 256 * 256 + 5
+        let a: [UInt8] = (0..<n).map { UInt8(truncatingIfNeeded: $0 / 256) }, b: [UInt8] = (0..<n).map { UInt8(truncatingIfNeeded: $0) }
+        for (signed, za, zb, scale, zc) in [(false, Int32(128), Int32(3), Float(0.0625), Int32(100)), (true, Int32(-2), Int32(5), Float(0.01), Int32(-7))] {
+            func value(_ x: UInt8) -> Int32 { signed ? Int32(Int8(bitPattern: x)) : Int32(x) }
+            func want(_ x: UInt8, _ w: UInt8) -> Int32 {
+                let v = (Float((value(x) - za) * (value(w) - zb)) * scale).rounded(.toNearestOrEven) + Float(zc)
+                return Int32(min(max(v, signed ? -128 : 0), signed ? 127 : 255))
+            }
+            for avx512 in [false, true] where !avx512 || Executor.avx512Available {
+                Executor.preferAVX512(avx512)
+                var y = [UInt8](repeating: 0, count: n)
+                mlk_qlinear_mul_8(a, b, n, 0, signed ? 1 : 0, za, zb, scale, zc, &y)
+                let bad = (0..<n).first { value(y[$0]) != want(a[$0], b[$0]) }
+                XCTAssertNil(bad.map { "a \(a[$0]) b \(b[$0]) gave \(y[$0])" }, "signed \(signed) avx512 \(avx512)")
+                let gate: [UInt8] = [201]
+                mlk_qlinear_mul_8(a, gate, n, 1, signed ? 1 : 0, za, zb, scale, zc, &y)
+                let badRow = (0..<n).first { value(y[$0]) != want(a[$0], gate[0]) }
+                XCTAssertNil(badRow.map { "a \(a[$0]) gave \(y[$0]) with one b" }, "signed \(signed) avx512 \(avx512), one b")
+            }
+        }
+    }
 }
