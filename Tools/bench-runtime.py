@@ -36,7 +36,7 @@ SET = [
     'bench/keras_mobilenet_v2.tflite', 'bench/keras_inception_v3.tflite', 'bench/keras_efficientnet_b0.tflite',
     'bench/keras_mobilenet_v3_large.tflite', 'bench/keras_resnet50.tflite',
     'bench/keras_mobilenet_v2_int8.tflite', 'bench/keras_mobilenet_v2_dynamic.tflite',
-    'bench/mobilenet_v2_qdq.onnx', 'bench/mobilenet_v2_qop.onnx',
+    'bench/mobilenet_v2_qdq.onnx', 'bench/mobilenet_v2_qop.onnx', 'bench/efficientnet_b0_qop.onnx',
     'mediapipe/mediapipe__modules__palm_detection__palm_detection_full.tflite',
     'mediapipe/mediapipe__modules__pose_landmark__pose_landmark_full.tflite',
     'mediapipe/mediapipe__modules__hand_landmark__hand_landmark_full.tflite',

@@ -7,6 +7,9 @@ Without TensorFlow (onnxruntime.quantization, from the torchvision exports of `m
   mobilenet_v2_qdq.onnx        torchvision MobileNetV2, QDQ: uint8 activations, int8 weights per
                                channel, calibrated on 8 random inputs
   mobilenet_v2_qop.onnx        the same in the QOperator format (QLinearConv, QLinearAdd, ...)
+  efficientnet_b0_qop.onnx     torchvision EfficientNet-B0 (Tools/export-torchvision.py --study),
+                               QOperator after onnxruntime's quant_pre_process (QLinearSigmoid,
+                               squeeze-excitation QLinearMul, QLinearGlobalAveragePool)
 With TensorFlow (pip install tensorflow-cpu; large, so Tools/setup.sh does not install it),
 Keras applications converted by TFLiteConverter:
   keras_mobilenet_v2.tflite, keras_inception_v3.tflite, keras_efficientnet_b0.tflite,
@@ -23,10 +26,7 @@ OUT = os.path.join(ROOT, '.models', 'bench')
 
 def onnx_quantized():
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    src = os.path.join(ROOT, '.models', 'torchvision', 'mobilenet_v2.onnx')
-    if not os.path.exists(src):
-        print('make-bench-models: no torchvision MobileNetV2 (run make models): no QDQ/QOperator models', file=sys.stderr)
-        return
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -35,13 +35,24 @@ def onnx_quantized():
 
         def get_next(self):
             return next(self.data, None)
-    for name, fmt in (('mobilenet_v2_qdq.onnx', QuantFormat.QDQ), ('mobilenet_v2_qop.onnx', QuantFormat.QOperator)):
-        out = os.path.join(OUT, name)
+    made = (('torchvision/mobilenet_v2.onnx', 'mobilenet_v2_qdq.onnx', QuantFormat.QDQ, False),
+            ('torchvision/mobilenet_v2.onnx', 'mobilenet_v2_qop.onnx', QuantFormat.QOperator, False),
+            ('study-torchvision/efficientnet_b0.onnx', 'efficientnet_b0_qop.onnx', QuantFormat.QOperator, True))
+    for rel, name, fmt, preprocess in made:
+        src, out = os.path.join(ROOT, '.models', rel), os.path.join(OUT, name)
         if os.path.exists(out):
             continue
+        if not os.path.exists(src):
+            print(f'make-bench-models: no {rel} (run make models / Tools/export-torchvision.py --study): no {name}', file=sys.stderr)
+            continue
         tmp = out + '.tmp'
+        if preprocess:
+            quant_pre_process(src, tmp + '.pre.onnx')
+            src = tmp + '.pre.onnx'
         quantize_static(src, tmp, Reader(), quant_format=fmt, per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8)
+        if preprocess:
+            os.remove(src)
         os.replace(tmp, out)
         print('make-bench-models:', name, os.path.getsize(out), 'bytes')
 
