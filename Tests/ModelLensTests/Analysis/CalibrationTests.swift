@@ -241,6 +241,15 @@ final class TimingsFitTests: XCTestCase {
         XCTAssertEqual(fitted, totalMs, accuracy: totalMs * 0.25)
     }
 
+    /// torchvision's MobileNetV2, the test profile, and the model's analysis with it.
+    func mobileNetV2Analysis() throws -> (path: String, base: HardwareProfile, model: Model, report: AnalysisReport) {
+        let path = TestSupport.models.appendingPathComponent("torchvision/mobilenet_v2.onnx").path
+        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("run make models") }
+        let base = try profileWithKernelModels()
+        let model = try ModelImporter.load(path)
+        return (path, base, model, ModelAnalyzer.analyze(model, profile: base, threads: 1))
+    }
+
     /// Fits `base` to an onnxruntime-style trace of the model at `path` in which every kernel takes
     /// what `r0` (its analysis with `base`) predicts, twice that where `slowed` says so.
     func fitSlowedTrace(_ path: String, _ r0: AnalysisReport, base: HardwareProfile, name: String,
@@ -260,11 +269,7 @@ final class TimingsFitTests: XCTestCase {
     /// base predicts and every other kernel what it predicts: that class gets its own factor, and
     /// the fitted profile predicts its kernels at twice the base and the 1x1 convolutions at once.
     func testAClassWithEnoughPerOpSamplesGetsItsOwnFactor() throws {
-        let path = TestSupport.models.appendingPathComponent("torchvision/mobilenet_v2.onnx").path
-        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("run make models") }
-        let base = try profileWithKernelModels()
-        let model = try ModelImporter.load(path)
-        let r0 = ModelAnalyzer.analyze(model, profile: base, threads: 1)
+        let (path, base, model, r0) = try mobileNetV2Analysis()
         let r = try fitSlowedTrace(path, r0, base: base, name: "classes") { $0.kernelClass == "conv.depthwise.k3.nchw" }
         XCTAssertNotNil(r.classFactors["conv.depthwise.k3.nchw"], "\(r.classFactors)")
         let r1 = ModelAnalyzer.analyze(model, profile: r.profile, threads: 1)
@@ -316,11 +321,7 @@ final class TimingsFitTests: XCTestCase {
     /// fit splits the class at 64 channels, and the fitted profile predicts both kinds (and the
     /// 1x1 convolutions' prediction would miss by 2x on one side or the other without the split).
     func testKernelsBelowAChannelAlignmentAreFittedApart() throws {
-        let path = TestSupport.models.appendingPathComponent("torchvision/mobilenet_v2.onnx").path
-        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("run make models") }
-        let base = try profileWithKernelModels()
-        let model = try ModelImporter.load(path)
-        let r0 = ModelAnalyzer.analyze(model, profile: base, threads: 1)
+        let (path, base, model, r0) = try mobileNetV2Analysis()
         func slow(_ f: KernelFeatures) -> Bool { f.kernelClass == "conv.pointwise.nchw" && f.channelAlignment < 64 }
         XCTAssertGreaterThanOrEqual(r0.kernelFeatures.filter(slow).count, 8)
         let r = try fitSlowedTrace(path, r0, base: base, name: "aligned", slowed: slow)
