@@ -353,8 +353,8 @@ AVX512 static void qlinear_mul_avx512(const uint8_t *a, const uint8_t *b, size_t
 }
 #endif
 
-void mlk_qlinear_mul_8(const void *a, const void *b, size_t n, int b_scalar, int is_signed, int32_t za, int32_t zb,
-                       float scale, int32_t zc, void *y) {
+static void qlinear_mul_run(const uint8_t *a, const uint8_t *b, size_t n, int b_scalar, int is_signed, int32_t za, int32_t zb,
+                            float scale, int32_t zc, uint8_t *y) {
 #if MLK_AVX512_BUILD
   if (mlk_use_avx512_()) {
     qlinear_mul_avx512(a, b, n, b_scalar, is_signed, za, zb, scale, zc, y);
@@ -362,5 +362,60 @@ void mlk_qlinear_mul_8(const void *a, const void *b, size_t n, int b_scalar, int
   }
 #endif
   qlinear_mul_scalar(a, b, n, b_scalar, is_signed, za, zb, scale, zc, y);
+}
+
+// Rows of `run` values of a, each with one b (b + b_at[row]) or, with b_at NULL, b itself
+// element by element (one row of n): shared among threads, a task a row or a chunk.
+typedef struct {
+  const uint8_t *a, *b;
+  const long *b_at;
+  uint8_t *y;
+  size_t n, run;
+  int rows_per_task, rows, is_signed;
+  int32_t za, zb, zc;
+  float scale;
+} qmul_job;
+
+static void qmul_task(void *ctx, int t) {
+  const qmul_job *j = ctx;
+  if (!j->b_at) {
+    const size_t i0 = (size_t)t * QUANT_CHUNK, m = j->n - i0 < QUANT_CHUNK ? j->n - i0 : QUANT_CHUNK;
+    qlinear_mul_run(j->a + i0, j->b + i0, m, 0, j->is_signed, j->za, j->zb, j->scale, j->zc, j->y + i0);
+    return;
+  }
+  const int r0 = t * j->rows_per_task, r1 = r0 + j->rows_per_task < j->rows ? r0 + j->rows_per_task : j->rows;
+  for (int r = r0; r < r1; r++)
+    qlinear_mul_run(j->a + (size_t)r * j->run, j->b + j->b_at[r], j->run, 1, j->is_signed, j->za, j->zb, j->scale, j->zc,
+                    j->y + (size_t)r * j->run);
+}
+
+void mlk_qlinear_mul_8(const void *a, const void *b, size_t n, int is_signed, int32_t za, int32_t zb, float scale,
+                       int32_t zc, void *y) {
+  if (n == 0) return;
+  qmul_job job = {a, b, NULL, y, n, 0, 0, 0, is_signed, za, zb, zc, scale};
+  mlk_parallel_(tasks_of(n), qmul_task, &job);
+}
+
+void mlk_qlinear_mul_rows_8(const void *a, const void *b, const long *b_at, int rows, size_t run, int is_signed, int32_t za,
+                            int32_t zb, float scale, int32_t zc, void *y) {
+  if (rows <= 0 || run == 0) return;
+  const int per = run >= QUANT_CHUNK ? 1 : (int)(QUANT_CHUNK / run);
+  qmul_job job = {a, b, b_at, y, 0, run, per, rows, is_signed, za, zb, zc, scale};
+  mlk_parallel_((rows + per - 1) / per, qmul_task, &job);
+}
+
+// y[i] = table[x[i]] over n bytes (8-bit ops onnxruntime computes by a lookup table).
+typedef struct { const uint8_t *x, *table; uint8_t *y; size_t n; } map_job;
+
+static void map_task(void *ctx, int t) {
+  const map_job *j = ctx;
+  const size_t i0 = (size_t)t * QUANT_CHUNK, m = j->n - i0 < QUANT_CHUNK ? j->n - i0 : QUANT_CHUNK;
+  for (size_t i = i0; i < i0 + m; i++) j->y[i] = j->table[j->x[i]];
+}
+
+void mlk_map_8(const void *x, size_t n, const uint8_t *table, void *y) {
+  if (n == 0) return;
+  map_job job = {x, table, y, n};
+  mlk_parallel_(tasks_of(n), map_task, &job);
 }
 

@@ -404,10 +404,7 @@ private func requantTable(_ dtype: DType, _ sx: Float, _ zx: Int32, _ sy: Float,
 }
 
 private func mapped(_ x: RTensor, _ table: [UInt8], into y: RTensor) {
-    let src = x.raw.assumingMemoryBound(to: UInt8.self), dst = y.raw.assumingMemoryBound(to: UInt8.self)
-    table.withUnsafeBufferPointer { t in
-        for i in 0..<x.count { dst[i] = t[Int(src[i])] }
-    }
+    mlk_map_8(x.raw, x.count, table, y.raw)
 }
 
 let qoperatorTableKernels: [(String, KernelFactory)] = [
@@ -506,19 +503,20 @@ private func qlinearBinary(add: Bool) -> KernelFactory {
                     while d > 0, sw[d - 1] == 0 { d -= 1; run *= shape[d] }
                     let signed: Int32 = a.dtype == .int8 ? 1 : 0
                     if w.shape == shape {
-                        mlk_qlinear_mul_8(x.raw, w.raw, x.count, 0, signed, zx, zw, rab, zc, y.raw)
+                        mlk_qlinear_mul_8(x.raw, w.raw, x.count, signed, zx, zw, rab, zc, y.raw)
                         return [y]
                     }
                     if run > 1 {
-                        for r in 0..<(x.count / run) {
-                            // w's element for this run: the leading axes' index through w's strides.
+                        // w's element for each run: the leading axes' index through w's strides.
+                        let at: [Int] = (0..<(x.count / run)).map { r in
                             var rest = r, at = 0
                             for k in stride(from: d - 1, through: 0, by: -1) {
                                 at += (rest % shape[k]) * sw[k]
                                 rest /= shape[k]
                             }
-                            mlk_qlinear_mul_8(x.raw + r * run, w.raw + at, run, 1, signed, zx, zw, rab, zc, y.raw + r * run)
+                            return at
                         }
+                        mlk_qlinear_mul_rows_8(x.raw, w.raw, at, Int32(at.count), run, signed, zx, zw, rab, zc, y.raw)
                         return [y]
                     }
                 }

@@ -299,10 +299,16 @@ void mlk_quantize_dequantize_8(const float *x, size_t n, float scale, int32_t ze
 /// int8 / uint8: clamp(round half to even(y * scale), type range - zero) + zero.
 void mlk_requantize_planes(const float *y, int planes, size_t plane, int channels, const float *scales, int nscales,
                            int32_t zero, int is_signed, void *out);
-/// onnxruntime's QLinearMul over n int8 / uint8 values (b one value for all n where b_scalar):
+/// onnxruntime's QLinearMul over n int8 / uint8 values of a and b:
 /// y = saturate(round half to even((float)((a - za)(b - zb)) * scale) + zc).
-void mlk_qlinear_mul_8(const void *a, const void *b, size_t n, int b_scalar, int is_signed, int32_t za, int32_t zb,
-                       float scale, int32_t zc, void *y);
+void mlk_qlinear_mul_8(const void *a, const void *b, size_t n, int is_signed, int32_t za, int32_t zb, float scale,
+                       int32_t zc, void *y);
+/// The same over `rows` rows of `run` values of a, row r times the one value b[b_at[r]] (a
+/// squeeze-excitation gate over its channel's plane).
+void mlk_qlinear_mul_rows_8(const void *a, const void *b, const long *b_at, int rows, size_t run, int is_signed, int32_t za,
+                            int32_t zb, float scale, int32_t zc, void *y);
+/// y[i] = table[x[i]] over n bytes, shared among threads.
+void mlk_map_8(const void *x, size_t n, const uint8_t *table, void *y);
 /// onnxruntime's QLinearAdd over n same-shape int8 / uint8 values: y = saturate(round half to even
 /// of fma(a, ra, fma(b, rb, base))), ra = sa / sc, rb = sb / sc, base = zc - (za ra + zb rb).
 void mlk_qlinear_add_8(const void *a, const void *b, size_t n, int is_signed, float ra, float rb, float base, void *y);

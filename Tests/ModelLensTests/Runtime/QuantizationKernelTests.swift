@@ -124,7 +124,7 @@ final class QuantizationKernelTests: XCTestCase {
     /// whole row (a squeeze-excitation gate), vector and portable forms, against round half to
     /// even of (float)((a - za)(b - zb)) * scale, plus zc, saturated.
     func testQLinearMulMatchesOnnxruntimesFormula() {
-        defer { Executor.preferAVX512(true) }
+        defer { mlk_set_threads(1); Executor.preferAVX512(true) }
         let n = 256 * 256 + 5
         let a: [UInt8] = (0..<n).map { UInt8(truncatingIfNeeded: $0 / 256) }, b: [UInt8] = (0..<n).map { UInt8(truncatingIfNeeded: $0) }
         for (signed, za, zb, scale, zc) in [(false, Int32(128), Int32(3), Float(0.0625), Int32(100)), (true, Int32(-2), Int32(5), Float(0.01), Int32(-7))] {
@@ -135,14 +135,19 @@ final class QuantizationKernelTests: XCTestCase {
             }
             for avx512 in [false, true] where !avx512 || Executor.avx512Available {
                 Executor.preferAVX512(avx512)
-                var y = [UInt8](repeating: 0, count: n)
-                mlk_qlinear_mul_8(a, b, n, 0, signed ? 1 : 0, za, zb, scale, zc, &y)
-                let bad = (0..<n).first { value(y[$0]) != want(a[$0], b[$0]) }
-                XCTAssertNil(bad.map { "a \(a[$0]) b \(b[$0]) gave \(y[$0])" }, "signed \(signed) avx512 \(avx512)")
-                let gate: [UInt8] = [201]
-                mlk_qlinear_mul_8(a, gate, n, 1, signed ? 1 : 0, za, zb, scale, zc, &y)
-                let badRow = (0..<n).first { value(y[$0]) != want(a[$0], gate[0]) }
-                XCTAssertNil(badRow.map { "a \(a[$0]) gave \(y[$0]) with one b" }, "signed \(signed) avx512 \(avx512), one b")
+                for threads in [1, 2] {
+                    mlk_set_threads(Int32(threads))
+                    var y = [UInt8](repeating: 0, count: n)
+                    mlk_qlinear_mul_8(a, b, n, signed ? 1 : 0, za, zb, scale, zc, &y)
+                    let bad = (0..<n).first { value(y[$0]) != want(a[$0], b[$0]) }
+                    XCTAssertNil(bad.map { "a \(a[$0]) b \(b[$0]) gave \(y[$0])" }, "signed \(signed) avx512 \(avx512) threads \(threads)")
+                    // Rows of 49 (a 7x7 plane), each gated by its own b.
+                    let rows = n / 49, gates: [UInt8] = (0..<rows).map { UInt8(truncatingIfNeeded: $0 * 37) }
+                    let at: [Int] = (0..<rows).map { $0 }
+                    mlk_qlinear_mul_rows_8(a, gates, at, Int32(rows), 49, signed ? 1 : 0, za, zb, scale, zc, &y)
+                    let badRow = (0..<(rows * 49)).first { value(y[$0]) != want(a[$0], gates[$0 / 49]) }
+                    XCTAssertNil(badRow.map { "a \(a[$0]) gave \(y[$0]) in row \($0 / 49)" }, "signed \(signed) avx512 \(avx512) threads \(threads), rows")
+                }
             }
         }
     }
