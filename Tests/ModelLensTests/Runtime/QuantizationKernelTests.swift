@@ -9,6 +9,18 @@ import XCTest
 /// point; x' = (q - zero) * scale. Values include exact ties (k + 1/2 steps), NaN, infinities,
 /// values that saturate, and lengths that leave a partial vector and span several tasks.
 final class QuantizationKernelTests: XCTestCase {
+    /// Runs `body` on the portable kernels and, where the CPU has them, the AVX-512 ones, each at
+    /// 1 and 2 threads.
+    private func eachKernelForm(_ body: (_ avx512: Bool, _ threads: Int) -> Void) {
+        for avx512 in [false, true] where !avx512 || Executor.avx512Available {
+            Executor.preferAVX512(avx512)
+            for threads in [1, 2] {
+                mlk_set_threads(Int32(threads))
+                body(avx512, threads)
+            }
+        }
+    }
+
     func testVectorFormsMatchTheDefinition() {
         defer { mlk_set_threads(1); Executor.preferAVX512(true) }
         var state: UInt64 = 5
@@ -32,34 +44,30 @@ final class QuantizationKernelTests: XCTestCase {
             let (lo, hi): (Float, Float) = signed ? (-128, 127) : (0, 255)
             return Int32(min(max(r + Float(zero), lo), hi))
         }
-        for avx512 in [false, true] where !avx512 || Executor.avx512Available {
-            Executor.preferAVX512(avx512)
-            for threads in [1, 2] {
-                mlk_set_threads(Int32(threads))
-                for (signed, zero) in [(true, Int32(-3)), (false, Int32(128)), (false, Int32(0))] {
-                    for halfEven in [true, false] {
-                        var q = [UInt8](repeating: 0, count: n)
-                        mlk_quantize_8(x, n, scale, zero, signed ? 1 : 0, halfEven ? 1 : 0, &q)
-                        let bad = (0..<n).first { i in
-                            let got = signed ? Int32(Int8(bitPattern: q[i])) : Int32(q[i])
-                            return got != quantized(x[i], zero: zero, signed: signed, halfEven: halfEven)
-                        }
-                        XCTAssertNil(bad.map { "x \(x[$0]) gave \(q[$0])" }, "quantize signed \(signed) zero \(zero) half-even \(halfEven) threads \(threads) avx512 \(avx512)")
-                        var y = [Float](repeating: 0, count: n)
-                        mlk_dequantize_8(q, signed ? 1 : 0, n, scale, zero, &y)
-                        let badD = (0..<n).first { i in
-                            let v = signed ? Int32(Int8(bitPattern: q[i])) : Int32(q[i])
-                            return y[i].bitPattern != (Float(v - zero) * scale).bitPattern
-                        }
-                        XCTAssertNil(badD, "dequantize signed \(signed) zero \(zero) threads \(threads) avx512 \(avx512)")
+        eachKernelForm { avx512, threads in
+            for (signed, zero) in [(true, Int32(-3)), (false, Int32(128)), (false, Int32(0))] {
+                for halfEven in [true, false] {
+                    var q = [UInt8](repeating: 0, count: n)
+                    mlk_quantize_8(x, n, scale, zero, signed ? 1 : 0, halfEven ? 1 : 0, &q)
+                    let bad = (0..<n).first { i in
+                        let got = signed ? Int32(Int8(bitPattern: q[i])) : Int32(q[i])
+                        return got != quantized(x[i], zero: zero, signed: signed, halfEven: halfEven)
                     }
-                    var pair = [Float](repeating: 0, count: n)
-                    mlk_quantize_dequantize_8(x, n, scale, zero, signed ? 1 : 0, &pair)
-                    let badP = (0..<n).first { i in
-                        pair[i].bitPattern != (Float(quantized(x[i], zero: zero, signed: signed, halfEven: true) - zero) * scale).bitPattern
+                    XCTAssertNil(bad.map { "x \(x[$0]) gave \(q[$0])" }, "quantize signed \(signed) zero \(zero) half-even \(halfEven) threads \(threads) avx512 \(avx512)")
+                    var y = [Float](repeating: 0, count: n)
+                    mlk_dequantize_8(q, signed ? 1 : 0, n, scale, zero, &y)
+                    let badD = (0..<n).first { i in
+                        let v = signed ? Int32(Int8(bitPattern: q[i])) : Int32(q[i])
+                        return y[i].bitPattern != (Float(v - zero) * scale).bitPattern
                     }
-                    XCTAssertNil(badP.map { "x \(x[$0]) gave \(pair[$0])" }, "quantize-dequantize signed \(signed) zero \(zero) threads \(threads) avx512 \(avx512)")
+                    XCTAssertNil(badD, "dequantize signed \(signed) zero \(zero) threads \(threads) avx512 \(avx512)")
                 }
+                var pair = [Float](repeating: 0, count: n)
+                mlk_quantize_dequantize_8(x, n, scale, zero, signed ? 1 : 0, &pair)
+                let badP = (0..<n).first { i in
+                    pair[i].bitPattern != (Float(quantized(x[i], zero: zero, signed: signed, halfEven: true) - zero) * scale).bitPattern
+                }
+                XCTAssertNil(badP.map { "x \(x[$0]) gave \(pair[$0])" }, "quantize-dequantize signed \(signed) zero \(zero) threads \(threads) avx512 \(avx512)")
             }
         }
     }
@@ -81,15 +89,11 @@ final class QuantizationKernelTests: XCTestCase {
                 let v = base.addingProduct(fb, rb).addingProduct(fa, ra).rounded(.toNearestOrEven)
                 return Int32(min(max(v, signed ? -128 : 0), signed ? 127 : 255))
             }
-            for avx512 in [false, true] where !avx512 || Executor.avx512Available {
-                Executor.preferAVX512(avx512)
-                for threads in [1, 2] {
-                    mlk_set_threads(Int32(threads))
-                    var y = [UInt8](repeating: 0, count: n)
-                    mlk_qlinear_add_8(a, b, n, signed ? 1 : 0, ra, rb, base, &y)
-                    let bad = (0..<n).first { i in (signed ? Int32(Int8(bitPattern: y[i])) : Int32(y[i])) != want(i) }
-                    XCTAssertNil(bad.map { "a \(a[$0]) b \(b[$0]) gave \(y[$0]), want \(want($0))" }, "signed \(signed) threads \(threads) avx512 \(avx512)")
-                }
+            eachKernelForm { avx512, threads in
+                var y = [UInt8](repeating: 0, count: n)
+                mlk_qlinear_add_8(a, b, n, signed ? 1 : 0, ra, rb, base, &y)
+                let bad = (0..<n).first { i in (signed ? Int32(Int8(bitPattern: y[i])) : Int32(y[i])) != want(i) }
+                XCTAssertNil(bad.map { "a \(a[$0]) b \(b[$0]) gave \(y[$0]), want \(want($0))" }, "signed \(signed) threads \(threads) avx512 \(avx512)")
             }
         }
     }
@@ -107,15 +111,11 @@ final class QuantizationKernelTests: XCTestCase {
                 let v = (sums[i] * scales[(i / plane) % channels]).rounded(.toNearestOrEven) + Float(zero)
                 return Int32(min(max(v, signed ? -128 : 0), signed ? 127 : 255))
             }
-            for avx512 in [false, true] where !avx512 || Executor.avx512Available {
-                Executor.preferAVX512(avx512)
-                for threads in [1, 2] {
-                    mlk_set_threads(Int32(threads))
-                    var y = [UInt8](repeating: 0, count: sums.count)
-                    mlk_requantize_planes(sums, Int32(2 * channels), plane, Int32(channels), scales, Int32(channels), zero, signed ? 1 : 0, &y)
-                    let bad = sums.indices.first { i in (signed ? Int32(Int8(bitPattern: y[i])) : Int32(y[i])) != want(i) }
-                    XCTAssertNil(bad.map { "sum \(sums[$0]) gave \(y[$0]), want \(want($0))" }, "signed \(signed) threads \(threads) avx512 \(avx512)")
-                }
+            eachKernelForm { avx512, threads in
+                var y = [UInt8](repeating: 0, count: sums.count)
+                mlk_requantize_planes(sums, Int32(2 * channels), plane, Int32(channels), scales, Int32(channels), zero, signed ? 1 : 0, &y)
+                let bad = sums.indices.first { i in (signed ? Int32(Int8(bitPattern: y[i])) : Int32(y[i])) != want(i) }
+                XCTAssertNil(bad.map { "sum \(sums[$0]) gave \(y[$0]), want \(want($0))" }, "signed \(signed) threads \(threads) avx512 \(avx512)")
             }
         }
     }
@@ -133,21 +133,17 @@ final class QuantizationKernelTests: XCTestCase {
                 let v = (Float((value(x) - za) * (value(w) - zb)) * scale).rounded(.toNearestOrEven) + Float(zc)
                 return Int32(min(max(v, signed ? -128 : 0), signed ? 127 : 255))
             }
-            for avx512 in [false, true] where !avx512 || Executor.avx512Available {
-                Executor.preferAVX512(avx512)
-                for threads in [1, 2] {
-                    mlk_set_threads(Int32(threads))
-                    var y = [UInt8](repeating: 0, count: n)
-                    mlk_qlinear_mul_8(a, b, n, signed ? 1 : 0, za, zb, scale, zc, &y)
-                    let bad = (0..<n).first { value(y[$0]) != want(a[$0], b[$0]) }
-                    XCTAssertNil(bad.map { "a \(a[$0]) b \(b[$0]) gave \(y[$0])" }, "signed \(signed) avx512 \(avx512) threads \(threads)")
-                    // Rows of 49 (a 7x7 plane), each gated by its own b.
-                    let rows = n / 49, gates: [UInt8] = (0..<rows).map { UInt8(truncatingIfNeeded: $0 * 37) }
-                    let at: [Int] = (0..<rows).map { $0 }
-                    mlk_qlinear_mul_rows_8(a, gates, at, Int32(rows), 49, signed ? 1 : 0, za, zb, scale, zc, &y)
-                    let badRow = (0..<(rows * 49)).first { value(y[$0]) != want(a[$0], gates[$0 / 49]) }
-                    XCTAssertNil(badRow.map { "a \(a[$0]) gave \(y[$0]) in row \($0 / 49)" }, "signed \(signed) avx512 \(avx512) threads \(threads), rows")
-                }
+            eachKernelForm { avx512, threads in
+                var y = [UInt8](repeating: 0, count: n)
+                mlk_qlinear_mul_8(a, b, n, signed ? 1 : 0, za, zb, scale, zc, &y)
+                let bad = (0..<n).first { value(y[$0]) != want(a[$0], b[$0]) }
+                XCTAssertNil(bad.map { "a \(a[$0]) b \(b[$0]) gave \(y[$0])" }, "signed \(signed) avx512 \(avx512) threads \(threads)")
+                // Rows of 49 (a 7x7 plane), each gated by its own b.
+                let rows = n / 49, gates: [UInt8] = (0..<rows).map { UInt8(truncatingIfNeeded: $0 * 37) }
+                let at: [Int] = (0..<rows).map { $0 }
+                mlk_qlinear_mul_rows_8(a, gates, at, Int32(rows), 49, signed ? 1 : 0, za, zb, scale, zc, &y)
+                let badRow = (0..<(rows * 49)).first { value(y[$0]) != want(a[$0], gates[$0 / 49]) }
+                XCTAssertNil(badRow.map { "a \(a[$0]) gave \(y[$0]) in row \($0 / 49)" }, "signed \(signed) avx512 \(avx512) threads \(threads), rows")
             }
         }
     }
