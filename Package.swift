@@ -53,11 +53,13 @@ let package = Package(
         .target(name: "ModelCalibration", dependencies: ["ModelIR", "ModelImport", "ModelAnalysis", "ModelRuntime", "ModelExport"]),
         // Model rewrites: width scaling (writes ONNX through protobuf-c).
         .target(name: "ModelTransform", dependencies: ["ModelIR", "ModelImport", "CONNX"]),
+        // Compression: low-rank splits and pruning, IR -> IR (the writers write the result).
+        .target(name: "ModelCompress", dependencies: ["ModelIR", "CKernels"]),
         .executableTarget(
             name: "modellens",
             dependencies: [
                 "ModelIR", "ModelImport", "ModelAnalysis", "ModelTransform", "ModelRuntime", "ModelConformance", "ModelExport",
-                "ModelCalibration", "CKernels", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "ModelCalibration", "ModelCompress", "CKernels", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // What the tests share: paths, reference data, running the CLI, seeded generators.
@@ -65,7 +67,7 @@ let package = Package(
         // Tests grouped by the module they check (Import/, Analysis/, Runtime/, Export/, CLI/, Architecture/).
         .testTarget(
             name: "ModelLensTests",
-            dependencies: ["ModelIR", "ModelImport", "ModelAnalysis", "ModelTransform", "ModelRuntime", "ModelConformance", "ModelExport", "ModelCalibration", "CONNX", "CKernels",
+            dependencies: ["ModelIR", "ModelImport", "ModelAnalysis", "ModelTransform", "ModelRuntime", "ModelConformance", "ModelExport", "ModelCalibration", "ModelCompress", "CONNX", "CKernels",
                            "ModelLensTestSupport"]
         ),
     ],

@@ -4,7 +4,7 @@ seeded random input: `modellens run --all-values` against LiteRT (.tflite; its r
 default, with experimental_preserve_all_tensors) or onnxruntime (.onnx; graph optimizations off,
 every node output made a graph output).
 
-  Tools/compare-layers.py MODEL [--resolver reference|builtin] [--seed N] [--threads N] [--all]
+  Tools/compare-layers.py MODEL [--resolver reference|builtin] [--seed N] [--threads N] [--all] [--binary PATH]
 
 Prints one line per value that differs (every value with --all) and a summary: integer tensors
 as differing elements and the largest difference in steps; float tensors as the largest
@@ -85,6 +85,7 @@ def main():
     ap.add_argument('--seed', type=int, default=3)
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--all', action='store_true', help='list every value, not only those that differ')
+    ap.add_argument('--binary', help='the modellens executable (default: .build/release, else .build/debug)')
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     if args.model.endswith('.tflite'):
@@ -94,7 +95,7 @@ def main():
         feeds, ref = onnx_reference(args.model, rng)
         label = 'onnxruntime (no graph optimizations)'
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [modellens_binary(), 'run', args.model, '--all-values', '-o', os.path.join(tmp, 'out'), '--threads', str(args.threads)]
+        cmd = [args.binary or modellens_binary(), 'run', args.model, '--all-values', '-o', os.path.join(tmp, 'out'), '--threads', str(args.threads)]
         for k, (name, x) in enumerate(feeds.items()):
             f = os.path.join(tmp, f'input_{k}.npy')
             np.save(f, x)

@@ -172,24 +172,6 @@ double mlk_weight_stream_gbps(size_t bytes, int reps, int threads) {
   return best;
 }
 
-int mlk_singular_values(const float *a, int m, int n, float *s) {
-  // LAPACK is column-major: the row-major m x n matrix is its n x m transpose, same singular values.
-  int rows = n, cols = m, lda = n, info = 0, one = 1, lwork = -1;
-  int k = rows < cols ? rows : cols;
-  float *copy = malloc((size_t)m * (size_t)n * sizeof(float));
-  int *iwork = malloc(8 * (size_t)k * sizeof(int));
-  if (!copy || !iwork) { free(copy); free(iwork); return -1; }
-  memcpy(copy, a, (size_t)m * (size_t)n * sizeof(float));
-  float query, dummy;
-  mlk_sgesdd_("N", &rows, &cols, copy, &lda, s, &dummy, &one, &dummy, &one, &query, &lwork, iwork, &info);
-  lwork = (int)query + 1;
-  float *work = malloc((size_t)lwork * sizeof(float));
-  if (!work) { free(copy); free(iwork); return -1; }
-  mlk_sgesdd_("N", &rows, &cols, copy, &lda, s, &dummy, &one, &dummy, &one, work, &lwork, iwork, &info);
-  free(work); free(copy); free(iwork);
-  return info;
-}
-
 long long mlk_heap_in_use(void) {
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
   struct mallinfo2 m = mallinfo2();

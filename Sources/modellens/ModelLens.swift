@@ -60,6 +60,6 @@ struct ModelLens: ParsableCommand {
             Exit status: 0 on success, 1 when a model cannot be read (the message \
             names the file and the problem), 2 for usage errors.
             """,
-        subcommands: [Inspect.self, Analyze.self, Compare.self, Scale.self, Study.self, Run.self, Profile.self, Calibrate.self, Convert.self, Profiles.self, Ops.self, NodeTestsCommand.self]
+        subcommands: [Inspect.self, Analyze.self, Compare.self, Scale.self, Study.self, Run.self, Profile.self, Calibrate.self, Convert.self, Compress.self, Profiles.self, Ops.self, NodeTestsCommand.self]
     )
 }

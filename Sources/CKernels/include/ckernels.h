@@ -46,6 +46,11 @@ void mlk_unpin_thread(void);
 /// first, into `s` (min(m, n) values). Returns 0 on success.
 int mlk_singular_values(const float *a, int m, int n, float *s);
 
+/// Thin singular value decomposition of the m x n row-major matrix `a` (copied; not modified):
+/// a = u diag(s) vt with k = min(m, n), u m x k and vt k x n, both row-major, singular values
+/// largest first. Returns 0 on success (LAPACK's sgesdd through OpenBLAS).
+int mlk_svd(const float *a, int m, int n, float *s, float *u, float *vt);
+
 /// Elementwise binary ops with numpy broadcasting (rank <= 8). Strides are in elements,
 /// 0 along broadcast axes.
 enum {
