@@ -29,6 +29,8 @@ typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int
 typedef void (*sgemv_fn)(int, int, int, int, float, const float *, int, const float *, int, float, float *, int);
 typedef void (*sgesdd_fn)(const char *, const int *, const int *, float *, const int *, float *, float *, const int *,
                           float *, const int *, float *, const int *, int *, int *);
+typedef void (*sposv_fn)(const char *, const int *, const int *, float *, const int *, float *, const int *, int *);
+typedef void (*ssyevd_fn)(const char *, const char *, const int *, float *, const int *, float *, float *, const int *, int *, const int *, int *);
 typedef void (*threads_fn)(int);
 typedef char *(*corename_fn)(void);
 typedef int (*shutdown_fn)(void);
@@ -37,6 +39,8 @@ static struct {
   sgemm_fn sgemm;
   sgemv_fn sgemv;
   sgesdd_fn sgesdd;
+  sposv_fn sposv;
+  ssyevd_fn ssyevd;
   threads_fn set_threads;
   corename_fn corename;
 } blas;
@@ -76,6 +80,8 @@ __attribute__((constructor)) static void mlk_blas_load(void) {
   blas.sgemm = (sgemm_fn)symbol(lib, "cblas_sgemm");
   blas.sgemv = (sgemv_fn)symbol(lib, "cblas_sgemv");
   blas.sgesdd = (sgesdd_fn)symbol(lib, "sgesdd_");
+  blas.sposv = (sposv_fn)symbol(lib, "sposv_");
+  blas.ssyevd = (ssyevd_fn)symbol(lib, "ssyevd_");
   blas.set_threads = (threads_fn)symbol(lib, "openblas_set_num_threads");
   blas.corename = (corename_fn)dlsym(lib, "openblas_get_corename");
   // OpenBLAS runs on one thread (parallelism is ours, in fixed tiles), from the start. The
@@ -143,6 +149,15 @@ void mlk_cblas_sgemv_(int order, int trans, int m, int n, float alpha, const flo
 void mlk_sgesdd_(const char *jobz, const int *m, const int *n, float *a, const int *lda, float *s, float *u, const int *ldu,
                  float *vt, const int *ldvt, float *work, const int *lwork, int *iwork, int *info) {
   blas.sgesdd(jobz, m, n, a, lda, s, u, ldu, vt, ldvt, work, lwork, iwork, info);
+}
+
+void mlk_sposv_(const char *uplo, const int *n, const int *nrhs, float *a, const int *lda, float *b, const int *ldb, int *info) {
+  blas.sposv(uplo, n, nrhs, a, lda, b, ldb, info);
+}
+
+void mlk_ssyevd_(const char *jobz, const char *uplo, const int *n, float *a, const int *lda, float *w, float *work, const int *lwork,
+                 int *iwork, const int *liwork, int *info) {
+  blas.ssyevd(jobz, uplo, n, a, lda, w, work, lwork, iwork, liwork, info);
 }
 
 const char *mlk_gemm_library(void) { return dnnl_sgemm_here() ? "oneDNN" : "OpenBLAS"; }

@@ -15,6 +15,9 @@ void mlk_cblas_sgemv_(int order, int trans, int m, int n, float alpha, const flo
                       float beta, float *y, int incy);
 void mlk_sgesdd_(const char *jobz, const int *m, const int *n, float *a, const int *lda, float *s, float *u, const int *ldu,
                  float *vt, const int *ldvt, float *work, const int *lwork, int *iwork, int *info);
+void mlk_ssyevd_(const char *jobz, const char *uplo, const int *n, float *a, const int *lda, float *w, float *work, const int *lwork,
+                 int *iwork, const int *liwork, int *info);
+void mlk_sposv_(const char *uplo, const int *n, const int *nrhs, float *a, const int *lda, float *b, const int *ldb, int *info);
 
 /// Threads of the next parallel section (mlk_set_threads), and the scratch slot of the calling
 /// thread in one (0 for the section's caller, i + 1 for pool worker i).

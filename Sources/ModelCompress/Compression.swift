@@ -1,7 +1,8 @@
 import Foundation
 import ModelIR
 
-/// What `modellens compress` applies, in this order: low-rank splits, then magnitude pruning
+/// What `modellens compress` applies, in this order: low-rank splits of fully-connected and 1x1
+/// layers, CP splits of k x k convolutions, then magnitude pruning
 /// (of the weights as they are after the splits, factors included). Each method visits the
 /// layers with float32 constant weights whose node name matches `layers` (all when nil).
 public struct CompressionOptions: Sendable {
@@ -12,18 +13,21 @@ public struct CompressionOptions: Sendable {
     /// Or the smallest rank whose singular values keep this share of the weight's energy
     /// (sum of squares), per layer (0 < E <= 1).
     public var lowRankEnergy: Double?
+    /// Rank of the CP decomposition k x k convolutions are split by.
+    public var cp: Int?
     /// A regular expression the node names of the layers to change must match (anywhere in
     /// the name).
     public var layers: String?
 
-    public init(prune: Double? = nil, lowRank: Int? = nil, lowRankEnergy: Double? = nil, layers: String? = nil) {
+    public init(prune: Double? = nil, lowRank: Int? = nil, lowRankEnergy: Double? = nil, cp: Int? = nil, layers: String? = nil) {
         self.prune = prune
+        self.cp = cp
         self.lowRank = lowRank
         self.lowRankEnergy = lowRankEnergy
         self.layers = layers
     }
 
-    public var isEmpty: Bool { prune == nil && lowRank == nil && lowRankEnergy == nil }
+    public var isEmpty: Bool { prune == nil && lowRank == nil && lowRankEnergy == nil && cp == nil }
 }
 
 /// One layer a method changed, with its parameter count before and after.
@@ -63,6 +67,7 @@ public enum Compressor {
         if let s = options.prune, !(s >= 0 && s < 1) { throw CompressionError("--prune takes a sparsity in [0, 1), not \(s)") }
         if let r = options.lowRank, r < 1 { throw CompressionError("--lowrank takes a rank of at least 1, not \(r)") }
         if let e = options.lowRankEnergy, !(e > 0 && e <= 1) { throw CompressionError("--lowrank-energy takes a share of energy in (0, 1], not \(e)") }
+        if let r = options.cp, r < 1 { throw CompressionError("--cp takes a rank of at least 1, not \(r)") }
         if options.lowRank != nil && options.lowRankEnergy != nil { throw CompressionError("give --lowrank or --lowrank-energy, not both") }
         var filter: NSRegularExpression?
         if let pattern = options.layers {
@@ -76,6 +81,9 @@ public enum Compressor {
         if options.lowRank != nil || options.lowRankEnergy != nil {
             let rank: LowRankSplit.Rank = options.lowRank.map { .fixed($0) } ?? .energy(options.lowRankEnergy!)
             try LowRankSplit.apply(model, rank: rank, explicit: filter != nil, selected: selected, log: &log)
+        }
+        if let r = options.cp {
+            try CPSplit.apply(model.graph, rank: r, explicit: filter != nil, selected: selected, log: &log)
         }
         if let s = options.prune {
             MagnitudePruning.apply(model.graph, sparsity: s, selected: selected, log: &log)

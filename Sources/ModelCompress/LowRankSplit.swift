@@ -1,7 +1,7 @@
 import ModelIR
 
 /// Splits a fully-connected layer or a 1x1 convolution W (m outputs x n inputs) into two of
-/// rank r by its singular value decomposition, W ≈ (U_r √S_r)(√S_r V_rᵀ): n -> r -> m, with
+/// rank r by its leading singular vectors, W ≈ U_r (U_rᵀ W): n -> r -> m, with
 /// r (m + n) weights and MACs instead of m n. The first layer takes the original's input
 /// handling (stride, padding, transposed input), the second its bias and scaling. At the
 /// full rank the pair computes the original up to rounding.
@@ -18,22 +18,17 @@ enum LowRankSplit {
         var nodes: [Node] = []
         nodes.reserveCapacity(g.nodes.count)
         for node in g.nodes {
-            guard ["Gemm", "MatMul", "Conv"].contains(node.op.rawValue), selected(node), let (_, w) = Compressor.weight(of: node, in: g) else {
+            guard ["Gemm", "MatMul", "Conv", "FullyConnected"].contains(node.op.rawValue), selected(node), let (_, w) = Compressor.weight(of: node, in: g) else {
                 nodes.append(node)
                 continue
             }
             func skip(_ reason: String) { log.skipped.append(LayerSkip(layer: node.name, op: node.op.rawValue, method: method, reason: reason)) }
-            guard model.format.rawValue == "onnx" else {
-                skip("splits are written as ONNX layers: convert the model to .onnx first")
-                nodes.append(node)
-                continue
-            }
-            guard let form = Form(node, w) else {
-                if node.op == .conv, explicit || w.shape.count == 4 && w.shape[2...].allSatisfy({ $0 == 1 }) {
-                    skip("only 1x1 convolutions of one group split this way (k x k ones by CP decomposition)")
-                } else if node.op != .conv {
-                    skip("the weight is \(w.shape), not a matrix")
-                }
+            let form: Form
+            switch Form.make(node, w) {
+            case .success(let f): form = f
+            case .failure(let reason):
+                // Layers of another kind (k x k, depthwise) are named only when picked by name.
+                if explicit || !reason.otherKind { skip(reason.description) }
                 nodes.append(node)
                 continue
             }
@@ -53,8 +48,8 @@ enum LowRankSplit {
                 nodes.append(node)
                 continue
             }
-            guard let svd = Weights.svd(form.matrix(values), m, n) else {
-                skip("the singular value decomposition failed")
+            guard let directions = Weights.Directions(form.matrix(values), m, n) else {
+                skip("the eigen-decomposition of its Gram matrix failed")
                 nodes.append(node)
                 continue
             }
@@ -62,7 +57,7 @@ enum LowRankSplit {
             switch rank {
             case .fixed(let k): r = k
             case .energy(let e):
-                let energies = svd.s.map { Double($0) * Double($0) }
+                let energies = directions.energies
                 let total = energies.reduce(0, +)
                 var acc = 0.0, k = full
                 for (i, v) in energies.enumerated() {
@@ -76,15 +71,9 @@ enum LowRankSplit {
                 nodes.append(node)
                 continue
             }
-            // first = √S_r V_rᵀ (r x n), second = U_r √S_r (m x r).
-            var first = [Float](repeating: 0, count: r * n), second = [Float](repeating: 0, count: m * r)
-            for i in 0..<r {
-                let root = svd.s[i].squareRoot()
-                for j in 0..<n { first[i * n + j] = root * svd.vt[i * n + j] }
-                for j in 0..<m { second[j * r + i] = svd.u[j * full + i] * root }
-            }
+            let (first, second) = directions.split(rank: r)
             nodes += form.split(node, graph: g, rank: r, first: first, second: second)
-            let kept = svd.s.prefix(r).reduce(0.0) { $0 + Double($1) * Double($1) } / max(1e-30, svd.s.reduce(0.0) { $0 + Double($1) * Double($1) })
+            let kept = directions.energies.prefix(r).reduce(0, +) / max(1e-30, directions.energies.reduce(0, +))
             log.changes.append(LayerChange(layer: node.name, op: node.op.rawValue, method: method,
                                            detail: String(format: "rank %d of %d (%dx%d), %.1f%% of the energy", r, full, m, n, 100 * kept),
                                            parametersBefore: m * n, parametersAfter: r * (m + n)))
@@ -99,24 +88,41 @@ enum LowRankSplit {
         let kind: Kind
         let m: Int, n: Int
 
-        init?(_ node: Node, _ w: TensorData) {
+        struct Refusal: Error, CustomStringConvertible {
+            let description: String
+            var otherKind = false
+        }
+
+        /// The layer's form, or why it does not split.
+        static func make(_ node: Node, _ w: TensorData) -> Result<Form, Refusal> {
+            let kind: Kind, m: Int, n: Int
             switch node.op.rawValue {
             case "Gemm":
-                guard w.shape.count == 2 else { return nil }
+                guard w.shape.count == 2 else { return .failure(Refusal(description: "the weight is \(w.shape), not a matrix")) }
                 let t = (node.int("transB") ?? 0) != 0
                 kind = .gemm(transposedB: t)
                 (m, n) = t ? (w.shape[0], w.shape[1]) : (w.shape[1], w.shape[0])
             case "MatMul":
-                guard w.shape.count == 2 else { return nil }
+                guard w.shape.count == 2 else { return .failure(Refusal(description: "the weight is \(w.shape), not a matrix")) }
                 kind = .matMul
                 (m, n) = (w.shape[1], w.shape[0])
-            default:
-                guard w.shape.count == 4, w.shape[2] == 1, w.shape[3] == 1, (node.int("group") ?? 1) == 1,
-                      node.kernelLayout == nil || node.kernelLayout == .oihw else { return nil }
+            case "Conv":
+                guard w.shape.count == 4, (node.int("group") ?? 1) == 1 else {
+                    return .failure(Refusal(description: "grouped and depthwise convolutions do not split", otherKind: true))
+                }
+                guard node.kernelLayout == nil || node.kernelLayout == .oihw else {
+                    return .failure(Refusal(description: "channels-last layers (\(node.kernelLayout!.rawValue) kernels) are not split yet"))
+                }
+                guard w.shape[2] == 1, w.shape[3] == 1 else {
+                    return .failure(Refusal(description: "a \(w.shape[2])x\(w.shape[3]) convolution: low-rank splits take 1x1 ones (k x k ones split by CP decomposition)", otherKind: true))
+                }
                 kind = .conv1x1
                 (m, n) = (w.shape[0], w.shape[1])
+            default:
+                return .failure(Refusal(description: "channels-last fully-connected layers are not split yet"))
             }
-            guard m > 1, n > 1 else { return nil }
+            guard m > 1, n > 1 else { return .failure(Refusal(description: "a \(m)x\(n) matrix has no lower rank")) }
+            return .success(Form(kind: kind, m: m, n: n))
         }
 
         /// The weight as m x n row-major.
@@ -127,33 +133,16 @@ enum LowRankSplit {
             }
         }
 
-        func transpose(_ v: [Float], rows: Int, cols: Int) -> [Float] {
-            var out = [Float](repeating: 0, count: v.count)
-            for i in 0..<rows { for j in 0..<cols { out[j * rows + i] = v[i * cols + j] } }
-            return out
-        }
+        func transpose(_ v: [Float], rows: Int, cols: Int) -> [Float] { Weights.transpose(v, rows: rows, cols: cols) }
 
         /// Two nodes replacing `node`; `first` is r x n, `second` m x r (row-major).
         func split(_ node: Node, graph g: Graph, rank r: Int, first: [Float], second: [Float]) -> [Node] {
-            func unique(_ base: String) -> String {
-                var name = base, k = 1
-                while g.value(named: name) != nil { name = "\(base)_\(k)"; k += 1 }
-                return name
-            }
-            func constant(_ name: String, _ values: [Float], _ shape: [Int]) -> ValueID {
-                let id = g.addValue(name: unique(name), type: TensorType(dtype: .float32, shape: Shape(known: shape)))
-                g.values[id].constant = Weights.tensor(values, shape)
-                return id
-            }
+            let edit = GraphEdit(graph: g)
             // The rank-r activation: the output's shape with r in place of m along its channel
             // (convolution) or last (matrix) axis.
-            let out = g.values[node.outputs[0]].type
-            var dims = out.shape.dims
-            if var d = dims, !d.isEmpty {
-                d[kind == .conv1x1 ? min(1, d.count - 1) : d.count - 1] = .known(r)
-                dims = d
-            }
-            let mid = g.addValue(name: unique(node.name + "/lowrank"), type: TensorType(dtype: out.dtype, shape: Shape(dims)))
+            let rank = g.values[node.outputs[0]].type.shape.rank ?? 1
+            let mid = edit.activation(node.name + "/lowrank", like: node.outputs[0], axis: kind == .conv1x1 ? min(1, rank - 1) : rank - 1, size: r)
+            func constant(_ name: String, _ values: [Float], _ shape: [Int]) -> ValueID { edit.constant(name, values, shape) }
             let weightName = node.inputs[1].map { g.values[$0].name } ?? node.name
             var a = node, b = node
             a.name = node.name + "/lowrank_in"

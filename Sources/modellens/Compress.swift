@@ -10,7 +10,7 @@ import ModelRuntime
 
 struct Compress: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Compress a model (low-rank splits, magnitude pruning) and show what it really saves.",
+        abstract: "Compress a model (low-rank and CP splits, magnitude pruning) and show what it really saves.",
         discussion: """
             Reads IN, applies the methods given, writes OUT (its extension picks the format: \
             .onnx, or .tflite through the ONNX -> TFLite converter) and prints, before and after: \
@@ -27,6 +27,9 @@ struct Compress: ParsableCommand {
             of m n. Layers where R saves nothing are left as they were and named.
               --lowrank-energy E   the same with, per layer, the smallest rank whose singular \
             values keep the share E of the weight's energy (0.9, 0.99, ...).
+              --cp R               split k x k convolutions by a rank-R CP decomposition \
+            (alternating least squares) into 1x1 -> depthwise k x 1 -> depthwise 1 x k -> 1x1: \
+            R (O + I + 2k) weights instead of O I k k (paper 003 §2.2).
               --prune S            set the share S of each layer's weights with the smallest \
             magnitudes to zero (one threshold per layer). The file stays dense: on dense kernels \
             this saves neither bytes nor time, which the report shows.
@@ -52,6 +55,7 @@ struct Compress: ParsableCommand {
     @Argument(help: "The file to write; its extension chooses the format.") var output: String
     @Option(help: ArgumentHelp("Split FC and 1x1-conv layers to this rank.", valueName: "rank")) var lowrank: Int?
     @Option(name: .customLong("lowrank-energy"), help: ArgumentHelp("Split to the rank keeping this share of each layer's energy.", valueName: "share")) var lowrankEnergy: Double?
+    @Option(help: ArgumentHelp("Split k x k convolutions by CP decomposition of this rank.", valueName: "rank")) var cp: Int?
     @Option(help: ArgumentHelp("Zero this share of each layer's weights (smallest magnitudes).", valueName: "sparsity")) var prune: Double?
     @Option(help: ArgumentHelp("Only layers whose node name matches this regular expression.", valueName: "regex")) var layers: String?
     @Flag(help: "Run both models: measured latency and output fidelity.") var verify = false
@@ -63,8 +67,8 @@ struct Compress: ParsableCommand {
     @Flag(help: "Print the report as JSON.") var json = false
 
     func run() throws {
-        let options = CompressionOptions(prune: prune, lowRank: lowrank, lowRankEnergy: lowrankEnergy, layers: layers)
-        guard !options.isEmpty else { throw ValidationError("give at least one method: --lowrank R, --lowrank-energy E or --prune S") }
+        let options = CompressionOptions(prune: prune, lowRank: lowrank, lowRankEnergy: lowrankEnergy, cp: cp, layers: layers)
+        guard !options.isEmpty else { throw ValidationError("give at least one method: --lowrank R, --lowrank-energy E, --cp R or --prune S") }
         guard threads >= 1, runs >= 1 else { throw ValidationError("--threads and --runs must be positive") }
         let ext = (output as NSString).pathExtension.lowercased()
         guard ext == "onnx" || ext == "tflite" else { throw ValidationError("OUT must end in .onnx or .tflite (the format follows the extension)") }

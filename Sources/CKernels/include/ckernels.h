@@ -46,10 +46,17 @@ void mlk_unpin_thread(void);
 /// first, into `s` (min(m, n) values). Returns 0 on success.
 int mlk_singular_values(const float *a, int m, int n, float *s);
 
-/// Thin singular value decomposition of the m x n row-major matrix `a` (copied; not modified):
-/// a = u diag(s) vt with k = min(m, n), u m x k and vt k x n, both row-major, singular values
-/// largest first. Returns 0 on success (LAPACK's sgesdd through OpenBLAS).
-int mlk_svd(const float *a, int m, int n, float *s, float *u, float *vt);
+/// Eigen-decomposition of a a^T for the m x n row-major a: `energies` (m, the squared singular
+/// values, largest first) and `u` (m x m row-major, column j the j-th left singular vector).
+/// Returns 0 on success.
+int mlk_gram_eigen(const float *a, int m, int n, float *energies, float *u);
+
+/// Rank-`rank` CP decomposition of the d[0] x d[1] x d[2] x d[3] row-major tensor x by
+/// alternating least squares from a seeded random start: x[a,b,c,e] ~ sum_r f0[a,r] f1[b,r]
+/// f2[c,r] f3[e,r], each factors[n] d[n] x rank row-major (written). Stops after `iterations`
+/// sweeps or when the error settles. Returns the relative error ||x - x^|| / ||x||, or -1 when
+/// it failed (memory, a singular system).
+double mlk_cp_als(const float *x, const int *d, int rank, int iterations, unsigned long long seed, float *const *factors);
 
 /// Elementwise binary ops with numpy broadcasting (rank <= 8). Strides are in elements,
 /// 0 along broadcast axes.
