@@ -72,9 +72,11 @@ struct Compress: ParsableCommand {
         guard threads >= 1, runs >= 1 else { throw ValidationError("--threads and --runs must be positive") }
         let ext = (output as NSString).pathExtension.lowercased()
         guard ext == "onnx" || ext == "tflite" else { throw ValidationError("OUT must end in .onnx or .tflite (the format follows the extension)") }
-        let shapes = try Inspect.parseShapes(inputShapes)
+        var shapes = try Inspect.parseShapes(inputShapes)
         let hw = try resolveProfile(profile)
-        let original = try ModelImporter.load(input, options: .init(inputShapes: shapes))
+        var original = try ModelImporter.load(input, options: .init(inputShapes: shapes))
+        let fixed = fixSymbolicInputs(original, &shapes, for: output)
+        if !fixed.isEmpty { original = try ModelImporter.load(input, options: .init(inputShapes: shapes)) }
         let model = try ModelImporter.load(input, options: .init(inputShapes: shapes))
         let log: CompressionLog
         do { log = try Compressor.apply(model, options) } catch let e as CompressionError {
@@ -119,10 +121,12 @@ struct Compress: ParsableCommand {
                 "skipped": log.skipped.map { ["layer": $0.layer, "op": $0.op, "method": $0.method, "reason": $0.reason] },
             ]
             if verify { obj["fidelity"] = fidelity.map(\.json) }
+            if !fixed.isEmpty { obj["notes"] = ["symbolic input sizes fixed to 1 (use --input-shape for others): " + fixed.joined(separator: "; ")] }
             print(renderJSON(obj))
             return
         }
         print("\(input) -> \(output)")
+        if !fixed.isEmpty { print("note: symbolic input sizes fixed to 1 (use --input-shape for others): " + fixed.joined(separator: "; ")) }
         let changedBy = Dictionary(grouping: log.changes, by: \.method)
         for (method, changes) in changedBy.sorted(by: { $0.key < $1.key }) {
             let b = changes.reduce(0) { $0 + $1.parametersBefore }, a = changes.reduce(0) { $0 + $1.parametersAfter }

@@ -45,18 +45,8 @@ struct Convert: ParsableCommand {
         guard tolerance > 0 else { throw ValidationError("--tolerance must be positive") }
         var shapes = try Inspect.parseShapes(inputShapes)
         var m = try ModelImporter.load(input, options: .init(inputShapes: shapes))
-        var fixed: [String] = []
-        let crossFormat = m.format.rawValue != (output as NSString).pathExtension.lowercased()
-        if crossFormat {
-            // The layout change needs concrete sizes: symbolic ones (a batch size) become 1.
-            for id in m.graph.inputs where m.graph.values[id].constant == nil {
-                let v = m.graph.values[id]
-                guard let dims = v.type.shape.dims, !v.type.shape.isConcrete, shapes[v.name] == nil else { continue }
-                shapes[v.name] = Shape(known: dims.map { $0.value ?? 1 })
-                fixed.append("\(v.name) \(v.type.shape) -> \(shapes[v.name]!)")
-            }
-            if !fixed.isEmpty { m = try ModelImporter.load(input, options: .init(inputShapes: shapes)) }
-        }
+        let fixed = fixSymbolicInputs(m, &shapes, for: output)
+        if !fixed.isEmpty { m = try ModelImporter.load(input, options: .init(inputShapes: shapes)) }
         var options = Converter.Options()
         options.keepIOLayout = keepIOLayout
         var report: ConversionReport
@@ -107,6 +97,21 @@ struct Convert: ParsableCommand {
             throw CommandError(message: "\(output): outputs differ beyond \(tolerance): \(failed.joined(separator: ", ")); the output was removed", code: 1)
         }
     }
+}
+
+/// A conversion to the other format changes the layout, which needs concrete sizes: the
+/// symbolic ones of `m`'s inputs (a batch size) not given in `shapes` become 1 there. Returns
+/// what was fixed ("input [batch, 3, 32, 32] -> [1, 3, 32, 32]"); empty when nothing was.
+func fixSymbolicInputs(_ m: Model, _ shapes: inout [String: Shape], for output: String) -> [String] {
+    guard m.format.rawValue != (output as NSString).pathExtension.lowercased() else { return [] }
+    var fixed: [String] = []
+    for id in m.graph.inputs where m.graph.values[id].constant == nil {
+        let v = m.graph.values[id]
+        guard let dims = v.type.shape.dims, !v.type.shape.isConcrete, shapes[v.name] == nil else { continue }
+        shapes[v.name] = Shape(known: dims.map { $0.value ?? 1 })
+        fixed.append("\(v.name) \(v.type.shape) -> \(shapes[v.name]!)")
+    }
+    return fixed
 }
 
 /// Runs the source model and the converted file on the same inputs; one entry per output.

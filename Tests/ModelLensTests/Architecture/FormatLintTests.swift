@@ -2,13 +2,13 @@ import Foundation
 import ModelLensTestSupport
 import XCTest
 
-/// Below the importers nothing knows a file format: ModelIR, ModelAnalysis and ModelRuntime do
-/// not name a format, read an opset, domain or op version, or branch on the op's name in the
-/// file (`sourceOp`). Those stay on the node as provenance, which reports and messages may
+/// Below the importers nothing knows a file format: ModelIR, ModelAnalysis, ModelRuntime and
+/// ModelCompress do not name a format, read an opset, domain or op version, or branch on the
+/// op's name in the file (`sourceOp`). Those stay on the node as provenance, which reports and messages may
 /// print; importers turn every variant into attributes and input slots of the canonical op
 /// (ONNXImport, TFLiteImport).
 final class FormatLintTests: XCTestCase {
-    static let modules = ["ModelIR", "ModelAnalysis", "ModelRuntime"]
+    static let modules = ["ModelIR", "ModelAnalysis", "ModelRuntime", "ModelCompress"]
 
     /// (rule, pattern) pairs matched against code with its comments removed.
     static let rules: [(String, String)] = [

@@ -1,0 +1,169 @@
+import Foundation
+import ModelCompress
+import ModelExport
+import ModelImport
+import ModelIR
+import ModelLensTestSupport
+import ModelRuntime
+import XCTest
+
+/// `modellens compress`: what each method writes runs in the reference runtimes as on our
+/// executor; splits of weights that are exactly of low rank change nothing; pruning removes
+/// the smallest weights and exactly the share asked; bad requests leave no file.
+final class CompressTests: XCTestCase {
+    var outDir: URL!
+
+    override func setUpWithError() throws {
+        outDir = FileManager.default.temporaryDirectory.appendingPathComponent("modellens-compress-\(getpid())-\(name.hashValue)")
+        try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        if let outDir { try? FileManager.default.removeItem(at: outDir) }
+    }
+
+    func path(_ relative: String) throws -> String {
+        let p = TestSupport.root.appendingPathComponent(relative).path
+        guard FileManager.default.fileExists(atPath: p) else { throw XCTSkip("missing \(p): run `make test`") }
+        return p
+    }
+
+    /// Sets a constant to the product of seeded random factors: exactly rank `rank` as an
+    /// m x n matrix (`cp`: false) or as a 4-way CP tensor (`cp`: true).
+    func makeLowRank(_ m: Model, _ name: String, rank: Int, cp: Bool) throws {
+        let id = try XCTUnwrap(m.graph.value(named: name))
+        let shape = try XCTUnwrap(m.graph.values[id].constant).shape
+        var rng = Rng(s: 7)
+        var out = [Float](repeating: 0, count: shape.reduce(1, *))
+        if cp {
+            let f = shape.map { d in (0..<(d * rank)).map { _ in rng.float() } }
+            var i = 0
+            for a in 0..<shape[0] { for b in 0..<shape[1] { for c in 0..<shape[2] { for e in 0..<shape[3] {
+                var s: Float = 0
+                for r in 0..<rank { s += f[0][a * rank + r] * f[1][b * rank + r] * f[2][c * rank + r] * f[3][e * rank + r] }
+                out[i] = s
+                i += 1
+            } } } }
+        } else {
+            let (rows, cols) = (shape[0], shape.dropFirst().reduce(1, *))
+            let u = (0..<(rows * rank)).map { _ in rng.float() }, v = (0..<(rank * cols)).map { _ in rng.float() }
+            for i in 0..<rows { for j in 0..<cols { for r in 0..<rank { out[i * cols + j] += u[i * rank + r] * v[r * cols + j] } } }
+        }
+        m.graph.values[id].constant = TensorData(dtype: .float32, shape: shape, storage: .owned(out.withUnsafeBytes { Array($0) }))
+    }
+
+    /// Largest output difference relative to the reference's largest magnitude.
+    func relativeDifference(_ a: Model, _ b: Model) throws -> Double {
+        let input = a.graph.values[a.graph.inputs[0]]
+        let shape = input.type.shape.dims!.map { $0.value ?? 1 }
+        var rng = Rng(s: 3)
+        let x = RTensor.allocate(shape, .float32)
+        for i in 0..<x.count { x.floats[i] = rng.float() }
+        let ya = try Executor(model: a).run([input.name: x]), yb = try Executor(model: b).run([b.graph.values[b.graph.inputs[0]].name: x])
+        let p = try XCTUnwrap(ya[a.graph.values[a.graph.outputs[0]].name]).toFloats()
+        let q = try XCTUnwrap(yb[b.graph.values[b.graph.outputs[0]].name]).toFloats()
+        XCTAssertEqual(p.count, q.count)
+        let scale = p.map { abs(Double($0)) }.max() ?? 1
+        return zip(p, q).map { abs(Double($0) - Double($1)) }.max()! / max(scale, 1e-12)
+    }
+
+    func testSplitsOfExactlyLowRankWeightsChangeNothing() throws {
+        // (model, constant, layer regex, options): a MatMul, a Gemm and a 3x3 convolution
+        // whose weights are built of rank 2, split at rank 2.
+        let cases: [(String, String, String, CompressionOptions, Bool)] = [
+            ("SampleModels/convnext_block.onnx", "block0.fc1.w", "block0.fc1$", CompressionOptions(lowRank: 2), false),
+            ("SampleModels/tiny_cnn.onnx", "fc.w", "^fc$", CompressionOptions(lowRankEnergy: 0.999), false),
+            ("SampleModels/tiny_cnn.onnx", "conv1.w", "^conv1$", CompressionOptions(cp: 2), true),
+            ("SampleModels/convnext_block.onnx", "stem.w", "^stem$", CompressionOptions(cp: 2), true),
+        ]
+        for (rel, weight, layer, var options, cp) in cases {
+            let src = try path(rel)
+            let reference = try ModelImporter.load(src), model = try ModelImporter.load(src)
+            try makeLowRank(reference, weight, rank: 2, cp: cp)
+            try makeLowRank(model, weight, rank: 2, cp: cp)
+            options.layers = layer
+            let log = try Compressor.apply(model, options)
+            XCTAssertEqual(log.changes.count, 1, "\(rel) \(weight): \(log.skipped)")
+            if options.lowRankEnergy != nil { XCTAssertTrue(log.changes.first?.detail.hasPrefix("rank 2 of") ?? false, "\(log.changes)") }
+            let out = outDir.appendingPathComponent("split.onnx").path
+            try Converter.convert(model, to: out)
+            let written = try ModelImporter.load(out)
+            XCTAssertGreaterThan(written.graph.nodes.count, reference.graph.nodes.count, rel)
+            let d = try relativeDifference(reference, written)
+            XCTAssertLessThan(d, cp ? 1e-3 : 1e-5, "\(rel) \(weight): a rank-2 weight split at rank 2")
+        }
+    }
+
+    func testPruningZeroesTheSmallestWeightsOfEachLayer() throws {
+        let src = try path(".models/torchvision/mobilenet_v2.onnx")
+        let original = try ModelImporter.load(src), model = try ModelImporter.load(src)
+        let log = try Compressor.apply(model, CompressionOptions(prune: 0.3))
+        XCTAssertEqual(log.changes.count, 53)  // 52 convolutions and the classifier
+        for node in model.graph.nodes where node.op == .conv || node.op == .gemm {
+            let id = try XCTUnwrap(node.inputs[1])
+            let before = try XCTUnwrap(original.graph.values[id].constant?.doubles(limit: .max))
+            let after = try XCTUnwrap(model.graph.values[id].constant?.doubles(limit: .max))
+            let zeroed = zip(before, after).filter { $0.1 == 0 && $0.0 != 0 }.map { abs($0.0) }
+            let kept = zip(before, after).filter { $0.1 != 0 }.map { abs($0.0) }
+            XCTAssertEqual(Double(zeroed.count + before.filter { $0 == 0 }.count), (Double(before.count) * 0.3).rounded(), accuracy: 1, node.name)
+            XCTAssertLessThanOrEqual(zeroed.max() ?? 0, kept.min() ?? .infinity, "\(node.name): a larger weight was zeroed than one kept")
+            XCTAssertEqual(zip(before, after).filter { $0.1 != 0 && $0.0 != $0.1 }.count, 0, "\(node.name): kept weights changed")
+        }
+    }
+
+    /// Each method's file runs in onnxruntime / LiteRT (reference kernels) as on the executor:
+    /// every value within 1e-4 (Tools/compare-layers.py).
+    func testCompressedFilesRunInTheReferenceRuntimes() throws {
+        let python = TestSupport.root.appendingPathComponent(".venv/bin/python")
+        guard FileManager.default.isExecutableFile(atPath: python.path) else { throw XCTSkip("no .venv: run `make test`") }
+        let cases: [(String, [String], String)] = [
+            (".models/torchvision/mobilenet_v2.onnx", ["--lowrank-energy", "0.9"], "onnx"),
+            (".models/torchvision/mobilenet_v2.onnx", ["--prune", "0.5"], "onnx"),
+            ("SampleModels/convnext_block.onnx", ["--cp", "4", "--lowrank", "4"], "onnx"),
+            ("SampleModels/tiny_cnn.onnx", ["--cp", "3", "--lowrank", "2"], "tflite"),
+            ("SampleModels/tiny_cnn.tflite", ["--prune", "0.4"], "tflite"),
+        ]
+        for (rel, args, ext) in cases {
+            let src = try path(rel)
+            let out = outDir.appendingPathComponent("out.\(ext)").path
+            let r = try TestSupport.run(["compress", src, out] + args + ["--json"], timeout: 120)
+            XCTAssertEqual(r.status, 0, "\(rel) \(args): \(r.stderr)")
+            let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+            XCTAssertFalse((report["changes"] as? [Any] ?? []).isEmpty, "\(rel) \(args): nothing changed")
+            let p = Process()
+            p.executableURL = python
+            p.arguments = [TestSupport.root.appendingPathComponent("Tools/compare-layers.py").path, out, "--binary", TestSupport.binary.path]
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            p.standardError = pipe
+            try p.run()
+            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationStatus, 0, "\(rel) \(args) -> .\(ext): \(text)")
+            XCTAssertTrue(text.contains(", 0 differ"), text)
+            print("compress \(rel) \(args.joined(separator: " ")) -> .\(ext): \(text.split(separator: "\n").last ?? "")")
+        }
+    }
+
+    func testBadRequestsLeaveNoFile() throws {
+        let src = try path(".models/torchvision/mobilenet_v2.onnx")
+        let out = outDir.appendingPathComponent("never.onnx").path
+        // A rank at or above an explicitly chosen layer's own: refused with the allowed range.
+        var r = try TestSupport.run(["compress", src, out, "--lowrank", "1280", "--layers", "classifier"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("/classifier/classifier.1/Gemm") && r.stderr.contains("allowed 1...999"), r.stderr)
+        r = try TestSupport.run(["compress", src, out, "--cp", "100000", "--layers", "features.0/"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("allowed 1..."), r.stderr)
+        for args in [["--prune", "1.5"], ["--lowrank", "0"], ["--lowrank-energy", "0"], ["--layers", "(", "--prune", "0.1"], []] {
+            r = try TestSupport.run(["compress", src, out] + args)
+            XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("error") || r.stderr.contains("Error"), r.stderr)
+        }
+        // An output in a folder that does not exist.
+        r = try TestSupport.run(["compress", src, outDir.appendingPathComponent("no/such/dir/x.onnx").path, "--prune", "0.1"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: outDir.path), [])
+    }
+}
