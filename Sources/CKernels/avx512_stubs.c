@@ -34,6 +34,13 @@ void mlk_depthwise_nhwc_row_flat_avx512_(const mlk_conv *p, const float *xn, con
   abort();
 }
 int mlk_pool_planes_avx512_ok_(const mlk_conv *p) { (void)p; return 0; }
+void mlk_conv_sparse_block_avx512_(int out_c, long plane, const float *x, const float *values, const int *columns,
+                                   const int *starts, const float *bias, const float *scale, const float *res, float *y,
+                                   long q0, long q1, mlk_epilogue act) {
+  (void)out_c; (void)plane; (void)x; (void)values; (void)columns; (void)starts; (void)bias; (void)scale; (void)res; (void)y;
+  (void)q0; (void)q1; (void)act;
+  abort();
+}
 void mlk_avgpool_nhwc_row_avx512_(const mlk_conv *p, int include_pad, const float *xn, float *yn, int oh) {
   (void)p; (void)include_pad; (void)xn; (void)yn; (void)oh;
   abort();

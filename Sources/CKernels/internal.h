@@ -98,6 +98,11 @@ static inline void mlk_columns_inside(const mlk_conv *p, int *lo, int *hi) {
 /// handled here and is left to mlk_activate).
 typedef struct { int kind; float lo, hi; } mlk_epilogue;
 
+/// The sparse 1x1 convolution over pixels [q0, q1) of one image (sparse.c, sparse_avx512.c).
+void mlk_conv_sparse_block_avx512_(int out_c, long plane, const float *x, const float *values, const int *columns,
+                                   const int *starts, const float *bias, const float *scale, const float *res, float *y,
+                                   long q0, long q1, mlk_epilogue act);
+
 /// C[m x width] = scale[row] * (A[m x k] (row-major, row stride lda) * B) + bias[row] (or
 /// + col_bias[column]) (+ res, a matrix laid out like C, when given), then the activation; a NULL
 /// scale is 1. B is packed in panels of 32 columns: panel j holds rows 0..k-1 of columns
@@ -107,6 +112,11 @@ typedef struct { int kind; float lo, hi; } mlk_epilogue;
 void mlk_gemm_packed_avx512_(int m, int width, int k, const float *a, long lda, const float *bpanels, float *c,
                              long ldc, const float *bias, const float *col_bias, const float *scale, const float *res,
                              mlk_epilogue act, int accumulate, int finish);
+
+/// The sparse 1x1 convolution over pixels [q0, q1) of one image (sparse.c, sparse_avx512.c).
+void mlk_conv_sparse_block_avx512_(int out_c, long plane, const float *x, const float *values, const int *columns,
+                                   const int *starts, const float *bias, const float *scale, const float *res, float *y,
+                                   long q0, long q1, mlk_epilogue act);
 
 /// C[m x width] = scale[row] * (A[m x k] * B) + bias[row] (+ res, laid out like C), then the
 /// activation, where row kk of B is the

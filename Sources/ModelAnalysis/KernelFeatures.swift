@@ -130,6 +130,11 @@ public enum KernelClassifier {
                 }
                 (cls, wider) = ("conv.grouped.\(layout)", ["conv.spatial.\(layout)"])
             } else if geo.kernelH * geo.kernelW == 1 {
+                // Pruned weights (at most 35% nonzero) run on the sparse kernel, its work the nonzeros'.
+                if node.dataLayout != .nhwc, node.op.rawValue == "Conv", var p = convParameters(node, in: g, bindings: bindings),
+                   let (nonzero, _) = weightNonzeros(node, in: g), mlk_conv_sparse_ok(&p, nonzero) != 0 {
+                    return ("conv.pointwise.sparse.nchw", ["conv.pointwise.nchw"])
+                }
                 (cls, wider) = ("conv.pointwise.\(layout)", [])
             } else if node.dataLayout == .nhwc, node.op.rawValue == "Conv", var p = convParameters(node, in: g, bindings: bindings),
                       mlk_conv_nhwc_runs_direct(&p) != 0 {
@@ -249,6 +254,20 @@ public enum KernelClassifier {
     /// activations, which the analysis does not see: they count as packed. Weights decoded at
     /// load time (fp16 or sparse) are packed like stored ones where the convolution is their only
     /// reader.
+    /// Nonzero and all elements of a node's float32 constant weight (input 1).
+    public static func weightNonzeros(_ node: Node, in g: Graph) -> (nonzero: Int, count: Int)? {
+        guard node.inputs.count > 1, let w = node.inputs[1], let c = g.values[w].constant, c.dtype == .float32,
+              c.byteCount >= c.elementCount * 4 else { return nil }
+        let n = c.elementCount
+        let nonzero = c.withBytes { raw -> Int in
+            if let base = raw.baseAddress, Int(bitPattern: base) % 4 == 0 { return mlk_count_nonzero(base.assumingMemoryBound(to: Float.self), n) }
+            var k = 0
+            for i in 0..<n where raw.loadUnaligned(fromByteOffset: i * 4, as: Float.self) != 0 { k += 1 }
+            return k
+        }
+        return (nonzero, n)
+    }
+
     static func weightsPacked(_ node: Node, in g: Graph, bindings: [String: Int]) -> Bool {
         guard node.op.rawValue == "Conv", var p = convParameters(node, in: g, bindings: bindings) else { return true }
         if node.dataLayout == .nhwc { return mlk_conv_nhwc_packs(&p) != 0 }
@@ -336,6 +355,13 @@ public enum KernelClassifier {
             // kernel, and at 1 and 4 FLOPs an element the chains were predicted at 3-4x their time.
             if step.chainOp != nil, let out = (step.fused.last.map { g.nodes[$0] } ?? node).outputs.first {
                 f.flops = bytes(out) / max(1, (g.values[out].type.dtype.bitWidth ?? 32) / 8)
+            }
+            // A sparse kernel does the products of the nonzero weights only, and reads them with
+            // their column indices.
+            if cls == "conv.pointwise.sparse.nchw", let (nonzero, count) = weightNonzeros(node, in: g), count > 0 {
+                f.macs = Int((Double(nodes[step.node].macs) * Double(nonzero) / Double(count)).rounded())
+                f.flops = 2 * f.macs
+                f.weightBytes = 8 * nonzero
             }
             f.bytesRead = nodes[step.node].activationBytesRead
             var inside = Set(node.outputs)

@@ -58,6 +58,8 @@ public enum BenchmarkNetworks {
         let dw = b.conv(expanded, e, e, k: 3, group: e, act: "Clip")
         let projected = b.conv(dw, e, c, k: 1)
         let block = b.binary("Add", projected, stem)
+        // The expansion pruned to 10-30% nonzero weights: the sparse kernel's class.
+        let pruned = b.conv(stem, c, e, k: 1, act: "Clip", density: [0.1, 0.2, 0.3][(c / 8 + r) % 3])
         // A plain 3x3 layer, then a strided 3x3 that doubles the channels, and a 5x5 depthwise.
         let plain = b.conv(block, c, c, k: 3, act: "Relu")
         let down = b.conv(plain, c, 2 * c, k: 3, stride: 2, act: "Relu")
@@ -117,7 +119,7 @@ public enum BenchmarkNetworks {
         let flat = b.flatten(gap)
         let logits = b.gemm(flat, 3 * c, 1000)
         let soft = b.softmax(logits)
-        b.outputs([soft, cropped, up, upNearest, dw3s2, dw5s1, summed, thSum, se, shuffled, half, branchMax, branchAvg, halved] + (pixels.map { [$0] } ?? []))
+        b.outputs([soft, cropped, up, upNearest, dw3s2, dw5s1, summed, thSum, se, shuffled, half, branchMax, branchAvg, halved, pruned] + (pixels.map { [$0] } ?? []))
         let graph = b.graph
         let model = Model(format: Model.Format(rawValue: "onnx"), path: "calibration-\(c)x\(r)", fileSize: 0, graph: graph)
         model.opsets = ["": BenchmarkNetworks.opset]
@@ -202,11 +204,18 @@ struct GraphBuilder {
     }
 
     /// A convolution with "same" padding and a bias, then an optional activation node
-    /// ("Relu", or "Clip" to [0, 6]).
-    mutating func conv(_ x: ValueID, _ cin: Int, _ cout: Int, k: Int, stride: Int = 1, group: Int = 1, act: String? = nil) -> ValueID {
+    /// ("Relu", or "Clip" to [0, 6]); `density`: the share of weights left nonzero.
+    mutating func conv(_ x: ValueID, _ cin: Int, _ cout: Int, k: Int, stride: Int = 1, group: Int = 1, act: String? = nil,
+                       density: Double? = nil) -> ValueID {
         let s = shape(x)
         let oh = (s[2] + 2 * (k / 2) - k) / stride + 1, ow = (s[3] + 2 * (k / 2) - k) / stride + 1
-        let w = constant([cout, cin / group, k, k], scale: 2 / Float(max(1, cin / group * k * k)).squareRoot())
+        var w = constant([cout, cin / group, k, k], scale: 2 / Float(max(1, cin / group * k * k)).squareRoot())
+        if let density, let c = graph.values[w].constant, var f = c.doubles(limit: .max) {
+            // Pruned weights: this share nonzero, scattered at random (magnitude pruning's zeros
+            // follow no pattern either).
+            for i in f.indices where Double(random() + 0.5) >= density { f[i] = 0 }
+            w = floats(f.map(Float.init), shape: c.shape)
+        }
         let bias = constant([cout], scale: 0.1)
         var y = node("Conv", [x, w, bias], [s[0], cout, oh, ow],
                      ["kernel_shape": .ints([k, k]), "strides": .ints([stride, stride]), "pads": .ints([k / 2, k / 2, k / 2, k / 2]),

@@ -109,7 +109,7 @@ func convRunsBlocked(_ n: Node, _ graph: Graph, weight: RTensor?, residual: Valu
           let p0 = try? convGeometry(WindowAttributes(n), x: xs, kernel: Array(w.shape.dropFirst(2)), outChannels: w.shape[0], nhwc: false),
           p0.in_c == Int32(w.shape[1]) else { return false }
     var p = columnAsRow(p0)
-    guard mlk_conv_blocked_ok(&p) != 0 else { return false }
+    guard mlk_conv_blocked_ok(&p) != 0, !convRunsSparse(n, graph, weight: w) else { return false }
     if let r = residual { return declaredShape(r, graph) == outShape(p0, rank: 4, nhwc: false) }
     return true
 }
@@ -145,6 +145,48 @@ struct PrepackedWeights {
         mlk_weight_panels_unpack(Int32(shape[0]), Int32(w.count / max(shape[0], 1)), panels.floats, w.floats)
         return w
     }
+}
+
+/// A pointwise convolution's mostly-zero weights as compressed rows (mlk_sparse_pack), for the
+/// sparse kernel: the work follows the nonzeros (pruned models), where the GEMM does every product.
+struct SparseWeights {
+    let values: RTensor, columns: [Int32], starts: [Int32]
+    let shape: [Int]
+
+    /// The rows of `w` (outputs x inputs) when `p` with that many nonzeros takes the sparse kernel.
+    init?(_ w: RTensor, _ p: mlk_conv) {
+        guard w.dtype == .float32, w.shape.count == 4, w.shape[2] == 1, w.shape[3] == 1 else { return nil }
+        let nonzero = mlk_count_nonzero(w.floats, w.count)
+        var q = p
+        guard mlk_conv_sparse_ok(&q, nonzero) != 0 else { return nil }
+        let rows = w.shape[0], cols = w.shape[1]
+        values = RTensor.allocate([max(1, nonzero)], .float32)
+        var columns = [Int32](repeating: 0, count: max(1, nonzero)), starts = [Int32](repeating: 0, count: rows + 1)
+        mlk_sparse_pack(Int32(rows), Int32(cols), w.floats, values.floats, &columns, &starts)
+        (self.columns, self.starts, shape) = (columns, starts, w.shape)
+    }
+
+    var bytes: Int { values.byteCount + 4 * (columns.count + starts.count) }
+
+    /// The dense weights again (a run whose input shape leaves the sparse kernel's geometry).
+    func dense() -> RTensor {
+        let w = RTensor.allocate(shape, .float32)
+        for i in 0..<w.count { w.floats[i] = 0 }
+        let cols = shape[1]
+        for r in 0..<shape[0] {
+            for k in Int(starts[r])..<Int(starts[r + 1]) { w.floats[r * cols + Int(columns[k])] = values.floats[k] }
+        }
+        return w
+    }
+}
+
+/// Whether the NCHW convolution runs on the sparse kernel for its declared input (the layout
+/// planner keeps its activations in NCHW then).
+func convRunsSparse(_ n: Node, _ graph: Graph, weight: RTensor?) -> Bool {
+    guard n.op == .conv, n.dataLayout != .nhwc, (n.kernelLayout ?? .oihw) == .oihw, let w = weight, w.dtype == .float32, w.shape.count == 4,
+          w.shape[2] == 1, w.shape[3] == 1, let xs = declaredShape(n.inputs.first ?? nil, graph), xs.count == 4,
+          var p = try? convGeometry(WindowAttributes(n), x: xs, kernel: [1, 1], outChannels: w.shape[0], nhwc: false) else { return false }
+    return mlk_conv_sparse_ok(&p, mlk_count_nonzero(w.floats, w.count)) != 0
 }
 
 let convKernels: [(String, KernelFactory)] = {
@@ -220,17 +262,31 @@ let convKernels: [(String, KernelFactory)] = {
         // Convolutions the planner put on channel-blocked activations (input, output or both) pack
         // theirs too: that path reads panels only (1x1 convolutions as well).
         let blockedIn = pc.blockedInput, blockedOut = pc.blockedOutput
-        if !nhwc, layout == .oihw, Executor.avx512Available, (storedWeight?.isFileBacked == true || pc.madeAtPlanTime.contains(1)),
+        // Pruned pointwise weights (at most half nonzero): compressed rows for the sparse kernel,
+        // which then reads them only.
+        var sparse: SparseWeights? = nil
+        if !nhwc, layout == .oihw, !blockedIn, !blockedOut, let planned, let w = pc.constants.count > 1 ? pc.constants[1] : nil,
+           let s = SparseWeights(w, planned.p) {
+            sparse = s
+            pc.packing.unreadSlots = [1]
+            pc.packing.bytes = s.bytes
+        }
+        if sparse == nil, !nhwc, layout == .oihw, Executor.avx512Available, (storedWeight?.isFileBacked == true || pc.madeAtPlanTime.contains(1)),
            var p = planned?.p, mlk_conv_nchw_cot_packs(&p) != 0 || blockedIn || blockedOut,
            let w = pc.constants.count > 1 ? pc.constants[1] : nil, w.dtype == .float32, w.shape.count == 4, w.shape[0] > 0 {
             prepacked = PrepackedWeights(w, pc)
         }
         return { ins, ctx in
             let x = try requireFloat(ins.first ?? nil, node: n)
+            let onSparse = sparse != nil && x.shape == planned?.x
+                && ((ins.count > 3 ? ins[3] : nil).map { $0.dtype == .float32 && $0.shape == planned?.y } ?? true)
             let w: RTensor
             if let stored = prepacked {
                 // For its shape only: the panels are not in the stored order (unpacked below if need be).
                 w = RTensor(shape: stored.shape, dtype: .float32, buffer: stored.panels.buffer)
+            } else if let sparse {
+                // For its shape only on the sparse kernel; the dense weights again off it.
+                w = onSparse ? RTensor(shape: sparse.shape, dtype: .float32, buffer: sparse.values.buffer) : sparse.dense()
             } else {
                 w = try requireFloat(ins.count > 1 ? ins[1] : nil, node: n)
             }
@@ -260,7 +316,15 @@ let convKernels: [(String, KernelFactory)] = {
             }
             // The kernels apply the bias (and residual) and this activation as they store results.
             let act = kernelActivation ?? (0, 0, 0)
-            if depthwise && nhwc {
+            if let sparse, onSparse {
+                let scratch = try ctx.scratchFloats(Int(mlk_conv_sparse_scratch(&p)))
+                sparse.columns.withUnsafeBufferPointer { c in
+                    sparse.starts.withUnsafeBufferPointer { st in
+                        mlk_conv_sparse(&p, x.floats, sparse.values.floats, c.baseAddress, st.baseAddress, b, scale?.floats, residual?.floats,
+                                        y.floats, scratch, act.kind, act.lo, act.hi)
+                    }
+                }
+            } else if depthwise && nhwc {
                 mlk_depthwise_nhwc(&p, x.floats, w.floats, b, y.floats, act.kind, act.lo, act.hi)
             } else if depthwise && layout == .oihw {
                 mlk_depthwise_nchw(&p, x.floats, w.floats, b, y.floats, act.kind, act.lo, act.hi)

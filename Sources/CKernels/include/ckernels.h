@@ -158,6 +158,21 @@ typedef struct mlk_conv {
   int groups;
 } mlk_conv;
 
+/// Nonzero elements among n floats.
+long mlk_count_nonzero(const float *w, long n);
+/// Whether a convolution runs on the sparse kernel with `nonzero` weights: 1x1, stride 1, no
+/// padding, one group, and at most 35% of the weights nonzero (below the break-even with the GEMM).
+int mlk_conv_sparse_ok(const mlk_conv *p, long nonzero);
+/// Compressed rows of the rows x cols row-major w: its nonzeros in `values` with their column in
+/// `columns` (both mlk_count_nonzero long), row r's from starts[r] to starts[r + 1] (rows + 1).
+void mlk_sparse_pack(int rows, int cols, const float *w, float *values, int *columns, int *starts);
+/// y = act(scale[o] * sum over row o's nonzeros of value x input channel + bias[o] (+ residual)),
+/// NCHW, for a 1x1 convolution mlk_conv_sparse_ok takes; scale, bias, residual may be NULL.
+void mlk_conv_sparse(const mlk_conv *p, const float *x, const float *values, const int *columns, const int *starts, const float *bias,
+                     const float *scale, const float *residual, float *y, float *scratch, int act, float lo, float hi);
+/// Floats of scratch mlk_conv_sparse needs (for every thread of a section).
+size_t mlk_conv_sparse_scratch(const mlk_conv *p);
+
 /// NCHW input, OIHW weights (O x I/g x kH x kW): y = scale[o] * conv + bias[o] (scale optional,
 /// a folded BatchNorm; bias optional), plus an optional residual `res` (a tensor of y's shape),
 /// then the activation `act` (kinds as in mlk_activate). `scratch` holds mlk_conv_nchw_scratch(p)

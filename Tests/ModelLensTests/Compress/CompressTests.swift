@@ -119,6 +119,7 @@ final class CompressTests: XCTestCase {
         let cases: [(String, [String], String)] = [
             (".models/torchvision/mobilenet_v2.onnx", ["--lowrank-energy", "0.9"], "onnx"),
             (".models/torchvision/mobilenet_v2.onnx", ["--prune", "0.5"], "onnx"),
+            (".models/torchvision/mobilenet_v2.onnx", ["--prune", "0.85"], "onnx"),   // on the sparse kernel
             ("SampleModels/convnext_block.onnx", ["--cp", "4", "--lowrank", "4"], "onnx"),
             ("SampleModels/tiny_cnn.onnx", ["--cp", "3", "--lowrank", "2"], "tflite"),
             ("SampleModels/tiny_cnn.tflite", ["--prune", "0.4"], "tflite"),
