@@ -14,7 +14,8 @@ struct Compress: ParsableCommand {
         discussion: """
             Reads IN, applies the methods given, writes OUT (its extension picks the format: \
             .onnx, or .tflite through the ONNX -> TFLite converter) and prints, before and after: \
-            file size, parameters, MACs and the predicted latency (--profile). With --verify it \
+            file size, parameters, nonzero weights, MACs (and those the kernels do, where sparse \
+            kernels skip zero weights) and the predicted latency (--profile). With --verify it \
             also runs both models on the executor: their measured latency (--threads, --runs; \
             rounds interleaved, the minimum of the round medians) and how far the compressed \
             model's outputs stray from the original's: the largest difference relative to the \
@@ -109,6 +110,8 @@ struct Compress: ParsableCommand {
         func side(_ m: Model, _ r: AnalysisReport, _ measured: Double?) -> [String: Any] {
             var o: [String: Any] = ["file": m.path, "bytes": m.fileSize, "parameters": r.totals.params, "nonzeroWeights": nonzeroWeights(m), "macs": r.totals.macs,
                                     "predictedMs": r.totals.predictedSeconds * 1000]
+            o["effectiveMacs"] = r.kernelFeatures.reduce(0) { $0 + $1.macs }
+            o["sparseKernels"] = r.kernelFeatures.filter { $0.kernelClass.contains(".sparse.") }.count
             if let measured { o["measuredMs"] = measured }
             return o
         }
@@ -148,6 +151,11 @@ struct Compress: ParsableCommand {
         let (nzBefore, nzAfter) = (nonzeroWeights(original), nonzeroWeights(written))
         rows.append(["nonzero weights", SymCount.human(nzBefore), SymCount.human(nzAfter), ratio(Double(nzAfter), Double(nzBefore))])
         rows.append(["MACs", SymCount.human(before.totals.macs), SymCount.human(after.totals.macs), ratio(Double(after.totals.macs), Double(before.totals.macs))])
+        let (effBefore, effAfter) = (before.kernelFeatures.reduce(0) { $0 + $1.macs }, after.kernelFeatures.reduce(0) { $0 + $1.macs })
+        if effBefore != before.totals.macs || effAfter != after.totals.macs {
+            let sparse = after.kernelFeatures.filter { $0.kernelClass.contains(".sparse.") }.count
+            rows.append(["MACs the kernels do\(sparse > 0 ? " (\(sparse) sparse)" : "")", SymCount.human(effBefore), SymCount.human(effAfter), ratio(Double(effAfter), Double(effBefore))])
+        }
         rows.append(["predicted ms (\(hw.id))", String(format: "%.3f", before.totals.predictedSeconds * 1000), String(format: "%.3f", after.totals.predictedSeconds * 1000),
                      ratio(after.totals.predictedSeconds, before.totals.predictedSeconds)])
         if let latency {
