@@ -53,8 +53,9 @@ let package = Package(
         .target(name: "ModelCalibration", dependencies: ["ModelIR", "ModelImport", "ModelAnalysis", "ModelRuntime", "ModelExport"]),
         // Model rewrites: width scaling (writes ONNX through protobuf-c).
         .target(name: "ModelTransform", dependencies: ["ModelIR", "ModelImport", "CONNX"]),
-        // Compression: low-rank splits and pruning, IR -> IR (the writers write the result).
-        .target(name: "ModelCompress", dependencies: ["ModelIR", "CKernels"]),
+        // Compression: low-rank and CP splits, pruning, int8, IR -> IR (the writers write the result;
+        // the executor measures the calibration ranges).
+        .target(name: "ModelCompress", dependencies: ["ModelIR", "ModelRuntime", "CKernels"]),
         .executableTarget(
             name: "modellens",
             dependencies: [

@@ -1,9 +1,10 @@
 import Foundation
 import ModelIR
+import ModelRuntime
 
 /// What `modellens compress` applies, in this order: low-rank splits of fully-connected and 1x1
-/// layers, CP splits of k x k convolutions, then magnitude pruning
-/// (of the weights as they are after the splits, factors included). Each method visits the
+/// layers, CP splits of k x k convolutions, magnitude pruning (of the weights as they are after
+/// the splits, factors included), then static int8 quantization. Each method visits the
 /// layers with float32 constant weights whose node name matches `layers` (all when nil).
 public struct CompressionOptions: Sendable {
     /// Fraction of each layer's weights set to zero, smallest magnitudes first (0 ..< 1).
@@ -15,6 +16,9 @@ public struct CompressionOptions: Sendable {
     public var lowRankEnergy: Double?
     /// Rank of the CP decomposition k x k convolutions are split by.
     public var cp: Int?
+    /// Post-training quantization: "int8" (static: weights per channel, activations over the
+    /// ranges the calibration inputs give them).
+    public var quantize: String?
     /// A regular expression the node names of the layers to change must match (anywhere in
     /// the name).
     public var layers: String?
@@ -27,7 +31,7 @@ public struct CompressionOptions: Sendable {
         self.layers = layers
     }
 
-    public var isEmpty: Bool { prune == nil && lowRank == nil && lowRankEnergy == nil && cp == nil }
+    public var isEmpty: Bool { prune == nil && lowRank == nil && lowRankEnergy == nil && cp == nil && quantize == nil }
 }
 
 /// One layer a method changed, with its parameter count before and after.
@@ -63,11 +67,16 @@ public struct CompressionError: Error, CustomStringConvertible {
 public enum Compressor {
     /// Rewrites `model.graph` in place; the caller writes it out. Throws before changing
     /// anything when the options are out of range.
-    public static func apply(_ model: Model, _ options: CompressionOptions) throws -> CompressionLog {
+    /// `calibration`: inputs for static quantization's ranges (by graph-input name).
+    public static func apply(_ model: Model, _ options: CompressionOptions, calibration: [[String: RTensor]] = []) throws -> CompressionLog {
         if let s = options.prune, !(s >= 0 && s < 1) { throw CompressionError("--prune takes a sparsity in [0, 1), not \(s)") }
         if let r = options.lowRank, r < 1 { throw CompressionError("--lowrank takes a rank of at least 1, not \(r)") }
         if let e = options.lowRankEnergy, !(e > 0 && e <= 1) { throw CompressionError("--lowrank-energy takes a share of energy in (0, 1], not \(e)") }
         if let r = options.cp, r < 1 { throw CompressionError("--cp takes a rank of at least 1, not \(r)") }
+        if let q = options.quantize {
+            guard q == "int8" else { throw CompressionError("--quantize takes int8, not '\(q)' (int8-dynamic and fp16 are not written yet)") }
+            guard !calibration.isEmpty else { throw CompressionError("--quantize int8 needs calibration inputs (--calibration DIR of .npy files)") }
+        }
         if options.lowRank != nil && options.lowRankEnergy != nil { throw CompressionError("give --lowrank or --lowrank-energy, not both") }
         var filter: NSRegularExpression?
         if let pattern = options.layers {
@@ -87,6 +96,10 @@ public enum Compressor {
         }
         if let s = options.prune {
             MagnitudePruning.apply(model.graph, sparsity: s, selected: selected, log: &log)
+        }
+        if options.quantize != nil {
+            let ranges = try StaticQuantization.ranges(model, feeds: calibration)
+            try StaticQuantization.apply(model.graph, ranges: ranges, selected: selected, log: &log)
         }
         return log
     }

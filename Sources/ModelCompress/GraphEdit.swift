@@ -17,6 +17,12 @@ struct GraphEdit {
         return id
     }
 
+    func constant(_ name: String, _ data: TensorData) -> ValueID {
+        let id = graph.addValue(name: unique(name), type: TensorType(dtype: data.dtype, shape: Shape(known: data.shape)))
+        graph.values[id].constant = data
+        return id
+    }
+
     /// An activation shaped like `like` with `size` along `axis` (unknown shapes stay unknown).
     func activation(_ name: String, like: ValueID, axis: Int, size: Int) -> ValueID {
         let t = graph.values[like].type

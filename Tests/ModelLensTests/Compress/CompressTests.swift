@@ -7,8 +7,8 @@ import ModelLensTestSupport
 import ModelRuntime
 import XCTest
 
-/// `modellens compress`: what each method writes runs in the reference runtimes as on our
-/// executor; splits of weights that are exactly of low rank change nothing; pruning removes
+/// `modellens compress`: what each method writes (int8 QDQ included) runs in the reference
+/// runtimes as on our executor; splits of weights that are exactly of low rank change nothing; pruning removes
 /// the smallest weights and exactly the share asked; bad requests leave no file.
 final class CompressTests: XCTestCase {
     var outDir: URL!
@@ -116,7 +116,10 @@ final class CompressTests: XCTestCase {
     func testCompressedFilesRunInTheReferenceRuntimes() throws {
         let python = TestSupport.root.appendingPathComponent(".venv/bin/python")
         guard FileManager.default.isExecutableFile(atPath: python.path) else { throw XCTSkip("no .venv: run `make test`") }
+        let calTiny = try calibrationFolder("cal_tiny", [1, 3, 32, 32]), calBlock = try calibrationFolder("cal_block", [1, 8, 12, 12])
         let cases: [(String, [String], String)] = [
+            ("SampleModels/tiny_cnn.onnx", ["--quantize", "int8", "--calibration", calTiny], "onnx"),
+            ("SampleModels/convnext_block.onnx", ["--quantize", "int8", "--calibration", calBlock, "--lowrank", "4"], "onnx"),
             (".models/torchvision/mobilenet_v2.onnx", ["--lowrank-energy", "0.9"], "onnx"),
             (".models/torchvision/mobilenet_v2.onnx", ["--prune", "0.5"], "onnx"),
             (".models/torchvision/mobilenet_v2.onnx", ["--prune", "0.85"], "onnx"),   // on the sparse kernel
@@ -146,6 +149,19 @@ final class CompressTests: XCTestCase {
         }
     }
 
+    /// Four seeded inputs of `shape` (uniform in [-1, 1]) as .npy files in a new folder.
+    func calibrationFolder(_ name: String, _ shape: [Int]) throws -> String {
+        let dir = outDir.appendingPathComponent(name)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        var rng = Rng(s: 5)
+        for k in 0..<4 {
+            let t = RTensor.allocate(shape, .float32)
+            for i in 0..<t.count { t.floats[i] = rng.float() }
+            try NPY.write(t, to: dir.appendingPathComponent("\(k).npy").path)
+        }
+        return dir.path
+    }
+
     func testBadRequestsLeaveNoFile() throws {
         let src = try path(".models/torchvision/mobilenet_v2.onnx")
         let out = outDir.appendingPathComponent("never.onnx").path
@@ -165,6 +181,12 @@ final class CompressTests: XCTestCase {
         r = try TestSupport.run(["compress", src, outDir.appendingPathComponent("no/such/dir/x.onnx").path, "--prune", "0.1"])
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        // int8 without calibration inputs, or to a .tflite.
+        r = try TestSupport.run(["compress", src, out, "--quantize", "int8"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("--calibration"), r.stderr)
+        r = try TestSupport.run(["compress", src, outDir.appendingPathComponent("q.tflite").path, "--quantize", "int8", "--calibration", outDir.path])
+        XCTAssertEqual(r.status, 2, r.stderr)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: outDir.path), [])
     }
 }
