@@ -15,7 +15,9 @@ pretrained classifier with real photographs.
 Each row is one `modellens compress ... --verify --json` (1 thread, pinned; 3 rounds interleaved
 with the original, the minimum of the round medians). Prints Markdown tables.
 
-Usage: Tools/compress-study.py [--tables 3,4,fidelity] [--runs 20] [--profile .study/host.json]
+4. Channel pruning: ResNet50 and MobileNetV2, size and time.
+
+Usage: Tools/compress-study.py [--tables 3,4,channels,fidelity] [--runs 20] [--profile .study/host.json]
 Needs the release build and `make models` (torchvision exports); fetches the wheels it needs.
 """
 import argparse, json, os, subprocess, sys
@@ -144,7 +146,7 @@ def mb(b):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--tables', default='3,4,fidelity')
+    ap.add_argument('--tables', default='3,4,channels,fidelity')
     ap.add_argument('--runs', type=int, default=20)
     ap.add_argument('--profile', default=os.path.join(ROOT, '.study', 'host.json'))
     args = ap.parse_args()
@@ -177,13 +179,25 @@ def main():
             print(f"| {label} | `{' '.join(m)}` | {mb(a['bytes'])} | {b['bytes'] / a['bytes']:.1f}x | {a['macs'] / 1e9:.2f} G of {b['macs'] / 1e9:.2f} G | "
                   f"{a['measuredMs']:.1f} ({b['measuredMs']:.1f}) | {b['measuredMs'] / a['measuredMs']:.2f}x |")
         print()
+    if 'channels' in tables:
+        print('### Channel pruning (untrained torchvision weights: size and time)\n')
+        print('| model | methods | file MB | MACs | measured ms (original) | speed-up |')
+        print('|---|---|---|---|---|---|')
+        for name, m in [('resnet50', ['--prune-channels', '0.3']), ('resnet50', ['--prune-channels', '0.45']),
+                        ('mobilenet_v2', ['--prune-channels', '0.3'])]:
+            src = os.path.join(ROOT, '.models', 'torchvision', name + '.onnx')
+            d = compress(src, os.path.join(WORK, f'{name}_channels{m[1]}.onnx'), m, max(5, args.runs // 2), profile)
+            b, a = d['before'], d['after']
+            print(f"| {name} | `{' '.join(m)}` | {mb(a['bytes'])} of {mb(b['bytes'])} | {a['macs'] / 1e9:.2f} G of {b['macs'] / 1e9:.2f} G | "
+                  f"{a['measuredMs']:.1f} ({b['measuredMs']:.1f}) | {b['measuredMs'] / a['measuredMs']:.2f}x |")
+        print()
     if 'fidelity' in tables:
         src = prepare_fidelity()
         samples = os.path.join(WORK, 'pictures')
         print(f'### Fidelity: pretrained EfficientNet-Lite0 on {len(PHOTOS)} photographs\n')
         print('| methods | file MB | nonzero weights | MACs | measured ms (original) | top-1 agree | top-5 agree | cosine |')
         print('|---|---|---|---|---|---|---|---|')
-        for m in [['--lowrank-energy', '0.99'], ['--lowrank-energy', '0.95'], ['--lowrank-energy', '0.9'],
+        for m in [['--prune-channels', '0.1'], ['--prune-channels', '0.25'], ['--lowrank-energy', '0.99'], ['--lowrank-energy', '0.95'], ['--lowrank-energy', '0.9'],
                   ['--prune', '0.3'], ['--prune', '0.5'], ['--prune', '0.7'], ['--prune', '0.9'], ['--quantize', 'int8']]:
             if m[0] == '--quantize':
                 # Calibrated on the first half of the photographs, judged on all of them.

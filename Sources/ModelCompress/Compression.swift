@@ -2,11 +2,13 @@ import Foundation
 import ModelIR
 import ModelRuntime
 
-/// What `modellens compress` applies, in this order: low-rank splits of fully-connected and 1x1
-/// layers, CP splits of k x k convolutions, magnitude pruning (of the weights as they are after
+/// What `modellens compress` applies, in this order: channel pruning, low-rank splits of
+/// fully-connected and 1x1 layers, CP splits of k x k convolutions, magnitude pruning (of the weights as they are after
 /// the splits, factors included), then static int8 quantization. Each method visits the
 /// layers with float32 constant weights whose node name matches `layers` (all when nil).
 public struct CompressionOptions: Sendable {
+    /// Fraction of each prunable convolution's filters removed, with the readers' channels (0 ..< 1).
+    public var pruneChannels: Double?
     /// Fraction of each layer's weights set to zero, smallest magnitudes first (0 ..< 1).
     public var prune: Double?
     /// Rank of the two factors fully-connected layers and 1x1 convolutions are split into.
@@ -23,15 +25,18 @@ public struct CompressionOptions: Sendable {
     /// the name).
     public var layers: String?
 
-    public init(prune: Double? = nil, lowRank: Int? = nil, lowRankEnergy: Double? = nil, cp: Int? = nil, layers: String? = nil) {
+    public init(prune: Double? = nil, pruneChannels: Double? = nil, lowRank: Int? = nil, lowRankEnergy: Double? = nil, cp: Int? = nil,
+                quantize: String? = nil, layers: String? = nil) {
         self.prune = prune
+        self.pruneChannels = pruneChannels
+        self.quantize = quantize
         self.cp = cp
         self.lowRank = lowRank
         self.lowRankEnergy = lowRankEnergy
         self.layers = layers
     }
 
-    public var isEmpty: Bool { prune == nil && lowRank == nil && lowRankEnergy == nil && cp == nil && quantize == nil }
+    public var isEmpty: Bool { pruneChannels == nil && prune == nil && lowRank == nil && lowRankEnergy == nil && cp == nil && quantize == nil }
 }
 
 /// One layer a method changed, with its parameter count before and after.
@@ -70,6 +75,7 @@ public enum Compressor {
     /// `calibration`: inputs for static quantization's ranges (by graph-input name).
     public static func apply(_ model: Model, _ options: CompressionOptions, calibration: [[String: RTensor]] = []) throws -> CompressionLog {
         if let s = options.prune, !(s >= 0 && s < 1) { throw CompressionError("--prune takes a sparsity in [0, 1), not \(s)") }
+        if let s = options.pruneChannels, !(s > 0 && s < 1) { throw CompressionError("--prune-channels takes a share of filters in (0, 1), not \(s)") }
         if let r = options.lowRank, r < 1 { throw CompressionError("--lowrank takes a rank of at least 1, not \(r)") }
         if let e = options.lowRankEnergy, !(e > 0 && e <= 1) { throw CompressionError("--lowrank-energy takes a share of energy in (0, 1], not \(e)") }
         if let r = options.cp, r < 1 { throw CompressionError("--cp takes a rank of at least 1, not \(r)") }
@@ -87,6 +93,9 @@ public enum Compressor {
             return filter.firstMatch(in: node.name, range: NSRange(node.name.startIndex..., in: node.name)) != nil
         }
         var log = CompressionLog()
+        if let s = options.pruneChannels {
+            try ChannelPruning.apply(model.graph, ratio: s, explicit: filter != nil, selected: selected, log: &log)
+        }
         if options.lowRank != nil || options.lowRankEnergy != nil {
             let rank: LowRankSplit.Rank = options.lowRank.map { .fixed($0) } ?? .energy(options.lowRankEnergy!)
             try LowRankSplit.apply(model, rank: rank, explicit: filter != nil, selected: selected, log: &log)

@@ -23,6 +23,11 @@ struct Compress: ParsableCommand {
             scores ([batch, classes], 10 classes or more), top-1 and top-5 agreement.
 
             Methods, applied in this order:
+              --prune-channels R   remove the share R of each convolution's filters with the \
+            smallest L1 norms, and the matching input channels of the layers that read them \
+            (through activations, BatchNorm, pooling and depthwise layers, which lose the same \
+            channels). Outputs that meet an Add, a Concat or a reshape keep their channels \
+            (ResNet's bottlenecks shrink inside). Smaller and faster on any kernel.
               --lowrank R          split fully-connected layers (Gemm, MatMul with a constant \
             matrix) and 1x1 convolutions into two of rank R by SVD: R (m + n) weights instead \
             of m n. Layers where R saves nothing are left as they were and named.
@@ -59,6 +64,7 @@ struct Compress: ParsableCommand {
 
     @Argument(help: "The model to compress (.onnx or .tflite).") var input: String
     @Argument(help: "The file to write; its extension chooses the format.") var output: String
+    @Option(name: .customLong("prune-channels"), help: ArgumentHelp("Remove this share of each prunable convolution's filters (smallest L1 norms).", valueName: "share")) var pruneChannels: Double?
     @Option(help: ArgumentHelp("Split FC and 1x1-conv layers to this rank.", valueName: "rank")) var lowrank: Int?
     @Option(name: .customLong("lowrank-energy"), help: ArgumentHelp("Split to the rank keeping this share of each layer's energy.", valueName: "share")) var lowrankEnergy: Double?
     @Option(help: ArgumentHelp("Split k x k convolutions by CP decomposition of this rank.", valueName: "rank")) var cp: Int?
@@ -77,7 +83,8 @@ struct Compress: ParsableCommand {
     func run() throws {
         var options = CompressionOptions(prune: prune, lowRank: lowrank, lowRankEnergy: lowrankEnergy, cp: cp, layers: layers)
         options.quantize = quantize
-        guard !options.isEmpty else { throw ValidationError("give at least one method: --lowrank R, --lowrank-energy E, --cp R, --prune S or --quantize int8") }
+        options.pruneChannels = pruneChannels
+        guard !options.isEmpty else { throw ValidationError("give at least one method: --lowrank R, --lowrank-energy E, --cp R, --prune S, --prune-channels R or --quantize int8") }
         guard threads >= 1, runs >= 1 else { throw ValidationError("--threads and --runs must be positive") }
         let ext = (output as NSString).pathExtension.lowercased()
         guard ext == "onnx" || ext == "tflite" else { throw ValidationError("OUT must end in .onnx or .tflite (the format follows the extension)") }

@@ -1,4 +1,5 @@
 import Foundation
+import ModelAnalysis
 import ModelCompress
 import ModelExport
 import ModelImport
@@ -111,6 +112,28 @@ final class CompressTests: XCTestCase {
         }
     }
 
+    func testChannelPruningHalvesResNet50InsideItsBottlenecks() throws {
+        let src = try path(".models/torchvision/resnet50.onnx")
+        let original = try ModelImporter.load(src), model = try ModelImporter.load(src)
+        let log = try Compressor.apply(model, CompressionOptions(pruneChannels: 0.45))
+        let profile = try HardwareProfile.resolve(HardwareProfile.defaultID)
+        let before = ModelAnalyzer.analyze(original, profile: profile), after = ModelAnalyzer.analyze(model, profile: profile)
+        let share = Double(after.totals.macs) / Double(before.totals.macs)
+        XCTAssertTrue(share > 0.4 && share < 0.5, "MACs \(share) of the original")
+        // Every bottleneck's first two convolutions (and the stem) lose filters; the residual
+        // stream (conv3 and the downsampling convolutions) keeps its channels.
+        XCTAssertEqual(log.changes.count, 16 * 2 + 1)
+        for (a, b) in zip(original.graph.nodes, model.graph.nodes) where a.op == .conv {
+            let wa = try XCTUnwrap(original.graph.values[a.inputs[1]!].constant).shape, wb = try XCTUnwrap(model.graph.values[b.inputs[1]!].constant).shape
+            if a.name.contains("conv3") || a.name.contains("downsample") {
+                XCTAssertEqual(wa[0], wb[0], a.name)
+            } else {
+                XCTAssertLessThan(wb[0], wa[0], a.name)
+                XCTAssertEqual(wb[0] % 8, 0, "\(a.name): filters kept in multiples of 8")
+            }
+        }
+    }
+
     /// Each method's file runs in onnxruntime / LiteRT (reference kernels) as on the executor:
     /// every value within 1e-4 (Tools/compare-layers.py).
     func testCompressedFilesRunInTheReferenceRuntimes() throws {
@@ -123,6 +146,8 @@ final class CompressTests: XCTestCase {
             (".models/torchvision/mobilenet_v2.onnx", ["--lowrank-energy", "0.9"], "onnx"),
             (".models/torchvision/mobilenet_v2.onnx", ["--prune", "0.5"], "onnx"),
             (".models/torchvision/mobilenet_v2.onnx", ["--prune", "0.85"], "onnx"),   // on the sparse kernel
+            (".models/torchvision/mobilenet_v2.onnx", ["--prune-channels", "0.3"], "onnx"),   // depthwise coupling
+            (".models/torchvision/resnet50.onnx", ["--prune-channels", "0.45"], "onnx"),   // bottlenecks, stem -> pool -> two readers
             ("SampleModels/convnext_block.onnx", ["--cp", "4", "--lowrank", "4"], "onnx"),
             ("SampleModels/tiny_cnn.onnx", ["--cp", "3", "--lowrank", "2"], "tflite"),
             ("SampleModels/tiny_cnn.tflite", ["--prune", "0.4"], "tflite"),
