@@ -123,6 +123,22 @@ final class CompressTests: XCTestCase {
         // Every bottleneck's first two convolutions (and the stem) lose filters; the residual
         // stream (conv3 and the downsampling convolutions) keeps its channels.
         XCTAssertEqual(log.changes.count, 16 * 2 + 1)
+        // Filters that are zero already: removing them (their bias carried into the readers'
+        // bias) leaves the outputs as they were, up to the 3x3 layers' zero-padded borders.
+        let zeroed = try ModelImporter.load(src), pruned = try ModelImporter.load(src)
+        for m in [zeroed, pruned] {
+            for node in m.graph.nodes where node.op == .conv && !node.name.contains("conv3") && !node.name.contains("downsample") {
+                let id = node.inputs[1]!
+                let w = try XCTUnwrap(m.graph.values[id].constant)
+                var f = try XCTUnwrap(w.doubles(limit: .max)).map(Float.init)
+                let per = f.count / w.shape[0]
+                let norms = (0..<w.shape[0]).map { o in (0..<per).reduce(Float(0)) { $0 + abs(f[o * per + $1]) } }
+                for o in (0..<w.shape[0]).sorted(by: { norms[$0] < norms[$1] }).prefix(w.shape[0] / 2) { for k in 0..<per { f[o * per + k] = 0 } }
+                m.graph.values[id].constant = TensorData(dtype: .float32, shape: w.shape, storage: .owned(f.withUnsafeBytes { Array($0) }))
+            }
+        }
+        _ = try Compressor.apply(pruned, CompressionOptions(pruneChannels: 0.5))
+        XCTAssertLessThan(try relativeDifference(zeroed, pruned), 1e-3)
         for (a, b) in zip(original.graph.nodes, model.graph.nodes) where a.op == .conv {
             let wa = try XCTUnwrap(original.graph.values[a.inputs[1]!].constant).shape, wb = try XCTUnwrap(model.graph.values[b.inputs[1]!].constant).shape
             if a.name.contains("conv3") || a.name.contains("downsample") {
