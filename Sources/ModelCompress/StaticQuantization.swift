@@ -4,11 +4,11 @@ import ModelRuntime
 
 /// Post-training static int8 quantization in the QDQ form onnxruntime.quantization writes:
 /// weights int8, symmetric, one scale per output channel, behind a DequantizeLinear; biases
-/// int32 at the input's scale times the weight's; and each activation a layer reads or
-/// writes (after its Relu/Clip, where one follows) through a QuantizeLinear -> DequantizeLinear
-/// pair, uint8 over the range the calibration inputs gave it (min/max, zero included). A
-/// runtime that fuses the pairs runs the layers on integers; one that does not computes the
-/// same values in float.
+/// int32 at the input's scale times the weight's; and each activation a layer reads or writes
+/// (after its BatchNorm and Relu/Clip, where they follow) through a QuantizeLinear ->
+/// DequantizeLinear pair, uint8 over the range the calibration inputs gave it (min/max, zero
+/// included). A runtime that fuses the pairs runs the layers on integers; one that does not
+/// computes the same values in float.
 enum StaticQuantization {
     static let method = "int8"
 
@@ -55,10 +55,13 @@ enum StaticQuantization {
             guard ranges[g.values[x].name] != nil else { skip("no calibrated range for its input"); continue }
             layers.append(i)
             addActivation(x)
-            // The output after the activation that follows alone, as the fused kernel gives it.
+            // The output after the BatchNorm and activation that follow alone, as the fused
+            // kernel gives it (a pair between them would keep the BatchNorm from folding).
             var out = node.outputs[0]
-            if let c = consumers[out], c.count == 1, ["Relu", "Clip"].contains(g.nodes[c[0]].op.rawValue), !g.outputs.contains(out) {
-                out = g.nodes[c[0]].outputs[0]
+            for follower in ["BatchNormalization", "Relu", "Clip"] {
+                if let c = consumers[out], c.count == 1, g.nodes[c[0]].op.rawValue == follower, !g.outputs.contains(out) {
+                    out = g.nodes[c[0]].outputs[0]
+                }
             }
             if ranges[g.values[out].name] != nil { addActivation(out) }
         }
