@@ -34,6 +34,11 @@ void mlk_depthwise_nhwc_row_flat_avx512_(const mlk_conv *p, const float *xn, con
   abort();
 }
 int mlk_pool_planes_avx512_ok_(const mlk_conv *p) { (void)p; return 0; }
+void mlk_gemv_sparse_avx512_(int o0, int o1, const float *x, const float *values, const int *columns, const int *starts,
+                             float alpha, float *y) {
+  (void)o0; (void)o1; (void)x; (void)values; (void)columns; (void)starts; (void)alpha; (void)y;
+  abort();
+}
 void mlk_conv_sparse_block_avx512_(int out_c, long plane, const float *x, const float *values, const int *columns,
                                    const int *starts, const float *bias, const float *scale, const float *res, float *y,
                                    long q0, long q1, mlk_epilogue act) {

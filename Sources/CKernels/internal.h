@@ -103,6 +103,10 @@ void mlk_conv_sparse_block_avx512_(int out_c, long plane, const float *x, const 
                                    const int *starts, const float *bias, const float *scale, const float *res, float *y,
                                    long q0, long q1, mlk_epilogue act);
 
+/// Units [o0, o1) of a pruned fully-connected layer: y[o] += alpha * row o . x (sparse.c).
+void mlk_gemv_sparse_avx512_(int o0, int o1, const float *x, const float *values, const int *columns, const int *starts,
+                             float alpha, float *y);
+
 /// C[m x width] = scale[row] * (A[m x k] (row-major, row stride lda) * B) + bias[row] (or
 /// + col_bias[column]) (+ res, a matrix laid out like C, when given), then the activation; a NULL
 /// scale is 1. B is packed in panels of 32 columns: panel j holds rows 0..k-1 of columns

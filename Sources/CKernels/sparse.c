@@ -111,3 +111,43 @@ void mlk_conv_sparse(const mlk_conv *p, const float *x, const float *values, con
     if (mlk_use_avx512_()) mlk_activate(y, (size_t)p->batch * p->out_c * j.plane, act, lo, hi);
   }
 }
+
+// ---- Fully-connected layers with pruned weights ----
+
+int mlk_gemm_sparse_ok(int outputs, int inner, long nonzero) {
+  return outputs > 0 && inner > 0 && (double)nonzero <= MLK_SPARSE_MAX_DENSITY * (double)outputs * (double)inner;
+}
+
+typedef struct {
+  int rows, outputs, inner;
+  const float *x, *values;
+  const int *columns, *starts;
+  float alpha, *y;
+} gemv_job;
+
+#define GEMV_SPARSE_ROWS 64   // output units a task sums
+
+// y[r, o] += alpha * (row o of the weights) . x[r, :] for the task's units, every input row.
+static void gemv_sparse_task(void *ctx, int t) {
+  const gemv_job *j = ctx;
+  const int o0 = t * GEMV_SPARSE_ROWS, o1 = o0 + GEMV_SPARSE_ROWS < j->outputs ? o0 + GEMV_SPARSE_ROWS : j->outputs;
+  for (int r = 0; r < j->rows; r++) {
+    const float *x = j->x + (long)r * j->inner;
+    float *y = j->y + (long)r * j->outputs;
+    if (mlk_use_avx512_()) {
+      mlk_gemv_sparse_avx512_(o0, o1, x, j->values, j->columns, j->starts, j->alpha, y);
+      continue;
+    }
+    for (int o = o0; o < o1; o++) {
+      float s = 0;
+      for (int k = j->starts[o]; k < j->starts[o + 1]; k++) s += j->values[k] * x[j->columns[k]];
+      y[o] += j->alpha * s;
+    }
+  }
+}
+
+void mlk_gemm_sparse(int rows, int outputs, int inner, const float *x, const float *values, const int *columns, const int *starts,
+                     float alpha, float *y) {
+  gemv_job j = {rows, outputs, inner, x, values, columns, starts, alpha, y};
+  mlk_parallel_((outputs + GEMV_SPARSE_ROWS - 1) / GEMV_SPARSE_ROWS, gemv_sparse_task, &j);
+}

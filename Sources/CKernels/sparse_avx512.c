@@ -57,3 +57,26 @@ AVX512 void mlk_conv_sparse_block_avx512_(int out_c, long plane, const float *x,
   }
 }
 #endif
+
+#if MLK_AVX512_BUILD
+// A pruned fully-connected layer's units [o0, o1): each row's nonzeros 16 at a time, their
+// inputs gathered (the input vector stays in cache), the 16 products summed in a fixed order.
+AVX512 void mlk_gemv_sparse_avx512_(int o0, int o1, const float *x, const float *values, const int *columns, const int *starts,
+                                    float alpha, float *y) {
+  for (int o = o0; o < o1; o++) {
+    __m512 acc = _mm512_setzero_ps();
+    int k = starts[o];
+    const int end = starts[o + 1];
+    for (; k + 16 <= end; k += 16) {
+      const __m512i idx = _mm512_loadu_si512((const void *)(columns + k));
+      acc = _mm512_fmadd_ps(_mm512_loadu_ps(values + k), _mm512_i32gather_ps(idx, x, 4), acc);
+    }
+    if (k < end) {
+      const __mmask16 m = (__mmask16)((1u << (end - k)) - 1);
+      const __m512i idx = _mm512_maskz_loadu_epi32(m, columns + k);
+      acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, values + k), _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, x, 4), acc);
+    }
+    y[o] += alpha * _mm512_reduce_add_ps(acc);
+  }
+}
+#endif

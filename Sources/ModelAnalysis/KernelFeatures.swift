@@ -179,6 +179,11 @@ public enum KernelClassifier {
             // Resize by mode and layout: nearest copies, linear interpolates, and the NCHW loop
             // interpolates a plane's row element by element where NHWC takes a pixel's channels.
             if op == "Resize" { return ("resize.\(node.string("mode") ?? "nearest").\(layout)", ["resize"]) }
+            // A pruned fully-connected layer (at most 35% nonzero) runs on the sparse kernel.
+            if op == "Gemm", (node.int("transA") ?? 0) == 0, let (units, inner) = gemmUnits(node, in: g),
+               let (nonzero, _) = weightNonzeros(node, in: g), mlk_gemm_sparse_ok(Int32(units), Int32(inner), nonzero) != 0 {
+                return ("gemm.sparse", ["gemm.Gemm", "gemm"])
+            }
             let family: String
             if linear.contains(op) { family = "gemm" }
             else if pooling.contains(op) { family = "pool" }
@@ -254,6 +259,12 @@ public enum KernelClassifier {
     /// activations, which the analysis does not see: they count as packed. Weights decoded at
     /// load time (fp16 or sparse) are packed like stored ones where the convolution is their only
     /// reader.
+    /// A Gemm's output units and inner size from its constant weight.
+    static func gemmUnits(_ node: Node, in g: Graph) -> (Int, Int)? {
+        guard node.inputs.count > 1, let w = node.inputs[1], let c = g.values[w].constant, c.shape.count == 2 else { return nil }
+        return (node.int("transB") ?? 0) != 0 ? (c.shape[0], c.shape[1]) : (c.shape[1], c.shape[0])
+    }
+
     /// Nonzero and all elements of a node's float32 constant weight (input 1).
     public static func weightNonzeros(_ node: Node, in g: Graph) -> (nonzero: Int, count: Int)? {
         guard node.inputs.count > 1, let w = node.inputs[1], let c = g.values[w].constant, c.dtype == .float32,
@@ -358,7 +369,7 @@ public enum KernelClassifier {
             }
             // A sparse kernel does the products of the nonzero weights only, and reads them with
             // their column indices.
-            if cls == "conv.pointwise.sparse.nchw", let (nonzero, count) = weightNonzeros(node, in: g), count > 0 {
+            if cls == "conv.pointwise.sparse.nchw" || cls == "gemm.sparse", let (nonzero, count) = weightNonzeros(node, in: g), count > 0 {
                 f.macs = Int((Double(nodes[step.node].macs) * Double(nonzero) / Double(count)).rounded())
                 f.flops = 2 * f.macs
                 f.weightBytes = 8 * nonzero

@@ -118,8 +118,10 @@ public enum BenchmarkNetworks {
         let gap = b.globalPool(cat)
         let flat = b.flatten(gap)
         let logits = b.gemm(flat, 3 * c, 1000)
+        // The classifier pruned: the sparse fully-connected kernel's class.
+        let prunedLogits = b.gemm(flat, 3 * c, 1000, density: [0.1, 0.2, 0.3][(c / 8 + r + 1) % 3])
         let soft = b.softmax(logits)
-        b.outputs([soft, cropped, up, upNearest, dw3s2, dw5s1, summed, thSum, se, shuffled, half, branchMax, branchAvg, halved, pruned] + (pixels.map { [$0] } ?? []))
+        b.outputs([soft, cropped, up, upNearest, dw3s2, dw5s1, summed, thSum, se, shuffled, half, branchMax, branchAvg, halved, pruned, prunedLogits] + (pixels.map { [$0] } ?? []))
         let graph = b.graph
         let model = Model(format: Model.Format(rawValue: "onnx"), path: "calibration-\(c)x\(r)", fileSize: 0, graph: graph)
         model.opsets = ["": BenchmarkNetworks.opset]
@@ -306,8 +308,12 @@ struct GraphBuilder {
         return node("Flatten", [x], [s[0], s.dropFirst().reduce(1, *)], ["axis": .int(1)])
     }
 
-    mutating func gemm(_ x: ValueID, _ k: Int, _ n: Int) -> ValueID {
-        let w = constant([n, k], scale: 1 / Float(k).squareRoot())
+    mutating func gemm(_ x: ValueID, _ k: Int, _ n: Int, density: Double? = nil) -> ValueID {
+        var w = constant([n, k], scale: 1 / Float(k).squareRoot())
+        if let density, let c = graph.values[w].constant, var f = c.doubles(limit: .max) {
+            for i in f.indices where Double(random() + 0.5) >= density { f[i] = 0 }
+            w = floats(f.map(Float.init), shape: c.shape)
+        }
         let bias = constant([n], scale: 0.1)
         return node("Gemm", [x, w, bias], [shape(x)[0], n], ["transB": .int(1)])
     }

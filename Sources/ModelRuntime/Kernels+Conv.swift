@@ -147,35 +147,28 @@ struct PrepackedWeights {
     }
 }
 
-/// A pointwise convolution's mostly-zero weights as compressed rows (mlk_sparse_pack), for the
-/// sparse kernel: the work follows the nonzeros (pruned models), where the GEMM does every product.
+/// A pointwise convolution's mostly-zero weights as compressed rows, for the sparse kernel:
+/// the work follows the nonzeros (pruned models), where the GEMM does every product.
 struct SparseWeights {
-    let values: RTensor, columns: [Int32], starts: [Int32]
+    let rows: SparseRows
     let shape: [Int]
 
     /// The rows of `w` (outputs x inputs) when `p` with that many nonzeros takes the sparse kernel.
     init?(_ w: RTensor, _ p: mlk_conv) {
         guard w.dtype == .float32, w.shape.count == 4, w.shape[2] == 1, w.shape[3] == 1 else { return nil }
-        let nonzero = mlk_count_nonzero(w.floats, w.count)
         var q = p
-        guard mlk_conv_sparse_ok(&q, nonzero) != 0 else { return nil }
-        let rows = w.shape[0], cols = w.shape[1]
-        values = RTensor.allocate([max(1, nonzero)], .float32)
-        var columns = [Int32](repeating: 0, count: max(1, nonzero)), starts = [Int32](repeating: 0, count: rows + 1)
-        mlk_sparse_pack(Int32(rows), Int32(cols), w.floats, values.floats, &columns, &starts)
-        (self.columns, self.starts, shape) = (columns, starts, w.shape)
+        guard mlk_conv_sparse_ok(&q, mlk_count_nonzero(w.floats, w.count)) != 0 else { return nil }
+        rows = SparseRows(w.floats, rows: w.shape[0], cols: w.shape[1])
+        shape = w.shape
     }
 
-    var bytes: Int { values.byteCount + 4 * (columns.count + starts.count) }
+    var values: RTensor { rows.values }
+    var bytes: Int { rows.bytes }
 
     /// The dense weights again (a run whose input shape leaves the sparse kernel's geometry).
     func dense() -> RTensor {
         let w = RTensor.allocate(shape, .float32)
-        for i in 0..<w.count { w.floats[i] = 0 }
-        let cols = shape[1]
-        for r in 0..<shape[0] {
-            for k in Int(starts[r])..<Int(starts[r + 1]) { w.floats[r * cols + Int(columns[k])] = values.floats[k] }
-        }
+        rows.fill(w.floats)
         return w
     }
 }
@@ -318,8 +311,8 @@ let convKernels: [(String, KernelFactory)] = {
             let act = kernelActivation ?? (0, 0, 0)
             if let sparse, onSparse {
                 let scratch = try ctx.scratchFloats(Int(mlk_conv_sparse_scratch(&p)))
-                sparse.columns.withUnsafeBufferPointer { c in
-                    sparse.starts.withUnsafeBufferPointer { st in
+                sparse.rows.columns.withUnsafeBufferPointer { c in
+                    sparse.rows.starts.withUnsafeBufferPointer { st in
                         mlk_conv_sparse(&p, x.floats, sparse.values.floats, c.baseAddress, st.baseAddress, b, scale?.floats, residual?.floats,
                                         y.floats, scratch, act.kind, act.lo, act.hi)
                     }

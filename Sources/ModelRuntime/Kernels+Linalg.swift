@@ -7,8 +7,30 @@ let linalgKernels: [(String, KernelFactory)] = [
         let n = pc.node
         let ta = (n.int("transA") ?? 0) != 0, tb = (n.int("transB") ?? 0) != 0
         let alpha = Float(n.float("alpha") ?? 1), beta = Float(n.float("beta") ?? 1)
+        // Pruned weights (at most 35% nonzero): their rows by output unit for the sparse kernel,
+        // which reads them only.
+        var sparse: SparseRows? = nil
+        var weightShape: [Int] = []
+        if !ta, let w = pc.constants.count > 1 ? pc.constants[1] : nil, w.dtype == .float32, w.shape.count == 2 {
+            let (units, inner) = tb ? (w.shape[0], w.shape[1]) : (w.shape[1], w.shape[0])
+            if mlk_gemm_sparse_ok(Int32(units), Int32(inner), mlk_count_nonzero(w.floats, w.count)) != 0 {
+                let rows = tb ? w : RTensor.allocate([units, inner], .float32)
+                if !tb { for i in 0..<inner { for j in 0..<units { rows.floats[j * inner + i] = w.floats[i * units + j] } } }
+                sparse = SparseRows(rows.floats, rows: units, cols: inner)
+                weightShape = w.shape
+                pc.packing.unreadSlots = [1]
+                pc.packing.bytes = sparse!.bytes
+            }
+        }
         return { ins, ctx in
-            let a = try requireFloat(ins.first ?? nil, node: n), b = try requireFloat(ins.count > 1 ? ins[1] : nil, node: n)
+            let a = try requireFloat(ins.first ?? nil, node: n)
+            let b: RTensor
+            if let sparse {
+                // For its shape: the sums read the rows (dense again only off the path, below).
+                b = RTensor(shape: weightShape, dtype: .float32, buffer: sparse.values.buffer)
+            } else {
+                b = try requireFloat(ins.count > 1 ? ins[1] : nil, node: n)
+            }
             guard a.shape.count == 2, b.shape.count == 2 else { throw RuntimeError.invalid(node: n.label, reason: "Gemm needs 2-D inputs") }
             let m = ta ? a.shape[1] : a.shape[0], k = ta ? a.shape[0] : a.shape[1]
             let nn = tb ? b.shape[0] : b.shape[1], k2 = tb ? b.shape[1] : b.shape[0]
@@ -21,6 +43,15 @@ let linalgKernels: [(String, KernelFactory)] = [
                 let st = broadcastStrides(cc.shape, to: [m, nn])
                 for i in 0..<m { for j in 0..<nn { y.floats[i * nn + j] = cc.floats[i * st[0] + j * st[1]] } }
                 betaUsed = beta
+            }
+            if let sparse {
+                if betaUsed == 0 { y.floats.update(repeating: 0, count: m * nn) } else if betaUsed != 1 { for i in 0..<(m * nn) { y.floats[i] *= betaUsed } }
+                sparse.columns.withUnsafeBufferPointer { c in
+                    sparse.starts.withUnsafeBufferPointer { st in
+                        mlk_gemm_sparse(Int32(m), Int32(nn), Int32(k), a.floats, sparse.values.floats, c.baseAddress, st.baseAddress, alpha, y.floats)
+                    }
+                }
+                return [y]
             }
             mlk_sgemm(ta ? 1 : 0, tb ? 1 : 0, Int32(m), Int32(nn), Int32(k), alpha, a.floats, Int32(a.shape[1]), b.floats, Int32(b.shape[1]), betaUsed, y.floats, Int32(nn))
             return [y]

@@ -170,6 +170,13 @@ void mlk_sparse_pack(int rows, int cols, const float *w, float *values, int *col
 /// NCHW, for a 1x1 convolution mlk_conv_sparse_ok takes; scale, bias, residual may be NULL.
 void mlk_conv_sparse(const mlk_conv *p, const float *x, const float *values, const int *columns, const int *starts, const float *bias,
                      const float *scale, const float *residual, float *y, float *scratch, int act, float lo, float hi);
+/// Whether a fully-connected layer (outputs x inner weights) with `nonzero` weights runs sparse:
+/// at most 35% nonzero (each nonzero is read with its column index, 8 bytes for the dense 4).
+int mlk_gemm_sparse_ok(int outputs, int inner, long nonzero);
+/// y[r, o] += alpha * sum over row o's nonzeros of value x x[r, column], for rows x inner
+/// inputs x and compressed rows of the outputs x inner weights (mlk_sparse_pack).
+void mlk_gemm_sparse(int rows, int outputs, int inner, const float *x, const float *values, const int *columns, const int *starts,
+                     float alpha, float *y);
 /// Floats of scratch mlk_conv_sparse needs (for every thread of a section).
 size_t mlk_conv_sparse_scratch(const mlk_conv *p);
 

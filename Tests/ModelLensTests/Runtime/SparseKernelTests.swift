@@ -2,11 +2,12 @@ import CKernels
 import ModelLensTestSupport
 import XCTest
 
-/// The sparse 1x1 convolution (compressed rows of pruned weights) against the dense NCHW kernel
-/// on the same weights: planes whose last block of 64 pixels is partial (49, 196, 3136 + 5),
-/// 1-3 images, scale, bias, residual and Relu6; the same bits with 1, 2 and 3 threads, and
-/// nothing written past the output or the scratch.
-final class SparseConvTests: XCTestCase {
+/// The sparse kernels (compressed rows of pruned weights) against the dense ones on the same
+/// weights. The 1x1 convolution: planes whose last block of 64 pixels is partial (49, 196,
+/// 3136 + 5), 1-3 images, scale, bias, residual and Relu6; the fully-connected layer: rows
+/// whose nonzeros are not a multiple of 16, several input rows, alpha and an existing sum. The
+/// same bits with 1, 2 and 3 threads, and nothing written past the output or the scratch.
+final class SparseKernelTests: XCTestCase {
     func testSparseMatchesDenseAndAnyThreadCount() throws {
         var rng = Rng(s: 41)
         let guardValue: Float = -12345.5
@@ -62,5 +63,38 @@ final class SparseConvTests: XCTestCase {
         XCTAssertEqual(mlk_conv_sparse_ok(&p, 40), 0)
         p.stride_h = 2; p.stride_w = 2; p.out_h = 2; p.out_w = 2
         XCTAssertEqual(mlk_conv_sparse_ok(&p, 4), 0)
+    }
+
+    func testSparseFullyConnectedMatchesSgemm() throws {
+        var rng = Rng(s: 43)
+        defer { mlk_set_threads(1) }
+        for (rows, units, inner, density) in [(1, 1000, 1280, 0.1), (3, 70, 33, 0.3), (2, 4096, 512, 0.05)] {
+            var w = (0..<(units * inner)).map { _ in rng.float() }
+            for i in w.indices where Double(rng.next(1000)) >= density * 1000 { w[i] = 0 }
+            let nonzero = mlk_count_nonzero(w, w.count)
+            XCTAssertEqual(mlk_gemm_sparse_ok(Int32(units), Int32(inner), nonzero), 1)
+            var values = [Float](repeating: 0, count: max(1, nonzero)), columns = [Int32](repeating: 0, count: max(1, nonzero))
+            var starts = [Int32](repeating: 0, count: units + 1)
+            mlk_sparse_pack(Int32(units), Int32(inner), w, &values, &columns, &starts)
+            let x = (0..<(rows * inner)).map { _ in rng.float() }, y0 = (0..<(rows * units)).map { _ in rng.float() }
+            var dense = y0
+            mlk_sgemm(0, 1, Int32(rows), Int32(units), Int32(inner), 0.5, x, Int32(inner), w, Int32(inner), 1, &dense, Int32(units))
+            var first: [Float]? = nil
+            for threads in [1, 2, 3] {
+                mlk_set_threads(Int32(threads))
+                var y = y0 + [Float](repeating: -12345.5, count: 16)
+                columns.withUnsafeBufferPointer { c in
+                    starts.withUnsafeBufferPointer { st in
+                        mlk_gemm_sparse(Int32(rows), Int32(units), Int32(inner), x, values, c.baseAddress, st.baseAddress, 0.5, &y)
+                    }
+                }
+                XCTAssertTrue(y[(rows * units)...].allSatisfy { $0 == -12345.5 }, "wrote past its output")
+                let out = Array(y[..<(rows * units)])
+                if let first { XCTAssertEqual(out, first, "\(units)x\(inner): \(threads) threads differ from 1") } else { first = out }
+                let worst = zip(out, dense).map { abs($0 - $1) }.max() ?? 0
+                XCTAssertLessThan(worst, 1e-4 * max(1, dense.map(abs).max() ?? 1), "\(units)x\(inner) at \(density)")
+            }
+        }
+        XCTAssertEqual(mlk_gemm_sparse_ok(10, 10, 40), 0)
     }
 }
