@@ -19,7 +19,7 @@ public struct CompressionOptions: Sendable {
     /// Rank of the CP decomposition k x k convolutions are split by.
     public var cp: Int?
     /// Post-training quantization: "int8" (static: weights per channel, activations over the
-    /// ranges the calibration inputs give them).
+    /// ranges the calibration inputs give them) or "fp16" (weights stored as half precision).
     public var quantize: String?
     /// A regular expression the node names of the layers to change must match (anywhere in
     /// the name).
@@ -80,8 +80,8 @@ public enum Compressor {
         if let e = options.lowRankEnergy, !(e > 0 && e <= 1) { throw CompressionError("--lowrank-energy takes a share of energy in (0, 1], not \(e)") }
         if let r = options.cp, r < 1 { throw CompressionError("--cp takes a rank of at least 1, not \(r)") }
         if let q = options.quantize {
-            guard q == "int8" else { throw CompressionError("--quantize takes int8, not '\(q)' (int8-dynamic and fp16 are not written yet)") }
-            guard !calibration.isEmpty else { throw CompressionError("--quantize int8 needs calibration inputs (--calibration DIR of .npy files)") }
+            guard q == "int8" || q == "fp16" else { throw CompressionError("--quantize takes int8 or fp16, not '\(q)' (int8-dynamic is not written yet)") }
+            guard q == "fp16" || !calibration.isEmpty else { throw CompressionError("--quantize int8 needs calibration inputs (--calibration DIR of .npy files)") }
         }
         if options.lowRank != nil && options.lowRankEnergy != nil { throw CompressionError("give --lowrank or --lowrank-energy, not both") }
         var filter: NSRegularExpression?
@@ -106,7 +106,9 @@ public enum Compressor {
         if let s = options.prune {
             MagnitudePruning.apply(model.graph, sparsity: s, selected: selected, log: &log)
         }
-        if options.quantize != nil {
+        if options.quantize == "fp16" {
+            try HalfPrecision.apply(model.graph, selected: selected, log: &log)
+        } else if options.quantize != nil {
             let ranges = try StaticQuantization.ranges(model, feeds: calibration)
             try StaticQuantization.apply(model.graph, ranges: ranges, selected: selected, log: &log)
         }

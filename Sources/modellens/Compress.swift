@@ -69,7 +69,7 @@ struct Compress: ParsableCommand {
     @Option(name: .customLong("lowrank-energy"), help: ArgumentHelp("Split to the rank keeping this share of each layer's energy.", valueName: "share")) var lowrankEnergy: Double?
     @Option(help: ArgumentHelp("Split k x k convolutions by CP decomposition of this rank.", valueName: "rank")) var cp: Int?
     @Option(help: ArgumentHelp("Zero this share of each layer's weights (smallest magnitudes).", valueName: "sparsity")) var prune: Double?
-    @Option(help: ArgumentHelp("Post-training quantization: int8 (static; needs --calibration).", valueName: "int8")) var quantize: String?
+    @Option(help: ArgumentHelp("Post-training quantization: int8 (static; needs --calibration) or fp16 (weights).", valueName: "int8|fp16")) var quantize: String?
     @Option(help: ArgumentHelp("A folder of .npy inputs whose activation ranges set the int8 scales.", valueName: "dir")) var calibration: String?
     @Option(help: ArgumentHelp("Only layers whose node name matches this regular expression.", valueName: "regex")) var layers: String?
     @Flag(help: "Run both models: measured latency and output fidelity.") var verify = false
@@ -95,7 +95,12 @@ struct Compress: ParsableCommand {
         if !fixed.isEmpty { original = try ModelImporter.load(input, options: .init(inputShapes: shapes)) }
         let model = try ModelImporter.load(input, options: .init(inputShapes: shapes))
         var calibrationFeeds: [[String: RTensor]] = []
-        if quantize != nil {
+        if let quantize, quantize != "int8" && quantize != "fp16" {
+            throw CommandError(message: "--quantize takes int8 or fp16, not '\(quantize)' (int8-dynamic is not written yet)", code: 2)
+        }
+        if quantize == "fp16" {
+            guard ext == "onnx" else { throw CommandError(message: "--quantize fp16 writes .onnx (float16 weights behind a Cast); .tflite is not written yet", code: 2) }
+        } else if quantize != nil {
             guard ext == "onnx" else { throw CommandError(message: "--quantize int8 writes QDQ .onnx; full-integer .tflite is not written yet", code: 2) }
             guard (model.opsets[""] ?? 0) >= 13 else {
                 throw CommandError(message: "\(input): opset \(model.opsets[""] ?? 0); per-channel DequantizeLinear needs opset 13 or later", code: 2)

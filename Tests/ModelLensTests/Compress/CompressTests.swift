@@ -160,6 +160,7 @@ final class CompressTests: XCTestCase {
         let cases: [(String, [String], String)] = [
             (".models/torchvision/mobilenet_v2.onnx", ["--quantize", "int8", "--calibration", calImage], "onnx"),
             ("SampleModels/tiny_cnn.onnx", ["--quantize", "int8", "--calibration", calTiny], "onnx"),
+            ("SampleModels/convnext_block.onnx", ["--quantize", "fp16"], "onnx"),
             ("SampleModels/convnext_block.onnx", ["--quantize", "int8", "--calibration", calBlock, "--lowrank", "4"], "onnx"),
             (".models/torchvision/mobilenet_v2.onnx", ["--lowrank-energy", "0.9"], "onnx"),
             (".models/torchvision/mobilenet_v2.onnx", ["--prune", "0.5"], "onnx"),
@@ -236,6 +237,8 @@ final class CompressTests: XCTestCase {
         XCTAssertEqual(r.status, 2, r.stderr)
         XCTAssertTrue(r.stderr.contains("--calibration"), r.stderr)
         r = try TestSupport.run(["compress", src, outDir.appendingPathComponent("q.tflite").path, "--quantize", "int8", "--calibration", outDir.path])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        r = try TestSupport.run(["compress", src, out, "--quantize", "int4"])
         XCTAssertEqual(r.status, 2, r.stderr)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: outDir.path), [])
     }
