@@ -1,6 +1,6 @@
 # ModelLens — the two commands a newcomer needs:
-#   make demo   set up the product (no test tools), then inspect, analyse, run and convert a real
-#               model and the samples
+#   make demo   set up the product (no test tools), then inspect, analyse, run, convert and
+#               compress a real model and the samples
 #   make test   set up, fetch the real models, write reference data, run every test
 SWIFT ?= swift
 MODELLENS = .build/debug/modellens
@@ -37,6 +37,8 @@ demo: build
 	$(MODELLENS) run SampleModels/mobilenet_int8.tflite --random
 	@echo
 	$(MODELLENS) convert SampleModels/tiny_cnn.onnx .build/tiny_cnn_converted.tflite --verify
+	@echo
+	$(MODELLENS) compress SampleModels/tiny_cnn.onnx .build/tiny_cnn_compressed.onnx --cp 3 --prune 0.3 --verify --runs 3
 
 models: setup
 	@Tools/fetch-models.sh
