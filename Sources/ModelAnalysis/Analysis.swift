@@ -187,6 +187,15 @@ public enum ModelAnalyzer {
                               threads: threads, method: method, rooflineKernels: rooflineKernels)
     }
 
+    /// Nonzero elements of a graph's float32 constants: what pruning removes, and what a dense
+    /// file still stores.
+    public static func nonzeroWeights(_ g: Graph) -> Int {
+        g.constants.reduce(0) { sum, v in
+            guard let c = v.constant, c.dtype == .float32, let (zeros, n, _) = zeroStats(c) else { return sum }
+            return sum + n - zeros
+        }
+    }
+
     /// Zeros, elements, and 2:4 structure (every aligned group of 4 along the
     /// innermost dimension has at least 2 zeros) of a float weight tensor.
     static func zeroStats(_ t: TensorData) -> (Int, Int, Bool)? {

@@ -268,15 +268,8 @@ public enum KernelClassifier {
     /// Nonzero and all elements of a node's float32 constant weight (input 1).
     public static func weightNonzeros(_ node: Node, in g: Graph) -> (nonzero: Int, count: Int)? {
         guard node.inputs.count > 1, let w = node.inputs[1], let c = g.values[w].constant, c.dtype == .float32,
-              c.byteCount >= c.elementCount * 4 else { return nil }
-        let n = c.elementCount
-        let nonzero = c.withBytes { raw -> Int in
-            if let base = raw.baseAddress, Int(bitPattern: base) % 4 == 0 { return mlk_count_nonzero(base.assumingMemoryBound(to: Float.self), n) }
-            var k = 0
-            for i in 0..<n where raw.loadUnaligned(fromByteOffset: i * 4, as: Float.self) != 0 { k += 1 }
-            return k
-        }
-        return (nonzero, n)
+              let (zeros, n, _) = ModelAnalyzer.zeroStats(c) else { return nil }
+        return (n - zeros, n)
     }
 
     static func weightsPacked(_ node: Node, in g: Graph, bindings: [String: Int]) -> Bool {

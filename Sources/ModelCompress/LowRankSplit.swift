@@ -129,11 +129,9 @@ enum LowRankSplit {
         func matrix(_ v: [Float]) -> [Float] {
             switch kind {
             case .gemm(transposedB: true), .conv1x1: return v
-            case .gemm(transposedB: false), .matMul: return transpose(v, rows: n, cols: m)
+            case .gemm(transposedB: false), .matMul: return Weights.transpose(v, rows: n, cols: m)
             }
         }
-
-        func transpose(_ v: [Float], rows: Int, cols: Int) -> [Float] { Weights.transpose(v, rows: rows, cols: cols) }
 
         /// Two nodes replacing `node`; `first` is r x n, `second` m x r (row-major).
         func split(_ node: Node, graph g: Graph, rank r: Int, first: [Float], second: [Float]) -> [Node] {
@@ -157,8 +155,8 @@ enum LowRankSplit {
                 b.attributes["transA"] = nil
                 b.attributes["transB"] = .int(1)
             case .matMul:
-                a.inputs = [node.inputs[0], constant(weightName + "/lowrank_in", transpose(first, rows: r, cols: n), [n, r])]
-                b.inputs = [mid, constant(weightName + "/lowrank_out", transpose(second, rows: m, cols: r), [r, m])]
+                a.inputs = [node.inputs[0], constant(weightName + "/lowrank_in", Weights.transpose(first, rows: r, cols: n), [n, r])]
+                b.inputs = [mid, constant(weightName + "/lowrank_out", Weights.transpose(second, rows: m, cols: r), [r, m])]
             case .conv1x1:
                 a.inputs = [node.inputs[0], constant(weightName + "/lowrank_in", first, [r, n, 1, 1])]
                 b.inputs = [mid, constant(weightName + "/lowrank_out", second, [m, r, 1, 1])] + node.inputs.dropFirst(2)

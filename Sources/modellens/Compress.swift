@@ -137,7 +137,7 @@ struct Compress: ParsableCommand {
             }
         }
         func side(_ m: Model, _ r: AnalysisReport, _ measured: Double?) -> [String: Any] {
-            var o: [String: Any] = ["file": m.path, "bytes": m.fileSize, "parameters": r.totals.params, "nonzeroWeights": nonzeroWeights(m), "macs": r.totals.macs,
+            var o: [String: Any] = ["file": m.path, "bytes": m.fileSize, "parameters": r.totals.params, "nonzeroWeights": ModelAnalyzer.nonzeroWeights(m.graph), "macs": r.totals.macs,
                                     "predictedMs": r.totals.predictedSeconds * 1000]
             o["effectiveMacs"] = r.kernelFeatures.reduce(0) { $0 + $1.macs }
             o["sparseKernels"] = r.kernelFeatures.filter { $0.kernelClass.contains(".sparse.") }.count
@@ -177,7 +177,7 @@ struct Compress: ParsableCommand {
         func ratio(_ a: Double, _ b: Double) -> String { b > 0 ? String(format: "%.3f", a / b) : "-" }
         rows.append(["file", InspectReport.bytes(original.fileSize), InspectReport.bytes(written.fileSize), ratio(Double(written.fileSize), Double(original.fileSize))])
         rows.append(["parameters", SymCount.human(before.totals.params), SymCount.human(after.totals.params), ratio(Double(after.totals.params), Double(before.totals.params))])
-        let (nzBefore, nzAfter) = (nonzeroWeights(original), nonzeroWeights(written))
+        let (nzBefore, nzAfter) = (ModelAnalyzer.nonzeroWeights(original.graph), ModelAnalyzer.nonzeroWeights(written.graph))
         rows.append(["nonzero weights", SymCount.human(nzBefore), SymCount.human(nzAfter), ratio(Double(nzAfter), Double(nzBefore))])
         rows.append(["MACs", SymCount.human(before.totals.macs), SymCount.human(after.totals.macs), ratio(Double(after.totals.macs), Double(before.totals.macs))])
         let (effBefore, effAfter) = (before.kernelFeatures.reduce(0) { $0 + $1.macs }, after.kernelFeatures.reduce(0) { $0 + $1.macs })
@@ -250,19 +250,6 @@ struct Compress: ParsableCommand {
         }
         progress.finish()
         return (medians[0].min() ?? 0, medians[1].min() ?? 0)
-    }
-}
-
-/// Nonzero elements of the float32 constants of the main graph: what pruning removes, and
-/// what a dense file still stores.
-func nonzeroWeights(_ m: Model) -> Int {
-    m.graph.constants.reduce(0) { sum, v in
-        guard let c = v.constant, c.dtype == .float32, c.byteCount >= c.elementCount * 4 else { return sum }
-        return sum + c.withBytes { raw in
-            var n = 0
-            for i in 0..<c.elementCount where raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self) << 1 != 0 { n += 1 }
-            return n
-        }
     }
 }
 
