@@ -160,8 +160,9 @@ int mlk_vnni_available_(void) {
 
 // Per-channel requantization constants of 16 channels, made once per block of channels.
 typedef struct {
-  __m512i bias, mult, left, right, rmask, rhalf, zero, lo, hi;
+  __m512i bias, mult, mult_odd, left, right, rmask, rhalf, zero, lo, hi;
   __mmask16 m;
+  int any_left;   // a multiplier of 1 or more among the 16: shift left first
 } qvec;
 
 VNNI static inline qvec qvec_of(const int32_t *bias, const int32_t *mult, const int32_t *shift, const mlk_qconv *q,
@@ -171,7 +172,9 @@ VNNI static inline qvec qvec_of(const int32_t *bias, const int32_t *mult, const 
   const __m512i sh = _mm512_maskz_loadu_epi32(m, shift);
   v.bias = bias ? _mm512_maskz_loadu_epi32(m, bias) : zero;
   v.mult = _mm512_maskz_loadu_epi32(m, mult);
+  v.mult_odd = _mm512_srli_epi64(v.mult, 32);
   v.left = _mm512_max_epi32(sh, zero);
+  v.any_left = _mm512_test_epi32_mask(v.left, v.left) != 0;
   v.right = _mm512_max_epi32(_mm512_sub_epi32(zero, sh), zero);
   v.rmask = _mm512_sub_epi32(_mm512_sllv_epi32(one, v.right), one);
   v.rhalf = _mm512_srli_epi32(v.rmask, 1);
@@ -182,28 +185,28 @@ VNNI static inline qvec qvec_of(const int32_t *bias, const int32_t *mult, const 
   return v;
 }
 
-// MultiplyByQuantizedMultiplier on 16 lanes, exactly as the scalar one: a rounding doubling high
-// multiply on 64-bit products of the even lanes, then of the odd ones, and a rounding right shift.
+// MultiplyByQuantizedMultiplier on 16 lanes, exactly as the scalar one. The rounding doubling
+// high multiply, (ab + nudge) / 2^31 truncated with nudge 2^30 or 1 - 2^30 by the sign of ab, is
+// floor((ab + 2^30) / 2^31) in both cases (for ab < 0 the truncation is a ceiling, and
+// ceil((ab + 1 - 2^30) / 2^31) = floor((ab + 2^30) / 2^31)), so one add and one shift per
+// 64-bit product; the multiplier is below 2^31, so the saturating case never arises. Then the
+// rounding right shift, half away from zero.
 VNNI static inline __m512i requant16(__m512i x, const qvec *c) {
-  x = _mm512_sllv_epi32(x, c->left);
-  const __m512i pe = _mm512_mul_epi32(x, c->mult);
-  const __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(c->mult, 32));
-  const __m512i half = _mm512_set1_epi64(1LL << 30), neg_adj = _mm512_set1_epi64(1 - (1LL << 31));
-  const __m512i trunc = _mm512_set1_epi64((1LL << 31) - 1);
-  // ab + nudge, nudge = 2^30 (ab >= 0) or 1 - 2^30; then / 2^31 rounding toward zero.
-  __m512i ve = _mm512_add_epi64(pe, _mm512_add_epi64(half, _mm512_and_si512(_mm512_srai_epi64(pe, 63), neg_adj)));
-  __m512i vo = _mm512_add_epi64(po, _mm512_add_epi64(half, _mm512_and_si512(_mm512_srai_epi64(po, 63), neg_adj)));
-  ve = _mm512_srai_epi64(_mm512_add_epi64(ve, _mm512_and_si512(_mm512_srai_epi64(ve, 63), trunc)), 31);
-  vo = _mm512_srai_epi64(_mm512_add_epi64(vo, _mm512_and_si512(_mm512_srai_epi64(vo, 63), trunc)), 31);
-  const __m512i hi = _mm512_mask_blend_epi32(0xAAAA, ve, _mm512_slli_epi64(vo, 32));
+  if (c->any_left) x = _mm512_sllv_epi32(x, c->left);
+  const __m512i half = _mm512_set1_epi64(1LL << 30);
+  const __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(x, c->mult), half);
+  const __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), c->mult_odd), half);
+  // Bits 31..62 of each sum: the low dword of pe >> 31, the high dword of po << 1.
+  const __m512i hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 31), _mm512_slli_epi64(po, 1));
   const __m512i rem = _mm512_and_si512(hi, c->rmask);
   const __m512i threshold = _mm512_sub_epi32(c->rhalf, _mm512_srai_epi32(hi, 31));
   const __m512i shifted = _mm512_srav_epi32(hi, c->right);
   return _mm512_mask_add_epi32(shifted, _mm512_cmpgt_epi32_mask(rem, threshold), shifted, _mm512_set1_epi32(1));
 }
 
+// acc already holds the bias.
 VNNI static inline void store16(__m512i acc, const qvec *c, uint8_t *dst) {
-  __m512i v = _mm512_add_epi32(requant16(_mm512_add_epi32(acc, c->bias), c), c->zero);
+  __m512i v = _mm512_add_epi32(requant16(acc, c), c->zero);
   v = _mm512_min_epi32(_mm512_max_epi32(v, c->lo), c->hi);
   // Plain stores where the mask is full: masked accesses that miss the cache are slow here.
   if (c->m == 0xFFFF)
@@ -212,15 +215,17 @@ VNNI static inline void store16(__m512i acc, const qvec *c, uint8_t *dst) {
     _mm_mask_storeu_epi8(dst, c->m, _mm512_cvtepi32_epi8(v));
 }
 
-// Up to QMR rows of A times two panels (32 channels; the second may repeat the first when only
-// one is left, and is then not stored).
-VNNI static void qtile_vnni(const uint8_t *a, int nr, int kp, const int8_t *p0, const int8_t *p1, int o0, int out_c,
-                            const int32_t *bias, const int32_t *mult, const int32_t *shift, const mlk_qconv *q,
-                            uint8_t *y, long ldy, int32_t flip) {
+// Up to QMR rows of A times two panels (32 channels), the sums starting from the bias; q1 NULL
+// when only one panel is left (p1 then repeats p0 and is not stored). y is at the tile's first channel.
+VNNI static void qtile_vnni(const uint8_t *a, int nr, int kp, const int8_t *p0, const int8_t *p1, const qvec *q0,
+                            const qvec *q1, uint8_t *y, long ldy, int32_t flip) {
   const uint8_t *ar[QMR];
   for (int i = 0; i < QMR; i++) ar[i] = a + (size_t)(i < nr ? i : 0) * kp;
   __m512i c0[QMR], c1[QMR];
-  for (int i = 0; i < QMR; i++) c0[i] = c1[i] = _mm512_setzero_si512();
+  for (int i = 0; i < QMR; i++) {
+    c0[i] = q0->bias;
+    c1[i] = q1 ? q1->bias : q0->bias;
+  }
   const int k4 = kp / 4;
 #pragma clang loop unroll(disable)
   for (int g = 0; g < k4; g++) {
@@ -233,27 +238,28 @@ VNNI static void qtile_vnni(const uint8_t *a, int nr, int kp, const int8_t *p0, 
       c1[i] = _mm512_dpbusd_epi32(c1[i], av, w1);
     }
   }
-  const int n0 = out_c - o0 < 16 ? out_c - o0 : 16, n1 = p1 == p0 ? 0 : (out_c - o0 - 16 < 16 ? out_c - o0 - 16 : 16);
-  const __mmask16 m0 = (__mmask16)((1u << n0) - 1u), m1 = (__mmask16)((1u << n1) - 1u);
-  const qvec q0 = qvec_of(bias + o0, mult + o0, shift + o0, q, m0);
-  const qvec q1 = qvec_of(bias + o0 + 16, mult + o0 + 16, shift + o0 + 16, q, n1 > 0 ? m1 : m0);
   for (int i = 0; i < nr; i++) {
-    store16(c0[i], &q0, y + i * ldy + o0);
-    if (n1 > 0) store16(c1[i], &q1, y + i * ldy + o0 + 16);
+    store16(c0[i], q0, y + i * ldy);
+    if (q1) store16(c1[i], q1, y + i * ldy + 16);
   }
 }
 
 // flip: 0x80808080 when A holds int8 values still to be made unsigned (read in place), else 0.
+// Panel pairs outermost: their requantization constants are made once for all the rows.
 VNNI static void qgemm_vnni(const uint8_t *a, int nr, int kp, const int8_t *packed, int out_c, const int32_t *bias,
                             const int32_t *mult, const int32_t *shift, const mlk_qconv *q, uint8_t *y, long ldy,
                             int32_t flip) {
   const size_t pstride = (size_t)(kp / 4) * 64;
   const int npanels = (out_c + 15) / 16;
-  for (int i0 = 0; i0 < nr; i0 += QMR) {
-    const int rows = nr - i0 < QMR ? nr - i0 : QMR;
-    for (int jp = 0; jp < npanels; jp += 2) {
-      const int8_t *p0 = packed + jp * pstride, *p1 = jp + 1 < npanels ? p0 + pstride : p0;
-      qtile_vnni(a + (size_t)i0 * kp, rows, kp, p0, p1, jp * 16, out_c, bias, mult, shift, q, y + i0 * ldy, ldy, flip);
+  for (int jp = 0; jp < npanels; jp += 2) {
+    const int o0 = jp * 16, n0 = out_c - o0 < 16 ? out_c - o0 : 16;
+    const int n1 = jp + 1 < npanels ? (out_c - o0 - 16 < 16 ? out_c - o0 - 16 : 16) : 0;
+    const int8_t *p0 = packed + jp * pstride, *p1 = n1 > 0 ? p0 + pstride : p0;
+    const qvec q0 = qvec_of(bias + o0, mult + o0, shift + o0, q, (__mmask16)((1u << n0) - 1u));
+    const qvec q1 = n1 > 0 ? qvec_of(bias + o0 + 16, mult + o0 + 16, shift + o0 + 16, q, (__mmask16)((1u << n1) - 1u)) : q0;
+    for (int i0 = 0; i0 < nr; i0 += QMR) {
+      const int rows = nr - i0 < QMR ? nr - i0 : QMR;
+      qtile_vnni(a + (size_t)i0 * kp, rows, kp, p0, p1, &q0, n1 > 0 ? &q1 : NULL, y + i0 * ldy + o0, ldy, flip);
     }
   }
 }
@@ -368,14 +374,19 @@ static void qdw_task(void *ctx, int t) {
 
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 // Multiplier 1, up to QDW_TAPS taps: for each vector of 16 channels, the taps' weights are widened
-// to int32 once, then every pixel of the row takes (x - x_zero) * w per valid tap.
+// once to int32 lanes whose high 16 bits are 0, then every pixel of the row takes (x - x_zero) * w
+// per valid tap with one vpdpwssd: x - x_zero lies in [-255, 255], so each lane's low 16 bits
+// hold it as an int16, and its high 16 bits (the sign) meet the weight's zero half.
 #define QDW_TAPS 25
-VNNI static inline __m512i qdw_load(const uint8_t *src, __mmask16 m, int in_signed, __m512i zx) {
+VNNI static inline __attribute__((always_inline)) __m512i qdw_load(const uint8_t *src, __mmask16 m, int in_signed, __m512i zx) {
   const __m128i b = m == 0xFFFF ? _mm_loadu_si128((const __m128i *)src) : _mm_maskz_loadu_epi8(m, src);
   return _mm512_sub_epi32(in_signed ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b), zx);
 }
 
-VNNI static void qdw_row_avx512(const qdw_job *j, int t, int in_signed) {
+// Channels [c_begin, c_end) of one output row; `in_signed` and `full` (whole vectors of 16
+// channels) are constants at each call, so the loads carry no test of either.
+VNNI static inline __attribute__((always_inline)) void qdw_row_avx512_(const qdw_job *j, int t, const int in_signed,
+                                                                       const int full, int c_begin, int c_end) {
   const mlk_conv *p = j->p;
   const int n = t / p->out_h, oh = t % p->out_h, c = p->out_c, kw_n = p->k_w;
   const uint8_t *xn = j->x + (size_t)n * p->in_h * p->in_w * c;
@@ -387,9 +398,11 @@ VNNI static void qdw_row_avx512(const qdw_job *j, int t, int in_signed) {
   int ow_in0, ow_in1;
   mlk_columns_inside(p, &ow_in0, &ow_in1);
   __m512i wv[QDW_TAPS];
-  for (int c0 = 0; c0 < c; c0 += 16) {
-    const __mmask16 m = c - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (c - c0)) - 1u);
-    for (int k = 0; k < p->k_h * kw_n; k++) wv[k] = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, j->w + (size_t)k * c + c0));
+  const __m512i low16 = _mm512_set1_epi32(0xFFFF);
+  for (int c0 = c_begin; c0 < c_end; c0 += 16) {
+    const __mmask16 m = full || c - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (c - c0)) - 1u);
+    for (int k = 0; k < p->k_h * kw_n; k++)
+      wv[k] = _mm512_and_si512(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, j->w + (size_t)k * c + c0)), low16);
     const qvec qv = qvec_of(j->bias ? j->bias + c0 : NULL, j->mult + c0, j->shift + c0, j->q, m);
     const size_t step = (size_t)p->stride_w * c;
     for (int ow = 0; ow < p->out_w; ow++) {
@@ -397,16 +410,16 @@ VNNI static void qdw_row_avx512(const qdw_job *j, int t, int in_signed) {
       if (ow >= ow_in0 && ow + 4 <= ow_in1) {
         // Four pixels inside the row at once: each tap's weights serve all four, and four
         // independent sums are in flight (one pixel at a time waited on its own chain).
-        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+        __m512i a0 = qv.bias, a1 = a0, a2 = a0, a3 = a0;
         for (int kh = kh0; kh < kh1; kh++) {
           const uint8_t *src = xn + ((size_t)(oh * p->stride_h - p->pad_top + kh * p->dil_h) * p->in_w + iw0) * c + c0;
           const __m512i *wk = wv + kh * kw_n;
           for (int kw = 0; kw < kw_n; kw++) {
             const uint8_t *s0 = src + (size_t)kw * p->dil_w * c;
-            a0 = _mm512_add_epi32(a0, _mm512_mullo_epi32(qdw_load(s0, m, in_signed, zx), wk[kw]));
-            a1 = _mm512_add_epi32(a1, _mm512_mullo_epi32(qdw_load(s0 + step, m, in_signed, zx), wk[kw]));
-            a2 = _mm512_add_epi32(a2, _mm512_mullo_epi32(qdw_load(s0 + 2 * step, m, in_signed, zx), wk[kw]));
-            a3 = _mm512_add_epi32(a3, _mm512_mullo_epi32(qdw_load(s0 + 3 * step, m, in_signed, zx), wk[kw]));
+            a0 = _mm512_dpwssd_epi32(a0, qdw_load(s0, m, in_signed, zx), wk[kw]);
+            a1 = _mm512_dpwssd_epi32(a1, qdw_load(s0 + step, m, in_signed, zx), wk[kw]);
+            a2 = _mm512_dpwssd_epi32(a2, qdw_load(s0 + 2 * step, m, in_signed, zx), wk[kw]);
+            a3 = _mm512_dpwssd_epi32(a3, qdw_load(s0 + 3 * step, m, in_signed, zx), wk[kw]);
           }
         }
         uint8_t *d = yrow + (size_t)ow * c + c0;
@@ -417,13 +430,13 @@ VNNI static void qdw_row_avx512(const qdw_job *j, int t, int in_signed) {
         ow += 3;
         continue;
       }
-      __m512i acc = _mm512_setzero_si512();
+      __m512i acc = qv.bias;
       if (ow >= ow_in0 && ow < ow_in1) {
         for (int kh = kh0; kh < kh1; kh++) {
           const uint8_t *src = xn + ((size_t)(oh * p->stride_h - p->pad_top + kh * p->dil_h) * p->in_w + iw0) * c + c0;
           const __m512i *wk = wv + kh * kw_n;
           for (int kw = 0; kw < kw_n; kw++)
-            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(qdw_load(src + (size_t)kw * p->dil_w * c, m, in_signed, zx), wk[kw]));
+            acc = _mm512_dpwssd_epi32(acc, qdw_load(src + (size_t)kw * p->dil_w * c, m, in_signed, zx), wk[kw]);
         }
       } else {
         int kw0, kw1;
@@ -431,11 +444,22 @@ VNNI static void qdw_row_avx512(const qdw_job *j, int t, int in_signed) {
         for (int kh = kh0; kh < kh1; kh++) {
           const uint8_t *src = xn + ((size_t)(oh * p->stride_h - p->pad_top + kh * p->dil_h) * p->in_w + iw0) * c + c0;
           for (int kw = kw0; kw < kw1; kw++)
-            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(qdw_load(src + (size_t)kw * p->dil_w * c, m, in_signed, zx), wv[kh * kw_n + kw]));
+            acc = _mm512_dpwssd_epi32(acc, qdw_load(src + (size_t)kw * p->dil_w * c, m, in_signed, zx), wv[kh * kw_n + kw]);
         }
       }
       store16(acc, &qv, yrow + (size_t)ow * c + c0);
     }
+  }
+}
+
+VNNI static void qdw_row_avx512(const qdw_job *j, int t) {
+  const int c = j->p->out_c, whole = c / 16 * 16;
+  if (j->q->in_signed) {
+    qdw_row_avx512_(j, t, 1, 1, 0, whole);
+    if (whole < c) qdw_row_avx512_(j, t, 1, 0, whole, c);
+  } else {
+    qdw_row_avx512_(j, t, 0, 1, 0, whole);
+    if (whole < c) qdw_row_avx512_(j, t, 0, 0, whole, c);
   }
 }
 
@@ -444,7 +468,7 @@ VNNI static void qdw_task_avx512(void *ctx, int t) {
   if (j->p->out_c != j->p->in_c || j->p->k_h * j->p->k_w > QDW_TAPS) {
     if (j->q->in_signed) qdw_row_body(j, t, 1); else qdw_row_body(j, t, 0);
   } else {
-    qdw_row_avx512(j, t, j->q->in_signed);
+    qdw_row_avx512(j, t);
   }
 }
 #else
