@@ -83,8 +83,31 @@ static int qconv_direct(const mlk_conv *p) {
          p->pad_top == 0 && p->pad_left == 0 && p->out_h == p->in_h && p->out_w == p->in_w && p->in_c % 4 == 0;
 }
 
+// Each thread's im2col rows, and QSPILL bytes past them that a last 16-byte copy may write.
+#define QSPILL 16
+static size_t qslot_bytes(int kp) { return (size_t)QROWS * kp + QSPILL; }
+
 size_t mlk_qconv_scratch(const mlk_conv *p) {
-  return qconv_direct(p) ? 0 : (size_t)(mlk_thread_count_() + 1) * QROWS * kp_of(p);
+  return qconv_direct(p) ? 0 : (size_t)(mlk_thread_count_() + 1) * qslot_bytes(kp_of(p));
+}
+
+// len bytes from `from` to `to`, each XOR flip, 16 at a time. The last 16 may run past len (into
+// bytes the caller writes afterwards, or the slot's spill) where the source has 16 bytes left
+// before src_end; otherwise the rest goes a byte at a time.
+static inline void copy_flip(uint8_t *to, const uint8_t *from, int len, uint8_t flip, const uint8_t *src_end) {
+  const uint64_t f = flip * 0x0101010101010101ull;
+  int j = 0;
+  for (; j < len; j += 16) {
+    if (from + j + 16 > src_end) break;
+    uint64_t a, b;
+    memcpy(&a, from + j, 8);
+    memcpy(&b, from + j + 8, 8);
+    a ^= f;
+    b ^= f;
+    memcpy(to + j, &a, 8);
+    memcpy(to + j + 8, &b, 8);
+  }
+  for (; j < len; j++) to[j] = from[j] ^ flip;
 }
 
 // im2col rows [r0, r0 + nr) of image xn as unsigned bytes, each kp long: taps outside the
@@ -94,6 +117,7 @@ size_t mlk_qconv_scratch(const mlk_conv *p) {
 static void qim2col(const mlk_conv *p, const uint8_t *xn, uint8_t flip, uint8_t a_zero, long r0, int nr, int kp,
                     uint8_t *dst) {
   const int c = p->in_c, run = p->k_w * c;
+  const uint8_t *xend = xn + (size_t)p->in_h * p->in_w * c;
   for (int i = 0; i < nr; i++) {
     const long r = r0 + i;
     const int oh = (int)(r / p->out_w), ow = (int)(r % p->out_w);
@@ -111,10 +135,7 @@ static void qim2col(const mlk_conv *p, const uint8_t *xn, uint8_t flip, uint8_t 
       const uint8_t *src = xn + (size_t)ih * p->in_w * c;
       if (kw0 > 0) memset(seg, a_zero, (size_t)kw0 * c);
       if (p->dil_w == 1) {
-        const uint8_t *from = src + (size_t)(iw0 + kw0) * c;
-        uint8_t *to = seg + (size_t)kw0 * c;
-        const int len = (kw1 - kw0) * c;
-        for (int j = 0; j < len; j++) to[j] = from[j] ^ flip;
+        copy_flip(seg + (size_t)kw0 * c, src + (size_t)(iw0 + kw0) * c, (kw1 - kw0) * c, flip, xend);
       } else {
         for (int kw = kw0; kw < kw1; kw++) {
           const uint8_t *from = src + (size_t)(iw0 + kw * p->dil_w) * c;
@@ -123,7 +144,7 @@ static void qim2col(const mlk_conv *p, const uint8_t *xn, uint8_t flip, uint8_t 
       }
       if (kw1 < p->k_w) memset(seg + (size_t)kw1 * c, a_zero, (size_t)(p->k_w - kw1) * c);
     }
-    memset(row + (size_t)p->k_h * run, 0, (size_t)(kp - p->k_h * run));
+    for (int t = p->k_h * run; t < kp; t++) row[t] = 0;   // at most 3 bytes: kp rounds k up to 4
   }
 }
 
@@ -295,7 +316,7 @@ static void qconv_task(void *ctx, int t) {
                j->p->out_c, flip ? (int32_t)0x80808080u : 0);
     return;
   }
-  uint8_t *a = j->scratch + (size_t)mlk_thread_slot_() * QROWS * j->kp;
+  uint8_t *a = j->scratch + (size_t)mlk_thread_slot_() * qslot_bytes(j->kp);
   qim2col(j->p, j->x, flip, a_zero, r0, nr, j->kp, a);
   if (j->vnni)
     qgemm_vnni(a, nr, j->kp, j->packed, j->p->out_c, j->bias, j->mult, j->shift, j->q, y, j->p->out_c, 0);
