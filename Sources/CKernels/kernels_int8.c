@@ -51,8 +51,15 @@ int32_t mlk_multiply_by_quantized_(int32_t x, int32_t mult, int32_t shift) {
   return (hi >> right) + (rem > threshold ? 1 : 0);
 }
 
-static inline uint8_t requant_one(int32_t acc, int32_t mult, int32_t shift, const mlk_qconv *q) {
-  int32_t v = mlk_multiply_by_quantized_(acc, mult, shift) + q->out_zero;
+static inline uint8_t requant_one(int32_t acc, const int32_t *mult, const int32_t *shift, int o, const mlk_qconv *q) {
+  if (q->fscale) {
+    // onnxruntime's MlasRequantizeOutput: the sum in float times the scale, clamped, rounded half to even.
+    float f = (float)acc * q->fscale[o];
+    const float lo = (float)(q->act_min - q->out_zero), hi = (float)(q->act_max - q->out_zero);
+    f = f < lo ? lo : (f > hi ? hi : f);
+    return (uint8_t)((int32_t)nearbyintf(f) + q->out_zero);
+  }
+  int32_t v = mlk_multiply_by_quantized_(acc, mult[o], shift[o]) + q->out_zero;
   v = v < q->act_min ? q->act_min : (v > q->act_max ? q->act_max : v);
   return (uint8_t)v;   // the low byte: an int8 or uint8 value as stored
 }
@@ -161,7 +168,7 @@ static void qgemm_portable(const uint8_t *a, int nr, int kp, const int8_t *packe
       for (int g = 0; g < k4; g++)
         for (int c = 0; c < 16; c++)
           for (int j = 0; j < 4; j++) acc[c] += (int32_t)ar[g * 4 + j] * pw[(size_t)g * 64 + c * 4 + j];
-      for (int c = 0; c < n; c++) y[i * ldy + o0 + c] = requant_one(acc[c] + bias[o0 + c], mult[o0 + c], shift[o0 + c], q);
+      for (int c = 0; c < n; c++) y[i * ldy + o0 + c] = requant_one(acc[c] + bias[o0 + c], mult, shift, o0 + c, q);
     }
   }
 }
@@ -182,17 +189,24 @@ int mlk_vnni_available_(void) {
 // Per-channel requantization constants of 16 channels, made once per block of channels.
 typedef struct {
   __m512i bias, mult, mult_odd, left, right, rmask, rhalf, zero, lo, hi;
+  __m512 fscale, flo, fhi;   // onnxruntime's float requantization, where fmode
+  int fmode;
   __mmask16 m;
   int any_left;   // a multiplier of 1 or more among the 16: shift left first
 } qvec;
 
-VNNI static inline qvec qvec_of(const int32_t *bias, const int32_t *mult, const int32_t *shift, const mlk_qconv *q,
+// The constants of channels [o0, o0 + 16) under mask m; bias may be NULL.
+VNNI static inline qvec qvec_of(const int32_t *bias, const int32_t *mult, const int32_t *shift, int o0, const mlk_qconv *q,
                                 __mmask16 m) {
   qvec v;
   const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
-  const __m512i sh = _mm512_maskz_loadu_epi32(m, shift);
-  v.bias = bias ? _mm512_maskz_loadu_epi32(m, bias) : zero;
-  v.mult = _mm512_maskz_loadu_epi32(m, mult);
+  v.bias = bias ? _mm512_maskz_loadu_epi32(m, bias + o0) : zero;
+  v.fmode = q->fscale != NULL;
+  v.fscale = v.fmode ? _mm512_maskz_loadu_ps(m, q->fscale + o0) : _mm512_setzero_ps();
+  v.flo = _mm512_set1_ps((float)(q->act_min - q->out_zero));
+  v.fhi = _mm512_set1_ps((float)(q->act_max - q->out_zero));
+  const __m512i sh = v.fmode ? zero : _mm512_maskz_loadu_epi32(m, shift + o0);
+  v.mult = v.fmode ? zero : _mm512_maskz_loadu_epi32(m, mult + o0);
   v.mult_odd = _mm512_srli_epi64(v.mult, 32);
   v.left = _mm512_max_epi32(sh, zero);
   v.any_left = _mm512_test_epi32_mask(v.left, v.left) != 0;
@@ -227,8 +241,15 @@ VNNI static inline __m512i requant16(__m512i x, const qvec *c) {
 
 // acc already holds the bias.
 VNNI static inline void store16(__m512i acc, const qvec *c, uint8_t *dst) {
-  __m512i v = _mm512_add_epi32(requant16(acc, c), c->zero);
-  v = _mm512_min_epi32(_mm512_max_epi32(v, c->lo), c->hi);
+  __m512i v;
+  if (c->fmode) {
+    // Clamped in float, then rounded half to even (the default rounding of vcvtps2dq).
+    const __m512 f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), c->fscale), c->flo), c->fhi);
+    v = _mm512_add_epi32(_mm512_cvtps_epi32(f), c->zero);
+  } else {
+    v = _mm512_add_epi32(requant16(acc, c), c->zero);
+    v = _mm512_min_epi32(_mm512_max_epi32(v, c->lo), c->hi);
+  }
   // Plain stores where the mask is full: masked accesses that miss the cache are slow here.
   if (c->m == 0xFFFF)
     _mm_storeu_si128((__m128i *)dst, _mm512_cvtepi32_epi8(v));
@@ -276,8 +297,8 @@ VNNI static void qgemm_vnni(const uint8_t *a, int nr, int kp, const int8_t *pack
     const int o0 = jp * 16, n0 = out_c - o0 < 16 ? out_c - o0 : 16;
     const int n1 = jp + 1 < npanels ? (out_c - o0 - 16 < 16 ? out_c - o0 - 16 : 16) : 0;
     const int8_t *p0 = packed + jp * pstride, *p1 = n1 > 0 ? p0 + pstride : p0;
-    const qvec q0 = qvec_of(bias + o0, mult + o0, shift + o0, q, (__mmask16)((1u << n0) - 1u));
-    const qvec q1 = n1 > 0 ? qvec_of(bias + o0 + 16, mult + o0 + 16, shift + o0 + 16, q, (__mmask16)((1u << n1) - 1u)) : q0;
+    const qvec q0 = qvec_of(bias, mult, shift, o0, q, (__mmask16)((1u << n0) - 1u));
+    const qvec q1 = n1 > 0 ? qvec_of(bias, mult, shift, o0 + 16, q, (__mmask16)((1u << n1) - 1u)) : q0;
     for (int i0 = 0; i0 < nr; i0 += QMR) {
       const int rows = nr - i0 < QMR ? nr - i0 : QMR;
       qtile_vnni(a + (size_t)i0 * kp, rows, kp, p0, p1, &q0, n1 > 0 ? &q1 : NULL, y + i0 * ldy + o0, ldy, flip);
@@ -384,7 +405,7 @@ static inline __attribute__((always_inline)) void qdw_row_body(const qdw_job *j,
         }
       }
       uint8_t *dst = yrow + (size_t)ow * p->out_c + c0;
-      for (int c = 0; c < nc; c++) dst[c] = requant_one(acc[c], j->mult[c0 + c], j->shift[c0 + c], j->q);
+      for (int c = 0; c < nc; c++) dst[c] = requant_one(acc[c], j->mult, j->shift, c0 + c, j->q);
     }
 }
 
@@ -424,7 +445,7 @@ VNNI static inline __attribute__((always_inline)) void qdw_row_avx512_(const qdw
     const __mmask16 m = full || c - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (c - c0)) - 1u);
     for (int k = 0; k < p->k_h * kw_n; k++)
       wv[k] = _mm512_and_si512(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, j->w + (size_t)k * c + c0)), low16);
-    const qvec qv = qvec_of(j->bias ? j->bias + c0 : NULL, j->mult + c0, j->shift + c0, j->q, m);
+    const qvec qv = qvec_of(j->bias, j->mult, j->shift, c0, j->q, m);
     const size_t step = (size_t)p->stride_w * c;
     for (int ow = 0; ow < p->out_w; ow++) {
       const int iw0 = ow * p->stride_w - p->pad_left;

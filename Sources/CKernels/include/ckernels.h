@@ -297,6 +297,10 @@ void mlk_channel_affine(const float *x, float *y, long outer, long c, long inner
 typedef struct mlk_qconv {
   int32_t in_zero, out_zero, act_min, act_max;
   int in_signed;
+  /// NULL: TFLite's fixed-point requantization (mult / shift). Otherwise onnxruntime's
+  /// (MlasRequantizeOutput): per output channel, y = round half to even(clamp(float(sum) *
+  /// fscale[o], act_min - out_zero, act_max - out_zero)) + out_zero; mult / shift are not read.
+  const float *fscale;
 } mlk_qconv;
 
 /// A real multiplier as TFLite holds it: a Q31 value in [2^30, 2^31) and a power-of-two exponent.

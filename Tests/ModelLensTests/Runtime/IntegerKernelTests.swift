@@ -3,12 +3,13 @@ import ModelRuntime
 import XCTest
 
 /// The integer convolution, depthwise and fully-connected kernels (VNNI and portable, 1 and 2
-/// threads) against TFLite's reference arithmetic written here one output at a time in 64-bit
-/// integers: acc = bias + sum (x - x_zero) * w, then MultiplyByQuantizedMultiplier (the shift left,
-/// the rounding doubling high multiply with its sign-dependent nudge and truncation, the rounding
-/// right shift half away from zero), the output zero point and the clamp. Multipliers span both
-/// signs of the shift, zero points both ends of their types, and shapes partial vectors,
-/// padding, strides and a first layer's three channels.
+/// threads) against the two requantizations written here one output at a time: acc = bias +
+/// sum (x - x_zero) * w in 64-bit integers, then TFLite's MultiplyByQuantizedMultiplier (the shift
+/// left, the rounding doubling high multiply with its sign-dependent nudge and truncation, the
+/// rounding right shift half away from zero), the output zero point and the clamp; or
+/// onnxruntime's MlasRequantizeOutput (float(acc) * scale, clamped, rounded half to even).
+/// Multipliers span both signs of the shift, zero points both ends of their types, and shapes
+/// partial vectors, padding, strides and a first layer's three channels.
 final class IntegerKernelTests: XCTestCase {
     private var state: UInt64 = 11
     private func next() -> Int {
@@ -35,10 +36,12 @@ final class IntegerKernelTests: XCTestCase {
         var signedIn: Bool
         var x: [UInt8], w: [Int8], bias: [Int32]
         var mult: [Int32], shift: [Int32]
+        var fscale: [Float]?   // onnxruntime's requantization
         var q: mlk_qconv
     }
 
-    private func makeCase(_ geometry: (c: Int, h: Int, w: Int, o: Int, k: Int, s: Int, pad: Int), depthwise: Bool, signedIn: Bool) -> Case {
+    private func makeCase(_ geometry: (c: Int, h: Int, w: Int, o: Int, k: Int, s: Int, pad: Int), depthwise: Bool, signedIn: Bool,
+                          onnx: Bool = false) -> Case {
         var p = mlk_conv()
         p.batch = 1; p.in_c = Int32(geometry.c); p.in_h = Int32(geometry.h); p.in_w = Int32(geometry.w)
         p.out_c = Int32(depthwise ? geometry.c : geometry.o)
@@ -53,6 +56,7 @@ final class IntegerKernelTests: XCTestCase {
         let w = (0..<(depthwise ? taps * outC : outC * taps * geometry.c)).map { _ in Int8(truncatingIfNeeded: next() % 255 - 127) }
         let bias = (0..<outC).map { _ in Int32(next() % 40_001 - 20_000) }
         var mult = [Int32](repeating: 0, count: outC), shift = [Int32](repeating: 0, count: outC)
+        var fscale = [Float](repeating: 0, count: outC)
         for o in 0..<outC {
             // Multipliers that keep most outputs inside the type's range (2^-15 to 2^-6 for sums of
             // up to a few hundred thousand), a quarter of them exact powers of two, whose products
@@ -62,6 +66,7 @@ final class IntegerKernelTests: XCTestCase {
                 : r < 5 ? pow(2.0, -Double(7 + next() % 9))
                 : pow(2.0, -15.0 + 9.0 * Double(next() % 1_000_000) / 1_000_000)
             mlk_quantize_multiplier(m, &mult[o], &shift[o])
+            fscale[o] = Float(m)
         }
         var q = mlk_qconv()
         q.in_signed = signedIn ? 1 : 0
@@ -69,7 +74,8 @@ final class IntegerKernelTests: XCTestCase {
         q.out_zero = signedIn ? -128 + Int32(next() % 8) : Int32(next() % 256)
         q.act_min = signedIn ? -128 : 0; q.act_max = signedIn ? 127 : 255
         if next() % 2 == 0 { q.act_min = q.out_zero; q.act_max = min(q.act_max, q.out_zero + 90) }   // a fused ReLU6's clamp
-        return Case(p: p, depthwise: depthwise, signedIn: signedIn, x: x, w: w, bias: bias, mult: mult, shift: shift, q: q)
+        return Case(p: p, depthwise: depthwise, signedIn: signedIn, x: x, w: w, bias: bias, mult: mult, shift: shift,
+                    fscale: onnx ? fscale : nil, q: q)
     }
 
     /// The definition: NHWC input, OHWI weights (1HWO for depthwise), padding reads the zero point.
@@ -95,6 +101,12 @@ final class IntegerKernelTests: XCTestCase {
                             }
                         }
                     }
+                    if let fs = t.fscale {
+                        let lo = Float(t.q.act_min - t.q.out_zero), hi = Float(t.q.act_max - t.q.out_zero)
+                        let f = min(max(Float(Int32(acc)) * fs[o], lo), hi)
+                        y.append(UInt8(truncatingIfNeeded: Int32(f.rounded(.toNearestOrEven)) + t.q.out_zero))
+                        continue
+                    }
                     let v = t.q.out_zero + multiply(Int32(acc), t.mult[o], t.shift[o])
                     y.append(UInt8(truncatingIfNeeded: min(max(v, t.q.act_min), t.q.act_max)))
                 }
@@ -104,7 +116,13 @@ final class IntegerKernelTests: XCTestCase {
     }
 
     private func run(_ t: Case) -> [UInt8] {
+        guard let fs = t.fscale else { return run(t, fscale: nil) }
+        return fs.withUnsafeBufferPointer { run(t, fscale: $0.baseAddress) }
+    }
+
+    private func run(_ t: Case, fscale: UnsafePointer<Float>?) -> [UInt8] {
         var p = t.p, q = t.q
+        q.fscale = fscale
         var y = [UInt8](repeating: 0, count: Int(p.out_h * p.out_w * p.out_c))
         if t.depthwise {
             mlk_qdepthwise_nhwc(&p, &q, t.x, t.w, t.bias, t.mult, t.shift, &y)
@@ -132,8 +150,10 @@ final class IntegerKernelTests: XCTestCase {
         ]
         var cases: [Case] = []
         for signedIn in [true, false] {
-            cases += shapes.map { makeCase($0, depthwise: false, signedIn: signedIn) }
-            cases += depthwiseShapes.map { makeCase($0, depthwise: true, signedIn: signedIn) }
+            for onnx in [false, true] {
+                cases += shapes.map { makeCase($0, depthwise: false, signedIn: signedIn, onnx: onnx) }
+                cases += depthwiseShapes.map { makeCase($0, depthwise: true, signedIn: signedIn, onnx: onnx) }
+            }
         }
         let want = cases.map(expected)
         for avx512 in [false, true] where !avx512 || Executor.avx512Available {
@@ -143,7 +163,7 @@ final class IntegerKernelTests: XCTestCase {
                 for (t, w) in zip(cases, want) {
                     let got = run(t)
                     let bad = zip(got, w).filter { $0 != $1 }.count
-                    XCTAssertEqual(bad, 0, "\(t.depthwise ? "depthwise" : "conv") c \(t.p.in_c) o \(t.p.out_c) k \(t.p.k_h) s \(t.p.stride_h) signed \(t.signedIn) avx512 \(avx512) threads \(threads): \(bad) of \(w.count) differ")
+                    XCTAssertEqual(bad, 0, "\(t.depthwise ? "depthwise" : "conv") c \(t.p.in_c) o \(t.p.out_c) k \(t.p.k_h) s \(t.p.stride_h) signed \(t.signedIn) onnx \(t.fscale != nil) avx512 \(avx512) threads \(threads): \(bad) of \(w.count) differ")
                 }
             }
         }
