@@ -212,3 +212,71 @@ void mlk_place(const void *x, void *y, int rank, const long *xshape, const long 
   j.per = j.run >= 65536 ? 1 : 65536 / j.run;
   mlk_parallel_((int)((j.rows + j.per - 1) / j.per), place_rows, &j);
 }
+
+// Byte matrix transposition, 16 x 16 tiles. With SSE2 (every x86-64), four rounds of byte
+// interleaving rows i and i + 8 transpose a tile in registers: each round is a perfect shuffle
+// of the 256 positions' index bits, and four of them swap row and column.
+#if defined(__SSE2__)
+#include <emmintrin.h>
+// One round from a to b, every index a constant so that both stay in registers.
+#define TRANSPOSE_PAIR(a, b, i) \
+  b[2 * (i)] = _mm_unpacklo_epi8(a[i], a[(i) + 8]); \
+  b[2 * (i) + 1] = _mm_unpackhi_epi8(a[i], a[(i) + 8]);
+#define TRANSPOSE_ROUND(a, b) \
+  TRANSPOSE_PAIR(a, b, 0) TRANSPOSE_PAIR(a, b, 1) TRANSPOSE_PAIR(a, b, 2) TRANSPOSE_PAIR(a, b, 3) \
+  TRANSPOSE_PAIR(a, b, 4) TRANSPOSE_PAIR(a, b, 5) TRANSPOSE_PAIR(a, b, 6) TRANSPOSE_PAIR(a, b, 7)
+static inline __attribute__((always_inline)) void transpose_tile16_body(const uint8_t *x, long ldx, uint8_t *y, long ldy) {
+  __m128i r[16], t[16];
+  for (int i = 0; i < 16; i++) r[i] = _mm_loadu_si128((const __m128i *)(x + i * ldx));
+  TRANSPOSE_ROUND(r, t)
+  TRANSPOSE_ROUND(t, r)
+  TRANSPOSE_ROUND(r, t)
+  TRANSPOSE_ROUND(t, r)
+  for (int i = 0; i < 16; i++) _mm_storeu_si128((__m128i *)(y + i * ldy), r[i]);
+}
+#undef TRANSPOSE_ROUND
+#undef TRANSPOSE_PAIR
+// With AVX-512 the same code gets 32 vector registers: no spills.
+__attribute__((target("avx512f,avx512vl,avx512bw"))) static void transpose_tile16_avx512(const uint8_t *x, long ldx, uint8_t *y, long ldy) {
+  transpose_tile16_body(x, ldx, y, ldy);
+}
+static void transpose_tile16_sse2(const uint8_t *x, long ldx, uint8_t *y, long ldy) { transpose_tile16_body(x, ldx, y, ldy); }
+static int transpose_wide(void) {
+  static int bw = -1;
+  if (bw < 0) {
+    __builtin_cpu_init();
+    bw = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  }
+  return bw && mlk_use_avx512_();
+}
+static void transpose_tile16(const uint8_t *x, long ldx, uint8_t *y, long ldy) {
+  if (transpose_wide()) transpose_tile16_avx512(x, ldx, y, ldy); else transpose_tile16_sse2(x, ldx, y, ldy);
+}
+#else
+static void transpose_tile16(const uint8_t *x, long ldx, uint8_t *y, long ldy) {
+  for (int i = 0; i < 16; i++)
+    for (int j = 0; j < 16; j++) y[j * ldy + i] = x[i * ldx + j];
+}
+#endif
+
+typedef struct {
+  const uint8_t *x;
+  uint8_t *y;
+  long rows, cols;
+} transpose8_job;
+
+static void transpose8_task(void *ctx, int t) {
+  const transpose8_job *j = ctx;
+  const long i0 = (long)t * 16, i1 = i0 + 16 <= j->rows ? i0 + 16 : j->rows;
+  long j0 = 0;
+  if (i1 - i0 == 16)
+    for (; j0 + 16 <= j->cols; j0 += 16) transpose_tile16(j->x + i0 * j->cols + j0, j->cols, j->y + j0 * j->rows + i0, j->rows);
+  for (long c = j0; c < j->cols; c++)
+    for (long i = i0; i < i1; i++) j->y[c * j->rows + i] = j->x[i * j->cols + c];
+}
+
+void mlk_transpose_bytes(long rows, long cols, const void *x, void *y) {
+  if (rows <= 0 || cols <= 0) return;
+  transpose8_job job = {x, y, rows, cols};
+  mlk_parallel_((int)((rows + 15) / 16), transpose8_task, &job);
+}

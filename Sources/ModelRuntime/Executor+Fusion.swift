@@ -60,6 +60,7 @@ extension Executor {
         // An elementwise chain's first node runs the whole chain on its input; the others are views
         // of its output.
         for (first, chain) in plan.unaryChain { newInputs[first] = [chain.input] }
+        for (c, inputs) in plan.quantizedConv { newInputs[c] = inputs }
         for (k, into) in plan.fusedInto where plan.unaryChain[into] != nil { newInputs[k] = [graph.nodes[into].outputs[0]] }
         for (k, into) in plan.fusedInto {
             fusedNodes[k] = (graph.nodes[k].op == .batchNormalization && plan.batchNorm[into] == k ? "folded into " : "fused into ") + graph.nodes[into].name

@@ -18,7 +18,7 @@ extension Executor {
         for (i, node) in graph.nodes.enumerated() where isStep(i) && fusedNodes[i] == nil {
             let ins = stepInputs(i)
             for (slot, v) in ins.enumerated() { if let v { readers[v, default: []].append((i, slot)) } }
-            if node.op == .conv {
+            if node.op == .conv, fusion.quantizedConv[i] == nil {
                 let w = ins.count > 1 ? ins[1].flatMap { $0 < graph.values.count ? constantTensor($0) : nil } : nil
                 guard convRunsBlocked(node, graph, weight: w, residual: ins.count > 3 ? ins[3] : nil) else { continue }
                 convs.insert(i)

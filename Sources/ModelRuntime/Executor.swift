@@ -265,7 +265,12 @@ public final class Executor {
             }
         }
         func planNode(_ i: Int) throws {
-            let node = graph.nodes[i]
+            var node = graph.nodes[i]
+            if let q = fusion.quantizedConv[i] {
+                // A QDQ convolution runs as the QLinearConv it stands for (FusionPlan.quantizedConv).
+                node.op = OpKind("QLinearConv")
+                node.inputs = q
+            }
             if fusedNodes[i] != nil {
                 if node.outputs.count == 1 && alias[node.outputs[0]] != nil { return }
                 // A view of its (already transformed) input.
@@ -295,7 +300,8 @@ public final class Executor {
             }
             var kernel: Kernel
             let quantized = needsQuantizedWrapper(node)
-            if quantized, let integer = IntegerConv.make(pc) {
+            let integerConv = quantized ? IntegerConv.make(pc) : node.op.rawValue == "QLinearConv" ? IntegerConv.qlinear(pc) : nil
+            if let integer = integerConv {
                 kernel = integer.kernel
                 integerNodes += 1
                 if !integer.readsWeights {

@@ -170,3 +170,103 @@ func quantizedAddKernel(_ pc: PlanContext, fallback: @escaping Kernel) -> Kernel
         return [out]
     }
 }
+
+extension IntegerConv {
+    /// onnxruntime's QLinearConv on the integer kernels: NCHW 8-bit activations with one scale and
+    /// zero point each, int8 weights with zero point 0 (one scale, or one per output channel), an
+    /// int32 bias, one group or depthwise. Each image is transposed to channels-last bytes,
+    /// convolved (int32 sums) and requantized as onnxruntime's MlasRequantizeOutput does (float
+    /// sum times x_scale * w_scale / y_scale, clamped, rounded half to even), then transposed
+    /// back. Other QLinearConvs keep the float path of `integerOp`.
+    static func qlinear(_ pc: PlanContext) -> IntegerConv? {
+        let n = pc.node, g = pc.graph
+        func constant(_ i: Int) -> RTensor? { i < pc.constants.count ? pc.constants[i] : nil }
+        guard n.inputs.count >= 8, n.outputs.count == 1, let xv = n.inputs[0],
+              let w = constant(3), w.dtype == .int8, w.shape.count == 4,
+              let xs = constant(1), xs.count == 1, let xz = constant(2), xz.count == 1,
+              let ws = constant(4), let ys = constant(6), ys.count == 1, let yz = constant(7), yz.count == 1 else { return nil }
+        let xType = g.values[xv].type.dtype, yType = yz.dtype
+        guard [DType.int8, .uint8].contains(xType), xz.dtype == xType, [DType.int8, .uint8].contains(yType) else { return nil }
+        if n.inputs.count > 5, n.inputs[5] != nil {
+            guard let wz = constant(5), wz.integers().allSatisfy({ $0 == 0 }) else { return nil }
+        }
+        let outC = w.shape[0], perGroup = w.shape[1], kh = w.shape[2], kw = w.shape[3]
+        let group = n.int("group") ?? 1
+        let depthwise = group > 1
+        guard outC > 0, perGroup > 0, kh > 0, kw > 0, outC < 1 << 24, perGroup * kh * kw < 1 << 24,
+              depthwise ? perGroup == 1 && group == outC : group == 1,
+              ws.count == 1 || ws.count == outC else { return nil }
+        var bias: RTensor? = nil
+        if n.inputs.count > 8, n.inputs[8] != nil {
+            guard let b = constant(8), b.dtype == .int32, b.count == outC else { return nil }
+            bias = b
+        }
+        let xScale = xs.toFloats()[0], yScale = ys.toFloats()[0], wScales = ws.toFloats()
+        guard xScale > 0, yScale > 0, xScale.isFinite, yScale.isFinite, wScales.allSatisfy({ $0.isFinite }) else { return nil }
+        // As onnxruntime forms them: (x_scale * w_scale) / y_scale in float.
+        let fscale = (0..<outC).map { xScale * wScales[wScales.count == 1 ? 0 : $0] / yScale }
+        var q = mlk_qconv()
+        q.in_zero = Int32(xz.integers()[0]); q.out_zero = Int32(yz.integers()[0])
+        q.in_signed = xType == .int8 ? 1 : 0
+        (q.act_min, q.act_max) = yType == .int8 ? (-128, 127) : (0, 255)
+        let window = WindowAttributes(n), label = n.label
+        let taps = kh * kw
+        // Weights from OIHW to the layouts the kernels read: OHWI (packed) or, depthwise, [tap][channel].
+        let src = w.raw.assumingMemoryBound(to: Int8.self)
+        var reordered = [Int8](repeating: 0, count: w.count)
+        for o in 0..<outC {
+            for c in 0..<perGroup {
+                for t in 0..<taps {
+                    let v = src[(o * perGroup + c) * taps + t]
+                    if depthwise { reordered[t * outC + o] = v } else { reordered[(o * taps + t) * perGroup + c] = v }
+                }
+            }
+        }
+        let mult = [Int32](repeating: 0, count: outC), shift = mult
+        let biasValues: [Int32]? = bias.map { b in (0..<outC).map { b.raw.load(fromByteOffset: $0 * 4, as: Int32.self) } }
+        var packed: PackedWeights? = nil
+        var biasEff = biasValues ?? [Int32](repeating: 0, count: outC)
+        var weightBytes = w.count + 8 * outC
+        if !depthwise {
+            let k = taps * perGroup
+            let bytes = Int(mlk_qconv_packed_size(Int32(outC), Int32(k)))
+            let pointer = UnsafeMutablePointer<Int8>.allocate(capacity: bytes)
+            mlk_qconv_pack(Int32(outC), Int32(k), reordered, biasValues, q.in_zero + (q.in_signed != 0 ? 128 : 0), pointer, &biasEff)
+            packed = PackedWeights(pointer)
+            weightBytes = bytes + 8 * outC
+        }
+        let weights = reordered, biasTable = biasEff
+        return IntegerConv(kernel: { ins, ctx in
+            guard let xt = ins.first ?? nil, xt.dtype == xType, xt.shape.count == 4 else {
+                throw RuntimeError.invalid(node: label, reason: "input is not a 4-D \(xType.rawValue) tensor")
+            }
+            let (batch, c, h, wd) = (xt.shape[0], xt.shape[1], xt.shape[2], xt.shape[3])
+            guard c == (depthwise ? outC : perGroup) else {
+                throw RuntimeError.invalid(node: label, reason: "\(c) input channels for weights \(w.shape)")
+            }
+            var p = try convGeometry(window, x: [batch, h, wd, c], kernel: [kh, kw], outChannels: outC, nhwc: true)
+            p.groups = depthwise ? p.in_c : 1
+            let xh = try ctx.alloc([batch, h, wd, c], xType)
+            let image = c * h * wd
+            for b in 0..<batch { mlk_transpose_bytes(c, h * wd, xt.raw + b * image, xh.raw + b * image) }
+            let yh = try ctx.alloc(outShape(p, rank: 4, nhwc: true), yType)
+            let scratch = packed == nil ? nil : try ctx.scratchFloats((Int(mlk_qconv_scratch(&p)) + 3) / 4)
+            fscale.withUnsafeBufferPointer { fs in
+                var qq = q
+                qq.fscale = fs.baseAddress
+                if let packed, let scratch {
+                    mlk_qconv_nhwc(&p, &qq, xh.raw, packed.pointer, biasTable, mult, shift, yh.raw,
+                                   UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: UInt8.self))
+                } else {
+                    mlk_qdepthwise_nhwc(&p, &qq, xh.raw, weights, biasValues, mult, shift, yh.raw)
+                }
+            }
+            ctx.release(xh.buffer)
+            let plane = Int(p.out_h * p.out_w)
+            let y = try ctx.alloc([batch, outC, Int(p.out_h), Int(p.out_w)], yType)
+            for b in 0..<batch { mlk_transpose_bytes(plane, outC, yh.raw + b * plane * outC, y.raw + b * plane * outC) }
+            ctx.release(yh.buffer)
+            return [y]
+        }, weightBytes: weightBytes, readsWeights: false)
+    }
+}

@@ -106,6 +106,8 @@ void mlk_softmax(const float *x, float *y, long outer, long axis, long inner, in
 
 /// Transposes a tensor of `elem` bytes per element (rank <= 8): y[i] = x[perm-permuted index].
 void mlk_transpose(const void *x, void *y, int rank, const long *shape, const int *perm, int elem);
+/// y[j][i] = x[i][j] for a rows x cols matrix of bytes (an image's NCHW <-> NHWC for 8-bit values).
+void mlk_transpose_bytes(long rows, long cols, const void *x, void *y);
 /// y (contiguous, `shape`) = x read at sum(idx[d] * stride[d]) elements of `elem` bytes; strides
 /// may be 0 (broadcast) or negative. Rank at most 8. Runs of contiguous elements are copied whole.
 void mlk_copy_strided(const void *x, void *y, int rank, const long *shape, const long *stride, int elem);

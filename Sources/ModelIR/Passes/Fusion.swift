@@ -20,6 +20,12 @@ public struct FusionPlan: Sendable {
     /// for QuantizeLinear -> DequantizeLinear with the same per-tensor parameters. The chain's
     /// other nodes are in `fusedInto`.
     public var unaryChain: [Int: (op: String, input: ValueID)] = [:]
+    /// Conv index -> the inputs of the QLinearConv it runs as (x, x_scale, x_zero_point, w,
+    /// w_scale, w_zero_point, y_scale, y_zero_point, bias; nil where absent): a QDQ model's
+    /// DequantizeLinear -> Conv -> QuantizeLinear, computed on integers as onnxruntime's QDQ
+    /// transformer fuses it. The QuantizeLinear (and each DequantizeLinear only the Conv reads)
+    /// is in `fusedInto`.
+    public var quantizedConv: [Int: [ValueID?]] = [:]
 
     /// What the plan needs to know of constant values (the executor also counts values it
     /// computed at plan time, such as fp16 weights widened; the analysis the file's constants).
@@ -116,6 +122,7 @@ public struct FusionPlan: Sendable {
             plan.activation[i] = k
             plan.fusedInto[k] = i
         }
+        findQuantizedConvs(graph, constants, readers, &plan)
         // Elementwise chains that one unary kernel runs (before the Adds take their Clips).
         findUnaryChains(graph, constants, readers, &plan)
         // Add -> Relu / Clip (residual blocks).
@@ -164,6 +171,53 @@ public struct FusionPlan: Sendable {
 }
 
 extension FusionPlan {
+    /// DequantizeLinear -> Conv -> QuantizeLinear with constant 8-bit weights, per-tensor
+    /// activation parameters, and an int32 bias dequantized with x_scale * w_scale: `quantizedConv`.
+    static func findQuantizedConvs(_ graph: Graph, _ constants: Constants, _ readers: Readers, _ plan: inout FusionPlan) {
+        func producer(_ v: ValueID?, _ op: String) -> Node? {
+            guard let v, let p = graph.values[v].producer, graph.nodes[p].op.rawValue == op, graph.nodes[p].outputs.count == 1,
+                  (graph.nodes[p].int("block_size") ?? 0) == 0 else { return nil }
+            return graph.nodes[p]
+        }
+        func slot(_ n: Node, _ k: Int) -> ValueID? { k < n.inputs.count ? n.inputs[k] : nil }
+        func count(_ v: ValueID?) -> Int? { v.flatMap(constants.type).map { $0.shape.reduce(1, *) } }
+        /// One constant float scale and one 8-bit zero point.
+        func perTensor(_ n: Node) -> Bool {
+            guard let s = slot(n, 1), let st = constants.type(s), st.dtype == .float32, st.shape.reduce(1, *) == 1,
+                  let z = slot(n, 2), let zt = constants.type(z), [DType.int8, .uint8].contains(zt.dtype), zt.shape.reduce(1, *) == 1 else { return false }
+            return true
+        }
+        for (i, conv) in graph.nodes.enumerated() where conv.op == .conv && conv.fusedActivation == nil && plan.fusedInto[i] == nil
+            && plan.batchNorm[i] == nil && plan.activation[i] == nil && conv.dataLayout != .nhwc && conv.outputs.count == 1 {
+            let out = conv.outputs[0]
+            guard conv.inputs.count >= 2, let dx = producer(conv.inputs[0], "DequantizeLinear"), perTensor(dx),
+                  let dw = producer(conv.inputs[1], "DequantizeLinear"), let wq = slot(dw, 0), let wt = constants.type(wq),
+                  wt.dtype == .int8, wt.shape.count == 4, let ws = slot(dw, 1), let wsCount = count(ws), wsCount == 1 || wsCount == wt.shape[0],
+                  let qi = readers.sole(out), graph.nodes[qi].op.rawValue == "QuantizeLinear", graph.nodes[qi].inputs.first == out,
+                  perTensor(graph.nodes[qi]), let qOut = graph.nodes[qi].outputs.first, !readers.outputs.contains(qOut) else { continue }
+            if wsCount > 1, let axis = dw.int("axis"), axis != 0 { continue }
+            var bias: ValueID? = nil
+            if let bv = slot(conv, 2) {
+                // The bias as onnxruntime's quantizer writes it: int32, scale x_scale * w_scale.
+                guard let db = producer(bv, "DequantizeLinear"), let bq = slot(db, 0), let bt = constants.type(bq), bt.dtype == .int32,
+                      bt.shape.reduce(1, *) == wt.shape[0], let bs = slot(db, 1).flatMap(constants.floats),
+                      let xs = slot(dx, 1).flatMap(constants.floats)?.first, let wsv = constants.floats(ws) else { continue }
+                if let bz = slot(db, 2), constants.floats(bz)?.allSatisfy({ $0 == 0 }) != true { continue }
+                let agrees = (0..<wt.shape[0]).allSatisfy { o in
+                    let want = xs * wsv[wsv.count == 1 ? 0 : o], have = bs[bs.count == 1 ? 0 : o]
+                    return abs(have - want) <= 1e-6 * abs(want)
+                }
+                guard agrees else { continue }
+                bias = bq
+                if readers.sole(bv) == i { plan.fusedInto[graph.values[bv].producer!] = i }
+            }
+            plan.quantizedConv[i] = [slot(dx, 0), slot(dx, 1), slot(dx, 2), wq, ws, slot(dw, 2),
+                                     slot(graph.nodes[qi], 1), slot(graph.nodes[qi], 2), bias]
+            plan.fusedInto[qi] = i
+            for v in [conv.inputs[0], conv.inputs[1]] where readers.sole(v!) == i { plan.fusedInto[graph.values[v!].producer!] = i }
+        }
+    }
+
     /// SiLU, GELU and hard-swish written out as elementwise ops (as torch exports nn.SiLU and
     /// nn.GELU below opset 20, paddle2onnx hard-swish): each chain becomes one kernel, as
     /// onnxruntime fuses them. Also QuantizeLinear -> DequantizeLinear with one scale and zero
@@ -193,6 +247,7 @@ extension FusionPlan {
             guard let lo, let hi else { return nil }
             return (lo, hi)
         }
+        let quantizedConvInputs = Set(plan.quantizedConv.values.compactMap { $0.first ?? nil })
         for (i, node) in graph.nodes.enumerated() where plan.fusedInto[i] == nil && node.outputs.count == 1 {
             let out = node.outputs[0]
             switch node.op.rawValue {
@@ -236,8 +291,10 @@ extension FusionPlan {
                 for k in [erf.node, add.node, m1.node, m2.node] { plan.fusedInto[k] = i }
             case "QuantizeLinear":
                 // A float value quantized and at once dequantized with the same parameters (QDQ
-                // models between float ops): one pass, float to float, no int8 copy in between.
-                guard let x = node.inputs.first ?? nil, isFloat(x), node.inputs.count == 3, let q = perTensorQuantization(node),
+                // models between float ops): one pass, float to float, no int8 copy in between;
+                // not where a quantized conv reads the 8-bit values too.
+                guard !quantizedConvInputs.contains(out),
+                      let x = node.inputs.first ?? nil, isFloat(x), node.inputs.count == 3, let q = perTensorQuantization(node),
                       let dq = readers.sole(out), plan.fusedInto[dq] == nil, plan.unaryChain[dq] == nil else { continue }
                 let d = graph.nodes[dq]
                 guard d.op.rawValue == "DequantizeLinear", d.inputs.count == 3, d.inputs[0] == out, d.outputs.count == 1,

@@ -93,6 +93,26 @@ final class ReferenceRuntimeTests: XCTestCase {
         XCTAssertTrue(report.first?.contains("0 of 10 differ") ?? false, report.first ?? "no report")
     }
 
+    /// onnxruntime's QDQ and QOperator samples run their convolutions on the integer kernels
+    /// (DequantizeLinear -> Conv -> QuantizeLinear fused into one, as onnxruntime's default
+    /// session fuses it; QLinearConv as it stands), on the VNNI path and the portable one, and
+    /// give onnxruntime's outputs.
+    func testQuantizedOnnxConvolutionsRunOnIntegerKernels() throws {
+        defer { Executor.preferAVX512(true) }
+        for (file, convs) in [("tiny_cnn_qdq", 2), ("tiny_cnn_qop", 2)] {
+            let model = try ModelImporter.load(TestSupport.samples.appendingPathComponent(file + ".onnx").path)
+            let exec = try Executor(model: model, threads: 2)
+            XCTAssertEqual(exec.integerNodes, convs, "\(file): every convolution on the integer kernels")
+            for avx512 in [true, false] {
+                Executor.preferAVX512(avx512)
+                let (report, _, failures) = try compareWithReferences(only: [file])
+                XCTAssertEqual(failures, [], "\(file) avx512 \(avx512)")
+                XCTAssertEqual(report.count, 1, "\(file): reference data")
+                XCTAssertTrue(report.allSatisfy { $0.contains("max abs diff 0,") }, "\(file): \(report)")
+            }
+        }
+    }
+
     /// Runs every model with reference data (or the named ones) and compares each output.
     func compareWithReferences(only: [String]? = nil) throws -> (report: [String], skipped: [String], failures: [String]) {
         let dir = TestSupport.refdata.appendingPathComponent("runs")
