@@ -57,3 +57,31 @@ extension Executor {
         return blocked
     }
 }
+
+extension Executor {
+    /// 8-bit values kept channels-last ([N][H][W][C]) between integer convolutions: outputs of the
+    /// QLinearConvs (and fused QDQ convolutions) the integer kernels run (QLinearConvSpec), when
+    /// every step reading them is such a convolution reading them as its input, and they are no
+    /// graph outputs. Inside such chains (MobileNetV2's expansion -> depthwise -> projection) the
+    /// transpositions to and from NCHW around each convolution fall away.
+    func channelsLastValues(stepInputs: (Int) -> [ValueID?], isStep: (Int) -> Bool, outputs: Set<ValueID>) -> Set<ValueID> {
+        var integer = Set<Int>()
+        var readers: [ValueID: [(node: Int, slot: Int)]] = [:]
+        for (i, node) in graph.nodes.enumerated() where isStep(i) && fusedNodes[i] == nil {
+            let ins = stepInputs(i)
+            for (slot, v) in ins.enumerated() { if let v { readers[v, default: []].append((i, slot)) } }
+            guard fusion.quantizedConv[i] != nil || node.op.rawValue == "QLinearConv" else { continue }
+            var n = node
+            if let q = fusion.quantizedConv[i] { n.op = OpKind("QLinearConv"); n.inputs = q }
+            let consts = ins.map { $0.flatMap { $0 < graph.values.count ? constantTensor($0) : nil } }
+            if QLinearConvSpec.of(PlanContext(node: n, graph: graph, constants: consts)) != nil { integer.insert(i) }
+        }
+        var kept = Set<ValueID>()
+        for i in integer {
+            guard let o = graph.nodes[i].outputs.first, !outputs.contains(o), let r = readers[o], !r.isEmpty,
+                  r.allSatisfy({ integer.contains($0.node) && $0.slot == 0 }) else { continue }
+            kept.insert(o)
+        }
+        return kept
+    }
+}

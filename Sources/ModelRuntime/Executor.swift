@@ -17,6 +17,10 @@ public struct PlanContext {
     /// ([C/16][H][W][16] per image; see Executor.blockedValues).
     public var blockedInput = false
     public var blockedOutput = false
+    /// The planner keeps this integer convolution's 8-bit input, or its output, channels-last
+    /// ([N][H][W][C]; see Executor.channelsLastValues).
+    public var channelsLastInput = false
+    public var channelsLastOutput = false
     /// Input slots holding a constant the planner made (a folded DEQUANTIZE of fp16 weights) that
     /// only this node reads: a kernel that packs its own copy lets the planner free it.
     public var madeAtPlanTime: Set<Int> = []
@@ -239,6 +243,8 @@ public final class Executor {
         let blocked = blockedValues(stepInputs: stepInputs, isStep: { i in
             !(graph.nodes[i].outputs.count == 1 && alias[graph.nodes[i].outputs[0]] != nil) }, outputs: outputSet)
         blockedValueCount = blocked.count
+        let channelsLast = channelsLastValues(stepInputs: stepInputs, isStep: { i in
+            !(graph.nodes[i].outputs.count == 1 && alias[graph.nodes[i].outputs[0]] != nil) }, outputs: outputSet)
         let foldContext = RunContext()
         // Nodes computed from constants alone (mediapipe's DEQUANTIZE of every fp16 weight, shape
         // arithmetic) are folded when their first reader is planned, not where they stand: TFLite
@@ -297,6 +303,10 @@ public final class Executor {
             if node.op == .conv || node.op.rawValue == "GlobalAveragePool" || node.op.rawValue == "MaxPool" {
                 pc.blockedInput = inputs.first.flatMap { $0 }.map(blocked.contains) ?? false
                 pc.blockedOutput = node.outputs.first.map(blocked.contains) ?? false
+            }
+            if node.op.rawValue == "QLinearConv" {
+                pc.channelsLastInput = inputs.first.flatMap { $0 }.map(channelsLast.contains) ?? false
+                pc.channelsLastOutput = node.outputs.first.map(channelsLast.contains) ?? false
             }
             var kernel: Kernel
             let quantized = needsQuantizedWrapper(node)

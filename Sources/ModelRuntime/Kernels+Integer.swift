@@ -171,14 +171,22 @@ func quantizedAddKernel(_ pc: PlanContext, fallback: @escaping Kernel) -> Kernel
     }
 }
 
-extension IntegerConv {
-    /// onnxruntime's QLinearConv on the integer kernels: NCHW 8-bit activations with one scale and
-    /// zero point each, int8 weights with zero point 0 (one scale, or one per output channel), an
-    /// int32 bias, one group or depthwise. Each image is transposed to channels-last bytes,
-    /// convolved (int32 sums) and requantized as onnxruntime's MlasRequantizeOutput does (float
-    /// sum times x_scale * w_scale / y_scale, clamped, rounded half to even), then transposed
-    /// back. Other QLinearConvs keep the float path of `integerOp`.
-    static func qlinear(_ pc: PlanContext) -> IntegerConv? {
+/// What the integer kernels need of a QLinearConv they can run (`QLinearConvSpec.of`).
+struct QLinearConvSpec {
+    let xType: DType, yType: DType
+    let weights: RTensor
+    let outC: Int, perGroup: Int, kh: Int, kw: Int
+    let depthwise: Bool
+    let bias: RTensor?
+    /// x_scale * w_scale / y_scale per output channel.
+    let fscale: [Float]
+    let q: mlk_qconv
+
+    /// The spec of a QLinearConv (or a fused QDQ convolution, with the QLinearConv's inputs) the
+    /// integer kernels run: 8-bit activations with one scale and zero point each, int8 weights
+    /// with zero point 0 (one scale, or one per output channel), an int32 bias, one group or
+    /// depthwise; nil for others.
+    static func of(_ pc: PlanContext) -> QLinearConvSpec? {
         let n = pc.node, g = pc.graph
         func constant(_ i: Int) -> RTensor? { i < pc.constants.count ? pc.constants[i] : nil }
         guard n.inputs.count >= 8, n.outputs.count == 1, let xv = n.inputs[0],
@@ -203,12 +211,30 @@ extension IntegerConv {
         }
         let xScale = xs.toFloats()[0], yScale = ys.toFloats()[0], wScales = ws.toFloats()
         guard xScale > 0, yScale > 0, xScale.isFinite, yScale.isFinite, wScales.allSatisfy({ $0.isFinite }) else { return nil }
-        // As onnxruntime forms them: (x_scale * w_scale) / y_scale in float.
-        let fscale = (0..<outC).map { xScale * wScales[wScales.count == 1 ? 0 : $0] / yScale }
         var q = mlk_qconv()
         q.in_zero = Int32(xz.integers()[0]); q.out_zero = Int32(yz.integers()[0])
         q.in_signed = xType == .int8 ? 1 : 0
         (q.act_min, q.act_max) = yType == .int8 ? (-128, 127) : (0, 255)
+        // As onnxruntime forms them: (x_scale * w_scale) / y_scale in float.
+        let fscale = (0..<outC).map { xScale * wScales[wScales.count == 1 ? 0 : $0] / yScale }
+        return QLinearConvSpec(xType: xType, yType: yType, weights: w, outC: outC, perGroup: perGroup, kh: kh, kw: kw,
+                               depthwise: depthwise, bias: bias, fscale: fscale, q: q)
+    }
+}
+
+extension IntegerConv {
+    /// onnxruntime's QLinearConv on the integer kernels (QLinearConvSpec): the image, NCHW, is
+    /// transposed to channels-last bytes unless the planner keeps it so (pc.channelsLastInput),
+    /// convolved (int32 sums) and requantized as onnxruntime's MlasRequantizeOutput does (float
+    /// sum times x_scale * w_scale / y_scale, clamped, rounded half to even), then transposed
+    /// back unless every reader takes it channels-last (pc.channelsLastOutput). Other
+    /// QLinearConvs keep the float path of `integerOp`.
+    static func qlinear(_ pc: PlanContext) -> IntegerConv? {
+        guard let spec = QLinearConvSpec.of(pc) else { return nil }
+        let n = pc.node
+        let (xType, yType, w, outC, perGroup, kh, kw) = (spec.xType, spec.yType, spec.weights, spec.outC, spec.perGroup, spec.kh, spec.kw)
+        let (depthwise, bias, fscale, q) = (spec.depthwise, spec.bias, spec.fscale, spec.q)
+        let channelsLastIn = pc.channelsLastInput, channelsLastOut = pc.channelsLastOutput
         let window = WindowAttributes(n), label = n.label
         let taps = kh * kw
         // Weights from OIHW to the layouts the kernels read: OHWI (packed) or, depthwise, [tap][channel].
@@ -240,15 +266,19 @@ extension IntegerConv {
             guard let xt = ins.first ?? nil, xt.dtype == xType, xt.shape.count == 4 else {
                 throw RuntimeError.invalid(node: label, reason: "input is not a 4-D \(xType.rawValue) tensor")
             }
-            let (batch, c, h, wd) = (xt.shape[0], xt.shape[1], xt.shape[2], xt.shape[3])
+            let (batch, c, h, wd) = channelsLastIn ? (xt.shape[0], xt.shape[3], xt.shape[1], xt.shape[2])
+                                                   : (xt.shape[0], xt.shape[1], xt.shape[2], xt.shape[3])
             guard c == (depthwise ? outC : perGroup) else {
                 throw RuntimeError.invalid(node: label, reason: "\(c) input channels for weights \(w.shape)")
             }
             var p = try convGeometry(window, x: [batch, h, wd, c], kernel: [kh, kw], outChannels: outC, nhwc: true)
             p.groups = depthwise ? p.in_c : 1
-            let xh = try ctx.alloc([batch, h, wd, c], xType)
-            let image = c * h * wd
-            for b in 0..<batch { mlk_transpose_bytes(c, h * wd, xt.raw + b * image, xh.raw + b * image) }
+            var xh = xt
+            if !channelsLastIn {
+                xh = try ctx.alloc([batch, h, wd, c], xType)
+                let image = c * h * wd
+                for b in 0..<batch { mlk_transpose_bytes(c, h * wd, xt.raw + b * image, xh.raw + b * image) }
+            }
             let yh = try ctx.alloc(outShape(p, rank: 4, nhwc: true), yType)
             let scratch = packed == nil ? nil : try ctx.scratchFloats((Int(mlk_qconv_scratch(&p)) + 3) / 4)
             fscale.withUnsafeBufferPointer { fs in
@@ -261,7 +291,8 @@ extension IntegerConv {
                     mlk_qdepthwise_nhwc(&p, &qq, xh.raw, weights, biasValues, mult, shift, yh.raw)
                 }
             }
-            ctx.release(xh.buffer)
+            if !channelsLastIn { ctx.release(xh.buffer) }
+            if channelsLastOut { return [yh] }
             let plane = Int(p.out_h * p.out_w)
             let y = try ctx.alloc([batch, outC, Int(p.out_h), Int(p.out_w)], yType)
             for b in 0..<batch { mlk_transpose_bytes(plane, outC, yh.raw + b * plane * outC, y.raw + b * plane * outC) }
