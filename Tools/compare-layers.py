@@ -5,6 +5,11 @@ default, with experimental_preserve_all_tensors) or onnxruntime (.onnx; graph op
 every node output made a graph output).
 
   Tools/compare-layers.py MODEL [--resolver reference|builtin] [--seed N] [--threads N] [--all] [--binary PATH]
+                          [--optimized]
+
+--optimized (.onnx) compares the graph outputs alone with onnxruntime's default session, which
+fuses a QDQ model's DequantizeLinear -> Conv -> QuantizeLinear into integer convolutions as
+ModelLens does (with every value an output, neither fuses).
 
 Prints one line per value that differs (every value with --all) and a summary: integer tensors
 as differing elements and the largest difference in steps; float tensors as the largest
@@ -53,20 +58,22 @@ def tflite_reference(path, resolver, rng):
     return feeds, tensors
 
 
-def onnx_reference(path, rng):
+def onnx_reference(path, rng, optimized=False):
     import onnx
     import onnxruntime as ort
     m = onnx.load(path)
-    inferred = onnx.shape_inference.infer_shapes(m)
-    info = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
-    have = {o.name for o in m.graph.output}
-    for n in m.graph.node:
-        for o in n.output:
-            if o and o not in have and o in info:
-                m.graph.output.append(info[o])
-                have.add(o)
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    if not optimized:
+        inferred = onnx.shape_inference.infer_shapes(m)
+        info = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+        have = {o.name for o in m.graph.output}
+        for n in m.graph.node:
+            for o in n.output:
+                if o and o not in have and o in info:
+                    m.graph.output.append(info[o])
+                    have.add(o)
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     s = ort.InferenceSession(m.SerializeToString(), opts, providers=['CPUExecutionProvider'])
     types = {'tensor(float)': np.float32, 'tensor(int64)': np.int64, 'tensor(int32)': np.int32,
              'tensor(uint8)': np.uint8, 'tensor(int8)': np.int8}
@@ -86,16 +93,21 @@ def main():
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--all', action='store_true', help='list every value, not only those that differ')
     ap.add_argument('--binary', help='the modellens executable (default: .build/release, else .build/debug)')
+    ap.add_argument('--optimized', action='store_true', help='graph outputs only, against onnxruntime with its default fusions')
     args = ap.parse_args()
+    if args.optimized and args.model.endswith('.tflite'):
+        sys.exit('compare-layers: --optimized is for .onnx models')
     rng = np.random.default_rng(args.seed)
     if args.model.endswith('.tflite'):
         feeds, ref = tflite_reference(args.model, args.resolver, rng)
         label = f'LiteRT ({args.resolver} kernels)'
     else:
-        feeds, ref = onnx_reference(args.model, rng)
-        label = 'onnxruntime (no graph optimizations)'
+        feeds, ref = onnx_reference(args.model, rng, args.optimized)
+        label = 'onnxruntime (default graph optimizations)' if args.optimized else 'onnxruntime (no graph optimizations)'
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [args.binary or modellens_binary(), 'run', args.model, '--all-values', '-o', os.path.join(tmp, 'out'), '--threads', str(args.threads)]
+        cmd = [args.binary or modellens_binary(), 'run', args.model, '-o', os.path.join(tmp, 'out'), '--threads', str(args.threads)]
+        if not args.optimized:
+            cmd.append('--all-values')
         for k, (name, x) in enumerate(feeds.items()):
             f = os.path.join(tmp, f'input_{k}.npy')
             np.save(f, x)
@@ -103,7 +115,11 @@ def main():
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             sys.exit(f'compare-layers: modellens failed: {r.stderr.strip()}')
-        rows = [line.rstrip('\n').split('\t') for line in open(os.path.join(tmp, 'out', 'values.tsv'))][1:]
+        if args.optimized:
+            safe = lambda n: ''.join(c if c.isalnum() or c in '_-.' else '_' for c in n)
+            rows = [(safe(name) + '.npy', name) for name in ref]
+        else:
+            rows = [line.rstrip('\n').split('\t') for line in open(os.path.join(tmp, 'out', 'values.tsv'))][1:]
         compared = failing = skipped = 0
         for file, name in rows:
             if name not in ref:

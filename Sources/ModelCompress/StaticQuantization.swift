@@ -3,12 +3,14 @@ import ModelIR
 import ModelRuntime
 
 /// Post-training static int8 quantization in the QDQ form onnxruntime.quantization writes:
-/// weights int8, symmetric, one scale per output channel, behind a DequantizeLinear; biases
-/// int32 at the input's scale times the weight's; and each activation a layer reads or writes
-/// (after its BatchNorm and Relu/Clip, where they follow) through a QuantizeLinear ->
-/// DequantizeLinear pair, uint8 over the range the calibration inputs gave it (min/max, zero
-/// included). A runtime that fuses the pairs runs the layers on integers; one that does not
-/// computes the same values in float.
+/// a BatchNorm after a convolution folded into its weights first; weights int8, symmetric, one
+/// scale per output channel, behind a DequantizeLinear; biases int32 at the input's scale times
+/// the weight's; and each activation a layer reads or writes (after its Relu/Clip, where one
+/// follows) through a QuantizeLinear -> DequantizeLinear pair, uint8 over the range the
+/// calibration inputs gave it (min/max, zero included). A Relu or Clip whose output's pair
+/// saturates at its bounds anyway is left out, so that each layer is DequantizeLinear -> Conv ->
+/// QuantizeLinear: what runtimes fuse into one integer convolution (onnxruntime, ModelLens). One
+/// that does not fuse computes the same values in float.
 enum StaticQuantization {
     static let method = "int8"
 
@@ -39,6 +41,7 @@ enum StaticQuantization {
     }
 
     static func apply(_ g: Graph, ranges: [String: (lo: Float, hi: Float)], selected: (Node) -> Bool, log: inout CompressionLog) throws {
+        foldBatchNorms(g, selected: selected)
         let edit = GraphEdit(graph: g)
         var consumers: [ValueID: [Int]] = [:]
         for (i, n) in g.nodes.enumerated() { for case let v? in n.inputs { consumers[v, default: []].append(i) } }
@@ -108,6 +111,31 @@ enum StaticQuantization {
             log.changes.append(LayerChange(layer: node.name, op: node.op.rawValue, method: method,
                                            detail: "int8 weights, \(outputs) scales", parametersBefore: values.count, parametersAfter: values.count))
         }
+        // A Relu / Clip between a layer and its output's pair, where the pair's range lies within
+        // the bounds: quantizing clamps as the activation would (Q is monotone and saturates), so
+        // the layer writes the activation's output itself.
+        var dropped = Set<Int>()
+        for i in layers where g.nodes[i].op == .conv {
+            guard let out = nodes[i].outputs.first, let c = consumers[out], c.count == 1, !g.outputs.contains(out) else { continue }
+            let act = nodes[c[0]]
+            guard ["Relu", "Clip"].contains(act.op.rawValue), act.inputs.first == out, act.outputs.count == 1,
+                  let v = act.outputs.first, activations.contains(v), !g.outputs.contains(v), let r = ranges[g.values[v].name] else { continue }
+            var lo: Float = 0, hi = Float.infinity
+            if act.op.rawValue == "Clip" {
+                func bound(_ k: Int, _ attribute: String) -> Float?? {
+                    if k < act.inputs.count, let b = act.inputs[k] { return g.values[b].constant.flatMap(Weights.floats)?.first.map { .some($0) } }
+                    return .some(act.float(attribute).map(Float.init))
+                }
+                guard let l = bound(1, "min"), let h = bound(2, "max") else { continue }
+                lo = l ?? -.infinity
+                hi = h ?? .infinity
+            }
+            let (scale, zero) = params(r)
+            guard (lo / scale).rounded(.toNearestOrEven) + Float(zero) <= 0,
+                  (hi / scale).rounded(.toNearestOrEven) + Float(zero) >= 255 else { continue }
+            nodes[i].outputs = [v]
+            dropped.insert(c[0])
+        }
         // Activations: x -> QuantizeLinear -> DequantizeLinear, read by every consumer of x.
         for v in activations {
             let (scale, zero) = params(ranges[g.values[v].name]!)
@@ -122,8 +150,44 @@ enum StaticQuantization {
             nodes.append(Node(name: edit.unique(base + "/QuantizeLinear"), op: OpKind("QuantizeLinear"), sourceOp: "QuantizeLinear", inputs: [v, s, z], outputs: [q]))
             nodes.append(Node(name: edit.unique(base + "/DequantizeLinear"), op: OpKind("DequantizeLinear"), sourceOp: "DequantizeLinear", inputs: [q, s, z], outputs: [d]))
         }
-        g.nodes = nodes
+        g.nodes = nodes.enumerated().filter { !dropped.contains($0.offset) }.map(\.element)
         try g.sortTopologically()
+    }
+
+    /// Conv -> BatchNormalization (inference, constant float parameters, one per output channel)
+    /// folded into the convolution's float weights and bias (BatchNormFold, the executor's own
+    /// arithmetic), before the weights are quantized, as onnxruntime's and TFLite's quantizers do.
+    static func foldBatchNorms(_ g: Graph, selected: (Node) -> Bool) {
+        var consumers: [ValueID: [Int]] = [:]
+        for (i, n) in g.nodes.enumerated() { for case let v? in n.inputs { consumers[v, default: []].append(i) } }
+        let edit = GraphEdit(graph: g)
+        var folded = Set<Int>()
+        for (i, conv) in g.nodes.enumerated() where conv.op == .conv && selected(conv) && (conv.kernelLayout ?? .oihw) == .oihw {
+            guard conv.outputs.count == 1, let out = conv.outputs.first, !g.outputs.contains(out), let c = consumers[out], c.count == 1,
+                  conv.inputs.count > 1, let wv = conv.inputs[1], let w = g.values[wv].constant, w.dtype == .float32, w.shape.count >= 3,
+                  let wf = Weights.floats(w) else { continue }
+            let bn = g.nodes[c[0]], outC = w.shape[0]
+            guard bn.op == .batchNormalization, bn.inputs.count == 5, bn.inputs[0] == out, bn.outputs.count == 1,
+                  (bn.int("training_mode") ?? 0) == 0 else { continue }
+            let p = bn.inputs.dropFirst().map { $0.flatMap { g.values[$0].constant }.flatMap(Weights.floats) }
+            guard let gamma = p[0], let beta = p[1], let mean = p[2], let variance = p[3],
+                  [gamma, beta, mean, variance].allSatisfy({ $0.count == outC }) else { continue }
+            let biasID = conv.inputs.count > 2 ? conv.inputs[2] : nil
+            let oldBias = biasID.flatMap { g.values[$0].constant }.flatMap(Weights.floats)
+            if biasID != nil, oldBias?.count != outC { continue }
+            let (a, shift) = BatchNormFold.fold(gamma: gamma, beta: beta, mean: mean, variance: variance,
+                                                epsilon: Float(bn.float("epsilon") ?? 1e-5), bias: oldBias)
+            let per = wf.count / outC
+            let scaled = wf.enumerated().map { $0.element * a[$0.offset / per] }
+            var node = conv
+            node.inputs[1] = edit.constant(g.values[wv].name + "/bn_folded", scaled, w.shape)
+            let b = edit.constant((biasID.map { g.values[$0].name } ?? conv.name + "/bias") + "/bn_folded", shift, [outC])
+            if node.inputs.count > 2 { node.inputs[2] = b } else { node.inputs.append(b) }
+            node.outputs = bn.outputs
+            g.nodes[i] = node
+            folded.insert(c[0])
+        }
+        g.nodes = g.nodes.enumerated().filter { !folded.contains($0.offset) }.map(\.element)
     }
 
     /// uint8 scale and zero point for a range, widened to hold zero (so that zero padding and

@@ -178,22 +178,33 @@ final class CompressTests: XCTestCase {
             XCTAssertEqual(r.status, 0, "\(rel) \(args): \(r.stderr)")
             let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
             XCTAssertFalse((report["changes"] as? [Any] ?? []).isEmpty, "\(rel) \(args): nothing changed")
-            let p = Process()
-            p.executableURL = python
-            p.arguments = [TestSupport.root.appendingPathComponent("Tools/compare-layers.py").path, out, "--binary", TestSupport.binary.path]
-            let pipe = Pipe()
-            p.standardOutput = pipe
-            p.standardError = pipe
-            try p.run()
-            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
+            func compareLayers(_ extra: [String] = []) throws -> (status: Int32, text: String) {
+                let p = Process()
+                p.executableURL = python
+                p.arguments = [TestSupport.root.appendingPathComponent("Tools/compare-layers.py").path, out, "--binary", TestSupport.binary.path] + extra
+                let pipe = Pipe()
+                p.standardOutput = pipe
+                p.standardError = pipe
+                try p.run()
+                let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                p.waitUntilExit()
+                return (p.terminationStatus, text)
+            }
+            let (status, text) = try compareLayers()
+            if args.contains("int8") && ext == "onnx" {
+                // The outputs equal onnxruntime's default session, which fuses each
+                // DequantizeLinear -> Conv -> QuantizeLinear into an integer convolution as the
+                // executor does.
+                let fused = try compareLayers(["--optimized"])
+                XCTAssertEqual(fused.status, 0, "\(rel) \(args), onnxruntime's fused session: \(fused.text)")
+            }
             if args.contains("--quantize") && rel.contains("mobilenet_v2") {
                 // Fifty layers deep, a rounding tie decided otherwise carries forward: inside,
                 // integer tensors may differ by a few steps; the logits by one at most.
                 let logits = try XCTUnwrap(text.split(separator: "\n").first { $0.contains("logits/quantized") }, text)
                 XCTAssertTrue(logits.hasSuffix("up to 1 step(s)") || logits.hasSuffix("up to 0 step(s)"), String(logits))
             } else {
-                XCTAssertEqual(p.terminationStatus, 0, "\(rel) \(args) -> .\(ext): \(text)")
+                XCTAssertEqual(status, 0, "\(rel) \(args) -> .\(ext): \(text)")
                 XCTAssertTrue(text.contains(", 0 differ"), text)
             }
             print("compress \(rel) \(args.joined(separator: " ")) -> .\(ext): \(text.split(separator: "\n").last ?? "")")
