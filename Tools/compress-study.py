@@ -16,8 +16,10 @@ Each row is one `modellens compress ... --verify --json` (1 thread, pinned; 3 ro
 with the original, the minimum of the round medians). Prints Markdown tables.
 
 4. Channel pruning: ResNet50 and MobileNetV2, size and time.
+5. Static int8: MobileNetV2 and ResNet50 calibrated on eight of the photographs, size, time
+   against the float file, and agreement with it on four seeded random inputs.
 
-Usage: Tools/compress-study.py [--tables 3,4,channels,fidelity] [--runs 20] [--profile .study/host.json]
+Usage: Tools/compress-study.py [--tables 3,4,channels,fidelity,int8] [--runs 20] [--profile .study/host.json]
 Needs the release build and `make models` (torchvision exports); fetches the wheels it needs.
 """
 import argparse, json, os, subprocess, sys
@@ -146,7 +148,7 @@ def mb(b):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--tables', default='3,4,channels,fidelity')
+    ap.add_argument('--tables', default='3,4,channels,fidelity,int8')
     ap.add_argument('--runs', type=int, default=20)
     ap.add_argument('--profile', default=os.path.join(ROOT, '.study', 'host.json'))
     args = ap.parse_args()
@@ -190,6 +192,22 @@ def main():
             b, a = d['before'], d['after']
             print(f"| {name} | `{' '.join(m)}` | {mb(a['bytes'])} of {mb(b['bytes'])} | {a['macs'] / 1e9:.2f} G of {b['macs'] / 1e9:.2f} G | "
                   f"{a['measuredMs']:.1f} ({b['measuredMs']:.1f}) | {b['measuredMs'] / a['measuredMs']:.2f}x |")
+        print()
+    if 'int8' in tables:
+        subprocess.run([os.path.join(ROOT, 'Tools', 'fetch-models.sh'), 'pictures'], check=True)
+        cal = os.path.join(WORK, 'calibration_imagenet')
+        os.makedirs(cal, exist_ok=True)
+        for name, x in list(pictures().items())[:len(PHOTOS) // 2]:
+            np.save(os.path.join(cal, os.path.splitext(name)[0] + '.npy'), x)
+        print('### Static int8 (untrained torchvision weights: size, time, agreement with the float file)\n')
+        print('| model | file MB | measured ms (float) | speed-up | cosine | top-1 agree |')
+        print('|---|---|---|---|---|---|')
+        for name in ['mobilenet_v2', 'resnet50']:
+            src = os.path.join(ROOT, '.models', 'torchvision', name + '.onnx')
+            d = compress(src, os.path.join(WORK, f'{name}_int8.onnx'), ['--quantize', 'int8', '--calibration', cal], args.runs, profile)
+            b, a, f = d['before'], d['after'], d['fidelity'][0]
+            print(f"| {name} | {mb(a['bytes'])} of {mb(b['bytes'])} | {a['measuredMs']:.2f} ({b['measuredMs']:.2f}) | "
+                  f"{b['measuredMs'] / a['measuredMs']:.2f}x | {f['cosine']:.4f} | {f['top1Agreement']:.0%} |")
         print()
     if 'fidelity' in tables:
         src = prepare_fidelity()

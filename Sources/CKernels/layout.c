@@ -225,9 +225,12 @@ void mlk_place(const void *x, void *y, int rank, const long *xshape, const long 
 #define TRANSPOSE_ROUND(a, b) \
   TRANSPOSE_PAIR(a, b, 0) TRANSPOSE_PAIR(a, b, 1) TRANSPOSE_PAIR(a, b, 2) TRANSPOSE_PAIR(a, b, 3) \
   TRANSPOSE_PAIR(a, b, 4) TRANSPOSE_PAIR(a, b, 5) TRANSPOSE_PAIR(a, b, 6) TRANSPOSE_PAIR(a, b, 7)
-static inline __attribute__((always_inline)) void transpose_tile16_body(const uint8_t *x, long ldx, uint8_t *y, long ldy) {
+// nrows (at most 16) rows of 16 bytes in, 16 rows out; rows past nrows read as zeros. With
+// ldy < 16 the stores overlap, each writing past its row into the next one's, which the next
+// store (or the caller's next tile) then writes: they must go in this order.
+static inline __attribute__((always_inline)) void transpose_tile16_body(const uint8_t *x, long ldx, int nrows, uint8_t *y, long ldy) {
   __m128i r[16], t[16];
-  for (int i = 0; i < 16; i++) r[i] = _mm_loadu_si128((const __m128i *)(x + i * ldx));
+  for (int i = 0; i < 16; i++) r[i] = i < nrows ? _mm_loadu_si128((const __m128i *)(x + i * ldx)) : _mm_setzero_si128();
   TRANSPOSE_ROUND(r, t)
   TRANSPOSE_ROUND(t, r)
   TRANSPOSE_ROUND(r, t)
@@ -237,10 +240,11 @@ static inline __attribute__((always_inline)) void transpose_tile16_body(const ui
 #undef TRANSPOSE_ROUND
 #undef TRANSPOSE_PAIR
 // With AVX-512 the same code gets 32 vector registers: no spills.
-__attribute__((target("avx512f,avx512vl,avx512bw"))) static void transpose_tile16_avx512(const uint8_t *x, long ldx, uint8_t *y, long ldy) {
-  transpose_tile16_body(x, ldx, y, ldy);
+__attribute__((target("avx512f,avx512vl,avx512bw"))) static void transpose_tile16_avx512(const uint8_t *x, long ldx, int nrows, uint8_t *y,
+                                                                                        long ldy) {
+  transpose_tile16_body(x, ldx, nrows, y, ldy);
 }
-static void transpose_tile16_sse2(const uint8_t *x, long ldx, uint8_t *y, long ldy) { transpose_tile16_body(x, ldx, y, ldy); }
+static void transpose_tile16_sse2(const uint8_t *x, long ldx, int nrows, uint8_t *y, long ldy) { transpose_tile16_body(x, ldx, nrows, y, ldy); }
 static int transpose_wide(void) {
   static int bw = -1;
   if (bw < 0) {
@@ -249,13 +253,13 @@ static int transpose_wide(void) {
   }
   return bw && mlk_use_avx512_();
 }
-static void transpose_tile16(const uint8_t *x, long ldx, uint8_t *y, long ldy) {
-  if (transpose_wide()) transpose_tile16_avx512(x, ldx, y, ldy); else transpose_tile16_sse2(x, ldx, y, ldy);
+static void transpose_tile16(const uint8_t *x, long ldx, int nrows, uint8_t *y, long ldy) {
+  if (transpose_wide()) transpose_tile16_avx512(x, ldx, nrows, y, ldy); else transpose_tile16_sse2(x, ldx, nrows, y, ldy);
 }
 #else
-static void transpose_tile16(const uint8_t *x, long ldx, uint8_t *y, long ldy) {
+static void transpose_tile16(const uint8_t *x, long ldx, int nrows, uint8_t *y, long ldy) {
   for (int i = 0; i < 16; i++)
-    for (int j = 0; j < 16; j++) y[j * ldy + i] = x[i * ldx + j];
+    for (int j = 0; j < 16; j++) y[j * ldy + i] = i < nrows ? x[i * ldx + j] : 0;
 }
 #endif
 
@@ -269,8 +273,13 @@ static void transpose8_task(void *ctx, int t) {
   const transpose8_job *j = ctx;
   const long i0 = (long)t * 16, i1 = i0 + 16 <= j->rows ? i0 + 16 : j->rows;
   long j0 = 0;
-  if (i1 - i0 == 16)
-    for (; j0 + 16 <= j->cols; j0 += 16) transpose_tile16(j->x + i0 * j->cols + j0, j->cols, j->y + j0 * j->rows + i0, j->rows);
+  if (i1 - i0 == 16) {
+    for (; j0 + 16 <= j->cols; j0 += 16) transpose_tile16(j->x + i0 * j->cols + j0, j->cols, 16, j->y + j0 * j->rows + i0, j->rows);
+  } else if (j->rows < 16) {
+    // Few rows (an image's three channels): whole output rows are this task's alone, so a tile's
+    // stores may run into the next tile's, as long as one follows.
+    for (; j0 + 32 <= j->cols; j0 += 16) transpose_tile16(j->x + j0, j->cols, (int)j->rows, j->y + j0 * j->rows, j->rows);
+  }
   for (long c = j0; c < j->cols; c++)
     for (long i = i0; i < i1; i++) j->y[c * j->rows + i] = j->x[i * j->cols + c];
 }

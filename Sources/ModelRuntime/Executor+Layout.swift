@@ -60,27 +60,46 @@ extension Executor {
 
 extension Executor {
     /// 8-bit values kept channels-last ([N][H][W][C]) between integer convolutions: outputs of the
-    /// QLinearConvs (and fused QDQ convolutions) the integer kernels run (QLinearConvSpec), when
-    /// every step reading them is such a convolution reading them as its input, and they are no
-    /// graph outputs. Inside such chains (MobileNetV2's expansion -> depthwise -> projection) the
-    /// transpositions to and from NCHW around each convolution fall away.
+    /// QLinearConvs (and fused QDQ convolutions) the integer kernels run (QLinearConvSpec), and of
+    /// QLinearAdds (and fused QDQ Adds) of two same-shaped 4-D values, when every step reading them
+    /// is such a convolution reading them as its input or such an Add, and they are no graph
+    /// outputs. An Add keeps the layout of its operands: both and its output are channels-last,
+    /// or none. Inside such chains (MobileNetV2's expansion -> depthwise -> projection -> residual
+    /// Add) the transpositions to and from NCHW around each convolution fall away.
     func channelsLastValues(stepInputs: (Int) -> [ValueID?], isStep: (Int) -> Bool, outputs: Set<ValueID>) -> Set<ValueID> {
-        var integer = Set<Int>()
+        var convs = Set<Int>(), adds = Set<Int>()
         var readers: [ValueID: [(node: Int, slot: Int)]] = [:]
         for (i, node) in graph.nodes.enumerated() where isStep(i) && fusedNodes[i] == nil {
             let ins = stepInputs(i)
             for (slot, v) in ins.enumerated() { if let v { readers[v, default: []].append((i, slot)) } }
+            if fusion.quantizedAdd[i] != nil || node.op.rawValue == "QLinearAdd" {
+                let shapes = [0, 3].map { ins.count > $0 ? declaredShape(ins[$0], graph) : nil }
+                if let a = shapes[0], a.count == 4, a == shapes[1] { adds.insert(i) }
+                continue
+            }
             guard fusion.quantizedConv[i] != nil || node.op.rawValue == "QLinearConv" else { continue }
             var n = node
             if let q = fusion.quantizedConv[i] { n.op = OpKind("QLinearConv"); n.inputs = q }
             let consts = ins.map { $0.flatMap { $0 < graph.values.count ? constantTensor($0) : nil } }
-            if QLinearConvSpec.of(PlanContext(node: n, graph: graph, constants: consts)) != nil { integer.insert(i) }
+            if QLinearConvSpec.of(PlanContext(node: n, graph: graph, constants: consts)) != nil { convs.insert(i) }
         }
+        func takes(_ r: (node: Int, slot: Int)) -> Bool { convs.contains(r.node) ? r.slot == 0 : adds.contains(r.node) && (r.slot == 0 || r.slot == 3) }
         var kept = Set<ValueID>()
-        for i in integer {
-            guard let o = graph.nodes[i].outputs.first, !outputs.contains(o), let r = readers[o], !r.isEmpty,
-                  r.allSatisfy({ integer.contains($0.node) && $0.slot == 0 }) else { continue }
+        for i in convs.union(adds) {
+            guard let o = graph.nodes[i].outputs.first, !outputs.contains(o), let r = readers[o], !r.isEmpty, r.allSatisfy(takes) else { continue }
             kept.insert(o)
+        }
+        var settled = false
+        while !settled {
+            settled = true
+            for i in adds {
+                let ins = stepInputs(i)
+                let layout = [ins[0], ins[3], graph.nodes[i].outputs.first].map { $0.map(kept.contains) ?? false }
+                if layout.contains(true) && layout.contains(false) {
+                    for case let v? in [ins[0], ins[3], graph.nodes[i].outputs.first] { kept.remove(v) }
+                    settled = false
+                }
+            }
         }
         return kept
     }

@@ -273,8 +273,12 @@ public final class Executor {
         func planNode(_ i: Int) throws {
             var node = graph.nodes[i]
             if let q = fusion.quantizedConv[i] {
-                // A QDQ convolution runs as the QLinearConv it stands for (FusionPlan.quantizedConv).
+                // A QDQ convolution runs as the QLinearConv it stands for (FusionPlan.quantizedConv),
                 node.op = OpKind("QLinearConv")
+                node.inputs = q
+            } else if let q = fusion.quantizedAdd[i] {
+                // a QDQ Add as the QLinearAdd.
+                node.op = OpKind("QLinearAdd")
                 node.inputs = q
             }
             if fusedNodes[i] != nil {

@@ -26,6 +26,10 @@ public struct FusionPlan: Sendable {
     /// transformer fuses it. The QuantizeLinear (and each DequantizeLinear only the Conv reads)
     /// is in `fusedInto`.
     public var quantizedConv: [Int: [ValueID?]] = [:]
+    /// Add index -> the inputs of the QLinearAdd it runs as (a, a_scale, a_zero_point, b,
+    /// b_scale, b_zero_point, y_scale, y_zero_point): DequantizeLinear, DequantizeLinear -> Add
+    /// -> QuantizeLinear, as onnxruntime's QDQ transformer fuses it.
+    public var quantizedAdd: [Int: [ValueID?]] = [:]
 
     /// What the plan needs to know of constant values (the executor also counts values it
     /// computed at plan time, such as fp16 weights widened; the analysis the file's constants).
@@ -127,7 +131,7 @@ public struct FusionPlan: Sendable {
         findUnaryChains(graph, constants, readers, &plan)
         // Add -> Relu / Clip (residual blocks).
         for (i, add) in graph.nodes.enumerated() where add.op.rawValue == "Add" && add.fusedActivation == nil && add.inputs.count == 2
-            && plan.fusedInto[i] == nil && plan.unaryChain[i] == nil {
+            && plan.fusedInto[i] == nil && plan.unaryChain[i] == nil && plan.quantizedAdd[i] == nil {
             guard let out = add.outputs.first, graph.values[out].type.dtype == .float32, graph.values[out].quantization == nil,
                   let k = readers.soleActivation(out, in: graph.nodes, fusable) else { continue }
             plan.activation[i] = k
@@ -146,7 +150,8 @@ public struct FusionPlan: Sendable {
                 convOfTail[out] = i
             }
         }
-        for (a, add) in graph.nodes.enumerated() where add.op.rawValue == "Add" && add.fusedActivation == nil && add.inputs.count == 2 && plan.fusedInto[a] == nil {
+        for (a, add) in graph.nodes.enumerated() where add.op.rawValue == "Add" && add.fusedActivation == nil && add.inputs.count == 2
+            && plan.fusedInto[a] == nil && plan.quantizedAdd[a] == nil {
             guard let out = add.outputs.first, graph.values[out].type.dtype == .float32, graph.values[out].quantization == nil,
                   let u = add.inputs[0], let v = add.inputs[1], u != v else { continue }
             let candidates = [(u, v), (v, u)].compactMap { pair -> (Int, ValueID, ValueID)? in
@@ -172,7 +177,8 @@ public struct FusionPlan: Sendable {
 
 extension FusionPlan {
     /// DequantizeLinear -> Conv -> QuantizeLinear with constant 8-bit weights, per-tensor
-    /// activation parameters, and an int32 bias dequantized with x_scale * w_scale: `quantizedConv`.
+    /// activation parameters, and an int32 bias dequantized with x_scale * w_scale: `quantizedConv`;
+    /// two DequantizeLinear -> Add -> QuantizeLinear, one 8-bit type throughout: `quantizedAdd`.
     static func findQuantizedConvs(_ graph: Graph, _ constants: Constants, _ readers: Readers, _ plan: inout FusionPlan) {
         func producer(_ v: ValueID?, _ op: String) -> Node? {
             guard let v, let p = graph.values[v].producer, graph.nodes[p].op.rawValue == op, graph.nodes[p].outputs.count == 1,
@@ -216,6 +222,19 @@ extension FusionPlan {
             plan.fusedInto[qi] = i
             for v in [conv.inputs[0], conv.inputs[1]] where readers.sole(v!) == i { plan.fusedInto[graph.values[v!].producer!] = i }
         }
+        for (i, add) in graph.nodes.enumerated() where add.op.rawValue == "Add" && add.fusedActivation == nil && plan.fusedInto[i] == nil
+            && add.inputs.count == 2 && add.outputs.count == 1 {
+            let out = add.outputs[0]
+            guard let da = producer(add.inputs[0], "DequantizeLinear"), perTensor(da), let db = producer(add.inputs[1], "DequantizeLinear"), perTensor(db),
+                  let qi = readers.sole(out), graph.nodes[qi].op.rawValue == "QuantizeLinear", graph.nodes[qi].inputs.first == out,
+                  perTensor(graph.nodes[qi]), let qOut = graph.nodes[qi].outputs.first, !readers.outputs.contains(qOut),
+                  let za = slot(da, 2).flatMap(constants.type), let zb = slot(db, 2).flatMap(constants.type),
+                  let zy = slot(graph.nodes[qi], 2).flatMap(constants.type), za.dtype == zb.dtype, zb.dtype == zy.dtype else { continue }
+            plan.quantizedAdd[i] = [slot(da, 0), slot(da, 1), slot(da, 2), slot(db, 0), slot(db, 1), slot(db, 2),
+                                    slot(graph.nodes[qi], 1), slot(graph.nodes[qi], 2)]
+            plan.fusedInto[qi] = i
+            for v in Set([add.inputs[0]!, add.inputs[1]!]) where readers.sole(v) == i { plan.fusedInto[graph.values[v].producer!] = i }
+        }
     }
 
     /// SiLU, GELU and hard-swish written out as elementwise ops (as torch exports nn.SiLU and
@@ -247,7 +266,9 @@ extension FusionPlan {
             guard let lo, let hi else { return nil }
             return (lo, hi)
         }
+        // 8-bit values a fused integer op reads.
         let quantizedConvInputs = Set(plan.quantizedConv.values.compactMap { $0.first ?? nil })
+            .union(plan.quantizedAdd.values.flatMap { [$0[0], $0[3]] }.compactMap { $0 })
         for (i, node) in graph.nodes.enumerated() where plan.fusedInto[i] == nil && node.outputs.count == 1 {
             let out = node.outputs[0]
             switch node.op.rawValue {

@@ -84,4 +84,24 @@ final class StridedCopyTests: XCTestCase {
             }
         }
     }
+    /// mlk_transpose_bytes (an 8-bit image's NCHW <-> NHWC): 16 x 16 tiles in registers, a
+    /// matrix of few rows (an image's three channels) in tiles whose stores overlap, and ragged
+    /// edges, against an index walk, on both kernel paths and 1 and 2 threads.
+    func testByteTranspositionsMatchAnIndexWalk() {
+        defer { mlk_set_threads(1); Executor.preferAVX512(true) }
+        for avx512 in [false, true] where !avx512 || Executor.avx512Available {
+            Executor.preferAVX512(avx512)
+            for (rows, cols) in [(3, 50176), (3, 47), (1, 40), (15, 33), (16, 16), (24, 3136), (3136, 24), (37, 50), (144, 49)] {
+                let x = (0..<(rows * cols)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 / 251) }
+                var want = [UInt8](repeating: 0, count: x.count)
+                for i in 0..<rows { for k in 0..<cols { want[k * rows + i] = x[i * cols + k] } }
+                for threads: Int32 in [1, 2] {
+                    mlk_set_threads(threads)
+                    var got = [UInt8](repeating: 0xAA, count: x.count)
+                    mlk_transpose_bytes(rows, cols, x, &got)
+                    XCTAssertEqual(got, want, "\(rows) x \(cols), \(threads) thread(s), avx512 \(avx512)")
+                }
+            }
+        }
+    }
 }
