@@ -327,6 +327,18 @@ public enum KernelClassifier {
         return (cin / groups, cout / groups, groups, kernel.first ?? 1, kernel.last ?? 1, oh, ow, strides.max() ?? 1)
     }
 
+    /// Whether a convolution step runs on the integer kernels: a QDQ convolution fused with its
+    /// QuantizeLinear (FusionPlan.quantizedConv), a QLinearConv, or a convolution of quantized
+    /// 8-bit tensors (TFLite).
+    static func isIntegerConv(_ step: KernelStep, in g: Graph) -> Bool {
+        let node = g.nodes[step.node]
+        if node.op.rawValue == "QLinearConv" { return true }
+        guard node.op == .conv else { return false }
+        if step.fused.contains(where: { g.nodes[$0].op.rawValue == "QuantizeLinear" }) { return true }
+        guard let x = node.inputs.first ?? nil else { return false }
+        return [DType.int8, .uint8].contains(g.values[x].type.dtype) && g.values[x].quantization != nil
+    }
+
     /// The features of each kernel of `kernels`, from the per-node counts of `nodes`.
     public static func features(_ kernels: [KernelStep], _ nodes: [NodeAnalysis], in g: Graph, bindings: [String: Int], cacheBytes: Int) -> [KernelFeatures] {
         func bytes(_ v: ValueID) -> Int {
@@ -345,7 +357,14 @@ public enum KernelClassifier {
         return kernels.map { step in
             let node = g.nodes[step.node]
             // An elementwise chain runs as one unary kernel over its input.
-            let (cls, fallback) = step.chainOp.map { ("elementwise.\($0)", ["elementwise"]) } ?? classify(node, in: g, bindings: bindings)
+            var (cls, fallback) = step.chainOp.map { ("elementwise.\($0)", ["elementwise"]) } ?? classify(node, in: g, bindings: bindings)
+            let integer = isIntegerConv(step, in: g)
+            if integer {
+                // The integer kernels (NHWC, int32 sums, requantized per output): a class of their
+                // own by the float class's kind, which stands in where none is fitted.
+                let kind = cls.hasPrefix("conv.depthwise") ? "depthwise" : cls.hasPrefix("conv.pointwise") ? "pointwise" : "spatial"
+                (cls, fallback) = ("conv.int8.\(kind)", [cls] + fallback)
+            }
             var f = KernelFeatures(kernelClass: cls, fallbackClasses: fallback)
             f.cacheBytes = cacheBytes
             let group = [step.node] + step.fused
@@ -374,6 +393,11 @@ public enum KernelClassifier {
                 inside.formUnion(g.nodes[k].outputs)
             }
             f.bytesWritten = (step.fused.last.map { g.nodes[$0] } ?? node).outputs.reduce(0) { $0 + bytes($1) }
+            if integer, let x = node.inputs.first ?? nil, let y = node.outputs.first {
+                // One byte an element in and out, whatever type the graph gives a fused QDQ conv's float ends.
+                f.bytesRead = bytes(x) / max(1, (g.values[x].type.dtype.bitWidth ?? 32) / 8)
+                f.bytesWritten = bytes(y) / max(1, (g.values[y].type.dtype.bitWidth ?? 32) / 8)
+            }
             var seen = Set<ValueID>(), produced = Set<ValueID>()
             for k in group {
                 for case let v? in g.nodes[k].inputs where g.values[v].constant == nil && !produced.contains(v) && seen.insert(v).inserted {

@@ -123,7 +123,20 @@ public enum BenchmarkNetworks {
         // with it last, 0.5% under, in a noisier run: not conclusive, but no kernel after it).
         let pruned = b.conv(stem, c, e, k: 1, act: "Clip", density: [0.1, 0.2, 0.3][(c / 8 + r) % 3])
         let prunedLogits = b.gemm(flat, 3 * c, 1000, density: [0.1, 0.2, 0.3][(c / 8 + r + 1) % 3])
-        b.outputs([soft, cropped, up, upNearest, dw3s2, dw5s1, summed, thSum, se, shuffled, half, branchMax, branchAvg, halved, pruned, prunedLogits] + (pixels.map { [$0] } ?? []))
+        // A QDQ inverted residual and a 3x3 layer (onnxruntime.quantization's form), which run on
+        // the integer kernels, 8-bit channels-last between them: their classes. ONNX only (the
+        // networks' TFLite conversions are float).
+        var integer: [ValueID] = []
+        if !forTFLite {
+            let q = b.quantize(stem)
+            let qe = b.qdqConv(q, c, e, k: 1)
+            let qd = b.qdqConv(qe, e, e, k: 3, group: e)
+            let qp = b.qdqConv(qd, e, c, k: 1)
+            let q3 = b.qdqConv(qp, c, c, k: 3, stride: 2)
+            integer = [b.dequantize(q3)]
+        }
+        b.outputs([soft, cropped, up, upNearest, dw3s2, dw5s1, summed, thSum, se, shuffled, half, branchMax, branchAvg, halved, pruned, prunedLogits]
+                  + (pixels.map { [$0] } ?? []) + integer)
         let graph = b.graph
         let model = Model(format: Model.Format(rawValue: "onnx"), path: "calibration-\(c)x\(r)", fileSize: 0, graph: graph)
         model.opsets = ["": BenchmarkNetworks.opset]
@@ -230,6 +243,53 @@ struct GraphBuilder {
         default: break
         }
         return y
+    }
+
+    /// The activation scale and zero point of the QDQ layers: values of about [-3, 3] in uint8.
+    mutating func activationQuantization() -> (scale: ValueID, zero: ValueID) {
+        (scalar(6 / 255), constant(TensorData(dtype: .uint8, shape: [], storage: .owned([128]))))
+    }
+
+    /// x quantized to uint8 (QuantizeLinear).
+    mutating func quantize(_ x: ValueID) -> ValueID {
+        let (s, z) = activationQuantization()
+        let out = value("quantized", shape(x), .uint8)
+        graph.nodes.append(Node(name: name("QuantizeLinear"), op: OpKind("QuantizeLinear"), sourceOp: "QuantizeLinear",
+                                version: BenchmarkNetworks.opset, inputs: [x, s, z], outputs: [out]))
+        return out
+    }
+
+    /// uint8 x dequantized to float (DequantizeLinear).
+    mutating func dequantize(_ x: ValueID, scale: ValueID? = nil, zero: ValueID? = nil, axis: Int? = nil) -> ValueID {
+        let (s, z) = scale.map { ($0, zero!) } ?? activationQuantization()
+        var t = graph.values[x].type.shape.dims?.compactMap(\.value) ?? []
+        if t.isEmpty { t = shape(x) }
+        return node("DequantizeLinear", [x, s, z], t, axis.map { ["axis": .int($0)] } ?? [:])
+    }
+
+    /// A convolution in onnxruntime.quantization's QDQ form, from and to uint8: DequantizeLinear
+    /// of x, of int8 weights (one scale per output channel) and of an int32 bias, the Conv, a
+    /// QuantizeLinear of its output.
+    mutating func qdqConv(_ x: ValueID, _ cin: Int, _ cout: Int, k: Int, stride: Int = 1, group: Int = 1) -> ValueID {
+        let s = shape(x)
+        let oh = (s[2] + 2 * (k / 2) - k) / stride + 1, ow = (s[3] + 2 * (k / 2) - k) / stride + 1
+        let wn = cout * (cin / group) * k * k
+        let weights = (0..<wn).map { _ in UInt8(bitPattern: Int8(clamping: Int((random() * 254).rounded()))) }
+        let w = constant(TensorData(dtype: .int8, shape: [cout, cin / group, k, k], storage: .owned(weights)))
+        let wScale = 2 / Float(max(1, cin / group * k * k)).squareRoot() / 127
+        let ws = floats([Float](repeating: wScale, count: cout))
+        let wz = constant(TensorData(dtype: .int8, shape: [cout], storage: .owned([UInt8](repeating: 0, count: cout))))
+        let xs: Float = 6 / 255
+        var biasBytes = [UInt8]()
+        for _ in 0..<cout { withUnsafeBytes(of: Int32((random() * 2000).rounded()).littleEndian) { biasBytes += $0 } }
+        let bq = constant(TensorData(dtype: .int32, shape: [cout], storage: .owned(biasBytes)))
+        let bs = floats([Float](repeating: xs * wScale, count: cout))
+        let bz = constant(TensorData(dtype: .int32, shape: [cout], storage: .owned([UInt8](repeating: 0, count: 4 * cout))))
+        let y = node("Conv", [dequantize(x), dequantize(w, scale: ws, zero: wz, axis: 0), dequantize(bq, scale: bs, zero: bz, axis: 0)],
+                     [s[0], cout, oh, ow],
+                     ["kernel_shape": .ints([k, k]), "strides": .ints([stride, stride]), "pads": .ints([k / 2, k / 2, k / 2, k / 2]),
+                      "group": .int(group), "dilations": .ints([1, 1])])
+        return quantize(y)
     }
 
     mutating func unary(_ op: String, _ x: ValueID) -> ValueID { node(op, [x], shape(x)) }

@@ -58,6 +58,29 @@ final class CalibrationTests: XCTestCase {
         }
     }
 
+    /// The convolutions that run on the integer kernels are classed apart (conv.int8.*), with
+    /// their float class standing in where no integer one is fitted: a QDQ sample's fused
+    /// convolutions, a QOperator sample's QLinearConvs and a full-integer TFLite sample's
+    /// CONV_2D / DEPTHWISE_CONV_2D; the same network in float keeps the float classes.
+    func testIntegerConvolutionsHaveTheirOwnClasses() throws {
+        func classes(_ file: String) throws -> [String: Int] {
+            let model = try ModelImporter.load(TestSupport.samples.appendingPathComponent(file).path)
+            let r = ModelAnalyzer.analyze(model, profile: try HardwareProfile.resolve(HardwareProfile.defaultID))
+            var count: [String: Int] = [:]
+            for f in r.kernelFeatures where f.kernelClass.hasPrefix("conv.") {
+                count[f.kernelClass, default: 0] += 1
+                if f.kernelClass.hasPrefix("conv.int8.") { XCTAssertTrue(f.fallbackClasses.first?.hasPrefix("conv.") ?? false, "\(file): \(f.fallbackClasses)") }
+            }
+            return count
+        }
+        XCTAssertEqual(try classes("tiny_cnn_qdq.onnx"), ["conv.int8.spatial": 1, "conv.int8.depthwise": 1])
+        XCTAssertEqual(try classes("tiny_cnn_qop.onnx"), ["conv.int8.spatial": 1, "conv.int8.depthwise": 1])
+        XCTAssertFalse(try classes("tiny_cnn.onnx").keys.contains { $0.hasPrefix("conv.int8") })
+        let int8 = try classes("mobilenet_int8.tflite")
+        XCTAssertEqual(int8.values.reduce(0, +), 7, "\(int8)")
+        XCTAssertTrue(int8.keys.allSatisfy { $0.hasPrefix("conv.int8.") }, "\(int8)")
+    }
+
     /// Pooling kernels are classed by the loop the kernels' own predicate picks (mlk_pool_loop):
     /// ResNet50's 3x3 stride-2 max pool (one column of padding) has its own; GoogLeNet's 13 (3x3
     /// stride 2 without padding, 3x3 stride 1 branch pools, 2x2) run the general one.
