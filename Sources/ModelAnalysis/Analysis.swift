@@ -187,12 +187,24 @@ public enum ModelAnalyzer {
                               threads: threads, method: method, rooflineKernels: rooflineKernels)
     }
 
-    /// Nonzero elements of a graph's float32 constants: what pruning removes, and what a dense
-    /// file still stores.
+    /// Nonzero elements of a graph's constants (float32 and float16, and int8 / int32 weights and
+    /// biases of a quantized file): what pruning removes, and what a dense file still stores.
     public static func nonzeroWeights(_ g: Graph) -> Int {
         g.constants.reduce(0) { sum, v in
-            guard let c = v.constant, c.dtype == .float32, let (zeros, n, _) = zeroStats(c) else { return sum }
-            return sum + n - zeros
+            guard let c = v.constant else { return sum }
+            if let (zeros, n, _) = zeroStats(c) { return sum + n - zeros }
+            // Integer weights (int8 behind a DequantizeLinear, int32 biases): their nonzero elements.
+            guard [DType.int8, .uint8, .int32].contains(c.dtype), let width = c.dtype.bitWidth.map({ $0 / 8 }),
+                  c.byteCount >= c.elementCount * width else { return sum }
+            return sum + c.withBytes { raw in
+                var nonzero = 0
+                for i in 0..<c.elementCount {
+                    var any: UInt8 = 0
+                    for b in 0..<width { any |= raw[i * width + b] }
+                    if any != 0 { nonzero += 1 }
+                }
+                return nonzero
+            }
         }
     }
 

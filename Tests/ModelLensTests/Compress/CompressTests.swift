@@ -178,6 +178,11 @@ final class CompressTests: XCTestCase {
             XCTAssertEqual(r.status, 0, "\(rel) \(args): \(r.stderr)")
             let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
             XCTAssertFalse((report["changes"] as? [Any] ?? []).isEmpty, "\(rel) \(args): nothing changed")
+            if args.filter({ $0.hasPrefix("--") && $0 != "--calibration" }) == ["--quantize"], let before = report["before"] as? [String: Any], let after = report["after"] as? [String: Any],
+               let nb = before["nonzeroWeights"] as? Int, let na = after["nonzeroWeights"] as? Int {
+                // int8 and fp16 weights are counted as weights.
+                XCTAssertGreaterThan(Double(na), 0.9 * Double(nb), "\(rel) \(args)")
+            }
             func compareLayers(_ extra: [String] = []) throws -> (status: Int32, text: String) {
                 let p = Process()
                 p.executableURL = python
