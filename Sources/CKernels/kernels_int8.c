@@ -200,7 +200,10 @@ static void qgemm_portable(const uint8_t *a, int nr, int kp, const int8_t *packe
       for (int g = 0; g < k4; g++)
         for (int c = 0; c < 16; c++)
           for (int j = 0; j < 4; j++) acc[c] += (int32_t)ar[g * 4 + j] * pw[(size_t)g * 64 + c * 4 + j];
-      for (int c = 0; c < n; c++) y[i * ldy + o0 + c] = requant_one(acc[c] + bias[o0 + c], mult, shift, o0 + c, q);
+      if (q->float_out)
+        for (int c = 0; c < n; c++) ((float *)y)[i * ldy + o0 + c] = (float)(acc[c] + bias[o0 + c]) * q->fscale[o0 + c];
+      else
+        for (int c = 0; c < n; c++) y[i * ldy + o0 + c] = requant_one(acc[c] + bias[o0 + c], mult, shift, o0 + c, q);
     }
   }
 }
@@ -222,7 +225,8 @@ int mlk_vnni_available_(void) {
 typedef struct {
   __m512i bias, mult, mult_odd, left, right, rmask, rhalf, zero, lo, hi;
   __m512 fscale, flo, fhi;   // onnxruntime's float requantization, where fmode
-  int fmode;
+  int fmode, float_out;      // float_out: y holds floats, sum times scale
+  int es;                    // bytes an output element
   __mmask16 m;
   int any_left;   // a multiplier of 1 or more among the 16: shift left first
 } qvec;
@@ -234,6 +238,8 @@ VNNI static inline qvec qvec_of(const int32_t *bias, const int32_t *mult, const 
   const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
   v.bias = bias ? _mm512_maskz_loadu_epi32(m, bias + o0) : zero;
   v.fmode = q->fscale != NULL;
+  v.float_out = v.fmode && q->float_out;
+  v.es = v.float_out ? 4 : 1;
   v.fscale = v.fmode ? _mm512_maskz_loadu_ps(m, q->fscale + o0) : _mm512_setzero_ps();
   v.flo = _mm512_set1_ps((float)(q->act_min - q->out_zero));
   v.fhi = _mm512_set1_ps((float)(q->act_max - q->out_zero));
@@ -274,6 +280,10 @@ VNNI static inline __m512i requant16(__m512i x, const qvec *c) {
 // acc already holds the bias.
 VNNI static inline void store16(__m512i acc, const qvec *c, uint8_t *dst) {
   __m512i v;
+  if (c->float_out) {
+    _mm512_mask_storeu_ps((float *)dst, c->m, _mm512_mul_ps(_mm512_cvtepi32_ps(acc), c->fscale));
+    return;
+  }
   if (c->fmode) {
     // Clamped in float, then rounded half to even (the default rounding of vcvtps2dq).
     const __m512 f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), c->fscale), c->flo), c->fhi);
@@ -313,8 +323,8 @@ VNNI static void qtile_vnni(const uint8_t *a, int nr, int kp, const int8_t *p0, 
     }
   }
   for (int i = 0; i < nr; i++) {
-    store16(c0[i], q0, y + i * ldy);
-    if (q1) store16(c1[i], q1, y + i * ldy + 16);
+    store16(c0[i], q0, y + i * ldy * q0->es);
+    if (q1) store16(c1[i], q1, y + (i * ldy + 16) * q0->es);
   }
 }
 
@@ -333,7 +343,7 @@ VNNI static void qgemm_vnni(const uint8_t *a, int nr, int kp, const int8_t *pack
     const qvec q1 = n1 > 0 ? qvec_of(bias, mult, shift, o0 + 16, q, (__mmask16)((1u << n1) - 1u)) : q0;
     for (int i0 = 0; i0 < nr; i0 += QMR) {
       const int rows = nr - i0 < QMR ? nr - i0 : QMR;
-      qtile_vnni(a + (size_t)i0 * kp, rows, kp, p0, p1, &q0, n1 > 0 ? &q1 : NULL, y + i0 * ldy + o0, ldy, flip);
+      qtile_vnni(a + (size_t)i0 * kp, rows, kp, p0, p1, &q0, n1 > 0 ? &q1 : NULL, y + (i0 * ldy + o0) * q0.es, ldy, flip);
     }
   }
 }
@@ -362,7 +372,7 @@ static void qconv_task(void *ctx, int t) {
   const long r0 = (long)t * QROWS;
   const int nr = j->rows - r0 < QROWS ? (int)(j->rows - r0) : QROWS;
   const uint8_t flip = j->q->in_signed ? 0x80 : 0, a_zero = (uint8_t)(j->q->in_zero + (j->q->in_signed ? 128 : 0));
-  uint8_t *y = j->y + (size_t)r0 * j->p->out_c;
+  uint8_t *y = j->y + (size_t)r0 * j->p->out_c * (j->q->float_out ? 4 : 1);
   if (j->direct) {
     // The input is A as it lies, made unsigned in registers.
     qgemm_vnni(j->x + (size_t)r0 * j->kp, nr, j->kp, j->packed, j->p->out_c, j->bias, j->mult, j->shift, j->q, y,
@@ -384,7 +394,7 @@ void mlk_qconv_nhwc(const mlk_conv *p, const mlk_qconv *q, const void *x, const 
   const int direct = qconv_direct(p);
   for (int n = 0; n < p->batch; n++) {
     qconv_job job = {p, q, (const uint8_t *)x + (size_t)n * p->in_h * p->in_w * p->in_c, packed, bias_eff, mult, shift,
-                     (uint8_t *)y + (size_t)n * rows * p->out_c, scratch, rows, kp_of(p), vnni, direct};
+                     (uint8_t *)y + (size_t)n * rows * p->out_c * (q->float_out ? 4 : 1), scratch, rows, kp_of(p), vnni, direct};
     mlk_parallel_((int)((rows + QROWS - 1) / QROWS), qconv_task, &job);
   }
 }

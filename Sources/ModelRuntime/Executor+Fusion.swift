@@ -62,6 +62,7 @@ extension Executor {
         for (first, chain) in plan.unaryChain { newInputs[first] = [chain.input] }
         for (c, inputs) in plan.quantizedConv { newInputs[c] = inputs }
         for (a, inputs) in plan.quantizedAdd { newInputs[a] = inputs }
+        for (m, inputs) in plan.quantizedGemm { newInputs[m] = inputs }
         for (k, into) in plan.fusedInto where plan.unaryChain[into] != nil { newInputs[k] = [graph.nodes[into].outputs[0]] }
         for (k, into) in plan.fusedInto {
             fusedNodes[k] = (graph.nodes[k].op == .batchNormalization && plan.batchNorm[into] == k ? "folded into " : "fused into ") + graph.nodes[into].name

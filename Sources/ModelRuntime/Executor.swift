@@ -277,8 +277,11 @@ public final class Executor {
                 node.op = OpKind("QLinearConv")
                 node.inputs = q
             } else if let q = fusion.quantizedAdd[i] {
-                // a QDQ Add as the QLinearAdd.
+                // a QDQ Add as the QLinearAdd, a QDQ Gemm as the QGemm.
                 node.op = OpKind("QLinearAdd")
+                node.inputs = q
+            } else if let q = fusion.quantizedGemm[i] {
+                node.op = OpKind("QGemm")
                 node.inputs = q
             }
             if fusedNodes[i] != nil {
@@ -314,7 +317,9 @@ public final class Executor {
             }
             var kernel: Kernel
             let quantized = needsQuantizedWrapper(node)
-            let integerConv = quantized ? IntegerConv.make(pc) : node.op.rawValue == "QLinearConv" ? IntegerConv.qlinear(pc) : nil
+            let integerConv = quantized ? IntegerConv.make(pc)
+                : node.op.rawValue == "QLinearConv" ? IntegerConv.qlinear(pc)
+                : node.op.rawValue == "QGemm" ? IntegerConv.qgemm(pc) : nil
             if let integer = integerConv {
                 kernel = integer.kernel
                 integerNodes += 1

@@ -301,3 +301,80 @@ extension IntegerConv {
         }, weightBytes: weightBytes, readsWeights: false)
     }
 }
+
+extension IntegerConv {
+    /// onnxruntime's QGemm on the integer kernels (a fully-connected layer of mlk_qconv_nhwc):
+    /// A 8-bit with one scale and zero point, not transposed; B a constant int8 matrix with zero
+    /// point 0 (one scale, or one per column); C an int32 row of N or absent; alpha folded into
+    /// the scale. With y_scale the sums are requantized as MlasRequantizeOutput does; without it
+    /// the output is float(sum) * alpha * a_scale * b_scale, as the float path of `QGemm`
+    /// computes it. Others keep that path.
+    static func qgemm(_ pc: PlanContext) -> IntegerConv? {
+        let n = pc.node, g = pc.graph
+        func constant(_ i: Int) -> RTensor? { i < pc.constants.count ? pc.constants[i] : nil }
+        func given(_ i: Int) -> Bool { i < n.inputs.count && n.inputs[i] != nil }
+        guard (n.int("transA") ?? 0) == 0, n.outputs.count == 1, let av = n.inputs.first ?? nil,
+              let b = constant(3), b.dtype == .int8, b.shape.count == 2,
+              let sa = constant(1), sa.count == 1, let za = constant(2), za.count == 1, let sb = constant(4) else { return nil }
+        let aType = g.values[av].type.dtype
+        guard [DType.int8, .uint8].contains(aType), za.dtype == aType else { return nil }
+        if given(5) { guard let zb = constant(5), zb.integers().allSatisfy({ $0 == 0 }) else { return nil } }
+        let transB = (n.int("transB") ?? 0) != 0
+        let (k, cols) = transB ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
+        guard k > 0, cols > 0, k < 1 << 24, cols < 1 << 24, sb.count == 1 || sb.count == cols else { return nil }
+        var bias: [Int32]? = nil
+        if given(6) {
+            guard let c = constant(6), c.dtype == .int32, c.count == cols, c.shape.count == 1 || c.shape.first == 1 else { return nil }
+            bias = (0..<cols).map { c.raw.load(fromByteOffset: $0 * 4, as: Int32.self) }
+        }
+        var ys: Float? = nil, yType = DType.float32, zy: Int32 = 0
+        if given(7) || given(8) {
+            guard let s = constant(7), s.count == 1, let z = constant(8), z.count == 1, [DType.int8, .uint8].contains(z.dtype) else { return nil }
+            ys = s.toFloats()[0]
+            yType = z.dtype
+            zy = Int32(z.integers()[0])
+        }
+        let alpha = Float(n.float("alpha") ?? 1), aScale = sa.toFloats()[0], bScales = sb.toFloats()
+        guard aScale.isFinite, aScale > 0, alpha.isFinite, bScales.allSatisfy({ $0.isFinite }), ys.map({ $0 > 0 && $0.isFinite }) ?? true else { return nil }
+        // As the float path of QGemm forms it: alpha * a_scale * b_scale, then / y_scale.
+        let fscale = (0..<cols).map { j -> Float in
+            var s = alpha * aScale * bScales[bScales.count == 1 ? 0 : j]
+            if let ys { s /= ys }
+            return s
+        }
+        var q = mlk_qconv()
+        q.in_zero = Int32(za.integers()[0])
+        q.in_signed = aType == .int8 ? 1 : 0
+        q.out_zero = zy
+        (q.act_min, q.act_max) = yType == .int8 ? (-128, 127) : (0, 255)
+        q.float_out = ys == nil ? 1 : 0
+        // B as [N][K] rows for the packing.
+        let src = b.raw.assumingMemoryBound(to: Int8.self)
+        var rows = [Int8](repeating: 0, count: b.count)
+        for j in 0..<cols { for kk in 0..<k { rows[j * k + kk] = src[transB ? j * k + kk : kk * cols + j] } }
+        let bytes = Int(mlk_qconv_packed_size(Int32(cols), Int32(k)))
+        let pointer = UnsafeMutablePointer<Int8>.allocate(capacity: bytes)
+        var biasEff = [Int32](repeating: 0, count: cols)
+        mlk_qconv_pack(Int32(cols), Int32(k), rows, bias, q.in_zero + (q.in_signed != 0 ? 128 : 0), pointer, &biasEff)
+        let holder = PackedWeights(pointer), biasTable = biasEff, label = n.label
+        let mult = [Int32](repeating: 0, count: cols), shift = mult
+        return IntegerConv(kernel: { ins, ctx in
+            guard let a = ins.first ?? nil, a.dtype == aType, a.shape.count == 2, a.shape[1] == k else {
+                throw RuntimeError.invalid(node: label, reason: "A is not a [M, \(k)] \(aType.rawValue) matrix")
+            }
+            var p = mlk_conv()
+            p.batch = 1; p.in_c = Int32(k); p.in_h = 1; p.in_w = Int32(a.shape[0])
+            p.out_c = Int32(cols); p.out_h = 1; p.out_w = Int32(a.shape[0])
+            p.k_h = 1; p.k_w = 1; p.stride_h = 1; p.stride_w = 1; p.dil_h = 1; p.dil_w = 1; p.groups = 1
+            let y = try ctx.alloc([a.shape[0], cols], yType)
+            let scratch = try ctx.scratchFloats((Int(mlk_qconv_scratch(&p)) + 3) / 4)
+            fscale.withUnsafeBufferPointer { fs in
+                var qq = q
+                qq.fscale = fs.baseAddress
+                mlk_qconv_nhwc(&p, &qq, a.raw, holder.pointer, biasTable, mult, shift, y.raw,
+                               UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: UInt8.self))
+            }
+            return [y]
+        }, weightBytes: bytes + 8 * cols, readsWeights: false)
+    }
+}

@@ -303,6 +303,9 @@ typedef struct mlk_qconv {
   /// (MlasRequantizeOutput): per output channel, y = round half to even(clamp(float(sum) *
   /// fscale[o], act_min - out_zero, act_max - out_zero)) + out_zero; mult / shift are not read.
   const float *fscale;
+  /// With fscale, mlk_qconv_nhwc only: y holds floats, float(sum) * fscale[o] (onnxruntime's
+  /// QGemm without an output scale); no zero point, no clamp.
+  int float_out;
 } mlk_qconv;
 
 /// A real multiplier as TFLite holds it: a Q31 value in [2^30, 2^31) and a power-of-two exponent.

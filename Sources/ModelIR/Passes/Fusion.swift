@@ -30,6 +30,10 @@ public struct FusionPlan: Sendable {
     /// b_scale, b_zero_point, y_scale, y_zero_point): DequantizeLinear, DequantizeLinear -> Add
     /// -> QuantizeLinear, as onnxruntime's QDQ transformer fuses it.
     public var quantizedAdd: [Int: [ValueID?]] = [:]
+    /// Gemm index -> the inputs of the QGemm it runs as (a, a_scale, a_zero_point, b, b_scale,
+    /// b_zero_point, c, and y_scale, y_zero_point where a QuantizeLinear follows, else nil):
+    /// DequantizeLinear -> Gemm (int8 weights, int32 bias) -> QuantizeLinear or a float output.
+    public var quantizedGemm: [Int: [ValueID?]] = [:]
 
     /// What the plan needs to know of constant values (the executor also counts values it
     /// computed at plan time, such as fp16 weights widened; the analysis the file's constants).
@@ -193,14 +197,30 @@ extension FusionPlan {
                   let z = slot(n, 2), let zt = constants.type(z), [DType.int8, .uint8].contains(zt.dtype), zt.shape.reduce(1, *) == 1 else { return false }
             return true
         }
+        /// The QuantizeLinear that alone reads `out` (per tensor, its output no graph output), or
+        /// that alone reads a Relu alone reading `out` where its zero point is the type's lowest
+        /// value: the Relu then changes nothing the quantization keeps (onnxruntime's
+        /// ReluQuantFusion), and runs inside the fused op.
+        func quantizer(_ out: ValueID) -> (q: Int, relu: Int?)? {
+            func reader(_ v: ValueID) -> Int? {
+                guard let qi = readers.sole(v), graph.nodes[qi].op.rawValue == "QuantizeLinear", graph.nodes[qi].inputs.first == v,
+                      perTensor(graph.nodes[qi]), let o = graph.nodes[qi].outputs.first, !readers.outputs.contains(o) else { return nil }
+                return qi
+            }
+            if let qi = reader(out) { return (qi, nil) }
+            guard let r = readers.sole(out), graph.nodes[r].op.rawValue == "Relu", graph.nodes[r].inputs.first == out,
+                  graph.nodes[r].outputs.count == 1, let qi = reader(graph.nodes[r].outputs[0]),
+                  let z = slot(graph.nodes[qi], 2), let zt = constants.type(z), let zero = constants.floats(z)?.first,
+                  zero == (zt.dtype == .int8 ? -128 : 0) else { return nil }
+            return (qi, r)
+        }
         for (i, conv) in graph.nodes.enumerated() where conv.op == .conv && conv.fusedActivation == nil && plan.fusedInto[i] == nil
             && plan.batchNorm[i] == nil && plan.activation[i] == nil && conv.dataLayout != .nhwc && conv.outputs.count == 1 {
             let out = conv.outputs[0]
             guard conv.inputs.count >= 2, let dx = producer(conv.inputs[0], "DequantizeLinear"), perTensor(dx),
                   let dw = producer(conv.inputs[1], "DequantizeLinear"), let wq = slot(dw, 0), let wt = constants.type(wq),
                   wt.dtype == .int8, wt.shape.count == 4, let ws = slot(dw, 1), let wsCount = count(ws), wsCount == 1 || wsCount == wt.shape[0],
-                  let qi = readers.sole(out), graph.nodes[qi].op.rawValue == "QuantizeLinear", graph.nodes[qi].inputs.first == out,
-                  perTensor(graph.nodes[qi]), let qOut = graph.nodes[qi].outputs.first, !readers.outputs.contains(qOut) else { continue }
+                  let (qi, relu) = quantizer(out) else { continue }
             if wsCount > 1, let axis = dw.int("axis"), axis != 0 { continue }
             var bias: ValueID? = nil
             if let bv = slot(conv, 2) {
@@ -220,20 +240,54 @@ extension FusionPlan {
             plan.quantizedConv[i] = [slot(dx, 0), slot(dx, 1), slot(dx, 2), wq, ws, slot(dw, 2),
                                      slot(graph.nodes[qi], 1), slot(graph.nodes[qi], 2), bias]
             plan.fusedInto[qi] = i
+            if let relu { plan.fusedInto[relu] = i }
             for v in [conv.inputs[0], conv.inputs[1]] where readers.sole(v!) == i { plan.fusedInto[graph.values[v!].producer!] = i }
         }
         for (i, add) in graph.nodes.enumerated() where add.op.rawValue == "Add" && add.fusedActivation == nil && plan.fusedInto[i] == nil
             && add.inputs.count == 2 && add.outputs.count == 1 {
             let out = add.outputs[0]
             guard let da = producer(add.inputs[0], "DequantizeLinear"), perTensor(da), let db = producer(add.inputs[1], "DequantizeLinear"), perTensor(db),
-                  let qi = readers.sole(out), graph.nodes[qi].op.rawValue == "QuantizeLinear", graph.nodes[qi].inputs.first == out,
-                  perTensor(graph.nodes[qi]), let qOut = graph.nodes[qi].outputs.first, !readers.outputs.contains(qOut),
+                  let (qi, relu) = quantizer(out),
                   let za = slot(da, 2).flatMap(constants.type), let zb = slot(db, 2).flatMap(constants.type),
                   let zy = slot(graph.nodes[qi], 2).flatMap(constants.type), za.dtype == zb.dtype, zb.dtype == zy.dtype else { continue }
             plan.quantizedAdd[i] = [slot(da, 0), slot(da, 1), slot(da, 2), slot(db, 0), slot(db, 1), slot(db, 2),
                                     slot(graph.nodes[qi], 1), slot(graph.nodes[qi], 2)]
             plan.fusedInto[qi] = i
+            if let relu { plan.fusedInto[relu] = i }
             for v in Set([add.inputs[0]!, add.inputs[1]!]) where readers.sole(v) == i { plan.fusedInto[graph.values[v].producer!] = i }
+        }
+        for (i, gemm) in graph.nodes.enumerated() where gemm.op.rawValue == "Gemm" && plan.fusedInto[i] == nil && gemm.outputs.count == 1
+            && (gemm.int("transA") ?? 0) == 0 && (gemm.float("beta") ?? 1) == 1 && gemm.inputs.count >= 2 {
+            let transB = (gemm.int("transB") ?? 0) != 0
+            guard let dx = producer(gemm.inputs[0], "DequantizeLinear"), perTensor(dx),
+                  let dw = producer(gemm.inputs[1], "DequantizeLinear"), let wq = slot(dw, 0), let wt = constants.type(wq),
+                  wt.dtype == .int8, wt.shape.count == 2, let ws = slot(dw, 1), let wsCount = count(ws) else { continue }
+            let cols = transB ? wt.shape[0] : wt.shape[1]
+            guard wsCount == 1 || wsCount == cols else { continue }
+            if wsCount > 1, (dw.int("axis") ?? 1) != (transB ? 0 : 1) { continue }
+            var bias: ValueID? = nil
+            if let bv = slot(gemm, 2) {
+                guard let db = producer(bv, "DequantizeLinear"), let bq = slot(db, 0), let bt = constants.type(bq), bt.dtype == .int32,
+                      bt.shape.reduce(1, *) == cols, let bs = slot(db, 1).flatMap(constants.floats),
+                      let xs = slot(dx, 1).flatMap(constants.floats)?.first, let wsv = constants.floats(ws) else { continue }
+                if let bz = slot(db, 2), constants.floats(bz)?.allSatisfy({ $0 == 0 }) != true { continue }
+                guard (0..<cols).allSatisfy({ o in
+                    let want = xs * wsv[wsv.count == 1 ? 0 : o], have = bs[bs.count == 1 ? 0 : o]
+                    return abs(have - want) <= 1e-6 * abs(want)
+                }) else { continue }
+                bias = bq
+                if readers.sole(bv) == i { plan.fusedInto[graph.values[bv].producer!] = i }
+            }
+            var inputs: [ValueID?] = [slot(dx, 0), slot(dx, 1), slot(dx, 2), wq, ws, slot(dw, 2), bias, nil, nil]
+            let out = gemm.outputs[0]
+            if let (qi, relu) = quantizer(out) {
+                inputs[7] = slot(graph.nodes[qi], 1)
+                inputs[8] = slot(graph.nodes[qi], 2)
+                plan.fusedInto[qi] = i
+                if let relu { plan.fusedInto[relu] = i }
+            }
+            plan.quantizedGemm[i] = inputs
+            for v in Set([gemm.inputs[0]!, gemm.inputs[1]!]) where readers.sole(v) == i { plan.fusedInto[graph.values[v].producer!] = i }
         }
     }
 
@@ -269,6 +323,7 @@ extension FusionPlan {
         // 8-bit values a fused integer op reads.
         let quantizedConvInputs = Set(plan.quantizedConv.values.compactMap { $0.first ?? nil })
             .union(plan.quantizedAdd.values.flatMap { [$0[0], $0[3]] }.compactMap { $0 })
+            .union(plan.quantizedGemm.values.compactMap { $0.first ?? nil })
         for (i, node) in graph.nodes.enumerated() where plan.fusedInto[i] == nil && node.outputs.count == 1 {
             let out = node.outputs[0]
             switch node.op.rawValue {

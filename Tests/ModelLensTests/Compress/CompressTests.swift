@@ -159,6 +159,7 @@ final class CompressTests: XCTestCase {
         let calImage = try calibrationFolder("cal_image", [1, 3, 224, 224])
         let cases: [(String, [String], String)] = [
             (".models/torchvision/mobilenet_v2.onnx", ["--quantize", "int8", "--calibration", calImage], "onnx"),
+            (".models/torchvision/resnet50.onnx", ["--quantize", "int8", "--calibration", calImage], "onnx"),   // Add -> Relu -> Q
             ("SampleModels/tiny_cnn.onnx", ["--quantize", "int8", "--calibration", calTiny], "onnx"),
             ("SampleModels/convnext_block.onnx", ["--quantize", "fp16"], "onnx"),
             ("SampleModels/convnext_block.onnx", ["--quantize", "int8", "--calibration", calBlock, "--lowrank", "4"], "onnx"),
@@ -203,7 +204,7 @@ final class CompressTests: XCTestCase {
                 let fused = try compareLayers(["--optimized"])
                 XCTAssertEqual(fused.status, 0, "\(rel) \(args), onnxruntime's fused session: \(fused.text)")
             }
-            if args.contains("--quantize") && rel.contains("mobilenet_v2") {
+            if args.contains("int8") && (rel.contains("mobilenet_v2") || rel.contains("resnet50")) {
                 // Fifty layers deep, a rounding tie decided otherwise carries forward: inside,
                 // integer tensors may differ by a few steps; the logits by one at most.
                 let logits = try XCTUnwrap(text.split(separator: "\n").first { $0.contains("logits/quantized") }, text)

@@ -168,4 +168,42 @@ final class IntegerKernelTests: XCTestCase {
             }
         }
     }
+    /// A fully-connected layer with float outputs (onnxruntime's QGemm without an output scale):
+    /// float(sum) * scale per column, bit for bit, VNNI and portable, K a multiple of 4 (the GEMM
+    /// reads the input in place) or not (rows copied out).
+    func testFloatOutputsAreTheSumsTimesTheScale() {
+        defer { mlk_set_threads(1); Executor.preferAVX512(true) }
+        for k in [40, 27] {
+            var t = makeCase((k, 5, 3, 37, 1, 1, 0), depthwise: false, signedIn: false, onnx: true)
+            let fs = t.fscale!
+            var want = [Float]()
+            for r in 0..<15 {
+                for o in 0..<37 {
+                    var acc = Int64(t.bias[o])
+                    for ci in 0..<k { acc += (Int64(t.x[r * k + ci]) - Int64(t.q.in_zero)) * Int64(t.w[o * k + ci]) }
+                    want.append(Float(Int32(acc)) * fs[o])
+                }
+            }
+            t.q.float_out = 1
+            for avx512 in [false, true] where !avx512 || Executor.avx512Available {
+                Executor.preferAVX512(avx512)
+                for threads: Int32 in [1, 2] {
+                    mlk_set_threads(threads)
+                    var p = t.p, q = t.q
+                    var packed = [Int8](repeating: 0, count: Int(mlk_qconv_packed_size(37, Int32(k))))
+                    var biasEff = [Int32](repeating: 0, count: 37)
+                    mlk_qconv_pack(37, Int32(k), t.w, t.bias, q.in_zero, &packed, &biasEff)
+                    var scratch = [UInt8](repeating: 0, count: Int(mlk_qconv_scratch(&p)) + 1)
+                    var y = [Float](repeating: .nan, count: 15 * 37)
+                    fs.withUnsafeBufferPointer { f in
+                        q.fscale = f.baseAddress
+                        y.withUnsafeMutableBytes { out in
+                            mlk_qconv_nhwc(&p, &q, t.x, packed, biasEff, t.mult, t.shift, out.baseAddress, &scratch)
+                        }
+                    }
+                    XCTAssertEqual(y.map(\.bitPattern), want.map(\.bitPattern), "K \(k) avx512 \(avx512) threads \(threads)")
+                }
+            }
+        }
+    }
 }

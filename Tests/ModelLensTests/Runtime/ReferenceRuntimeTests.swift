@@ -93,16 +93,16 @@ final class ReferenceRuntimeTests: XCTestCase {
         XCTAssertTrue(report.first?.contains("0 of 10 differ") ?? false, report.first ?? "no report")
     }
 
-    /// onnxruntime's QDQ and QOperator samples run their convolutions on the integer kernels
-    /// (DequantizeLinear -> Conv -> QuantizeLinear fused into one, as onnxruntime's default
-    /// session fuses it; QLinearConv as it stands), on the VNNI path and the portable one, and
-    /// give onnxruntime's outputs.
+    /// onnxruntime's QDQ and QOperator samples run their convolutions and their fully-connected
+    /// layer on the integer kernels (DequantizeLinear -> Conv / Gemm -> QuantizeLinear fused into
+    /// one, as onnxruntime's default session fuses them; QLinearConv and QGemm as they stand), on
+    /// the VNNI path and the portable one, and give onnxruntime's outputs.
     func testQuantizedOnnxConvolutionsRunOnIntegerKernels() throws {
         defer { Executor.preferAVX512(true) }
-        for (file, convs) in [("tiny_cnn_qdq", 2), ("tiny_cnn_qop", 2)] {
+        for (file, layers) in [("tiny_cnn_qdq", 3), ("tiny_cnn_qop", 3)] {
             let model = try ModelImporter.load(TestSupport.samples.appendingPathComponent(file + ".onnx").path)
             let exec = try Executor(model: model, threads: 2)
-            XCTAssertEqual(exec.integerNodes, convs, "\(file): every convolution on the integer kernels")
+            XCTAssertEqual(exec.integerNodes, layers, "\(file): two convolutions and a Gemm on the integer kernels")
             for avx512 in [true, false] {
                 Executor.preferAVX512(avx512)
                 let (report, _, failures) = try compareWithReferences(only: [file])
