@@ -31,12 +31,7 @@ extension Executor {
         func readsBlocked(_ r: (node: Int, slot: Int)) -> Bool {
             convs.contains(r.node) ? r.slot == 0 || r.slot == 3 : graph.nodes[r.node].op.rawValue == "GlobalAveragePool" && r.slot == 0
         }
-        var blocked = Set<ValueID>()
-        for i in convs.union(pools) {
-            guard let out = graph.nodes[i].outputs.first, !outputs.contains(out), let r = readers[out], !r.isEmpty,
-                  r.allSatisfy(readsBlocked) else { continue }
-            blocked.insert(out)
-        }
+        var blocked = outputsEveryReaderTakes(convs.union(pools), readers: readers, outputs: outputs, takes: readsBlocked)
         // A fused residual has its conv's output layout; a 1x1 convolution runs blocked only with
         // both its input and output blocked (otherwise it would transpose the other side, where the
         // GEMM reads and writes NCHW as it is: DenseNet's 1x1s before each 3x3 were 5% slower in all).
@@ -59,6 +54,18 @@ extension Executor {
 }
 
 extension Executor {
+    /// The first outputs of `producers`, other than graph outputs, that some step reads and every
+    /// step reading them `takes` (in the layout in question): where a layout plan starts.
+    func outputsEveryReaderTakes(_ producers: Set<Int>, readers: [ValueID: [(node: Int, slot: Int)]], outputs: Set<ValueID>,
+                                 takes: ((node: Int, slot: Int)) -> Bool) -> Set<ValueID> {
+        var kept = Set<ValueID>()
+        for i in producers {
+            guard let o = graph.nodes[i].outputs.first, !outputs.contains(o), let r = readers[o], !r.isEmpty, r.allSatisfy(takes) else { continue }
+            kept.insert(o)
+        }
+        return kept
+    }
+
     /// 8-bit values kept channels-last ([N][H][W][C]) between integer convolutions: outputs of the
     /// QLinearConvs (and fused QDQ convolutions) the integer kernels run (QLinearConvSpec), and of
     /// QLinearAdds (and fused QDQ Adds) of two same-shaped 4-D values, when every step reading them
@@ -84,11 +91,7 @@ extension Executor {
             if QLinearConvSpec.of(PlanContext(node: n, graph: graph, constants: consts)) != nil { convs.insert(i) }
         }
         func takes(_ r: (node: Int, slot: Int)) -> Bool { convs.contains(r.node) ? r.slot == 0 : adds.contains(r.node) && (r.slot == 0 || r.slot == 3) }
-        var kept = Set<ValueID>()
-        for i in convs.union(adds) {
-            guard let o = graph.nodes[i].outputs.first, !outputs.contains(o), let r = readers[o], !r.isEmpty, r.allSatisfy(takes) else { continue }
-            kept.insert(o)
-        }
+        var kept = outputsEveryReaderTakes(convs.union(adds), readers: readers, outputs: outputs, takes: takes)
         var settled = false
         while !settled {
             settled = true
