@@ -147,4 +147,18 @@ final class QuantizationKernelTests: XCTestCase {
             }
         }
     }
+    /// mlk_map_8 (QLinearSigmoid, QLinearLeakyRelu, QLinearConcat's tables): every byte value,
+    /// in lengths that leave a partial vector and span several tasks, on both kernel forms.
+    func testTableLookupsMatchTheTable() {
+        defer { mlk_set_threads(1); Executor.preferAVX512(true) }
+        let table = (0..<256).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
+        for n in [1, 63, 64, 200, 40_001] {
+            let x = (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 / 256) }
+            eachKernelForm { avx512, threads in
+                var y = [UInt8](repeating: 0, count: n)
+                mlk_map_8(x, n, table, &y)
+                XCTAssertEqual(y, x.map { table[Int($0)] }, "n \(n) avx512 \(avx512) threads \(threads)")
+            }
+        }
+    }
 }
