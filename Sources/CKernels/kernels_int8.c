@@ -1,14 +1,15 @@
-// Integer convolutions for quantized TFLite models: int8 or uint8 activations, int8 weights
-// (per channel or per tensor, zero point 0), int32 bias and accumulation, and the fixed-point
-// requantization of TFLite's reference kernels, so results are the reference's to the bit.
+// Integer convolutions for quantized models: int8 or uint8 activations, int8 weights (per
+// channel or per tensor, zero point 0), int32 bias and accumulation, and either the fixed-point
+// requantization of TFLite's reference kernels (below), so results are the reference's to the
+// bit, or onnxruntime's (mlk_qconv.fscale: the sum in float times a scale, rounded half to even).
 //
 // Arithmetic, per output channel o:
 //   acc = bias[o] + sum_k (x_k - x_zero) * w[o][k]
 //   y   = clamp(out_zero + MultiplyByQuantizedMultiplier(acc, M[o]), act_min, act_max)
 // where M[o] = in_scale * w_scale[o] / out_scale is held as a Q31 multiplier and a power-of-two
-// exponent (mlk_quantize_multiplier). The multiply is a rounding doubling high multiply (round
-// half away from zero) followed by a rounding right shift (half away from zero): two roundings,
-// as TFLite does them.
+// exponent (mlk_quantize_multiplier). The multiply is gemmlowp's rounding doubling high multiply
+// (ties up: see requant16) followed by a rounding right shift (ties away from zero): two
+// roundings, as TFLite does them.
 //
 // The GEMM takes unsigned activations: a = x + 128 for int8 (x itself for uint8), whose zero is
 // a_zero = x_zero + 128 (x_zero). Then sum (x - x_zero) w = sum a w - a_zero * sum w, and the

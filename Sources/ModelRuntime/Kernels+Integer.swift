@@ -7,7 +7,8 @@ import ModelIR
 /// channel or per tensor), int32 bias. They accumulate in int32 and requantize in fixed point as
 /// TFLite's reference kernels do (`kernels_int8.c`). Nodes outside that set (uint8 weights with a
 /// zero point, hybrid float-activation nodes, two activations) keep the float path of
-/// `quantizedWrapper`.
+/// `quantizedWrapper`. ONNX's QLinearConv and QGemm (and the QDQ patterns fused into them) run on
+/// the same kernels with onnxruntime's requantization: `qlinear`, `qgemm` below.
 struct IntegerConv {
     let kernel: Kernel
     /// Bytes of weights as the kernel reads them (packed panels, per-channel tables).
