@@ -330,13 +330,14 @@ VNNI static void qtile_vnni(const uint8_t *a, int nr, int kp, const int8_t *p0, 
 }
 
 // flip: 0x80808080 when A holds int8 values still to be made unsigned (read in place), else 0.
-// Panel pairs outermost: their requantization constants are made once for all the rows.
+// Panel pairs outermost: their requantization constants are made once for all the rows. Panels
+// [jp_begin, jp_end) only (jp_begin even).
 VNNI static void qgemm_vnni(const uint8_t *a, int nr, int kp, const int8_t *packed, int out_c, const int32_t *bias,
                             const int32_t *mult, const int32_t *shift, const mlk_qconv *q, uint8_t *y, long ldy,
-                            int32_t flip) {
+                            int32_t flip, int jp_begin, int jp_end) {
   const size_t pstride = (size_t)(kp / 4) * 64;
   const int npanels = (out_c + 15) / 16;
-  for (int jp = 0; jp < npanels; jp += 2) {
+  for (int jp = jp_begin; jp < jp_end && jp < npanels; jp += 2) {
     const int o0 = jp * 16, n0 = out_c - o0 < 16 ? out_c - o0 : 16;
     const int n1 = jp + 1 < npanels ? (out_c - o0 - 16 < 16 ? out_c - o0 - 16 : 16) : 0;
     const int8_t *p0 = packed + jp * pstride, *p1 = n1 > 0 ? p0 + pstride : p0;
@@ -351,8 +352,11 @@ VNNI static void qgemm_vnni(const uint8_t *a, int nr, int kp, const int8_t *pack
 #else
 int mlk_vnni_available_(void) { return 0; }
 static void qgemm_vnni(const uint8_t *a, int nr, int kp, const int8_t *packed, int out_c, const int32_t *bias,
-                       const int32_t *mult, const int32_t *shift, const mlk_qconv *q, uint8_t *y, long ldy, int32_t flip) {
+                       const int32_t *mult, const int32_t *shift, const mlk_qconv *q, uint8_t *y, long ldy, int32_t flip,
+                       int jp_begin, int jp_end) {
   (void)flip;
+  (void)jp_begin;
+  (void)jp_end;
   qgemm_portable(a, nr, kp, packed, out_c, bias, mult, shift, q, y, ldy);
 }
 #endif
@@ -366,10 +370,14 @@ typedef struct {
   uint8_t *y, *scratch;
   long rows;
   int kp, vnni, direct;
+  int splits;   // tasks a block of rows is shared by, each taking a range of panel pairs
 } qconv_job;
 
 static void qconv_task(void *ctx, int t) {
   const qconv_job *j = ctx;
+  const int pairs = (j->p->out_c + 31) / 32, part = t % j->splits;
+  const int jp_begin = 2 * (part * pairs / j->splits), jp_end = 2 * ((part + 1) * pairs / j->splits);
+  t /= j->splits;
   const long r0 = (long)t * QROWS;
   const int nr = j->rows - r0 < QROWS ? (int)(j->rows - r0) : QROWS;
   const uint8_t flip = j->q->in_signed ? 0x80 : 0, a_zero = (uint8_t)(j->q->in_zero + (j->q->in_signed ? 128 : 0));
@@ -377,13 +385,13 @@ static void qconv_task(void *ctx, int t) {
   if (j->direct) {
     // The input is A as it lies, made unsigned in registers.
     qgemm_vnni(j->x + (size_t)r0 * j->kp, nr, j->kp, j->packed, j->p->out_c, j->bias, j->mult, j->shift, j->q, y,
-               j->p->out_c, flip ? (int32_t)0x80808080u : 0);
+               j->p->out_c, flip ? (int32_t)0x80808080u : 0, jp_begin, jp_end);
     return;
   }
   uint8_t *a = j->scratch + (size_t)mlk_thread_slot_() * qslot_bytes(j->kp);
   qim2col(j->p, j->x, flip, a_zero, r0, nr, j->kp, a);
   if (j->vnni)
-    qgemm_vnni(a, nr, j->kp, j->packed, j->p->out_c, j->bias, j->mult, j->shift, j->q, y, j->p->out_c, 0);
+    qgemm_vnni(a, nr, j->kp, j->packed, j->p->out_c, j->bias, j->mult, j->shift, j->q, y, j->p->out_c, 0, jp_begin, jp_end);
   else
     qgemm_portable(a, nr, j->kp, j->packed, j->p->out_c, j->bias, j->mult, j->shift, j->q, y, j->p->out_c);
 }
@@ -393,10 +401,21 @@ void mlk_qconv_nhwc(const mlk_conv *p, const mlk_qconv *q, const void *x, const 
   const long rows = (long)p->out_h * p->out_w;
   const int vnni = mlk_vnni_available_();
   const int direct = qconv_direct(p);
+  // Few blocks of rows (a 7x7 layer: one) for the threads: each block's panel pairs are shared
+  // out too, so that a second thread has work. Every output is computed the same way whichever
+  // task computes it.
+  const int blocks = (int)((rows + QROWS - 1) / QROWS), threads = mlk_thread_count_(), pairs = (p->out_c + 31) / 32;
+  int splits = 1;
+  if (vnni && threads > 1 && blocks < 2 * threads) {
+    splits = (2 * threads + blocks - 1) / blocks;
+    if (splits > pairs) splits = pairs;
+    if (splits < 1) splits = 1;
+  }
   for (int n = 0; n < p->batch; n++) {
     qconv_job job = {p, q, (const uint8_t *)x + (size_t)n * p->in_h * p->in_w * p->in_c, packed, bias_eff, mult, shift,
-                     (uint8_t *)y + (size_t)n * rows * p->out_c * (q->float_out ? 4 : 1), scratch, rows, kp_of(p), vnni, direct};
-    mlk_parallel_((int)((rows + QROWS - 1) / QROWS), qconv_task, &job);
+                     (uint8_t *)y + (size_t)n * rows * p->out_c * (q->float_out ? 4 : 1), scratch, rows, kp_of(p), vnni, direct,
+                     splits};
+    mlk_parallel_(blocks * splits, qconv_task, &job);
   }
 }
 

@@ -144,6 +144,8 @@ final class IntegerKernelTests: XCTestCase {
             (24, 9, 13, 40, 1, 1, 0),    // 1x1: the GEMM reads the input in place
             (20, 6, 7, 17, 3, 1, 1),     // channels that fill no whole vector
             (40, 1, 1, 10, 1, 1, 0),     // a fully-connected layer
+            (64, 2, 3, 96, 1, 1, 0),     // few rows, many channels: panel pairs shared among threads
+            (32, 3, 3, 70, 3, 1, 1),     // the same through im2col, a partial last pair
         ]
         let depthwiseShapes: [(c: Int, h: Int, w: Int, o: Int, k: Int, s: Int, pad: Int)] = [
             (37, 11, 14, 0, 3, 1, 1), (32, 12, 12, 0, 3, 2, 1), (16, 9, 10, 0, 5, 1, 2),
