@@ -7,6 +7,7 @@
 int mlk_avx512_available(void) { return 0; }
 void mlk_prefer_avx512(int on) { (void)on; }
 int mlk_use_avx512_(void) { return 0; }
+int mlk_avx512_has_(mlk_avx512_ext ext) { (void)ext; return 0; }
 int mlk_depthwise_avx512_ok_(const mlk_conv *p) { (void)p; return 0; }
 int mlk_depthwise_flat_setup_(const mlk_conv *p, mlk_dw_flat *f) { (void)p; (void)f; return 0; }
 int mlk_depthwise_nhwc_flat_ok_(const mlk_conv *p) { (void)p; return 0; }

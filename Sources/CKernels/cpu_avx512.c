@@ -21,4 +21,16 @@ int mlk_use_avx512_(void) {
   return avx512_choice;
 }
 
+int mlk_avx512_has_(mlk_avx512_ext ext) {
+  static int has[3] = {-1, -1, -1};
+  if (has[ext] < 0) {
+    __builtin_cpu_init();
+    const int bw = __builtin_cpu_supports("avx512bw");
+    has[ext] = ext == MLK_AVX512_BW     ? bw
+               : ext == MLK_AVX512_VNNI ? bw && __builtin_cpu_supports("avx512vnni")
+                                        : bw && __builtin_cpu_supports("avx512vbmi");
+  }
+  return has[ext] && mlk_use_avx512_();
+}
+
 #endif

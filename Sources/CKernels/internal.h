@@ -71,6 +71,10 @@ void mlk_quantize_row_(const float *x, size_t n, float scale, int32_t zero, int 
 
 /// True when this CPU runs the AVX-512 kernels (and MODELLENS_KERNELS is not "blas").
 int mlk_use_avx512_(void);
+/// Extensions beyond the base AVX-512 set (which mlk_avx512_available checks) that some kernels
+/// use; each tested once, and true only where the AVX-512 kernels run at all.
+typedef enum { MLK_AVX512_BW, MLK_AVX512_VNNI, MLK_AVX512_VBMI } mlk_avx512_ext;
+int mlk_avx512_has_(mlk_avx512_ext ext);
 
 /// Steps of k the AVX-512 GEMM sums per pass over a tile of C (partial sums are stored between).
 #define MLK_GEMM_KC 256

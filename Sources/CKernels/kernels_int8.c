@@ -213,14 +213,7 @@ static void qgemm_portable(const uint8_t *a, int nr, int kp, const int8_t *packe
 #include <immintrin.h>
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
 
-int mlk_vnni_available_(void) {
-  static int cpu = -1;
-  if (cpu < 0) {
-    __builtin_cpu_init();
-    cpu = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");
-  }
-  return cpu && mlk_use_avx512_();
-}
+int mlk_vnni_available_(void) { return mlk_avx512_has_(MLK_AVX512_VNNI); }
 
 // Per-channel requantization constants of 16 channels, made once per block of channels.
 typedef struct {

@@ -245,16 +245,8 @@ __attribute__((target("avx512f,avx512vl,avx512bw"))) static void transpose_tile1
   transpose_tile16_body(x, ldx, nrows, y, ldy);
 }
 static void transpose_tile16_sse2(const uint8_t *x, long ldx, int nrows, uint8_t *y, long ldy) { transpose_tile16_body(x, ldx, nrows, y, ldy); }
-static int transpose_wide(void) {
-  static int bw = -1;
-  if (bw < 0) {
-    __builtin_cpu_init();
-    bw = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-  }
-  return bw && mlk_use_avx512_();
-}
 static void transpose_tile16(const uint8_t *x, long ldx, int nrows, uint8_t *y, long ldy) {
-  if (transpose_wide()) transpose_tile16_avx512(x, ldx, nrows, y, ldy); else transpose_tile16_sse2(x, ldx, nrows, y, ldy);
+  if (mlk_avx512_has_(MLK_AVX512_BW)) transpose_tile16_avx512(x, ldx, nrows, y, ldy); else transpose_tile16_sse2(x, ldx, nrows, y, ldy);
 }
 #else
 static void transpose_tile16(const uint8_t *x, long ldx, int nrows, uint8_t *y, long ldy) {

@@ -422,15 +422,6 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi"))) static size_t map_vbmi(co
   }
   return i;
 }
-
-static int vbmi_available(void) {
-  static int vbmi = -1;
-  if (vbmi < 0) {
-    __builtin_cpu_init();
-    vbmi = __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bw");
-  }
-  return vbmi && mlk_use_avx512_();
-}
 #endif
 
 static void map_task(void *ctx, int t) {
@@ -438,7 +429,7 @@ static void map_task(void *ctx, int t) {
   const size_t i0 = (size_t)t * QUANT_CHUNK, m = j->n - i0 < QUANT_CHUNK ? j->n - i0 : QUANT_CHUNK;
   size_t done = 0;
 #if MLK_AVX512_BUILD
-  if (vbmi_available()) done = map_vbmi(j->x + i0, m, j->table, j->y + i0);
+  if (mlk_avx512_has_(MLK_AVX512_VBMI)) done = map_vbmi(j->x + i0, m, j->table, j->y + i0);
 #endif
   for (size_t i = i0 + done; i < i0 + m; i++) j->y[i] = j->table[j->x[i]];
 }
