@@ -70,6 +70,20 @@ extension Executor {
         return (newInputs, activation)
     }
 
+    /// Node `i` as its kernel runs it: a QDQ convolution, Add or Gemm as the QLinearConv,
+    /// QLinearAdd or QGemm it stands for (FusionPlan.quantizedConv / quantizedAdd / quantizedGemm),
+    /// with that op's inputs; any other node as it is.
+    func plannedNode(_ i: Int) -> Node {
+        var node = graph.nodes[i]
+        for (op, inputs) in [("QLinearConv", fusion.quantizedConv[i]), ("QLinearAdd", fusion.quantizedAdd[i]), ("QGemm", fusion.quantizedGemm[i])] {
+            if let inputs {
+                node.op = OpKind(op)
+                node.inputs = inputs
+            }
+        }
+        return node
+    }
+
     /// Relu, Relu6 or Clip with constant bounds, as an mlk_activate kind.
     func activationKind(_ act: Node) -> (Int32, Float, Float)? {
         switch act.op.rawValue {

@@ -76,19 +76,18 @@ extension Executor {
     func channelsLastValues(stepInputs: (Int) -> [ValueID?], isStep: (Int) -> Bool, outputs: Set<ValueID>) -> Set<ValueID> {
         var convs = Set<Int>(), adds = Set<Int>()
         var readers: [ValueID: [(node: Int, slot: Int)]] = [:]
-        for (i, node) in graph.nodes.enumerated() where isStep(i) && fusedNodes[i] == nil {
+        for i in graph.nodes.indices where isStep(i) && fusedNodes[i] == nil {
             let ins = stepInputs(i)
             for (slot, v) in ins.enumerated() { if let v { readers[v, default: []].append((i, slot)) } }
-            if fusion.quantizedAdd[i] != nil || node.op.rawValue == "QLinearAdd" {
+            let node = plannedNode(i), op = node.op.rawValue
+            if op == "QLinearAdd" {
                 let shapes = [0, 3].map { ins.count > $0 ? declaredShape(ins[$0], graph) : nil }
                 if let a = shapes[0], a.count == 4, a == shapes[1] { adds.insert(i) }
                 continue
             }
-            guard fusion.quantizedConv[i] != nil || node.op.rawValue == "QLinearConv" else { continue }
-            var n = node
-            if let q = fusion.quantizedConv[i] { n.op = OpKind("QLinearConv"); n.inputs = q }
+            guard op == "QLinearConv" else { continue }
             let consts = ins.map { $0.flatMap { $0 < graph.values.count ? constantTensor($0) : nil } }
-            if QLinearConvSpec.of(PlanContext(node: n, graph: graph, constants: consts)) != nil { convs.insert(i) }
+            if QLinearConvSpec.of(PlanContext(node: node, graph: graph, constants: consts)) != nil { convs.insert(i) }
         }
         func takes(_ r: (node: Int, slot: Int)) -> Bool { convs.contains(r.node) ? r.slot == 0 : adds.contains(r.node) && (r.slot == 0 || r.slot == 3) }
         var kept = outputsEveryReaderTakes(convs.union(adds), readers: readers, outputs: outputs, takes: takes)

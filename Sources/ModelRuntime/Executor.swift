@@ -271,19 +271,7 @@ public final class Executor {
             }
         }
         func planNode(_ i: Int) throws {
-            var node = graph.nodes[i]
-            if let q = fusion.quantizedConv[i] {
-                // A QDQ convolution runs as the QLinearConv it stands for (FusionPlan.quantizedConv),
-                node.op = OpKind("QLinearConv")
-                node.inputs = q
-            } else if let q = fusion.quantizedAdd[i] {
-                // a QDQ Add as the QLinearAdd, a QDQ Gemm as the QGemm.
-                node.op = OpKind("QLinearAdd")
-                node.inputs = q
-            } else if let q = fusion.quantizedGemm[i] {
-                node.op = OpKind("QGemm")
-                node.inputs = q
-            }
+            let node = plannedNode(i)
             if fusedNodes[i] != nil {
                 if node.outputs.count == 1 && alias[node.outputs[0]] != nil { return }
                 // A view of its (already transformed) input.
