@@ -33,7 +33,7 @@ public enum HostMeasurement {
             caches: caches,
             launchOverheadSeconds: 1e-6,
             sources: [
-                "streamingCacheBytes": String(format: "measured %@: the largest triad working set (3 arrays, 6 MB to 192 MB in steps of 1.33-1.5x) still at half way or more from memory's %.1f GB/s to the cache's %.1f GB/s", date, triad, cacheRate),
+                "streamingCacheBytes": String(format: "measured %@: the triad working set (3 arrays, 6 MB to 192 MB) where its rate crosses half way from memory's %.1f GB/s to the cache's %.1f GB/s (interpolated between the sizes measured)", date, triad, cacheRate),
                 "peakFlopsPerSecond": String(format: "measured %@: the executor's convolution GEMM 1024^3 %.1f GFLOP/s, library sgemm (oneDNN or OpenBLAS) 1024^3 %.1f GFLOP/s, on %d thread(s) (the faster used as float32 peak); %@ FMA chains %.1f GFLOP/s per core", date, own, blas, threads, isaName, fma),
                 "dramBytesPerSecond": String(format: "measured %@: triad a = b + s*c over 256 MB arrays, one thread, %.1f GB/s", date, triad),
                 "weightStreamBytesPerSecond": String(format: "measured %@: x W^T at batch 1 over 256 MB of weights, %d thread(s), %.1f GB/s", date, threads, (weights ?? 0) / 1e9),
@@ -56,14 +56,28 @@ public enum HostMeasurement {
     /// memory's, and that cache bandwidth (GB/s): working sets of 3 arrays of 2, 3, 4, 6, ... 64 MB.
     /// A model whose weights exceed it reads them from memory on every run, whatever the last-level
     /// cache's listed size (a 244 MB classifier under a shared 260 MB L3 was predicted at 0.69 of
-    /// its time).
+    /// its time). The crossing of the half-way rate is interpolated (in log size) between the last
+    /// working set above it and the first below, each the best of 7 runs: taken as the last size
+    /// above, from the best of 3, it moved a step (18.9 and 12.6 MB) between two calibrations in a
+    /// row on a 2-vCPU slice of a 32 MB L3, and with it every model whose weights are near it;
+    /// four calibrations now gave 20.0-22.1 MB there.
     static func streamingCache(dram: Double) -> (bytes: Int, gbps: Double) {
         let cache = mlk_triad_gbps(2 << 20, 5)
+        let half = (cache + dram) / 2
         var bytes = 0
+        var last = (size: 0.0, rate: cache)
         for mb in [2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64] {
-            let rate = mb == 2 ? cache : mlk_triad_gbps(mb << 20, 3)
-            guard rate >= (cache + dram) / 2 else { break }
-            bytes = 3 * (mb << 20)
+            let size = Double(3 * (mb << 20))
+            let rate = mb == 2 ? cache : mlk_triad_gbps(mb << 20, 7)
+            guard rate >= half else {
+                if last.size > 0, last.rate > rate {
+                    let f = (last.rate - half) / (last.rate - rate)
+                    bytes = Int(exp(log(last.size) + f * (log(size) - log(last.size))))
+                }
+                break
+            }
+            bytes = Int(size)
+            last = (size, rate)
         }
         return (bytes, cache)
     }
