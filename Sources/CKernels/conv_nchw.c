@@ -354,6 +354,16 @@ void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const floa
 // what mlk_cot_task_ otherwise transposes block by block on every call.
 int mlk_conv_nchw_cot_packs(const mlk_conv *p) { return mlk_cot_fits_(p, 1); }
 
+double mlk_conv_nchw_lane_use(const mlk_conv *p) {
+  if (mlk_conv_grouped_direct(p)) {
+    // Rows in chunks of 16 columns: per tap a chunk costs a load, and a broadcast and a
+    // multiply-add per output channel, however many of its lanes are outputs.
+    const int chunks = (p->out_w + 15) / 16;
+    return (double)p->out_w / (16.0 * chunks);
+  }
+  return 1;
+}
+
 size_t mlk_conv_nchw_packed_scratch(const mlk_conv *p) {
   const size_t direct = mlk_direct_scratch_(p, 1), wino = mlk_wino_fits_(p) ? mlk_wino_scratch_(p) : 0;
   return direct > wino ? direct : wino;

@@ -34,6 +34,11 @@ public struct KernelFeatures: Sendable, Equatable {
     /// layouts may take only aligned channels (onnxruntime's NCHWc on AVX-512 takes multiples of
     /// 16), so `calibrate --from-timings` may fit the kernels below an alignment apart.
     public var channelAlignment = 0
+    /// The share of the vector lanes the kernel multiplies that are outputs
+    /// (mlk_conv_nchw_lane_use; 1 for kernels whose tiles it does not describe). The cost models
+    /// price `flops / laneUse`: RegNet's grouped convolutions on 5x5 planes (160x160 inputs) fill 5
+    /// of 16 lanes, and their class was predicted at 0.76 of their time (AMD EPYC, Zen 4).
+    public var laneUse = 1.0
 
     public init(kernelClass: String, fallbackClasses: [String] = []) {
         self.kernelClass = kernelClass
@@ -58,7 +63,7 @@ public struct KernelFeatures: Sendable, Equatable {
 
     /// The named quantities a cost model weighs (see `KernelCostModel`): `spillBytes` is `spill`.
     public var terms: [String: Double] {
-        ["call": 1, "flops": Double(flops), "bytes": Double(bytesRead + bytesWritten), "weightBytes": Double(weightBytes),
+        ["call": 1, "flops": Double(flops) / laneUse, "bytes": Double(bytesRead + bytesWritten), "weightBytes": Double(weightBytes),
          "spillBytes": Double(spill), "rows": Double(rows)]
     }
     public static let termNames: Set<String> = ["call", "flops", "bytes", "weightBytes", "spillBytes", "rows"]
@@ -253,12 +258,6 @@ public enum KernelClassifier {
                         groups: 1)
     }
 
-    /// Whether the executor's geometry lets it pack a convolution's weights once at plan time,
-    /// asked of the kernels' own predicates (mlk_conv_nhwc_packs; mlk_conv_nchw_cot_packs for NCHW
-    /// windows larger than 1x1). NCHW 1x1 convolutions pack when the planner blocks their
-    /// activations, which the analysis does not see: they count as packed. Weights decoded at
-    /// load time (fp16 or sparse) are packed like stored ones where the convolution is their only
-    /// reader.
     /// A Gemm's output units and inner size from its constant weight.
     static func gemmUnits(_ node: Node, in g: Graph) -> (Int, Int)? {
         guard node.inputs.count > 1, let w = node.inputs[1], let c = g.values[w].constant, c.shape.count == 2 else { return nil }
@@ -272,6 +271,12 @@ public enum KernelClassifier {
         return (n - zeros, n)
     }
 
+    /// Whether the executor's geometry lets it pack a convolution's weights once at plan time,
+    /// asked of the kernels' own predicates (mlk_conv_nhwc_packs; mlk_conv_nchw_cot_packs for NCHW
+    /// windows larger than 1x1). NCHW 1x1 convolutions pack when the planner blocks their
+    /// activations, which the analysis does not see: they count as packed. Weights decoded at
+    /// load time (fp16 or sparse) are packed like stored ones where the convolution is their only
+    /// reader.
     static func weightsPacked(_ node: Node, in g: Graph, bindings: [String: Int]) -> Bool {
         guard node.op.rawValue == "Conv", var p = convParameters(node, in: g, bindings: bindings) else { return true }
         if node.dataLayout == .nhwc { return mlk_conv_nhwc_packs(&p) != 0 }
@@ -416,6 +421,9 @@ public enum KernelClassifier {
                 (f.inChannels, f.outChannels, f.groups, f.kernelH, f.kernelW, f.outH, f.outW, f.stride) = geo
                 let channels = geo.inChannels == 1 && geo.groups > 1 ? geo.groups : gcd(geo.inChannels, geo.outChannels)
                 f.channelAlignment = channels > 0 ? min(64, channels & -channels) : 0
+                if !integer, node.op == .conv, node.dataLayout != .nhwc, var p = convParameters(node, in: g, bindings: bindings) {
+                    f.laneUse = max(0.01, mlk_conv_nchw_lane_use(&p))
+                }
             }
             return f
         }

@@ -248,7 +248,7 @@ let convKernels: [(String, KernelFactory)] = {
             prepacked = PrepackedWeights(w, pc)
         }
         // NCHW fp32 weights of convolutions the AVX-512 channels-as-vectors path runs (3x3 on
-        // planes of 49 to 12544 outputs: all of ResNet50's): packed here into the panels that path
+        // planes of up to 12544 outputs: all of ResNet50's): packed here into the panels that path
         // reads, instead of transposed block by block on every call (which had kept 7x7 planes
         // off it). As for NHWC, only for weights in the mapped file, whose pages then go back (the
         // panels take their place), or made at plan time for this node.

@@ -206,22 +206,28 @@ void mlk_weight_panels_pack(int out_c, int kk, const float *w, float *panels);
 void mlk_weight_panels_unpack(int out_c, int kk, const float *panels, float *w);
 
 /// Plan-time packing for the AVX-512 channels-as-vectors path (3x3 and other spatial kernels on
-/// planes of 49 to 12544 outputs): whether mlk_conv_nchw_packed takes that path for `p`.
+/// planes of up to 12544 outputs): whether mlk_conv_nchw_packed takes that path for `p`.
 int mlk_conv_nchw_cot_packs(const mlk_conv *p);
+/// The share of the vector lanes the NCHW float kernel for `p` multiplies that are outputs, where
+/// its time goes with the lanes rather than the outputs: the grouped direct kernel's rows in chunks
+/// of 16 columns (a 5x5 plane fills 5 of 16). 1 elsewhere: the channels-as-vectors path's strips of
+/// 7 pixels also leave lanes empty on such planes, but a short strip costs less than a full one
+/// (its weight loads, not its multiply-adds, bound it). The calibration prices FLOPs / lane use.
+double mlk_conv_nchw_lane_use(const mlk_conv *p);
 /// The scratch mlk_conv_nchw_packed needs (it may take another path than mlk_conv_nchw would).
 size_t mlk_conv_nchw_packed_scratch(const mlk_conv *p);
 /// mlk_conv_nchw with the weights as mlk_weight_panels_pack left them; only where
 /// mlk_conv_nchw_cot_packs(p), with scratch of mlk_conv_nchw_packed_scratch(p) floats. Results
 /// equal mlk_conv_nchw's bit for bit on planes of more than 64 outputs (the same path), except
-/// where mlk_conv_winograd_ok(p) (see below); on 49-64 mlk_conv_nchw takes another path, whose sums
-/// may differ in their last bits.
+/// where mlk_conv_winograd_ok(p) (see below); on 64 or fewer mlk_conv_nchw takes another path,
+/// whose sums may differ in their last bits.
 void mlk_conv_nchw_packed(const mlk_conv *p, const float *x, const float *panels, const float *bias, const float *scale,
                           const float *res, float *y, float *scratch, int act, float lo, float hi);
 
 /// Channel-blocked activations: an image's C channels (a multiple of 16) as [C/16][H][W][16], a
 /// pixel's 16 channels of a block side by side (the layout the channels-as-vectors path computes
 /// on). mlk_conv_blocked runs a convolution where mlk_conv_blocked_ok(p) (AVX-512, groups 1,
-/// stride 1 or 2, 1x1 too, planes of 49 to 12544 outputs, in_c and out_c multiples of 16, out_c
+/// stride 1 or 2, 1x1 too, planes of up to 12544 outputs, in_c and out_c multiples of 16, out_c
 /// >= 32) with weights as mlk_weight_panels_pack left them, reading x blocked or NCHW (x_blocked)
 /// and writing y, and reading res, blocked or NCHW (y_blocked), with scratch of
 /// mlk_conv_blocked_scratch(p) floats. Sums run as in mlk_conv_nchw_packed: results equal it bit for
