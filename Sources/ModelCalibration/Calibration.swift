@@ -29,6 +29,10 @@ public struct Calibration {
         /// the next one is close, the smallest was no lucky outlier and a rerun finds it again.
         public var spread: Double
         public var seconds: Double
+        /// Rounds, and the networks' time: over networks, the smallest of its round medians,
+        /// summed (what two passes of one thread count are compared by).
+        public var rounds = 0
+        public var networkSeconds = 0.0
         /// Per-kernel time of each class, measured and predicted by the fit, for the report.
         public var residuals: [(kernelClass: String, measured: Double, predicted: Double)]
         /// Every kernel timed: its network, features and time (what the fits saw).
@@ -146,8 +150,11 @@ public struct Calibration {
             let r = t.totals.sorted()
             return r.count > 1 ? r[1] / max(1e-12, r[0]) - 1 : 0
         }
-        return Result(models: models, samples: samples, networks: timed.count, spread: median(spreads),
-                      seconds: Date().timeIntervalSince(start), residuals: residuals, kernels: kernels)
+        var result = Result(models: models, samples: samples, networks: timed.count, spread: median(spreads),
+                            seconds: Date().timeIntervalSince(start), residuals: residuals, kernels: kernels)
+        result.rounds = options.rounds
+        result.networkSeconds = timed.reduce(0) { $0 + ($1.totals.min() ?? 0) }
+        return result
     }
 
     /// Classes left out of their wider class's fit: the transcendental activations cost 5 to 50
