@@ -213,6 +213,45 @@ void mlk_place(const void *x, void *y, int rank, const long *xshape, const long 
   mlk_parallel_((int)((j.rows + j.per - 1) / j.per), place_rows, &j);
 }
 
+// Concatenation as one copy of the output, cut into tasks of equal byte ranges: output byte p
+// lies in row o = p / row, and within the row in the part of the input whose bytes cover p % row.
+// Each task copies its range in runs (at most one per input and row), so a batch-1 NCHW
+// concatenation along channels (one row, a few long runs) is shared out as well as an NHWC one
+// (a row per pixel, short runs).
+typedef struct {
+  char *y;
+  const char *const *x;
+  const long *bytes;
+  int n;
+  long row, total, per;
+} concat_job;
+
+static void concat_range(void *ctx, int t) {
+  const concat_job *j = ctx;
+  long p = (long)t * j->per;
+  const long end = p + j->per < j->total ? p + j->per : j->total;
+  while (p < end) {
+    const long o = p / j->row, r = p - o * j->row;
+    long off = 0;
+    int k = 0;
+    while (k < j->n - 1 && r >= off + j->bytes[k]) off += j->bytes[k++];
+    const long len = off + j->bytes[k] - r < end - p ? off + j->bytes[k] - r : end - p;
+    memcpy(j->y + p, j->x[k] + o * j->bytes[k] + (r - off), (size_t)len);
+    p += len;
+  }
+}
+
+void mlk_concat(void *y, int n, const void *const *x, const long *bytes, long outer) {
+  long row = 0;
+  for (int k = 0; k < n; k++) row += bytes[k];
+  if (n < 1 || row == 0 || outer < 1) return;
+  concat_job j = {.y = y, .x = (const char *const *)x, .bytes = bytes, .n = n, .row = row, .total = row * outer};
+  // Tasks of at least 64 KB, as for the strided copies: a copy is bound by memory.
+  const long tasks = j.total / 65536 < 1 ? 1 : (j.total / 65536 > 256 ? 256 : j.total / 65536);
+  j.per = (j.total + tasks - 1) / tasks;
+  mlk_parallel_((int)tasks, concat_range, &j);
+}
+
 // Byte matrix transposition, 16 x 16 tiles. With SSE2 (every x86-64), four rounds of byte
 // interleaving rows i and i + 8 transpose a tile in registers: each round is a perfect shuffle
 // of the 256 positions' index bits, and four of them swap row and column.

@@ -116,6 +116,10 @@ void mlk_copy_strided(const void *x, void *y, int rank, const long *shape, const
 /// offset lies inside y.
 void mlk_place(const void *x, void *y, int rank, const long *xshape, const long *yshape, const long *before, int elem);
 
+/// Concatenation: y holds `outer` rows, each the n inputs' next bytes[k] bytes in turn (input k is
+/// outer x bytes[k] bytes, contiguous). Shared among the executor's threads in byte ranges.
+void mlk_concat(void *y, int n, const void *const *x, const long *bytes, long outer);
+
 /// Resizes the two innermost spatial axes. len_h / len_w: the resized lengths before rounding
 /// (input x scale), which align_corners and pytorch_half_pixel use. nhwc: data is [N, H, W, C], else [N, C, H, W].
 /// mode: 0 nearest, 1 linear. coord: 0 half_pixel, 1 asymmetric, 2 align_corners, 3 pytorch_half_pixel,
