@@ -9,7 +9,7 @@ extension ModelAnalyzer {
     static let exposedOverlap = 0.25
 
     /// Replaces the roofline with a calibrated profile's kernel models: each kernel's time is its
-    /// class's (or a wider class's) fitted cost plus the measured dispatch cost per kernel. Where
+    /// class's (or a wider class's) fitted cost plus the measured dispatch cost. Where
     /// the model's weights and largest working set exceed the last-level cache (no more than the
     /// working set this host measurably keeps streaming at cache speed), its weights come from
     /// memory on every run: a run walks them in the same order each time, so the least recently
@@ -24,7 +24,7 @@ extension ModelAnalyzer {
     /// roofline and are tagged so; returns how many.
     static func predictCalibrated(_ nodes: inout [NodeAnalysis], _ kernels: [KernelStep], _ features: [KernelFeatures],
                                   models: [String: KernelCostModel], profile: HardwareProfile, threads: Int) -> Int {
-        let dispatch = models[KernelCostModel.dispatchClass]?.coefficients["call"] ?? 0
+        let dispatch = models[KernelCostModel.dispatchClass] ?? KernelCostModel(coefficients: [:], samples: 0, medianAbsError: 0)
         let totalWeights = nodes.reduce(0) { $0 + $1.weightBytes }
         let largestWorkingSet = nodes.map { $0.bytesRead + $0.bytesWritten - $0.weightBytes }.max() ?? 0
         let beyond = max(0, totalWeights + largestWorkingSet - profile.lastLevelCacheBytes)
@@ -41,7 +41,7 @@ extension ModelAnalyzer {
                 let stream = fromMemory * Double(f.weightBytes) / streamRate
                 t = max(t, stream) + exposedOverlap * min(t, stream)
             }
-            nodes[step.node].predictedSeconds = t + dispatch
+            nodes[step.node].predictedSeconds = dispatch.dispatched(t)
         }
         return roofline
     }

@@ -105,8 +105,9 @@ public struct HardwareProfile: Codable, Sendable {
                 for (term, c) in m.coefficients where !(c >= 0) || !c.isFinite {
                     return "field 'kernels.\(threads).\(cls).coefficients.\(term)' must be a finite number, not negative"
                 }
-                for term in m.coefficients.keys where !KernelFeatures.termNames.contains(term) {
-                    return "field 'kernels.\(threads).\(cls).coefficients.\(term)': unknown term (known: \(KernelFeatures.termNames.sorted().joined(separator: ", ")))"
+                let known = cls == KernelCostModel.dispatchClass ? KernelCostModel.dispatchTerms : KernelFeatures.termNames
+                for term in m.coefficients.keys where !known.contains(term) {
+                    return "field 'kernels.\(threads).\(cls).coefficients.\(term)': unknown term (known: \(known.sorted().joined(separator: ", ")))"
                 }
             }
         }
@@ -141,9 +142,17 @@ public struct KernelCostModel: Codable, Sendable, Equatable {
     }
 
     /// The entry of a profile's kernel models that is no kernel class: what running a kernel
-    /// costs beyond the kernel itself (the executor's step from one kernel to the next), under
-    /// its `call` term; added to every kernel.
+    /// costs beyond the kernel itself, added to every kernel. `call`: the executor's step from
+    /// one kernel to the next; `share`: a fraction of the kernel's own time (a whole run's
+    /// median exceeds the sum of its kernels' medians by a share of it, 1-3% in the calibration
+    /// networks as in real models, from 0.2 to 50 ms).
     public static let dispatchClass = "dispatch"
+    public static let dispatchTerms: Set<String> = ["call", "share"]
+
+    /// A kernel's time with the dispatch model's cost added.
+    public func dispatched(_ kernelSeconds: Double) -> Double {
+        kernelSeconds * (1 + (coefficients["share"] ?? 0)) + (coefficients["call"] ?? 0)
+    }
 
     public func seconds(_ f: KernelFeatures) -> Double {
         let terms = f.terms

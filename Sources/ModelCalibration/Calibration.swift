@@ -88,7 +88,7 @@ public struct Calibration {
             }
         }
         func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
-        for i in timed.indices { for _ in 0..<2 { _ = try timed[i].executor.run(timed[i].feeds) } }
+        for i in timed.indices { for _ in 0..<2 { _ = try timed[i].executor.run(timed[i].feeds, recycleOutputs: true) } }
         for round in 0..<options.rounds {
             for i in timed.indices {
                 progress("round \(round + 1)/\(options.rounds): network \(i + 1)/\(timed.count)")
@@ -96,7 +96,7 @@ public struct Calibration {
                 var totals: [Double] = []
                 for _ in 0..<options.runsPerRound {
                     let t0 = DispatchTime.now().uptimeNanoseconds
-                    _ = try timed[i].executor.run(timed[i].feeds, profile: true)
+                    _ = try timed[i].executor.run(timed[i].feeds, profile: true, recycleOutputs: true)
                     totals.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
                     let seconds = timed[i].executor.nodeSeconds
                     for (k, step) in timed[i].kernels.enumerated() {
@@ -129,18 +129,23 @@ public struct Calibration {
                 if !Self.notInWiderClass.contains(f.kernelClass) { for fb in f.fallbackClasses { byFallback[fb, default: []].append((f, s)) } }
             }
         }
-        // What a run costs beyond its kernels (the executor's stepping from one to the next), per
-        // kernel: the whole run's time less its kernels', over the networks.
-        let dispatch = timed.map { t -> Double in
-            let kernels = t.rounds.indices.map { r in t.rounds[r].reduce(0, +) }
-            let best = zip(t.totals, kernels).min { $0.0 < $1.0 }!
-            return max(0, best.0 - best.1) / Double(max(1, t.kernels.count))
+        // What a run costs beyond its kernels, over the networks: the whole run's time less its
+        // kernels' is a cost per kernel (the executor's step from one to the next, about 0.4 us
+        // on both hosts measured) plus a share of the run (1-3%: a run's median exceeds the sum of
+        // its kernels' medians). Fitted as overhead = call × kernels + share × kernel time,
+        // each network's error relative to its time, so that a 0.2 ms network counts as much as a
+        // 50 ms one; a per-kernel cost alone had put 1.2 us on every kernel, which the larger
+        // networks' share set, and over-predicted models of many small kernels by 15%.
+        let overheads = timed.map { t -> (kernels: Double, seconds: Double, overhead: Double) in
+            let sums = t.rounds.indices.map { r in t.rounds[r].reduce(0, +) }
+            let best = zip(t.totals, sums).min { $0.0 < $1.0 }!
+            return (Double(t.kernels.count), best.1, max(0, best.0 - best.1))
         }
         progress("fitting \(byClass.count) kernel classes on \(samples) kernels")
         var models: [String: KernelCostModel] = [:]
         for (cls, s) in byFallback { if let m = CostFit.fit(s, weights: CostFit.hasWeights(cls)) { models[cls] = m } }
         for (cls, s) in byClass { if let m = CostFit.fit(s, weights: CostFit.hasWeights(cls)) { models[cls] = m } }
-        models[KernelCostModel.dispatchClass] = KernelCostModel(coefficients: ["call": median(dispatch)], samples: timed.count, medianAbsError: 0)
+        models[KernelCostModel.dispatchClass] = dispatchModel(overheads)
         var residuals: [(String, Double, Double)] = []
         for (cls, s) in byClass {
             guard let m = s.first?.features.model(in: models) else { continue }
@@ -155,6 +160,36 @@ public struct Calibration {
         result.rounds = options.rounds
         result.networkSeconds = timed.reduce(0) { $0 + ($1.totals.min() ?? 0) }
         return result
+    }
+
+    /// The dispatch model, call × kernels + share × kernel time, fitted to the networks' overheads
+    /// by least squares relative to each network's time, both coefficients non-negative.
+    static func dispatchModel(_ networks: [(kernels: Double, seconds: Double, overhead: Double)]) -> KernelCostModel {
+        let rows = networks.filter { $0.seconds > 0 }
+        // Normal equations of Σ ((call k + share s − o) / s)² in (call, share).
+        var a11 = 0.0, a12 = 0.0, a22 = 0.0, b1 = 0.0, b2 = 0.0
+        for n in rows {
+            let x1 = n.kernels / n.seconds, x2 = 1.0, y = n.overhead / n.seconds
+            a11 += x1 * x1; a12 += x1 * x2; a22 += x2 * x2; b1 += x1 * y; b2 += x2 * y
+        }
+        var call = 0.0, share = 0.0
+        let det = a11 * a22 - a12 * a12
+        if det > 0 {
+            call = (b1 * a22 - b2 * a12) / det
+            share = (a11 * b2 - a12 * b1) / det
+        }
+        if !(call >= 0 && share >= 0) {
+            // One term alone: whichever fits better.
+            let c = a11 > 0 ? max(0, b1 / a11) : 0, sh = a22 > 0 ? max(0, b2 / a22) : 0
+            let lossCall = rows.reduce(0.0) { let e = (c * $1.kernels - $1.overhead) / $1.seconds; return $0 + e * e }
+            let lossShare = rows.reduce(0.0) { let e = (sh * $1.seconds - $1.overhead) / $1.seconds; return $0 + e * e }
+            (call, share) = lossCall <= lossShare ? (c, 0) : (0, sh)
+        }
+        let errors = rows.map { abs((call * $0.kernels + share * $0.seconds - $0.overhead) / $0.seconds) }.sorted()
+        var coefficients: [String: Double] = [:]
+        if call > 0 { coefficients["call"] = call }
+        if share > 0 { coefficients["share"] = share }
+        return KernelCostModel(coefficients: coefficients, samples: rows.count, medianAbsError: errors.isEmpty ? 0 : errors[errors.count / 2])
     }
 
     /// Classes left out of their wider class's fit: the transcendental activations cost 5 to 50

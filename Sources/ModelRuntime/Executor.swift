@@ -394,7 +394,12 @@ public final class Executor {
     }
 
     /// Runs the graph. `inputs` by graph-input name; every non-constant input is required.
-    public func run(_ inputs: [String: RTensor], profile: Bool = false) throws -> [String: RTensor] {
+    /// `recycleOutputs`: the outputs' buffers stay in the executor's pool, and the next run
+    /// writes over them (the caller reads them before then, or not at all). A benchmark's runs
+    /// then allocate nothing: outputs handed to the caller are allocated afresh every run, and
+    /// a network with many large outputs pays page faults in the kernels that write them and
+    /// frees after the last kernel, which a model with one output does not.
+    public func run(_ inputs: [String: RTensor], profile: Bool = false, recycleOutputs: Bool = false) throws -> [String: RTensor] {
         mlk_set_threads(Int32(threads))
         var values = planValues
         for id in graph.inputs where values[id] == nil {
@@ -445,7 +450,7 @@ public final class Executor {
         for o in graph.outputs {
             guard let t = values[o] else { throw RuntimeError.input("output '\(graph.values[o].name)' was not computed") }
             out[graph.values[o].name] = t
-            ctx.handOff(t.buffer)
+            if !recycleOutputs { ctx.handOff(t.buffer) }
         }
         ctx.reclaim()
         if owner { runContext = ctx }

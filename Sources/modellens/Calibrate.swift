@@ -219,12 +219,16 @@ struct Calibrate: ParsableCommand {
         print(String(format: "%d thread(s): %d kernels timed in %d networks (%.0f s); round medians spread %.1f%%", threads, r.samples, r.networks, r.seconds, r.spread * 100))
         var rows = [["class", "samples", "per call us", "GFLOP/s", "GB/s act.", "GB/s weights", "median |error|"]]
         func rate(_ c: Double?, _ unit: Double) -> String { c.map { $0 > 0 ? String(format: "%.1f", 1 / $0 / unit) : "-" } ?? "-" }
-        for (cls, m) in r.models.sorted(by: { $0.key < $1.key }) {
+        for (cls, m) in r.models.sorted(by: { $0.key < $1.key }) where cls != KernelCostModel.dispatchClass {
             rows.append([cls, "\(m.samples)", m.coefficients["call"].map { String(format: "%.1f", $0 * 1e6) } ?? "-",
                          rate(m.coefficients["flops"], 1e9), rate(m.coefficients["bytes"], 1e9), rate(m.coefficients["weightBytes"], 1e9),
                          String(format: "%.0f%%", m.medianAbsError * 100)])
         }
         print(InspectReport.table(rows, indent: "  "))
+        if let d = r.models[KernelCostModel.dispatchClass] {
+            print(String(format: "  between kernels: %.2f us per kernel + %.1f%% of the kernels' time (off by a median %.1f%% of a network's time)",
+                         (d.coefficients["call"] ?? 0) * 1e6, (d.coefficients["share"] ?? 0) * 100, d.medianAbsError * 100))
+        }
         let errors = r.residuals.map { abs($0.predicted / $0.measured - 1) }.sorted()
         if !errors.isEmpty { print(String(format: "  all kernels: median |predicted/measured - 1| %.1f%%\n", errors[errors.count / 2] * 100)) }
     }

@@ -35,6 +35,29 @@ final class CalibrationTests: XCTestCase {
         XCTAssertNil(CostFit.fit(Array(samples.prefix(4))))
     }
 
+    /// Networks' overheads made from a known cost per kernel and share of their time (with ±10%
+    /// noise) give both back; a share alone, or a call alone, is not mistaken for the other.
+    func testDispatchFitSeparatesTheCostPerKernelFromTheShareOfTheRun() {
+        var rng = SplitMix(seed: 5)
+        func noise() -> Double { 1 + (Double(rng.next() % 2001) / 10_000 - 0.1) }
+        func networks(call: Double, share: Double) -> [(kernels: Double, seconds: Double, overhead: Double)] {
+            (0..<60).map { i in
+                let kernels = Double(40 + i % 20), seconds = 2e-4 * pow(250, Double(i) / 59)
+                return (kernels, seconds, (call * kernels + share * seconds) * noise())
+            }
+        }
+        let both = Calibration.dispatchModel(networks(call: 4e-7, share: 0.02))
+        XCTAssertEqual(both.coefficients["call"] ?? 0, 4e-7, accuracy: 0.4e-7)
+        XCTAssertEqual(both.coefficients["share"] ?? 0, 0.02, accuracy: 0.002)
+        XCTAssertLessThan(both.medianAbsError, 0.01)
+        let call = Calibration.dispatchModel(networks(call: 1e-6, share: 0))
+        XCTAssertEqual(call.coefficients["call"] ?? 0, 1e-6, accuracy: 1e-7)
+        XCTAssertLessThan(call.coefficients["share"] ?? 0, 0.001)
+        let share = Calibration.dispatchModel(networks(call: 0, share: 0.03))
+        XCTAssertEqual(share.coefficients["share"] ?? 0, 0.03, accuracy: 0.003)
+        XCTAssertLessThan(share.coefficients["call"] ?? 0, 2e-8)
+    }
+
     /// MobileNetV2's kernels sort into the classes its published architecture implies (paper 002's
     /// table: 17 bottlenecks, each a 3x3 depthwise, stride 2 at the first block of 4 stages; a
     /// 1x1 expansion in all but the first, a 1x1 projection in each, the final 1x1 conv to 1280;
@@ -118,6 +141,12 @@ final class CalibrationTests: XCTestCase {
             expected += hand
         }
         XCTAssertGreaterThan(expected, 0)
+        // The cost between kernels: a per-kernel call plus a share of each kernel's time.
+        profile.kernels!["1"]![KernelCostModel.dispatchClass] = KernelCostModel(coefficients: ["call": 5e-7, "share": 0.02], samples: 10, medianAbsError: 0)
+        let dispatched = ModelAnalyzer.analyze(model, profile: profile, threads: 1)
+        for (a, b) in zip(r.kernels, dispatched.kernels) where r.nodes[a.node].predictedSeconds > 0 {
+            XCTAssertEqual(dispatched.nodes[b.node].predictedSeconds, r.nodes[a.node].predictedSeconds * 1.02 + 5e-7, accuracy: 1e-15)
+        }
         // Two threads: the profile has no models for them, so the roofline, said so.
         let r2 = ModelAnalyzer.analyze(model, profile: profile, threads: 2)
         XCTAssertEqual(r2.method, "roofline")
@@ -150,6 +179,8 @@ final class CalibrationTests: XCTestCase {
         try check("threads.json", try JSONSerialization.data(withJSONObject: obj), mentions: "kernels.one")
         obj["kernels"] = ["1": ["gemm": ["coefficients": ["cycles": 1e-11], "samples": 9, "medianAbsError": 0.1]]]
         try check("term.json", try JSONSerialization.data(withJSONObject: obj), mentions: "unknown term")
+        obj["kernels"] = ["1": ["gemm": ["coefficients": ["share": 0.02], "samples": 9, "medianAbsError": 0.1]]]
+        try check("share.json", try JSONSerialization.data(withJSONObject: obj), mentions: "kernels.1.gemm.coefficients.share': unknown term")
         obj.removeValue(forKey: "kernels")
         obj["weightStreamBytesPerSecond"] = ["1": 0.0]
         try check("stream.json", try JSONSerialization.data(withJSONObject: obj), mentions: "weightStreamBytesPerSecond.1")

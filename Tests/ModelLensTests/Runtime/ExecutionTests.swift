@@ -63,6 +63,22 @@ final class ExecutionTests: XCTestCase {
         XCTAssertEqual(exec.peakArenaBytes, arena, "the pool grew from one run to the next")
     }
 
+    /// Runs that recycle their outputs (a benchmark's) write each run's output into the buffer of
+    /// the run before, with the same results as runs that hand their outputs over.
+    func testRecycledOutputsAreWrittenInPlaceWithTheSameResults() throws {
+        let model = try ModelImporter.load(TestSupport.samples.appendingPathComponent("tiny_cnn.onnx").path)
+        let exec = try Executor(model: model)
+        let x1 = RTensor.make((0..<(3 * 32 * 32)).map { Float($0 % 17) / 17 }, shape: [1, 3, 32, 32])
+        let x2 = RTensor.make((0..<(3 * 32 * 32)).map { Float($0 % 5) - 2 }, shape: [1, 3, 32, 32])
+        let handed = try exec.run(["input": x2])["logits"]!.toFloats()
+        let y1 = try exec.run(["input": x1], recycleOutputs: true)["logits"]!
+        let first = y1.toFloats()
+        let y2 = try exec.run(["input": x2], recycleOutputs: true)["logits"]!
+        XCTAssertEqual(y2.buffer.pointer, y1.buffer.pointer, "a recycled output's buffer was not reused")
+        XCTAssertEqual(y2.toFloats(), handed)
+        XCTAssertEqual(try exec.run(["input": x1])["logits"]!.toFloats(), first)
+    }
+
     /// `run --all-values` writes every value a node computes, listed in values.tsv in node order;
     /// the model's output among them equals the one a plain run writes.
     func testRunAllValuesWritesEveryNodeOutput() throws {
