@@ -158,6 +158,16 @@ int mlk_pool_loop(int kind, int nhwc, const mlk_conv *p) {
   return MLK_POOL_PORTABLE;
 }
 
+double mlk_pool_lane_use(int kind, int nhwc, const mlk_conv *p) {
+  const int loop = mlk_pool_loop(kind, nhwc, p);
+  if (loop != MLK_POOL_PLANES && loop != MLK_POOL_MAX_3X3S2) return 1;
+  const int chunks = (p->out_w + 15) / 16;
+  const double use = chunks > 0 ? (double)p->out_w / (16.0 * chunks) : 1;
+  // Stride 2 in the general loop: each tap of a chunk loads the 32 input columns its 16 outputs
+  // span and permutes their even ones together, twice the vectors of stride 1.
+  return loop == MLK_POOL_PLANES && p->stride_w == 2 && p->out_w > 1 ? use / 2 : use;
+}
+
 void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, const float *x, float *y) {
   const int C = p->in_c;
   const int loop = mlk_pool_loop(kind, nhwc, p);

@@ -156,7 +156,8 @@ public enum ModelAnalyzer {
         }
         let kernelPlan = KernelPlan.make(g)
         predict(&nodes, g, profile: profile, loadTime: loadTime, weights: weights, bindings: bindings, kernels: kernelPlan)
-        let features = KernelClassifier.features(kernelPlan.kernels, nodes, in: g, bindings: bindings, cacheBytes: profile.coreCacheBytes)
+        let features = KernelClassifier.features(kernelPlan.kernels, nodes, in: g, bindings: bindings, cacheBytes: profile.coreCacheBytes,
+                                                 folded: kernelPlan.folded)
         var method = "roofline", rooflineKernels = 0
         if let models = profile.kernelModels(threads: threads) {
             method = "calibrated"

@@ -35,9 +35,10 @@ public struct KernelFeatures: Sendable, Equatable {
     /// 16), so `calibrate --from-timings` may fit the kernels below an alignment apart.
     public var channelAlignment = 0
     /// The share of the vector lanes the kernel multiplies that are outputs
-    /// (mlk_conv_nchw_lane_use; 1 for kernels whose tiles it does not describe). The cost models
-    /// price `flops / laneUse`: RegNet's grouped convolutions on 5x5 planes (160x160 inputs) fill 5
-    /// of 16 lanes, and their class was predicted at 0.76 of their time (AMD EPYC, Zen 4).
+    /// (mlk_conv_nchw_lane_use, mlk_pool_lane_use; 1 for kernels whose tiles they do not
+    /// describe). The cost models price `flops / laneUse`: RegNet's grouped convolutions on 5x5
+    /// planes (160x160 inputs) fill 5 of 16 lanes, and their class was predicted at 0.76 of their
+    /// time; GoogLeNet's max pools over 7x7 planes 7 of 16, predicted at 0.41-0.45 (AMD EPYC, Zen 4).
     public var laneUse = 1.0
 
     public init(kernelClass: String, fallbackClasses: [String] = []) {
@@ -344,8 +345,10 @@ public enum KernelClassifier {
         return [DType.int8, .uint8].contains(g.values[x].type.dtype) && g.values[x].quantization != nil
     }
 
-    /// The features of each kernel of `kernels`, from the per-node counts of `nodes`.
-    public static func features(_ kernels: [KernelStep], _ nodes: [NodeAnalysis], in g: Graph, bindings: [String: Int], cacheBytes: Int) -> [KernelFeatures] {
+    /// The features of each kernel of `kernels`, from the per-node counts of `nodes`; `folded`:
+    /// the nodes computed at load time, whose outputs are weights (fp16 weights widened).
+    public static func features(_ kernels: [KernelStep], _ nodes: [NodeAnalysis], in g: Graph, bindings: [String: Int], cacheBytes: Int,
+                                folded: Set<Int> = []) -> [KernelFeatures] {
         func bytes(_ v: ValueID) -> Int {
             let t = g.values[v].type
             guard let dims = t.shape.dims else { return 0 }
@@ -405,7 +408,10 @@ public enum KernelClassifier {
             }
             var seen = Set<ValueID>(), produced = Set<ValueID>()
             for k in group {
-                for case let v? in g.nodes[k].inputs where g.values[v].constant == nil && !produced.contains(v) && seen.insert(v).inserted {
+                // Weights widened at load time are weights, not activations from beyond the cache:
+                // face_landmark's 1.6 MB fp16 head had been priced 4x its time as such a spill.
+                for case let v? in g.nodes[k].inputs where g.values[v].constant == nil && !produced.contains(v)
+                    && !(g.values[v].producer.map { folded.contains($0) } ?? false) && seen.insert(v).inserted {
                     if fromBeyondCache(v, readAt: step.node) { f.spill += bytes(v) }
                 }
                 produced.formUnion(g.nodes[k].outputs)
@@ -424,6 +430,9 @@ public enum KernelClassifier {
                 if !integer, node.op == .conv, node.dataLayout != .nhwc, var p = convParameters(node, in: g, bindings: bindings) {
                     f.laneUse = max(0.01, mlk_conv_nchw_lane_use(&p))
                 }
+            }
+            if node.op.rawValue == "MaxPool" || node.op.rawValue == "AveragePool", var p = poolParameters(node, in: g, bindings: bindings) {
+                f.laneUse = max(0.01, mlk_pool_lane_use(node.op.rawValue == "MaxPool" ? 0 : 1, node.dataLayout == .nhwc ? 1 : 0, &p))
             }
             return f
         }

@@ -44,7 +44,11 @@ func binaryFloat(_ op: Int32, _ a: RTensor, _ b: RTensor, _ node: Node, _ ctx: R
     guard let shape = broadcastShapes(a.shape, b.shape) else {
         throw RuntimeError.invalid(node: node.label, reason: "shapes \(a.shape) and \(b.shape) do not broadcast")
     }
-    let y = try ctx.alloc(shape, .float32)
+    // Written over an operand of the output's shape that no later step reads: each output element
+    // reads that operand at its own index only. The buffer was just read, so the writes hit the
+    // cache where a free buffer from the pool may have left it long before.
+    let y = try (a.shape == shape && a.dtype == .float32 ? ctx.reuse(a) : nil) ?? (b.shape == shape && b.dtype == .float32 ? ctx.reuse(b) : nil)
+        ?? ctx.alloc(shape, .float32)
     let sa = broadcastStrides(a.shape, to: shape), sb = broadcastStrides(b.shape, to: shape)
     guard shape.count <= 8 else { throw RuntimeError.unsupported(op: node.sourceOp, node: node.label, reason: "rank above 8") }
     shape.map { CLong($0) }.withUnsafeBufferPointer { sh in
@@ -175,7 +179,7 @@ let elementwiseKernels: [(String, KernelFactory)] = {
             if name == "Gelu" && n.string("approximate") == "tanh" { cop = Int32(MLK_GELU_TANH) }
             return { ins, ctx in
                 let x = try requireFloat(ins.first ?? nil, node: n)
-                let y = try ctx.alloc(x.shape, .float32)
+                let y = try ctx.reuse(x) ?? ctx.alloc(x.shape, .float32)   // element by element: in place where x is free
                 mlk_unary(cop, x.floats, y.floats, x.count, alpha, beta)
                 return [y]
             }
@@ -188,7 +192,7 @@ let elementwiseKernels: [(String, KernelFactory)] = {
             let x = try requireFloat(ins.first ?? nil, node: n)
             let lo = ins.count > 1 ? ins[1].map { $0.element(0) } : nil
             let hi = ins.count > 2 ? ins[2].map { $0.element(0) } : nil
-            let y = try ctx.alloc(x.shape, .float32)
+            let y = try ctx.reuse(x) ?? ctx.alloc(x.shape, .float32)
             mlk_unary(Int32(MLK_CLIP), x.floats, y.floats, x.count, lo ?? Float(attrLo ?? -Double.greatestFiniteMagnitude), hi ?? Float(attrHi ?? Double.greatestFiniteMagnitude))
             return [y]
         }

@@ -299,6 +299,10 @@ void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, cons
 /// max pooling of NCHW planes, other windows over NCHW planes in vectors, or the portable loop.
 enum { MLK_POOL_PORTABLE = 0, MLK_POOL_NHWC_ROWS, MLK_POOL_MAX_3X3S2, MLK_POOL_PLANES };
 int mlk_pool_loop(int kind, int nhwc, const mlk_conv *p);
+/// The share of the vector lanes mlk_pool's loop works through that become outputs: the NCHW
+/// plane loops take a row in chunks of 16 columns (a 7-column row fills 7 of 16), and the general
+/// one at stride 2 loads two vectors a chunk; 1 for the other loops.
+double mlk_pool_lane_use(int kind, int nhwc, const mlk_conv *p);
 
 /// y = x * scale[ch] + shift[ch] over [outer, c, inner] (inference BatchNormalization), then the activation.
 void mlk_channel_affine(const float *x, float *y, long outer, long c, long inner, const float *scale, const float *shift,
