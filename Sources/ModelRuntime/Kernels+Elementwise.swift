@@ -44,11 +44,7 @@ func binaryFloat(_ op: Int32, _ a: RTensor, _ b: RTensor, _ node: Node, _ ctx: R
     guard let shape = broadcastShapes(a.shape, b.shape) else {
         throw RuntimeError.invalid(node: node.label, reason: "shapes \(a.shape) and \(b.shape) do not broadcast")
     }
-    // Written over an operand of the output's shape that no later step reads: each output element
-    // reads that operand at its own index only. The buffer was just read, so the writes hit the
-    // cache where a free buffer from the pool may have left it long before.
-    let y = try (a.shape == shape && a.dtype == .float32 ? ctx.reuse(a) : nil) ?? (b.shape == shape && b.dtype == .float32 ? ctx.reuse(b) : nil)
-        ?? ctx.alloc(shape, .float32)
+    let y = try ctx.alloc(shape, .float32)
     let sa = broadcastStrides(a.shape, to: shape), sb = broadcastStrides(b.shape, to: shape)
     guard shape.count <= 8 else { throw RuntimeError.unsupported(op: node.sourceOp, node: node.label, reason: "rank above 8") }
     shape.map { CLong($0) }.withUnsafeBufferPointer { sh in
