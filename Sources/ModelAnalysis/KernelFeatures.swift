@@ -126,7 +126,11 @@ public enum KernelClassifier {
                 // By window too: per tap, a 3x3 depthwise costs less than a 7x7 (one pooled class
                 // put MobileNets' 3x3 layers 1.35-1.44x over and ConvNeXt's 7x7 0.72x under).
                 let k = geo.kernelH == geo.kernelW ? "k\(geo.kernelH)" : "k\(geo.kernelH)x\(geo.kernelW)"
-                (cls, wider) = geo.stride > 1 ? ("conv.depthwise.s2.\(k).\(layout)", ["conv.depthwise.s2.\(layout)", "conv.depthwise.\(layout)"])
+                // Over NCHW planes the kernels take a row's outputs 16 at a time and the stride
+                // across the row sets the loads per output; the stride down the plane only picks
+                // the rows. PP-OCR's (2, 1) strides, priced as stride 2, came out 1.8x.
+                let strided = node.dataLayout == .nhwc ? geo.stride > 1 : (node.ints("strides")?.last ?? 1) > 1
+                (cls, wider) = strided ? ("conv.depthwise.s2.\(k).\(layout)", ["conv.depthwise.s2.\(layout)", "conv.depthwise.\(layout)"])
                                               : ("conv.depthwise.\(k).\(layout)", ["conv.depthwise.\(layout)"])
             } else if geo.groups > 1 {
                 // Few channels a group (RegNet's 8 and 16): the direct kernel, not im2col and a GEMM per group.
