@@ -163,32 +163,16 @@ public struct Calibration {
     }
 
     /// The dispatch model, call × kernels + share × kernel time, fitted to the networks' overheads
-    /// by least squares relative to each network's time, both coefficients non-negative.
+    /// by least squares relative to each network's time, both coefficients non-negative: CostFit's
+    /// fit, relative to the overhead o, weighted by (o / time)², minimises Σ ((fit − o) / time)².
     static func dispatchModel(_ networks: [(kernels: Double, seconds: Double, overhead: Double)]) -> KernelCostModel {
-        let rows = networks.filter { $0.seconds > 0 }
-        // Normal equations of Σ ((call k + share s − o) / s)² in (call, share).
-        var a11 = 0.0, a12 = 0.0, a22 = 0.0, b1 = 0.0, b2 = 0.0
-        for n in rows {
-            let x1 = n.kernels / n.seconds, x2 = 1.0, y = n.overhead / n.seconds
-            a11 += x1 * x1; a12 += x1 * x2; a22 += x2 * x2; b1 += x1 * y; b2 += x2 * y
-        }
-        var call = 0.0, share = 0.0
-        let det = a11 * a22 - a12 * a12
-        if det > 0 {
-            call = (b1 * a22 - b2 * a12) / det
-            share = (a11 * b2 - a12 * b1) / det
-        }
-        if !(call >= 0 && share >= 0) {
-            // One term alone: whichever fits better.
-            let c = a11 > 0 ? max(0, b1 / a11) : 0, sh = a22 > 0 ? max(0, b2 / a22) : 0
-            let lossCall = rows.reduce(0.0) { let e = (c * $1.kernels - $1.overhead) / $1.seconds; return $0 + e * e }
-            let lossShare = rows.reduce(0.0) { let e = (sh * $1.seconds - $1.overhead) / $1.seconds; return $0 + e * e }
-            (call, share) = lossCall <= lossShare ? (c, 0) : (0, sh)
-        }
-        let errors = rows.map { abs((call * $0.kernels + share * $0.seconds - $0.overhead) / $0.seconds) }.sorted()
+        let rows = networks.filter { $0.seconds > 0 && $0.overhead > 0 }
+        let coef = CostFit.nonNegativeRelativeFit(rows.map { [$0.kernels, $0.seconds] }, rows.map(\.overhead),
+                                                  weights: rows.map { ($0.overhead / $0.seconds) * ($0.overhead / $0.seconds) }) ?? [0, 0]
+        let errors = rows.map { abs((coef[0] * $0.kernels + coef[1] * $0.seconds - $0.overhead) / $0.seconds) }.sorted()
         var coefficients: [String: Double] = [:]
-        if call > 0 { coefficients["call"] = call }
-        if share > 0 { coefficients["share"] = share }
+        if coef[0] > 0 { coefficients["call"] = coef[0] }
+        if coef[1] > 0 { coefficients["share"] = coef[1] }
         return KernelCostModel(coefficients: coefficients, samples: rows.count, medianAbsError: errors.isEmpty ? 0 : errors[errors.count / 2])
     }
 
