@@ -54,16 +54,30 @@ public struct Calibration {
         var totals: [Double] = []      // per round: median of the whole run (with per-kernel timing)
     }
 
-    /// `host`: this machine's measured profile (its caches place each kernel's spill).
-    public static func run(_ options: Options, host: HardwareProfile, progress: (String) -> Void) throws -> Result {
-        let start = Date()
+    /// The benchmark networks, written and imported as a user's model would be (NCHW, from
+    /// ONNX) and converted to TFLite (NHWC): what every thread count plans and times.
+    public struct Models {
+        fileprivate var models: [(name: String, model: Model)]
+        public var count: Int { models.count }
+    }
+
+    /// The benchmark networks planned and analysed for one thread count, built once and timed in
+    /// each pass (building takes 8-12 s on a 2-core host, a third of a pass).
+    public final class Networks {
+        let threads: Int
+        fileprivate var timed: [Timed]
+        fileprivate init(threads: Int, timed: [Timed]) { self.threads = threads; self.timed = timed }
+        public var count: Int { timed.count }
+    }
+
+    public static func models(_ options: Options, progress: (String) -> Void) throws -> Models {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("modellens-calibrate-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let points = BenchmarkNetworks.design(quick: options.quick)
-        var timed: [Timed] = []
+        var models: [(name: String, model: Model)] = []
         for (i, p) in points.enumerated() {
-            progress("building network \(i + 1)/\(points.count) (\(p.channels) channels at \(p.resolution)x\(p.resolution))")
+            progress("writing network \(i + 1)/\(points.count) (\(p.channels) channels at \(p.resolution)x\(p.resolution))")
             func imported(_ net: BenchmarkNetwork, _ name: String) throws -> Model {
                 let path = dir.appendingPathComponent("\(name).onnx").path
                 var writer = ONNXWriter(opsets: net.model.opsets)
@@ -79,14 +93,41 @@ public struct Calibration {
             try Converter.convert(try imported(BenchmarkNetworks.network(p, seed: UInt64(1000 + i), forTFLite: true), "\(net.name)-tflite"),
                                   to: tflitePath, options: convert)
             let tflite = try ModelImporter.load(tflitePath)
-            for (layout, m) in [("nchw", onnx), ("nhwc", tflite)] {
-                let exec = try Executor(model: m, threads: options.threads)
-                let report = ModelAnalyzer.analyze(m, profile: host, threads: options.threads)
-                timed.append(Timed(name: "\(net.name)-\(layout)", executor: exec, feeds: inputs(m),
-                                   kernels: report.kernels, features: report.kernelFeatures,
-                                   kernelNames: report.kernels.map { report.nodes[$0.node].name }))
-            }
+            models.append(("\(net.name)-nchw", onnx))
+            models.append(("\(net.name)-nhwc", tflite))
         }
+        return Models(models: models)
+    }
+
+    /// `host`: this machine's measured profile (its caches place each kernel's spill).
+    public static func build(_ models: Models, threads: Int, host: HardwareProfile, progress: (String) -> Void) throws -> Networks {
+        var timed: [Timed] = []
+        for (i, (name, m)) in models.models.enumerated() {
+            progress("planning network \(i + 1)/\(models.count)")
+            let exec = try Executor(model: m, threads: threads)
+            let report = ModelAnalyzer.analyze(m, profile: host, threads: threads)
+            timed.append(Timed(name: name, executor: exec, feeds: inputs(m),
+                               kernels: report.kernels, features: report.kernelFeatures,
+                               kernelNames: report.kernels.map { report.nodes[$0.node].name }))
+        }
+        return Networks(threads: threads, timed: timed)
+    }
+
+    /// Builds the networks and times them once.
+    public static func run(_ options: Options, host: HardwareProfile, progress: (String) -> Void) throws -> Result {
+        let start = Date()
+        let networks = try build(try models(options, progress: progress), threads: options.threads, host: host, progress: progress)
+        var result = try run(options, networks, progress: progress)
+        result.seconds = Date().timeIntervalSince(start)
+        return result
+    }
+
+    /// Times networks built by `build` (for the same thread count) and fits the classes.
+    public static func run(_ options: Options, _ networks: Networks, progress: (String) -> Void) throws -> Result {
+        precondition(networks.threads == options.threads, "networks built for \(networks.threads) thread(s), timed with \(options.threads)")
+        let start = Date()
+        var timed = networks.timed
+        for i in timed.indices { (timed[i].rounds, timed[i].totals) = ([], []) }
         func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
         for i in timed.indices { for _ in 0..<2 { _ = try timed[i].executor.run(timed[i].feeds, recycleOutputs: true) } }
         for round in 0..<options.rounds {

@@ -86,6 +86,8 @@ struct Calibrate: ParsableCommand {
         let passes = order + order
         var kept: [Int: Calibration.Result] = [:]
         var passSeconds: [Int: [Double]] = [:]
+        var built: [Int: Calibration.Networks] = [:]
+        var written: Calibration.Models?
         for (i, n) in passes.enumerated() {
             var options = Calibration.Options()
             options.threads = n
@@ -95,7 +97,16 @@ struct Calibrate: ParsableCommand {
             let pass = passes[..<i].contains(n) ? ", pass 2/2" : ", pass 1/2"
             let result: Calibration.Result
             do {
-                result = try withPinnedCPU(n == 1) { try Calibration.run(options, host: profile) { progress.update("\(n) thread(s)\(pass): \($0)") } }
+                result = try withPinnedCPU(n == 1) {
+                    let started = Date()
+                    let models = try written ?? Calibration.models(options) { progress.update($0) }
+                    written = models
+                    let networks = try built[n] ?? Calibration.build(models, threads: n, host: profile) { progress.update("\(n) thread(s)\(pass): \($0)") }
+                    built[n] = networks
+                    var r = try Calibration.run(options, networks) { progress.update("\(n) thread(s)\(pass): \($0)") }
+                    r.seconds = Date().timeIntervalSince(started)
+                    return r
+                }
             } catch {
                 progress.finish()
                 throw CommandError(message: "calibrate: \(error)", code: 1)
