@@ -257,6 +257,10 @@ void mlk_conv_direct_(const mlk_conv *p, const float *x, const float *w, const f
   int tile_w = (in_place || wq >= 16) && kk <= MLK_GEMM_KC && (wide_n + wide_w - 1) / wide_w >= 2 * mlk_threads
                          ? wide_w : MLK_TILE;
   int tiles = (wide_n + tile_w - 1) / tile_w;
+  if (mlk_threads > 1 && tiles > 1) {
+    tile_w = mlk_balanced_tile_(wide_n, tile_w, mlk_threads);
+    tiles = (wide_n + tile_w - 1) / tile_w;
+  }
   int m_chunks = 1;
   if (mlk_threads > 1 && tiles < 2 * mlk_threads) {
     m_chunks = (2 * mlk_threads + tiles - 1) / tiles;

@@ -105,6 +105,15 @@ static void depthwise_task(void *ctx, int t) {
   }
 }
 
+// Whether a depthwise layer is shared among threads: by its multiply-adds, not its outputs (a
+// 7x7 window costs five times a 3x3 one per output). Under about 5 us of work (16K outputs of a
+// 3x3 window) waking a thread costs more than it saves; above, the calibration networks' layers
+// ran 1.7-2.1x faster on 2 threads. The outputs' count alone (65536) had kept layers of up to
+// 0.19 ms (7x7 over 512 channels of 7x7) on one thread.
+int mlk_depthwise_splits_(const mlk_conv *p) {
+  return mlk_threads > 1 && (size_t)p->batch * p->out_h * p->out_w * p->out_c * p->k_h * p->k_w >= 147456;
+}
+
 void mlk_depthwise_nchw(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, int act, float lo,
                         float hi) {
   // Channels are independent: sharing them among threads cannot change any result. A task
@@ -117,7 +126,13 @@ void mlk_depthwise_nchw(const mlk_conv *p, const float *x, const float *w, const
   const int use_flat = vector && mlk_depthwise_flat_setup_(p, &flat);
   dw_job job = {p, x, w, bias, y, vector, block, use_flat ? &flat : NULL, {act, lo, hi}};
   int saved = mlk_threads;
-  if (out_hw * p->out_c < 65536) mlk_threads = 1;   // small layers: not worth waking threads
+  if (!mlk_depthwise_splits_(p)) mlk_threads = 1;
+  else if (block > 1 && (size_t)p->batch * ((p->out_c + block - 1) / block) < 2 * (size_t)mlk_threads) {
+    // Blocks for two tasks a thread at least (a 7x7 depthwise over 512 channels of 4x4 is
+    // 0.19 ms of work in one block of 256 channels otherwise).
+    const int per = (int)(((size_t)p->batch * p->out_c + 2 * mlk_threads - 1) / (2 * mlk_threads));
+    job.block = block = per < 1 ? 1 : per;
+  }
   mlk_parallel_(p->batch * ((p->out_c + block - 1) / block), depthwise_task, &job);
   mlk_threads = saved;
   if (vector && act == 4) mlk_activate(y, (size_t)p->batch * p->out_c * out_hw, act, lo, hi);
@@ -173,7 +188,7 @@ void mlk_depthwise_nhwc(const mlk_conv *p, const float *x, const float *w, const
   const int vector = !mlk_use_avx512_() || p->out_c != p->in_c ? 0 : (mlk_depthwise_nhwc_flat_ok_(p) ? 2 : 1);
   dwh_job job = {p, x, w, bias, y, vector, {act, lo, hi}};
   int saved = mlk_threads;
-  if ((size_t)p->out_h * p->out_w * p->out_c < 65536) mlk_threads = 1;
+  if (!mlk_depthwise_splits_(p)) mlk_threads = 1;
   mlk_parallel_(p->batch * p->out_h, depthwise_nhwc_row, &job);
   mlk_threads = saved;
   if (vector && act == 4) mlk_activate(y, (size_t)p->batch * p->out_h * p->out_w * p->out_c, act, lo, hi);

@@ -59,6 +59,9 @@ void mlk_sgemm_rows_(int m, int n, int k, const float *x, const float *w, float 
 /// Runs fn(ctx, t) for t in [0, tasks) on the thread pool (the caller takes part).
 typedef void (*mlk_task_fn)(void *ctx, int task);
 void mlk_parallel_(int tasks, mlk_task_fn fn, void *ctx);
+/// A tile width (a multiple of 32, from width / 2 to width) that shares n columns most evenly
+/// among `threads` contiguous ranges of tiles, as mlk_parallel_ hands them out.
+int mlk_balanced_tile_(int n, int width, int threads);
 
 /// Threads a parallel section may use, and the scratch slot of the calling thread
 /// (0 for a section's caller, i + 1 for pool worker i).
@@ -140,6 +143,9 @@ void mlk_gemm_direct_avx512_(int m, int width, int k, const float *a, long lda, 
 void mlk_gemm_wide_avx512_(int m, int width, int k, const float *a, long lda, const float *b, const long *boff,
                            long q0, int wq, int out_w, float *y, long ldy, const float *bias, const float *scale,
                            const float *res, mlk_epilogue act);
+
+/// Whether a depthwise convolution is shared among threads (by its multiply-adds).
+int mlk_depthwise_splits_(const mlk_conv *p);
 
 /// Output channels [o0, o1) of image n of a depthwise convolution over NCHW data: bias + taps,
 /// then the activation. For geometries where mlk_depthwise_avx512_ok_ (stride_w 1 or 2, kernel

@@ -3,6 +3,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -173,44 +174,110 @@ void mlk_transpose(const void *x, void *y, int rank, const long *shape, const in
   mlk_copy_strided(x, y, rank, out_shape, strides, elem);
 }
 
-// Rows of x (the outer indices before axis k, enumerated in x's order) copied to their place in y.
+// Constant padding, output row by output row: a row is the output's extent along the last padded
+// axis times the axes after it, and holds its left padding, the input's row and its right
+// padding, or padding only where an outer index lies in the padding. Each byte of the output is
+// written once, by whichever thread owns its rows (tasks of at least 64 KB: the copy is bound by
+// memory). TFLite's explicit PAD before a convolution is one such copy of the whole activation.
 typedef struct {
   const char *x;
   char *y;
-  int k;
-  long run, ystride[8], xshape[8], before[8], rows, per;
-} place_job;
+  const char *value;
+  int k, elem, zero;
+  long xshape[8], yshape[8], before[8], in_row, out_row, left, rows, per;
+} pad_job;
 
-static void place_rows(void *ctx, int t) {
-  const place_job *j = ctx;
+static void pad_fill(const pad_job *j, char *dst, long bytes) {
+  if (bytes <= 0) return;
+  if (j->elem == 4) {   // rows of a few channels (TFLite's channel padding): no call per row
+    uint32_t v;
+    memcpy(&v, j->value, 4);
+    uint32_t *d = (uint32_t *)dst;
+    for (long i = 0; i < bytes / 4; i++) d[i] = v;
+    return;
+  }
+  if (j->zero) { memset(dst, 0, (size_t)bytes); return; }
+  for (long b = 0; b < bytes; b += j->elem) memcpy(dst + b, j->value, (size_t)j->elem);
+}
+
+static void pad_rows(void *ctx, int t) {
+  const pad_job *j = ctx;
   const long r0 = (long)t * j->per, r1 = r0 + j->per < j->rows ? r0 + j->per : j->rows;
   long idx[8] = {0}, rem = r0;
-  for (int d = j->k - 1; d >= 0; d--) { idx[d] = rem % j->xshape[d]; rem /= j->xshape[d]; }
+  for (int d = j->k - 1; d >= 0; d--) { idx[d] = rem % j->yshape[d]; rem /= j->yshape[d]; }
   for (long r = r0; r < r1; r++) {
-    long at = j->before[j->k] * j->ystride[j->k];
-    for (int d = 0; d < j->k; d++) at += (idx[d] + j->before[d]) * j->ystride[d];
-    memcpy(j->y + at, j->x + r * j->run, (size_t)j->run);
-    for (int d = j->k - 1; d >= 0; d--) { if (++idx[d] < j->xshape[d]) break; idx[d] = 0; }
+    char *at = j->y + r * j->out_row;
+    long src = 0;
+    int inside = 1;
+    for (int d = 0; d < j->k && inside; d++) {
+      const long s = idx[d] - j->before[d];
+      inside = s >= 0 && s < j->xshape[d];
+      src = src * j->xshape[d] + s;
+    }
+    if (inside && j->in_row > 0) {
+      pad_fill(j, at, j->left);
+      memcpy(at + j->left, j->x + src * j->in_row, (size_t)j->in_row);
+      pad_fill(j, at + j->left + j->in_row, j->out_row - j->left - j->in_row);
+    } else {
+      pad_fill(j, at, j->out_row);
+    }
+    for (int d = j->k - 1; d >= 0; d--) { if (++idx[d] < j->yshape[d]) break; idx[d] = 0; }
   }
 }
 
-void mlk_place(const void *x, void *y, int rank, const long *xshape, const long *yshape, const long *before, int elem) {
-  if (rank < 1 || rank > 8) return;
-  long total = 1;
-  for (int d = 0; d < rank; d++) total *= xshape[d];
-  if (total == 0) return;
-  place_job j = {.x = x, .y = y};
-  // Axes after the last one that differs are copied whole with it: one run per outer index.
+void mlk_pad_constant(const void *x, void *y, int rank, const long *xshape, const long *yshape, const long *before, int elem,
+                      const void *value) {
+  if (rank < 1 || rank > 8 || elem < 1) return;
+  pad_job j = {.x = x, .y = y, .value = value, .elem = elem, .zero = 1};
+  for (int b = 0; b < elem; b++) if (((const char *)value)[b]) j.zero = 0;
   j.k = rank - 1;
-  while (j.k > 0 && xshape[j.k] == yshape[j.k] && before[j.k] == 0) j.k--;
-  long stride = elem;
-  for (int d = rank - 1; d >= 0; d--) { j.ystride[d] = stride; stride *= yshape[d]; }
-  for (int d = 0; d < rank; d++) { j.xshape[d] = xshape[d]; j.before[d] = before[d]; }
-  j.run = (long)elem;
-  for (int d = j.k; d < rank; d++) j.run *= xshape[d];
-  j.rows = total * elem / j.run;
-  j.per = j.run >= 65536 ? 1 : 65536 / j.run;
-  mlk_parallel_((int)((j.rows + j.per - 1) / j.per), place_rows, &j);
+  while (j.k > 0 && xshape[j.k] == yshape[j.k]) j.k--;
+  for (int d = 0; d < rank; d++) { j.xshape[d] = xshape[d]; j.yshape[d] = yshape[d]; j.before[d] = before[d]; }
+  long inner = elem;
+  for (int d = j.k + 1; d < rank; d++) inner *= yshape[d];
+  j.in_row = xshape[j.k] * inner;
+  j.out_row = yshape[j.k] * inner;
+  j.left = before[j.k] * inner;
+  j.rows = 1;
+  for (int d = 0; d < j.k; d++) j.rows *= yshape[d];
+  if (j.rows == 0 || j.out_row == 0) return;
+  j.per = j.out_row >= 65536 ? 1 : 65536 / j.out_row;
+  mlk_parallel_((int)((j.rows + j.per - 1) / j.per), pad_rows, &j);
+}
+
+// Gather along an axis: y[o][i][r] = x[o][idx[i]][r] for rows r of `inner` elements, in tasks of
+// at least 64 KB of output. Single elements (a channel permutation over NHWC pixels: TFLite's
+// form of ShuffleNet's channel shuffle) are moved by type, not by memcpy calls.
+typedef struct {
+  const char *x;
+  char *y;
+  const long *idx;
+  long outer, len, n, inner_bytes, rows, per;
+} gather_job;
+
+static void gather_rows(void *ctx, int t) {
+  const gather_job *j = ctx;
+  const long r0 = (long)t * j->per, r1 = r0 + j->per < j->rows ? r0 + j->per : j->rows;
+  if (j->inner_bytes == 4) {
+    const uint32_t *x = (const uint32_t *)j->x;
+    uint32_t *y = (uint32_t *)j->y;
+    for (long r = r0; r < r1; r++) {
+      const long o = r / j->n, i = r - o * j->n;
+      y[r] = x[o * j->len + j->idx[i]];
+    }
+    return;
+  }
+  for (long r = r0; r < r1; r++) {
+    const long o = r / j->n, i = r - o * j->n;
+    memcpy(j->y + r * j->inner_bytes, j->x + (o * j->len + j->idx[i]) * j->inner_bytes, (size_t)j->inner_bytes);
+  }
+}
+
+void mlk_gather(const void *x, void *y, long outer, long len, long inner, const long *idx, long n, int elem) {
+  gather_job j = {.x = x, .y = y, .idx = idx, .outer = outer, .len = len, .n = n, .inner_bytes = inner * elem, .rows = outer * n};
+  if (j.rows <= 0 || j.inner_bytes <= 0) return;
+  j.per = j.inner_bytes >= 65536 ? 1 : 65536 / j.inner_bytes;
+  mlk_parallel_((int)((j.rows + j.per - 1) / j.per), gather_rows, &j);
 }
 
 // Concatenation as one copy of the output, cut into tasks of equal byte ranges: output byte p

@@ -127,9 +127,11 @@ void mlk_resize(const float *x, float *y, int nhwc, long n, long c, long ih, lon
   resize_job job = {x, y, nhwc, mode, coord, nearest, n, c, ih, iw, oh, ow, scale_h, scale_w, len_h, len_w, cx0, cx1, cdx};
   const long tasks = nhwc ? n * oh : n * c;
   // Outputs are independent: sharing them among threads changes no result. Small ones stay on
-  // the caller's thread.
+  // the caller's thread: under about 5 us of work, 16K outputs of a linear resize (four taps
+  // each, 0.3-1 ns an output) or 64K of a nearest one (a copy). At 64K for both, linear ones of
+  // 0.14 ms ran on one thread.
   const int saved = mlk_threads;
-  if (n * c * oh * ow < 65536) mlk_threads = 1;
+  if (n * c * oh * ow < (mode == 0 ? 65536 : 16384)) mlk_threads = 1;
   mlk_parallel_((int)tasks, resize_task, &job);
   mlk_threads = saved;
   free(cx0);

@@ -111,10 +111,14 @@ void mlk_transpose_bytes(long rows, long cols, const void *x, void *y);
 /// y (contiguous, `shape`) = x read at sum(idx[d] * stride[d]) elements of `elem` bytes; strides
 /// may be 0 (broadcast) or negative. Rank at most 8. Runs of contiguous elements are copied whole.
 void mlk_copy_strided(const void *x, void *y, int rank, const long *shape, const long *stride, int elem);
-/// Places x (contiguous, `xshape`) into y (contiguous, `yshape`) at offset before[d] along each
-/// axis: constant padding, once the caller has filled y. Rank 1 to 8; every x index plus its
-/// offset lies inside y.
-void mlk_place(const void *x, void *y, int rank, const long *xshape, const long *yshape, const long *before, int elem);
+/// Constant padding: y (contiguous, `yshape`) is x (contiguous, `xshape`) placed at offset
+/// before[d] along each axis, every other element `value` (elem bytes). Rank 1 to 8; every x
+/// index plus its offset lies inside y.
+void mlk_pad_constant(const void *x, void *y, int rank, const long *xshape, const long *yshape, const long *before, int elem,
+                      const void *value);
+/// Gather along an axis: x is [outer, len, inner] elements of `elem` bytes, y [outer, n, inner]
+/// with y[o][i] = x[o][idx[i]]; every idx in [0, len).
+void mlk_gather(const void *x, void *y, long outer, long len, long inner, const long *idx, long n, int elem);
 
 /// Concatenation: y holds `outer` rows, each the n inputs' next bytes[k] bytes in turn (input k is
 /// outer x bytes[k] bytes, contiguous). Shared among the executor's threads in byte ranges.
