@@ -161,9 +161,12 @@ def main():
     if args.repeat:
         # Two calibrations in a row: how far apart are their predictions on the study's models?
         second = os.path.join(WORK, 'host-again.json')
-        if not calibrate([BIN, 'calibrate', '--threads', args.threads, '-o', second] + (['--quick'] if args.quick else [])):
-            sys.exit('study: the second calibration failed')
-        for t in threads:
+        # A busy minute can refuse it three times (round medians 6-14% apart at 2 threads): the
+        # study's own measurements are still worth taking, with the comparison left out.
+        repeated = calibrate([BIN, 'calibrate', '--threads', args.threads, '-o', second] + (['--quick'] if args.quick else []))
+        if not repeated:
+            print('study: the second calibration was refused three times (a busy machine); two calibrations not compared')
+        for t in (threads if repeated else []):
             diffs = []
             for m, extra in todo:
                 p = []
