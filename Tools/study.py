@@ -10,7 +10,7 @@ per-kernel error of the calibrated prediction; and the kernel classes whose summ
 all models misses their summed time most (the causes shared by many models).
 
 Protocol (these machines are noisy): 1-thread runs pinned to one CPU (taskset -c 1), rounds
-interleaved across models, each model's latency the minimum of its round medians; the spread of
+interleaved across models and thread counts, each model's latency the minimum of its round medians; the spread of
 the round medians is reported per model.
 
 The models: the real ones Tools/fetch-models.sh and Tools/export-torchvision.py [--study] put in .models/,
@@ -181,13 +181,17 @@ def main():
                   f'at most {100 * diffs[-1]:.1f}%; within 3% on {sum(d <= 0.03 for d in diffs)} of {len(diffs)} models')
     print(f'{len(todo)} models; CPU: {cpu}; {os.cpu_count()} CPUs', file=sys.stderr)
     results = {}
-    for t in threads:
-        rounds = {}
-        pin = ['taskset', '-c', '1'] if t == 1 and (os.cpu_count() or 1) > 1 else []
-        for rd in range(args.rounds):
+    # Rounds interleaved across the thread counts as well as the models: a slow spell of a few
+    # minutes (2-thread runs 35% slower for ten minutes in one sitting) then falls on some rounds
+    # of every thread count instead of on all rounds of one.
+    measured = {t: {} for t in threads}
+    for rd in range(args.rounds):
+        for t in threads:
+            rounds = measured[t]
+            pin = ['taskset', '-c', '1'] if t == 1 and (os.cpu_count() or 1) > 1 else []
             for k, (m, extra) in enumerate(todo):
                 key = (m, tuple(extra))
-                print(f'\rstudy: {t} thread(s), round {rd + 1}/{args.rounds}, model {k + 1}/{len(todo)}\033[K', end='', file=sys.stderr)
+                print(f'\rstudy: round {rd + 1}/{args.rounds}, {t} thread(s), model {k + 1}/{len(todo)}\033[K', end='', file=sys.stderr)
                 r = sh(pin + [BIN, 'profile', m, '--runs', str(args.runs), '--warmup', '2', '--threads', str(t),
                               '--profile', profile, '--format', 'json'] + extra, cwd=ROOT)
                 if r.returncode != 0:
@@ -197,6 +201,8 @@ def main():
                 prev = rounds.get(key) or {'medians': [], 'json': d}
                 prev['medians'].append(d['medianMs'])
                 rounds[key] = prev
+    for t in threads:
+        rounds = measured[t]
         print(file=sys.stderr)
         rows = []
         by_class = {}   # kernel class -> [measured ms, predicted ms, kernels, models] over every model (its first round)
