@@ -10,8 +10,8 @@ per-kernel error of the calibrated prediction; and the kernel classes whose summ
 all models misses their summed time most (the causes shared by many models).
 
 Protocol (these machines are noisy): 1-thread runs pinned to one CPU (taskset -c 1), rounds
-interleaved across models and thread counts, each model's latency the minimum of its round medians; the spread of
-the round medians is reported per model.
+interleaved across models and thread counts, each model's latency the minimum of its round
+medians; the spread of the round medians is reported per model.
 
 The models: the real ones Tools/fetch-models.sh and Tools/export-torchvision.py [--study] put in .models/,
 width-scaled copies of the torchvision CNNs (`modellens scale`), and other input sizes.
