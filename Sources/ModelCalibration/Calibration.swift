@@ -67,7 +67,6 @@ public struct Calibration {
         let threads: Int
         fileprivate var timed: [Timed]
         fileprivate init(threads: Int, timed: [Timed]) { self.threads = threads; self.timed = timed }
-        public var count: Int { timed.count }
     }
 
     public static func models(_ options: Options, progress: (String) -> Void) throws -> Models {
@@ -111,15 +110,6 @@ public struct Calibration {
                                kernelNames: report.kernels.map { report.nodes[$0.node].name }))
         }
         return Networks(threads: threads, timed: timed)
-    }
-
-    /// Builds the networks and times them once.
-    public static func run(_ options: Options, host: HardwareProfile, progress: (String) -> Void) throws -> Result {
-        let start = Date()
-        let networks = try build(try models(options, progress: progress), threads: options.threads, host: host, progress: progress)
-        var result = try run(options, networks, progress: progress)
-        result.seconds = Date().timeIntervalSince(start)
-        return result
     }
 
     /// Times networks built by `build` (for the same thread count) and fits the classes.
