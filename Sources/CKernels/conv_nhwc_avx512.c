@@ -38,14 +38,52 @@ AVX512 static inline __attribute__((always_inline)) void dwh_pixels(const int NP
   }
 }
 
-// Depthwise over NHWC data (multiplier 1): channels as vectors, 32 at a time, and four output
-// pixels at a time, so that each tap's weights are loaded once for four pixels and eight
-// independent sums are in flight. One pixel's 64 channels at a time, with 9 dependent FMAs per
-// vector, had left the core waiting on them (harness, the Keras MobileNetV2's layers: 32 x
-// 112x112 0.523 -> 0.196 ms, 144 x 56x56 0.382 -> 0.207, 96 x 112x112 stride 2 0.275 -> 0.160,
-// 960 x 7x7 0.032 -> 0.022; six or eight pixels at a time were slower). Pixels whose window
-// reaches past the row's ends check each tap. Each output is the bias plus its taps in (kh, kw)
-// order, as in the scalar kernel.
+// DWS_NP pixels of row oh inside the input row (columns ow, ow + 1, ...), 16 channels from c0,
+// for a window K taps wide at stride S (dilation 1). Each input column under the pixels is loaded
+// once per tap row and feeds every tap that reads it: (DWS_NP - 1) * S + K loads for DWS_NP * K
+// multiply-adds (3x3 stride 1: 10 loads for 24), where one load per tap and pixel had made the
+// kernel wait on its loads (a vector load a cycle here). Sums run in (kh, kw) order from the bias.
+#define DWS_NP 8
+AVX512 static inline __attribute__((always_inline)) void dwh_span(const int K, const int S, const mlk_conv *p,
+    const float *xn, const float *w, int kh0, int kh1, int oh, int ow, int c0, __mmask16 m, __m512 b, float *out,
+    vclamp cl) {
+  const int C = p->out_c;
+  __m512 acc[DWS_NP];
+#pragma clang loop unroll(full)
+  for (int i = 0; i < DWS_NP; i++) acc[i] = b;
+  for (int kh = kh0; kh < kh1; kh++) {
+    const float *row = xn + ((size_t)(oh * p->stride_h - p->pad_top + kh * p->dil_h) * p->in_w + ow * S - p->pad_left) * C + c0;
+    const float *k = w + (size_t)kh * K * C + c0;
+    __m512 wk[5];
+#pragma clang loop unroll(full)
+    for (int kw = 0; kw < K; kw++) wk[kw] = load16(m, k + (size_t)kw * C);
+#pragma clang loop unroll(full)
+    for (int j = 0; j < (DWS_NP - 1) * S + K; j++) {
+      const __m512 x = load16(m, row + (size_t)j * C);
+#pragma clang loop unroll(full)
+      for (int i = 0; i < DWS_NP; i++) {
+        const int kw = j - i * S;
+        if (kw >= 0 && kw < K) acc[i] = _mm512_fmadd_ps(x, wk[kw], acc[i]);
+      }
+    }
+  }
+#pragma clang loop unroll(full)
+  for (int i = 0; i < DWS_NP; i++) store16(out + (size_t)i * C + c0, m, apply_clamp(acc[i], cl));
+}
+
+// Depthwise over NHWC data (multiplier 1): channels as vectors. Pixels whose window lies inside
+// the row go eight at a time through dwh_span (3- and 5-wide windows, dilation 1); the others
+// (the row's ends, other windows) four at a time, 32 channels each, each tap's weights loaded
+// once for the four pixels, eight independent sums in flight, and taps checked near the ends.
+// One pixel's 64 channels at a time, with 9 dependent FMAs per vector, had left the core waiting
+// on them (harness, the Keras MobileNetV2's layers: 32 x 112x112 0.523 -> 0.196 ms, 144 x 56x56
+// 0.382 -> 0.207, 96 x 112x112 stride 2 0.275 -> 0.160, 960 x 7x7 0.032 -> 0.022).
+// Pixel groups are the outer loop, channels the inner one, so that a group's output is one
+// contiguous run. Channel blocks outermost swept each output row once per block of 32 channels,
+// 64 bytes a pixel; in the model (output not in cache) such layers took 2-3x their time in a
+// hot harness: 144 x 56x56 0.52 ms, 0.36 with pixels outermost. The span path then took the
+// Keras MobileNetV2's 3x3 stride-1 layers from 1.27 to 1.14 ms in all.
+// Each output is the bias plus its taps in (kh, kw) order, as in the scalar kernel.
 AVX512 void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias, float *yn,
                                            int oh, mlk_epilogue act) {
   const int C = p->out_c;
@@ -55,13 +93,27 @@ AVX512 void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, c
   // Output columns whose taps all lie inside the row: [lo, hi).
   int lo, hi;
   mlk_columns_inside(p, &lo, &hi);
-  for (int c0 = 0; c0 < C; c0 += 32) {
-    const __mmask16 m0 = lanes_inside(c0, C), m1 = lanes_inside(c0 + 16, C);
-    const __m512 b0 = bias ? load16(m0, bias + c0) : _mm512_setzero_ps();
-    const __m512 b1 = bias && m1 ? load16(m1, bias + c0 + 16) : _mm512_setzero_ps();
-    for (int ow = 0; ow < p->out_w;) {
-      const int inner = ow >= lo && ow + 4 <= hi;
-      const int np = inner ? 4 : (ow < lo ? (lo - ow < 4 ? lo - ow : 4) : (p->out_w - ow < 4 ? p->out_w - ow : 4));
+  const int span = p->dil_w == 1 && (p->k_w == 3 || p->k_w == 5) && (p->stride_w == 1 || p->stride_w == 2);
+  for (int ow = 0; ow < p->out_w;) {
+    if (span && ow >= lo && ow + DWS_NP <= hi) {
+      float *const out = yn + ((size_t)oh * p->out_w + ow) * C;
+      for (int c0 = 0; c0 < C; c0 += 16) {
+        const __mmask16 m = lanes_inside(c0, C);
+        const __m512 b = bias ? load16(m, bias + c0) : _mm512_setzero_ps();
+        if (p->k_w == 3 && p->stride_w == 1) dwh_span(3, 1, p, xn, w, kh0, kh1, oh, ow, c0, m, b, out, cl);
+        else if (p->k_w == 3) dwh_span(3, 2, p, xn, w, kh0, kh1, oh, ow, c0, m, b, out, cl);
+        else if (p->stride_w == 1) dwh_span(5, 1, p, xn, w, kh0, kh1, oh, ow, c0, m, b, out, cl);
+        else dwh_span(5, 2, p, xn, w, kh0, kh1, oh, ow, c0, m, b, out, cl);
+      }
+      ow += DWS_NP;
+      continue;
+    }
+    const int inner = ow >= lo && ow + 4 <= hi;
+    const int np = inner ? 4 : (ow < lo ? (lo - ow < 4 ? lo - ow : 4) : (p->out_w - ow < 4 ? p->out_w - ow : 4));
+    for (int c0 = 0; c0 < C; c0 += 32) {
+      const __mmask16 m0 = lanes_inside(c0, C), m1 = lanes_inside(c0 + 16, C);
+      const __m512 b0 = bias ? load16(m0, bias + c0) : _mm512_setzero_ps();
+      const __m512 b1 = bias && m1 ? load16(m1, bias + c0 + 16) : _mm512_setzero_ps();
       if (m1) {
         if (inner) dwh_pixels(4, 2, 0, p, xn, w, kh0, kh1, oh, ow, 4, c0, m0, m1, b0, b1, yn, cl);
         else dwh_pixels(4, 2, 1, p, xn, w, kh0, kh1, oh, ow, np, c0, m0, m1, b0, b1, yn, cl);
@@ -69,8 +121,8 @@ AVX512 void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, c
         if (inner) dwh_pixels(4, 1, 0, p, xn, w, kh0, kh1, oh, ow, 4, c0, m0, m1, b0, b1, yn, cl);
         else dwh_pixels(4, 1, 1, p, xn, w, kh0, kh1, oh, ow, np, c0, m0, m1, b0, b1, yn, cl);
       }
-      ow += np;
     }
+    ow += np;
   }
 }
 

@@ -92,8 +92,9 @@ extension ConvKernelTests {
         }
     }
 
-    /// The AVX-512 NHWC depthwise kernel (channels as vectors, four output pixels at a time, taps
-    /// checked near the row's ends) against the portable loop: 3-80 channels (a 16-channel tail,
+    /// The AVX-512 NHWC depthwise kernel (channels as vectors; eight output pixels at a time inside
+    /// the row for 3- and 5-wide windows, four at a time with taps checked near the row's ends)
+    /// against the portable loop: 3-80 channels (a 16-channel tail,
     /// one or two vectors per block of 32), kernels 1, 3 and 5, stride and dilation 1-2, pads 0 to
     /// k - 1 on each side, with and without a bias, Relu6 fused half the time. Outputs are followed
     /// by guard floats no path may write.
