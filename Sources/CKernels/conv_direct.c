@@ -263,8 +263,10 @@ void mlk_conv_direct_(const mlk_conv *p, const float *x, const float *w, const f
   }
   int m_chunks = 1;
   if (mlk_threads > 1 && tiles < 2 * mlk_threads) {
+    const int most = p->out_c / 48 > 0 ? p->out_c / 48 : 1;
     m_chunks = (2 * mlk_threads + tiles - 1) / tiles;
-    if (m_chunks > p->out_c / 48) m_chunks = p->out_c / 48 > 0 ? p->out_c / 48 : 1;
+    if (m_chunks > most) m_chunks = most;
+    m_chunks = mlk_even_chunks_(tiles, m_chunks, most, mlk_threads);
   }
   // One column tile and too few output channels to share (MobileNetV2's 14x14 projections to 64
   // channels: one task, 0.089 ms at 2 threads where 1 thread takes 0.075): two narrower tiles,
@@ -290,6 +292,7 @@ void mlk_conv_direct_(const mlk_conv *p, const float *x, const float *w, const f
       const int groups = (p->out_c + 31) / 32;
       int row_chunks = mlk_threads > 1 && groups < 2 * mlk_threads ? (2 * mlk_threads + groups - 1) / groups : 1;
       if (row_chunks > p->out_h) row_chunks = p->out_h;
+      row_chunks = mlk_even_chunks_(groups, row_chunks, p->out_h, mlk_threads);
       mlk_cot_job cj = {p, as_is ? xn : xpad, w, bias, scale, res ? res + (size_t)n * p->out_c * out_hw : NULL, off,
                     y + (size_t)n * p->out_c * out_hw, tmp, mlk_cot_slot_(p), wq, kk, row_chunks, act, packed, y_blocked};
       mlk_parallel_(groups * row_chunks, mlk_cot_task_, &cj);

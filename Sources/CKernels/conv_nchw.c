@@ -310,8 +310,10 @@ void mlk_conv_nchw(const mlk_conv *p, const float *x, const float *w, const floa
     int tiles = tiles_per_image * p->batch * g, m_chunks = 1;
     if (mlk_threads > 1 && tiles < 2 * mlk_threads) {
       // Few column tiles (late, small layers): share the output channels out as well.
+      const int most = cout_g / 48 > 0 ? cout_g / 48 : 1;
       m_chunks = (2 * mlk_threads + tiles - 1) / tiles;
-      if (m_chunks > cout_g / 48) m_chunks = cout_g / 48 > 0 ? cout_g / 48 : 1;
+      if (m_chunks > most) m_chunks = most;
+      m_chunks = mlk_even_chunks_(tiles, m_chunks, most, mlk_threads);
     }
     int m_chunk = (cout_g + m_chunks - 1) / m_chunks;
     m_chunk = (m_chunk + 11) / 12 * 12;

@@ -62,6 +62,8 @@ void mlk_parallel_(int tasks, mlk_task_fn fn, void *ctx);
 /// A tile width (a multiple of 32, from width / 2 to width) that shares n columns most evenly
 /// among `threads` contiguous ranges of tiles, as mlk_parallel_ hands them out.
 int mlk_balanced_tile_(int n, int width, int threads);
+/// Chunks per part (at most max_chunks) so that parts x chunks tasks share evenly among threads.
+int mlk_even_chunks_(int parts, int chunks, int max_chunks, int threads);
 
 /// Threads a parallel section may use, and the scratch slot of the calling thread
 /// (0 for a section's caller, i + 1 for pool worker i).

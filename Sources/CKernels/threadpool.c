@@ -149,3 +149,20 @@ int mlk_balanced_tile_(int n, int width, int threads) {
   }
   return best;
 }
+
+// Chunks per part for a section of parts x chunks tasks, so that the tasks fall evenly on the
+// threads. Each thread takes a contiguous range of tasks (mlk_parallel_): 3 equal tasks on 2
+// threads leave one thread idle a third of the section, and 5 a fifth. MobileNetV2's 1x1
+// convolutions to 160 channels on 7x7 (one column tile, 3 chunks of output channels) ran 1.3x
+// faster on 2 threads than on 1, where its layers with 2 or 4 chunks reached 1.5-1.7x. Where
+// there are few tasks (under 4 a thread) and they do not divide evenly, the nearest count that
+// does, within [1, max_chunks]; otherwise `chunks` as it was.
+int mlk_even_chunks_(int parts, int chunks, int max_chunks, int threads) {
+  const long few = 4L * threads;
+  if (threads <= 1 || (long)parts * chunks % threads == 0 || (long)parts * chunks >= few) return chunks;
+  for (int c = chunks + 1; c <= max_chunks && c <= chunks + threads; c++)
+    if ((long)parts * c % threads == 0) return c;
+  for (int c = chunks - 1; c >= 1 && (long)parts * c >= threads; c--)
+    if ((long)parts * c % threads == 0) return c;
+  return chunks;
+}
