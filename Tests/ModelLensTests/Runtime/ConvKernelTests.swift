@@ -204,6 +204,31 @@ final class ConvKernelTests: XCTestCase {
         }
     }
 
+    /// How the 1x1 paths share their work among threads (column tiles of equal work, 784 columns as
+    /// 192 + 192 | 192 + 192 + 16; output channels of a single tile in chunks that divide evenly,
+    /// 160 as 84 + 76 rather than 60 + 60 + 40) leaves every output the sum it is on 1 thread, bit
+    /// for bit: packed im2col (more than 160 output channels) and B read in place (160 or fewer).
+    func testOneByOneConvolutionResultsIdenticalForAnyThreadCount() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: only the portable path runs") }
+        defer { mlk_set_threads(1) }
+        var rng = Rng(s: 784)
+        for (ci, h, wd, co) in [(64, 28, 28, 192), (24, 17, 17, 176), (40, 30, 30, 200), (48, 14, 14, 256), (96, 7, 7, 160),
+                                (72, 7, 7, 120), (32, 28, 28, 96)] {
+            let p = square(ci, h, wd, co, h, wd, k: 1, s: 1, pad: 0)
+            let (x, w, b, res) = operands(p, &rng)
+            var first: [Float]? = nil
+            for threads in [1, 2, 3] {
+                mlk_set_threads(Int32(threads))
+                let y = convolve(p, x, w, b, res, inPlace: false, "1x1 \(ci)->\(co) \(h)x\(wd), \(threads) threads")
+                if let first {
+                    XCTAssertTrue(y == first, "1x1 \(ci)->\(co) \(h)x\(wd): \(threads) threads differ from 1")
+                } else {
+                    first = y
+                }
+            }
+        }
+    }
+
     /// 1x1 convolutions whose output planes have 32q + t pixels, t = 1...4 (14x14, 10x10, 1x33,
     /// 1x66, 5x7, 2x2, 1x1): the GEMM's last t columns are then summed along k (`microtail`), on
     /// packed B (161 or more output channels) and on B read in place (160 or fewer), over one or
