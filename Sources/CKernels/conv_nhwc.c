@@ -151,7 +151,7 @@ typedef struct {
   long lda;
   const float *panels, *bias, *res;   // res: laid out like y, or NULL
   float *y;
-  int rows, o, kk, cols, col_tasks;
+  int rows, o, kk, cols, col_tasks, row_step;
   mlk_epilogue act;
 } nhwc_job;
 
@@ -167,7 +167,7 @@ typedef struct {
 static void nhwc_task(void *ctx, int t) {
   const nhwc_job *j = ctx;
   const int rt = t / j->col_tasks, ct = t % j->col_tasks;
-  const int r0 = rt * NHWC_ROWS, rows = j->rows - r0 < NHWC_ROWS ? j->rows - r0 : NHWC_ROWS;
+  const int r0 = rt * j->row_step, rows = j->rows - r0 < j->row_step ? j->rows - r0 : j->row_step;
   const int c0 = ct * j->cols, cols = j->o - c0 < j->cols ? j->o - c0 : j->cols;
   mlk_gemm_packed_avx512_(rows, cols, j->kk, j->a + (size_t)r0 * j->lda, j->lda, j->panels + (size_t)c0 * j->kk,
                           j->y + (size_t)r0 * j->o + c0, j->o, NULL, j->bias ? j->bias + c0 : NULL, NULL,
@@ -255,9 +255,16 @@ static void conv_nhwc(const mlk_conv *p, const float *x, const float *w, const f
       }
       const int cols = (size_t)p->out_c * kk * sizeof(float) > NHWC_WEIGHTS_WHOLE ? NHWC_COLS : p->out_c;
       const int col_tasks = (p->out_c + cols - 1) / cols;
+      // Few tasks that the threads cannot share evenly (a 7x7 layer to 160 channels: one task of
+      // rows by 64, 64 and 32 channels; the second thread took two of the three) are cut by rows
+      // too, into equal parts: each pixel's sums stay those of one task's GEMM.
+      int row_tasks = (out_hw + NHWC_ROWS - 1) / NHWC_ROWS;
+      const int parts = mlk_even_chunks_(col_tasks, row_tasks, out_hw < NHWC_ROWS ? out_hw / 12 : row_tasks, mlk_threads);
+      const int row_step = parts == row_tasks ? NHWC_ROWS : (out_hw + parts - 1) / parts;
+      row_tasks = (out_hw + row_step - 1) / row_step;
       nhwc_job job = {a, kk, panels, bias, res ? res + (size_t)n * out_hw * p->out_c : NULL, y + (size_t)n * out_hw * p->out_c,
-                      out_hw, p->out_c, kk, cols, col_tasks, {act, lo, hi}};
-      mlk_parallel_((out_hw + NHWC_ROWS - 1) / NHWC_ROWS * col_tasks, nhwc_task, &job);
+                      out_hw, p->out_c, kk, cols, col_tasks, row_step, {act, lo, hi}};
+      mlk_parallel_(row_tasks * col_tasks, nhwc_task, &job);
     }
     if (act == 4) mlk_activate(y, (size_t)p->batch * out_hw * p->out_c, act, lo, hi);
     return;

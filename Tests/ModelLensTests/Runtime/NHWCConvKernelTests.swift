@@ -94,6 +94,29 @@ extension ConvKernelTests {
             checked += 1
         }
     }
+    /// Layers with few GEMM tasks (7x7 to 160 or 320 channels with weights too large for one task:
+    /// 3 or 5 tasks of 64 channels) are cut by rows too when that shares them evenly among threads;
+    /// every output keeps the bits it has on 1 thread.
+    func testNHWCConvolutionResultsIdenticalForAnyThreadCount() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: the packed GEMM is not used") }
+        defer { mlk_set_threads(1) }
+        var rng = Rng(s: 4949)
+        for (ci, h, co) in [(960, 7, 160), (576, 7, 160), (480, 7, 320), (576, 14, 160), (400, 5, 96)] {
+            var p = square(ci, h, h, co, h, h, k: 1, s: 1, pad: 0)
+            let x = (0..<(h * h * ci)).map { _ in rng.float() }
+            let w = (0..<(co * ci)).map { _ in rng.float() }
+            let b = (0..<co).map { _ in rng.float() }
+            var first: [Float]? = nil
+            for threads in [1, 2, 3] {
+                mlk_set_threads(Int32(threads))
+                var scratch = [Float](repeating: 0, count: Int(mlk_conv_nhwc_scratch(&p)))
+                var y = [Float](repeating: 0, count: h * h * co)
+                mlk_conv_nhwc(&p, x, w, b, nil, &y, &scratch, 1, 0, 0)
+                if let first { XCTAssertTrue(y == first, "\(ci)->\(co) \(h)x\(h): \(threads) threads differ from 1") } else { first = y }
+            }
+        }
+    }
+
     /// An NHWC convolution (OHWI weights, I the channels per group) summed directly, in Double.
     func directNHWC(_ p: mlk_conv, _ x: [Float], _ w: [Float], _ b: [Float]) -> [Float] {
         let (h, wd, ci, co, g) = (Int(p.in_h), Int(p.in_w), Int(p.in_c), Int(p.out_c), Int(p.groups))
