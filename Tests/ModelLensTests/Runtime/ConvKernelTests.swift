@@ -204,6 +204,24 @@ final class ConvKernelTests: XCTestCase {
         }
     }
 
+    /// A 1x1 convolution of a single pixel (squeeze-and-excitation layers) runs as a matrix-vector
+    /// product whose rows are shared among threads: against the portable path, with a bias and a
+    /// residual, and bit for bit the same at 1, 2 and 3 threads.
+    func testOnePixelConvolutionsAgreeWithPortableAtAnyThreadCount() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: only the portable path runs") }
+        defer { Executor.preferAVX512(true); mlk_set_threads(1) }
+        var rng = Rng(s: 960)
+        for (ci, co) in [(960, 240), (240, 960), (672, 168), (72, 24), (13, 7), (1, 300)] {
+            let p = square(ci, 1, 1, co, 1, 1, k: 1, s: 1, pad: 0)
+            let (x, w, b, res) = operands(p, &rng)
+            let first = agreeWithPortable(p, x, w, b, res, threads: 1, "1x1 pixel \(ci)->\(co)")
+            for threads in [2, 3] {
+                let y = agreeWithPortable(p, x, w, b, res, threads: threads, "1x1 pixel \(ci)->\(co), \(threads) threads")
+                XCTAssertTrue(y == first, "1x1 pixel \(ci)->\(co): \(threads) threads differ from 1")
+            }
+        }
+    }
+
     /// How the 1x1 paths share their work among threads (column tiles of equal work, 784 columns as
     /// 192 + 192 | 192 + 192 + 16; output channels of a single tile in chunks that divide evenly,
     /// 160 as 84 + 76 rather than 60 + 60 + 40) leaves every output the sum it is on 1 thread, bit
