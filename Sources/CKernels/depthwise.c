@@ -132,6 +132,9 @@ void mlk_depthwise_nchw(const mlk_conv *p, const float *x, const float *w, const
     // 0.19 ms of work in one block of 256 channels otherwise).
     const int per = (int)(((size_t)p->batch * p->out_c + 2 * mlk_threads - 1) / (2 * mlk_threads));
     job.block = block = per < 1 ? 1 : per;
+  } else if (mlk_threads > 1 && p->batch == 1) {
+    // A multiple of the threads where the blocks are few (576 channels of 7x7: 7 blocks of 83).
+    job.block = block = (int)mlk_even_per_(p->out_c, block, mlk_threads);
   }
   mlk_parallel_(p->batch * ((p->out_c + block - 1) / block), depthwise_task, &job);
   mlk_threads = saved;

@@ -64,6 +64,8 @@ void mlk_parallel_(int tasks, mlk_task_fn fn, void *ctx);
 int mlk_balanced_tile_(int n, int width, int threads);
 /// Chunks per part (at most max_chunks) so that parts x chunks tasks share evenly among threads.
 int mlk_even_chunks_(int parts, int chunks, int max_chunks, int threads);
+/// Units a task (from `per`) so that few tasks over `units` units share evenly among threads.
+long mlk_even_per_(long units, long per, int threads);
 
 /// Threads a parallel section may use, and the scratch slot of the calling thread
 /// (0 for a section's caller, i + 1 for pool worker i).

@@ -40,7 +40,7 @@ static void global_mean_task(void *ctx, int t) {
 void mlk_global_mean(int planes, int inner, int blocked, const float *x, float *y) {
   if (planes <= 0) return;
   gmean_job job = {inner, 1, planes, blocked, x, y};
-  job.per = inner >= 16384 ? 1 : 16384 / (inner > 0 ? inner : 1);
+  job.per = (int)mlk_even_per_(planes, inner >= 16384 ? 1 : 16384 / (inner > 0 ? inner : 1), mlk_threads);
   if (blocked) job.per = (job.per + 15) / 16 * 16;
   mlk_parallel_((planes + job.per - 1) / job.per, global_mean_task, &job);
 }
@@ -67,7 +67,7 @@ static void global_max_task(void *ctx, int t) {
 void mlk_global_max(int planes, int inner, const float *x, float *y) {
   if (planes <= 0) return;
   gmax_job job = {inner, 1, planes, x, y};
-  job.per = inner >= 16384 ? 1 : 16384 / (inner > 0 ? inner : 1);
+  job.per = (int)mlk_even_per_(planes, inner >= 16384 ? 1 : 16384 / (inner > 0 ? inner : 1), mlk_threads);
   mlk_parallel_((planes + job.per - 1) / job.per, global_max_task, &job);
 }
 
@@ -109,19 +109,19 @@ static void tap_counts(int out, int k, int stride, int dil, int pad_begin, int p
   }
 }
 
-typedef struct { const mlk_conv *p; const float *x; float *y; } pool_job;
+typedef struct { const mlk_conv *p; const float *x; float *y; size_t per; } pool_job;
 
 // Planes [t * per, ...) of the batch's n * C planes: at least 4096 input floats a task.
 static void maxpool_plane_task(void *ctx, int t) {
   const pool_job *j = ctx;
   const mlk_conv *p = j->p;
   const size_t in_hw = (size_t)p->in_h * p->in_w, total = (size_t)p->batch * p->in_c;
-  const size_t per = in_hw >= 4096 ? 1 : 4096 / in_hw, first = (size_t)t * per;
+  const size_t per = j->per, first = (size_t)t * per;
   mlk_maxpool_planes_avx512_(p, j->x + first * in_hw, j->y + first * p->out_h * p->out_w,
                              (int)(total - first < per ? total - first : per));
 }
 
-typedef struct { const mlk_conv *p; const float *x; float *y; const float *rows, *cols; int include_pad; } avg_job;
+typedef struct { const mlk_conv *p; const float *x; float *y; const float *rows, *cols; int include_pad; size_t per; } avg_job;
 
 static void avgpool_nhwc_task(void *ctx, int t) {
   const avg_job *j = ctx;
@@ -136,7 +136,7 @@ static void avgpool_plane_task(void *ctx, int t) {
   const avg_job *j = ctx;
   const mlk_conv *p = j->p;
   const size_t in_hw = (size_t)p->in_h * p->in_w, total = (size_t)p->batch * p->in_c;
-  const size_t per = in_hw >= 4096 ? 1 : 4096 / in_hw, first = (size_t)t * per;
+  const size_t per = j->per, first = (size_t)t * per;
   mlk_avgpool_planes_avx512_(p, j->x + first * in_hw, j->y + first * p->out_h * p->out_w, (int)(total - first < per ? total - first : per),
                              j->rows, j->cols);
 }
@@ -204,9 +204,10 @@ void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, cons
   const size_t in_hw = (size_t)p->in_h * p->in_w, out_hw = (size_t)p->out_h * p->out_w;
   if (!nhwc && kind == 0 && loop != MLK_POOL_PORTABLE) {
     // Planes are independent: sharing them among threads cannot change any result.
-    pool_job job = {p, x, y};
-    const size_t in_hw = (size_t)p->in_h * p->in_w, per = in_hw >= 4096 ? 1 : 4096 / in_hw;
-    mlk_parallel_((int)(((size_t)p->batch * C + per - 1) / per), maxpool_plane_task, &job);
+    const size_t in_hw = (size_t)p->in_h * p->in_w, planes = (size_t)p->batch * C;
+    const size_t per = (size_t)mlk_even_per_((long)planes, in_hw >= 4096 ? 1 : (long)(4096 / in_hw), mlk_threads);
+    pool_job job = {p, x, y, per};
+    mlk_parallel_((int)((planes + per - 1) / per), maxpool_plane_task, &job);
     return;
   }
   if (!nhwc && kind == 0) {
@@ -228,9 +229,10 @@ void mlk_pool(int kind, int nhwc, int count_include_pad, const mlk_conv *p, cons
     tap_counts(p->out_w, p->k_w, p->stride_w, p->dil_w, p->pad_left, p->pad_right, p->in_w, count_include_pad, cols);
     if (loop == MLK_POOL_PLANES) {
       // Planes are independent: shared among threads, no result changes.
-      avg_job job = {p, x, y, rows, cols, count_include_pad};
-      const size_t per = in_hw >= 4096 ? 1 : 4096 / in_hw;
-      mlk_parallel_((int)(((size_t)p->batch * C + per - 1) / per), avgpool_plane_task, &job);
+      const size_t planes = (size_t)p->batch * C;
+      const size_t per = (size_t)mlk_even_per_((long)planes, in_hw >= 4096 ? 1 : (long)(4096 / in_hw), mlk_threads);
+      avg_job job = {p, x, y, rows, cols, count_include_pad, per};
+      mlk_parallel_((int)((planes + per - 1) / per), avgpool_plane_task, &job);
       return;
     }
     for (int n = 0; n < p->batch; n++)

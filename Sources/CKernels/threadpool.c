@@ -166,3 +166,15 @@ int mlk_even_chunks_(int parts, int chunks, int max_chunks, int threads) {
     if ((long)parts * c % threads == 0) return c;
   return chunks;
 }
+
+// Units a task where `units` units go in tasks of `per`: the same `per` unless the tasks are few
+// (under 4 a thread) and not a multiple of the threads, then the size that makes them the next
+// multiple (mlk_even_chunks_'s reason: 7 tasks on 2 threads split 4 / 3).
+long mlk_even_per_(long units, long per, int threads) {
+  if (per < 1) per = 1;
+  const long tasks = (units + per - 1) / per;
+  if (threads <= 1 || tasks < 2 || tasks >= 4L * threads || tasks % threads == 0) return per;
+  const long want = (tasks + threads - 1) / threads * threads;
+  const long even = (units + want - 1) / want;
+  return even < 1 ? 1 : even;
+}
