@@ -38,51 +38,80 @@ AVX512 static inline __attribute__((always_inline)) void dwh_pixels(const int NP
   }
 }
 
-// DWS_NP pixels of row oh inside the input row (columns ow, ow + 1, ...), 16 channels from c0,
-// for a window K taps wide at stride S (dilation 1). Each input column under the pixels is loaded
-// once per tap row and feeds every tap that reads it: (DWS_NP - 1) * S + K loads for DWS_NP * K
-// multiply-adds (3x3 stride 1: 10 loads for 24), where one load per tap and pixel had made the
-// kernel wait on its loads (a vector load a cycle here). Sums run in (kh, kw) order from the bias.
+// DWS_NP pixels of row oh inside the input row (columns ow, ow + 1, ...) and NV vectors of 16
+// channels from c0 (masks m0, m1), for a window K taps wide at stride S (dilation 1): 8 x NV sums
+// in registers, each tap's weights loaded once for the eight pixels, and each pixel's NV vectors
+// stored side by side. Sums run in (kh, kw) order from the bias.
 #define DWS_NP 8
-AVX512 static inline __attribute__((always_inline)) void dwh_span(const int K, const int S, const mlk_conv *p,
-    const float *xn, const float *w, int kh0, int kh1, int oh, int ow, int c0, __mmask16 m, __m512 b, float *out,
-    vclamp cl) {
+AVX512 static inline __attribute__((always_inline)) void dwh_span(const int K, const int S, const int NV, const int FULL, const mlk_conv *p,
+    const float *xn, const float *w, int kh0, int kh1, int oh, int ow, int c0, __mmask16 m0, __mmask16 m1, __m512 b0,
+    __m512 b1, float *out, vclamp cl) {
   const int C = p->out_c;
-  __m512 acc[DWS_NP];
+  __m512 acc[DWS_NP][2];
 #pragma clang loop unroll(full)
-  for (int i = 0; i < DWS_NP; i++) acc[i] = b;
+  for (int i = 0; i < DWS_NP; i++) { acc[i][0] = b0; acc[i][1] = b1; }
   for (int kh = kh0; kh < kh1; kh++) {
     const float *row = xn + ((size_t)(oh * p->stride_h - p->pad_top + kh * p->dil_h) * p->in_w + ow * S - p->pad_left) * C + c0;
     const float *k = w + (size_t)kh * K * C + c0;
-    __m512 wk[5];
 #pragma clang loop unroll(full)
-    for (int kw = 0; kw < K; kw++) wk[kw] = load16(m, k + (size_t)kw * C);
-#pragma clang loop unroll(full)
-    for (int j = 0; j < (DWS_NP - 1) * S + K; j++) {
-      const __m512 x = load16(m, row + (size_t)j * C);
+    for (int kw = 0; kw < K; kw++) {
+      const __m512 w0 = FULL ? _mm512_loadu_ps(k + (size_t)kw * C) : _mm512_maskz_loadu_ps(m0, k + (size_t)kw * C);
+      const __m512 w1 = NV == 1 ? w0 : FULL ? _mm512_loadu_ps(k + (size_t)kw * C + 16) : _mm512_maskz_loadu_ps(m1, k + (size_t)kw * C + 16);
 #pragma clang loop unroll(full)
       for (int i = 0; i < DWS_NP; i++) {
-        const int kw = j - i * S;
-        if (kw >= 0 && kw < K) acc[i] = _mm512_fmadd_ps(x, wk[kw], acc[i]);
+        const float *src = row + (size_t)(i * S + kw) * C;
+        acc[i][0] = _mm512_fmadd_ps(FULL ? _mm512_loadu_ps(src) : _mm512_maskz_loadu_ps(m0, src), w0, acc[i][0]);
+        if (NV == 2) acc[i][1] = _mm512_fmadd_ps(FULL ? _mm512_loadu_ps(src + 16) : _mm512_maskz_loadu_ps(m1, src + 16), w1, acc[i][1]);
       }
     }
   }
 #pragma clang loop unroll(full)
-  for (int i = 0; i < DWS_NP; i++) store16(out + (size_t)i * C + c0, m, apply_clamp(acc[i], cl));
+  for (int i = 0; i < DWS_NP; i++) {
+    if (FULL) {
+      _mm512_storeu_ps(out + (size_t)i * C + c0, apply_clamp(acc[i][0], cl));
+      if (NV == 2) _mm512_storeu_ps(out + (size_t)i * C + c0 + 16, apply_clamp(acc[i][1], cl));
+    } else {
+      _mm512_mask_storeu_ps(out + (size_t)i * C + c0, m0, apply_clamp(acc[i][0], cl));
+      if (NV == 2) _mm512_mask_storeu_ps(out + (size_t)i * C + c0 + 16, m1, apply_clamp(acc[i][1], cl));
+    }
+  }
+}
+
+// All channels of DWS_NP pixels inside the row, 32 at a time (16 for a last odd vector).
+AVX512 static inline __attribute__((always_inline)) void dwh_span_all(const int K, const int S, const mlk_conv *p,
+    const float *xn, const float *w, const float *bias, int kh0, int kh1, int oh, int ow, float *out, vclamp cl) {
+  const int C = p->out_c;
+  int c0 = 0;
+  for (; c0 + 32 <= C; c0 += 32) {
+    const __m512 b0 = bias ? _mm512_loadu_ps(bias + c0) : _mm512_setzero_ps();
+    const __m512 b1 = bias ? _mm512_loadu_ps(bias + c0 + 16) : _mm512_setzero_ps();
+    dwh_span(K, S, 2, 1, p, xn, w, kh0, kh1, oh, ow, c0, 0xFFFF, 0xFFFF, b0, b1, out, cl);
+  }
+  if (c0 < C) {   // the last 1-31 channels, under masks
+    const __mmask16 m0 = lanes_inside(c0, C), m1 = lanes_inside(c0 + 16, C);
+    const __m512 b0 = bias ? load16(m0, bias + c0) : _mm512_setzero_ps();
+    const __m512 b1 = bias && m1 ? load16(m1, bias + c0 + 16) : _mm512_setzero_ps();
+    if (m1) dwh_span(K, S, 2, 0, p, xn, w, kh0, kh1, oh, ow, c0, m0, m1, b0, b1, out, cl);
+    else dwh_span(K, S, 1, 0, p, xn, w, kh0, kh1, oh, ow, c0, m0, m1, b0, b1, out, cl);
+  }
 }
 
 // Depthwise over NHWC data (multiplier 1): channels as vectors. Pixels whose window lies inside
-// the row go eight at a time through dwh_span (3- and 5-wide windows, dilation 1); the others
-// (the row's ends, other windows) four at a time, 32 channels each, each tap's weights loaded
-// once for the four pixels, eight independent sums in flight, and taps checked near the ends.
-// One pixel's 64 channels at a time, with 9 dependent FMAs per vector, had left the core waiting
-// on them (harness, the Keras MobileNetV2's layers: 32 x 112x112 0.523 -> 0.196 ms, 144 x 56x56
-// 0.382 -> 0.207, 96 x 112x112 stride 2 0.275 -> 0.160, 960 x 7x7 0.032 -> 0.022).
-// Pixel groups are the outer loop, channels the inner one, so that a group's output is one
-// contiguous run. Channel blocks outermost swept each output row once per block of 32 channels,
-// 64 bytes a pixel; in the model (output not in cache) such layers took 2-3x their time in a
-// hot harness: 144 x 56x56 0.52 ms, 0.36 with pixels outermost. The span path then took the
-// Keras MobileNetV2's 3x3 stride-1 layers from 1.27 to 1.14 ms in all.
+// the row go eight at a time (3- and 5-wide windows, dilation 1: dwh_span, 16 sums in flight);
+// the others (the row's ends, other windows) four at a time with taps checked near the ends.
+// Pixel groups are the outer loop and channels the inner one, so that a group's output is one
+// contiguous run. History, in the model (output not in cache, AMD EPYC Zen 4, 1 thread):
+// - one pixel's 64 channels at a time, 9 dependent FMAs a vector, had left the core waiting on
+//   them; four pixels of 32 channels (harness: 32 x 112x112 0.523 -> 0.196 ms, 144 x 56x56
+//   0.382 -> 0.207, 96 x 112x112 stride 2 0.275 -> 0.160);
+// - channel blocks outermost swept each output row once per block of 32 channels, 64 bytes a
+//   pixel: 144 x 56x56 took 0.52 ms, 0.36 with pixels outermost;
+// - eight pixels of 16 channels, each input column loaded once per tap row for all its taps
+//   (fewer loads), gained little and lost on stride 2 and 5-wide windows. Eight pixels of 32
+//   channels with plain loads and stores (masks only for the last channels): against four pixels
+//   of 32 channels, the Keras MobileNetV2's 3x3 layers 1.31 -> 1.04 ms, its stride-2 ones 0.61 ->
+//   0.39, palm_detection's 5x5 ones 2.73 -> 1.59 (min of 5 interleaved rounds). The same code
+//   with the mask chosen at run time on every load (load16) ran 1.3-1.9x slower than before.
 // Each output is the bias plus its taps in (kh, kw) order, as in the scalar kernel.
 AVX512 void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias, float *yn,
                                            int oh, mlk_epilogue act) {
@@ -97,14 +126,10 @@ AVX512 void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, c
   for (int ow = 0; ow < p->out_w;) {
     if (span && ow >= lo && ow + DWS_NP <= hi) {
       float *const out = yn + ((size_t)oh * p->out_w + ow) * C;
-      for (int c0 = 0; c0 < C; c0 += 16) {
-        const __mmask16 m = lanes_inside(c0, C);
-        const __m512 b = bias ? load16(m, bias + c0) : _mm512_setzero_ps();
-        if (p->k_w == 3 && p->stride_w == 1) dwh_span(3, 1, p, xn, w, kh0, kh1, oh, ow, c0, m, b, out, cl);
-        else if (p->k_w == 3) dwh_span(3, 2, p, xn, w, kh0, kh1, oh, ow, c0, m, b, out, cl);
-        else if (p->stride_w == 1) dwh_span(5, 1, p, xn, w, kh0, kh1, oh, ow, c0, m, b, out, cl);
-        else dwh_span(5, 2, p, xn, w, kh0, kh1, oh, ow, c0, m, b, out, cl);
-      }
+      if (p->k_w == 3 && p->stride_w == 1) dwh_span_all(3, 1, p, xn, w, bias, kh0, kh1, oh, ow, out, cl);
+      else if (p->k_w == 3) dwh_span_all(3, 2, p, xn, w, bias, kh0, kh1, oh, ow, out, cl);
+      else if (p->stride_w == 1) dwh_span_all(5, 1, p, xn, w, bias, kh0, kh1, oh, ow, out, cl);
+      else dwh_span_all(5, 2, p, xn, w, bias, kh0, kh1, oh, ow, out, cl);
       ow += DWS_NP;
       continue;
     }
