@@ -7,8 +7,9 @@
 // Up to NP output pixels of row oh (columns ow, ow + 1, ...; `np` of them) for the channels [c0,
 // c0 + 16 nv): NP x nv accumulators, each tap's weight vectors loaded once for all the pixels.
 // `edge`: taps are checked against the input's columns (pixels near the left or right border).
+// `full`: all 16 nv channels are real, and loads and stores take no mask (see dwh_span).
 AVX512 static inline __attribute__((always_inline)) void dwh_pixels(const int NP, const int nv, const int edge,
-    const mlk_conv *p, const float *xn, const float *w, int kh0, int kh1, int oh, int ow, int np, int c0,
+    const int full, const mlk_conv *p, const float *xn, const float *w, int kh0, int kh1, int oh, int ow, int np, int c0,
     __mmask16 m0, __mmask16 m1, __m512 b0, __m512 b1, float *yn, vclamp cl) {
   const int C = p->out_c;
   __m512 acc[4][2];
@@ -18,14 +19,15 @@ AVX512 static inline __attribute__((always_inline)) void dwh_pixels(const int NP
     const float *row = xn + (size_t)(oh * p->stride_h - p->pad_top + kh * p->dil_h) * p->in_w * C + c0;
     for (int kw = 0; kw < p->k_w; kw++) {
       const float *k = w + ((size_t)kh * p->k_w + kw) * C + c0;
-      const __m512 w0 = load16(m0, k), w1 = nv == 2 ? load16(m1, k + 16) : _mm512_setzero_ps();
+      const __m512 w0 = full ? _mm512_loadu_ps(k) : load16(m0, k);
+      const __m512 w1 = nv == 2 ? (full ? _mm512_loadu_ps(k + 16) : load16(m1, k + 16)) : _mm512_setzero_ps();
 #pragma clang loop unroll(full)
       for (int i = 0; i < NP; i++) {
         const int iw = (ow + i) * p->stride_w - p->pad_left + kw * p->dil_w;
         if (edge && (i >= np || iw < 0 || iw >= p->in_w)) continue;
         const float *src = row + (size_t)iw * C;
-        acc[i][0] = _mm512_fmadd_ps(load16(m0, src), w0, acc[i][0]);
-        if (nv == 2) acc[i][1] = _mm512_fmadd_ps(load16(m1, src + 16), w1, acc[i][1]);
+        acc[i][0] = _mm512_fmadd_ps(full ? _mm512_loadu_ps(src) : load16(m0, src), w0, acc[i][0]);
+        if (nv == 2) acc[i][1] = _mm512_fmadd_ps(full ? _mm512_loadu_ps(src + 16) : load16(m1, src + 16), w1, acc[i][1]);
       }
     }
   }
@@ -33,8 +35,13 @@ AVX512 static inline __attribute__((always_inline)) void dwh_pixels(const int NP
   for (int i = 0; i < NP; i++) {
     if (edge && i >= np) break;
     float *dst = yn + ((size_t)oh * p->out_w + ow + i) * C + c0;
-    store16(dst, m0, apply_clamp(acc[i][0], cl));
-    if (nv == 2) store16(dst + 16, m1, apply_clamp(acc[i][1], cl));
+    if (full) {
+      _mm512_storeu_ps(dst, apply_clamp(acc[i][0], cl));
+      if (nv == 2) _mm512_storeu_ps(dst + 16, apply_clamp(acc[i][1], cl));
+    } else {
+      store16(dst, m0, apply_clamp(acc[i][0], cl));
+      if (nv == 2) store16(dst + 16, m1, apply_clamp(acc[i][1], cl));
+    }
   }
 }
 
@@ -139,12 +146,15 @@ AVX512 void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, c
       const __mmask16 m0 = lanes_inside(c0, C), m1 = lanes_inside(c0 + 16, C);
       const __m512 b0 = bias ? load16(m0, bias + c0) : _mm512_setzero_ps();
       const __m512 b1 = bias && m1 ? load16(m1, bias + c0 + 16) : _mm512_setzero_ps();
-      if (m1) {
-        if (inner) dwh_pixels(4, 2, 0, p, xn, w, kh0, kh1, oh, ow, 4, c0, m0, m1, b0, b1, yn, cl);
-        else dwh_pixels(4, 2, 1, p, xn, w, kh0, kh1, oh, ow, np, c0, m0, m1, b0, b1, yn, cl);
+      if (c0 + 32 <= C) {
+        if (inner) dwh_pixels(4, 2, 0, 1, p, xn, w, kh0, kh1, oh, ow, 4, c0, m0, m1, b0, b1, yn, cl);
+        else dwh_pixels(4, 2, 1, 1, p, xn, w, kh0, kh1, oh, ow, np, c0, m0, m1, b0, b1, yn, cl);
+      } else if (m1) {
+        if (inner) dwh_pixels(4, 2, 0, 0, p, xn, w, kh0, kh1, oh, ow, 4, c0, m0, m1, b0, b1, yn, cl);
+        else dwh_pixels(4, 2, 1, 0, p, xn, w, kh0, kh1, oh, ow, np, c0, m0, m1, b0, b1, yn, cl);
       } else {
-        if (inner) dwh_pixels(4, 1, 0, p, xn, w, kh0, kh1, oh, ow, 4, c0, m0, m1, b0, b1, yn, cl);
-        else dwh_pixels(4, 1, 1, p, xn, w, kh0, kh1, oh, ow, np, c0, m0, m1, b0, b1, yn, cl);
+        if (inner) dwh_pixels(4, 1, 0, 0, p, xn, w, kh0, kh1, oh, ow, 4, c0, m0, m1, b0, b1, yn, cl);
+        else dwh_pixels(4, 1, 1, 0, p, xn, w, kh0, kh1, oh, ow, np, c0, m0, m1, b0, b1, yn, cl);
       }
     }
     ow += np;
