@@ -106,19 +106,15 @@ AVX512 static inline __attribute__((always_inline)) void dwh_span_all(const int 
 // Depthwise over NHWC data (multiplier 1): channels as vectors. Pixels whose window lies inside
 // the row go eight at a time (3- and 5-wide windows, dilation 1: dwh_span, 16 sums in flight);
 // the others (the row's ends, other windows) four at a time with taps checked near the ends.
-// Pixel groups are the outer loop and channels the inner one, so that a group's output is one
-// contiguous run. History, in the model (output not in cache, AMD EPYC Zen 4, 1 thread):
-// - one pixel's 64 channels at a time, 9 dependent FMAs a vector, had left the core waiting on
-//   them; four pixels of 32 channels (harness: 32 x 112x112 0.523 -> 0.196 ms, 144 x 56x56
-//   0.382 -> 0.207, 96 x 112x112 stride 2 0.275 -> 0.160);
-// - channel blocks outermost swept each output row once per block of 32 channels, 64 bytes a
-//   pixel: 144 x 56x56 took 0.52 ms, 0.36 with pixels outermost;
-// - eight pixels of 16 channels, each input column loaded once per tap row for all its taps
-//   (fewer loads), gained little and lost on stride 2 and 5-wide windows. Eight pixels of 32
-//   channels with plain loads and stores (masks only for the last channels): against four pixels
-//   of 32 channels, the Keras MobileNetV2's 3x3 layers 1.31 -> 1.04 ms, its stride-2 ones 0.61 ->
-//   0.39, palm_detection's 5x5 ones 2.73 -> 1.59 (min of 5 interleaved rounds). The same code
-//   with the mask chosen at run time on every load (load16) ran 1.3-1.9x slower than before.
+// Why this shape (AMD EPYC Zen 4, in the model, where the output is not in cache):
+// - several pixels at a time: one pixel's channels alone left 9 dependent FMAs per vector
+//   (harness: 144 x 56x56 0.382 -> 0.207 ms with four pixels);
+// - pixel groups outermost, so that a group's output is one contiguous run: channel blocks
+//   outermost swept each output row once per block, 64 bytes a pixel (144 x 56x56 0.52 -> 0.36);
+// - plain loads and stores on whole blocks of 32 channels: with the mask picked at run time on
+//   every load (load16, which becomes a masked load) the same loop ran 1.3-1.9x slower; with
+//   plain ones the Keras MobileNetV2's 3x3 layers took 0.74 of the four-pixel masked form's time.
+// Loading each input column once for all its taps (fewer loads) measured no faster.
 // Each output is the bias plus its taps in (kh, kw) order, as in the scalar kernel.
 AVX512 void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, const float *w, const float *bias, float *yn,
                                            int oh, mlk_epilogue act) {
