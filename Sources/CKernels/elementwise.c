@@ -239,17 +239,13 @@ void mlk_binary(int op, int rank0, const long *shape0, const float *a, const lon
   // tasks are made a multiple of the threads (each thread takes a contiguous range): a
   // squeeze-excitation scale over 240 channels of 14x14 made 3 tasks of 83, 83 and 74 channels,
   // and ran slower on 2 threads than on 1 (0.015 against 0.009 ms in MobileNetV3-Small).
-  const long units = flat || scalar ? total : job.rows;
-  long tasks = flat || scalar ? (total + BINARY_CHUNK - 1) / BINARY_CHUNK : (job.rows + job.per - 1) / job.per;
-  const long even = mlk_even_chunks_(1, (int)(tasks < 4L * mlk_threads ? tasks : 4L * mlk_threads), (int)units, mlk_threads);
-  if (tasks > 1 && tasks < 4L * mlk_threads && even != tasks) {
-    if (flat || scalar) {
-      job.chunk = ((total + even - 1) / even + 15) / 16 * 16;
-      tasks = (total + job.chunk - 1) / job.chunk;
-    } else {
-      job.per = (job.rows + even - 1) / even;
-      tasks = (job.rows + job.per - 1) / job.per;
-    }
+  long tasks;
+  if (flat || scalar) {
+    job.chunk = (mlk_even_per_(total, BINARY_CHUNK, mlk_threads) + 15) / 16 * 16;
+    tasks = (total + job.chunk - 1) / job.chunk;
+  } else {
+    job.per = mlk_even_per_(job.rows, job.per, mlk_threads);
+    tasks = (job.rows + job.per - 1) / job.per;
   }
   mlk_parallel_((int)tasks, binary_task, &job);
 }
