@@ -11,6 +11,7 @@ int mlk_avx512_has_(mlk_avx512_ext ext) { (void)ext; return 0; }
 int mlk_depthwise_avx512_ok_(const mlk_conv *p) { (void)p; return 0; }
 int mlk_depthwise_flat_setup_(const mlk_conv *p, mlk_dw_flat *f) { (void)p; (void)f; return 0; }
 int mlk_depthwise_nhwc_flat_ok_(const mlk_conv *p) { (void)p; return 0; }
+long mlk_depthwise_nhwc_short_groups(const mlk_conv *p) { (void)p; return 0; }
 int mlk_conv_nhwc_single_ok_(const mlk_conv *p) { (void)p; return 0; }
 int mlk_conv1x1_nhwc_small_ok_(const mlk_conv *p) { (void)p; return 0; }
 int mlk_conv_nhwc_direct_ok_(const mlk_conv *p) { (void)p; return 0; }

@@ -106,6 +106,8 @@ static int one_pixel_1x1(const mlk_conv *p) {
          p->pad_top == 0 && p->pad_left == 0 && p->pad_bottom == 0 && p->pad_right == 0 && mlk_use_avx512_();
 }
 
+int mlk_conv_nchw_runs_gemv(const mlk_conv *p) { return one_pixel_1x1(p); }
+
 static int subsampled_1x1(const mlk_conv *p, mlk_conv *compact) {
   if (!strided_1x1(p) || gathered_1x1(p)) return 0;
   *compact = *p;

@@ -103,6 +103,31 @@ AVX512 static inline __attribute__((always_inline)) void dwh_span_all(const int 
   }
 }
 
+// The row's pixels go in groups (mlk_depthwise_nhwc_row_avx512_): the group from column ow is
+// eight pixels inside the row on the span path (*inner = 2: 3- and 5-wide windows, dilation 1),
+// else four inside the row (*inner = 1), else 1-4 near an end (*inner = 0). Returns its pixels.
+static int dwh_spans(const mlk_conv *p) {
+  return p->dil_w == 1 && (p->k_w == 3 || p->k_w == 5) && (p->stride_w == 1 || p->stride_w == 2);
+}
+
+static int dwh_group(const mlk_conv *p, int span, int lo, int hi, int ow, int *inner) {
+  if (span && ow >= lo && ow + DWS_NP <= hi) {
+    *inner = 2;
+    return DWS_NP;
+  }
+  *inner = ow >= lo && ow + 4 <= hi;
+  return *inner ? 4 : (ow < lo ? (lo - ow < 4 ? lo - ow : 4) : (p->out_w - ow < 4 ? p->out_w - ow : 4));
+}
+
+long mlk_depthwise_nhwc_short_groups(const mlk_conv *p) {
+  if (!mlk_use_avx512_() || p->out_c != p->in_c || p->groups != p->in_c || mlk_depthwise_nhwc_flat_ok_(p)) return 0;
+  int lo, hi, inner;
+  mlk_columns_inside(p, &lo, &hi);
+  long groups = 0;
+  for (int ow = 0; ow < p->out_w; ow += dwh_group(p, dwh_spans(p), lo, hi, ow, &inner)) groups += inner != 2;
+  return groups * ((p->out_c + 31) / 32) * p->out_h * p->batch;
+}
+
 // Depthwise over NHWC data (multiplier 1): channels as vectors. Pixels whose window lies inside
 // the row go eight at a time (3- and 5-wide windows, dilation 1: dwh_span, 16 sums in flight);
 // the others (the row's ends, other windows) four at a time with taps checked near the ends.
@@ -125,9 +150,11 @@ AVX512 void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, c
   // Output columns whose taps all lie inside the row: [lo, hi).
   int lo, hi;
   mlk_columns_inside(p, &lo, &hi);
-  const int span = p->dil_w == 1 && (p->k_w == 3 || p->k_w == 5) && (p->stride_w == 1 || p->stride_w == 2);
+  const int span = dwh_spans(p);
   for (int ow = 0; ow < p->out_w;) {
-    if (span && ow >= lo && ow + DWS_NP <= hi) {
+    int inner;
+    const int np = dwh_group(p, span, lo, hi, ow, &inner);
+    if (inner == 2) {
       float *const out = yn + ((size_t)oh * p->out_w + ow) * C;
       if (p->k_w == 3 && p->stride_w == 1) dwh_span_all(3, 1, p, xn, w, bias, kh0, kh1, oh, ow, out, cl);
       else if (p->k_w == 3) dwh_span_all(3, 2, p, xn, w, bias, kh0, kh1, oh, ow, out, cl);
@@ -136,8 +163,6 @@ AVX512 void mlk_depthwise_nhwc_row_avx512_(const mlk_conv *p, const float *xn, c
       ow += DWS_NP;
       continue;
     }
-    const int inner = ow >= lo && ow + 4 <= hi;
-    const int np = inner ? 4 : (ow < lo ? (lo - ow < 4 ? lo - ow : 4) : (p->out_w - ow < 4 ? p->out_w - ow : 4));
     for (int c0 = 0; c0 < C; c0 += 32) {
       const __mmask16 m0 = lanes_inside(c0, C), m1 = lanes_inside(c0 + 16, C);
       const __m512 b0 = bias ? load16(m0, bias + c0) : _mm512_setzero_ps();

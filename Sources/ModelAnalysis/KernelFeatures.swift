@@ -22,9 +22,12 @@ public struct KernelFeatures: Sendable, Equatable {
     /// Activation bytes from beyond the core's cache: inputs whose reuse distance (they, and all
     /// bytes touched since they were written) exceeds it, and output beyond it.
     public var spill = 0
-    /// Rows a broadcasting binary op's loop goes through (mlk_binary_loop), each a call of its row
-    /// kernel: a per-channel PRelu over NHWC pixels of 8 channels costs more per element than over
-    /// 128. Zero for other kernels.
+    /// Calls of a kernel's inner routine that its work alone does not price. Broadcasting binary
+    /// ops: the rows their loop goes through (mlk_binary_loop), each a call of its row kernel (a
+    /// per-channel PRelu over NHWC pixels of 8 channels costs more per element than over 128).
+    /// NHWC depthwise: the pixel groups taken four or fewer at a time rather than in the row
+    /// kernel's eight-pixel spans (mlk_depthwise_nhwc_short_groups): every group of a 7x7 plane's
+    /// rows, three of the fourteen or so groups of a 112x112 one's. Zero for other kernels.
     public var rows = 0
     /// Convolution geometry (zero for other classes): channels per group in and out, groups,
     /// kernel and output size, stride.
@@ -121,6 +124,13 @@ public enum KernelClassifier {
         switch op {
         case "Conv", "ConvInteger", "QLinearConv":
             let geo = convGeometry(node, in: g, bindings: bindings)
+            // One output pixel: the matrix-vector product of a batch-1 fully-connected layer, whose
+            // time is its weights' (priced as a pointwise GEMM, the Keras MobileNetV3's 5 MB head
+            // came out 13 ms for 0.26, the model 5.4x its time).
+            if node.op.rawValue == "Conv", var p = convParameters(node, in: g, bindings: bindings),
+               (node.dataLayout == .nhwc ? mlk_conv_nhwc_runs_gemv(&p) : mlk_conv_nchw_runs_gemv(&p)) != 0 {
+                return ("conv.gemv", [node.dataLayout == .nhwc ? "gemm.FullyConnected" : "gemm.Gemm", "gemm"])
+            }
             let (cls, wider): (String, [String])
             if geo.groups > 1 && geo.inChannels == 1 && geo.outChannels == 1 {
                 // By window too: per tap, a 3x3 depthwise costs less than a 7x7 (one pooled class
@@ -433,6 +443,9 @@ public enum KernelClassifier {
                 f.channelAlignment = channels > 0 ? min(64, channels & -channels) : 0
                 if !integer, node.op == .conv, node.dataLayout != .nhwc, var p = convParameters(node, in: g, bindings: bindings) {
                     f.laneUse = max(0.01, mlk_conv_nchw_lane_use(&p))
+                }
+                if !integer, node.dataLayout == .nhwc, f.kernelClass.hasPrefix("conv.depthwise"), var p = convParameters(node, in: g, bindings: bindings) {
+                    f.rows = Int(mlk_depthwise_nhwc_short_groups(&p))
                 }
             }
             if node.op.rawValue == "MaxPool" || node.op.rawValue == "AveragePool", var p = poolParameters(node, in: g, bindings: bindings) {

@@ -5,7 +5,8 @@ import ModelAnalysis
 /// squared *relative* error (each sample weighted by 1 / its time, so a 10 µs kernel counts as
 /// much as a 10 ms one). With six terms the non-negative least-squares solution is found
 /// exactly by solving the unconstrained problem on every subset of terms and keeping the best
-/// feasible one (a term no sample has, such as `rows` outside broadcasting ops, is left out).
+/// feasible one (a term no sample has, such as `rows` outside broadcasting ops and NHWC
+/// depthwise, is left out).
 public enum CostFit {
     static let terms = ["call", "flops", "bytes", "weightBytes", "spillBytes", "rows"]
 

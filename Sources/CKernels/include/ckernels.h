@@ -286,6 +286,11 @@ void mlk_conv_nhwc_packed(const mlk_conv *p, const float *x, const float *panels
 /// 1-4 input channels, one group, a window larger than 1x1, 2 or more outputs, AVX-512), which
 /// reads the input where it lies instead of through im2col rows.
 int mlk_conv_nhwc_runs_direct(const mlk_conv *p);
+/// Whether mlk_conv_nhwc / mlk_conv_nchw run `p` as a matrix-vector product through mlk_sgemm
+/// (one output pixel: squeeze-excitation blocks, classifier heads written as convolutions), the
+/// kernel of a batch-1 fully-connected layer.
+int mlk_conv_nhwc_runs_gemv(const mlk_conv *p);
+int mlk_conv_nchw_runs_gemv(const mlk_conv *p);
 
 /// Transposed convolution over NCHW data. Here in_* is the op's input and out_* its output;
 /// weights are IOHW ([in_c, out_c/g, kH, kW]). pad_top/pad_left are the begin paddings cut from
@@ -295,6 +300,11 @@ void mlk_conv_transpose_nchw(const mlk_conv *p, const float *x, const float *w, 
 /// Depthwise NHWC, weights 1HWO ([1, kH, kW, O]), then the activation `act`.
 void mlk_depthwise_nhwc(const mlk_conv *p, const float *x, const float *w, const float *bias, float *y, int act, float lo,
                         float hi);
+/// How many times mlk_depthwise_nhwc's AVX-512 row kernel takes its short path: pixel groups of
+/// 1-4 (the row's ends, and windows other than 3 or 5 wide) rather than its eight-pixel spans,
+/// counted per 32-channel block over all rows and images; 0 where another kernel runs. A row's
+/// time depends on how its pixels split (a cost model prices these groups apart).
+long mlk_depthwise_nhwc_short_groups(const mlk_conv *p);
 
 /// Pooling over NCHW (nhwc = 0) or NHWC (nhwc = 1) data. kind 0 = max, 1 = average
 /// (count_include_pad chooses the divisor), 2 = L2.

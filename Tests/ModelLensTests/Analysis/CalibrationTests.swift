@@ -81,6 +81,24 @@ final class CalibrationTests: XCTestCase {
         }
     }
 
+    /// Convolutions to one output pixel run as the matrix-vector product of a batch-1
+    /// fully-connected layer, and are classed so: MobileNetV3-Small's squeeze-and-excitation
+    /// blocks (9 of its 11 bottlenecks in the paper's Table 2, each a reduce and an expand 1x1
+    /// convolution on the pooled pixel) give 18 such kernels, standing in for by the Gemm class.
+    func testOnePixelConvolutionsAreClassedAsMatrixVectorProducts() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: one-pixel convolutions run the portable path") }
+        let path = TestSupport.models.appendingPathComponent("torchvision/mobilenet_v3_small.onnx").path
+        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("run make models") }
+        let model = try ModelImporter.load(path, options: .init(inputShapes: ["input": Shape(known: [1, 3, 224, 224])]))
+        let r = ModelAnalyzer.analyze(model, profile: try HardwareProfile.resolve(HardwareProfile.defaultID))
+        let gemv = r.kernelFeatures.filter { $0.kernelClass == "conv.gemv" }
+        XCTAssertEqual(gemv.count, 18)
+        for f in gemv {
+            XCTAssertEqual([f.kernelH, f.kernelW, f.outH, f.outW], [1, 1, 1, 1])
+            XCTAssertEqual(f.fallbackClasses.first, "gemm.Gemm")
+        }
+    }
+
     /// The convolutions that run on the integer kernels are classed apart (conv.int8.*), with
     /// their float class standing in where no integer one is fitted: a QDQ sample's fused
     /// convolutions, a QOperator sample's QLinearConvs and a full-integer TFLite sample's

@@ -127,6 +127,29 @@ extension ConvKernelTests {
         }
     }
 
+    /// The count of short pixel groups (1-4 pixels) the NHWC row kernel runs, which the cost
+    /// model prices apart from its eight-pixel spans, against counts by hand: a 3x3 "same" row of
+    /// 112 has 3 (1 pixel at the left end, 4 and 3 at the right), a row of 7 has 3 (1, 4, 2), a
+    /// TF "same" stride-2 row of 56 from 112 has 2 (4, 4 after six spans), a 7x7 window (no spans)
+    /// over 56 pixels 15 (3, twelve of 4, 4, 1); each per 32-channel block and row. The flat path
+    /// (8 channels, stride 1) has none.
+    func testNHWCDepthwiseCountsItsShortPixelGroups() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: only the portable path runs") }
+        func groups(c: Int, w: Int, k: Int, s: Int, pads: (Int, Int)) -> Int {
+            let ow = (w + pads.0 + pads.1 - k) / s + 1
+            var p = mlk_conv(batch: 1, in_c: Int32(c), in_h: Int32(w), in_w: Int32(w), out_c: Int32(c), out_h: Int32(ow),
+                             out_w: Int32(ow), k_h: Int32(k), k_w: Int32(k), stride_h: Int32(s), stride_w: Int32(s),
+                             dil_h: 1, dil_w: 1, pad_top: Int32(pads.0), pad_left: Int32(pads.0), pad_bottom: Int32(pads.1),
+                             pad_right: Int32(pads.1), groups: Int32(c))
+            return mlk_depthwise_nhwc_short_groups(&p)
+        }
+        XCTAssertEqual(groups(c: 144, w: 112, k: 3, s: 1, pads: (1, 1)), 3 * 5 * 112)
+        XCTAssertEqual(groups(c: 960, w: 7, k: 3, s: 1, pads: (1, 1)), 3 * 30 * 7)
+        XCTAssertEqual(groups(c: 96, w: 112, k: 3, s: 2, pads: (0, 1)), 2 * 3 * 56)
+        XCTAssertEqual(groups(c: 96, w: 56, k: 7, s: 1, pads: (3, 3)), 15 * 3 * 56)
+        XCTAssertEqual(groups(c: 8, w: 56, k: 3, s: 1, pads: (1, 1)), 0)
+    }
+
     /// NHWC depthwise convolutions with 1, 2, 4, 8 or 16 channels at stride 1 take the flat path
     /// (a row of pixels as one array of floats, 128 at a time; blocks whose taps all lie inside
     /// the row load and store whole vectors), and NHWC convolutions with one output channel add
