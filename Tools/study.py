@@ -45,7 +45,7 @@ def sh(args, **kw):
 
 def models(quick):
     out = []
-    for d in ['torchvision', 'study-torchvision', 'mediapipe', 'rapidocr', 'nudenet', 'magika', 'paper', 'keras', 'quantized']:
+    for d in ['torchvision', 'study-torchvision', 'mediapipe', 'rapidocr', 'nudenet', 'magika', 'paper', 'keras', 'quantized', 'bench']:
         for p in sorted(glob.glob(os.path.join(ROOT, '.models', d, '*.onnx')) + glob.glob(os.path.join(ROOT, '.models', d, '*.tflite'))):
             stem = os.path.splitext(os.path.basename(p))[0]
             extra = []
