@@ -27,7 +27,7 @@ public struct KernelFeatures: Sendable, Equatable {
     /// per-channel PRelu over NHWC pixels of 8 channels costs more per element than over 128).
     /// NHWC depthwise: the pixel groups taken four or fewer at a time rather than in the row
     /// kernel's eight-pixel spans (mlk_depthwise_nhwc_short_groups): every group of a 7x7 plane's
-    /// rows, three of the fourteen or so groups of a 112x112 one's. Zero for other kernels.
+    /// rows, three of the sixteen groups of a 112-wide row. Zero for other kernels.
     public var rows = 0
     /// Convolution geometry (zero for other classes): channels per group in and out, groups,
     /// kernel and output size, stride.
