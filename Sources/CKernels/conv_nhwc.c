@@ -151,7 +151,7 @@ typedef struct {
   long lda;
   const float *panels, *bias, *res;   // res: laid out like y, or NULL
   float *y;
-  int rows, o, kk, cols, col_tasks, row_step;
+  int rows, o, kk, cols, col_tasks, row_step, short_k;
   mlk_epilogue act;
 } nhwc_job;
 
@@ -169,6 +169,12 @@ static void nhwc_task(void *ctx, int t) {
   const int rt = t / j->col_tasks, ct = t % j->col_tasks;
   const int r0 = rt * j->row_step, rows = j->rows - r0 < j->row_step ? j->rows - r0 : j->row_step;
   const int c0 = ct * j->cols, cols = j->o - c0 < j->cols ? j->o - c0 : j->cols;
+  if (j->short_k) {
+    mlk_gemm_short_avx512_(rows, cols, j->kk, j->a + (size_t)r0 * j->lda, j->lda, j->panels + (size_t)c0 * j->kk,
+                           j->bias ? j->bias + c0 : NULL, j->res ? j->res + (size_t)r0 * j->o + c0 : NULL,
+                           j->y + (size_t)r0 * j->o + c0, j->o, j->act);
+    return;
+  }
   mlk_gemm_packed_avx512_(rows, cols, j->kk, j->a + (size_t)r0 * j->lda, j->lda, j->panels + (size_t)c0 * j->kk,
                           j->y + (size_t)r0 * j->o + c0, j->o, NULL, j->bias ? j->bias + c0 : NULL, NULL,
                           j->res ? j->res + (size_t)r0 * j->o + c0 : NULL, j->act, 0, 1);
@@ -265,7 +271,7 @@ static void conv_nhwc(const mlk_conv *p, const float *x, const float *w, const f
       const int row_step = parts == row_tasks ? NHWC_ROWS : (out_hw + parts - 1) / parts;
       row_tasks = (out_hw + row_step - 1) / row_step;
       nhwc_job job = {a, kk, panels, bias, res ? res + (size_t)n * out_hw * p->out_c : NULL, y + (size_t)n * out_hw * p->out_c,
-                      out_hw, p->out_c, kk, cols, col_tasks, row_step, {act, lo, hi}};
+                      out_hw, p->out_c, kk, cols, col_tasks, row_step, mlk_gemm_short_ok_(kk), {act, lo, hi}};
       mlk_parallel_(row_tasks * col_tasks, nhwc_task, &job);
     }
     if (act == 4) mlk_activate(y, (size_t)p->batch * out_hw * p->out_c, act, lo, hi);

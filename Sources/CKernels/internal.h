@@ -82,6 +82,9 @@ int mlk_use_avx512_(void);
 /// use; each tested once, and true only where the AVX-512 kernels run at all.
 typedef enum { MLK_AVX512_BW, MLK_AVX512_VNNI, MLK_AVX512_VBMI } mlk_avx512_ext;
 int mlk_avx512_has_(mlk_avx512_ext ext);
+/// 512-bit FMAs the core issues per cycle (1 or 2), measured on first use unless set by
+/// mlk_set_fma512_pipes or the environment's MODELLENS_FMA512_PIPES; 2 where AVX-512 is not used.
+int mlk_fma512_pipes_(void);
 
 /// Steps of k the AVX-512 GEMM sums per pass over a tile of C (partial sums are stored between).
 #define MLK_GEMM_KC 256
@@ -124,6 +127,13 @@ void mlk_gemv_sparse_avx512_(int o0, int o1, const float *x, const float *values
 /// 32j..32j+31, row after row (k x 32 floats; columns past `width` are zero). C has row stride ldc.
 /// With `accumulate`, the products are added to C as it is (no bias); without `finish`, the
 /// activation is not applied yet (a later call continues the sum).
+/// The NHWC convolutions' GEMM for sums of at most MLK_GEMM_SHORT_K products on a core with one
+/// 512-bit FMA pipe (gemm_short_avx512.c): y[rows, o] = act(a * W^T + bias (+ res)), W as
+/// mlk_weight_panels_pack left it; mlk_gemm_short_ok_ says whether it runs for k.
+#define MLK_GEMM_SHORT_K 64
+int mlk_gemm_short_ok_(int k);
+void mlk_gemm_short_avx512_(int rows, int o, int k, const float *a, long lda, const float *panels, const float *bias,
+                            const float *res, float *y, long ldy, mlk_epilogue act);
 void mlk_gemm_packed_avx512_(int m, int width, int k, const float *a, long lda, const float *bpanels, float *c,
                              long ldc, const float *bias, const float *col_bias, const float *scale, const float *res,
                              mlk_epilogue act, int accumulate, int finish);

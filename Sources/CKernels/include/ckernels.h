@@ -150,6 +150,11 @@ int mlk_avx512_available(void);
 /// has MODELLENS_KERNELS=blas) or the portable ones (OpenBLAS sgemm, scalar loops).
 void mlk_prefer_avx512(int on);
 
+/// How many 512-bit FMAs a cycle the AVX-512 kernels take this core to issue, 1 or 2 (0: measure it
+/// on first use, the default; the environment's MODELLENS_FMA512_PIPES sets it too). With 1, NHWC
+/// convolutions with short sums take a GEMM of smaller register tiles (for tests of both forms).
+void mlk_set_fma512_pipes(int pipes);
+
 /// Threads of the executor's parallel sections (OpenBLAS itself stays on one).
 void mlk_set_threads(int threads);
 

@@ -117,6 +117,36 @@ extension ConvKernelTests {
         }
     }
 
+    /// Short sums (k <= 64: 1x1 from up to 64 channels, 3x3 from 5-7) take a GEMM of 12 x 16
+    /// tiles where the core issues one 512-bit FMA a cycle, the packed 12 x 32 one elsewhere. Both
+    /// sum each output from its bias in k order, so for widths off the packed GEMM's lane-wise end
+    /// tiles (32q + 17 from 49 on, 32q + 1..4) they give the same bits, with a residual, a clamp
+    /// and partial last columns; and both match the direct sum.
+    func testNHWCShortSumsGiveTheSameBitsOnEitherTile() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: the packed GEMM is not used") }
+        defer { mlk_set_fma512_pipes(0) }
+        var rng = Rng(s: 6464)
+        for (ci, h, co, k) in [(16, 28, 96, 1), (24, 14, 144, 1), (64, 7, 384, 1), (32, 9, 24, 1), (48, 5, 40, 1), (5, 20, 32, 3), (7, 6, 58, 3)] {
+            var p = square(ci, h, h, co, h, h, k: k, s: 1, pad: k / 2)
+            let x = (0..<(h * h * ci)).map { _ in rng.float() }
+            let w = (0..<(co * ci * k * k)).map { _ in rng.float() }
+            let b = (0..<co).map { _ in rng.float() }
+            let res = (0..<(h * h * co)).map { _ in rng.float() }
+            let expected = zip(directNHWC(p, x, w, b), res).map { min(max($0 + $1, 0), 6) }
+            var results: [[Float]] = []
+            for pipes: Int32 in [1, 2] {
+                mlk_set_fma512_pipes(pipes)
+                var scratch = [Float](repeating: 0, count: Int(mlk_conv_nhwc_scratch(&p)))
+                var y = [Float](repeating: 0, count: h * h * co)
+                mlk_conv_nhwc(&p, x, w, b, res, &y, &scratch, 2, 0, 6)
+                let worst = zip(y, expected).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
+                XCTAssertLessThan(worst, 1e-5, "\(ci)->\(co) k\(k) \(h)x\(h), \(pipes) pipe(s)")
+                results.append(y)
+            }
+            XCTAssertTrue(results[0] == results[1], "\(ci)->\(co) k\(k) \(h)x\(h): the two tiles differ")
+        }
+    }
+
     /// An NHWC convolution (OHWI weights, I the channels per group) summed directly, in Double.
     func directNHWC(_ p: mlk_conv, _ x: [Float], _ w: [Float], _ b: [Float]) -> [Float] {
         let (h, wd, ci, co, g) = (Int(p.in_h), Int(p.in_w), Int(p.in_c), Int(p.out_c), Int(p.groups))
