@@ -195,6 +195,10 @@ int mlk_conv_nhwc_runs_direct(const mlk_conv *p) { return mlk_use_avx512_() && m
 
 int mlk_conv_nhwc_runs_gemv(const mlk_conv *p) { return one_pixel(p); }
 
+int mlk_conv_nhwc_short_sums(const mlk_conv *p) {
+  return mlk_conv_nhwc_packs(p) && !mlk_conv_nhwc_direct_ok_(p) && mlk_gemm_short_ok_(p->k_h * p->k_w * p->in_c);
+}
+
 static void conv_nhwc(const mlk_conv *p, const float *x, const float *w, const float *packed, const float *bias, const float *res,
                       float *y, float *scratch, int act, float lo, float hi) {
   if (res && !(mlk_conv_nhwc_packs(p) && !mlk_conv_nhwc_direct_ok_(p))) {

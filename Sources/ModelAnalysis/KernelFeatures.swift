@@ -172,6 +172,12 @@ public enum KernelClassifier {
                 (cls, wider) = ("conv.spatial.\(layout)", [])
             }
             if geo.groups == 1, !weightsPacked(node, in: g, bindings: bindings) { return ("\(cls).unpacked", [cls] + wider) }
+            // Short sums on a core with one 512-bit FMA pipe: another GEMM, of smaller tiles, whose
+            // cost per FLOP at k = 16-64 is not the packed one's.
+            if node.dataLayout == .nhwc, node.op.rawValue == "Conv", var p = convParameters(node, in: g, bindings: bindings),
+               mlk_conv_nhwc_short_sums(&p) != 0 {
+                return ("\(cls).short", [cls] + wider)
+            }
             return (cls, wider)
         case "ConvTranspose": return ("convtranspose", ["conv.spatial.\(layout)"])
         default:

@@ -295,6 +295,9 @@ int mlk_conv_nhwc_runs_direct(const mlk_conv *p);
 /// (one output pixel: squeeze-excitation blocks, classifier heads written as convolutions), the
 /// kernel of a batch-1 fully-connected layer.
 int mlk_conv_nhwc_runs_gemv(const mlk_conv *p);
+/// Whether mlk_conv_nhwc runs `p` on the GEMM for short sums (one group, at most 64 products per
+/// output, on a core that issues one 512-bit FMA a cycle) rather than the packed GEMM.
+int mlk_conv_nhwc_short_sums(const mlk_conv *p);
 int mlk_conv_nchw_runs_gemv(const mlk_conv *p);
 
 /// Transposed convolution over NCHW data. Here in_* is the op's input and out_* its output;

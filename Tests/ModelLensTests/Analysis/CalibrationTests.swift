@@ -1,3 +1,4 @@
+import CKernels
 @testable import ModelCalibration
 import ModelAnalysis
 import ModelImport
@@ -96,6 +97,30 @@ final class CalibrationTests: XCTestCase {
         for f in gemv {
             XCTAssertEqual([f.kernelH, f.kernelW, f.outH, f.outW], [1, 1, 1, 1])
             XCTAssertEqual(f.fallbackClasses.first, "gemm.Gemm")
+        }
+    }
+
+    /// NHWC convolutions with short sums (one group, kH * kW * C <= 64) are classed apart where the
+    /// core issues one 512-bit FMA a cycle, since they run another GEMM there; elsewhere they keep
+    /// the packed GEMM's class. palm_detection's 1x1 layers from 32-64 channels and its 1x1 layers
+    /// from 128 and more, with the choice forced both ways.
+    func testShortSumNHWCConvolutionsFollowTheGEMMThatRuns() throws {
+        guard Executor.avx512Available else { throw XCTSkip("no AVX-512 on this CPU: the packed GEMM is not used") }
+        let path = TestSupport.models.appendingPathComponent("mediapipe/mediapipe__modules__palm_detection__palm_detection_full.tflite").path
+        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("run make models") }
+        defer { mlk_set_fma512_pipes(0) }
+        let model = try ModelImporter.load(path)
+        for pipes: Int32 in [1, 2] {
+            mlk_set_fma512_pipes(pipes)
+            let r = ModelAnalyzer.analyze(model, profile: try HardwareProfile.resolve(HardwareProfile.defaultID))
+            var short = 0, long = 0
+            for f in r.kernelFeatures where f.kernelClass.hasPrefix("conv.pointwise.nhwc") {
+                let k = f.kernelH * f.kernelW * f.inChannels
+                XCTAssertEqual(f.kernelClass.hasSuffix(".short"), pipes == 1 && k <= 64, "\(f.kernelClass), k = \(k), \(pipes) pipe(s)")
+                if k <= 64 { short += 1 } else { long += 1 }
+            }
+            XCTAssertGreaterThan(short, 0)
+            XCTAssertGreaterThan(long, 0)
         }
     }
 
