@@ -8,8 +8,6 @@ int mlk_avx512_available(void) { return 0; }
 void mlk_prefer_avx512(int on) { (void)on; }
 int mlk_use_avx512_(void) { return 0; }
 int mlk_avx512_has_(mlk_avx512_ext ext) { (void)ext; return 0; }
-int mlk_fma512_pipes_(void) { return 2; }
-void mlk_set_fma512_pipes(int pipes) { (void)pipes; }
 int mlk_gemm_short_ok_(int k) { (void)k; return 0; }
 void mlk_gemm_short_avx512_(int rows, int o, int k, const float *a, long lda, const float *panels, const float *bias,
                             const float *res, float *y, long ldy, mlk_epilogue act) {

@@ -123,8 +123,9 @@ long mlk_depthwise_nhwc_short_groups(const mlk_conv *p) {
   if (!mlk_use_avx512_() || p->out_c != p->in_c || p->groups != p->in_c || mlk_depthwise_nhwc_flat_ok_(p)) return 0;
   int lo, hi, inner;
   mlk_columns_inside(p, &lo, &hi);
+  const int span = dwh_spans(p);
   long groups = 0;
-  for (int ow = 0; ow < p->out_w; ow += dwh_group(p, dwh_spans(p), lo, hi, ow, &inner)) groups += inner != 2;
+  for (int ow = 0; ow < p->out_w; ow += dwh_group(p, span, lo, hi, ow, &inner)) groups += inner != 2;
   return groups * ((p->out_c + 31) / 32) * p->out_h * p->batch;
 }
 
